@@ -1,0 +1,119 @@
+package dev.ferry.hypervisor.linux;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+
+/**
+ * The few Linux system calls Ferry needs that the JDK does not expose, through the FFM API.
+ * Each wrapper returns the raw result and throws {@link LinuxException} with errno on failure.
+ */
+public final class Linux {
+  public static final int O_RDONLY = 0;
+  public static final int O_RDWR = 2;
+  public static final int O_CLOEXEC = 0x80000;
+
+  public static final int MADV_REMOVE = 9;
+  public static final int MADV_POPULATE_WRITE = 23;
+
+  private static final Linker LINKER = Linker.nativeLinker();
+  private static final StructLayout CALL_STATE = Linker.Option.captureStateLayout();
+  private static final VarHandle ERRNO =
+      CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+  private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
+
+  private static final MethodHandle OPEN = downcall("open",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT),
+      CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+  private static final MethodHandle CLOSE = downcall("close",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT), CAPTURE_ERRNO);
+  private static final MethodHandle IOCTL = downcall("ioctl",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS),
+      CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+  private static final MethodHandle MADVISE = downcall("madvise",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
+      CAPTURE_ERRNO);
+
+  private Linux() {}
+
+  private static MethodHandle downcall(String name, FunctionDescriptor fd, Linker.Option... options) {
+    MemorySegment symbol = LINKER.defaultLookup().find(name)
+        .orElseThrow(() -> new UnsatisfiedLinkError("libc has no " + name));
+    return LINKER.downcallHandle(symbol, fd, options);
+  }
+
+  public static int open(String path, int flags) throws LinuxException {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: path is a NUL-terminated copy owned by this arena for the duration of the call;
+      // mode is ignored without O_CREAT.
+      int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags, 0);
+      if (fd < 0) {
+        throw new LinuxException("open " + path, errno(state));
+      }
+      return fd;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  public static void close(int fd) {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: closing a descriptor this process opened and owns; errors on close are not actionable.
+      int ignored = (int) CLOSE.invokeExact(state, fd);
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** ioctl with a pointer argument; returns the ioctl's non-negative result. */
+  public static int ioctl(int fd, long request, MemorySegment arg) throws LinuxException {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: arg is a native segment sized for the request's argument struct by the caller,
+      // alive for the duration of the call.
+      int r = (int) IOCTL.invokeExact(state, fd, request, arg);
+      if (r < 0) {
+        throw new LinuxException("ioctl 0x" + Long.toHexString(request), errno(state));
+      }
+      return r;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** madvise over part of a mapping this process owns. */
+  public static void madvise(MemorySegment mapping, long offset, long length, int advice) throws LinuxException {
+    if (offset < 0 || length < 0 || offset + length > mapping.byteSize()) {
+      throw new IndexOutOfBoundsException("madvise [" + offset + ", +" + length + ") of " + mapping.byteSize());
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: the range lies inside a live mapping owned by this process (checked above);
+      // MADV_REMOVE and MADV_POPULATE_WRITE only change backing memory, never the mapping itself.
+      int r = (int) MADVISE.invokeExact(state, mapping.address() + offset, length, advice);
+      if (r < 0) {
+        throw new LinuxException("madvise(" + advice + ")", errno(state));
+      }
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  private static int errno(MemorySegment state) {
+    return (int) ERRNO.get(state, 0L);
+  }
+}
