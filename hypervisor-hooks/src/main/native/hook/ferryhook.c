@@ -68,6 +68,9 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static int registered_mappings; // guarded by reg_lock
 
 static void write_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Set only by the constructor (single-threaded): publish with link(2), which
+// fails if the status file already exists, instead of rename(2).
+static int write_status_exclusive;
 
 // Writes one status line atomically: to "<path>.tmp.<pid>" then rename(2), so
 // a reader sees either the previous complete file or the new complete file.
@@ -107,14 +110,19 @@ static void write_status(const char *fmt, ...) {
     }
     // SAFETY: fd was opened above and is owned solely by this function.
     close(fd);
-    if (off == len) {
+    if (off == len && !write_status_exclusive) {
         // SAFETY: both paths are NUL-terminated buffers we own; rename(2) is
         // atomic within a filesystem, which is what readers rely on.
         rename(tmp, status_path);
-    } else {
-        // SAFETY: removes only the temporary file this function created.
-        unlink(tmp);
+        return;
     }
+    if (off == len) {
+        // SAFETY: as above; link(2) is equally atomic but never replaces an
+        // existing file (EEXIST is the expected, ignored, outcome).
+        (void)link(tmp, status_path);
+    }
+    // SAFETY: removes only the temporary file this function created.
+    unlink(tmp);
 }
 
 static long long now_us(void) {
@@ -145,16 +153,18 @@ __attribute__((constructor)) static void ferryhook_init(void) {
     }
     strcpy(ram_path, ram);
     strcpy(status_path, status);
-    // Programs QEMU execs (helpers, scripts) inherit LD_PRELOAD; without these
-    // variables they stay inert and cannot overwrite QEMU's status file.
-    // SAFETY: constructors run before main(), single-threaded, so no other
-    // thread can be reading the environment while we change it.
-    unsetenv("FERRY_HOOK_RAM_PATH");
-    unsetenv("FERRY_HOOK_STATUS_FILE");
+    // The variables stay in the environment: QEMU may be started through a
+    // wrapper (timeout, taskset, sh -c) that loads this library too and must
+    // pass them on. Wrappers and helpers never map the RAM file, so they never
+    // write "ok"/"error"; the "loaded" line below is created exclusively.
     hook_pid = getpid();
     hook_active = 1;
     // Lets the agent tell "hook loaded, RAM not (yet) mapped" from "no hook".
+    // Only the first process to load the hook writes it (a wrapper such as
+    // timeout(1) may be that process), and it never replaces an ok/error line.
+    write_status_exclusive = 1;
     write_status("status=loaded pid=%d\n", (int)getpid());
+    write_status_exclusive = 0;
 }
 
 // Raw mmap for calls that arrive before our constructor resolved the real

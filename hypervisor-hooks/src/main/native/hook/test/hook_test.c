@@ -47,7 +47,7 @@ static int failures;
 //   map            QEMU-style mapping of argv[2]   -> "addr 0x... len N"
 //   mapprivate     MAP_PRIVATE mapping of argv[2]  -> "addr 0x..."
 //   mapother P     MAP_SHARED mapping of file P    -> "addr 0x..."
-//   ping           -> "pong"
+//   ping           -> "pong PID"
 //   badfd          mmap on fd 999                  -> "errno N"
 //   w N / r N      write / read page N of the map  -> "ok"
 //   pw N           pwrite(2) into page N of the file (not through the map)
@@ -78,7 +78,7 @@ static int child_main(const char *path) {
             char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, ofd, 0);
             printf("addr %p\n", (void *)p);
         } else if (strncmp(line, "ping\n", 5) == 0) {
-            printf("pong\n"); // proves main() runs, so the hook's constructor ran
+            printf("pong %d\n", (int)getpid()); // proves main() runs, so the hook's constructor ran
         } else if (strncmp(line, "badfd\n", 6) == 0) {
             errno = 0;
             void *p = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, 999, 0);
@@ -103,15 +103,18 @@ static int child_main(const char *path) {
 // --------------------------------------------------------------- parent side
 
 struct child {
-    pid_t pid;
+    pid_t pid;  // the process to scan ("QEMU")
+    pid_t wpid; // what we fork()ed: the same, or a wrapper around it
     FILE *to;
     FILE *from;
 };
 
 static char self_path[4096];
 
+// Starts the "QEMU" child, directly or through timeout(1): a wrapper that also
+// loads the hook (LD_PRELOAD is inherited) and forks, as launchers often do.
 static struct child spawn(const char *hook, const char *ram, const char *env_ram,
-                          const char *status) {
+                          const char *status, int wrapped) {
     int in[2], out[2];
     if (pipe(in) || pipe(out)) {
         perror("pipe");
@@ -132,15 +135,28 @@ static struct child spawn(const char *hook, const char *ram, const char *env_ram
             unsetenv("FERRY_HOOK_RAM_PATH");
             unsetenv("FERRY_HOOK_STATUS_FILE");
         }
-        execl(self_path, self_path, "--child", ram, (char *)NULL);
+        if (wrapped) {
+            execlp("timeout", "timeout", "120", self_path, "--child", ram, (char *)NULL);
+        } else {
+            execl(self_path, self_path, "--child", ram, (char *)NULL);
+        }
         perror("exec");
         _exit(2);
     }
     close(in[0]);
     close(out[1]);
+    c.wpid = c.pid;
     c.to = fdopen(in[1], "w");
     c.from = fdopen(out[0], "r");
     setvbuf(c.to, NULL, _IOLBF, 0);
+    // The first reply proves the child's main() runs, so its hook constructor ran.
+    char r[64];
+    fprintf(c.to, "ping\n");
+    fflush(c.to);
+    if (!fgets(r, sizeof r, c.from) || sscanf(r, "pong %d", &c.pid) != 1) {
+        fprintf(stderr, "child did not start\n");
+        exit(2);
+    }
     return c;
 }
 
@@ -162,7 +178,7 @@ static void finish(struct child *c) {
     fclose(c->to);
     fclose(c->from);
     int st;
-    waitpid(c->pid, &st, 0);
+    waitpid(c->wpid, &st, 0);
 }
 
 static void write_pages(struct child *c, const unsigned long *pages, size_t n) {
@@ -311,7 +327,7 @@ int main(int argc, char **argv) {
     printf("[1] env vars absent: hook inert\n");
     {
         unlink(status);
-        struct child c = spawn(hook, ram, NULL, status);
+        struct child c = spawn(hook, ram, NULL, status, 0);
         cmd(&c, r, sizeof r, "map");
         uint64_t addr = strtoull(strstr(r, "0x"), NULL, 16);
         CHECK(addr != 0, "mapping works without env (%s)", r);
@@ -327,9 +343,8 @@ int main(int argc, char **argv) {
     printf("[2] active hook, RAM path given through a symlink\n");
     {
         unlink(status);
-        struct child c = spawn(hook, ram, link, status);
+        struct child c = spawn(hook, ram, link, status, 0);
         // The constructor announces itself before anything is mapped.
-        cmd(&c, r, sizeof r, "ping");
         CHECK(read_status(status, line, sizeof line) && strncmp(line, "status=loaded pid=", 18) == 0,
               "status before mapping: %s", line);
         cmd(&c, r, sizeof r, "map");
@@ -365,7 +380,8 @@ int main(int argc, char **argv) {
         finish(&c);
     }
 
-    printf("[3] RAM file already populated before QEMU maps it (destination / restart case)\n");
+    printf("[3] RAM file already populated before QEMU maps it (destination / restart case),\n"
+           "    QEMU started through a wrapper that loads the hook too (timeout 120 ...)\n");
     {
         unlink(status);
         int fd = open(ram, O_RDWR);
@@ -378,12 +394,15 @@ int main(int argc, char **argv) {
             }
         }
         close(fd);
-        struct child c = spawn(hook, ram, ram, status);
+        struct child c = spawn(hook, ram, ram, status, 1);
+        CHECK(c.pid != c.wpid && read_status(status, line, sizeof line) &&
+                  (pid_t)field(line, "pid=") == c.wpid,
+              "wrapper (pid %d) wrote the loaded line: %s", c.wpid, line);
         cmd(&c, r, sizeof r, "map");
         uint64_t addr = strtoull(strstr(r, "0x"), NULL, 16);
         CHECK(read_status(status, line, sizeof line) && strncmp(line, "status=ok ", 10) == 0 &&
-                  field(line, "start=") == addr,
-              "status=ok at the child's mapping");
+                  field(line, "start=") == addr && (pid_t)field(line, "pid=") == c.pid,
+              "status=ok names the wrapped child (pid %d) and its mapping: %s", c.pid, line);
         core_checks(&c, addr);
         finish(&c);
     }
@@ -391,7 +410,7 @@ int main(int argc, char **argv) {
     printf("[4] MAP_PRIVATE mapping of the RAM file\n");
     {
         unlink(status);
-        struct child c = spawn(hook, ram, ram, status);
+        struct child c = spawn(hook, ram, ram, status, 0);
         cmd(&c, r, sizeof r, "mapprivate");
         CHECK(strstr(r, "0x") != NULL, "mapping itself succeeds: %s", r);
         CHECK(read_status(status, line, sizeof line) && strncmp(line, "status=error step=mmap", 22) == 0,

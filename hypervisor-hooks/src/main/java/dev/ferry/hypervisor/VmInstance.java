@@ -34,6 +34,14 @@ public interface VmInstance extends AutoCloseable {
 
   DeviceState deviceState();
 
+  /**
+   * What a switchover costs besides sending the last dirty pages (saving and loading device
+   * state, pausing and resuming): the convergence policy adds it to the expected downtime.
+   */
+  default java.time.Duration switchoverCostEstimate() {
+    return java.time.Duration.ofMillis(5);
+  }
+
   /** The guest's own progress counter (the test guest's heartbeat), when the driver can read one. */
   default long heartbeat() {
     return -1;

@@ -1,5 +1,6 @@
 package dev.ferry.rpc;
 
+import io.grpc.ClientInterceptor;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.ServerServiceDefinition;
@@ -32,9 +33,25 @@ public final class Transport {
   public static final int FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 
   private final TransportSecurity security;
+  private final List<ClientInterceptor> interceptors;
 
   public Transport(TransportSecurity security) {
+    this(security, List.of());
+  }
+
+  private Transport(TransportSecurity security, List<ClientInterceptor> interceptors) {
     this.security = Objects.requireNonNull(security, "security");
+    this.interceptors = List.copyOf(interceptors);
+  }
+
+  /**
+   * The same transport with {@code interceptor} on every channel it builds (metrics, tracing, or
+   * a test's fault injection).
+   */
+  public Transport withClientInterceptor(ClientInterceptor interceptor) {
+    List<ClientInterceptor> all = new java.util.ArrayList<>(interceptors);
+    all.add(interceptor);
+    return new Transport(security, all);
   }
 
   public static Transport plaintext() {
@@ -93,9 +110,11 @@ public final class Transport {
               .maxInboundMessageSize(MAX_MESSAGE_BYTES)
               .keepAliveTime(10, TimeUnit.SECONDS)
               .keepAliveTimeout(5, TimeUnit.SECONDS)
+              .intercept(interceptors)
               .build();
       case Endpoint.InProcess ip ->
-          InProcessChannelBuilder.forName(ip.name()).maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
+          InProcessChannelBuilder.forName(ip.name()).maxInboundMessageSize(MAX_MESSAGE_BYTES)
+              .intercept(interceptors).build();
     };
   }
 }

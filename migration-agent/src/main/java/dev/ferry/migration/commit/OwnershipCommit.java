@@ -1,0 +1,27 @@
+package dev.ferry.migration.commit;
+
+import java.time.Duration;
+
+/**
+ * The commit point of a live migration: the single step after which the destination, and only
+ * the destination, may run the VM. Both the source and the destination consult it, so that
+ * whatever fails around it, at most one copy of the VM ever resumes.
+ */
+public interface OwnershipCommit {
+  enum Side {
+    SOURCE,
+    DESTINATION
+  }
+
+  /** Source side, VM paused, destination ready: moves ownership to the target. */
+  CommitOutcome commit(CommitRequest request) throws InterruptedException;
+
+  /** Destination side, on receiving the source's Commit frame: may the destination resume? */
+  CommitOutcome confirm(CommitRequest request) throws InterruptedException;
+
+  /**
+   * Either side, when the other went silent around the commit: what happened? Returns
+   * {@link CommitOutcome#UNKNOWN} if it cannot be learned within {@code timeout}.
+   */
+  CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) throws InterruptedException;
+}

@@ -1,0 +1,702 @@
+package dev.ferry.migration.precopy;
+
+import com.google.protobuf.ByteString;
+import dev.ferry.hypervisor.DeviceState;
+import dev.ferry.hypervisor.DirtyLog;
+import dev.ferry.hypervisor.GuestMemory;
+import dev.ferry.hypervisor.HypervisorException;
+import dev.ferry.hypervisor.PageBitmap;
+import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.migration.MigrationException;
+import dev.ferry.migration.MigrationStreamRpc;
+import dev.ferry.migration.RamDigest;
+import dev.ferry.migration.commit.CommitOutcome;
+import dev.ferry.migration.commit.CommitRequest;
+import dev.ferry.migration.commit.OwnershipCommit;
+import dev.ferry.migration.policy.ConvergencePolicy;
+import dev.ferry.migration.wire.BatchCodec;
+import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.MigrationPhase;
+import dev.ferry.proto.agent.MigrationSummary;
+import dev.ferry.proto.agent.PrepareIncomingRequest;
+import dev.ferry.proto.agent.PrepareIncomingResponse;
+import dev.ferry.proto.agent.RoundProgress;
+import dev.ferry.proto.migration.Abort;
+import dev.ferry.proto.migration.Commit;
+import dev.ferry.proto.migration.DeviceStateChunk;
+import dev.ferry.proto.migration.Hello;
+import dev.ferry.proto.migration.MigrationStep;
+import dev.ferry.proto.migration.Ready;
+import dev.ferry.proto.migration.RoundEnd;
+import dev.ferry.proto.migration.SenderFrame;
+import dev.ferry.proto.migration.Switchover;
+import dev.ferry.proto.migration.TransferMode;
+import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.Transport;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The source side of a live migration: the pre-copy loop.
+ *
+ * <p>Round 0 sends every page (zero pages as runs). Each later round first collects-and-resets the
+ * dirty log, asks the {@link ConvergencePolicy} whether the rest fits the downtime budget, and
+ * either sends those pages or switches over: pause, final collection, final pages and device
+ * state, wait until the destination has applied everything, commit ownership, wait until the
+ * destination runs. Any failure before the commit leaves the VM running here; a commit whose
+ * outcome is not known leaves it paused, because resuming could run it twice.
+ *
+ * <p>Not reusable: one instance per migration.
+ */
+public final class PreCopySender {
+  private static final Logger log = LoggerFactory.getLogger(PreCopySender.class);
+
+  /** Asks the destination agent to expect the VM (its PrepareIncoming call). */
+  public interface TargetPreparer {
+    PrepareIncomingResponse prepare(PrepareIncomingRequest request) throws MigrationException;
+
+    /** Best effort: the migration failed; the destination should discard what it prepared. */
+    void abandon(String migrationId, String reason);
+  }
+
+  /** Receives progress events; called from the migration thread, must not block for long. */
+  @FunctionalInterface
+  public interface Listener {
+    void onEvent(MigrationEvent event);
+  }
+
+  public record Timeouts(Duration handshake, Duration ready, Duration resumed, Duration resolve) {
+    public static Timeouts defaults() {
+      return new Timeouts(Duration.ofSeconds(30), Duration.ofSeconds(120), Duration.ofSeconds(30),
+          Duration.ofSeconds(30));
+    }
+
+    public Timeouts scaled(double factor) {
+      return new Timeouts(scale(handshake, factor), scale(ready, factor), scale(resumed, factor),
+          scale(resolve, factor));
+    }
+
+    private static Duration scale(Duration d, double f) {
+      return Duration.ofNanos((long) (d.toNanos() * f));
+    }
+  }
+
+  /**
+   * @param lanes parallel streams (each on its own connection)
+   * @param maxBandwidth bytes per second over all lanes, 0 for unlimited
+   * @param verify compare a whole-RAM digest of both sides before the destination resumes
+   */
+  public record Options(
+      int lanes,
+      long maxBandwidth,
+      boolean verify,
+      ConvergencePolicy.Settings policy,
+      TransferMode mode,
+      Timeouts timeouts) {
+    public Options {
+      if (lanes < 1 || lanes > 64) {
+        throw new IllegalArgumentException("streams must be between 1 and 64, got " + lanes);
+      }
+      if (maxBandwidth < 0) {
+        throw new IllegalArgumentException("max bandwidth must not be negative");
+      }
+      Objects.requireNonNull(policy);
+      Objects.requireNonNull(timeouts);
+      if (mode == null || mode == TransferMode.TRANSFER_MODE_INVALID) {
+        mode = TransferMode.TRANSFER_MODE_PRECOPY;
+      }
+    }
+  }
+
+  /** Who is involved. */
+  public record Parties(String migrationId, String vmName, String sourceHost, String targetHost, long epoch) {}
+
+  private final Parties parties;
+  private final VmInstance vm;
+  private final Options options;
+  private final Transport transport;
+  private final TargetPreparer preparer;
+  private final OwnershipCommit commit;
+  private final Listener listener;
+
+  private volatile boolean cancelRequested;
+  private volatile boolean commitStarted;
+  private boolean prepared;
+  private volatile MigrationStep step = MigrationStep.MIGRATION_STEP_PREPARE;
+  private final List<SenderLane> lanes = new ArrayList<>();
+  private ExecutorService laneThreads;
+  private RateLimiter rateLimiter;
+
+  private final AtomicLong wireBytes = new AtomicLong();
+  private final AtomicLong pagesSent = new AtomicLong();
+  private int rounds;
+  private long startNanos;
+
+  public PreCopySender(
+      Parties parties,
+      VmInstance vm,
+      Options options,
+      Transport transport,
+      TargetPreparer preparer,
+      OwnershipCommit commit,
+      Listener listener) {
+    this.parties = parties;
+    this.vm = vm;
+    this.options = options;
+    this.transport = transport;
+    this.preparer = preparer;
+    this.commit = commit;
+    this.listener = listener;
+  }
+
+  /**
+   * Asks the migration to stop. Honoured at any step before the commit; after it, the migration
+   * completes. Returns false when it is too late.
+   */
+  public boolean cancel() {
+    cancelRequested = true;
+    return !commitStarted;
+  }
+
+  public MigrationStep currentStep() {
+    return step;
+  }
+
+  /**
+   * Runs the migration. Returns the summary of a completed migration; throws when it failed or was
+   * cancelled, after restoring the source as the failure table in docs/ARCHITECTURE.md says.
+   */
+  public MigrationSummary run() throws MigrationException {
+    startNanos = System.nanoTime();
+    rateLimiter = new RateLimiter(options.maxBandwidth());
+    laneThreads = Executors.newFixedThreadPool(options.lanes(),
+        Thread.ofPlatform().daemon().name("ferry-send-" + parties.vmName() + "-", 0).factory());
+    boolean paused = false;
+    DirtyLog dirtyLog = null;
+    try {
+      emit(MigrationPhase.MIGRATION_PHASE_PREPARING, null, "preparing " + parties.targetHost());
+      GuestMemory memory = vm.memory();
+      if (options.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+        dirtyLog = vm.dirtyLog().orElseThrow(() -> new MigrationException(MigrationStep.MIGRATION_STEP_PREPARE,
+            "this host cannot track guest writes, so Ferry pre-copy is not possible here; use --mode qemu-native"));
+      }
+      PrepareIncomingResponse incoming = preparer.prepare(PrepareIncomingRequest.newBuilder()
+          .setMigrationId(parties.migrationId())
+          .setSpec(vm.spec())
+          .setSourceHost(parties.sourceHost())
+          .setMode(options.mode())
+          .setEpoch(parties.epoch())
+          .build());
+      prepared = true;
+      checkCancel();
+      openLanes(incoming, memory);
+
+      SwitchoverPlan plan;
+      if (options.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+        plan = precopy(memory, dirtyLog);
+      } else {
+        plan = new SwitchoverPlan(null, false, null);
+      }
+      paused = true; // from here on, a failure must resume the source
+      return switchover(memory, dirtyLog, plan);
+    } catch (MigrationException e) {
+      fail(e, paused);
+      throw e;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      MigrationException me = new MigrationException(step, "interrupted");
+      fail(me, paused);
+      throw me;
+    } catch (RuntimeException e) {
+      MigrationException me = new MigrationException(step, "internal error: " + e, e);
+      fail(me, paused);
+      throw me;
+    } finally {
+      if (dirtyLog != null) {
+        dirtyLog.stop();
+      }
+      for (SenderLane lane : lanes) {
+        lane.close();
+      }
+      laneThreads.shutdownNow();
+    }
+  }
+
+  private void openLanes(PrepareIncomingResponse prepared, GuestMemory memory)
+      throws MigrationException, InterruptedException {
+    step = MigrationStep.MIGRATION_STEP_HANDSHAKE;
+    Endpoint endpoint;
+    try {
+      endpoint = Endpoint.parse(prepared.getStreamEndpoint());
+    } catch (IllegalArgumentException e) {
+      throw new MigrationException(step, "destination gave a bad stream endpoint: " + e.getMessage());
+    }
+    for (int i = 0; i < options.lanes(); i++) {
+      SenderLane lane = new SenderLane(i, transport.channel(endpoint), () -> cancelRequested);
+      lanes.add(lane);
+      lane.open();
+    }
+    for (SenderLane lane : lanes) {
+      lane.send(SenderFrame.newBuilder().setHello(Hello.newBuilder()
+          .setProtocolVersion(MigrationStreamRpc.PROTOCOL_VERSION)
+          .setMigrationId(parties.migrationId())
+          .setToken(prepared.getToken())
+          .setSpec(vm.spec())
+          .setRamBytes(memory.sizeBytes())
+          .setPageSize(memory.pageSize())
+          .setLane(lane.index)
+          .setLaneCount(options.lanes())
+          .setSourceHost(parties.sourceHost())
+          .setMode(options.mode())
+          .setWindowPages(MigrationStreamRpc.WINDOW_PAGES)).build(), step);
+    }
+    long timeout = options.timeouts().handshake().toNanos();
+    for (SenderLane lane : lanes) {
+      lane.await(lane.helloAck, step, timeout, true, "the handshake");
+    }
+  }
+
+  /** What the pre-copy loop leaves for the switchover. */
+  private record SwitchoverPlan(PageBitmap pending, boolean forced, String forcedReason) {}
+
+  private SwitchoverPlan precopy(GuestMemory memory, DirtyLog dirtyLog) throws MigrationException, InterruptedException {
+    step = MigrationStep.MIGRATION_STEP_PRECOPY;
+    long pageCount = memory.pageCount();
+    int pageSize = memory.pageSize();
+    try {
+      dirtyLog.start();
+    } catch (HypervisorException e) {
+      throw new MigrationException(step, "cannot start dirty tracking: " + e.getMessage(), e);
+    }
+    BandwidthMeter bandwidth = new BandwidthMeter();
+    List<Long> history = new ArrayList<>();
+    long lastCollect = System.nanoTime();
+    RoundResult result = sendRound(memory, 0, null, false);
+    bandwidth.record(result);
+    rounds = 1;
+    while (true) {
+      checkCancel();
+      PageBitmap dirty = new PageBitmap(pageCount);
+      try {
+        dirtyLog.collect(dirty, true);
+      } catch (HypervisorException e) {
+        throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
+      }
+      long now = System.nanoTime();
+      long remaining = dirty.cardinality() * pageSize;
+      double dirtyRate = remaining / Math.max(1e-9, (now - lastCollect) / 1e9);
+      lastCollect = now;
+      ConvergencePolicy.Decision decision = ConvergencePolicy.decide(options.policy(), new ConvergencePolicy.Inputs(
+          rounds, remaining, bandwidth.bytesPerSecond(), Duration.ofNanos(now - startNanos),
+          vm.switchoverCostEstimate(), history));
+      history.add(remaining);
+      emitRound(result, remaining, dirtyRate, bandwidth.bytesPerSecond(), decision.expectedDowntime(), memory);
+      switch (decision) {
+        case ConvergencePolicy.Switchover s -> {
+          return new SwitchoverPlan(dirty, false, null);
+        }
+        case ConvergencePolicy.ForcedSwitchover f -> {
+          log.warn("migration {} of {}: forcing the switchover: {}", parties.migrationId(), parties.vmName(), f.reason());
+          emit(MigrationPhase.MIGRATION_PHASE_ROUND, null, "forcing the switchover: " + f.reason());
+          return new SwitchoverPlan(dirty, true, f.reason());
+        }
+        case ConvergencePolicy.GiveUp g -> throw new MigrationException(step, "did not converge: " + g.reason());
+        case ConvergencePolicy.Continue c -> {
+          result = sendRound(memory, rounds, dirty, false);
+          bandwidth.record(result);
+          rounds++;
+        }
+      }
+    }
+  }
+
+  private MigrationSummary switchover(GuestMemory memory, DirtyLog dirtyLog, SwitchoverPlan plan)
+      throws MigrationException, InterruptedException {
+    checkCancel();
+    step = MigrationStep.MIGRATION_STEP_PAUSE;
+    emit(MigrationPhase.MIGRATION_PHASE_SWITCHOVER, null, "pausing the VM");
+    boolean precopy = options.mode() == TransferMode.TRANSFER_MODE_PRECOPY;
+    SenderLane control = lanes.get(0);
+    long deviceBytes = 0;
+    long pauseNanos;
+    long finalPagesMs = 0;
+    CompletableFuture<Long> sourceDigest = null;
+    if (precopy) {
+      pauseNanos = System.nanoTime();
+      try {
+        vm.pause();
+      } catch (HypervisorException e) {
+        throw new MigrationException(step, "cannot pause the VM: " + e.getMessage(), e);
+      }
+      step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
+      PageBitmap last = plan.pending();
+      try {
+        // The guest is paused: no re-protection needed, the log is not used again.
+        dirtyLog.collect(last, false);
+      } catch (HypervisorException e) {
+        throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
+      }
+      if (options.verify()) {
+        MemorySegment ram = memory.segment();
+        sourceDigest = CompletableFuture.supplyAsync(() -> RamDigest.of(ram));
+      }
+      int finalRound = rounds;
+      // Device state is saved beside the final pages: both are downtime, so they overlap.
+      CompletableFuture<Long> device = new CompletableFuture<>();
+      Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(() -> {
+        try {
+          device.complete(saveDeviceState(control, DeviceState.Scope.DEVICES));
+        } catch (Throwable t) {
+          device.completeExceptionally(t);
+        }
+      });
+      RoundResult r = sendRound(memory, finalRound, last, true);
+      finalPagesMs = (System.nanoTime() - pauseNanos) / 1_000_000;
+      step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+      deviceBytes = join(device);
+      rounds++;
+      emitRound(r, 0, 0, 0, Duration.ZERO, memory);
+    } else {
+      // The hypervisor streams everything while the guest runs, and pauses it when done.
+      step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+      emit(MigrationPhase.MIGRATION_PHASE_ROUND, null, "hypervisor-native transfer");
+      deviceBytes = saveDeviceState(control, DeviceState.Scope.EVERYTHING);
+      pauseNanos = System.nanoTime();
+      rounds = 1;
+    }
+    step = MigrationStep.MIGRATION_STEP_VERIFY;
+    control.send(SenderFrame.newBuilder().setSwitchover(Switchover.newBuilder()
+        .setFinalRound(rounds - 1).setVerify(options.verify() && precopy)).build(), step);
+    Ready ready = control.await(control.ready, step, options.timeouts().ready().toNanos(), true,
+        "the destination to apply the final state");
+    long verifyMs = 0;
+    boolean verified = false;
+    if (sourceDigest != null) {
+      long t = System.nanoTime();
+      long digest = join(sourceDigest);
+      verifyMs = ready.getVerifyMs() + (System.nanoTime() - t) / 1_000_000;
+      if (digest != ready.getRamDigest()) {
+        throw new MigrationException(step, String.format(
+            "destination RAM differs from the source at the pause point (digest %016x, source %016x)",
+            ready.getRamDigest(), digest));
+      }
+      verified = true;
+    }
+    long deviceStateMs = (System.nanoTime() - pauseNanos) / 1_000_000 - finalPagesMs;
+
+    // The commit point. Past here, cancel is refused and the source never resumes unless the commit is known to have failed.
+    checkCancel();
+    step = MigrationStep.MIGRATION_STEP_COMMIT;
+    commitStarted = true;
+    CommitRequest request = new CommitRequest(parties.vmName(), parties.migrationId(), parties.sourceHost(),
+        parties.targetHost(), parties.epoch());
+    long commitStart = System.nanoTime();
+    CommitOutcome outcome = commit.commit(request);
+    switch (outcome) {
+      case REJECTED -> throw new MigrationException(step, "the ownership commit was rejected: "
+          + parties.vmName() + " is no longer owned by " + parties.sourceHost() + " at epoch " + parties.epoch());
+      case UNKNOWN -> outcome = resolveOrStayPaused(request, "the ownership commit's outcome is unknown");
+      case COMMITTED -> { }
+    }
+    if (outcome == CommitOutcome.REJECTED) {
+      throw new MigrationException(step, "the ownership commit did not happen");
+    }
+    long commitMs = (System.nanoTime() - commitStart) / 1_000_000;
+    emit(MigrationPhase.MIGRATION_PHASE_COMMITTED, null, "committed: " + parties.targetHost() + " owns "
+        + parties.vmName() + " at epoch " + request.newEpoch());
+
+    step = MigrationStep.MIGRATION_STEP_RESUME;
+    long resumeStart = System.nanoTime();
+    try {
+      control.send(SenderFrame.newBuilder().setCommit(Commit.newBuilder().setEpoch(request.newEpoch())).build(), step);
+      control.await(control.resumed, step, options.timeouts().resumed().toNanos(), false, "the destination to resume");
+    } catch (MigrationException e) {
+      // The destination owns the VM now. If it cannot confirm, the outcome decides; never resume here.
+      CommitOutcome known = resolveOrStayPaused(request, "the destination did not confirm the resume: " + e.reason());
+      if (known == CommitOutcome.REJECTED) {
+        commitStarted = false;
+        throw new MigrationException(step, "the destination never took over: " + e.reason());
+      }
+      log.warn("migration {}: destination owns {} but did not confirm its resume: {}",
+          parties.migrationId(), parties.vmName(), e.reason());
+    }
+    long end = System.nanoTime();
+    for (SenderLane lane : lanes) {
+      lane.finish();
+    }
+    MigrationSummary summary = summary(MigrationPhase.MIGRATION_PHASE_COMPLETED, memory)
+        .setDowntimeMs((end - pauseNanos) / 1_000_000)
+        .setMemoryVerified(verified)
+        .setVerifyMs(verifyMs)
+        .setFinalPagesMs(finalPagesMs)
+        .setDeviceStateMs(Math.max(0, deviceStateMs))
+        .setCommitMs(commitMs)
+        .setResumeMs((end - resumeStart) / 1_000_000)
+        .setEpoch(request.newEpoch())
+        .setForcedSwitchover(plan.forced())
+        .setDeviceStateBytes(deviceBytes)
+        .build();
+    return summary;
+  }
+
+  /**
+   * The commit's outcome is unknown: ask until it is known. While it is not, the VM stays paused
+   * on both sides; giving up here leaves it paused with the reason, for the operator.
+   */
+  private CommitOutcome resolveOrStayPaused(CommitRequest request, String why) throws MigrationException, InterruptedException {
+    CommitOutcome o = commit.resolve(request, OwnershipCommit.Side.SOURCE, options.timeouts().resolve());
+    if (o == CommitOutcome.UNKNOWN) {
+      throw new MigrationException(MigrationStep.MIGRATION_STEP_COMMIT, why + "; the VM stays paused on "
+          + parties.sourceHost() + " until the outcome is known, because running it here could run it twice");
+    }
+    return o;
+  }
+
+  private long saveDeviceState(SenderLane control, DeviceState.Scope scope) throws MigrationException, InterruptedException {
+    MigrationStep devStep = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+    AtomicLong bytes = new AtomicLong();
+    try {
+      long n = vm.deviceState().save(scope, chunk -> {
+        while (chunk.hasRemaining()) {
+          int len = Math.min(chunk.remaining(), 1 << 20);
+          ByteBuffer part = chunk.slice(chunk.position(), len);
+          chunk.position(chunk.position() + len);
+          try {
+            control.send(SenderFrame.newBuilder().setDeviceState(
+                DeviceStateChunk.newBuilder().setData(ByteString.copyFrom(part))).build(), devStep);
+          } catch (MigrationException e) {
+            throw new java.io.IOException(e.getMessage(), e);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted");
+          }
+          bytes.addAndGet(len);
+          wireBytes.addAndGet(len);
+        }
+      }, options.timeouts().ready());
+      control.send(SenderFrame.newBuilder().setDeviceState(DeviceStateChunk.newBuilder().setLast(true)).build(), devStep);
+      return n;
+    } catch (HypervisorException e) {
+      control.throwIfBroken(devStep);
+      throw new MigrationException(devStep, "cannot save device state: " + e.getMessage(), e);
+    }
+  }
+
+  /** Per-round totals over all lanes. */
+  record RoundResult(int round, long pages, long dataPages, long zeroPages, long wireBytes, long nanos) {}
+
+  /** Sends one round on every lane in parallel; each lane takes the windows striped to it. */
+  private RoundResult sendRound(GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
+      throws MigrationException, InterruptedException {
+    long start = System.nanoTime();
+    List<Future<long[]>> parts = new ArrayList<>();
+    for (SenderLane lane : lanes) {
+      parts.add(laneThreads.submit(() -> sendLaneRound(lane, memory, round, selection, isFinal)));
+    }
+    long pages = 0;
+    long data = 0;
+    long zero = 0;
+    long wire = 0;
+    for (Future<long[]> f : parts) {
+      long[] r = join(f);
+      pages += r[0];
+      data += r[1];
+      zero += r[2];
+      wire += r[3];
+    }
+    return new RoundResult(round, pages, data, zero, wire, System.nanoTime() - start);
+  }
+
+  private long[] sendLaneRound(SenderLane lane, GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
+      throws MigrationException, InterruptedException {
+    MigrationStep laneStep = isFinal ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
+    BatchCodec codec = codecs.computeIfAbsent(lane.index, i -> new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES));
+    MemorySegment ram = memory.segment();
+    long pageCount = memory.pageCount();
+    long windows = (pageCount + MigrationStreamRpc.WINDOW_PAGES - 1) / MigrationStreamRpc.WINDOW_PAGES;
+    long batches = 0;
+    long pages = 0;
+    long data = 0;
+    long zero = 0;
+    long wire = 0;
+    for (long w = lane.index; w < windows; w += lanes.size()) {
+      long base = w * MigrationStreamRpc.WINDOW_PAGES;
+      if (selection != null) {
+        long next = selection.nextSetBit(base);
+        if (next < 0) {
+          break;
+        }
+        if (next >= base + MigrationStreamRpc.WINDOW_PAGES) {
+          continue;
+        }
+      }
+      if (!isFinal && cancelRequested) {
+        throw MigrationException.cancelled(laneStep);
+      }
+      BatchCodec.Encoded e = codec.encode(ram, base, selection, round);
+      if (e == null) {
+        continue;
+      }
+      rateLimiter.acquire(e.wireBytes());
+      lane.send(SenderFrame.newBuilder().setPages(e.batch()).build(), laneStep);
+      batches++;
+      pages += e.pages();
+      data += e.dataPages();
+      zero += e.zeroPages();
+      wire += e.wireBytes();
+      wireBytes.addAndGet(e.wireBytes());
+      pagesSent.addAndGet(e.pages());
+    }
+    lane.send(SenderFrame.newBuilder().setRoundEnd(RoundEnd.newBuilder()
+        .setRound(round).setBatches(batches).setPages(pages).setFinal(isFinal)).build(), laneStep);
+    return new long[] {pages, data, zero, wire};
+  }
+
+  private final java.util.concurrent.ConcurrentHashMap<Integer, BatchCodec> codecs = new java.util.concurrent.ConcurrentHashMap<>();
+
+  private <T> T join(Future<T> f) throws MigrationException, InterruptedException {
+    try {
+      return f.get();
+    } catch (ExecutionException e) {
+      Throwable c = e.getCause();
+      while (c instanceof java.util.concurrent.CompletionException && c.getCause() != null) {
+        c = c.getCause();
+      }
+      if (c instanceof MigrationException me) {
+        throw me;
+      }
+      if (c instanceof InterruptedException ie) {
+        throw ie;
+      }
+      throw new MigrationException(step, "internal error: " + c, c);
+    }
+  }
+
+  private void checkCancel() throws MigrationException {
+    if (cancelRequested && !commitStarted) {
+      throw MigrationException.cancelled(step);
+    }
+  }
+
+  /** Restores the source after a failure before (or a known-failed) commit, and tells the destination. */
+  private void fail(MigrationException e, boolean maybePaused) {
+    if (commitStarted) {
+      // The commit may have happened: the destination must learn the outcome from the commit, not
+      // from an abort, so the lanes just close (in run's finally).
+      log.warn("migration {} of {}: {}", parties.migrationId(), parties.vmName(), e.getMessage());
+      return;
+    }
+    Abort abort = Abort.newBuilder().setStep(e.step()).setReason(e.reason()).setCancelled(e.cancelled()).build();
+    for (SenderLane lane : lanes) {
+      lane.abort(abort);
+    }
+    if (prepared) {
+      preparer.abandon(parties.migrationId(), e.getMessage());
+    }
+    if (maybePaused) {
+      try {
+        vm.resume();
+      } catch (HypervisorException he) {
+        log.error("migration {}: could not resume {} on the source after failure: {}",
+            parties.migrationId(), parties.vmName(), he.getMessage());
+      }
+    }
+    log.info("migration {} of {} to {} {}: {}", parties.migrationId(), parties.vmName(), parties.targetHost(),
+        e.cancelled() ? "cancelled" : "failed", e.getMessage());
+  }
+
+  public MigrationSummary.Builder summary(MigrationPhase status, GuestMemory memory) {
+    return MigrationSummary.newBuilder()
+        .setMigrationId(parties.migrationId())
+        .setVm(parties.vmName())
+        .setSource(parties.sourceHost())
+        .setTarget(parties.targetHost())
+        .setStatus(status)
+        .setTotalMs((System.nanoTime() - startNanos) / 1_000_000)
+        .setRounds(rounds)
+        .setBytesTransferred(wireBytes.get())
+        .setPagesSent(pagesSent.get())
+        .setRamBytes(memory.sizeBytes())
+        .setMode(options.mode());
+  }
+
+  /** Summary of a migration that ended in {@code e}. */
+  public MigrationSummary failureSummary(MigrationException e) {
+    return summary(e.cancelled() ? MigrationPhase.MIGRATION_PHASE_CANCELLED : MigrationPhase.MIGRATION_PHASE_FAILED,
+        vm.memory())
+        .setFailedStep(e.step())
+        .setError(e.getMessage())
+        .build();
+  }
+
+  private void emitRound(RoundResult r, long remaining, double dirtyRate, double bandwidth, Duration expected,
+      GuestMemory memory) {
+    RoundProgress p = RoundProgress.newBuilder()
+        .setRound(r.round())
+        .setPagesSent(r.pages())
+        .setBytesSent(r.pages() * memory.pageSize())
+        .setWireBytes(r.wireBytes())
+        .setDirtyRateBytesPerSec((long) dirtyRate)
+        .setRemainingBytes(remaining)
+        .setBandwidthBytesPerSec((long) bandwidth)
+        .setExpectedDowntimeMs(expected.toMillis())
+        .setTotalWireBytes(wireBytes.get())
+        .setElapsedMs((System.nanoTime() - startNanos) / 1_000_000)
+        .setRamBytes(memory.sizeBytes())
+        .setRoundMs(r.nanos() / 1_000_000)
+        .build();
+    emit(MigrationPhase.MIGRATION_PHASE_ROUND, p, null);
+  }
+
+  private void emit(MigrationPhase phase, RoundProgress round, String message) {
+    MigrationEvent.Builder e = MigrationEvent.newBuilder().setPhase(phase).setMigrationId(parties.migrationId());
+    if (round != null) {
+      e.setRound(round);
+    }
+    if (message != null) {
+      e.setMessage(message);
+    }
+    try {
+      listener.onEvent(e.build());
+    } catch (RuntimeException ex) {
+      log.debug("progress listener failed: {}", ex.toString());
+    }
+  }
+
+  /**
+   * Sending rate, from rounds large enough to measure: a round smaller than the flow-control
+   * windows only measures how fast gRPC buffers, not the link.
+   */
+  static final class BandwidthMeter {
+    private static final long MIN_BYTES = 16L << 20;
+    private double bytesPerSecond;
+
+    void record(RoundResult r) {
+      if (r.nanos() <= 0) {
+        return;
+      }
+      double rate = r.wireBytes() / (r.nanos() / 1e9);
+      if (bytesPerSecond == 0) {
+        bytesPerSecond = rate;
+      } else if (r.wireBytes() >= MIN_BYTES) {
+        bytesPerSecond = 0.5 * bytesPerSecond + 0.5 * rate;
+      }
+    }
+
+    double bytesPerSecond() {
+      return bytesPerSecond;
+    }
+  }
+}
