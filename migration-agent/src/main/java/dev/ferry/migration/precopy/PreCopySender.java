@@ -244,7 +244,7 @@ public final class PreCopySender {
       throw new MigrationException(step, "destination gave a bad stream endpoint: " + e.getMessage());
     }
     for (int i = 0; i < options.lanes(); i++) {
-      SenderLane lane = new SenderLane(i, transport.channel(endpoint), () -> cancelRequested);
+      SenderLane lane = new SenderLane(i, transport.channel(endpoint), () -> cancelRequested && !commitStarted);
       lanes.add(lane);
       lane.open();
     }
@@ -424,6 +424,10 @@ public final class PreCopySender {
       control.await(control.resumed, step, options.timeouts().resumed().toNanos(), false, "the destination to resume");
     } catch (MigrationException e) {
       // The destination owns the VM now. If it cannot confirm, the outcome decides; never resume here.
+      // Closing the lanes first lets a destination still waiting for the commit resolve it on its side.
+      for (SenderLane lane : lanes) {
+        lane.close();
+      }
       CommitOutcome known = resolveOrStayPaused(request, "the destination did not confirm the resume: " + e.reason());
       if (known == CommitOutcome.REJECTED) {
         commitStarted = false;
