@@ -210,7 +210,8 @@ static int parse_num(const char *s, uint64_t *out) {
 }
 
 static void warn(const char *what, const char *tok) {
-    puts_("FERRY-GUEST warn "); puts_(what); putc_(' ');
+    puts_("FERRY-GUEST warn "); puts_(what);
+    if (*tok) putc_(' ');
     while (*tok && *tok != ' ') putc_(*tok++);
     putc_('\n');
 }
@@ -302,7 +303,7 @@ static void layout(uint32_t mem_end) {
     while (max && ((max * 8 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) + max * PAGE_SIZE > avail) max--;
     ws_pages = max;
     if (cfg.ws_given && cfg.ws / PAGE_SIZE < max) ws_pages = (uint32_t)(cfg.ws / PAGE_SIZE);
-    else if (cfg.ws_given && cfg.ws / PAGE_SIZE > max) warn("ws-clamped-to-available", "");
+    else if (cfg.ws_given && cfg.ws / PAGE_SIZE > max) warn("ws-clamped-to-available-ram", "");
     uint32_t table_bytes = (ws_pages * 8 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
     gens = (uint64_t *)(uintptr_t)TABLE_BASE;
     ws_base_pfn = (TABLE_BASE + table_bytes) / PAGE_SIZE;

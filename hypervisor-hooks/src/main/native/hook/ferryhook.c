@@ -85,6 +85,7 @@ static void write_status(const char *fmt, ...) {
         return;
     }
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    line[len - 1] = '\n'; // a truncated line still ends the record
 
     char tmp[PATH_MAX + 32];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", status_path, (int)getpid()) >= (int)sizeof tmp) {
@@ -133,6 +134,7 @@ static long long now_us(void) {
 }
 
 __attribute__((constructor)) static void ferryhook_init(void) {
+    int saved_errno = errno; // invisible to the program, like everything else here
     // SAFETY: dlsym with RTLD_NEXT and constant names; returns the next
     // definition in lookup order (glibc's). glibc's internal allocations do not
     // go through the exported mmap symbol, so this cannot recurse into us.
@@ -149,6 +151,7 @@ __attribute__((constructor)) static void ferryhook_init(void) {
     if (ram == NULL || status == NULL || ram[0] == '\0' || status[0] == '\0' ||
         strlen(ram) >= sizeof ram_path || strlen(status) >= sizeof status_path ||
         real_mmap == NULL) {
+        errno = saved_errno;
         return; // inert
     }
     strcpy(ram_path, ram);
@@ -165,6 +168,7 @@ __attribute__((constructor)) static void ferryhook_init(void) {
     write_status_exclusive = 1;
     write_status("status=loaded pid=%d\n", (int)getpid());
     write_status_exclusive = 0;
+    errno = saved_errno;
 }
 
 // Raw mmap for calls that arrive before our constructor resolved the real
@@ -290,6 +294,9 @@ fail:;
 }
 
 static void *hooked(mmap_fn real, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    // SAFETY: the caller's arguments go unchanged to glibc's mmap (or the raw
+    // system call before the constructor ran); the caller owns their validity,
+    // exactly as without the hook, and gets the result and errno unchanged.
     void *ret = real != NULL ? real(addr, len, prot, flags, fd, off)
                              : raw_mmap(addr, len, prot, flags, fd, off);
     if (!hook_active || ret == MAP_FAILED || fd < 0 || (flags & MAP_ANONYMOUS)) {

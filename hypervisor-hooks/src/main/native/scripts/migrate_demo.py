@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """By-hand live-migration checks of the Ferry test guest on one host.
 
-    migrate_demo.py native   [opts]  QEMU's own migration over a unix socket
+    migrate_demo.py native   [opts]  QEMU's own migration over a unix socket (RAM compared)
     migrate_demo.py shared   [opts]  x-ignore-shared: stop, copy RAM file, migrate device state
     migrate_demo.py precopy  [opts]  libferryhook + PAGEMAP_SCAN pre-copy rounds (what the
                                      Ferry agent does), then as "shared"
@@ -11,7 +11,8 @@ Options: --build DIR (default ../build), --mem MiB (256), --append "guest args"
          (default "ws=32M rate=2000 pattern=random hb=100"), --run SECONDS before
          migrating (4), --after SECONDS on the destination (4), --rounds N (precopy, 5),
          --drop-one (precopy: leave one written working-set page out of the final round:
-         the guest must report STALE).
+         the guest must report STALE), --allow-qemu-tcg-loss (native: report, do not fail on,
+         pages QEMU < 9.0 loses under TCG; see README).
 
 Every QEMU gets a timeout and is killed at the end. Exit 0 = checks passed.
 """
@@ -88,7 +89,8 @@ def copy_file(src, dst, size):
 
 
 class Qemu:
-    def __init__(self, name, work, build, mem, append, ram_file=None, incoming=False, hook=False):
+    def __init__(self, name, work, build, mem, append, ram_file=None, incoming=False, hook=False,
+                 paused=False):
         self.name, self.log = name, os.path.join(work, name + ".log")
         self.sock = os.path.join(work, name + ".qmp")
         self.status = os.path.join(work, name + ".status")
@@ -101,6 +103,8 @@ class Qemu:
             cmd += ["-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={ram_file},share=on"]
         if incoming:
             cmd += ["-incoming", "defer"]
+        if paused:
+            cmd += ["-S"]  # stay paused after the incoming migration until "cont"
         env = dict(os.environ)
         if hook:
             env.update(LD_PRELOAD=os.path.join(build, "libferryhook.so"),
@@ -152,7 +156,17 @@ def wait_migration(src, timeout=60):
     raise RuntimeError("migration did not finish")
 
 
+def diff_pages(a_path, b_path, size):
+    diff = []
+    with open(a_path, "rb") as fa, open(b_path, "rb") as fb:
+        for p in range(size // PAGE):
+            if fa.read(PAGE) != fb.read(PAGE):
+                diff.append(p)
+    return diff
+
+
 def verdict(src, dst, expect_stale=False):
+    """expect_stale: True = must see STALE, False = must not, None = report only."""
     s, d = hb_lines(src.lines()), hb_lines(dst.lines())
     stale = [l for l in src.lines() + dst.lines() if "STALE" in l]
     dst_starts = [l for l in dst.lines() if l.startswith("FERRY-GUEST start")]
@@ -163,7 +177,14 @@ def verdict(src, dst, expect_stale=False):
     ok = bool(s) and bool(d) and d[0][0] == s[-1][0] + 1 and d[-1][0] > d[0][0] \
         and d[-1][1] >= s[-1][1] and not dst_starts
     print(f"heartbeat continues (dst first hb == src last hb + 1, no restart): {ok}")
-    if expect_stale:
+    if not ok and expect_stale is None and s and d and not dst_starts and d[0][0] > 1 \
+            and d[-1][0] > d[0][0]:
+        # A lost copy of the guest's own counter page can repeat a heartbeat number.
+        print(f"  but no restart either (dst continued from hb {d[0][0]}); accepted in report-only mode")
+        ok = True
+    if expect_stale is None:
+        print(f"STALE lines: {len(stale)} (reported, not judged)")
+    elif expect_stale:
         ok = ok and bool(stale)
         print(f"STALE reported as expected: {bool(stale)}")
     else:
@@ -178,6 +199,7 @@ def main(argv):
             "--append": "ws=32M rate=2000 pattern=random hb=100", "--run": "4", "--after": "4",
             "--rounds": "5"}
     drop = "--drop-one" in argv
+    allow_stale = "--allow-qemu-tcg-loss" in argv
     i = 2
     while i < len(argv):
         if argv[i] in opts:
@@ -216,9 +238,12 @@ def main(argv):
 
         migsock = os.path.join(work, "mig.sock")
         if mode == "native":
-            src = Qemu("src", work, build, mem, append)
+            # RAM in files (share=on) only so that both RAM images can be compared;
+            # without x-ignore-shared all of it still travels in QEMU's stream.
+            src_ram, dst_ram = os.path.join(shm, "src.ram"), os.path.join(shm, "dst.ram")
+            src = Qemu("src", work, build, mem, append, src_ram)
             qemus.append(src)
-            dst = Qemu("dst", work, build, mem, append, incoming=True)
+            dst = Qemu("dst", work, build, mem, append, dst_ram, incoming=True, paused=True)
             qemus.append(dst)
             time.sleep(float(opts["--run"]))
             dst.q("migrate-incoming", {"uri": "unix:" + migsock})
@@ -228,9 +253,23 @@ def main(argv):
             st = wait_migration(src)
             print(f"migration {st['status']} in {time.time() - t0:.2f} s: total-time={st.get('total-time')} ms "
                   f"downtime={st.get('downtime')} ms transferred={st.get('ram', {}).get('transferred')} B")
+            for _ in range(100):
+                if dst.q("query-status")["status"] == "paused":
+                    break
+                time.sleep(0.01)
+            diff = diff_pages(src_ram, dst_ram, size)
+            print(f"pages differing between source (stopped) and destination (paused, not yet "
+                  f"running) RAM: {len(diff)} {[hex(p) for p in diff[:12]]}")
+            dst.q("cont")
             time.sleep(float(opts["--after"]))
             print(f"destination status: {dst.q('query-status')['status']}")
-            return 0 if verdict(src, dst) else 1
+            ok = verdict(src, dst, expect_stale=None if allow_stale else False)
+            if diff:
+                print("NOTE: QEMU itself did not transfer the final contents of these pages. QEMU "
+                      "before 9.0 under TCG loses writes made through already-dirty softmmu TLB "
+                      "entries after a dirty-bitmap sync (fixed upstream by 03bfc2188f 'physmem: "
+                      "Fix migration dirty bitmap coherency with TCG memory access').")
+            return 0 if ok and (allow_stale or not diff) else 1
 
         # shared / precopy: both QEMUs on their own RAM files, device state via x-ignore-shared.
         src_ram, dst_ram = os.path.join(shm, "src.ram"), os.path.join(shm, "dst.ram")
@@ -287,11 +326,7 @@ def main(argv):
         # Source stopped, destination paused with the device state loaded: the
         # RAM files must be identical (except a dropped page), i.e. the device-state
         # load did not write guest RAM.
-        diff = []
-        with open(src_ram, "rb") as fa, open(dst_ram, "rb") as fb:
-            for p in range(size // PAGE):
-                if fa.read(PAGE) != fb.read(PAGE):
-                    diff.append(p)
+        diff = diff_pages(src_ram, dst_ram, size)
         print(f"pages differing between source and destination RAM files before cont: "
               f"{len(diff)} {diff[:10]}")
         t_c = time.time()

@@ -47,6 +47,8 @@ public final class Agent implements AutoCloseable {
   private IncomingMigrations incoming;
   private Server server;
   private Endpoint endpoint;
+  private DirectoryLock dataLock;
+  private DirectoryLock ramLock;
 
   public Agent(AgentConfig config, HypervisorDriver driver, CommitProvider commits) {
     this.config = config;
@@ -61,6 +63,9 @@ public final class Agent implements AutoCloseable {
     }
     Files.createDirectories(config.dataDir());
     Files.createDirectories(config.ramDir());
+    // Two agents on one data or RAM directory would delete each other's guests as stale files.
+    dataLock = DirectoryLock.acquire(config.dataDir());
+    ramLock = DirectoryLock.acquire(config.ramDir());
     registry.cleanStaleFiles();
     Transport transport = config.transport();
     incoming = new IncomingMigrations(registry, streams, commits.incoming(), timers, config.incomingTimeout(),
@@ -145,5 +150,11 @@ public final class Agent implements AutoCloseable {
     timers.shutdownNow();
     serverExecutor.shutdownNow();
     driver.close();
+    if (ramLock != null) {
+      ramLock.close();
+    }
+    if (dataLock != null) {
+      dataLock.close();
+    }
   }
 }

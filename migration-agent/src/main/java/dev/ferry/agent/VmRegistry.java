@@ -81,6 +81,9 @@ final class VmRegistry {
       }
       try (Stream<Path> s = Files.list(dir)) {
         for (Path p : s.toList()) {
+          if (p.getFileName().toString().equals(DirectoryLock.FILE)) {
+            continue;
+          }
           log.warn("removing {} left by an earlier agent on this host", p);
           deleteTree(p);
         }

@@ -61,7 +61,7 @@ final class AgentPair implements AutoCloseable {
       return 0;
     }
     try (Stream<Path> s = Files.list(dir)) {
-      return s.count();
+      return s.filter(p -> p.getFileName().toString().endsWith(".ram")).count();
     }
   }
 

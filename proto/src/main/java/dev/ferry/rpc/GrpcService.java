@@ -8,7 +8,6 @@ import io.grpc.ServerServiceDefinition;
 import io.grpc.ServiceDescriptor;
 import io.grpc.protobuf.ProtoMethodDescriptorSupplier;
 import io.grpc.protobuf.ProtoServiceDescriptorSupplier;
-import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
 import java.util.Collections;
@@ -41,8 +40,8 @@ public final class GrpcService {
           MethodDescriptor.<Message, Message>newBuilder()
               .setType(typeOf(m))
               .setFullMethodName(MethodDescriptor.generateFullMethodName(proto.getFullName(), m.getName()))
-              .setRequestMarshaller(ProtoUtils.marshaller(MessageTypes.defaultInstance(m.getInputType())))
-              .setResponseMarshaller(ProtoUtils.marshaller(MessageTypes.defaultInstance(m.getOutputType())))
+              .setRequestMarshaller(new AliasingMarshaller<>(MessageTypes.defaultInstance(m.getInputType())))
+              .setResponseMarshaller(new AliasingMarshaller<>(MessageTypes.defaultInstance(m.getOutputType())))
               .setSchemaDescriptor(new SchemaSupplier(proto, m.getName()))
               .build();
       byName.put(m.getName(), md);

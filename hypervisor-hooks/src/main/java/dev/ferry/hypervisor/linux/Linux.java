@@ -19,6 +19,8 @@ public final class Linux {
   public static final int O_RDWR = 2;
   public static final int O_CLOEXEC = 0x80000;
 
+  public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+  public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
   public static final int MADV_REMOVE = 9;
   public static final int MADV_POPULATE_WRITE = 23;
 
@@ -36,6 +38,10 @@ public final class Linux {
   private static final MethodHandle IOCTL = downcall("ioctl",
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.ADDRESS),
       CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+  private static final MethodHandle FALLOCATE = downcall("fallocate",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
+          ValueLayout.JAVA_LONG),
+      CAPTURE_ERRNO);
   private static final MethodHandle MADVISE = downcall("madvise",
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
       CAPTURE_ERRNO);
@@ -86,6 +92,22 @@ public final class Linux {
         throw new LinuxException("ioctl 0x" + Long.toHexString(request), errno(state));
       }
       return r;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** fallocate on a descriptor this process owns (e.g. punching a hole to free file pages). */
+  public static void fallocate(int fd, int mode, long offset, long length) throws LinuxException {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: fd is open and owned by the caller; fallocate touches only the file's blocks, no memory of this process.
+      int r = (int) FALLOCATE.invokeExact(state, fd, mode, offset, length);
+      if (r < 0) {
+        throw new LinuxException("fallocate(" + mode + ")", errno(state));
+      }
     } catch (LinuxException e) {
       throw e;
     } catch (Throwable t) {

@@ -7,6 +7,7 @@ import dev.ferry.hypervisor.linux.LinuxException;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -18,8 +19,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Guest RAM as a file on tmpfs, mapped shared by this process. The hypervisor maps the same
- * file, so the agent reads and writes guest pages in place.
+ * Guest RAM as a file on tmpfs, shared with the hypervisor. The agent moves pages with
+ * positional I/O on its own descriptor; a mapping is made only for those who ask for one.
  *
  * <p>Space is checked up front: a write through a mapping of a full tmpfs is a SIGBUS, not an
  * error, so a RAM file is refused at creation when its filesystem cannot hold it.
@@ -30,18 +31,20 @@ public final class RamFile implements GuestMemory, AutoCloseable {
 
   private final Path path;
   private final long size;
-  private final Arena arena;
-  private final MemorySegment segment;
+  private final FileChannel channel;
+  private final int fd;
+  private Arena arena;
+  private MemorySegment segment;
   private boolean closed;
 
-  private RamFile(Path path, long size, Arena arena, MemorySegment segment) {
+  private RamFile(Path path, long size, FileChannel channel, int fd) {
     this.path = path;
     this.size = size;
-    this.arena = arena;
-    this.segment = segment;
+    this.channel = channel;
+    this.fd = fd;
   }
 
-  /** Creates a new zero-filled RAM file of {@code size} bytes and maps it. */
+  /** Creates a new zero-filled (sparse) RAM file of {@code size} bytes. */
   public static RamFile create(Path path, long size) throws HypervisorException {
     if (size <= 0 || size % PAGE_SIZE != 0) {
       throw new HypervisorException("allocate RAM", "size " + size + " is not a positive multiple of " + PAGE_SIZE);
@@ -57,31 +60,42 @@ public final class RamFile implements GuestMemory, AutoCloseable {
           EnumSet.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.READ, StandardOpenOption.WRITE),
           PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
         // A sparse file: tmpfs allocates pages on first write, and unwritten pages read as zero.
-        ch.write(java.nio.ByteBuffer.allocate(1), size - 1);
+        ch.write(ByteBuffer.allocate(1), size - 1);
       }
     } catch (FileAlreadyExistsException e) {
       throw new HypervisorException("allocate RAM", "RAM file " + path + " already exists (another VM of that name?)");
     } catch (IOException e) {
       throw new HypervisorException("allocate RAM", "cannot create " + path + ": " + e.getMessage(), e);
     }
-    return map(path, size);
+    return open(path, size);
   }
 
-  /** Maps an existing RAM file (created by this agent, possibly in use by a hypervisor). */
-  public static RamFile map(Path path, long size) throws HypervisorException {
-    Arena arena = Arena.ofShared();
-    try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+  /** Opens an existing RAM file (created by this agent, possibly in use by a hypervisor). */
+  public static RamFile open(Path path, long size) throws HypervisorException {
+    FileChannel ch = null;
+    try {
+      ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
       if (ch.size() != size) {
-        throw new HypervisorException("map RAM", path + " is " + ch.size() + " bytes, expected " + size);
+        throw new HypervisorException("open RAM", path + " is " + ch.size() + " bytes, expected " + size);
       }
-      MemorySegment seg = ch.map(FileChannel.MapMode.READ_WRITE, 0, size, arena);
-      return new RamFile(path, size, arena, seg);
+      int fd = Linux.open(path.toString(), Linux.O_RDWR | Linux.O_CLOEXEC);
+      return new RamFile(path, size, ch, fd);
     } catch (IOException e) {
-      arena.close();
-      throw new HypervisorException("map RAM", "cannot map " + path + ": " + e.getMessage(), e);
+      closeQuietly(ch);
+      throw new HypervisorException("open RAM", "cannot open " + path + ": " + e.getMessage(), e);
     } catch (HypervisorException e) {
-      arena.close();
+      closeQuietly(ch);
       throw e;
+    }
+  }
+
+  private static void closeQuietly(FileChannel ch) {
+    if (ch != null) {
+      try {
+        ch.close();
+      } catch (IOException ignored) {
+        // nothing more to do
+      }
     }
   }
 
@@ -100,37 +114,78 @@ public final class RamFile implements GuestMemory, AutoCloseable {
   }
 
   @Override
-  public MemorySegment segment() {
+  public void read(long offset, ByteBuffer dst) throws IOException {
+    check(offset, dst.remaining());
+    long at = offset;
+    while (dst.hasRemaining()) {
+      int n = channel.read(dst, at);
+      if (n < 0) {
+        throw new IOException("RAM file " + path + " ended at " + at);
+      }
+      at += n;
+    }
+  }
+
+  @Override
+  public void write(long offset, ByteBuffer src) throws IOException {
+    check(offset, src.remaining());
+    long at = offset;
+    while (src.hasRemaining()) {
+      at += channel.write(src, at);
+    }
+  }
+
+  private void check(long offset, int length) {
+    if (offset < 0 || offset + length > size) {
+      throw new IndexOutOfBoundsException("[" + offset + ", +" + length + ") of guest memory of " + size + " bytes");
+    }
+  }
+
+  @Override
+  public void discard(long firstPage, long pages) throws IOException {
+    check(firstPage * PAGE_SIZE, 0);
+    try {
+      Linux.fallocate(fd, Linux.FALLOC_FL_PUNCH_HOLE | Linux.FALLOC_FL_KEEP_SIZE, firstPage * PAGE_SIZE, pages * PAGE_SIZE);
+    } catch (LinuxException e) {
+      // Some filesystems cannot punch holes; writing zeros means the same to the guest.
+      ByteBuffer zeros = ByteBuffer.allocateDirect(PAGE_SIZE * 16);
+      for (long p = 0; p < pages; p += 16) {
+        zeros.clear().limit((int) (Math.min(16, pages - p) * PAGE_SIZE));
+        write((firstPage + p) * PAGE_SIZE, zeros);
+      }
+    }
+  }
+
+  @Override
+  public synchronized MemorySegment segment() {
+    if (closed) {
+      throw new IllegalStateException("RAM file " + path + " is closed");
+    }
+    if (segment == null) {
+      Arena a = Arena.ofShared();
+      try {
+        segment = channel.map(FileChannel.MapMode.READ_WRITE, 0, size, a);
+        arena = a;
+      } catch (IOException e) {
+        a.close();
+        throw new IllegalStateException("cannot map " + path + ": " + e.getMessage(), e);
+      }
+    }
     return segment;
   }
 
-  @Override
-  public void discard(long firstPage, long pages) {
-    try {
-      Linux.madvise(segment, firstPage * PAGE_SIZE, pages * PAGE_SIZE, Linux.MADV_REMOVE);
-    } catch (LinuxException e) {
-      // MADV_REMOVE is refused on some filesystems; zeroing in place has the same meaning.
-      segment.asSlice(firstPage * PAGE_SIZE, pages * PAGE_SIZE).fill((byte) 0);
-    }
-  }
-
-  @Override
-  public void populate() {
-    try {
-      Linux.madvise(segment, 0, size, Linux.MADV_POPULATE_WRITE);
-    } catch (LinuxException e) {
-      log.debug("populate {} skipped: {}", path, e.getMessage());
-    }
-  }
-
-  /** Unmaps and deletes the file. */
+  /** Unmaps, closes and deletes the file. */
   @Override
   public synchronized void close() {
     if (closed) {
       return;
     }
     closed = true;
-    arena.close();
+    if (arena != null) {
+      arena.close();
+    }
+    closeQuietly(channel);
+    Linux.close(fd);
     try {
       Files.deleteIfExists(path);
     } catch (IOException e) {

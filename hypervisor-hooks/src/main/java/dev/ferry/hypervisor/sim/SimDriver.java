@@ -44,7 +44,12 @@ public final class SimDriver implements HypervisorDriver {
     validate(spec);
     RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
     SimVm vm = new SimVm(spec, ram, InstanceState.CREATED);
-    vm.fill();
+    try {
+      vm.fill();
+    } catch (HypervisorException e) {
+      vm.close();
+      throw e;
+    }
     return vm;
   }
 

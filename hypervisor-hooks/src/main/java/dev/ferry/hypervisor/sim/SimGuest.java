@@ -1,5 +1,6 @@
 package dev.ferry.hypervisor.sim;
 
+import dev.ferry.hypervisor.GuestMemory;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.Workload;
 import java.lang.foreign.MemorySegment;
@@ -75,21 +76,46 @@ final class SimGuest {
     return (pageCount * 4 + pageSize - 1) / pageSize;
   }
 
-  /** Gives RAM its initial contents, as a guest that has been running a while would have. */
-  void fill() {
-    long chunk = 4096;
-    long chunks = (pageCount - tablePages + chunk - 1) / chunk;
-    LongStream.range(0, chunks).parallel().forEach(c -> {
-      long from = tablePages + c * chunk;
-      long to = Math.min(pageCount, from + chunk);
-      for (long p = from; p < to; p++) {
-        if (pattern == Pattern.PATTERN_SPARSE && !sparseDataPage(p)) {
-          continue;
+  /**
+   * Gives RAM its initial contents, as a guest that has been running a while would have. Written
+   * with pwrite, not through the mapping: first-touch page faults would make a large guest slow
+   * to create.
+   */
+  void fill(GuestMemory memory) throws java.io.IOException {
+    int chunkPages = 256;
+    long dataPages = pageCount - tablePages;
+    long chunks = (dataPages + chunkPages - 1) / chunkPages;
+    java.nio.ByteBuffer table = java.nio.ByteBuffer.allocateDirect((int) (tablePages * pageSize))
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    ThreadLocal<MemorySegment> buffers = ThreadLocal.withInitial(
+        () -> java.lang.foreign.Arena.ofAuto().allocate((long) chunkPages * pageSize, 4096));
+    try {
+      LongStream.range(0, chunks).parallel().forEach(c -> {
+        long from = tablePages + c * chunkPages;
+        long to = Math.min(pageCount, from + chunkPages);
+        MemorySegment buf = buffers.get();
+        buf.fill((byte) 0);
+        boolean any = false;
+        for (long p = from; p < to; p++) {
+          if (pattern == Pattern.PATTERN_SPARSE && !sparseDataPage(p)) {
+            continue;
+          }
+          SimPageFormat.write(buf, (p - from) * pageSize, pageSize, p, 1, pattern);
+          table.putInt((int) (p * 4), 1);
+          any = true;
         }
-        SimPageFormat.write(ram, p * pageSize, pageSize, p, 1, pattern);
-        setTable(p, 1);
-      }
-    });
+        if (any) {
+          try {
+            memory.write(from * pageSize, buf.asSlice(0, (to - from) * pageSize).asByteBuffer());
+          } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        }
+      });
+    } catch (java.io.UncheckedIOException e) {
+      throw e.getCause();
+    }
+    memory.write(0, table.clear());
   }
 
   private static boolean sparseDataPage(long page) {

@@ -30,8 +30,12 @@ public final class SimVm implements VmInstance {
     this.state = initial;
   }
 
-  void fill() {
-    guest.fill();
+  void fill() throws HypervisorException {
+    try {
+      guest.fill(ram);
+    } catch (java.io.IOException e) {
+      throw new HypervisorException("fill guest memory", e.getMessage(), e);
+    }
   }
 
   @Override

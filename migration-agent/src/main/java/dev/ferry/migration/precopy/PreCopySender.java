@@ -33,7 +33,6 @@ import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -137,6 +136,7 @@ public final class PreCopySender {
   private volatile MigrationStep step = MigrationStep.MIGRATION_STEP_PREPARE;
   private final List<SenderLane> lanes = new ArrayList<>();
   private ExecutorService laneThreads;
+  private java.util.concurrent.ScheduledExecutorService progressTicker;
   private RateLimiter rateLimiter;
 
   private final AtomicLong wireBytes = new AtomicLong();
@@ -183,6 +183,8 @@ public final class PreCopySender {
     rateLimiter = new RateLimiter(options.maxBandwidth());
     laneThreads = Executors.newFixedThreadPool(options.lanes(),
         Thread.ofPlatform().daemon().name("ferry-send-" + parties.vmName() + "-", 0).factory());
+    progressTicker = Executors.newSingleThreadScheduledExecutor(
+        Thread.ofPlatform().daemon().name("ferry-progress-" + parties.vmName()).factory());
     boolean paused = false;
     DirtyLog dirtyLog = null;
     try {
@@ -231,6 +233,7 @@ public final class PreCopySender {
         lane.close();
       }
       laneThreads.shutdownNow();
+      progressTicker.shutdownNow();
     }
   }
 
@@ -349,8 +352,7 @@ public final class PreCopySender {
         throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
       }
       if (options.verify()) {
-        MemorySegment ram = memory.segment();
-        sourceDigest = CompletableFuture.supplyAsync(() -> RamDigest.of(ram));
+        sourceDigest = CompletableFuture.supplyAsync(() -> RamDigest.of(memory));
       }
       int finalRound = rounds;
       // Device state is saved beside the final pages: both are downtime, so they overlap.
@@ -499,16 +501,46 @@ public final class PreCopySender {
   }
 
   /** Per-round totals over all lanes. */
-  record RoundResult(int round, long pages, long dataPages, long zeroPages, long wireBytes, long nanos) {}
+  record RoundResult(int round, long pages, long dataPages, long zeroPages, long wireBytes, long nanos, long planned) {}
 
   /** Sends one round on every lane in parallel; each lane takes the windows striped to it. */
   private RoundResult sendRound(GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
       throws MigrationException, InterruptedException {
     long start = System.nanoTime();
+    long planned = selection == null ? memory.pageCount() : selection.cardinality();
+    long pagesAtStart = pagesSent.get();
+    long wireAtStart = wireBytes.get();
     List<Future<long[]>> parts = new ArrayList<>();
     for (SenderLane lane : lanes) {
       parts.add(laneThreads.submit(() -> sendLaneRound(lane, memory, round, selection, isFinal)));
     }
+    // Long rounds report as they go, so an operator watching a large guest sees it move.
+    java.util.concurrent.ScheduledFuture<?> ticker = isFinal ? null : progressTicker.scheduleAtFixedRate(() -> {
+      long pages = pagesSent.get() - pagesAtStart;
+      emit(MigrationPhase.MIGRATION_PHASE_ROUND, RoundProgress.newBuilder()
+          .setRound(round)
+          .setPartial(true)
+          .setPagesPlanned(planned)
+          .setPagesSent(pages)
+          .setBytesSent(pages * memory.pageSize())
+          .setWireBytes(wireBytes.get() - wireAtStart)
+          .setTotalWireBytes(wireBytes.get())
+          .setElapsedMs((System.nanoTime() - startNanos) / 1_000_000)
+          .setRamBytes(memory.sizeBytes())
+          .setRoundMs((System.nanoTime() - start) / 1_000_000)
+          .build(), null);
+    }, 250, 250, java.util.concurrent.TimeUnit.MILLISECONDS);
+    try {
+      return collectRound(parts, round, start, planned);
+    } finally {
+      if (ticker != null) {
+        ticker.cancel(false);
+      }
+    }
+  }
+
+  private RoundResult collectRound(List<Future<long[]>> parts, int round, long start, long planned)
+      throws MigrationException, InterruptedException {
     long pages = 0;
     long data = 0;
     long zero = 0;
@@ -520,14 +552,13 @@ public final class PreCopySender {
       zero += r[2];
       wire += r[3];
     }
-    return new RoundResult(round, pages, data, zero, wire, System.nanoTime() - start);
+    return new RoundResult(round, pages, data, zero, wire, System.nanoTime() - start, planned);
   }
 
   private long[] sendLaneRound(SenderLane lane, GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
       throws MigrationException, InterruptedException {
     MigrationStep laneStep = isFinal ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
     BatchCodec codec = codecs.computeIfAbsent(lane.index, i -> new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES));
-    MemorySegment ram = memory.segment();
     long pageCount = memory.pageCount();
     long windows = (pageCount + MigrationStreamRpc.WINDOW_PAGES - 1) / MigrationStreamRpc.WINDOW_PAGES;
     long batches = 0;
@@ -549,7 +580,12 @@ public final class PreCopySender {
       if (!isFinal && cancelRequested) {
         throw MigrationException.cancelled(laneStep);
       }
-      BatchCodec.Encoded e = codec.encode(ram, base, selection, round);
+      BatchCodec.Encoded e;
+      try {
+        e = codec.encode(memory::read, pageCount, base, selection, round);
+      } catch (java.io.IOException io) {
+        throw new MigrationException(laneStep, "cannot read guest memory: " + io.getMessage(), io);
+      }
       if (e == null) {
         continue;
       }
@@ -660,11 +696,12 @@ public final class PreCopySender {
         .setElapsedMs((System.nanoTime() - startNanos) / 1_000_000)
         .setRamBytes(memory.sizeBytes())
         .setRoundMs(r.nanos() / 1_000_000)
+        .setPagesPlanned(r.planned())
         .build();
     emit(MigrationPhase.MIGRATION_PHASE_ROUND, p, null);
   }
 
-  private void emit(MigrationPhase phase, RoundProgress round, String message) {
+  private synchronized void emit(MigrationPhase phase, RoundProgress round, String message) {
     MigrationEvent.Builder e = MigrationEvent.newBuilder().setPhase(phase).setMigrationId(parties.migrationId());
     if (round != null) {
       e.setRound(round);

@@ -246,7 +246,11 @@ public final class IncomingMigration {
         .setDeviceStateBytes(deviceStateBytes);
     if (sw.getVerify()) {
       long t = System.nanoTime();
-      ready.setRamDigest(RamDigest.of(vm.memory().segment()));
+      try {
+        ready.setRamDigest(RamDigest.of(vm.memory()));
+      } catch (java.io.UncheckedIOException e) {
+        throw new MigrationException(MigrationStep.MIGRATION_STEP_VERIFY, "cannot read guest memory: " + e.getMessage(), e);
+      }
       ready.setVerifyMs((System.nanoTime() - t) / 1_000_000);
     }
     return ready.build();

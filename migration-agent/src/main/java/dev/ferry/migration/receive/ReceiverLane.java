@@ -12,8 +12,6 @@ import dev.ferry.proto.migration.RoundEnd;
 import dev.ferry.proto.migration.SenderFrame;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -26,7 +24,6 @@ import java.util.Map;
 final class ReceiverLane {
   /** Frames requested ahead, so the network and the apply overlap. */
   private static final int PREFETCH = 2;
-  private static final int ZERO_FILL_MAX_PAGES = 16;
 
   private final IncomingMigration session;
   private final int index;
@@ -44,21 +41,15 @@ final class ReceiverLane {
     this.out = out;
     this.memory = session.vm().memory();
     this.codec = new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES);
-    MemorySegment ram = memory.segment();
-    int pageSize = memory.pageSize();
     this.sink = new BatchCodec.PageSink() {
       @Override
-      public void write(long page, byte[] src, int offset) {
-        MemorySegment.copy(src, offset, ram, ValueLayout.JAVA_BYTE, page * pageSize, pageSize);
+      public void write(long firstPage, java.nio.ByteBuffer pages) throws java.io.IOException {
+        memory.write(firstPage * memory.pageSize(), pages);
       }
 
       @Override
-      public void zero(long first, int count) {
-        if (count <= ZERO_FILL_MAX_PAGES) {
-          ram.asSlice(first * pageSize, (long) count * pageSize).fill((byte) 0);
-        } else {
-          memory.discard(first, count);
-        }
+      public void zero(long first, int count) throws java.io.IOException {
+        memory.discard(first, count);
       }
     };
   }
@@ -118,6 +109,8 @@ final class ReceiverLane {
       out.request(1);
     } catch (MalformedFrameException e) {
       session.fail(new MigrationException(step, "malformed frame on lane " + index + ": " + e.getMessage()));
+    } catch (java.io.IOException e) {
+      session.fail(new MigrationException(step, "cannot write guest memory on lane " + index + ": " + e.getMessage(), e));
     } catch (MigrationException e) {
       session.fail(e);
     } catch (RuntimeException e) {

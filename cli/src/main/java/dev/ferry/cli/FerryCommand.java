@@ -1,0 +1,33 @@
+package dev.ferry.cli;
+
+import picocli.CommandLine.Command;
+
+@Command(name = "ferry",
+    mixinStandardHelpOptions = true,
+    versionProvider = FerryCommand.Version.class,
+    description = "Live migration and high availability for virtual machines.",
+    subcommands = {
+        AgentCommand.class,
+        ClusterCommand.class,
+        HostCommand.class,
+        VmCommand.class,
+        MigrateCommand.class,
+        CancelCommand.class,
+        DemoCommand.class,
+    },
+    footer = {"", "Commands that talk to a cluster find it with --cluster DIR or the FERRY_CLUSTER environment variable.",
+        "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."})
+public final class FerryCommand implements Runnable {
+  @Override
+  public void run() {
+    throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "missing command");
+  }
+
+  static final class Version implements picocli.CommandLine.IVersionProvider {
+    @Override
+    public String[] getVersion() {
+      String v = FerryCommand.class.getPackage().getImplementationVersion();
+      return new String[] {"ferry " + (v == null ? "dev" : v) + " (Java " + Runtime.version() + ")"};
+    }
+  }
+}
