@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
         MigrateCommand.class,
         CancelCommand.class,
         DemoCommand.class,
+        BenchCommand.class,
     },
     footer = {"", "Commands that talk to a cluster find it with --cluster DIR or the FERRY_CLUSTER environment variable.",
         "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."})

@@ -2,7 +2,6 @@ package dev.ferry.hypervisor;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
 
 /**
  * Guest RAM as the agent sees it: the file the hypervisor maps, read and written by the agent
@@ -23,11 +22,11 @@ public interface GuestMemory {
     return sizeBytes() / pageSize();
   }
 
-  /** Fills {@code dst} with guest bytes starting at {@code offset}. */
-  void read(long offset, ByteBuffer dst) throws IOException;
+  /** Fills {@code dst} (native memory or a Java array) with guest bytes starting at {@code offset}. */
+  void read(long offset, MemorySegment dst) throws IOException;
 
-  /** Writes all of {@code src} into guest memory at {@code offset}. */
-  void write(long offset, ByteBuffer src) throws IOException;
+  /** Writes all of {@code src} (native memory or a Java array) into guest memory at {@code offset}. */
+  void write(long offset, MemorySegment src) throws IOException;
 
   /** Makes pages read as zero and frees their backing memory. */
   void discard(long firstPage, long pages) throws IOException;

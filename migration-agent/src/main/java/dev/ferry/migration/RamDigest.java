@@ -29,7 +29,7 @@ public final class RamDigest {
       int len = (int) Math.min(CHUNK, size - off);
       ByteBuffer buf = BUFFERS.get().clear().limit(len);
       try {
-        memory.read(off, buf);
+        memory.read(off, java.lang.foreign.MemorySegment.ofBuffer(buf));
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }

@@ -3,7 +3,7 @@ package dev.ferry.cli.bench;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.memory.RamFile;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
+import dev.ferry.hypervisor.GuestMemory;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
@@ -36,17 +36,18 @@ final class RawTcp {
         }
         long size = header.flip().getLong();
         try (RamFile ram = RamFile.create(ramDir.resolve("raw-" + (n++) + ".ram"), size)) {
-          MemorySegment dst = ram.segment();
           long at = 0;
           while (at < size) {
-            buf.clear();
-            int r = ch.read(buf);
-            if (r < 0) {
-              throw new IOException("sender closed after " + at + " of " + size + " bytes");
+            buf.clear().limit((int) Math.min(CHUNK, size - at));
+            while (buf.hasRemaining()) {
+              if (ch.read(buf) < 0) {
+                throw new IOException("sender closed after " + at + " of " + size + " bytes");
+              }
             }
             buf.flip();
-            MemorySegment.copy(MemorySegment.ofBuffer(buf), 0, dst, at, r);
-            at += r;
+            int got = buf.remaining();
+            ram.write(at, java.lang.foreign.MemorySegment.ofBuffer(buf));
+            at += got;
           }
           ch.write(ByteBuffer.wrap(new byte[] {1}));
         } catch (HypervisorException e) {
@@ -56,13 +57,18 @@ final class RawTcp {
     }
   }
 
-  /** Sends all of {@code memory}; returns once the receiver has written every byte. */
-  static void send(InetSocketAddress to, MemorySegment memory) throws IOException {
+  /** Sends all of {@code memory} (read with pread, as Ferry does); returns once the receiver has written every byte. */
+  static void send(InetSocketAddress to, GuestMemory memory) throws IOException {
     try (SocketChannel ch = SocketChannel.open(to)) {
       ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
-      ch.write(ByteBuffer.allocate(8).putLong(0, memory.byteSize()));
-      for (long at = 0; at < memory.byteSize(); at += CHUNK) {
-        ByteBuffer b = memory.asSlice(at, Math.min(CHUNK, memory.byteSize() - at)).asByteBuffer();
+      ByteBuffer header = ByteBuffer.allocate(8).putLong(0, memory.sizeBytes());
+      while (header.hasRemaining()) {
+        ch.write(header);
+      }
+      ByteBuffer b = ByteBuffer.allocateDirect(CHUNK);
+      for (long at = 0; at < memory.sizeBytes(); at += CHUNK) {
+        b.clear().limit((int) Math.min(CHUNK, memory.sizeBytes() - at));
+        memory.read(at, java.lang.foreign.MemorySegment.ofBuffer(b));
         while (b.hasRemaining()) {
           ch.write(b);
         }

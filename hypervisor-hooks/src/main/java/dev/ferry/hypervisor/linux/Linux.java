@@ -42,6 +42,15 @@ public final class Linux {
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
           ValueLayout.JAVA_LONG),
       CAPTURE_ERRNO);
+  // critical: the call is short and may read or write a Java heap array directly (no copy).
+  private static final MethodHandle PREAD = downcall("pread64",
+      FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
+          ValueLayout.JAVA_LONG),
+      CAPTURE_ERRNO, Linker.Option.critical(true));
+  private static final MethodHandle PWRITE = downcall("pwrite64",
+      FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
+          ValueLayout.JAVA_LONG),
+      CAPTURE_ERRNO, Linker.Option.critical(true));
   private static final MethodHandle MADVISE = downcall("madvise",
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
       CAPTURE_ERRNO);
@@ -92,6 +101,64 @@ public final class Linux {
         throw new LinuxException("ioctl 0x" + Long.toHexString(request), errno(state));
       }
       return r;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /**
+   * pread into {@code dst} (native or a heap array segment) until it is full; a short file is an error.
+   * Returns the bytes read.
+   */
+  public static long pread(int fd, MemorySegment dst, long offset) throws LinuxException {
+    long done = 0;
+    long len = dst.byteSize();
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      while (done < len) {
+        // SAFETY: dst is a live segment of at least len bytes (heap segments are pinned for the
+        // duration of a critical call); the kernel writes only inside [done, len).
+        long r = (long) PREAD.invokeExact(state, fd, dst.asSlice(done), len - done, offset + done);
+        if (r < 0) {
+          int e = errno(state);
+          if (e == 4) {
+            continue; // EINTR
+          }
+          throw new LinuxException("pread", e);
+        }
+        if (r == 0) {
+          throw new LinuxException("pread past the end of the file", 5);
+        }
+        done += r;
+      }
+      return done;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** pwrite all of {@code src} (native or a heap array segment). */
+  public static void pwrite(int fd, MemorySegment src, long offset) throws LinuxException {
+    long done = 0;
+    long len = src.byteSize();
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      while (done < len) {
+        // SAFETY: src is a live segment of len bytes; the kernel only reads it.
+        long r = (long) PWRITE.invokeExact(state, fd, src.asSlice(done), len - done, offset + done);
+        if (r < 0) {
+          int e = errno(state);
+          if (e == 4) {
+            continue; // EINTR
+          }
+          throw new LinuxException("pwrite", e);
+        }
+        done += r;
+      }
     } catch (LinuxException e) {
       throw e;
     } catch (Throwable t) {

@@ -114,28 +114,18 @@ public final class RamFile implements GuestMemory, AutoCloseable {
   }
 
   @Override
-  public void read(long offset, ByteBuffer dst) throws IOException {
-    check(offset, dst.remaining());
-    long at = offset;
-    while (dst.hasRemaining()) {
-      int n = channel.read(dst, at);
-      if (n < 0) {
-        throw new IOException("RAM file " + path + " ended at " + at);
-      }
-      at += n;
-    }
+  public void read(long offset, MemorySegment dst) throws IOException {
+    check(offset, dst.byteSize());
+    Linux.pread(fd, dst, offset);
   }
 
   @Override
-  public void write(long offset, ByteBuffer src) throws IOException {
-    check(offset, src.remaining());
-    long at = offset;
-    while (src.hasRemaining()) {
-      at += channel.write(src, at);
-    }
+  public void write(long offset, MemorySegment src) throws IOException {
+    check(offset, src.byteSize());
+    Linux.pwrite(fd, src, offset);
   }
 
-  private void check(long offset, int length) {
+  private void check(long offset, long length) {
     if (offset < 0 || offset + length > size) {
       throw new IndexOutOfBoundsException("[" + offset + ", +" + length + ") of guest memory of " + size + " bytes");
     }
@@ -148,10 +138,9 @@ public final class RamFile implements GuestMemory, AutoCloseable {
       Linux.fallocate(fd, Linux.FALLOC_FL_PUNCH_HOLE | Linux.FALLOC_FL_KEEP_SIZE, firstPage * PAGE_SIZE, pages * PAGE_SIZE);
     } catch (LinuxException e) {
       // Some filesystems cannot punch holes; writing zeros means the same to the guest.
-      ByteBuffer zeros = ByteBuffer.allocateDirect(PAGE_SIZE * 16);
+      MemorySegment zeros = MemorySegment.ofArray(new byte[PAGE_SIZE * 16]);
       for (long p = 0; p < pages; p += 16) {
-        zeros.clear().limit((int) (Math.min(16, pages - p) * PAGE_SIZE));
-        write((firstPage + p) * PAGE_SIZE, zeros);
+        write((firstPage + p) * PAGE_SIZE, zeros.asSlice(0, Math.min(16, pages - p) * PAGE_SIZE));
       }
     }
   }

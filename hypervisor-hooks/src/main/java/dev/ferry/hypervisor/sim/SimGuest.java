@@ -106,7 +106,7 @@ final class SimGuest {
         }
         if (any) {
           try {
-            memory.write(from * pageSize, buf.asSlice(0, (to - from) * pageSize).asByteBuffer());
+            memory.write(from * pageSize, buf.asSlice(0, (to - from) * pageSize));
           } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
           }
@@ -115,7 +115,7 @@ final class SimGuest {
     } catch (java.io.UncheckedIOException e) {
       throw e.getCause();
     }
-    memory.write(0, table.clear());
+    memory.write(0, MemorySegment.ofBuffer(table.clear()));
   }
 
   private static boolean sparseDataPage(long page) {

@@ -43,7 +43,7 @@ final class ReceiverLane {
     this.codec = new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES);
     this.sink = new BatchCodec.PageSink() {
       @Override
-      public void write(long firstPage, java.nio.ByteBuffer pages) throws java.io.IOException {
+      public void write(long firstPage, java.lang.foreign.MemorySegment pages) throws java.io.IOException {
         memory.write(firstPage * memory.pageSize(), pages);
       }
 

@@ -42,7 +42,7 @@ class BatchCodecTest {
 
   private static BatchCodec.Encoded encode(BatchCodec codec, MemorySegment src, long base, PageBitmap sel, int round)
       throws Exception {
-    return codec.encode((off, dst) -> dst.put(src.asSlice(off, dst.remaining()).asByteBuffer()), src.byteSize() / PAGE,
+    return codec.encode((off, dst) -> dst.copyFrom(src.asSlice(off, dst.byteSize())), src.byteSize() / PAGE,
         base, sel, round);
   }
 
@@ -50,8 +50,8 @@ class BatchCodecTest {
   private static BatchCodec.Applied apply(BatchCodec codec, PageBatch b, MemorySegment dst) throws Exception {
     return codec.decode(b, dst.byteSize() / PAGE, new BatchCodec.PageSink() {
       @Override
-      public void write(long firstPage, java.nio.ByteBuffer pages) {
-        MemorySegment.copy(MemorySegment.ofBuffer(pages), 0, dst, firstPage * PAGE, pages.remaining());
+      public void write(long firstPage, MemorySegment pages) {
+        MemorySegment.copy(pages, 0, dst, firstPage * PAGE, pages.byteSize());
       }
 
       @Override

@@ -1,0 +1,285 @@
+package dev.ferry.cli.bench;
+
+import dev.ferry.agent.client.AgentClient;
+import dev.ferry.cli.CliException;
+import dev.ferry.cli.Sizes;
+import dev.ferry.cli.cluster.ClusterFile;
+import dev.ferry.cli.cluster.LocalCluster;
+import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.hypervisor.VmPaths;
+import dev.ferry.hypervisor.sim.SimDriver;
+import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.MigrateRequest;
+import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.MigrationOptions;
+import dev.ferry.proto.agent.MigrationPhase;
+import dev.ferry.proto.agent.MigrationSummary;
+import dev.ferry.proto.vm.Pattern;
+import dev.ferry.proto.vm.VmSpec;
+import dev.ferry.proto.vm.Workload;
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * `ferry bench`: Ferry's migration throughput between two agent processes over loopback gRPC,
+ * against one raw TCP stream moving the same memory between two processes, in the same run; then
+ * the agents' own memory (RssAnon: heap, direct buffers, native; guest RAM is shared memory and
+ * reported apart) while a large guest moves.
+ */
+public final class TransferBench {
+  public record Settings(long size, List<Pattern> patterns, List<Integer> streams, int repeat, long memorySize) {}
+
+  /** One measured case: MB/s of each repetition. */
+  public record Case(String pattern, String transport, int streams, List<Double> mbPerSec, double wireRatio) {
+    double median() {
+      List<Double> s = new ArrayList<>(mbPerSec);
+      Collections.sort(s);
+      return s.get(s.size() / 2);
+    }
+  }
+
+  /** Peak memory of the agents while one guest moved. */
+  public record MemoryRun(long guestBytes, int streams, long senderAnon, long receiverAnon, long senderRss,
+      long receiverRss, double mbPerSec) {}
+
+  public record Report(Settings settings, List<Case> cases, List<MemoryRun> memory, String machine) {
+    public String table() {
+      StringBuilder b = new StringBuilder();
+      b.append(String.format(Locale.ROOT, "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6)%n",
+          Sizes.format(settings.size()), settings.repeat()));
+      b.append(String.format(Locale.ROOT, "%-13s %-10s %7s %10s %9s %10s%n", "memory", "transport", "streams", "MB/s",
+          "vs raw", "wire/RAM"));
+      for (Case c : cases) {
+        double raw = rawMedian(c.pattern());
+        b.append(String.format(Locale.ROOT, "%-13s %-10s %7d %10.0f %8.0f%% %9.0f%%%n", c.pattern(), c.transport(),
+            c.streams(), c.median(), raw > 0 ? 100 * c.median() / raw : 0, 100 * c.wireRatio()));
+      }
+      for (MemoryRun m : memory) {
+        b.append(String.format(Locale.ROOT,
+            "%nmemory while moving a %s guest (%d streams, %.0f MB/s): sender RssAnon peak %s, receiver %s "
+                + "(VmRSS incl. guest RAM %s / %s)%n",
+            Sizes.format(m.guestBytes()), m.streams(), m.mbPerSec(), Sizes.format(m.senderAnon()),
+            Sizes.format(m.receiverAnon()), Sizes.format(m.senderRss()), Sizes.format(m.receiverRss())));
+      }
+      return b.toString();
+    }
+
+    double rawMedian(String pattern) {
+      for (Case c : cases) {
+        if (c.pattern().equals(pattern) && c.transport().equals("raw-tcp")) {
+          return c.median();
+        }
+      }
+      return 0;
+    }
+
+    public Map<String, Object> toJson() {
+      Map<String, Object> out = new LinkedHashMap<>();
+      out.put("guestBytes", settings.size());
+      out.put("repeat", settings.repeat());
+      out.put("machine", machine);
+      List<Map<String, Object>> rows = new ArrayList<>();
+      for (Case c : cases) {
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("pattern", c.pattern());
+        r.put("transport", c.transport());
+        r.put("streams", c.streams());
+        r.put("mbPerSecMedian", Math.round(c.median()));
+        r.put("mbPerSecRuns", c.mbPerSec().stream().map(Math::round).toList());
+        r.put("vsRawTcp", Math.round(1000 * c.median() / Math.max(1, rawMedian(c.pattern()))) / 1000.0);
+        r.put("wireRatio", Math.round(1000 * c.wireRatio()) / 1000.0);
+        rows.add(r);
+      }
+      out.put("throughput", rows);
+      out.put("memory", memory);
+      return out;
+    }
+  }
+
+  private final Settings settings;
+  private final PrintStream say;
+
+  public TransferBench(Settings settings, PrintStream say) {
+    this.settings = settings;
+    this.say = say;
+  }
+
+  public Report run() throws IOException, InterruptedException {
+    Path dir = Files.createTempDirectory("ferry-bench-");
+    Path ramDir = Path.of("/dev/shm/ferry-bench-" + ProcessHandle.current().pid());
+    Files.createDirectories(ramDir);
+    warmHostMemory(ramDir, 2 * Math.max(settings.size(), settings.memorySize()) + (1L << 30));
+    say.println("starting 2 agents and a raw TCP receiver in " + dir);
+    ClusterFile cluster = LocalCluster.up(dir, 2, "sim", Duration.ofSeconds(60));
+    Process sink = startSink(ramDir.resolve("sink"), dir.resolve("sink.endpoint"));
+    List<Case> cases = new ArrayList<>();
+    List<MemoryRun> memory = new ArrayList<>();
+    try {
+      InetSocketAddress sinkAddress = endpoint(dir.resolve("sink.endpoint"), sink);
+      ClusterFile.Host source = cluster.hosts().get(0);
+      ClusterFile.Host target = cluster.hosts().get(1);
+      for (Pattern p : settings.patterns()) {
+        String name = p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT);
+        cases.add(raw(name, p, ramDir, sinkAddress));
+        for (int streams : settings.streams()) {
+          List<Double> runs = new ArrayList<>();
+          double wire = 0;
+          for (int i = 0; i < settings.repeat(); i++) {
+            Measured m = migrate(source, target, "bench-" + name, p, settings.size(), streams, null, null);
+            runs.add(m.mbPerSec());
+            wire = m.wireRatio();
+            say.printf(Locale.ROOT, "  %-12s ferry %d stream(s): %.0f MB/s%n", name, streams, m.mbPerSec());
+          }
+          cases.add(new Case(name, "ferry-grpc", streams, runs, wire));
+        }
+      }
+      if (settings.memorySize() > 0) {
+        int streams = Collections.max(settings.streams());
+        for (long guest : List.of(settings.size(), settings.memorySize())) {
+          try (ProcessMemory s = new ProcessMemory(source.pid()); ProcessMemory r = new ProcessMemory(target.pid())) {
+            Measured m = migrate(source, target, "bench-mem", Pattern.PATTERN_RANDOM, guest, streams, s, r);
+            memory.add(new MemoryRun(guest, streams, s.peakAnonBytes(), r.peakAnonBytes(), s.peakRssBytes(),
+                r.peakRssBytes(), m.mbPerSec()));
+            say.printf(Locale.ROOT, "  memory run %s: sender RssAnon peak %s, receiver %s%n", Sizes.format(guest),
+                Sizes.format(s.peakAnonBytes()), Sizes.format(r.peakAnonBytes()));
+          }
+        }
+      }
+    } finally {
+      sink.destroyForcibly();
+      LocalCluster.down(dir, Duration.ofSeconds(20));
+      deleteTree(ramDir);
+      deleteTree(dir);
+    }
+    String machine = Runtime.getRuntime().availableProcessors() + " cores, Java " + Runtime.version();
+    return new Report(settings, cases, memory, machine);
+  }
+
+  /**
+   * Touches and frees memory first: these machines are VMs whose host backs guest memory on
+   * first use (about 2 s per GiB), which would otherwise be charged to whichever case ran first.
+   */
+  private void warmHostMemory(Path ramDir, long bytes) throws IOException {
+    say.println("warming " + Sizes.format(bytes) + " of host memory (first use of memory is slow on these VMs)");
+    Path file = ramDir.resolve("warm");
+    ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+      for (long at = 0; at < bytes; at += buf.capacity()) {
+        buf.clear();
+        ch.write(buf, at);
+      }
+    } finally {
+      Files.deleteIfExists(file);
+    }
+  }
+
+  private Case raw(String name, Pattern p, Path ramDir, InetSocketAddress sink) throws IOException {
+    List<Double> runs = new ArrayList<>();
+    try (VmInstance src = new SimDriver().create(spec("raw-src", p, settings.size()),
+        new VmPaths(ramDir.resolve("raw-src"), ramDir.resolve("raw-src.ram")))) {
+      for (int i = 0; i < settings.repeat(); i++) {
+        long t = System.nanoTime();
+        RawTcp.send(sink, src.memory());
+        double mbs = settings.size() / 1e6 / ((System.nanoTime() - t) / 1e9);
+        runs.add(mbs);
+        say.printf(Locale.ROOT, "  %-12s raw tcp: %.0f MB/s%n", name, mbs);
+      }
+    } catch (dev.ferry.hypervisor.HypervisorException e) {
+      throw new CliException("cannot create the raw source memory: " + e.getMessage());
+    }
+    return new Case(name, "raw-tcp", 1, runs, 1.0);
+  }
+
+  private record Measured(double mbPerSec, double wireRatio) {}
+
+  private Measured migrate(ClusterFile.Host source, ClusterFile.Host target, String vm, Pattern p, long size,
+      int streams, ProcessMemory s, ProcessMemory r) {
+    try (AgentClient a = LocalCluster.client(source, Duration.ofSeconds(300));
+        AgentClient b = LocalCluster.client(target, Duration.ofSeconds(300))) {
+      a.createVm(CreateVmRequest.newBuilder().setSpec(spec(vm, p, size)).setStart(true).build());
+      long[] round0 = {0};
+      MigrationEvent done = a.migrate(MigrateRequest.newBuilder().setVm(vm).setTargetHost(target.id())
+          .setTargetEndpoint(target.endpoint())
+          .setOptions(MigrationOptions.newBuilder().setStreams(streams).setVerify(false)).build(), e -> {
+            if (e.hasRound() && !e.getRound().getPartial() && e.getRound().getRound() == 0) {
+              round0[0] = e.getRound().getRoundMs();
+            }
+          });
+      MigrationSummary sum = done.getSummary();
+      if (sum.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+        throw new CliException("benchmark migration failed: " + sum.getError());
+      }
+      b.deleteVm(vm);
+      return new Measured(size / 1e6 / (Math.max(1, round0[0]) / 1e3), (double) sum.getBytesTransferred() / size);
+    }
+  }
+
+  private static VmSpec spec(String name, Pattern p, long size) {
+    return VmSpec.newBuilder().setSchemaVersion(1).setName(name).setMemoryBytes(size).setVcpus(1)
+        .setWorkload(Workload.newBuilder().setPattern(p).setDirtyRatePagesPerSec(0)).build();
+  }
+
+  private static Process startSink(Path ramDir, Path endpointFile) throws IOException {
+    List<String> cmd = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+        "--enable-native-access=ALL-UNNAMED", "-XX:+UseParallelGC", "-Xmx256m", "-cp",
+        System.getProperty("java.class.path"), "dev.ferry.cli.Main", "bench", "raw-sink", "--ram-dir", ramDir.toString(),
+        "--endpoint-file", endpointFile.toString()));
+    return new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(endpointFile.resolveSibling("sink.log").toFile()))
+        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+  }
+
+  private static InetSocketAddress endpoint(Path file, Process sink) throws InterruptedException, IOException {
+    long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+    while (!Files.exists(file)) {
+      if (!sink.isAlive() || System.nanoTime() > deadline) {
+        throw new CliException("the raw TCP receiver did not start; see " + file.resolveSibling("sink.log"));
+      }
+      Thread.sleep(50);
+    }
+    String[] hp = Files.readString(file, StandardCharsets.UTF_8).trim().split(":");
+    return new InetSocketAddress(hp[0], Integer.parseInt(hp[1]));
+  }
+
+  /** The raw TCP receiver process (ferry bench raw-sink). */
+  public static void serveRawSink(Path ramDir, Path endpointFile) throws IOException {
+    Files.createDirectories(ramDir);
+    try (ServerSocketChannel server = ServerSocketChannel.open()) {
+      server.bind(new InetSocketAddress("127.0.0.1", 0));
+      Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
+      Files.writeString(tmp, "127.0.0.1:" + ((InetSocketAddress) server.getLocalAddress()).getPort());
+      Files.move(tmp, endpointFile, StandardCopyOption.ATOMIC_MOVE);
+      RawTcp.serve(server, ramDir);
+    }
+  }
+
+  private static void deleteTree(Path p) {
+    if (!Files.exists(p)) {
+      return;
+    }
+    try (var s = Files.walk(p)) {
+      for (Path q : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.deleteIfExists(q);
+      }
+    } catch (IOException e) {
+      // best effort
+    }
+  }
+}
