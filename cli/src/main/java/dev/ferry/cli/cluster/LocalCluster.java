@@ -127,9 +127,20 @@ public final class LocalCluster {
 
   /** The running agent process of {@code host}, verified by its command line (pids are reused). */
   public static Optional<ProcessHandle> alive(ClusterFile.Host host) {
-    return ProcessHandle.of(host.pid()).filter(ProcessHandle::isAlive).filter(p -> p.info().arguments()
-        .map(args -> List.of(args).contains(host.id()) && List.of(args).contains("agent"))
-        .orElse(false));
+    return ProcessHandle.of(host.pid()).filter(ProcessHandle::isAlive).filter(p -> {
+      List<String> args = commandLine(p.pid());
+      return args.contains("agent") && args.contains(host.id());
+    });
+  }
+
+  /** A process's arguments from /proc (ProcessHandle.Info omits them for long command lines). */
+  static List<String> commandLine(long pid) {
+    try {
+      byte[] raw = Files.readAllBytes(Path.of("/proc", Long.toString(pid), "cmdline"));
+      return List.of(new String(raw, StandardCharsets.UTF_8).split("\u0000"));
+    } catch (IOException e) {
+      return List.of();
+    }
   }
 
   /** Stops every agent of the cluster (TERM, then KILL after a grace period) and removes leftover RAM files. */
