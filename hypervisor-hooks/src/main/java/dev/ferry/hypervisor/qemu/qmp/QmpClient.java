@@ -64,6 +64,7 @@ public final class QmpClient implements Closeable {
   private final List<Consumer<String>> deathListeners = new CopyOnWriteArrayList<>();
   private final ExecutorService eventThread;
   private final Thread reader;
+  private final java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(1);
 
   private final Object lock = new Object();
   // Guarded by lock.
@@ -372,12 +373,29 @@ public final class QmpClient implements Closeable {
       }
     } catch (ClosedChannelException e) {
       reason = "QMP socket closed";
+    } catch (java.net.SocketException e) {
+      // QEMU exiting with unread input in its socket resets the connection instead of closing it.
+      reason = "QEMU closed the QMP connection (" + e.getMessage() + " on " + socket + "): QEMU exited or was killed";
     } catch (IOException e) {
       reason = "reading QMP from " + socket + " failed: " + e.getMessage();
     } catch (IllegalArgumentException e) {
       reason = "QEMU sent something that is not QMP: " + e.getMessage();
     }
     die(reason);
+    ended.countDown();
+  }
+
+  /**
+   * Waits until the reader has seen the connection end (EOF after QEMU exits) or the client is
+   * closed, so that every event QEMU sent before it went away has been taken in; false on timeout.
+   */
+  public boolean awaitEnd(Duration timeout) {
+    try {
+      return ended.await(timeout.toNanos(), TimeUnit.NANOSECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return false;
+    }
   }
 
   private void dispatch(byte[] line) {
@@ -483,6 +501,7 @@ public final class QmpClient implements Closeable {
     abandoned.forEach(w -> w.future.completeExceptionally(gone));
     closeQuietly(channel);
     eventThread.shutdown();
+    ended.countDown();
     if (Thread.currentThread() != reader) {
       try {
         reader.join(1000);
