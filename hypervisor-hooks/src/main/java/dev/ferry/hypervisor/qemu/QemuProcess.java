@@ -177,11 +177,19 @@ public final class QemuProcess implements Closeable {
       log.debug("cannot chmod {}: {}", socket, e.getMessage());
     }
     QmpClient client;
-    try {
-      client = QmpClient.connect(socket, command.name(), remaining(deadline));
-    } catch (QmpException e) {
-      String why = process.isAlive() ? e.getMessage() : diedDuringStart();
-      throw new QemuStartException(Step.CONNECT_QMP, why, e);
+    while (true) {
+      try {
+        client = QmpClient.connect(socket, command.name(), remaining(deadline));
+        break;
+      } catch (QmpException e) {
+        // The socket file appears at bind(), a moment before listen(): a refused connect is retried.
+        boolean retry = e.kind() == QmpException.Kind.IO && process.isAlive() && System.nanoTime() < deadline;
+        if (!retry) {
+          String why = process.isAlive() ? e.getMessage() : diedDuringStart();
+          throw new QemuStartException(Step.CONNECT_QMP, why, e);
+        }
+        sleepQuietly(5);
+      }
     }
     qmp = client;
     client.onDeath(this::qmpDied);

@@ -216,6 +216,26 @@ class QemuProcessTest {
   }
 
   @Test
+  void guestRamIsOneBlockAtOffsetZeroBackedByTheRamFile() throws Exception {
+    QemuCommand c = QemuTestSupport.paused("blocks", dir, 128).build();
+    try (QemuProcess p = start(c)) {
+      String table = p.qmp().execute("human-monitor-command", "{\"command-line\": \"info ramblock\"}",
+          Duration.ofSeconds(5)).asText();
+      log.info("RAM blocks of a 128 MiB pc guest:\n{}", table);
+      // "ram0    4 KiB  0x0000000000000000 0x0000000008000000 0x0000000008000000": name, page size,
+      // offset in QEMU's ram_addr space, used and total length.
+      String ram0 = table.lines().map(String::strip).filter(l -> l.startsWith("ram0 ")).findFirst().orElseThrow();
+      String[] f = ram0.split("\\s+");
+      assertEquals("0x0000000000000000", f[3], ram0);
+      assertEquals(c.memoryBytes(), Long.decode(f[4]), ram0);
+      assertEquals("4", f[1], "4 KiB pages on tmpfs: " + ram0);
+      String maps = Files.readString(Path.of("/proc/" + p.pid() + "/maps"));
+      assertEquals(1, maps.lines().filter(l -> l.endsWith(c.ramFile().toString())).count(),
+          "QEMU maps the RAM file once:\n" + maps);
+    }
+  }
+
+  @Test
   void qmpClientIsNamedAndReady() throws Exception {
     QemuCommand c = QemuTestSupport.paused("named", dir, 64).build();
     try (QemuProcess p = start(c)) {
