@@ -76,8 +76,8 @@ public final class QemuProcess implements Closeable {
   private boolean closeRequested;
   private QemuExit exit;
 
-  // Set once during start, before the process is handed out.
-  private QmpClient qmp;
+  // Set once during start. Volatile: the exit handler may run on another thread meanwhile.
+  private volatile QmpClient qmp;
   private QemuVersion version;
   private boolean kvmEnabled;
   private Duration startup;

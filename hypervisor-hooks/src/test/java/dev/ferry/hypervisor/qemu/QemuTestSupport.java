@@ -3,6 +3,7 @@ package dev.ferry.hypervisor.qemu;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.ferry.hypervisor.qemu.dirty.KernelProbe;
 import dev.ferry.testing.Timing;
 import java.io.File;
 import java.io.IOException;
@@ -45,6 +46,12 @@ public final class QemuTestSupport {
   /** Skips (or fails, where required) unless qemu-system-x86_64 is on PATH. */
   public static void requireQemu() {
     need(onPath("qemu-system-x86_64"), "qemu-system-x86_64");
+  }
+
+  /** Skips (or fails, where required) unless the kernel can track writes (userfaultfd WP-async, PAGEMAP_SCAN). */
+  public static void requireDirtyTracking() {
+    KernelProbe.Result probe = KernelProbe.probe();
+    need(probe.present(), "kernel dirty tracking (" + probe.detail() + ")");
   }
 
   /** The directory holding libferryhook.so and ferry-test-guest.elf; skips or fails when unavailable. */

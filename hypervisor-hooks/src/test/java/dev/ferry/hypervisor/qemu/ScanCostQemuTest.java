@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ferry.hypervisor.PageBitmap;
-import dev.ferry.hypervisor.qemu.dirty.KernelProbe;
 import dev.ferry.hypervisor.qemu.dirty.PagemapScanner;
 import dev.ferry.testing.TestDirs;
 import dev.ferry.testing.Timing;
@@ -29,8 +28,7 @@ class ScanCostQemuTest {
   @BeforeEach
   void setUp() throws Exception {
     QemuTestSupport.requireNative();
-    KernelProbe.Result probe = KernelProbe.probe();
-    assumeTrue(probe.present(), probe.detail());
+    QemuTestSupport.requireDirtyTracking();
     dir = TestDirs.ramDir("cost");
   }
 

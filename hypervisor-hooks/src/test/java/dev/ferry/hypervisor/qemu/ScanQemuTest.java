@@ -4,13 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.PageBitmap;
 import dev.ferry.hypervisor.linux.Linux;
 import dev.ferry.hypervisor.memory.RamFile;
-import dev.ferry.hypervisor.qemu.dirty.KernelProbe;
 import dev.ferry.hypervisor.qemu.dirty.PagemapScanner;
 import dev.ferry.hypervisor.qemu.qmp.QmpClient;
 import dev.ferry.testing.TestDirs;
@@ -42,8 +40,7 @@ class ScanQemuTest {
   @BeforeEach
   void setUp() throws Exception {
     QemuTestSupport.requireNative();
-    KernelProbe.Result probe = KernelProbe.probe();
-    assumeTrue(probe.present(), probe.detail());
+    QemuTestSupport.requireDirtyTracking();
     dir = TestDirs.ramDir("scanq");
   }
 

@@ -3,10 +3,10 @@ package dev.ferry.hypervisor.qemu.dirty;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.PageBitmap;
+import dev.ferry.hypervisor.qemu.QemuTestSupport;
 import dev.ferry.testing.TestDirs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -26,8 +26,7 @@ class PagemapScannerTest {
 
   @BeforeEach
   void setUp() throws Exception {
-    KernelProbe.Result probe = KernelProbe.probe();
-    assumeTrue(probe.present(), probe.detail());
+    QemuTestSupport.requireDirtyTracking();
     dir = TestDirs.ramDir("scan");
   }
 
