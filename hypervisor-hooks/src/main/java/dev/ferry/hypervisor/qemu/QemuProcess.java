@@ -69,6 +69,9 @@ public final class QemuProcess implements Closeable {
   private final long logOffset;
   private final long launchedNanos;
   private final List<Consumer<QemuExit>> exitListeners = new CopyOnWriteArrayList<>();
+  /** Open once the exit listeners have all been told; close() and awaitExit() wait for it. */
+  private final java.util.concurrent.CountDownLatch told = new java.util.concurrent.CountDownLatch(1);
+  private volatile Thread teller;
 
   private final Object lock = new Object();
   // Guarded by lock.
@@ -356,7 +359,11 @@ public final class QemuProcess implements Closeable {
     });
   }
 
-  /** Runs once the process has been reaped (from Process.onExit, or from close). */
+  /**
+   * Runs once the process has been reaped (from Process.onExit, close or awaitExit): builds the
+   * exit report and tells the listeners. Whoever comes second waits until they have been told, so
+   * that close() never returns before its listeners ran (unless a listener itself calls close()).
+   */
   private void processEnded() {
     if (process.isAlive()) {
       return;
@@ -373,30 +380,56 @@ public final class QemuProcess implements Closeable {
       }
       qmpEnd = qmp.deathReason();
     }
-    List<Consumer<QemuExit>> toTell;
-    QemuExit e;
+    List<Consumer<QemuExit>> toTell = null;
+    QemuExit e = null;
     synchronized (lock) {
-      if (exit != null || process.isAlive()) {
-        return;
+      if (exit == null) {
+        StringBuilder context = new StringBuilder();
+        if (closeRequested) {
+          context.append("stopped by Ferry");
+        }
+        if (shutdown != null) {
+          append(context, "SHUTDOWN event " + shutdown.data());
+        }
+        if (qmpEnd != null && !closeRequested) {
+          append(context, qmpEnd);
+        }
+        exit = QemuExit.of(closeRequested, process.exitValue(), context.toString(), stderrTail());
+        e = exit;
+        if (state != State.CLOSED) {
+          state = State.EXITED;
+        }
+        toTell = List.copyOf(exitListeners);
+        exitListeners.clear();
+        teller = Thread.currentThread();
       }
-      StringBuilder context = new StringBuilder();
-      if (closeRequested) {
-        context.append("stopped by Ferry");
-      }
-      if (shutdown != null) {
-        append(context, "SHUTDOWN event " + shutdown.data());
-      }
-      if (qmpEnd != null && !closeRequested) {
-        append(context, qmpEnd);
-      }
-      exit = QemuExit.of(closeRequested, process.exitValue(), context.toString(), stderrTail());
-      e = exit;
-      if (state != State.CLOSED) {
-        state = State.EXITED;
-      }
-      toTell = List.copyOf(exitListeners);
-      exitListeners.clear();
     }
+    if (e == null) {
+      // Someone else is telling; wait outside the lock, as listeners may call back into this object.
+      awaitTold();
+      return;
+    }
+    try {
+      tell(e, toTell);
+    } finally {
+      told.countDown();
+    }
+  }
+
+  private void awaitTold() {
+    if (Thread.currentThread() == teller) {
+      return;
+    }
+    try {
+      if (!told.await(10, TimeUnit.SECONDS)) {
+        log.warn("QEMU {}: exit listeners still running after 10 s", command.name());
+      }
+    } catch (InterruptedException ex) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  private void tell(QemuExit e, List<Consumer<QemuExit>> toTell) {
     if (e.requested()) {
       log.info("QEMU {} (pid {}) ended: {}", command.name(), pid(), e.reason());
     } else {
