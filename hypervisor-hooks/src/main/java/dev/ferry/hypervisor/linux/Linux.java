@@ -17,10 +17,16 @@ import java.lang.invoke.VarHandle;
 public final class Linux {
   public static final int O_RDONLY = 0;
   public static final int O_RDWR = 2;
+  public static final int O_NONBLOCK = 0x800;
   public static final int O_CLOEXEC = 0x80000;
 
   public static final int FALLOC_FL_KEEP_SIZE = 0x01;
   public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+  public static final int SIGKILL = 9;
+  public static final int SIGTERM = 15;
+  public static final int SIGCONT = 18;
+  public static final int SIGSTOP = 19;
+
   public static final int MADV_REMOVE = 9;
   public static final int MADV_POPULATE_WRITE = 23;
 
@@ -54,6 +60,19 @@ public final class Linux {
   private static final MethodHandle MADVISE = downcall("madvise",
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
       CAPTURE_ERRNO);
+
+  private static final MethodHandle SYSCALL_INT = downcall("syscall",
+      FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
+      CAPTURE_ERRNO, Linker.Option.firstVariadicArg(1));
+  private static final MethodHandle KILL = downcall("kill",
+      FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT), CAPTURE_ERRNO);
+
+  /** userfaultfd(2) has no libc wrapper on Debian 12; its number differs per architecture. */
+  private static final long SYS_USERFAULTFD = switch (System.getProperty("os.arch")) {
+    case "amd64", "x86_64" -> 323;
+    case "aarch64" -> 282;
+    default -> -1;
+  };
 
   private Linux() {}
 
@@ -194,6 +213,48 @@ public final class Linux {
       int r = (int) MADVISE.invokeExact(state, mapping.address() + offset, length, advice);
       if (r < 0) {
         throw new LinuxException("madvise(" + advice + ")", errno(state));
+      }
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** userfaultfd(2): a new userfaultfd descriptor with {@code flags} (O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY). */
+  public static int userfaultfd(int flags) throws LinuxException {
+    if (SYS_USERFAULTFD < 0) {
+      throw new LinuxException("userfaultfd on " + System.getProperty("os.arch"), 38);
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: userfaultfd takes one int of flags and no pointers; the descriptor it returns is
+      // owned by the caller, who closes it.
+      long fd = (long) SYSCALL_INT.invokeExact(state, SYS_USERFAULTFD, flags);
+      if (fd < 0) {
+        throw new LinuxException("userfaultfd", errno(state));
+      }
+      return (int) fd;
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  /** kill(2): sends {@code signal} to process {@code pid}. */
+  public static void kill(long pid, int signal) throws LinuxException {
+    if (pid <= 0 || pid > Integer.MAX_VALUE) {
+      // kill(0 or negative) addresses process groups: never what a caller holding a pid meant.
+      throw new IllegalArgumentException("not a single process id: " + pid);
+    }
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: no pointers; pid is a positive single process id (checked above), so the signal
+      // can never reach a process group.
+      int r = (int) KILL.invokeExact(state, (int) pid, signal);
+      if (r < 0) {
+        throw new LinuxException("kill(" + pid + ", " + signal + ")", errno(state));
       }
     } catch (LinuxException e) {
       throw e;
