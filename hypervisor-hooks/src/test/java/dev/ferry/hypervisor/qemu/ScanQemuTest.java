@@ -99,7 +99,7 @@ class ScanQemuTest {
     QemuCommand c = QemuTestSupport.paused("agentw", dir, 64).hookLibrary(QemuTestSupport.hookLibrary()).build();
     long pageCount = c.memoryBytes() / PAGE;
     try (QemuProcess q = QemuTestSupport.start(c);
-        RamFile ram = RamFile.map(c.ramFile(), c.memoryBytes());
+        RamFile ram = RamFile.open(c.ramFile(), c.memoryBytes());
         PagemapScanner scanner = scanner(q);
         GdbStub gdb = GdbStub.attach(q, c.runDir().resolve("gdb.sock"))) {
       PageBitmap b = new PageBitmap(pageCount);
@@ -128,7 +128,7 @@ class ScanQemuTest {
     long size = c.memoryBytes();
     long pageCount = size / PAGE;
     try (QemuProcess q = QemuTestSupport.start(c);
-        RamFile ram = RamFile.map(c.ramFile(), size);
+        RamFile ram = RamFile.open(c.ramFile(), size);
         PagemapScanner scanner = scanner(q);
         Arena arena = Arena.ofConfined()) {
       Timing.await("test guest writing", Duration.ofSeconds(10), () -> heartbeat(c) >= 2);

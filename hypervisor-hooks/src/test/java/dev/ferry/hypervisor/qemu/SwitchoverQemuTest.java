@@ -58,8 +58,8 @@ class SwitchoverQemuTest {
     QemuCommand dstCmd = QemuTestSupport.testGuest("dst", dir, 64, guest).incoming(true).build();
     try (QemuProcess src = QemuTestSupport.start(srcCmd);
         QemuProcess dst = QemuTestSupport.start(dstCmd);
-        RamFile srcRam = RamFile.map(srcCmd.ramFile(), srcCmd.memoryBytes());
-        RamFile dstRam = RamFile.map(dstCmd.ramFile(), dstCmd.memoryBytes())) {
+        RamFile srcRam = RamFile.open(srcCmd.ramFile(), srcCmd.memoryBytes());
+        RamFile dstRam = RamFile.open(dstCmd.ramFile(), dstCmd.memoryBytes())) {
       List<String> srcEvents = record(src.qmp());
       List<String> dstEvents = record(dst.qmp());
       assertEquals("inmigrate", dst.qmp().execute("query-status", T).path("status").asText());
