@@ -43,7 +43,7 @@ final class ClusterCommand implements Runnable {
 
     @Override
     public void run() {
-      Drivers.create(driver, Path.of(".")).close();
+      Drivers.checkName(driver);
       Path d = dir(dir, cluster).toAbsolutePath().normalize();
       ClusterFile f = LocalCluster.up(d, hosts, driver, Duration.ofSeconds(60));
       for (ClusterFile.Host h : f.hosts()) {

@@ -39,7 +39,7 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
 
   @Override
   public Integer call() throws IOException, InterruptedException {
-    Drivers.create(driver, Path.of(".")).close();
+    Drivers.checkName(driver);
     PrintStream say = json ? System.err : System.out;
     long mem = Sizes.parseSize(memory);
     Path dir = Files.createTempDirectory("ferry-demo-");

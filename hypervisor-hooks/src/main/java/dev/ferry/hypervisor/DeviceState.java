@@ -37,8 +37,18 @@ public interface DeviceState {
     void close();
   }
 
+  /**
+   * How a save may run: how long it may take, and, for {@link Scope#EVERYTHING}, the hypervisor's
+   * own downtime limit and bandwidth cap (0 for none).
+   */
+  record SaveLimits(Duration timeout, Duration downtimeLimit, long maxBandwidth) {
+    public static SaveLimits of(Duration timeout) {
+      return new SaveLimits(timeout, Duration.ofMillis(300), 0);
+    }
+  }
+
   /** Streams the state to {@code sink}; returns the byte count once the hypervisor is done. */
-  long save(Scope scope, Sink sink, Duration timeout) throws HypervisorException;
+  long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException;
 
   Loader load(Scope scope) throws HypervisorException;
 }

@@ -102,6 +102,7 @@ final class IncomingMigrations {
             registry.unreserve(migration.spec().getName(), migration.migrationId());
           }
         }, applyTimeout);
+    vm.onUnexpectedExit(m::hypervisorDied);
     streams.expect(m);
     timers.schedule(() -> {
       if (m.state() == IncomingMigration.State.PREPARED) {

@@ -1,6 +1,8 @@
 package dev.ferry.agent;
 
 import dev.ferry.agent.client.AgentClient;
+import dev.ferry.hypervisor.HypervisorDriver;
+import dev.ferry.hypervisor.qemu.QemuDriver;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.proto.agent.CreateVmRequest;
@@ -25,7 +27,20 @@ final class AgentPair implements AutoCloseable {
   final AgentClient clientA;
   final AgentClient clientB;
 
+  /** Makes the hypervisor driver of one host, given that host's scratch directory. */
+  @FunctionalInterface
+  interface DriverFactory {
+    HypervisorDriver create(Path hostDir) throws Exception;
+  }
+
+  private final DriverFactory drivers;
+
   AgentPair(Transport transportA) throws IOException {
+    this(transportA, dir -> new SimDriver());
+  }
+
+  AgentPair(Transport transportA, DriverFactory drivers) throws IOException {
+    this.drivers = drivers;
     root = TestDirs.ramDir("pair");
     a = start("host-a", transportA);
     b = start("host-b", Transport.plaintext());
@@ -37,11 +52,45 @@ final class AgentPair implements AutoCloseable {
     this(Transport.plaintext());
   }
 
+  /** Two agents running real QEMU. */
+  static AgentPair qemu() throws IOException {
+    return new AgentPair(Transport.plaintext(),
+        dir -> QemuDriver.create(QemuDriver.Settings.defaults(), dir));
+  }
+
+  Path ramDir(Agent agent) {
+    return root.resolve(agent.hostId() + "-ram");
+  }
+
+  /** Pids of live processes whose command line mentions {@code dir} (QEMUs using a host's RAM files). */
+  static java.util.List<Long> processesUsing(Path dir) {
+    java.util.List<Long> pids = new java.util.ArrayList<>();
+    String needle = dir.toString();
+    ProcessHandle.allProcesses().forEach(p -> {
+      try {
+        byte[] raw = Files.readAllBytes(Path.of("/proc", Long.toString(p.pid()), "cmdline"));
+        String cmd = new String(raw, java.nio.charset.StandardCharsets.UTF_8);
+        if (cmd.contains(needle) && cmd.contains("qemu-system") && p.isAlive()) {
+          pids.add(p.pid());
+        }
+      } catch (IOException | RuntimeException e) {
+        // gone meanwhile
+      }
+    });
+    return pids;
+  }
+
   private Agent start(String host, Transport transport) throws IOException {
     PreCopySender.Timeouts t = PreCopySender.Timeouts.defaults().scaled(Timing.multiplier() / 4);
     AgentConfig config = new AgentConfig(host, Endpoint.parse("127.0.0.1:0"), root.resolve(host + "-data"),
         root.resolve(host + "-ram"), null, transport, t, Timing.seconds(10));
-    return new Agent(config, new SimDriver(), CommitProvider.local()).start();
+    HypervisorDriver driver;
+    try {
+      driver = drivers.create(root.resolve(host + "-native"));
+    } catch (Exception e) {
+      throw new IOException("cannot create the driver of " + host + ": " + e.getMessage(), e);
+    }
+    return new Agent(config, driver, CommitProvider.local()).start();
   }
 
   static VmSpec busyGuest(String name, long memory, long pagesPerSecond) {

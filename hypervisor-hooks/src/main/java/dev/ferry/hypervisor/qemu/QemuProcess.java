@@ -105,7 +105,7 @@ public final class QemuProcess implements Closeable {
         : new Accel.Detection(command.accel(), "asked for " + command.accel());
     QemuCommand resolved = command.withAccel(accel.accel());
 
-    ProcessBuilder pb = new ProcessBuilder(resolved.argv());
+    ProcessBuilder pb = new ProcessBuilder(ProcessLauncher.withParentDeathSignal(resolved.argv()));
     resolved.environmentToRemove().forEach(pb.environment()::remove);
     pb.environment().putAll(resolved.environment());
     pb.directory(resolved.runDir().toFile());
@@ -115,7 +115,7 @@ public final class QemuProcess implements Closeable {
     long launched = System.nanoTime();
     Process process;
     try {
-      process = pb.start();
+      process = ProcessLauncher.start(pb);
     } catch (IOException e) {
       throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": " + e.getMessage(), e);
     }

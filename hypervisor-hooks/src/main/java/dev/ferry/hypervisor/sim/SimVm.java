@@ -118,7 +118,7 @@ public final class SimVm implements VmInstance {
   public DeviceState deviceState() {
     return new DeviceState() {
       @Override
-      public long save(Scope scope, Sink sink, Duration timeout) throws HypervisorException {
+      public long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException {
         requireDevicesScope(scope);
         synchronized (SimVm.this) {
           require("save device state", InstanceState.PAUSED);

@@ -89,7 +89,7 @@ class SimDriverTest {
         byte[] b = new byte[chunk.remaining()];
         chunk.get(b);
         saved.writeBytes(b);
-      }, Duration.ofSeconds(1));
+      }, DeviceState.SaveLimits.of(Duration.ofSeconds(1)));
       dst.memory().segment().copyFrom(src.memory().segment());
       try (DeviceState.Loader loader = dst.deviceState().load(DeviceState.Scope.DEVICES)) {
         loader.write(ByteBuffer.wrap(saved.toByteArray()));

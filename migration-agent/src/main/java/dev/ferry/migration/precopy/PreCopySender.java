@@ -491,7 +491,7 @@ public final class PreCopySender {
           bytes.addAndGet(len);
           wireBytes.addAndGet(len);
         }
-      }, options.timeouts().ready());
+      }, new DeviceState.SaveLimits(options.timeouts().ready(), options.policy().downtimeLimit(), options.maxBandwidth()));
       control.send(SenderFrame.newBuilder().setDeviceState(DeviceStateChunk.newBuilder().setLast(true)).build(), devStep);
       return n;
     } catch (HypervisorException e) {

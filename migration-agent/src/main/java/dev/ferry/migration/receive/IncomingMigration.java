@@ -369,6 +369,22 @@ public final class IncomingMigration {
     }
   }
 
+  /** The destination's hypervisor process ended by itself (crashed or was killed). */
+  public void hypervisorDied(String reason) {
+    MigrationStep step;
+    synchronized (this) {
+      step = switch (state) {
+        case PREPARED, RECEIVING -> MigrationStep.MIGRATION_STEP_PRECOPY;
+        case SWITCHING -> MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+        case READY -> MigrationStep.MIGRATION_STEP_COMMIT;
+        case COMMITTED, DISCARDED -> null;
+      };
+    }
+    if (step != null) {
+      fail(new MigrationException(step, "the destination VM's hypervisor ended: " + reason));
+    }
+  }
+
   /** The source aborted. */
   void sourceAborted(Abort abort) {
     discard((abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "

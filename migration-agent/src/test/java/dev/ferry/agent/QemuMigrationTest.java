@@ -1,0 +1,234 @@
+package dev.ferry.agent;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.hypervisor.qemu.QemuTestSupport;
+import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.MigrateRequest;
+import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.MigrationOptions;
+import dev.ferry.proto.agent.MigrationPhase;
+import dev.ferry.proto.agent.MigrationSummary;
+import dev.ferry.proto.migration.MigrationStep;
+import dev.ferry.proto.migration.TransferMode;
+import dev.ferry.proto.vm.Pattern;
+import dev.ferry.proto.vm.VmSpec;
+import dev.ferry.proto.vm.VmState;
+import dev.ferry.proto.vm.VmStatus;
+import dev.ferry.proto.vm.Workload;
+import dev.ferry.testing.Timing;
+import io.grpc.Status;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Real QEMU guests (the Ferry test guest, TCG here) moved between two agents over real gRPC, with
+ * Ferry's pre-copy from the kernel's dirty tracking and QEMU's own device state.
+ */
+class QemuMigrationTest {
+  private AgentPair pair;
+
+  @BeforeEach
+  void start() throws Exception {
+    QemuTestSupport.requireQemu();
+    QemuTestSupport.requireDirtyTracking();
+    pair = AgentPair.qemu();
+  }
+
+  @AfterEach
+  void stop() throws Exception {
+    if (pair != null) {
+      pair.close();
+      assertEquals(List.of(), AgentPair.processesUsing(pair.root), "no QEMU may outlive its agent");
+    }
+  }
+
+  private static VmSpec guest(String name, long pagesPerSecond) {
+    return VmSpec.newBuilder().setSchemaVersion(1).setName(name).setMemoryBytes(128L << 20).setVcpus(1)
+        .setWorkload(Workload.newBuilder().setDirtyRatePagesPerSec(pagesPerSecond).setWorkingSetBytes(32L << 20)
+            .setPattern(Pattern.PATTERN_RANDOM))
+        .build();
+  }
+
+  private long heartbeat(String vm) {
+    try {
+      return pair.clientA.getVm(vm).getHeartbeat();
+    } catch (AgentCallException e) {
+      return -1;
+    }
+  }
+
+  private void createRunning(VmSpec spec) {
+    pair.clientA.createVm(CreateVmRequest.newBuilder().setSpec(spec).setStart(true).build());
+    Timing.await("the guest's heartbeat", Duration.ofSeconds(20), () -> heartbeat(spec.getName()) >= 2);
+  }
+
+  private MigrationSummary migrate(String vm, MigrationOptions options, Consumer<MigrationEvent> events) {
+    return pair.clientA.migrate(MigrateRequest.newBuilder().setVm(vm).setTargetHost("host-b")
+        .setTargetEndpoint(pair.b.endpoint().toString()).setOptions(options).build(), events).getSummary();
+  }
+
+  private String console(Path runDir) throws IOException {
+    Path log = runDir.resolve("console.log");
+    return Files.exists(log) ? Files.readString(log, StandardCharsets.US_ASCII) : "";
+  }
+
+  private Path runDir(Agent agent, String vm) {
+    return pair.root.resolve(agent.hostId() + "-data").resolve("vms").resolve(vm);
+  }
+
+  /** The source keeps running and counting; the destination holds neither the VM, nor a QEMU, nor a RAM file. */
+  private void assertSourceRunningAndDestinationClean(String vm) throws Exception {
+    VmStatus s = pair.clientA.getVm(vm);
+    assertEquals(VmState.VM_STATE_RUNNING, s.getState(), s.getReason());
+    long beat = s.getHeartbeat();
+    Timing.await("the source guest keeps counting", Duration.ofSeconds(10), () -> heartbeat(vm) > beat);
+    Timing.await("the destination discards", Duration.ofSeconds(15), () -> {
+      try {
+        return pair.clientB.listVms().isEmpty() && pair.ramFiles(pair.b) == 0
+            && AgentPair.processesUsing(pair.ramDir(pair.b)).isEmpty();
+      } catch (Exception e) {
+        return false;
+      }
+    });
+    assertFalse(console(runDir(pair.a, vm)).contains("STALE"), "the source guest found a stale page");
+  }
+
+  @Test
+  void aDirtyingTestGuestMovesLiveAndKeepsCounting() throws Exception {
+    createRunning(guest("g1", 2000));
+    long before = heartbeat("g1");
+    MigrationSummary s = migrate("g1", MigrationOptions.newBuilder().setVerify(true).setStreams(2).build(), e -> { });
+
+    assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, s.getStatus(), s.getError());
+    assertTrue(s.getMemoryVerified(), "destination RAM equals source RAM at the pause point");
+    assertTrue(s.getRounds() >= 2, "rounds: " + s.getRounds());
+    assertTrue(s.getDeviceStateBytes() > 0 && s.getDeviceStateBytes() < (4 << 20),
+        "x-ignore-shared: only device state crosses QEMU's stream, " + s.getDeviceStateBytes() + " bytes");
+
+    VmStatus moved = pair.clientB.getVm("g1");
+    assertEquals(VmState.VM_STATE_RUNNING, moved.getState());
+    assertEquals(2, moved.getEpoch());
+    assertEquals(List.of(), AgentPair.processesUsing(pair.ramDir(pair.a)), "the source QEMU is gone");
+    assertEquals(0, pair.ramFiles(pair.a));
+    // The destination's console starts empty: wait for the guest's first line there.
+    Timing.await("a heartbeat on B", Duration.ofSeconds(10), () -> pair.clientB.getVm("g1").getHeartbeat() > 0);
+    long arrived = pair.clientB.getVm("g1").getHeartbeat();
+    assertTrue(arrived >= before, "the heartbeat continues from " + before + ", it does not restart: " + arrived);
+    Timing.await("the guest keeps counting on B", Duration.ofSeconds(15),
+        () -> pair.clientB.getVm("g1").getHeartbeat() > arrived + 2);
+    String console = console(runDir(pair.b, "g1"));
+    assertFalse(console.contains("STALE"), "the guest found a page Ferry lost:\n" + console);
+  }
+
+  @Test
+  void cancelDuringPrecopyLeavesTheSourceRunning() throws Exception {
+    createRunning(guest("g2", 1000));
+    CompletableFuture<MigrationSummary> m = CompletableFuture.supplyAsync(() -> migrate("g2",
+        MigrationOptions.newBuilder().setMaxBandwidthBytesPerSec(8L << 20).build(), e -> { }));
+    Timing.await("migration under way", Duration.ofSeconds(10), () -> {
+      try {
+        return pair.clientA.getVm("g2").getState() == VmState.VM_STATE_MIGRATING_OUT;
+      } catch (AgentCallException e) {
+        return false;
+      }
+    });
+    Thread.sleep(500);
+    assertTrue(pair.clientA.cancelMigration("g2").getCancelled());
+    MigrationSummary s = m.get();
+    assertEquals(MigrationPhase.MIGRATION_PHASE_CANCELLED, s.getStatus());
+    assertEquals(MigrationStep.MIGRATION_STEP_PRECOPY, s.getFailedStep());
+    assertSourceRunningAndDestinationClean("g2");
+  }
+
+  @Test
+  void cancelAtTheSwitchoverResumesTheSource() throws Exception {
+    createRunning(guest("g3", 1000));
+    boolean[] cancelled = {false};
+    MigrationSummary s = migrate("g3", MigrationOptions.newBuilder().build(), e -> {
+      if (e.getPhase() == MigrationPhase.MIGRATION_PHASE_SWITCHOVER && !cancelled[0]) {
+        cancelled[0] = pair.clientA.cancelMigration("g3").getCancelled();
+      }
+    });
+    assertTrue(cancelled[0]);
+    // The cancel races the switchover: it lands before the commit (cancelled, source resumed) or
+    // after it (too late: completed). Either is correct; a paused or lost VM is not.
+    if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_CANCELLED) {
+      assertSourceRunningAndDestinationClean("g3");
+    } else {
+      assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, s.getStatus(), s.getError());
+      assertEquals(VmState.VM_STATE_RUNNING, pair.clientB.getVm("g3").getState());
+    }
+  }
+
+  @Test
+  void destinationQemuKilledMidMigrationLeavesTheSourceRunning() throws Exception {
+    createRunning(guest("g4", 1000));
+    CompletableFuture<MigrationSummary> m = CompletableFuture.supplyAsync(() -> migrate("g4",
+        MigrationOptions.newBuilder().setMaxBandwidthBytesPerSec(8L << 20).build(), e -> { }));
+    Timing.await("the destination QEMU", Duration.ofSeconds(15),
+        () -> !AgentPair.processesUsing(pair.ramDir(pair.b)).isEmpty());
+    Thread.sleep(500);
+    for (long pid : AgentPair.processesUsing(pair.ramDir(pair.b))) {
+      ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
+    }
+    MigrationSummary s = m.get();
+    assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus());
+    assertTrue(s.getError().contains("hypervisor ended") || s.getError().contains("destination"), s.getError());
+    assertSourceRunningAndDestinationClean("g4");
+  }
+
+  @Test
+  void destinationAgentGoneMidMigrationLeavesTheSourceRunning() throws Exception {
+    createRunning(guest("g5", 1000));
+    CompletableFuture<MigrationSummary> m = CompletableFuture.supplyAsync(() -> migrate("g5",
+        MigrationOptions.newBuilder().setMaxBandwidthBytesPerSec(8L << 20).build(), e -> { }));
+    Timing.await("the destination QEMU", Duration.ofSeconds(15),
+        () -> !AgentPair.processesUsing(pair.ramDir(pair.b)).isEmpty());
+    Thread.sleep(500);
+    pair.b.close();
+    MigrationSummary s = m.get();
+    assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus());
+    VmStatus src = pair.clientA.getVm("g5");
+    assertEquals(VmState.VM_STATE_RUNNING, src.getState());
+    long beat = src.getHeartbeat();
+    Timing.await("the source guest keeps counting", Duration.ofSeconds(10), () -> heartbeat("g5") > beat);
+    assertEquals(List.of(), AgentPair.processesUsing(pair.ramDir(pair.b)), "the dead agent's QEMU is gone");
+    AgentCallException gone = org.junit.jupiter.api.Assertions.assertThrows(AgentCallException.class,
+        () -> pair.clientB.listVms());
+    assertTrue(gone.unreachable() || gone.code() == Status.Code.UNAVAILABLE);
+  }
+
+  @Test
+  void qemuNativeModeTunnelsQemusOwnMigration() throws Exception {
+    createRunning(guest("g6", 1000));
+    long before = heartbeat("g6");
+    MigrationSummary s = migrate("g6", MigrationOptions.newBuilder()
+        .setMode(TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE).build(), e -> { });
+    assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, s.getStatus(), s.getError());
+    assertEquals(TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE, s.getMode());
+    // The guest has written a few MiB of its working set by now; device state alone is under 1 MiB.
+    assertTrue(s.getDeviceStateBytes() > (2L << 20), "QEMU's own stream carries the RAM: " + s.getDeviceStateBytes());
+    assertEquals(VmState.VM_STATE_RUNNING, pair.clientB.getVm("g6").getState());
+    assertEquals(List.of(), AgentPair.processesUsing(pair.ramDir(pair.a)), "the source QEMU is gone");
+    Thread.sleep(Timing.seconds(2).toMillis());
+    org.slf4j.LoggerFactory.getLogger(QemuMigrationTest.class).info(
+        "qemu-native: heartbeat {} before, {} on B after; guest console on B:\n{}", before,
+        pair.clientB.getVm("g6").getHeartbeat(), console(runDir(pair.b, "g6")));
+    // No assertion on the guest's own checks here: QEMU 7.2's dirty tracking under TCG loses writes
+    // (fixed upstream in QEMU 9.0), so the guest may report stale pages or even stop; see
+    // docs/ARCHITECTURE.md. Ferry's pre-copy does not depend on QEMU's dirty tracking.
+  }
+}
