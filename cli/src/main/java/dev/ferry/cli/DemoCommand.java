@@ -78,6 +78,11 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
       }
       try (AgentClient c = LocalCluster.client(target, Duration.ofSeconds(30))) {
         long arrived = c.getVm(vm).getHeartbeat();
+        for (int i = 0; i < 50 && arrived <= 0; i++) {
+          // A QEMU guest's console on the new host is empty until its next heartbeat line.
+          Thread.sleep(100);
+          arrived = c.getVm(vm).getHeartbeat();
+        }
         Thread.sleep(1000);
         var after = c.getVm(vm);
         say.printf("%s runs on %s at epoch %d; its heartbeat went %d -> %d -> %d: the guest kept counting, no restart%n",

@@ -283,7 +283,7 @@ public final class PreCopySender {
     } catch (HypervisorException e) {
       throw new MigrationException(step, "cannot start dirty tracking: " + e.getMessage(), e);
     }
-    BandwidthMeter bandwidth = new BandwidthMeter();
+    BandwidthMeter bandwidth = new BandwidthMeter(pageSize);
     List<Long> history = new ArrayList<>();
     long lastCollect = System.nanoTime();
     RoundResult result = sendRound(memory, 0, null, false);
@@ -501,7 +501,13 @@ public final class PreCopySender {
   }
 
   /** Per-round totals over all lanes. */
-  record RoundResult(int round, long pages, long dataPages, long zeroPages, long wireBytes, long nanos, long planned) {}
+  /**
+   * Per-round totals over all lanes. {@code dataNanos} is the time a lane spent, on average, on
+   * batches that carried data pages (reading, encoding, and waiting for the stream): what sending
+   * dirty pages costs, without the zero pages that make round 0 of a sparse guest fast or slow.
+   */
+  record RoundResult(int round, long pages, long dataPages, long zeroPages, long wireBytes, long nanos, long planned,
+      long dataNanos) {}
 
   /** Sends one round on every lane in parallel; each lane takes the windows striped to it. */
   private RoundResult sendRound(GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
@@ -545,14 +551,16 @@ public final class PreCopySender {
     long data = 0;
     long zero = 0;
     long wire = 0;
+    long dataNanos = 0;
     for (Future<long[]> f : parts) {
       long[] r = join(f);
+      dataNanos += r[4];
       pages += r[0];
       data += r[1];
       zero += r[2];
       wire += r[3];
     }
-    return new RoundResult(round, pages, data, zero, wire, System.nanoTime() - start, planned);
+    return new RoundResult(round, pages, data, zero, wire, System.nanoTime() - start, planned, dataNanos / lanes.size());
   }
 
   private long[] sendLaneRound(SenderLane lane, GuestMemory memory, int round, PageBitmap selection, boolean isFinal)
@@ -566,6 +574,7 @@ public final class PreCopySender {
     long data = 0;
     long zero = 0;
     long wire = 0;
+    long dataNanos = 0;
     for (long w = lane.index; w < windows; w += lanes.size()) {
       long base = w * MigrationStreamRpc.WINDOW_PAGES;
       if (selection != null) {
@@ -580,6 +589,7 @@ public final class PreCopySender {
       if (!isFinal && cancelRequested) {
         throw MigrationException.cancelled(laneStep);
       }
+      long batchStart = System.nanoTime();
       BatchCodec.Encoded e;
       try {
         e = codec.encode(memory::read, pageCount, base, selection, round);
@@ -591,6 +601,9 @@ public final class PreCopySender {
       }
       rateLimiter.acquire(e.wireBytes());
       lane.send(SenderFrame.newBuilder().setPages(e.batch()).build(), laneStep);
+      if (e.dataPages() > 0) {
+        dataNanos += System.nanoTime() - batchStart;
+      }
       batches++;
       pages += e.pages();
       data += e.dataPages();
@@ -601,7 +614,7 @@ public final class PreCopySender {
     }
     lane.send(SenderFrame.newBuilder().setRoundEnd(RoundEnd.newBuilder()
         .setRound(round).setBatches(batches).setPages(pages).setFinal(isFinal)).build(), laneStep);
-    return new long[] {pages, data, zero, wire};
+    return new long[] {pages, data, zero, wire, dataNanos};
   }
 
   private final java.util.concurrent.ConcurrentHashMap<Integer, BatchCodec> codecs = new java.util.concurrent.ConcurrentHashMap<>();
@@ -717,27 +730,33 @@ public final class PreCopySender {
   }
 
   /**
-   * Sending rate, from rounds large enough to measure: a round smaller than the flow-control
-   * windows only measures how fast gRPC buffers, not the link.
+   * How fast dirty pages go out, in guest bytes per second: data bytes over the time lanes spent
+   * on batches that carried data. Round 0 of a mostly-zero guest says little about that (its time
+   * goes to skipping zeros), and a tiny round only measures how fast gRPC buffers, so a round
+   * counts only with enough data, and rounds are averaged (EWMA) to follow a changing link.
    */
   static final class BandwidthMeter {
-    private static final long MIN_BYTES = 16L << 20;
+    private static final long MIN_DATA_BYTES = 256L << 10;
+    private final int pageSize;
     private double bytesPerSecond;
+    private double fallback;
+
+    BandwidthMeter(int pageSize) {
+      this.pageSize = pageSize;
+    }
 
     void record(RoundResult r) {
-      if (r.nanos() <= 0) {
-        return;
-      }
-      double rate = r.wireBytes() / (r.nanos() / 1e9);
-      if (bytesPerSecond == 0) {
-        bytesPerSecond = rate;
-      } else if (r.wireBytes() >= MIN_BYTES) {
-        bytesPerSecond = 0.5 * bytesPerSecond + 0.5 * rate;
+      long dataBytes = r.dataPages() * pageSize;
+      if (dataBytes >= MIN_DATA_BYTES && r.dataNanos() > 0) {
+        double rate = dataBytes / (r.dataNanos() / 1e9);
+        bytesPerSecond = bytesPerSecond == 0 ? rate : 0.5 * bytesPerSecond + 0.5 * rate;
+      } else if (r.nanos() > 0) {
+        fallback = Math.max(fallback, r.pages() * (double) pageSize / (r.nanos() / 1e9));
       }
     }
 
     double bytesPerSecond() {
-      return bytesPerSecond;
+      return bytesPerSecond > 0 ? bytesPerSecond : fallback;
     }
   }
 }
