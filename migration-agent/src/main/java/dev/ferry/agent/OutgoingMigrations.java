@@ -57,6 +57,16 @@ final class OutgoingMigrations {
       throw new AgentException(Status.Code.INVALID_ARGUMENT, "bad target endpoint: " + e.getMessage());
     }
     PreCopySender.Options options = options(req.getOptions());
+    var caps = registry.driver().capabilities();
+    if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_PRECOPY && !caps.dirtyTracking()) {
+      throw new AgentException(Status.Code.FAILED_PRECONDITION, "this host cannot track guest writes, so Ferry's "
+          + "pre-copy is refused: " + caps.dirtyTrackingDetail() + "; --mode qemu-native still works");
+    }
+    if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
+        && !caps.hypervisorNativeMigration()) {
+      throw new AgentException(Status.Code.FAILED_PRECONDITION, "the " + registry.driver().name()
+          + " driver has no hypervisor-native migration; use --mode precopy");
+    }
     ManagedVm m = registry.get(req.getVm());
     synchronized (m) {
       if (m.state() != VmState.VM_STATE_RUNNING) {
