@@ -28,6 +28,15 @@ public interface GuestMemory {
   /** Writes all of {@code src} (native memory or a Java array) into guest memory at {@code offset}. */
   void write(long offset, MemorySegment src) throws IOException;
 
+  /**
+   * The first byte offset at or after {@code offset} that may hold non-zero data; {@link
+   * #sizeBytes()} when everything after is known zero (memory never written). A conservative
+   * default: everything may hold data.
+   */
+  default long nextData(long offset) throws IOException {
+    return offset;
+  }
+
   /** Makes pages read as zero and frees their backing memory. */
   void discard(long firstPage, long pages) throws IOException;
 

@@ -48,7 +48,7 @@ public final class LocalCluster {
     }
     List<ClusterFile.Host> started = new ArrayList<>();
     List<Process> processes = new ArrayList<>();
-    String ramBase = "/dev/shm/ferry/" + Integer.toHexString(dir.toString().hashCode());
+    String ramBase = ramRoot() + "/" + Integer.toHexString(dir.toString().hashCode());
     try {
       for (int i = 1; i <= hosts; i++) {
         String id = "host-" + i;
@@ -186,6 +186,15 @@ public final class LocalCluster {
       report.add("cannot remove " + dir.resolve(ClusterFile.NAME) + ": " + e.getMessage());
     }
     return report;
+  }
+
+  /**
+   * Where the agents' RAM directories go: FERRY_RAM_ROOT, or /dev/shm/ferry. It must be tmpfs;
+   * a tmpfs mounted with huge=within_size makes page I/O about three times cheaper.
+   */
+  static String ramRoot() {
+    String root = System.getenv("FERRY_RAM_ROOT");
+    return root == null || root.isBlank() ? "/dev/shm/ferry" : root;
   }
 
   public static AgentClient client(ClusterFile.Host h, Duration deadline) {

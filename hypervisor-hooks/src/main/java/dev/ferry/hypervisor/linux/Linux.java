@@ -57,6 +57,9 @@ public final class Linux {
       FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
           ValueLayout.JAVA_LONG),
       CAPTURE_ERRNO, Linker.Option.critical(true));
+  private static final MethodHandle LSEEK = downcall("lseek",
+      FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
+      CAPTURE_ERRNO);
   private static final MethodHandle MADVISE = downcall("madvise",
       FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT),
       CAPTURE_ERRNO);
@@ -178,6 +181,33 @@ public final class Linux {
         }
         done += r;
       }
+    } catch (LinuxException e) {
+      throw e;
+    } catch (Throwable t) {
+      throw new AssertionError(t);
+    }
+  }
+
+  public static final int SEEK_DATA = 3;
+  private static final int ENXIO = 6;
+
+  /**
+   * The first offset at or after {@code offset} that holds data (lseek SEEK_DATA), or -1 when only
+   * a hole follows: lets a reader skip memory that was never written without reading it.
+   */
+  public static long seekData(int fd, long offset) throws LinuxException {
+    try (Arena arena = Arena.ofConfined()) {
+      MemorySegment state = arena.allocate(CALL_STATE);
+      // SAFETY: lseek only moves this descriptor's file offset; nothing else reads it (all our I/O is positional).
+      long r = (long) LSEEK.invokeExact(state, fd, offset, SEEK_DATA);
+      if (r < 0) {
+        int e = errno(state);
+        if (e == ENXIO) {
+          return -1;
+        }
+        throw new LinuxException("lseek(SEEK_DATA)", e);
+      }
+      return r;
     } catch (LinuxException e) {
       throw e;
     } catch (Throwable t) {

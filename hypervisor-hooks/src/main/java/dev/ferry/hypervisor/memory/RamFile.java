@@ -131,6 +131,13 @@ public final class RamFile implements GuestMemory, AutoCloseable {
     }
   }
 
+  /** Holes of the sparse RAM file are memory the guest never wrote (or that was discarded). */
+  @Override
+  public long nextData(long offset) throws IOException {
+    long r = Linux.seekData(fd, offset);
+    return r < 0 ? size : r;
+  }
+
   @Override
   public void discard(long firstPage, long pages) throws IOException {
     check(firstPage * PAGE_SIZE, 0);

@@ -106,7 +106,16 @@ final class SimGuest {
         }
         if (any) {
           try {
-            memory.write(from * pageSize, buf.asSlice(0, (to - from) * pageSize));
+            if (pattern == Pattern.PATTERN_SPARSE) {
+              // Only the pages with data: the rest stays holes, like memory a fresh guest never touched.
+              for (long p = from; p < to; p++) {
+                if (sparseDataPage(p)) {
+                  memory.write(p * pageSize, buf.asSlice((p - from) * pageSize, pageSize));
+                }
+              }
+            } else {
+              memory.write(from * pageSize, buf.asSlice(0, (to - from) * pageSize));
+            }
           } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
           }

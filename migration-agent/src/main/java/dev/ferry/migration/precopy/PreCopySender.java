@@ -568,6 +568,17 @@ public final class PreCopySender {
     MigrationStep laneStep = isFinal ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
     BatchCodec codec = codecs.computeIfAbsent(lane.index, i -> new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES));
     long pageCount = memory.pageCount();
+    BatchCodec.PageSource source = new BatchCodec.PageSource() {
+      @Override
+      public void read(long offset, java.lang.foreign.MemorySegment dst) throws java.io.IOException {
+        memory.read(offset, dst);
+      }
+
+      @Override
+      public long nextData(long offset) throws java.io.IOException {
+        return memory.nextData(offset);
+      }
+    };
     long windows = (pageCount + MigrationStreamRpc.WINDOW_PAGES - 1) / MigrationStreamRpc.WINDOW_PAGES;
     long batches = 0;
     long pages = 0;
@@ -592,7 +603,7 @@ public final class PreCopySender {
       long batchStart = System.nanoTime();
       BatchCodec.Encoded e;
       try {
-        e = codec.encode(memory::read, pageCount, base, selection, round);
+        e = codec.encode(source, pageCount, base, selection, round);
       } catch (java.io.IOException io) {
         throw new MigrationException(laneStep, "cannot read guest memory: " + io.getMessage(), io);
       }
@@ -600,7 +611,9 @@ public final class PreCopySender {
         continue;
       }
       rateLimiter.acquire(e.wireBytes());
+      long sendStart = System.nanoTime();
       lane.send(SenderFrame.newBuilder().setPages(e.batch()).build(), laneStep);
+      codec.recordSend(e.wireBytes(), System.nanoTime() - sendStart);
       if (e.dataPages() > 0) {
         dataNanos += System.nanoTime() - batchStart;
       }

@@ -36,6 +36,11 @@ public final class BatchCodec {
   public interface PageSource {
     /** Fills {@code dst} (a Java array segment) with guest bytes starting at {@code offset}. */
     void read(long offset, MemorySegment dst) throws IOException;
+
+    /** The first offset at or after {@code offset} that may hold data; anything before it is known zero. */
+    default long nextData(long offset) throws IOException {
+      return offset;
+    }
   }
 
   /** Where decoded pages go. */
@@ -97,6 +102,10 @@ public final class BatchCodec {
     if (selected == 0) {
       return null;
     }
+    if (source.nextData(basePage * pageSize) >= (basePage + span) * (long) pageSize) {
+      // The whole window is memory never written: zero, known without reading it.
+      return zeroWindow(basePage, span, selection, round);
+    }
     byte[] data = new byte[selected * pageSize];
     MemorySegment dataSeg = MemorySegment.ofArray(data);
     // Read each run of selected pages with one pread, packed in page order.
@@ -153,9 +162,10 @@ public final class BatchCodec {
     b.setDataPages(ByteString.copyFrom(bitmap)).setRawLength(rawLength);
     b.setChecksum(checksum(b, data, 0, rawLength));
     if (rawLength > 0 && governor.shouldTry()) {
+      long t = System.nanoTime();
       int n = compressor.compress(data, 0, rawLength, compressed, 0, compressed.length);
-      governor.record(rawLength, n);
-      if (CompressionGovernor.pays(rawLength, n)) {
+      governor.recordCompression(rawLength, n, System.nanoTime() - t);
+      if (governor.useCompressed(rawLength, n)) {
         b.setCompression(Compression.COMPRESSION_LZ4).setData(ByteString.copyFrom(compressed, 0, n));
       }
     }
@@ -165,6 +175,33 @@ public final class BatchCodec {
     }
     PageBatch batch = b.build();
     return new Encoded(batch, dataPages + zeroPages, dataPages, zeroPages, batch.getSerializedSize());
+  }
+
+  /** Tells the compression decision how long the lane took to send a batch of {@code wireBytes}. */
+  public void recordSend(long wireBytes, long nanos) {
+    governor.recordSend(wireBytes, nanos);
+  }
+
+  private Encoded zeroWindow(long basePage, int span, PageBitmap selection, int round) {
+    PageBatch.Builder b = PageBatch.newBuilder().setRound(round).setBasePage(basePage)
+        .setDataPages(ByteString.copyFrom(new byte[windowPages / 8])).setRawLength(0);
+    int zero = 0;
+    int runStart = -1;
+    for (int i = 0; i <= span; i++) {
+      boolean sel = i < span && isSelected(selection, basePage + i);
+      if (sel) {
+        zero++;
+        if (runStart < 0) {
+          runStart = i;
+        }
+      } else if (runStart >= 0) {
+        b.addZeroRuns(PageRun.newBuilder().setOffset(runStart).setCount(i - runStart));
+        runStart = -1;
+      }
+    }
+    b.setChecksum(checksum(b, new byte[0], 0, 0)).setCompression(Compression.COMPRESSION_RAW);
+    PageBatch batch = b.build();
+    return new Encoded(batch, zero, 0, zero, batch.getSerializedSize());
   }
 
   private static boolean isSelected(PageBitmap selection, long page) {

@@ -204,4 +204,37 @@ class BatchCodecTest {
         "both data and zero");
     assertRejected(good.toBuilder().addZeroRuns(PageRun.newBuilder().setOffset(63).setCount(5)).build(), "out of window");
   }
+
+  @Test
+  void aWindowKnownToBeAHoleIsSentAsZeroRunsWithoutBeingRead() throws Exception {
+    MemorySegment src = memory(WINDOW * 2);
+    randomPage(src, WINDOW + 3, 7);
+    int[] reads = {0};
+    BatchCodec.PageSource holes = new BatchCodec.PageSource() {
+      @Override
+      public void read(long offset, MemorySegment dst) {
+        reads[0]++;
+        dst.copyFrom(src.asSlice(offset, dst.byteSize()));
+      }
+
+      @Override
+      public long nextData(long offset) {
+        return Math.max(offset, (WINDOW + 3L) * PAGE);
+      }
+    };
+    BatchCodec codec = new BatchCodec(PAGE, WINDOW);
+    BatchCodec.Encoded hole = codec.encode(holes, WINDOW * 2, 0, null, 0);
+    assertEquals(0, reads[0], "a hole is not read");
+    assertEquals(WINDOW, hole.zeroPages());
+    assertEquals(0, hole.dataPages());
+    BatchCodec.Encoded data = codec.encode(holes, WINDOW * 2, WINDOW, null, 0);
+    assertEquals(1, data.dataPages());
+
+    MemorySegment dst = memory(WINDOW * 2);
+    dst.fill((byte) 5);
+    BatchCodec receiver = new BatchCodec(PAGE, WINDOW);
+    apply(receiver, hole.batch(), dst);
+    apply(receiver, data.batch(), dst);
+    assertEquals(-1, src.mismatch(dst));
+  }
 }
