@@ -32,6 +32,7 @@ final class IncomingMigrations {
   private final Duration attachTimeout;
   private final Duration applyTimeout;
   private volatile Endpoint streamEndpoint;
+  private volatile boolean closed;
 
   IncomingMigrations(VmRegistry registry, MigrationStreamService streams, OwnershipCommit commit,
       ScheduledExecutorService timers, Duration attachTimeout, Duration applyTimeout) {
@@ -103,7 +104,16 @@ final class IncomingMigrations {
           }
         }, applyTimeout);
     vm.onUnexpectedExit(m::hypervisorDied);
-    streams.expect(m);
+    synchronized (this) {
+      if (!closed) {
+        streams.expect(m);
+      }
+    }
+    if (closed) {
+      // The agent began shutting down while this VM was being prepared: nothing may outlive it.
+      m.discard("agent shutting down", null);
+      throw new AgentException(Status.Code.UNAVAILABLE, "agent " + registry.hostId() + " is shutting down");
+    }
     timers.schedule(() -> {
       if (m.state() == IncomingMigration.State.PREPARED) {
         m.discard("no lane connected within " + attachTimeout.toSeconds() + " s", null);
@@ -114,6 +124,9 @@ final class IncomingMigrations {
   }
 
   void closeAll() {
+    synchronized (this) {
+      closed = true;
+    }
     for (IncomingMigration m : streams.all()) {
       m.discard("agent shutting down", null);
     }

@@ -2,6 +2,7 @@ package dev.ferry.agent;
 
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
+import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
@@ -154,7 +155,7 @@ final class OutgoingMigrations {
           return s;
         } catch (MigrationException e) {
           MigrationSummary s = sender.failureSummary(e);
-          settleAfterFailure(vm, instance, e);
+          settleAfterFailure(vm, instance, e, sender.commitStarted());
           events.accept(MigrationEvent.newBuilder().setPhase(s.getStatus()).setMigrationId(migrationId)
               .setSummary(s).setMessage(e.getMessage()).build());
           return s;
@@ -165,14 +166,58 @@ final class OutgoingMigrations {
     }
   }
 
-  /** After a failed migration the VM is running again here, or paused because the commit outcome is unknown. */
-  private static void settleAfterFailure(ManagedVm m, VmInstance instance, MigrationException e) {
+  /**
+   * After a failed migration the VM is running again here; or paused because the commit outcome
+   * is unknown; or paused because resuming failed (a hypervisor that stopped answering), in which
+   * case resuming is retried in the background while the hypervisor lives: before the commit,
+   * the source is the only owner, and leaving it paused would be an outage nobody asked for.
+   */
+  private void settleAfterFailure(ManagedVm m, VmInstance instance, MigrationException e, boolean commitStarted) {
     synchronized (m) {
       String what = "last migration " + (e.cancelled() ? "cancelled" : "failed") + ": " + e.getMessage();
       switch (instance.state()) {
         case RUNNING -> m.state(VmState.VM_STATE_RUNNING, what);
         case PAUSED -> m.state(VmState.VM_STATE_PAUSED, e.getMessage());
-        default -> m.state(VmState.VM_STATE_FAILED, what);
+        default -> {
+          if (m.state() != VmState.VM_STATE_FAILED) {
+            m.state(VmState.VM_STATE_FAILED, what);
+          }
+        }
+      }
+    }
+    if (instance.state() == dev.ferry.hypervisor.InstanceState.PAUSED && !commitStarted) {
+      Thread.ofPlatform().daemon().name("ferry-resume-" + m.name).start(() -> resumeUntilDone(m, instance, e));
+    }
+  }
+
+  private void resumeUntilDone(ManagedVm m, VmInstance instance, MigrationException cause) {
+    long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(10);
+    while (System.nanoTime() < deadline) {
+      synchronized (m) {
+        if (m.instance() != instance || m.state() != VmState.VM_STATE_PAUSED) {
+          return;
+        }
+      }
+      try {
+        instance.resume();
+        synchronized (m) {
+          m.state(VmState.VM_STATE_RUNNING, "resumed after a failed migration: " + cause.getMessage());
+        }
+        log.info("VM {} resumed after a failed migration", m.name);
+        return;
+      } catch (HypervisorException ex) {
+        log.warn("VM {}: resume after a failed migration did not work yet: {}", m.name, ex.getMessage());
+      }
+      switch (instance.state()) {
+        case FAILED, STOPPED, CLOSED -> {
+          return;
+        }
+        default -> { }
+      }
+      try {
+        Thread.sleep(1000);
+      } catch (InterruptedException ie) {
+        return;
       }
     }
   }

@@ -54,8 +54,10 @@ final class AgentPair implements AutoCloseable {
 
   /** Two agents running real QEMU. */
   static AgentPair qemu() throws IOException {
-    return new AgentPair(Transport.plaintext(),
-        dir -> QemuDriver.create(QemuDriver.Settings.defaults(), dir));
+    QemuDriver.Settings s = QemuDriver.Settings.defaults();
+    // Short QMP timeouts so a frozen QEMU fails a step in seconds, not tens of seconds.
+    QemuDriver.Settings quick = new QemuDriver.Settings(s.binary(), s.accel(), s.startTimeout(), Timing.seconds(3));
+    return new AgentPair(Transport.plaintext(), dir -> QemuDriver.create(quick, dir));
   }
 
   Path ramDir(Agent agent) {

@@ -91,9 +91,10 @@ class QemuMigrationTest {
 
   /** The source keeps running and counting; the destination holds neither the VM, nor a QEMU, nor a RAM file. */
   private void assertSourceRunningAndDestinationClean(String vm) throws Exception {
-    VmStatus s = pair.clientA.getVm(vm);
-    assertEquals(VmState.VM_STATE_RUNNING, s.getState(), s.getReason());
-    long beat = s.getHeartbeat();
+    // A source whose resume failed (a frozen QEMU) is resumed in the background once it answers.
+    Timing.await("the source runs", Duration.ofSeconds(15),
+        () -> pair.clientA.getVm(vm).getState() == VmState.VM_STATE_RUNNING);
+    long beat = pair.clientA.getVm(vm).getHeartbeat();
     Timing.await("the source guest keeps counting", Duration.ofSeconds(10), () -> heartbeat(vm) > beat);
     Timing.await("the destination discards", Duration.ofSeconds(15), () -> {
       try {
@@ -230,5 +231,56 @@ class QemuMigrationTest {
     // No assertion on the guest's own checks here: QEMU 7.2's dirty tracking under TCG loses writes
     // (fixed upstream in QEMU 9.0), so the guest may report stale pages or even stop; see
     // docs/ARCHITECTURE.md. Ferry's pre-copy does not depend on QEMU's dirty tracking.
+  }
+
+  @Test
+  void sourceQemuDyingMidMigrationFailsItCleanlyAndTheDestinationDiscards() throws Exception {
+    createRunning(guest("g7", 1000));
+    long sourcePid = AgentPair.processesUsing(pair.ramDir(pair.a)).getFirst();
+    CompletableFuture<MigrationSummary> m = CompletableFuture.supplyAsync(() -> migrate("g7",
+        MigrationOptions.newBuilder().setMaxBandwidthBytesPerSec(8L << 20).build(), e -> { }));
+    Timing.await("the destination QEMU", Duration.ofSeconds(15),
+        () -> !AgentPair.processesUsing(pair.ramDir(pair.b)).isEmpty());
+    Thread.sleep(500);
+    ProcessHandle.of(sourcePid).ifPresent(ProcessHandle::destroyForcibly);
+    MigrationSummary s = m.get();
+    assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus());
+    VmStatus src = pair.clientA.getVm("g7");
+    assertEquals(VmState.VM_STATE_FAILED, src.getState(), "a guest whose QEMU died is failed, with the reason");
+    assertTrue(src.getReason().contains("QEMU"), src.getReason());
+    Timing.await("the destination discards", Duration.ofSeconds(15), () -> {
+      try {
+        return pair.clientB.listVms().isEmpty() && pair.ramFiles(pair.b) == 0
+            && AgentPair.processesUsing(pair.ramDir(pair.b)).isEmpty();
+      } catch (Exception e) {
+        return false;
+      }
+    });
+  }
+
+  @Test
+  void aFrozenSourceQemuFailsThePauseStepAndRunsOnOnceThawed() throws Exception {
+    createRunning(guest("g8", 1000));
+    long sourcePid = AgentPair.processesUsing(pair.ramDir(pair.a)).getFirst();
+    MigrationSummary s = migrate("g8", MigrationOptions.newBuilder().build(), e -> {
+      if (e.getPhase() == MigrationPhase.MIGRATION_PHASE_SWITCHOVER) {
+        signal(sourcePid, "STOP");
+      }
+    });
+    signal(sourcePid, "CONT");
+    assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus());
+    // The freeze lands on the pause or on the device-state save, whichever QMP command comes first.
+    assertTrue(s.getFailedStep() == MigrationStep.MIGRATION_STEP_PAUSE
+        || s.getFailedStep() == MigrationStep.MIGRATION_STEP_DEVICE_STATE, s.getFailedStep() + ": " + s.getError());
+    assertTrue(s.getError().contains("QEMU"), s.getError());
+    assertSourceRunningAndDestinationClean("g8");
+  }
+
+  private static void signal(long pid, String sig) {
+    try {
+      new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).start().waitFor();
+    } catch (IOException | InterruptedException e) {
+      throw new AssertionError(e);
+    }
   }
 }

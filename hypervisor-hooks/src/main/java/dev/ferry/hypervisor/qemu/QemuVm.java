@@ -21,6 +21,8 @@ import java.io.RandomAccessFile;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
@@ -144,10 +146,21 @@ final class QemuVm implements VmInstance {
       }
     }
     QmpClient qmp = qmp();
-    if (!"paused".equals(status(qmp)) ) {
-      QmpClient.EventWaiter stopped = qmp.expect("STOP", null);
-      qmp.execute("stop", qmpTimeout());
-      stopped.await(qmpTimeout());
+    try {
+      if (!"paused".equals(status(qmp))) {
+        QmpClient.EventWaiter stopped = qmp.expect("STOP", null);
+        qmp.execute("stop", qmpTimeout());
+        stopped.await(qmpTimeout());
+      }
+    } catch (QmpException e) {
+      if (e.kind() == QmpException.Kind.TIMEOUT) {
+        // QEMU may still carry out a stop it did not answer: from here on assume it is paused,
+        // so that resuming checks and, if needed, continues it.
+        synchronized (this) {
+          state = InstanceState.PAUSED;
+        }
+      }
+      throw e;
     }
     synchronized (this) {
       state = InstanceState.PAUSED;
@@ -329,13 +342,29 @@ final class QemuVm implements VmInstance {
         QmpClient.EventWaiter ended = qmp.expect("MIGRATION", QemuVm::migrationEnded);
         qmp.execute("migrate", uri(socket), qmpTimeout());
         long total = 0;
-        try (SocketChannel in = accept(server, deadline)) {
+        // A QEMU that stops sending (frozen, wedged) must fail the step, not hang it: reads wait
+        // at most the idle timeout, and a device-state-only save at most the whole timeout.
+        Duration idle = qmpTimeout().multipliedBy(3);
+        long acceptBy = Math.min(deadline, System.nanoTime() + idle.toNanos());
+        try (SocketChannel in = accept(server, acceptBy); Selector selector = Selector.open()) {
+          in.configureBlocking(false);
+          in.register(selector, SelectionKey.OP_READ);
           ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
           while (true) {
             buf.clear();
             int n = in.read(buf);
             if (n < 0) {
               break;
+            }
+            if (n == 0) {
+              selector.selectedKeys().clear();
+              if (selector.select(idle.toMillis()) == 0) {
+                throw new IOException("QEMU sent nothing for " + idle.toSeconds() + " s");
+              }
+              if (scope == Scope.DEVICES && System.nanoTime() > deadline) {
+                throw new IOException("device state took longer than " + limits.timeout().toSeconds() + " s");
+              }
+              continue;
             }
             buf.flip();
             total += n;
@@ -406,11 +435,27 @@ final class QemuVm implements VmInstance {
       QmpClient.EventWaiter ended = qmp.expect("MIGRATION", QemuVm::migrationEnded);
       qmp.execute("migrate-incoming", uri(socket), qmpTimeout());
       SocketChannel out = connect(socket, System.nanoTime() + qmpTimeout().toNanos());
+      Selector selector;
+      try {
+        out.configureBlocking(false);
+        selector = Selector.open();
+        out.register(selector, SelectionKey.OP_WRITE);
+      } catch (IOException e) {
+        closeQuietly(out);
+        throw new HypervisorException(step, "cannot set up the device-state stream: " + e.getMessage(), e);
+      }
+      Duration idle = qmpTimeout().multipliedBy(3);
       return new Loader() {
         @Override
         public void write(ByteBuffer chunk) throws IOException {
+          // A QEMU that stops reading must fail the load, not block the lane forever.
           while (chunk.hasRemaining()) {
-            out.write(chunk);
+            if (out.write(chunk) == 0) {
+              selector.selectedKeys().clear();
+              if (selector.select(idle.toMillis()) == 0) {
+                throw new IOException("QEMU read nothing for " + idle.toSeconds() + " s");
+              }
+            }
           }
         }
 
@@ -431,11 +476,8 @@ final class QemuVm implements VmInstance {
         @Override
         public void close() {
           ended.close();
-          try {
-            out.close();
-          } catch (IOException ignored) {
-            // QEMU sees EOF either way
-          }
+          closeQuietly(selector);
+          closeQuietly(out);
           deleteQuietly(socket);
         }
       };
@@ -473,6 +515,14 @@ final class QemuVm implements VmInstance {
       Thread.sleep(ms);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+    }
+  }
+
+  private static void closeQuietly(java.io.Closeable c) {
+    try {
+      c.close();
+    } catch (IOException ignored) {
+      // QEMU sees EOF either way
     }
   }
 

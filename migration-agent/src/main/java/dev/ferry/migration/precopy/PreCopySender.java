@@ -170,6 +170,11 @@ public final class PreCopySender {
     return !commitStarted;
   }
 
+  /** True once the commit was attempted: from then on the source must not resume on its own. */
+  public boolean commitStarted() {
+    return commitStarted;
+  }
+
   public MigrationStep currentStep() {
     return step;
   }

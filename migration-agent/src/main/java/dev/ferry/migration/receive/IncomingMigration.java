@@ -81,6 +81,7 @@ public final class IncomingMigration {
   private boolean deviceStateComplete;
   private long deviceStateBytes;
   private String discardReason;
+  private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
 
   public IncomingMigration(Expectation expected, String token, VmInstance vm, OwnershipCommit commit,
       Listener listener, Duration applyTimeout) {
@@ -401,28 +402,51 @@ public final class IncomingMigration {
     ReceiverLane[] toClose;
     DeviceState.Loader l;
     synchronized (this) {
-      if (state == State.DISCARDED || state == State.COMMITTED) {
+      if (state == State.COMMITTED) {
         return;
       }
-      state = State.DISCARDED;
-      discardReason = reason;
-      toClose = lanes;
-      l = loader;
-      notifyAll();
-    }
-    log.info("migration {}: discarding incoming {}: {}", migrationId(), expected.spec().getName(), reason);
-    if (toClose != null) {
-      for (ReceiverLane lane : toClose) {
-        if (lane != null) {
-          lane.abort(tellSource);
-        }
+      if (state == State.DISCARDED) {
+        toClose = null;
+        l = null;
+      } else {
+        state = State.DISCARDED;
+        discardReason = reason;
+        toClose = lanes == null ? new ReceiverLane[0] : lanes;
+        l = loader;
+        notifyAll();
       }
     }
-    if (l != null) {
-      l.close();
+    if (toClose == null) {
+      // Another thread is discarding: return only once the VM is really gone, so that a
+      // shutting-down agent leaves no hypervisor process behind.
+      awaitDiscarded();
+      return;
     }
-    vm.close();
-    listener.discarded(this, reason);
+    log.info("migration {}: discarding incoming {}: {}", migrationId(), expected.spec().getName(), reason);
+    for (ReceiverLane lane : toClose) {
+      if (lane != null) {
+        lane.abort(tellSource);
+      }
+    }
+    try {
+      if (l != null) {
+        l.close();
+      }
+      vm.close();
+      listener.discarded(this, reason);
+    } finally {
+      discarded.countDown();
+    }
+  }
+
+  private void awaitDiscarded() {
+    try {
+      if (!discarded.await(60, java.util.concurrent.TimeUnit.SECONDS)) {
+        log.warn("migration {}: discarding {} takes longer than a minute", migrationId(), expected.spec().getName());
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   private static boolean constantTimeEquals(String a, String b) {
