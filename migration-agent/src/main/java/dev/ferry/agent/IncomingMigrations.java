@@ -67,7 +67,7 @@ final class IncomingMigrations {
       throw new AgentException(Status.Code.FAILED_PRECONDITION, "the " + driver.name() + " driver on "
           + registry.hostId() + " has no hypervisor-native migration");
     }
-    registry.reserve(name, req.getMigrationId());
+    registry.reserve(name, req.getMigrationId(), req.getEpoch());
     VmInstance vm;
     VmPaths paths;
     try {
@@ -112,9 +112,9 @@ final class IncomingMigrations {
     return PrepareIncomingResponse.newBuilder().setToken(token).setStreamEndpoint(streamEndpoint.toString()).build();
   }
 
-  void closeAll() {
+  void closeAll(String reason) {
     for (IncomingMigration m : streams.all()) {
-      m.discard("agent shutting down", null);
+      m.discard(reason, null);
     }
   }
 }

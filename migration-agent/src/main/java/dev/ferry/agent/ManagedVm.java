@@ -14,7 +14,9 @@ import dev.ferry.proto.vm.VmStatus;
 final class ManagedVm {
   final String name;
   final VmSpec spec;
-  private VmInstance instance;
+  // Volatile so that fencing can kill the VM without waiting for its monitor (a start may hold it
+  // for seconds while the hypervisor allocates RAM).
+  private volatile VmInstance instance;
   private VmState state;
   private long epoch;
   private String reason = "";
@@ -34,6 +36,11 @@ final class ManagedVm {
 
   synchronized void instance(VmInstance i) {
     this.instance = i;
+  }
+
+  /** The instance, read without the monitor: for fencing only. */
+  VmInstance instanceUnlocked() {
+    return instance;
   }
 
   synchronized VmState state() {

@@ -4,6 +4,7 @@ import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
+import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.proto.vm.VmStatus;
@@ -36,12 +37,14 @@ final class VmRegistry {
   private final Path ramDir;
   private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
   private final ConcurrentMap<String, String> reserved = new ConcurrentHashMap<>();
+  private final Ownership ownership;
 
-  VmRegistry(String hostId, HypervisorDriver driver, Path dataDir, Path ramDir) {
+  VmRegistry(String hostId, HypervisorDriver driver, Path dataDir, Path ramDir, Ownership ownership) {
     this.hostId = hostId;
     this.driver = driver;
     this.dataDir = dataDir;
     this.ramDir = ramDir;
+    this.ownership = ownership;
   }
 
   String hostId() {
@@ -103,9 +106,14 @@ final class VmRegistry {
     }
   }
 
-  /** Reserves a name for an incoming migration; refused if the VM exists here or is already incoming. */
-  void reserve(String name, String migrationId) throws AgentException {
+  /**
+   * Reserves a name for an incoming migration at {@code epoch} (the source's); refused if the VM
+   * exists here or is already incoming. A stale entry (stopped or failed at an older epoch, e.g. a
+   * VM this host was fenced from and that has lived elsewhere since) gives way.
+   */
+  void reserve(String name, String migrationId, long epoch) throws AgentException {
     checkName(name);
+    evictStale(name, epoch > 0 ? epoch + 1 : 0);
     if (vms.containsKey(name)) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "a VM named '" + name + "' already exists on " + hostId);
     }
@@ -149,6 +157,7 @@ final class VmRegistry {
     if (reserved.containsKey(spec.getName())) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "VM '" + spec.getName() + "' is arriving by migration");
     }
+    evictStale(spec.getName(), epoch);
     ManagedVm m = new ManagedVm(spec, null, epoch <= 0 ? 1 : epoch);
     if (vms.putIfAbsent(spec.getName(), m) != null) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "a VM named '" + spec.getName() + "' already exists on " + hostId);
@@ -162,6 +171,27 @@ final class VmRegistry {
       }
     }
     return m;
+  }
+
+  /**
+   * Drops {@code name} if it is a leftover of an older ownership: not running, at an epoch below
+   * {@code newEpoch}. Only in a cluster, where the VM's record is the truth; requests without an
+   * epoch (0) never evict anything.
+   */
+  private void evictStale(String name, long newEpoch) {
+    ManagedVm old = vms.get(name);
+    if (old == null || newEpoch <= 0 || !ownership.clustered()) {
+      return;
+    }
+    synchronized (old) {
+      VmState s = old.state();
+      if (old.epoch() < newEpoch && (s == VmState.VM_STATE_STOPPED || s == VmState.VM_STATE_FAILED)) {
+        closeInstance(old);
+        vms.remove(name, old);
+        deleteTree(dataDir.resolve("vms").resolve(name));
+        log.info("VM {}: dropped the stale entry at epoch {} for epoch {}", name, old.epoch(), newEpoch);
+      }
+    }
   }
 
   ManagedVm get(String name) throws AgentException {
@@ -186,17 +216,29 @@ final class VmRegistry {
         throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + name + "' is " + s);
       }
       closeInstance(m);
+      long epoch = m.epoch();
+      try {
+        ownership.acquire(name, epoch);
+      } catch (AgentException e) {
+        m.state(s, e.getMessage());
+        throw e;
+      }
       VmInstance instance;
       try {
         instance = driver.create(m.spec, paths(name, ""));
       } catch (HypervisorException e) {
+        ownership.release(name, epoch);
         m.state(VmState.VM_STATE_FAILED, e.getMessage());
         throw new AgentException(code(e), "cannot create VM '" + name + "': " + e.getMessage(), e);
+      } catch (AgentException e) {
+        ownership.release(name, epoch);
+        throw e;
       }
       try {
         instance.start();
       } catch (HypervisorException e) {
         instance.close();
+        ownership.release(name, epoch);
         m.state(VmState.VM_STATE_FAILED, e.getMessage());
         throw new AgentException(Status.Code.INTERNAL, "cannot start VM '" + name + "': " + e.getMessage(), e);
       }
@@ -206,6 +248,8 @@ final class VmRegistry {
           if (m.instance() == instance && m.state() != VmState.VM_STATE_STOPPED) {
             log.error("VM {} ended unexpectedly: {}", name, why);
             m.state(VmState.VM_STATE_FAILED, why);
+            // The run lock goes with it, so that the cluster can restart the VM.
+            ownership.release(name, m.epoch());
           }
         }
       });
@@ -228,6 +272,7 @@ final class VmRegistry {
       }
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, null);
+      ownership.release(name, m.epoch());
       log.info("VM {} stopped on {}", name, hostId);
       return m;
     }
@@ -241,6 +286,7 @@ final class VmRegistry {
       }
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, "deleted");
+      ownership.release(name, m.epoch());
       vms.remove(name, m);
       deleteTree(dataDir.resolve("vms").resolve(name));
       log.info("VM {} deleted on {}", name, hostId);
@@ -253,6 +299,8 @@ final class VmRegistry {
     synchronized (m) {
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, "migrated away");
+      // Normally a no-op: the commit handed the run lock over. Releases only a lock this host holds.
+      ownership.release(m.name, m.epoch());
       vms.remove(m.name, m);
       deleteTree(dataDir.resolve("vms").resolve(m.name));
     }
@@ -289,8 +337,44 @@ final class VmRegistry {
     for (ManagedVm m : vms.values()) {
       synchronized (m) {
         closeInstance(m);
+        ownership.release(m.name, m.epoch());
       }
     }
     vms.clear();
+  }
+
+  /**
+   * Kills every VM of this host at once: the host lost its cluster session and may no longer own
+   * anything. First every instance dies without waiting for any VM's monitor (an operation in
+   * progress may hold one for seconds, and the fence has a deadline); then, under each monitor,
+   * whatever started meanwhile dies too and the VM is marked FAILED with {@code reason}. Returns
+   * the names of the VMs that were running or paused.
+   */
+  List<String> fenceAll(String reason) {
+    List<String> killed = new ArrayList<>();
+    for (ManagedVm m : vms.values()) {
+      VmInstance i = m.instanceUnlocked();
+      if (i != null) {
+        i.close();
+        killed.add(m.name);
+      }
+    }
+    for (ManagedVm m : vms.values()) {
+      synchronized (m) {
+        PreCopySender sender = m.migration();
+        if (sender != null) {
+          sender.cancel();
+        }
+        if (m.instance() != null && !killed.contains(m.name)) {
+          killed.add(m.name);
+        }
+        closeInstance(m);
+        if (m.state() != VmState.VM_STATE_STOPPED) {
+          m.state(VmState.VM_STATE_FAILED, reason);
+        }
+      }
+    }
+    killed.sort(null);
+    return killed;
   }
 }
