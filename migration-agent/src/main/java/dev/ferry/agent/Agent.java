@@ -130,6 +130,14 @@ public final class Agent implements AutoCloseable {
     return killed;
   }
 
+  /**
+   * True while {@code vm} runs here or is paused here (a paused VM may resume): the VM still needs
+   * its run lock.
+   */
+  public boolean holds(String vm) {
+    return registry.holds(vm);
+  }
+
   /** What this host offers, for cluster registration. */
   public AgentInfo describe() {
     return info();

@@ -194,6 +194,15 @@ final class VmRegistry {
     }
   }
 
+  boolean holds(String name) {
+    ManagedVm m = vms.get(name);
+    if (m == null) {
+      return false;
+    }
+    VmState s = m.state();
+    return s == VmState.VM_STATE_RUNNING || s == VmState.VM_STATE_PAUSED || s == VmState.VM_STATE_MIGRATING_OUT;
+  }
+
   ManagedVm get(String name) throws AgentException {
     ManagedVm m = vms.get(name);
     if (m == null) {
