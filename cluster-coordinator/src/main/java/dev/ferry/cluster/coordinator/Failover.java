@@ -97,7 +97,8 @@ final class Failover implements ClusterView.HostListener {
     for (Versioned<VmRecord> v : term.view.vms().values()) {
       VmRecord r = v.value();
       String name = r.getSpec().getName();
-      if (!owners.contains(r.getOwner()) || !orphan(r) || term.claimedBy(name) != null) {
+      if (!owners.contains(r.getOwner()) || !orphan(r) || term.claimedBy(name) != null
+          || term.running(restartId(name, r.getEpoch())) != null) {
         continue;
       }
       if (term.view.running(name) != null) {
@@ -128,7 +129,10 @@ final class Failover implements ClusterView.HostListener {
           .setError(target.isEmpty() ? "waiting for capacity: " + plan.waiting().get(c.vm()) : "")
           .build();
       try {
-        term.submit(intent);
+        IntentRun run = term.submit(intent);
+        if (run.outcome.isDone()) {
+          term.capacity.settle(c.vm()); // it had ended already: nothing will use the reservation
+        }
       } catch (NotLeaderException e) {
         throw e;
       } catch (Exception e) {

@@ -83,6 +83,9 @@ public final class ClusterMember implements Closeable {
     final ClusterStore store;
     volatile long id;
     volatile Duration timeout;
+    /** Send time (monotonic) of the last probe ZooKeeper answered: the server saw us no earlier. */
+    final AtomicLong lastAnsweredProbe = new AtomicLong(Long.MIN_VALUE);
+    volatile ScheduledFuture<?> prober;
 
     Session(CuratorFramework client) {
       this.client = client;
@@ -244,14 +247,15 @@ public final class ClusterMember implements Closeable {
       case SUSPENDED -> {
         if (state.compareAndSet(State.MEMBER, State.SUSPENDED)) {
           suspendedAtNanos = System.nanoTime();
-          Duration delay = FencePolicy.fenceDelay(s.timeout);
+          long deadline = FencePolicy.fenceDeadline(s.timeout, suspendedAtNanos, s.lastAnsweredProbe.get());
+          long delay = Math.max(0, deadline - suspendedAtNanos);
           fenceTimer = events.schedule(() -> {
             if (s == session && state.get() == State.SUSPENDED) {
-              fence(s, "no contact with ZooKeeper for " + delay.toMillis() + " ms after the connection was lost");
+              fence(s, "no contact with ZooKeeper for " + delay / 1_000_000 + " ms after the connection was lost");
             }
-          }, delay.toNanos(), TimeUnit.NANOSECONDS);
+          }, delay, TimeUnit.NANOSECONDS);
           log.warn("{}: lost contact with ZooKeeper (session 0x{}); VMs are killed in {} ms unless it comes back",
-              hostId, Long.toHexString(s.id), delay.toMillis());
+              hostId, Long.toHexString(s.id), delay / 1_000_000);
         }
       }
       case RECONNECTED -> {
@@ -315,12 +319,35 @@ public final class ClusterMember implements Closeable {
         return;
       }
       if (state.compareAndSet(State.JOINING, State.MEMBER)) {
+        long every = FencePolicy.probeInterval(s.timeout).toMillis();
+        s.prober = background.scheduleWithFixedDelay(() -> probe(s), 0, every, TimeUnit.MILLISECONDS);
         log.info("{}: joined the cluster (session 0x{}, timeout {} ms; fences {} ms after losing contact)", hostId,
             Long.toHexString(s.id), s.timeout.toMillis(), FencePolicy.fenceDelay(s.timeout).toMillis());
       }
     } catch (Exception e) {
       log.debug("{}: registration attempt failed: {}", hostId, e.toString());
       events.schedule(() -> tryRegister(s), 500, TimeUnit.MILLISECONDS);
+    }
+  }
+
+  /**
+   * Proves the session alive: a read answered by ZooKeeper means the server saw the session no
+   * earlier than when the read was sent. Stops with its session.
+   */
+  private void probe(Session s) {
+    if (s != session) {
+      return;
+    }
+    long sent = System.nanoTime();
+    try {
+      s.client.checkExists().inBackground((c, event) -> {
+        int rc = event.getResultCode();
+        if (rc == KeeperException.Code.OK.intValue() || rc == KeeperException.Code.NONODE.intValue()) {
+          s.lastAnsweredProbe.accumulateAndGet(sent, Math::max);
+        }
+      }).forPath(ClusterPaths.host(hostId));
+    } catch (Exception e) {
+      log.debug("{}: probe not sent: {}", hostId, e.toString());
     }
   }
 
@@ -331,6 +358,9 @@ public final class ClusterMember implements Closeable {
       return;
     }
     cancelFenceTimer();
+    if (s.prober != null) {
+      s.prober.cancel(false);
+    }
     long t0 = System.nanoTime();
     List<String> killed = host.fence(FENCE_REASON);
     fences.incrementAndGet();

@@ -59,7 +59,6 @@ final class ZkOwnershipCommit implements OwnershipCommit {
       log.warn("migration {}: not committing: {}", r.migrationId(), e.getMessage());
       return CommitOutcome.REJECTED;
     }
-    member.beforeCommitWriteHook().accept(r);
     for (int attempt = 0; attempt < 5; attempt++) {
       try {
         Optional<Versioned<VmRecord>> read = s.store.vm(r.vm());
@@ -84,6 +83,7 @@ final class ZkOwnershipCommit implements OwnershipCommit {
         }
         VmRecord moved = v.toBuilder().setOwner(r.target()).setEpoch(r.newEpoch()).setRestartAttempts(0)
             .setFailureReason("").setVetoedMigration("").setUpdatedAtMs(System.currentTimeMillis()).build();
+        member.beforeCommitWriteHook().accept(r);
         s.store.commit(s.store.set(read.get().path(), moved, read.get().version()),
             s.store.delete(lock.get().path(), lock.get().version()));
         return CommitOutcome.COMMITTED;

@@ -19,7 +19,15 @@ import java.time.Duration;
  * <p>So from SUSPENDED at most T/3 remain before the session can expire. The agent fences T/6
  * after SUSPENDED (at 5T/6 counted from the last contact, on a monotonic clock), which leaves T/6
  * for the kill itself and for scheduling delays; the coordinator adds its failover margin after
- * it sees the session expire. A host that is partitioned therefore has killed its VMs
+ * it sees the session expire.
+ *
+ * <p>That is the worst case, when SUSPENDED comes from silence. When it comes from a broken
+ * connection (a ZooKeeper server restarting), the last contact is recent and the session has
+ * longer to live: the agent probes ZooKeeper every T/6, and a probe that was answered proves the
+ * server saw the session no earlier than the moment the probe was sent. So the deadline is the
+ * later of SUSPENDED + T/6 and (last answered probe sent) + 5T/6: both leave T/6 before the
+ * earliest possible expiry, and the second gives a reconnection to another server time to
+ * happen instead of a needless fence ({@link #fenceDeadline}). A host that is partitioned therefore has killed its VMs
  * {@code T/6 + margin} before any other host may start them; and no other host can start them
  * before the session ends anyway, because their run locks live until then.
  *
@@ -34,6 +42,25 @@ public final class FencePolicy {
   public static Duration fenceDelay(Duration sessionTimeout) {
     check(sessionTimeout);
     return Duration.ofMillis(sessionTimeout.toMillis() / 6);
+  }
+
+  /** How often an agent proves its session is alive, to push its fence deadline out: T/6. */
+  public static Duration probeInterval(Duration sessionTimeout) {
+    return fenceDelay(sessionTimeout);
+  }
+
+  /**
+   * When a host that went SUSPENDED at {@code suspendedAtNanos} must have fenced, given that a
+   * probe sent at {@code lastAnsweredProbeSentNanos} (monotonic nanos; {@code Long.MIN_VALUE} if
+   * none) was answered: the later of SUSPENDED + T/6 and that send time + 5T/6.
+   */
+  public static long fenceDeadline(Duration sessionTimeout, long suspendedAtNanos, long lastAnsweredProbeSentNanos) {
+    long worstCase = suspendedAtNanos + fenceDelay(sessionTimeout).toNanos();
+    if (lastAnsweredProbeSentNanos == Long.MIN_VALUE) {
+      return worstCase;
+    }
+    long fromProbe = lastAnsweredProbeSentNanos + sessionTimeout.toNanos() - fenceDelay(sessionTimeout).toNanos();
+    return Math.max(worstCase, fromProbe);
   }
 
   /**

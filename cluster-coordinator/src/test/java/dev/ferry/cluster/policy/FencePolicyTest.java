@@ -36,6 +36,30 @@ class FencePolicyTest {
   }
 
   @Test
+  void afterSilenceTheDeadlineIsASixthOfTheSessionAfterSuspended() {
+    Duration t = Duration.ofSeconds(12);
+    long suspended = 100_000_000_000L;
+    // Silence: the last answered probe was sent before the connection went quiet, 2T/3 ago and more.
+    long probe = suspended - Duration.ofMillis(8000 + 1000).toNanos();
+    assertEquals(suspended + Duration.ofSeconds(2).toNanos(), FencePolicy.fenceDeadline(t, suspended, probe));
+    assertEquals(suspended + Duration.ofSeconds(2).toNanos(), FencePolicy.fenceDeadline(t, suspended, Long.MIN_VALUE));
+  }
+
+  @Test
+  void afterABrokenConnectionARecentProbeGivesTheReconnectionMoreTime() {
+    Duration t = Duration.ofSeconds(12);
+    long suspended = 100_000_000_000L;
+    // The connection broke (a server restarting) a second after an answered probe: the session
+    // lives at least until that probe's send time + T, so the fence may wait until 5T/6 after it.
+    long probe = suspended - Duration.ofSeconds(1).toNanos();
+    long deadline = FencePolicy.fenceDeadline(t, suspended, probe);
+    assertEquals(probe + Duration.ofSeconds(10).toNanos(), deadline);
+    assertTrue(deadline - suspended > Duration.ofSeconds(8).toNanos());
+    // Always a sixth of the session before the earliest possible expiry.
+    assertTrue(probe + t.toNanos() - deadline >= Duration.ofSeconds(2).toNanos());
+  }
+
+  @Test
   void theDefaultMarginIsAFifthOfTheSessionButNeverUnderHalfASecond() {
     assertEquals(Duration.ofSeconds(2), FencePolicy.defaultFailoverMargin(Duration.ofSeconds(10)));
     assertEquals(Duration.ofMillis(500), FencePolicy.defaultFailoverMargin(Duration.ofSeconds(2)));

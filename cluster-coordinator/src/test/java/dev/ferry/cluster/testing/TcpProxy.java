@@ -148,6 +148,22 @@ public final class TcpProxy implements Closeable {
     }
   }
 
+  /**
+   * In {@code delay}, the connections open now break (reset): the client learns of it at once
+   * and reconnects, on a new connection that works.
+   */
+  public void breakOpenConnectionsAfter(java.time.Duration delay) {
+    List<Link> now = List.copyOf(links);
+    Thread.ofPlatform().daemon().start(() -> {
+      try {
+        Thread.sleep(delay.toMillis());
+      } catch (InterruptedException e) {
+        return;
+      }
+      now.forEach(Link::close);
+    });
+  }
+
   /** The partition heals: silent connections are closed (the client reconnects), new ones are forwarded. */
   public void heal() {
     accept = Accept.FORWARD;

@@ -160,8 +160,9 @@ public final class TestCluster implements AutoCloseable {
     if (!p.waitFor(20, TimeUnit.SECONDS)) {
       throw new AssertionError(host + " did not die");
     }
+    long now = System.nanoTime();
     for (RunLog.Interval i : runLog.intervals()) {
-      if (i.host().equals(host) && i.end() >= System.nanoTime() - 1) {
+      if (i.host().equals(host) && i.end() >= now) {
         runLog.record(host, i.vm(), RunLog.Event.END);
       }
     }
