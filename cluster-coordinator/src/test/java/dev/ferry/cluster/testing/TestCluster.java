@@ -79,8 +79,8 @@ public final class TestCluster implements AutoCloseable {
 
   /** A coordinator replica; {@code agents} null means real gRPC calls. */
   public Coordinator coordinator(Duration failoverMargin, AgentActions agents) throws IOException {
-    CoordinatorConfig config = CoordinatorConfig.of(zkClients(Duration.ofSeconds(3)), Endpoint.parse("127.0.0.1:0"),
-        failoverMargin).withReconcileInterval(Duration.ofMillis(500));
+    CoordinatorConfig config = CoordinatorConfig.of(zkClients(Timing.seconds(3)), Endpoint.parse("127.0.0.1:0"),
+        Timing.scaled(failoverMargin)).withReconcileInterval(Duration.ofMillis(500));
     Coordinator c = agents == null ? new Coordinator(config) : new Coordinator(config, agents);
     coordinators.add(c.start());
     return c;
@@ -90,8 +90,13 @@ public final class TestCluster implements AutoCloseable {
     return new GrpcAgentActions(Transport.plaintext(), Duration.ofSeconds(60));
   }
 
-  /** An agent in this JVM; with {@code viaProxy} its ZooKeeper connection goes through a {@link TcpProxy}. */
+  /**
+   * An agent in this JVM; with {@code viaProxy} its ZooKeeper connection goes through a
+   * {@link TcpProxy}. The session timeout scales with the timing multiplier like every other
+   * timeout of the suite.
+   */
   public ClusterAgent agent(String host, Duration sessionTimeout, boolean viaProxy) throws Exception {
+    sessionTimeout = Timing.scaled(sessionTimeout);
     String connect = zk.getConnectString();
     if (viaProxy) {
       TcpProxy proxy = new TcpProxy(new InetSocketAddress("127.0.0.1", zk.getPort()));
@@ -121,6 +126,7 @@ public final class TestCluster implements AutoCloseable {
 
   /** An agent as a process of its own (kill -9 takes the host and its guests). */
   public Process agentProcess(String host, Duration sessionTimeout) throws Exception {
+    sessionTimeout = Timing.scaled(sessionTimeout);
     Path data = root.resolve(host + "-data");
     Files.createDirectories(data);
     Path endpointFile = data.resolve("endpoint");
