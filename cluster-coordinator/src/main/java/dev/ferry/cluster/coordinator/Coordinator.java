@@ -239,6 +239,16 @@ public final class Coordinator implements Closeable {
     agents.close();
   }
 
+  /** ZooKeeper write requests (transactions) this replica has sent, for benchmarks. */
+  public long writeRequests() {
+    return store == null ? 0 : store.writeRequests();
+  }
+
+  /** Operations inside those transactions (version and leadership checks included), for benchmarks. */
+  public long writeOps() {
+    return store == null ? 0 : store.writeOps();
+  }
+
   /** The election's view of the replicas, for tests and status: leader first. */
   public List<String> replicas() throws Exception {
     List<String> out = new ArrayList<>();

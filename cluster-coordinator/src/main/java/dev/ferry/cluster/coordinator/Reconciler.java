@@ -45,6 +45,9 @@ final class Reconciler {
   private final Term term;
   private final AtomicBoolean ticking = new AtomicBoolean();
   private final Set<String> suspects = ConcurrentHashMap.newKeySet();
+  /** When this term last asked for a VM to be stopped (wall ms): a host that does not answer is asked again later. */
+  private final Map<String, Long> stopAsked = new ConcurrentHashMap<>();
+  private static final long STOP_RETRY_MS = 30_000;
 
   Reconciler(Term term) {
     this.term = term;
@@ -132,7 +135,9 @@ final class Reconciler {
       String name = r.getSpec().getName();
       var lock = term.view.running(name);
       if (r.getDesired() == DesiredState.DESIRED_STATE_STOPPED && lock != null && term.claimedBy(name) == null
-          && !vmsWithOpenIntents.contains(name) && term.view.alive(lock.value().getHostId())) {
+          && !vmsWithOpenIntents.contains(name) && term.view.alive(lock.value().getHostId())
+          && now - stopAsked.getOrDefault(name, 0L) > STOP_RETRY_MS) {
+        stopAsked.put(name, now);
         log.info("{} is meant to be stopped but runs on {}; stopping it", name, lock.value().getHostId());
         term.submit(Term.intent(IntentKind.INTENT_KIND_STOP, "stop." + name + ".e" + r.getEpoch() + "." + now)
             .setVm(name).build());

@@ -65,6 +65,22 @@ class LeaderChangeTest {
   }
 
   @Test
+  void aReplicaThatDoesNotLeadSendsClientsToTheLeader() throws Exception {
+    try (TestCluster cluster = TestCluster.start()) {
+      Coordinator leader = cluster.coordinator(Duration.ofMillis(500));
+      assertTrue(leader.awaitLeadership(Timing.seconds(10)));
+      Coordinator follower = cluster.coordinator(Duration.ofMillis(500));
+      cluster.agent("h1", Duration.ofSeconds(3), false);
+      try (CoordinatorClient viaFollower = new CoordinatorClient(dev.ferry.rpc.Transport.plaintext(),
+          CoordinatorClient.fixed(List.of(follower.endpoint().toString())), Duration.ofSeconds(30), Timing.seconds(10))) {
+        assertEquals("h1", cluster.create(viaFollower, TestCluster.spec("x", 16L << 20, 0), null).getOwner());
+        assertEquals(leader.endpoint().toString(), viaFollower.status().getLeader());
+        assertEquals(2, viaFollower.status().getCoordinatorsCount());
+      }
+    }
+  }
+
+  @Test
   void aLeaderKilledMidDrainLeavesTheDrainToTheNextLeaderAndEveryVmMovesOnceLive() throws Exception {
     try (TestCluster cluster = TestCluster.start()) {
       Coordinator first = cluster.coordinator(Duration.ofMillis(500));
