@@ -21,6 +21,8 @@ final class ManagedVm {
   private long epoch;
   private String reason = "";
   private PreCopySender migration;
+  // A start in progress (its run lock is taken, its RAM being allocated): the lock must stay.
+  private volatile boolean starting;
 
   ManagedVm(VmSpec spec, VmInstance instance, long epoch) {
     this.name = spec.getName();
@@ -36,6 +38,14 @@ final class ManagedVm {
 
   synchronized void instance(VmInstance i) {
     this.instance = i;
+  }
+
+  boolean starting() {
+    return starting;
+  }
+
+  void starting(boolean s) {
+    this.starting = s;
   }
 
   /** The instance, read without the monitor: for fencing only. */

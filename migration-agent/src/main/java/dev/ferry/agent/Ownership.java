@@ -18,6 +18,14 @@ public interface Ownership {
    */
   void acquire(String vm, long epoch) throws AgentException;
 
+  /**
+   * Called at the last moment before the guest of {@code vm} executes here (start, or resume on
+   * arrival by migration), after {@link #acquire} or the migration commit took its run lock:
+   * throws if this host no longer holds that lock in good standing (it lost contact with the
+   * cluster, or fenced, meanwhile). A local check, no I/O.
+   */
+  default void confirm(String vm, long epoch) throws AgentException {}
+
   /** {@code vm} stopped running here (stopped, deleted, failed, fenced). Best effort, never throws. */
   void release(String vm, long epoch);
 

@@ -38,6 +38,9 @@ final class VmRegistry {
   private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
   private final ConcurrentMap<String, String> reserved = new ConcurrentHashMap<>();
   private final Ownership ownership;
+  // Fencing takes it exclusively while it kills; a guest about to execute (start, arrival) holds it
+  // shared across "still owned?" and "running", so no guest starts unseen by a fence.
+  private final java.util.concurrent.locks.ReadWriteLock fenceLock = new java.util.concurrent.locks.ReentrantReadWriteLock();
 
   VmRegistry(String hostId, HypervisorDriver driver, Path dataDir, Path ramDir, Ownership ownership) {
     this.hostId = hostId;
@@ -139,8 +142,22 @@ final class VmRegistry {
   /** An incoming migration committed: the VM is this host's, running, at {@code epoch}. */
   void adopt(VmSpec spec, VmInstance instance, long epoch, String migrationId) {
     ManagedVm m = new ManagedVm(spec, instance, epoch);
-    m.state(VmState.VM_STATE_RUNNING, null);
-    vms.put(spec.getName(), m);
+    fenceLock.readLock().lock();
+    try {
+      try {
+        ownership.confirm(spec.getName(), epoch);
+        m.state(VmState.VM_STATE_RUNNING, null);
+      } catch (AgentException e) {
+        // Fenced between the commit and now: the arrival dies like every other VM here.
+        log.warn("VM {} arrived at epoch {} but {} no longer owns it: {}", spec.getName(), epoch, hostId, e.getMessage());
+        m.instance(null);
+        instance.close();
+        m.state(VmState.VM_STATE_FAILED, e.getMessage());
+      }
+      vms.put(spec.getName(), m);
+    } finally {
+      fenceLock.readLock().unlock();
+    }
     reserved.remove(spec.getName(), migrationId);
   }
 
@@ -199,6 +216,9 @@ final class VmRegistry {
     if (m == null) {
       return false;
     }
+    if (m.starting()) {
+      return true;
+    }
     VmState s = m.state();
     return s == VmState.VM_STATE_RUNNING || s == VmState.VM_STATE_PAUSED || s == VmState.VM_STATE_MIGRATING_OUT;
   }
@@ -226,21 +246,42 @@ final class VmRegistry {
       }
       closeInstance(m);
       long epoch = m.epoch();
+      m.starting(true);
       try {
-        ownership.acquire(name, epoch);
-      } catch (AgentException e) {
-        m.state(s, e.getMessage());
-        throw e;
+        return startOwned(m, name, s, epoch);
+      } finally {
+        m.starting(false);
       }
-      VmInstance instance;
+    }
+  }
+
+  /** Under the VM's monitor: run lock, hypervisor instance, last check, guest running. */
+  private ManagedVm startOwned(ManagedVm m, String name, VmState was, long epoch) throws AgentException {
+    try {
+      ownership.acquire(name, epoch);
+    } catch (AgentException e) {
+      m.state(was, e.getMessage());
+      throw e;
+    }
+    VmInstance instance;
+    try {
+      instance = driver.create(m.spec, paths(name, ""));
+    } catch (HypervisorException e) {
+      ownership.release(name, epoch);
+      m.state(VmState.VM_STATE_FAILED, e.getMessage());
+      throw new AgentException(code(e), "cannot create VM '" + name + "': " + e.getMessage(), e);
+    } catch (AgentException e) {
+      ownership.release(name, epoch);
+      throw e;
+    }
+    fenceLock.readLock().lock();
+    try {
       try {
-        instance = driver.create(m.spec, paths(name, ""));
-      } catch (HypervisorException e) {
-        ownership.release(name, epoch);
-        m.state(VmState.VM_STATE_FAILED, e.getMessage());
-        throw new AgentException(code(e), "cannot create VM '" + name + "': " + e.getMessage(), e);
+        ownership.confirm(name, epoch);
       } catch (AgentException e) {
+        instance.close();
         ownership.release(name, epoch);
+        m.state(was, e.getMessage());
         throw e;
       }
       try {
@@ -252,20 +293,22 @@ final class VmRegistry {
         throw new AgentException(Status.Code.INTERNAL, "cannot start VM '" + name + "': " + e.getMessage(), e);
       }
       m.instance(instance);
-      instance.onUnexpectedExit(why -> {
-        synchronized (m) {
-          if (m.instance() == instance && m.state() != VmState.VM_STATE_STOPPED) {
-            log.error("VM {} ended unexpectedly: {}", name, why);
-            m.state(VmState.VM_STATE_FAILED, why);
-            // The run lock goes with it, so that the cluster can restart the VM.
-            ownership.release(name, m.epoch());
-          }
-        }
-      });
-      m.state(VmState.VM_STATE_RUNNING, null);
-      log.info("VM {} started on {} (epoch {})", name, hostId, m.epoch());
-      return m;
+    } finally {
+      fenceLock.readLock().unlock();
     }
+    instance.onUnexpectedExit(why -> {
+      synchronized (m) {
+        if (m.instance() == instance && m.state() != VmState.VM_STATE_STOPPED) {
+          log.error("VM {} ended unexpectedly: {}", name, why);
+          m.state(VmState.VM_STATE_FAILED, why);
+          // The run lock goes with it, so that the cluster can restart the VM.
+          ownership.release(name, m.epoch());
+        }
+      }
+    });
+    m.state(VmState.VM_STATE_RUNNING, null);
+    log.info("VM {} started on {} (epoch {})", name, hostId, m.epoch());
+    return m;
   }
 
   private static Status.Code code(HypervisorException e) {
@@ -361,12 +404,17 @@ final class VmRegistry {
    */
   List<String> fenceAll(String reason) {
     List<String> killed = new ArrayList<>();
-    for (ManagedVm m : vms.values()) {
-      VmInstance i = m.instanceUnlocked();
-      if (i != null) {
-        i.close();
-        killed.add(m.name);
+    fenceLock.writeLock().lock();
+    try {
+      for (ManagedVm m : vms.values()) {
+        VmInstance i = m.instanceUnlocked();
+        if (i != null) {
+          i.close();
+          killed.add(m.name);
+        }
       }
+    } finally {
+      fenceLock.writeLock().unlock();
     }
     for (ManagedVm m : vms.values()) {
       synchronized (m) {

@@ -88,6 +88,16 @@ final class ZkOwnership implements Ownership {
     }
   }
 
+  @Override
+  public void confirm(String vm, long epoch) throws AgentException {
+    ClusterMember.Session s = member.memberSession("run VM '" + vm + "'");
+    Tracked t = tracked.get(vm);
+    if (t == null || !t.wanted() || t.sessionId() != s.id || t.epoch() != epoch) {
+      throw new AgentException(Status.Code.FAILED_PRECONDITION, member.hostId() + " does not hold the run lock of VM '"
+          + vm + "' at epoch " + epoch + " under its current session");
+    }
+  }
+
   private static boolean heldByUs(ClusterMember.Session s, String vm, long epoch) {
     try {
       Optional<Versioned<RunningRecord>> held = s.store.running(vm);
