@@ -6,7 +6,6 @@ import dev.ferry.cluster.policy.FencePolicy;
 import dev.ferry.cluster.store.EmbeddedZooKeeper;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Endpoint;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -53,6 +52,10 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
       + "(default: a fifth of the agents' session timeout, at least 500).")
   Long failoverMarginMs;
 
+  @Option(names = "--intent-retention-minutes", defaultValue = "60",
+      description = "How long finished intents stay, so that a retried request finds its outcome (default: ${DEFAULT-VALUE}).")
+  long intentRetentionMinutes;
+
   @Override
   public Integer call() throws Exception {
     if ((zk == null) == (embeddedZk == null)) {
@@ -75,6 +78,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     if (advertise != null) {
       config = config.withAdvertise(Endpoint.parse(advertise));
     }
+    config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
     Coordinator coordinator = new Coordinator(config);
     CountDownLatch stopped = new CountDownLatch(1);
     EmbeddedZooKeeper embedded = server;

@@ -10,7 +10,6 @@ import dev.ferry.proto.cluster.IntentState;
 import dev.ferry.proto.coordinator.CreateVmRequest;
 import dev.ferry.proto.coordinator.DrainProgress;
 import dev.ferry.proto.coordinator.DrainRequest;
-import dev.ferry.proto.coordinator.HostView;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.VmSpec;
