@@ -144,9 +144,49 @@ public final class TestCluster implements AutoCloseable {
     return p;
   }
 
+  /**
+   * A coordinator replica as a process of its own (kill -9 leaves its session to expire). With
+   * {@code holdRestartsFile}, its restarts stop before the agent call (see {@link CoordinatorProcess}).
+   * Returns its API endpoint once it serves.
+   */
+  public String coordinatorProcess(String name, Duration failoverMargin, Path holdRestartsFile) throws Exception {
+    Path endpointFile = root.resolve(name + ".endpoint");
+    Files.deleteIfExists(endpointFile);
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    List<String> cmd = new ArrayList<>(List.of(java, "-XX:+UseSerialGC", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp",
+        System.getProperty("java.class.path"), CoordinatorProcess.class.getName(), "zk=" + zk.getConnectString(),
+        "cluster=" + NAME, "session-ms=" + Timing.seconds(3).toMillis(),
+        "margin-ms=" + Timing.scaled(failoverMargin).toMillis(), "endpoint-file=" + endpointFile));
+    if (holdRestartsFile != null) {
+      cmd.add("hold-restarts-file=" + holdRestartsFile);
+    }
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(root.resolve(name + ".log").toFile()))
+        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+    processes.put(name, p);
+    Timing.await(name + " to serve (log: " + root.resolve(name + ".log") + ")", Duration.ofSeconds(60),
+        () -> Files.exists(endpointFile) || !p.isAlive());
+    if (!p.isAlive()) {
+      throw new AssertionError(name + " exited: see " + root.resolve(name + ".log"));
+    }
+    return Files.readString(endpointFile).trim();
+  }
+
+  /** kill -9 of a process this cluster started (no run-log bookkeeping: for coordinators). */
+  public void killProcess(String name) throws Exception {
+    Process p = processes.get(name);
+    p.destroyForcibly();
+    if (!p.waitFor(20, TimeUnit.SECONDS)) {
+      throw new AssertionError(name + " did not die");
+    }
+  }
+
   /** Waits for every process agent to have joined. */
   public void awaitProcesses() {
     for (var e : processes.entrySet()) {
+      if (!Files.exists(root.resolve(e.getKey() + "-data"))) {
+        continue; // not an agent
+      }
       Path f = root.resolve(e.getKey() + "-data").resolve("endpoint");
       Timing.await(e.getKey() + " to join (log: " + root.resolve(e.getKey() + ".log") + ")", Duration.ofSeconds(60),
           () -> Files.exists(f) || !e.getValue().isAlive());
