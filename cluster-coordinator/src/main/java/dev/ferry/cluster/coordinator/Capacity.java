@@ -132,8 +132,16 @@ final class Capacity {
   /** Checks that {@code spec} fits on {@code host}, reserving it if so; returns why not, or null. */
   synchronized String fitOn(VmSpec spec, String host) {
     List<Placement.Host> only = hostsWithout(spec.getName()).stream().filter(h -> h.id().equals(host)).toList();
-    if (only.isEmpty()) {
-      return host + " is not alive in the cluster";
+    if (only.isEmpty() || !only.getFirst().alive()) {
+      // The picture may not have a host that joined a moment ago: ZooKeeper has the last word.
+      HostRecord r = term.hostRecord(host);
+      if (r == null) {
+        return host + " is not alive in the cluster";
+      }
+      Placement.Host known = only.isEmpty() ? null : only.getFirst();
+      only = List.of(new Placement.Host(host, true, term.view.inMaintenance(host), r.getMemoryBytes(), r.getVcpus(),
+          known == null ? 0 : known.usedMemoryBytes(), known == null ? 0 : known.usedVcpus(),
+          known == null ? 0 : known.vmCount(), known == null ? Set.of() : known.groups()));
     }
     Placement.Decision d = Placement.place(demand(spec), only, Set.of());
     if (d instanceof Placement.NoHost n) {

@@ -133,7 +133,7 @@ final class Moves {
       if (target.equals(r.getOwner())) {
         return "VM '" + name + "' is already on " + target;
       }
-      if (!term.view.alive(target)) {
+      if (!term.alive(target)) {
         return knownHost(target) ? "host " + target + " is unreachable: it is not alive in the cluster"
             : CoordinatorException.noHost(target).getMessage();
       }
@@ -151,7 +151,7 @@ final class Moves {
   }
 
   boolean knownHost(String host) {
-    if (term.view.alive(host) || term.view.inMaintenance(host) || term.failover.lostAt(host) != null) {
+    if (term.alive(host) || term.view.inMaintenance(host) || term.failover.lostAt(host) != null) {
       return true;
     }
     return term.view.vms().values().stream().anyMatch(v -> v.value().getOwner().equals(host));

@@ -339,9 +339,24 @@ final class Term implements Closeable {
     return store.vm(name).orElse(null);
   }
 
+  /**
+   * A live host's registration: from the picture, or, when the picture does not have it yet (a
+   * host that joined a moment ago), from ZooKeeper.
+   */
   HostRecord hostRecord(String id) {
     Versioned<HostRecord> h = view.host(id);
-    return h == null ? null : h.value();
+    if (h != null) {
+      return h.value();
+    }
+    try {
+      return store.host(id).map(Versioned::value).orElse(null);
+    } catch (Exception e) {
+      return null;
+    }
+  }
+
+  boolean alive(String host) {
+    return hostRecord(host) != null;
   }
 
   /** Sleeps, unless the term ends meanwhile. */

@@ -391,7 +391,7 @@ final class VmOperations {
 
   /** Why {@code host} cannot take VMs now, or null. */
   String hostProblem(String host) {
-    if (!term.view.alive(host)) {
+    if (!term.alive(host)) {
       return host + " is not alive in the cluster";
     }
     if (term.view.inMaintenance(host)) {

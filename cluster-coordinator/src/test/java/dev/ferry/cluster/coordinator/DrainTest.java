@@ -71,8 +71,10 @@ class DrainTest {
         // One stretch on h1, one on its new host: paused for the switchover, never stopped.
         List<RunLog.Interval> runs = cluster.runLog.intervals().stream().filter(i -> i.vm().equals(vm)).toList();
         assertEquals(2, runs.size(), runs.toString());
+        // Paused for its switchover, not stopped: a generous bound, since a loaded 2-core machine
+        // can stretch a switchover; the downtime itself is the migration benchmarks' business.
         long gapMs = (runs.get(1).begin() - runs.get(0).end()) / 1_000_000;
-        assertTrue(gapMs < 3000, vm + " was paused " + gapMs + " ms");
+        assertTrue(gapMs < Timing.seconds(15).toMillis(), vm + " was paused " + gapMs + " ms");
       }
       assertTrue(cluster.runLog.doubleRuns().isEmpty(), cluster.runLog.doubleRuns().toString());
       HostView h1 = host(client, "h1");
