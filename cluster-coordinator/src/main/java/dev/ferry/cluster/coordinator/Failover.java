@@ -214,6 +214,9 @@ final class Failover implements ClusterView.HostListener {
               } catch (KeeperException.BadVersionException e) {
                 cur = term.store.intent(i.getId()).orElseThrow();
                 i = cur.value();
+                if (!Term.isOpen(i)) {
+                  return i; // our own write landed before the conflict: it is over
+                }
                 continue;
               }
               log.warn("{} waits for capacity: {}", name, n.reason());
@@ -233,6 +236,9 @@ final class Failover implements ClusterView.HostListener {
             term.capacity.settle(name);
             cur = term.store.intent(i.getId()).orElseThrow();
             i = cur.value();
+            if (!Term.isOpen(i)) {
+              return i; // our own write landed before the conflict: it is over
+            }
             continue;
           }
           term.capacity.settle(name);
@@ -252,6 +258,9 @@ final class Failover implements ClusterView.HostListener {
           } catch (KeeperException.BadVersionException e) {
             cur = term.store.intent(i.getId()).orElseThrow();
             i = cur.value();
+            if (!Term.isOpen(i)) {
+              return i; // our own write landed before the conflict: it is over
+            }
             continue;
           }
         }
@@ -267,6 +276,9 @@ final class Failover implements ClusterView.HostListener {
         } catch (KeeperException.BadVersionException e) {
           cur = term.store.intent(i.getId()).orElseThrow();
           i = cur.value();
+          if (!Term.isOpen(i)) {
+            return i; // our own write landed before the conflict: it is over
+          }
           continue;
         }
         cur = ni;

@@ -86,6 +86,9 @@ final class VmOperations {
             if (e.code() == KeeperException.Code.NODEEXISTS || e.code() == KeeperException.Code.BADVERSION) {
               cur = term.store.intent(i.getId()).orElseThrow();
               i = cur.value();
+              if (!Term.isOpen(i)) {
+                return i; // our own write landed before the conflict: it is over
+              }
               continue;
             }
             throw e;
@@ -117,6 +120,9 @@ final class VmOperations {
         } catch (KeeperException.BadVersionException e) {
           cur = term.store.intent(i.getId()).orElseThrow();
           i = cur.value();
+          if (!Term.isOpen(i)) {
+            return i; // our own write landed before the conflict: it is over
+          }
         }
       }
       return term.fail(cur, "the record of " + name + " kept changing; try again");
@@ -202,6 +208,9 @@ final class VmOperations {
             term.capacity.settle(name);
             cur = term.store.intent(i.getId()).orElseThrow();
             i = cur.value();
+            if (!Term.isOpen(i)) {
+              return i; // our own write landed before the conflict: it is over
+            }
             continue;
           }
           term.capacity.settle(name);
@@ -246,6 +255,9 @@ final class VmOperations {
         } catch (KeeperException.BadVersionException e) {
           cur = term.store.intent(i.getId()).orElseThrow();
           i = cur.value();
+          if (!Term.isOpen(i)) {
+            return i; // our own write landed before the conflict: it is over
+          }
         }
       }
       return term.fail(cur, "the record of " + name + " kept changing; try again");
@@ -280,6 +292,9 @@ final class VmOperations {
           } catch (KeeperException.BadVersionException e) {
             cur = term.store.intent(i.getId()).orElseThrow();
             i = cur.value();
+            if (!Term.isOpen(i)) {
+              return i; // our own write landed before the conflict: it is over
+            }
             continue;
           }
           cur = ni;
@@ -305,6 +320,9 @@ final class VmOperations {
         } catch (KeeperException.BadVersionException e) {
           cur = term.store.intent(i.getId()).orElseThrow();
           i = cur.value();
+          if (!Term.isOpen(i)) {
+            return i; // our own write landed before the conflict: it is over
+          }
         }
       }
       return term.fail(cur, "the record of " + name + " kept changing; try again");
@@ -340,6 +358,9 @@ final class VmOperations {
           } catch (KeeperException.BadVersionException e) {
             cur = term.store.intent(i.getId()).orElseThrow();
             i = cur.value();
+            if (!Term.isOpen(i)) {
+              return i; // our own write landed before the conflict: it is over
+            }
             continue;
           }
           cur = ni;
@@ -373,6 +394,9 @@ final class VmOperations {
         } catch (KeeperException.BadVersionException e) {
           cur = term.store.intent(i.getId()).orElseThrow();
           i = cur.value();
+          if (!Term.isOpen(i)) {
+            return i; // our own write landed before the conflict: it is over
+          }
         }
       }
       return term.fail(cur, "the record of " + name + " kept changing; try again");
