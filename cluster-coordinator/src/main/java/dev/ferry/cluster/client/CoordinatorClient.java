@@ -209,12 +209,32 @@ public final class CoordinatorClient implements AutoCloseable {
     return channels.computeIfAbsent(endpoint, e -> transport.channel(Endpoint.parse(e)));
   }
 
-  private String target() {
+  /** The replica to ask: the last one that answered, or one looked up, retrying until {@code deadline}. */
+  private String target(long deadline) {
     String c = current;
     if (c != null) {
       return c;
     }
-    return locate(null);
+    while (true) {
+      try {
+        return locate(null);
+      } catch (CoordinatorCallException e) {
+        // No replica registered yet (starting, or between leaders): look again until the deadline.
+        if (System.nanoTime() > deadline) {
+          throw e;
+        }
+        pause(e);
+      }
+    }
+  }
+
+  private static void pause(RuntimeException cause) {
+    try {
+      Thread.sleep(200);
+    } catch (InterruptedException ie) {
+      Thread.currentThread().interrupt();
+      throw cause;
+    }
   }
 
   private String locate(StatusRuntimeException last) {
@@ -233,7 +253,7 @@ public final class CoordinatorClient implements AutoCloseable {
 
   private <Q, R> R unary(MethodDescriptor<Q, R> method, Q request) {
     long deadline = System.nanoTime() + retryFor.toNanos();
-    String target = target();
+    String target = target(deadline);
     while (true) {
       try {
         return ClientCalls.blockingUnaryCall(channel(target), method,
@@ -258,26 +278,14 @@ public final class CoordinatorClient implements AutoCloseable {
     if (System.nanoTime() > deadline) {
       throw translate(e);
     }
-    try {
-      Thread.sleep(200);
-    } catch (InterruptedException ie) {
-      Thread.currentThread().interrupt();
-      throw translate(e);
-    }
+    pause(translate(e));
     current = null;
-    try {
-      return locate(e);
-    } catch (CoordinatorCallException ce) {
-      if (System.nanoTime() > deadline) {
-        throw ce;
-      }
-      return current == null ? "127.0.0.1:1" : current;
-    }
+    return target(deadline);
   }
 
   private <Q, R> R streaming(MethodDescriptor<Q, R> method, Q request, Consumer<R> events, Predicate<R> terminal) {
     long deadline = System.nanoTime() + retryFor.toNanos();
-    String target = target();
+    String target = target(deadline);
     while (true) {
       io.grpc.ClientCall<Q, R> call = channel(target).newCall(method, CallOptions.DEFAULT);
       try {
