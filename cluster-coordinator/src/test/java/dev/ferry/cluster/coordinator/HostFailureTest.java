@@ -19,6 +19,39 @@ import org.junit.jupiter.api.Test;
 
 /** A whole host dies (kill -9 of its agent process, its guests with it). */
 class HostFailureTest {
+  @Test
+  void aVmPastItsMaxRestartAttemptsIsLeftFailedWithTheReason() throws Exception {
+    try (TestCluster cluster = TestCluster.start()) {
+      cluster.coordinator(Duration.ofMillis(300));
+      for (String h : List.of("h1", "h2", "h3")) {
+        cluster.agent(h, Duration.ofSeconds(3), false);
+      }
+      CoordinatorClient client = cluster.client();
+      VmSpec spec = TestCluster.spec("once", 16L << 20, 0).toBuilder()
+          .setHa(HaPolicy.newBuilder().setMaxRestartAttempts(1)).build();
+      cluster.create(client, spec, "h1");
+
+      cluster.agent("h1").close(); // the first failure: restarted (attempt 1 of 1)
+      Timing.await("once restarted", Duration.ofSeconds(20), () -> {
+        VmView v = client.vm("once");
+        return v.getState() == VmState.VM_STATE_RUNNING && !v.getOwner().equals("h1");
+      });
+      String second = client.vm("once").getOwner();
+      cluster.agent(second).close(); // the second: no attempt left
+
+      Timing.await("once given up", Duration.ofSeconds(20), () ->
+          client.vm("once").getState() == VmState.VM_STATE_FAILED);
+      VmView v = client.vm("once");
+      assertEquals("host " + second + " failed; gave up after 1 restart attempt (max 1)", v.getReason());
+      assertEquals(2, v.getEpoch());
+      assertTrue(cluster.runLog.runningOn("once").isEmpty());
+      // An operator's start brings it back, with its attempts counted afresh.
+      VmView started = client.startVm("once", java.util.UUID.randomUUID().toString());
+      assertEquals(VmState.VM_STATE_RUNNING, started.getState());
+      assertEquals(0, started.getRestartAttempts());
+    }
+  }
+
   static final List<String> VMS = List.of("a", "b", "c", "d");
 
   @Test
