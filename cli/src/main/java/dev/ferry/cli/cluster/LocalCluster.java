@@ -327,6 +327,13 @@ public final class LocalCluster {
       }
       deleteTree(Path.of(h.ramDir()));
     }
+    if (!file.hosts().isEmpty()) {
+      try {
+        Files.deleteIfExists(Path.of(file.hosts().getFirst().ramDir()).getParent()); // only if empty
+      } catch (IOException e) {
+        // another host's RAM is still there, or it went already
+      }
+    }
     if (file.coordinator() != null) {
       if (aliveCoordinator(file.coordinator()).isPresent()) {
         throw new CliException("the coordinator (pid " + file.coordinator().pid() + ") is still running");
