@@ -3,14 +3,25 @@ package dev.ferry.cli;
 import dev.ferry.agent.Agent;
 import dev.ferry.agent.AgentConfig;
 import dev.ferry.agent.CommitProvider;
+import dev.ferry.cluster.member.ClusterAgent;
+import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.rpc.Endpoint;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "agent", description = "Run the per-host agent daemon (until SIGTERM or SIGINT).")
+@Command(name = "agent", description = {"Run the per-host agent daemon (until SIGTERM or SIGINT).",
+    "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says it owns them,",
+    "and kills them itself if it loses its ZooKeeper session. Without --zk it runs standalone."})
 final class AgentCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
   String hostId;
@@ -27,8 +38,29 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--driver", defaultValue = "sim", description = "Hypervisor driver: sim or qemu (default: ${DEFAULT-VALUE}).")
   String driver;
 
-  @Option(names = "--endpoint-file", paramLabel = "FILE", description = "Write the bound HOST:PORT here once serving.")
+  @Option(names = "--endpoint-file", paramLabel = "FILE",
+      description = "Write the bound HOST:PORT here once serving (and, with --zk, once in the cluster).")
   Path endpointFile;
+
+  @Option(names = "--zk", paramLabel = "CONNECT", description = "Join the cluster whose ZooKeeper this is (host:port,...).")
+  String zk;
+
+  @Option(names = "--cluster-name", paramLabel = "NAME", defaultValue = "default",
+      description = "The cluster's name in ZooKeeper (default: ${DEFAULT-VALUE}).")
+  String clusterName;
+
+  @Option(names = "--session-timeout-ms", defaultValue = "10000",
+      description = "ZooKeeper session timeout: how long a lost host takes to be declared dead (default: ${DEFAULT-VALUE}).")
+  long sessionTimeoutMs;
+
+  @Option(names = "--memory", paramLabel = "SIZE", description = "Memory this host offers VMs (default: all of it).")
+  String memory;
+
+  @Option(names = "--vcpus", description = "vCPUs this host offers VMs (default: 4 per core).")
+  Integer vcpus;
+
+  @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label of this host; repeatable.")
+  List<String> labels = List.of();
 
   @Override
   public Integer call() throws Exception {
@@ -37,23 +69,68 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     if (ramDir != null) {
       config = config.withRamDir(ramDir.toAbsolutePath());
     }
-    if (endpointFile != null) {
+    if (endpointFile != null && zk == null) {
       config = config.withEndpointFile(endpointFile.toAbsolutePath());
     }
     HypervisorDriver hypervisor = Drivers.create(driver, config.dataDir());
-    Agent agent = new Agent(config, hypervisor, CommitProvider.local());
     CountDownLatch stopped = new CountDownLatch(1);
+    if (zk == null) {
+      Agent agent = new Agent(config, hypervisor, CommitProvider.local());
+      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        agent.close();
+        stopped.countDown();
+      }, "ferry-agent-shutdown"));
+      try {
+        agent.start();
+      } catch (java.io.IOException e) {
+        agent.close();
+        throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
+      }
+      stopped.await();
+      return 0;
+    }
+    ZkClients clients;
+    ClusterAgent.Capacity capacity;
+    try {
+      clients = ZkClients.of(zk, clusterName, Duration.ofMillis(sessionTimeoutMs));
+      ClusterAgent.Capacity machine = ClusterAgent.Capacity.ofThisMachine();
+      capacity = new ClusterAgent.Capacity(memory == null ? machine.memoryBytes() : Sizes.parseSize(memory),
+          vcpus == null ? machine.vcpus() : vcpus, parseLabels(labels));
+    } catch (IllegalArgumentException e) {
+      throw new CliException(e.getMessage(), 2);
+    }
+    ClusterAgent agent;
+    try {
+      agent = ClusterAgent.start(config, hypervisor, clients, capacity, Duration.ofSeconds(5));
+    } catch (java.io.IOException e) {
+      throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
+    }
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       agent.close();
       stopped.countDown();
     }, "ferry-agent-shutdown"));
-    try {
-      agent.start();
-    } catch (java.io.IOException e) {
-      agent.close();
-      throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
+    if (!agent.member().awaitMember(Duration.ofMillis(Math.max(60_000, 3 * sessionTimeoutMs)))) {
+      throw new CliException("agent " + hostId + " could not join the cluster at " + zk);
+    }
+    if (endpointFile != null) {
+      Path f = endpointFile.toAbsolutePath();
+      Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
+      Files.writeString(tmp, agent.agent().endpoint() + "\n", StandardCharsets.UTF_8);
+      Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
     stopped.await();
     return 0;
+  }
+
+  static Map<String, String> parseLabels(List<String> labels) {
+    Map<String, String> out = new LinkedHashMap<>();
+    for (String l : labels) {
+      int eq = l.indexOf('=');
+      if (eq <= 0) {
+        throw new IllegalArgumentException("bad --label '" + l + "': write KEY=VALUE");
+      }
+      out.put(l.substring(0, eq), l.substring(eq + 1));
+    }
+    return out;
   }
 }

@@ -1,9 +1,6 @@
 package dev.ferry.cli;
 
-import dev.ferry.agent.client.AgentClient;
-import dev.ferry.cli.cluster.ClusterFile;
-import dev.ferry.cli.cluster.LocalCluster;
-import java.time.Duration;
+import dev.ferry.cluster.client.CoordinatorClient;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Parameters;
@@ -18,9 +15,7 @@ final class CancelCommand implements java.util.concurrent.Callable<Integer> {
 
   @Override
   public Integer call() {
-    ClusterFile f = cluster.load();
-    ClusterFile.Host h = LocalCluster.locate(f, vm, Duration.ofSeconds(10));
-    try (AgentClient c = LocalCluster.client(h, Duration.ofSeconds(10))) {
+    try (CoordinatorClient c = cluster.client()) {
       var r = c.cancelMigration(vm);
       System.out.println(r.getMessage());
       return r.getCancelled() ? 0 : 1;

@@ -1,13 +1,12 @@
 package dev.ferry.cli;
 
-import dev.ferry.agent.client.AgentCallException;
-import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.cluster.ClusterFile;
 import dev.ferry.cli.cluster.LocalCluster;
-import dev.ferry.proto.agent.AgentInfo;
+import dev.ferry.cluster.client.CoordinatorClient;
+import dev.ferry.proto.coordinator.ClusterStatus;
+import dev.ferry.proto.coordinator.HostView;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -15,7 +14,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "cluster", description = "Start, stop and inspect a local cluster of agents.",
+@Command(name = "cluster", description = "Start, stop and inspect a cluster.",
     subcommands = {ClusterCommand.Up.class, ClusterCommand.Down.class, ClusterCommand.Status.class})
 final class ClusterCommand implements Runnable {
   @Override
@@ -27,7 +26,8 @@ final class ClusterCommand implements Runnable {
     return dirOption != null ? dirOption : cluster.dir();
   }
 
-  @Command(name = "up", description = "Start N agents on loopback as background processes; records them in DIR/cluster.json.")
+  @Command(name = "up", description = {"Start a local cluster on loopback, every part a background process: one",
+      "coordinator with an embedded ZooKeeper server (data in DIR/zk) and N agents; records them in DIR/cluster.json."})
   static final class Up implements Runnable {
     @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
     Path dir;
@@ -41,20 +41,32 @@ final class ClusterCommand implements Runnable {
     @Option(names = "--driver", defaultValue = "sim", description = "sim or qemu (default: ${DEFAULT-VALUE}).")
     String driver;
 
+    @Option(names = "--session-timeout-ms", defaultValue = "10000",
+        description = "The agents' ZooKeeper session timeout: a dead host is detected after this (default: ${DEFAULT-VALUE}).")
+    long sessionTimeoutMs;
+
     @Override
     public void run() {
       Drivers.checkName(driver);
+      if (sessionTimeoutMs < 1000) {
+        throw new IllegalArgumentException("--session-timeout-ms must be at least 1000");
+      }
       Path d = dir(dir, cluster).toAbsolutePath().normalize();
-      ClusterFile f = LocalCluster.up(d, hosts, driver, Duration.ofSeconds(60));
+      ClusterFile f = LocalCluster.up(d, LocalCluster.Options.of(hosts, driver)
+          .withSessionTimeout(Duration.ofMillis(sessionTimeoutMs)), Duration.ofSeconds(90));
+      System.out.printf("coordinator  %s  pid %d  log %s%n", f.coordinator().endpoint(), f.coordinator().pid(),
+          f.coordinator().log());
+      System.out.printf("zookeeper    %s  (embedded in the coordinator, data in %s)%n", f.zookeeper(),
+          f.coordinator().zkDataDir());
       for (ClusterFile.Host h : f.hosts()) {
         System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
       }
       System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
-      System.out.println("use it with: export FERRY_CLUSTER=" + d);
+      System.out.println("use it with: export FERRY_CLUSTER=" + d + "   (or --zk " + f.zookeeper() + ")");
     }
   }
 
-  @Command(name = "down", description = "Stop every agent of the cluster and remove their guests' memory.")
+  @Command(name = "down", description = "Stop the coordinator, ZooKeeper and every agent of a local cluster; remove its data.")
   static final class Down implements Runnable {
     @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
     Path dir;
@@ -72,7 +84,7 @@ final class ClusterCommand implements Runnable {
     }
   }
 
-  @Command(name = "status", description = "Show every agent of the cluster and whether it answers.")
+  @Command(name = "status", description = "Show the cluster: its coordinators and leader, hosts and VMs.")
   static final class Status implements Runnable {
     @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
     Path dir;
@@ -85,30 +97,37 @@ final class ClusterCommand implements Runnable {
 
     @Override
     public void run() {
-      HostCommand.printHosts(ClusterFile.read(dir(dir, cluster)), json);
-    }
-  }
-
-  /** One row per host, probing each agent. */
-  static List<Map<String, Object>> hostRows(ClusterFile f) {
-    List<Map<String, Object>> rows = new ArrayList<>();
-    for (ClusterFile.Host h : f.hosts()) {
-      Map<String, Object> row = new LinkedHashMap<>();
-      row.put("id", h.id());
-      row.put("endpoint", h.endpoint());
-      row.put("pid", h.pid());
-      try (AgentClient c = LocalCluster.client(h, Duration.ofSeconds(5))) {
-        AgentInfo info = c.info();
-        row.put("state", "up");
-        row.put("driver", info.getDriver());
-        row.put("vms", c.listVms().size());
-        row.put("dirtyTracking", info.getDirtyTracking());
-      } catch (AgentCallException e) {
-        row.put("state", "down");
-        row.put("error", e.getMessage());
+      if (dir != null) {
+        cluster.cluster = dir;
       }
-      rows.add(row);
+      try (CoordinatorClient c = cluster.client()) {
+        ClusterStatus s = c.status();
+        List<HostView> hosts = c.hosts();
+        if (json) {
+          Map<String, Object> out = new LinkedHashMap<>();
+          out.put("cluster", s.getCluster());
+          out.put("zookeeper", s.getZookeeper());
+          out.put("leader", s.getLeader());
+          out.put("coordinators", s.getCoordinatorsList());
+          out.put("hostsAlive", s.getHostsAlive());
+          out.put("hostsInMaintenance", s.getHostsInMaintenance());
+          out.put("vms", s.getVms());
+          out.put("vmsRunning", s.getVmsRunning());
+          out.put("openIntents", s.getOpenIntents());
+          out.put("failoverMarginMs", s.getFailoverMarginMs());
+          out.put("hosts", hosts.stream().map(HostCommand::row).toList());
+          System.out.println(Json.write(out));
+          return;
+        }
+        System.out.println("cluster      " + s.getCluster() + " (ZooKeeper " + s.getZookeeper() + ")");
+        System.out.println("leader       " + (s.getLeader().isEmpty() ? "none (election under way)" : s.getLeader())
+            + "   coordinators: " + String.join(", ", s.getCoordinatorsList()));
+        System.out.println("hosts        " + s.getHostsAlive() + " alive, " + s.getHostsInMaintenance() + " in maintenance");
+        System.out.println("vms          " + s.getVmsRunning() + " running of " + s.getVms() + "; open intents: "
+            + s.getOpenIntents());
+        System.out.println();
+        HostCommand.printHosts(hosts, false, System.out);
+      }
     }
-    return rows;
   }
 }

@@ -8,6 +8,7 @@ import picocli.CommandLine.Command;
     description = "Live migration and high availability for virtual machines.",
     subcommands = {
         AgentCommand.class,
+        CoordinatorCommand.class,
         ClusterCommand.class,
         HostCommand.class,
         VmCommand.class,
@@ -16,7 +17,8 @@ import picocli.CommandLine.Command;
         DemoCommand.class,
         BenchCommand.class,
     },
-    footer = {"", "Commands that talk to a cluster find it with --cluster DIR or the FERRY_CLUSTER environment variable.",
+    footer = {"", "Commands that talk to a cluster find it with --cluster DIR (or FERRY_CLUSTER), or with --zk CONNECT",
+        "(and --cluster-name NAME, or FERRY_CLUSTER_NAME) for a cluster anywhere.",
         "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."})
 public final class FerryCommand implements Runnable {
   @Override

@@ -10,7 +10,7 @@ public final class Main {
 
   public static void main(String[] args) {
     // Daemons log what they do; commands print results and keep logs to warnings.
-    boolean daemon = args.length > 0 && args[0].equals("agent");
+    boolean daemon = args.length > 0 && (args[0].equals("agent") || args[0].equals("coordinator"));
     if (System.getProperty("ferry.log.level") == null) {
       System.setProperty("ferry.log.level", daemon ? "INFO" : "WARN");
     }
@@ -31,6 +31,11 @@ public final class Main {
         err.println("ferry: " + ce.getMessage());
         err.flush();
         return ce.exitCode();
+      }
+      if (e instanceof dev.ferry.cluster.client.CoordinatorCallException ce) {
+        err.println("ferry: " + ce.getMessage());
+        err.flush();
+        return ce.code() == io.grpc.Status.Code.INVALID_ARGUMENT ? 2 : 1;
       }
       if (e instanceof AgentCallException ae) {
         err.println("ferry: " + ae.getMessage());

@@ -1,15 +1,12 @@
 package dev.ferry.cli;
 
-import dev.ferry.agent.client.AgentClient;
-import dev.ferry.cli.cluster.ClusterFile;
-import dev.ferry.cli.cluster.LocalCluster;
-import dev.ferry.proto.agent.MigrateRequest;
+import dev.ferry.cluster.client.CoordinatorClient;
 import dev.ferry.proto.agent.MigrationOptions;
 import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.OnTimeout;
+import dev.ferry.proto.coordinator.MigrateRequest;
 import dev.ferry.proto.migration.TransferMode;
-import java.time.Duration;
 import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -18,7 +15,8 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "migrate", description = {"Move a running VM to another host, live.",
+@Command(name = "migrate", description = {"Move a running VM to another host, live, through the cluster",
+    "(intent, placement check, the agents' migration, the ownership commit in ZooKeeper).",
     "Ctrl-C cancels the migration (the VM keeps running where it was)."})
 final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
   @Mixin
@@ -27,7 +25,7 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
   @Parameters(index = "0", paramLabel = "VM")
   String vm;
 
-  @Option(names = "--to", required = true, paramLabel = "HOST")
+  @Option(names = "--to", paramLabel = "HOST", description = "Target host (default: placement chooses).")
   String to;
 
   @Option(names = "--downtime-ms", defaultValue = "300", description = "Longest acceptable pause (default: ${DEFAULT-VALUE}).")
@@ -63,8 +61,10 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
   @Override
   public Integer call() {
     MigrationOptions options = options();
-    ClusterFile f = cluster.load();
-    MigrationSummary s = run(f, vm, to, options, new ProgressPrinter(System.out, json), true);
+    MigrationSummary s;
+    try (CoordinatorClient c = cluster.client()) {
+      s = run(c, vm, to == null ? "" : to, options, new ProgressPrinter(System.out, json), true);
+    }
     if (json) {
       System.out.println(Json.write(Json.migration(s)));
     }
@@ -101,22 +101,17 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
   }
 
   /**
-   * Runs one migration through the source agent, showing progress; with {@code cancelOnInterrupt}
+   * Runs one migration through the coordinator, showing progress; with {@code cancelOnInterrupt}
    * a Ctrl-C cancels it and waits for the VM to be settled on the source.
    */
-  static MigrationSummary run(ClusterFile f, String vm, String to, MigrationOptions options, ProgressPrinter printer,
-      boolean cancelOnInterrupt) {
-    ClusterFile.Host target = f.host(to);
-    ClusterFile.Host source = LocalCluster.locate(f, vm, Duration.ofSeconds(10));
-    if (source.id().equals(target.id())) {
-      throw new CliException("VM '" + vm + "' is already on " + to);
-    }
+  static MigrationSummary run(CoordinatorClient c, String vm, String to, MigrationOptions options,
+      ProgressPrinter printer, boolean cancelOnInterrupt) {
     CountDownLatch ended = new CountDownLatch(1);
     Thread hook = new Thread(() -> {
       if (ended.getCount() == 0) {
         return;
       }
-      try (AgentClient c = LocalCluster.client(source, Duration.ofSeconds(5))) {
+      try {
         System.err.println();
         System.err.println("ferry: " + c.cancelMigration(vm).getMessage());
         ended.await(30, TimeUnit.SECONDS);
@@ -127,9 +122,9 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
     if (cancelOnInterrupt) {
       Runtime.getRuntime().addShutdownHook(hook);
     }
-    try (AgentClient c = LocalCluster.client(source, Duration.ofSeconds(60))) {
-      MigrateRequest req = MigrateRequest.newBuilder().setVm(vm).setTargetHost(target.id())
-          .setTargetEndpoint(target.endpoint()).setOptions(options).setRequestId(UUID.randomUUID().toString()).build();
+    try {
+      MigrateRequest req = MigrateRequest.newBuilder().setVm(vm).setTargetHost(to).setOptions(options)
+          .setRequestId(UUID.randomUUID().toString()).build();
       MigrationSummary s = c.migrate(req, printer::event).getSummary();
       printer.finish(s);
       return s;

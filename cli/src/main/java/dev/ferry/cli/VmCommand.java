@@ -1,19 +1,18 @@
 package dev.ferry.cli;
 
-import dev.ferry.agent.client.AgentCallException;
-import dev.ferry.agent.client.AgentClient;
-import dev.ferry.cli.cluster.ClusterFile;
-import dev.ferry.cli.cluster.LocalCluster;
-import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.cluster.client.CoordinatorClient;
+import dev.ferry.proto.cluster.DesiredState;
+import dev.ferry.proto.cluster.VmPhase;
+import dev.ferry.proto.coordinator.CreateVmRequest;
+import dev.ferry.proto.coordinator.VmView;
+import dev.ferry.proto.vm.HaPolicy;
 import dev.ferry.proto.vm.DirectBoot;
 import dev.ferry.proto.vm.Disk;
 import dev.ferry.proto.vm.DiskFormat;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
-import dev.ferry.proto.vm.VmStatus;
 import dev.ferry.proto.vm.Workload;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -25,19 +24,17 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "vm", description = "Create, list, start, stop and delete VMs.",
+@Command(name = "vm", description = "Create, list, start, stop and delete VMs (through the cluster coordinator).",
     subcommands = {VmCommand.Create.class, VmCommand.ListVms.class, VmCommand.Show.class, VmCommand.Start.class,
         VmCommand.Stop.class, VmCommand.Delete.class})
 final class VmCommand implements Runnable {
-  static final Duration DEADLINE = Duration.ofSeconds(120);
-
   @Override
   public void run() {
     throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
         "missing subcommand: create, list, show, start, stop or delete");
   }
 
-  @Command(name = "create", description = "Define a VM on a host and start it.")
+  @Command(name = "create", description = "Define a VM in the cluster, place it on a host and start it.")
   static final class Create implements Runnable {
     @Mixin
     ClusterOption cluster;
@@ -51,8 +48,21 @@ final class VmCommand implements Runnable {
     @Option(names = "--vcpus", defaultValue = "1")
     int vcpus;
 
-    @Option(names = "--host", paramLabel = "HOST", description = "Host to run on (default: the host with the fewest VMs).")
+    @Option(names = "--host", paramLabel = "HOST",
+        description = "Host to run on (default: placement: the live host with the most memory left).")
     String host;
+
+    @Option(names = "--restart-priority", defaultValue = "0",
+        description = "When its host fails and capacity is short, higher restarts first (default: ${DEFAULT-VALUE}).")
+    int restartPriority;
+
+    @Option(names = "--max-restarts", defaultValue = "0",
+        description = "Restarts after host failures before it is left FAILED (default: the cluster's, 3).")
+    int maxRestarts;
+
+    @Option(names = "--anti-affinity", paramLabel = "GROUP",
+        description = "VMs of one group go to different hosts when they can.")
+    String antiAffinity;
 
     @Option(names = "--dirty-rate", paramLabel = "RATE", defaultValue = "0",
         description = "How fast the guest writes memory, bytes per second, e.g. 32M (default: idle).")
@@ -96,16 +106,14 @@ final class VmCommand implements Runnable {
     @Override
     public void run() {
       VmSpec spec = spec();
-      ClusterFile f = cluster.load();
-      ClusterFile.Host target = host != null ? f.host(host) : leastLoaded(f);
-      try (AgentClient c = LocalCluster.client(target, DEADLINE)) {
-        VmStatus s = c.createVm(CreateVmRequest.newBuilder().setSpec(spec).setStart(!noStart)
-            .setRequestId(UUID.randomUUID().toString()).build());
+      try (CoordinatorClient c = cluster.client()) {
+        VmView v = c.createVm(CreateVmRequest.newBuilder().setSpec(spec).setStart(!noStart)
+            .setHost(host == null ? "" : host).setRequestId(UUID.randomUUID().toString()).build());
         if (json) {
-          System.out.println(Json.write(row(s)));
+          System.out.println(Json.write(row(v)));
         } else {
-          System.out.println("created " + name + " on " + target.id() + " (" + Sizes.format(spec.getMemoryBytes()) + ", "
-              + state(s.getState()) + ")");
+          System.out.println("created " + name + " on " + v.getOwner() + " (" + Sizes.format(spec.getMemoryBytes()) + ", "
+              + state(v.getState()) + ")");
         }
       }
     }
@@ -128,8 +136,12 @@ final class VmCommand implements Runnable {
       if (vcpus < 1 || vcpus > 255) {
         throw new IllegalArgumentException("--vcpus must be between 1 and 255");
       }
+      if (maxRestarts < 0) {
+        throw new IllegalArgumentException("--max-restarts must not be negative");
+      }
       VmSpec.Builder b = VmSpec.newBuilder().setSchemaVersion(1).setName(name).setMemoryBytes(mem).setVcpus(vcpus)
-          .setWorkload(w);
+          .setWorkload(w).setHa(HaPolicy.newBuilder().setRestartPriority(restartPriority)
+              .setMaxRestartAttempts(maxRestarts).setAntiAffinityGroup(antiAffinity == null ? "" : antiAffinity));
       if (machine != null) {
         b.setMachine(machine);
       }
@@ -178,48 +190,47 @@ final class VmCommand implements Runnable {
       };
     }
 
-    static ClusterFile.Host leastLoaded(ClusterFile f) {
-      ClusterFile.Host best = null;
-      int fewest = Integer.MAX_VALUE;
-      for (ClusterFile.Host h : f.hosts()) {
-        try (AgentClient c = LocalCluster.client(h, Duration.ofSeconds(5))) {
-          int n = c.listVms().size();
-          if (n < fewest) {
-            fewest = n;
-            best = h;
-          }
-        } catch (AgentCallException e) {
-          // an unreachable host takes no new VM
-        }
-      }
-      if (best == null) {
-        throw new CliException("no host of the cluster answers");
-      }
-      return best;
-    }
   }
 
   static String state(VmState s) {
     return s.name().replace("VM_STATE_", "").toLowerCase(Locale.ROOT).replace('_', '-');
   }
 
-  static Map<String, Object> row(VmStatus s) {
+  static String desired(DesiredState d) {
+    return d.name().replace("DESIRED_STATE_", "").toLowerCase(Locale.ROOT);
+  }
+
+  static String phase(VmPhase p) {
+    return p.name().replace("VM_PHASE_", "").toLowerCase(Locale.ROOT);
+  }
+
+  /** One VM as --json shows it: host is the owner the cluster names, at epoch. */
+  static Map<String, Object> row(VmView v) {
     Map<String, Object> r = new LinkedHashMap<>();
-    r.put("name", s.getSpec().getName());
-    r.put("host", s.getHost());
-    r.put("state", state(s.getState()));
-    r.put("memoryBytes", s.getSpec().getMemoryBytes());
-    r.put("vcpus", s.getSpec().getVcpus());
-    r.put("epoch", s.getEpoch());
-    r.put("driver", s.getDriver());
-    r.put("heartbeat", s.getHeartbeat());
-    if (!s.getReason().isEmpty()) {
-      r.put("reason", s.getReason());
+    r.put("name", v.getSpec().getName());
+    r.put("host", v.getOwner());
+    r.put("state", state(v.getState()));
+    r.put("epoch", v.getEpoch());
+    r.put("desired", desired(v.getDesired()));
+    r.put("phase", phase(v.getPhase()));
+    r.put("hostAlive", v.getOwnerAlive());
+    r.put("memoryBytes", v.getSpec().getMemoryBytes());
+    r.put("vcpus", v.getSpec().getVcpus());
+    r.put("heartbeat", v.getHeartbeat());
+    r.put("restartAttempts", v.getRestartAttempts());
+    if (v.getSpec().getHa().getRestartPriority() != 0) {
+      r.put("restartPriority", v.getSpec().getHa().getRestartPriority());
+    }
+    if (!v.getSpec().getHa().getAntiAffinityGroup().isEmpty()) {
+      r.put("antiAffinity", v.getSpec().getHa().getAntiAffinityGroup());
+    }
+    if (!v.getReason().isEmpty()) {
+      r.put("reason", v.getReason());
     }
     return r;
   }
 
-  @Command(name = "list", description = "List the VMs of every host.")
+  @Command(name = "list", description = "List the cluster's VMs: owner host, epoch, state.")
   static final class ListVms implements Runnable {
     @Mixin
     ClusterOption cluster;
@@ -229,18 +240,23 @@ final class VmCommand implements Runnable {
 
     @Override
     public void run() {
-      ClusterFile f = cluster.load();
       List<Map<String, Object>> rows = new ArrayList<>();
       List<String> unreachable = new ArrayList<>();
-      for (ClusterFile.Host h : f.hosts()) {
-        try (AgentClient c = LocalCluster.client(h, Duration.ofSeconds(10))) {
-          for (VmStatus s : c.listVms()) {
-            rows.add(row(s));
+      try (CoordinatorClient c = cluster.client()) {
+        for (VmView v : c.vms(true)) {
+          rows.add(row(v));
+          if (!v.getOwnerAlive() && !unreachable.contains(v.getOwner())) {
+            unreachable.add(v.getOwner());
           }
-        } catch (AgentCallException e) {
-          unreachable.add(h.id());
-          System.err.println("ferry: warning: " + e.getMessage());
         }
+        for (dev.ferry.proto.coordinator.HostView h : c.hosts()) {
+          if (!h.getAlive() && !unreachable.contains(h.getId())) {
+            unreachable.add(h.getId());
+          }
+        }
+      }
+      for (String h : unreachable) {
+        System.err.println("ferry: warning: host " + h + " is not alive in the cluster");
       }
       if (json) {
         Map<String, Object> out = new LinkedHashMap<>();
@@ -249,10 +265,12 @@ final class VmCommand implements Runnable {
         System.out.println(Json.write(out));
         return;
       }
-      System.out.printf("%-16s %-10s %-14s %-10s %-6s %-10s %s%n", "NAME", "HOST", "STATE", "MEMORY", "EPOCH", "HEARTBEAT", "NOTE");
+      System.out.printf("%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n", "NAME", "HOST", "STATE", "EPOCH", "DESIRED", "MEMORY",
+          "HEARTBEAT", "NOTE");
       for (Map<String, Object> r : rows) {
-        System.out.printf("%-16s %-10s %-14s %-10s %-6s %-10s %s%n", r.get("name"), r.get("host"), r.get("state"),
-            Sizes.format((Long) r.get("memoryBytes")), r.get("epoch"), r.get("heartbeat"), r.getOrDefault("reason", ""));
+        System.out.printf("%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n", r.get("name"), r.get("host"), r.get("state"),
+            r.get("epoch"), r.get("desired"), Sizes.format((Long) r.get("memoryBytes")), r.get("heartbeat"),
+            r.getOrDefault("reason", ""));
       }
     }
   }
@@ -270,14 +288,12 @@ final class VmCommand implements Runnable {
 
     @Override
     public void run() {
-      ClusterFile f = cluster.load();
-      ClusterFile.Host h = LocalCluster.locate(f, name, Duration.ofSeconds(10));
-      try (AgentClient c = LocalCluster.client(h, DEADLINE)) {
-        Map<String, Object> r = row(c.getVm(name));
+      try (CoordinatorClient c = cluster.client()) {
+        Map<String, Object> r = row(c.vm(name));
         if (json) {
           System.out.println(Json.write(r));
         } else {
-          r.forEach((k, v) -> System.out.printf("%-12s %s%n", k, v));
+          r.forEach((k, v) -> System.out.printf("%-16s %s%n", k, v));
         }
       }
     }
@@ -290,26 +306,25 @@ final class VmCommand implements Runnable {
     @Parameters(index = "0", paramLabel = "NAME")
     String name;
 
-    abstract VmStatus act(AgentClient c);
+    abstract VmView act(CoordinatorClient c, String requestId);
 
     abstract String verb();
 
     @Override
     public void run() {
-      ClusterFile f = cluster.load();
-      ClusterFile.Host h = LocalCluster.locate(f, name, Duration.ofSeconds(10));
-      try (AgentClient c = LocalCluster.client(h, DEADLINE)) {
-        VmStatus s = act(c);
-        System.out.println(verb() + " " + name + " on " + h.id() + " (" + state(s.getState()) + ")");
+      try (CoordinatorClient c = cluster.client()) {
+        VmView v = act(c, UUID.randomUUID().toString());
+        System.out.println(verb() + " " + name + (v.getOwner().isEmpty() ? "" : " on " + v.getOwner() + " ("
+            + state(v.getState()) + ")"));
       }
     }
   }
 
-  @Command(name = "start", description = "Boot a stopped VM.")
+  @Command(name = "start", description = "Boot a stopped VM (on its host, or wherever it fits).")
   static final class Start extends OnVm {
     @Override
-    VmStatus act(AgentClient c) {
-      return c.startVm(name);
+    VmView act(CoordinatorClient c, String id) {
+      return c.startVm(name, id);
     }
 
     @Override
@@ -318,11 +333,11 @@ final class VmCommand implements Runnable {
     }
   }
 
-  @Command(name = "stop", description = "Power a VM off (its definition stays).")
+  @Command(name = "stop", description = "Power a VM off (its definition stays; the cluster no longer restarts it).")
   static final class Stop extends OnVm {
     @Override
-    VmStatus act(AgentClient c) {
-      return c.stopVm(name);
+    VmView act(CoordinatorClient c, String id) {
+      return c.stopVm(name, id);
     }
 
     @Override
@@ -331,11 +346,11 @@ final class VmCommand implements Runnable {
     }
   }
 
-  @Command(name = "delete", description = "Power a VM off and remove it.")
+  @Command(name = "delete", description = "Power a VM off and remove it from the cluster.")
   static final class Delete extends OnVm {
     @Override
-    VmStatus act(AgentClient c) {
-      return c.deleteVm(name);
+    VmView act(CoordinatorClient c, String id) {
+      return c.deleteVm(name, id);
     }
 
     @Override

@@ -21,7 +21,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.io.TempDir;
 
-/** The ferry CLI against a real local cluster: agents are separate processes on loopback. */
+/**
+ * The ferry CLI against a real local cluster: the coordinator (with its embedded ZooKeeper) and the
+ * agents are separate processes on loopback; every command goes through the coordinator.
+ */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LocalClusterCliTest {
   @TempDir
@@ -31,9 +34,11 @@ class LocalClusterCliTest {
   @BeforeAll
   static void up() {
     dir = tmp.resolve("cluster");
-    CliRun r = CliRun.of("cluster", "up", "--dir", dir.toString(), "--hosts", "3");
+    CliRun r = CliRun.of("cluster", "up", "--dir", dir.toString(), "--hosts", "3", "--session-timeout-ms",
+        Long.toString(Timing.seconds(3).toMillis()));
     assertEquals(0, r.exit(), r.err());
     assertTrue(r.out().contains("host-3"), r.out());
+    assertTrue(r.out().contains("zookeeper"), r.out());
   }
 
   @AfterAll
@@ -46,6 +51,8 @@ class LocalClusterCliTest {
         assertTrue(LocalCluster.alive(h).isEmpty(), h.id() + " still running after cluster down");
         assertFalse(Files.exists(Path.of(h.ramDir())), "RAM files of " + h.id() + " left behind");
       }
+      assertTrue(LocalCluster.aliveCoordinator(f.coordinator()).isEmpty(), "coordinator still running after cluster down");
+      assertFalse(Files.exists(Path.of(f.coordinator().zkDataDir())), "ZooKeeper data left behind");
     }
   }
 
@@ -88,6 +95,7 @@ class LocalClusterCliTest {
     JsonNode after = json(ferry("vm", "show", "web", "--json"));
     assertEquals("host-2", after.get("host").asText());
     assertEquals(2, after.get("epoch").asInt());
+    assertEquals("running", after.get("desired").asText());
   }
 
   @Test
@@ -148,8 +156,62 @@ class LocalClusterCliTest {
     assertEquals(1, unreachable.exit());
     assertTrue(unreachable.err().contains("unreachable") || unreachable.out().contains("unreachable"),
         unreachable.err() + unreachable.out());
+    Timing.await("host-3's session to expire", Duration.ofSeconds(30), () -> {
+      try {
+        for (JsonNode h : json(ferry("host", "list", "--json")).get("hosts")) {
+          if (h.get("id").asText().equals("host-3")) {
+            return !h.get("alive").asBoolean();
+          }
+        }
+        return false;
+      } catch (Exception e) {
+        return false;
+      }
+    });
     CliRun list = ferry("vm", "list");
     assertEquals(0, list.exit());
     assertTrue(list.err().contains("host-3"), "an unreachable host is named: " + list.err());
+  }
+
+  @Test
+  @Order(4)
+  void drainMovesAHostsVmsOffLiveAndActivateTakesItBack() throws Exception {
+    assertEquals(0, ferry("vm", "create", "app", "--memory", "64M", "--dirty-rate", "4M", "--host", "host-1").exit());
+    CliRun drained = ferry("host", "drain", "host-1", "--wait", "--parallel", "2", "--json");
+    assertEquals(0, drained.exit(), drained.err() + drained.out());
+    JsonNode d = json(drained);
+    assertEquals("completed", d.get("status").asText());
+    assertEquals(2, d.get("moved").size(), d.toString()); // db and app
+    assertEquals(0, d.get("failed").size());
+    for (JsonNode m : d.get("moved")) {
+      assertTrue(m.get("live").asBoolean());
+      assertEquals("host-2", m.get("to").asText(), "host-3 is dead, host-1 drained: " + m);
+    }
+    JsonNode hosts = json(ferry("host", "list", "--json")).get("hosts");
+    JsonNode h1 = null;
+    for (JsonNode h : hosts) {
+      if (h.get("id").asText().equals("host-1")) {
+        h1 = h;
+      }
+    }
+    assertTrue(h1 != null && h1.get("alive").asBoolean() && h1.get("maintenance").asBoolean() && h1.get("vms").isEmpty(),
+        String.valueOf(h1));
+
+    CliRun noRoom = ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1");
+    assertEquals(1, noRoom.exit());
+    assertTrue(noRoom.err().contains("host-1 is in maintenance"), noRoom.err());
+    assertEquals(0, ferry("host", "activate", "host-1").exit());
+    assertEquals(0, ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1").exit());
+
+    // Any cluster command also works with only the ZooKeeper connect string.
+    ClusterFile f = ClusterFile.read(dir);
+    CliRun status = CliRun.of("cluster", "status", "--zk", f.zookeeper(), "--json");
+    assertEquals(0, status.exit(), status.err());
+    JsonNode st = json(status);
+    assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
+    assertEquals(2, st.get("hostsAlive").asInt());
+    CliRun vms = CliRun.of("vm", "list", "--zk", f.zookeeper(), "--json");
+    assertEquals(0, vms.exit(), vms.err());
+    assertEquals(4, json(vms).get("vms").size(), vms.out()); // web, db, app, late
   }
 }

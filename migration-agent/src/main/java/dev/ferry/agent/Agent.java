@@ -51,10 +51,15 @@ public final class Agent implements AutoCloseable {
   private DirectoryLock ramLock;
 
   public Agent(AgentConfig config, HypervisorDriver driver, CommitProvider commits) {
+    this(config, driver, commits, Ownership.standalone());
+  }
+
+  /** An agent whose VMs run only while {@code ownership} says so (a cluster member). */
+  public Agent(AgentConfig config, HypervisorDriver driver, CommitProvider commits, Ownership ownership) {
     this.config = config;
     this.driver = driver;
     this.commits = commits;
-    this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir());
+    this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir(), ownership);
   }
 
   public Agent start() throws IOException {
@@ -107,6 +112,37 @@ public final class Agent implements AutoCloseable {
     }
   }
 
+  /**
+   * Fencing: this host may no longer own anything (it lost its cluster session), so every VM dies
+   * now, is marked FAILED with {@code reason}, and every incoming migration is discarded. The agent
+   * keeps serving; the VMs may run again here only once the cluster gives them back. Returns the
+   * VMs that were killed.
+   */
+  public List<String> fence(String reason) {
+    if (state.get() != State.STARTED) {
+      return List.of();
+    }
+    List<String> killed = registry.fenceAll(reason);
+    if (incoming != null) {
+      incoming.closeAll(reason);
+    }
+    log.warn("agent {} fenced: {}; killed {}", config.hostId(), reason, killed.isEmpty() ? "no VM" : killed);
+    return killed;
+  }
+
+  /**
+   * True while {@code vm} runs here or is paused here (a paused VM may resume): the VM still needs
+   * its run lock.
+   */
+  public boolean holds(String vm) {
+    return registry.holds(vm);
+  }
+
+  /** What this host offers, for cluster registration. */
+  public AgentInfo describe() {
+    return info();
+  }
+
   AgentInfo info() {
     HostCapabilities caps = driver.capabilities();
     return AgentInfo.newBuilder()
@@ -135,7 +171,7 @@ public final class Agent implements AutoCloseable {
       log.info("agent {} shutting down", config.hostId());
       server.shutdown();
       if (incoming != null) {
-        incoming.closeAll();
+        incoming.closeAll("agent shutting down");
       }
       registry.closeAll();
       try {

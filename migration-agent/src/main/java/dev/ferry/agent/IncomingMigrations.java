@@ -68,7 +68,7 @@ final class IncomingMigrations {
       throw new AgentException(Status.Code.FAILED_PRECONDITION, "the " + driver.name() + " driver on "
           + registry.hostId() + " has no hypervisor-native migration");
     }
-    registry.reserve(name, req.getMigrationId());
+    registry.reserve(name, req.getMigrationId(), req.getEpoch());
     VmInstance vm;
     VmPaths paths;
     try {
@@ -123,12 +123,12 @@ final class IncomingMigrations {
     return PrepareIncomingResponse.newBuilder().setToken(token).setStreamEndpoint(streamEndpoint.toString()).build();
   }
 
-  void closeAll() {
+  void closeAll(String reason) {
     synchronized (this) {
       closed = true;
     }
     for (IncomingMigration m : streams.all()) {
-      m.discard("agent shutting down", null);
+      m.discard(reason, null);
     }
   }
 }

@@ -14,11 +14,15 @@ import dev.ferry.proto.vm.VmStatus;
 final class ManagedVm {
   final String name;
   final VmSpec spec;
-  private VmInstance instance;
+  // Volatile so that fencing can kill the VM without waiting for its monitor (a start may hold it
+  // for seconds while the hypervisor allocates RAM).
+  private volatile VmInstance instance;
   private VmState state;
   private long epoch;
   private String reason = "";
   private PreCopySender migration;
+  // A start in progress (its run lock is taken, its RAM being allocated): the lock must stay.
+  private volatile boolean starting;
 
   ManagedVm(VmSpec spec, VmInstance instance, long epoch) {
     this.name = spec.getName();
@@ -34,6 +38,19 @@ final class ManagedVm {
 
   synchronized void instance(VmInstance i) {
     this.instance = i;
+  }
+
+  boolean starting() {
+    return starting;
+  }
+
+  void starting(boolean s) {
+    this.starting = s;
+  }
+
+  /** The instance, read without the monitor: for fencing only. */
+  VmInstance instanceUnlocked() {
+    return instance;
   }
 
   synchronized VmState state() {

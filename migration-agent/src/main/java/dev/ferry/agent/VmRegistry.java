@@ -4,6 +4,7 @@ import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
+import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.proto.vm.VmStatus;
@@ -36,12 +37,17 @@ final class VmRegistry {
   private final Path ramDir;
   private final ConcurrentMap<String, ManagedVm> vms = new ConcurrentHashMap<>();
   private final ConcurrentMap<String, String> reserved = new ConcurrentHashMap<>();
+  private final Ownership ownership;
+  // Fencing takes it exclusively while it kills; a guest about to execute (start, arrival) holds it
+  // shared across "still owned?" and "running", so no guest starts unseen by a fence.
+  private final java.util.concurrent.locks.ReadWriteLock fenceLock = new java.util.concurrent.locks.ReentrantReadWriteLock();
 
-  VmRegistry(String hostId, HypervisorDriver driver, Path dataDir, Path ramDir) {
+  VmRegistry(String hostId, HypervisorDriver driver, Path dataDir, Path ramDir, Ownership ownership) {
     this.hostId = hostId;
     this.driver = driver;
     this.dataDir = dataDir;
     this.ramDir = ramDir;
+    this.ownership = ownership;
   }
 
   String hostId() {
@@ -103,9 +109,14 @@ final class VmRegistry {
     }
   }
 
-  /** Reserves a name for an incoming migration; refused if the VM exists here or is already incoming. */
-  void reserve(String name, String migrationId) throws AgentException {
+  /**
+   * Reserves a name for an incoming migration at {@code epoch} (the source's); refused if the VM
+   * exists here or is already incoming. A stale entry (stopped or failed at an older epoch, e.g. a
+   * VM this host was fenced from and that has lived elsewhere since) gives way.
+   */
+  void reserve(String name, String migrationId, long epoch) throws AgentException {
     checkName(name);
+    evictStale(name, epoch > 0 ? epoch + 1 : 0);
     if (vms.containsKey(name)) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "a VM named '" + name + "' already exists on " + hostId);
     }
@@ -131,8 +142,22 @@ final class VmRegistry {
   /** An incoming migration committed: the VM is this host's, running, at {@code epoch}. */
   void adopt(VmSpec spec, VmInstance instance, long epoch, String migrationId) {
     ManagedVm m = new ManagedVm(spec, instance, epoch);
-    m.state(VmState.VM_STATE_RUNNING, null);
-    vms.put(spec.getName(), m);
+    fenceLock.readLock().lock();
+    try {
+      try {
+        ownership.confirm(spec.getName(), epoch);
+        m.state(VmState.VM_STATE_RUNNING, null);
+      } catch (AgentException e) {
+        // Fenced between the commit and now: the arrival dies like every other VM here.
+        log.warn("VM {} arrived at epoch {} but {} no longer owns it: {}", spec.getName(), epoch, hostId, e.getMessage());
+        m.instance(null);
+        instance.close();
+        m.state(VmState.VM_STATE_FAILED, e.getMessage());
+      }
+      vms.put(spec.getName(), m);
+    } finally {
+      fenceLock.readLock().unlock();
+    }
     reserved.remove(spec.getName(), migrationId);
   }
 
@@ -149,6 +174,7 @@ final class VmRegistry {
     if (reserved.containsKey(spec.getName())) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "VM '" + spec.getName() + "' is arriving by migration");
     }
+    evictStale(spec.getName(), epoch);
     ManagedVm m = new ManagedVm(spec, null, epoch <= 0 ? 1 : epoch);
     if (vms.putIfAbsent(spec.getName(), m) != null) {
       throw new AgentException(Status.Code.ALREADY_EXISTS, "a VM named '" + spec.getName() + "' already exists on " + hostId);
@@ -162,6 +188,39 @@ final class VmRegistry {
       }
     }
     return m;
+  }
+
+  /**
+   * Drops {@code name} if it is a leftover of an older ownership: not running, at an epoch below
+   * {@code newEpoch}. Only in a cluster, where the VM's record is the truth; requests without an
+   * epoch (0) never evict anything.
+   */
+  private void evictStale(String name, long newEpoch) {
+    ManagedVm old = vms.get(name);
+    if (old == null || newEpoch <= 0 || !ownership.clustered()) {
+      return;
+    }
+    synchronized (old) {
+      VmState s = old.state();
+      if (old.epoch() < newEpoch && (s == VmState.VM_STATE_STOPPED || s == VmState.VM_STATE_FAILED)) {
+        closeInstance(old);
+        vms.remove(name, old);
+        deleteTree(dataDir.resolve("vms").resolve(name));
+        log.info("VM {}: dropped the stale entry at epoch {} for epoch {}", name, old.epoch(), newEpoch);
+      }
+    }
+  }
+
+  boolean holds(String name) {
+    ManagedVm m = vms.get(name);
+    if (m == null) {
+      return false;
+    }
+    if (m.starting()) {
+      return true;
+    }
+    VmState s = m.state();
+    return s == VmState.VM_STATE_RUNNING || s == VmState.VM_STATE_PAUSED || s == VmState.VM_STATE_MIGRATING_OUT;
   }
 
   ManagedVm get(String name) throws AgentException {
@@ -186,33 +245,70 @@ final class VmRegistry {
         throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + name + "' is " + s);
       }
       closeInstance(m);
-      VmInstance instance;
+      long epoch = m.epoch();
+      m.starting(true);
       try {
-        instance = driver.create(m.spec, paths(name, ""));
-      } catch (HypervisorException e) {
-        m.state(VmState.VM_STATE_FAILED, e.getMessage());
-        throw new AgentException(code(e), "cannot create VM '" + name + "': " + e.getMessage(), e);
+        return startOwned(m, name, s, epoch);
+      } finally {
+        m.starting(false);
+      }
+    }
+  }
+
+  /** Under the VM's monitor: run lock, hypervisor instance, last check, guest running. */
+  private ManagedVm startOwned(ManagedVm m, String name, VmState was, long epoch) throws AgentException {
+    try {
+      ownership.acquire(name, epoch);
+    } catch (AgentException e) {
+      m.state(was, e.getMessage());
+      throw e;
+    }
+    VmInstance instance;
+    try {
+      instance = driver.create(m.spec, paths(name, ""));
+    } catch (HypervisorException e) {
+      ownership.release(name, epoch);
+      m.state(VmState.VM_STATE_FAILED, e.getMessage());
+      throw new AgentException(code(e), "cannot create VM '" + name + "': " + e.getMessage(), e);
+    } catch (AgentException e) {
+      ownership.release(name, epoch);
+      throw e;
+    }
+    fenceLock.readLock().lock();
+    try {
+      try {
+        ownership.confirm(name, epoch);
+      } catch (AgentException e) {
+        instance.close();
+        ownership.release(name, epoch);
+        m.state(was, e.getMessage());
+        throw e;
       }
       try {
         instance.start();
       } catch (HypervisorException e) {
         instance.close();
+        ownership.release(name, epoch);
         m.state(VmState.VM_STATE_FAILED, e.getMessage());
         throw new AgentException(Status.Code.INTERNAL, "cannot start VM '" + name + "': " + e.getMessage(), e);
       }
       m.instance(instance);
-      instance.onUnexpectedExit(why -> {
-        synchronized (m) {
-          if (m.instance() == instance && m.state() != VmState.VM_STATE_STOPPED) {
-            log.error("VM {} ended unexpectedly: {}", name, why);
-            m.state(VmState.VM_STATE_FAILED, why);
-          }
-        }
-      });
-      m.state(VmState.VM_STATE_RUNNING, null);
-      log.info("VM {} started on {} (epoch {})", name, hostId, m.epoch());
-      return m;
+    } finally {
+      fenceLock.readLock().unlock();
     }
+    instance.onUnexpectedExit(why -> {
+      synchronized (m) {
+        if (m.instance() == instance && m.state() != VmState.VM_STATE_STOPPED) {
+          log.error("VM {} ended unexpectedly: {}", name, why);
+          m.state(VmState.VM_STATE_FAILED, why);
+          // The run lock goes with it, so that the cluster can restart the VM.
+          ownership.release(name, m.epoch());
+        }
+      }
+    });
+    m.state(VmState.VM_STATE_RUNNING, null);
+    log.info("VM {} started on {} (epoch {})", name, hostId, m.epoch());
+    return m;
   }
 
   private static Status.Code code(HypervisorException e) {
@@ -228,6 +324,7 @@ final class VmRegistry {
       }
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, null);
+      ownership.release(name, m.epoch());
       log.info("VM {} stopped on {}", name, hostId);
       return m;
     }
@@ -241,6 +338,7 @@ final class VmRegistry {
       }
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, "deleted");
+      ownership.release(name, m.epoch());
       vms.remove(name, m);
       deleteTree(dataDir.resolve("vms").resolve(name));
       log.info("VM {} deleted on {}", name, hostId);
@@ -253,6 +351,8 @@ final class VmRegistry {
     synchronized (m) {
       closeInstance(m);
       m.state(VmState.VM_STATE_STOPPED, "migrated away");
+      // Normally a no-op: the commit handed the run lock over. Releases only a lock this host holds.
+      ownership.release(m.name, m.epoch());
       vms.remove(m.name, m);
       deleteTree(dataDir.resolve("vms").resolve(m.name));
     }
@@ -289,8 +389,49 @@ final class VmRegistry {
     for (ManagedVm m : vms.values()) {
       synchronized (m) {
         closeInstance(m);
+        ownership.release(m.name, m.epoch());
       }
     }
     vms.clear();
+  }
+
+  /**
+   * Kills every VM of this host at once: the host lost its cluster session and may no longer own
+   * anything. First every instance dies without waiting for any VM's monitor (an operation in
+   * progress may hold one for seconds, and the fence has a deadline); then, under each monitor,
+   * whatever started meanwhile dies too and the VM is marked FAILED with {@code reason}. Returns
+   * the names of the VMs that were running or paused.
+   */
+  List<String> fenceAll(String reason) {
+    List<String> killed = new ArrayList<>();
+    fenceLock.writeLock().lock();
+    try {
+      for (ManagedVm m : vms.values()) {
+        VmInstance i = m.instanceUnlocked();
+        if (i != null) {
+          i.close();
+          killed.add(m.name);
+        }
+      }
+    } finally {
+      fenceLock.writeLock().unlock();
+    }
+    for (ManagedVm m : vms.values()) {
+      synchronized (m) {
+        PreCopySender sender = m.migration();
+        if (sender != null) {
+          sender.cancel();
+        }
+        if (m.instance() != null && !killed.contains(m.name)) {
+          killed.add(m.name);
+        }
+        closeInstance(m);
+        if (m.state() != VmState.VM_STATE_STOPPED) {
+          m.state(VmState.VM_STATE_FAILED, reason);
+        }
+      }
+    }
+    killed.sort(null);
+    return killed;
   }
 }

@@ -127,7 +127,7 @@ public final class TransferBench {
     Files.createDirectories(ramDir);
     warmHostMemory(ramDir, 2 * Math.max(settings.size(), settings.memorySize()) + (1L << 30));
     say.println("starting 2 agents and a raw TCP receiver in " + dir);
-    ClusterFile cluster = LocalCluster.up(dir, 2, "sim", Duration.ofSeconds(60));
+    ClusterFile cluster = LocalCluster.up(dir, LocalCluster.Options.of(2, "sim").standalone(), Duration.ofSeconds(60));
     Process sink = startSink(ramDir.resolve("sink"), dir.resolve("sink.endpoint"));
     List<Case> cases = new ArrayList<>();
     List<MemoryRun> memory = new ArrayList<>();

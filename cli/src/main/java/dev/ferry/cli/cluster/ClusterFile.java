@@ -13,11 +13,17 @@ import java.util.List;
 
 /**
  * DIR/cluster.json: what `ferry cluster up` started, so that every other command (and `cluster
- * down`) finds the agents: their endpoints, process ids and directories.
+ * down`) finds it: the ZooKeeper the coordinator embeds, the coordinator, and the agents (their
+ * endpoints, process ids and directories). A cluster started without a coordinator (the transfer
+ * benchmark's) has no {@code zookeeper} and no {@code coordinator}.
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
-public record ClusterFile(int version, String driver, String createdAt, List<Host> hosts) {
-  public static final int VERSION = 1;
+public record ClusterFile(int version, String driver, String createdAt, String zookeeper, String clusterName,
+    long sessionTimeoutMs, Coordinator coordinator, List<Host> hosts) {
+  public static final int VERSION = 2;
+
+  /** The coordinator process (it also runs the embedded ZooKeeper server). */
+  public record Coordinator(String endpoint, long pid, String log, String zkDataDir) {}
   public static final String NAME = "cluster.json";
   private static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
@@ -33,12 +39,18 @@ public record ClusterFile(int version, String driver, String createdAt, List<Hos
         + String.join(", ", hosts.stream().map(Host::id).toList()) + ")");
   }
 
+  /** True when a coordinator and ZooKeeper run this cluster (every cluster `ferry cluster up` starts). */
+  public boolean clustered() {
+    return zookeeper != null && coordinator != null;
+  }
+
   public static ClusterFile read(Path dir) {
     Path file = dir.resolve(NAME);
     try {
       ClusterFile f = MAPPER.readValue(Files.readAllBytes(file), ClusterFile.class);
       if (f.version() != VERSION) {
-        throw new CliException(file + " has version " + f.version() + "; this ferry reads version " + VERSION);
+        throw new CliException(file + " has version " + f.version() + "; this ferry reads version " + VERSION
+            + " (stop that cluster with the ferry that started it)");
       }
       return f;
     } catch (NoSuchFileException e) {

@@ -14,30 +14,72 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.stream.Stream;
 
 /**
- * A cluster of agents on this machine, each a background process on loopback: for trying Ferry
- * out, the demo, and tests that kill a host for real.
+ * A cluster on this machine, every part a background process on loopback: one coordinator (which
+ * also runs the embedded ZooKeeper server, data under DIR/zk) and N agents joined to it. For
+ * trying Ferry out, the demo, benchmarks, and tests that kill a host for real.
  */
 public final class LocalCluster {
   private LocalCluster() {}
 
+  /** The name of a local cluster in its ZooKeeper. */
+  public static final String NAME = "default";
+
   /** JVM options of agent processes. */
   static final List<String> AGENT_JVM = List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseParallelGC",
       "-Xms64m", "-Xmx1g", "-XX:MaxDirectMemorySize=512m", "-XX:+ExitOnOutOfMemoryError");
+  /** JVM options of the coordinator process (it holds the cluster's records in memory: the embedded server and the caches). */
+  static final List<String> COORDINATOR_JVM = List.of("-XX:+UseParallelGC", "-Xms64m", "-Xmx1g",
+      "-XX:+ExitOnOutOfMemoryError");
 
-  /** Starts {@code hosts} agents; on any failure stops those already started and throws. */
+  /**
+   * What to start.
+   *
+   * @param withCoordinator false: agents only, standalone (the transfer benchmark)
+   * @param sessionTimeout the agents' ZooKeeper session timeout (failover takes about this long)
+   * @param hostMemory memory each agent offers VMs, 0 for this machine's
+   * @param hostVcpus vCPUs each agent offers, 0 for the default (4 per core)
+   */
+  public record Options(int hosts, String driver, boolean withCoordinator, Duration sessionTimeout, long hostMemory,
+      int hostVcpus) {
+    public static Options of(int hosts, String driver) {
+      return new Options(hosts, driver, true, Duration.ofSeconds(10), 0, 0);
+    }
+
+    public Options withSessionTimeout(Duration t) {
+      return new Options(hosts, driver, withCoordinator, t, hostMemory, hostVcpus);
+    }
+
+    public Options standalone() {
+      return new Options(hosts, driver, false, sessionTimeout, hostMemory, hostVcpus);
+    }
+  }
+
   public static ClusterFile up(Path dir, int hosts, String driver, Duration timeout) {
-    if (hosts < 1 || hosts > 64) {
-      throw new CliException("--hosts must be between 1 and 64, got " + hosts, 2);
+    return up(dir, Options.of(hosts, driver), timeout);
+  }
+
+  /** Starts the cluster; on any failure stops what was started and throws. */
+  public static ClusterFile up(Path dir, Options o, Duration timeout) {
+    if (o.hosts() < 1 || o.hosts() > 64) {
+      throw new CliException("--hosts must be between 1 and 64, got " + o.hosts(), 2);
     }
     dir = dir.toAbsolutePath().normalize();
     if (Files.exists(dir.resolve(ClusterFile.NAME))) {
-      ClusterFile old = ClusterFile.read(dir);
-      if (old.hosts().stream().anyMatch(h -> alive(h).isPresent())) {
+      ClusterFile old;
+      try {
+        old = ClusterFile.read(dir);
+      } catch (CliException e) {
+        throw new CliException("a cluster file from another ferry is at " + dir + ": " + e.getMessage());
+      }
+      if (old.hosts().stream().anyMatch(h -> alive(h).isPresent())
+          || (old.coordinator() != null && aliveCoordinator(old.coordinator()).isPresent())) {
         throw new CliException("a cluster is already running at " + dir + "; stop it with 'ferry cluster down --dir " + dir + "'");
       }
     }
@@ -46,67 +88,166 @@ public final class LocalCluster {
     } catch (IOException e) {
       throw new CliException("cannot create " + dir + ": " + e.getMessage());
     }
-    List<ClusterFile.Host> started = new ArrayList<>();
     List<Process> processes = new ArrayList<>();
-    String ramBase = ramRoot() + "/" + Integer.toHexString(dir.toString().hashCode());
+    long deadline = System.nanoTime() + timeout.toNanos();
     try {
-      for (int i = 1; i <= hosts; i++) {
-        String id = "host-" + i;
-        Path data = dir.resolve(id);
-        Path ram = Path.of(ramBase, id);
-        Path endpointFile = data.resolve("endpoint");
-        Path log = data.resolve("agent.log");
-        Files.createDirectories(data);
+      ClusterFile.Coordinator coordinator = null;
+      String zk = null;
+      if (o.withCoordinator()) {
+        Path cdir = dir.resolve("coordinator");
+        Path zkData = dir.resolve("zk");
+        deleteTree(zkData); // a new cluster: no records of an old one
+        Files.createDirectories(cdir);
+        Path endpointFile = cdir.resolve("endpoint");
         Files.deleteIfExists(endpointFile);
-        List<String> cmd = new ArrayList<>();
-        cmd.add(javaBinary());
-        cmd.addAll(AGENT_JVM);
-        cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
-        cmd.add("dev.ferry.cli.Main");
-        cmd.addAll(List.of("agent", "--host-id", id, "--listen", "127.0.0.1:0", "--data-dir", data.toString(),
-            "--ram-dir", ram.toString(), "--driver", driver, "--endpoint-file", endpointFile.toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
-            .redirectErrorStream(true);
-        Process p = pb.start();
+        Path log = cdir.resolve("coordinator.log");
+        List<String> args = new ArrayList<>(List.of("coordinator", "--embedded-zk", zkData.toString(), "--cluster-name",
+            NAME, "--listen", "127.0.0.1:0", "--endpoint-file", endpointFile.toString(), "--agent-session-timeout-ms",
+            Long.toString(o.sessionTimeout().toMillis())));
+        Process p = spawn(COORDINATOR_JVM, args, log);
         processes.add(p);
-        started.add(new ClusterFile.Host(id, null, p.pid(), data.toString(), ram.toString(), log.toString()));
+        Map<String, String> ends = awaitEndpoints(endpointFile, p, log, "the coordinator", deadline, timeout);
+        zk = ends.get("zookeeper");
+        coordinator = new ClusterFile.Coordinator(ends.get("coordinator"), p.pid(), log.toString(), zkData.toString());
       }
-      long deadline = System.nanoTime() + timeout.toNanos();
+      String ramBase = ramBase(dir);
+      List<ClusterFile.Host> started = new ArrayList<>();
+      for (int i = 1; i <= o.hosts(); i++) {
+        String id = "host-" + i;
+        started.add(startAgentProcess(dir, id, o, zk, ramBase, processes));
+      }
       List<ClusterFile.Host> ready = new ArrayList<>();
       for (int i = 0; i < started.size(); i++) {
         ClusterFile.Host h = started.get(i);
-        Process p = processes.get(i);
+        Process p = processes.get(processes.size() - started.size() + i);
         Path endpointFile = Path.of(h.dataDir(), "endpoint");
-        while (!Files.exists(endpointFile)) {
-          if (!p.isAlive()) {
-            throw new CliException("agent " + h.id() + " exited with code " + p.exitValue() + " during start-up:\n"
-                + tail(Path.of(h.log()), 15));
-          }
-          if (System.nanoTime() > deadline) {
-            throw new CliException("agent " + h.id() + " did not start within " + timeout.toSeconds() + " s; see " + h.log());
-          }
-          Thread.sleep(50);
-        }
-        String endpoint = Files.readString(endpointFile, StandardCharsets.UTF_8).trim();
-        ready.add(new ClusterFile.Host(h.id(), endpoint, h.pid(), h.dataDir(), h.ramDir(), h.log()));
+        Map<String, String> ends = awaitEndpoints(endpointFile, p, Path.of(h.log()), "agent " + h.id(), deadline, timeout);
+        ready.add(new ClusterFile.Host(h.id(), ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(), h.log()));
       }
-      ClusterFile file = new ClusterFile(ClusterFile.VERSION, driver, Instant.now().toString(), ready);
+      ClusterFile file = new ClusterFile(ClusterFile.VERSION, o.driver(), Instant.now().toString(), zk,
+          o.withCoordinator() ? NAME : null, o.sessionTimeout().toMillis(), coordinator, ready);
       file.write(dir);
       return file;
     } catch (IOException e) {
       stopProcesses(processes);
-      throw new CliException("cannot start agents: " + e.getMessage());
+      throw new CliException("cannot start the cluster: " + e.getMessage());
     } catch (InterruptedException e) {
       stopProcesses(processes);
       Thread.currentThread().interrupt();
-      throw new CliException("interrupted while starting agents");
+      throw new CliException("interrupted while starting the cluster");
     } catch (RuntimeException e) {
       stopProcesses(processes);
       throw e;
     }
+  }
+
+  private static String ramBase(Path dir) {
+    return ramRoot() + "/" + Integer.toHexString(dir.toString().hashCode());
+  }
+
+  private static ClusterFile.Host startAgentProcess(Path dir, String id, Options o, String zk, String ramBase,
+      List<Process> processes) throws IOException {
+    Path data = dir.resolve(id);
+    Path ram = Path.of(ramBase, id);
+    Path endpointFile = data.resolve("endpoint");
+    Path log = data.resolve("agent.log");
+    Files.createDirectories(data);
+    Files.deleteIfExists(endpointFile);
+    List<String> args = new ArrayList<>(List.of("agent", "--host-id", id, "--listen", "127.0.0.1:0", "--data-dir",
+        data.toString(), "--ram-dir", ram.toString(), "--driver", o.driver(), "--endpoint-file", endpointFile.toString()));
+    if (zk != null) {
+      args.addAll(List.of("--zk", zk, "--cluster-name", NAME, "--session-timeout-ms",
+          Long.toString(o.sessionTimeout().toMillis())));
+      if (o.hostMemory() > 0) {
+        args.addAll(List.of("--memory", Long.toString(o.hostMemory())));
+      }
+      if (o.hostVcpus() > 0) {
+        args.addAll(List.of("--vcpus", Integer.toString(o.hostVcpus())));
+      }
+    }
+    Process p = spawn(AGENT_JVM, args, log);
+    processes.add(p);
+    return new ClusterFile.Host(id, null, p.pid(), data.toString(), ram.toString(), log.toString());
+  }
+
+  /**
+   * Starts host {@code id} of a running cluster again (after it was killed): same directories,
+   * a new process. Returns the cluster file updated with it.
+   */
+  public static ClusterFile restartAgent(Path dir, String id, Duration timeout) {
+    dir = dir.toAbsolutePath().normalize();
+    ClusterFile f = ClusterFile.read(dir);
+    ClusterFile.Host old = f.host(id);
+    if (alive(old).isPresent()) {
+      throw new CliException("agent " + id + " is still running (pid " + old.pid() + ")");
+    }
+    Options o = new Options(f.hosts().size(), f.driver(), f.clustered(), Duration.ofMillis(f.sessionTimeoutMs()), 0, 0);
+    List<Process> processes = new ArrayList<>();
+    try {
+      ClusterFile.Host h = startAgentProcess(dir, id, o, f.zookeeper(), Path.of(old.ramDir()).getParent().toString(),
+          processes);
+      Map<String, String> ends = awaitEndpoints(Path.of(h.dataDir(), "endpoint"), processes.getFirst(), Path.of(h.log()),
+          "agent " + id, System.nanoTime() + timeout.toNanos(), timeout);
+      List<ClusterFile.Host> hosts = new ArrayList<>();
+      for (ClusterFile.Host x : f.hosts()) {
+        hosts.add(x.id().equals(id) ? new ClusterFile.Host(id, ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(),
+            h.log()) : x);
+      }
+      ClusterFile updated = new ClusterFile(f.version(), f.driver(), f.createdAt(), f.zookeeper(), f.clusterName(),
+          f.sessionTimeoutMs(), f.coordinator(), hosts);
+      updated.write(dir);
+      return updated;
+    } catch (IOException e) {
+      stopProcesses(processes);
+      throw new CliException("cannot start agent " + id + ": " + e.getMessage());
+    } catch (InterruptedException e) {
+      stopProcesses(processes);
+      Thread.currentThread().interrupt();
+      throw new CliException("interrupted");
+    }
+  }
+
+  private static Process spawn(List<String> jvm, List<String> args, Path log) throws IOException {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(javaBinary());
+    cmd.addAll(jvm);
+    cmd.add("-cp");
+    cmd.add(System.getProperty("java.class.path"));
+    cmd.add("dev.ferry.cli.Main");
+    cmd.addAll(args);
+    return new ProcessBuilder(cmd)
+        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+        .redirectErrorStream(true)
+        .start();
+  }
+
+  /**
+   * Waits for a process to write its endpoint file ("key value" lines; a single line is the
+   * endpoint), failing early with its log if it exits.
+   */
+  private static Map<String, String> awaitEndpoints(Path file, Process p, Path log, String what, long deadline,
+      Duration timeout) throws IOException, InterruptedException {
+    while (!Files.exists(file)) {
+      if (!p.isAlive()) {
+        throw new CliException(what + " exited with code " + p.exitValue() + " during start-up:\n" + tail(log, 15));
+      }
+      if (System.nanoTime() > deadline) {
+        throw new CliException(what + " did not start within " + timeout.toSeconds() + " s; see " + log);
+      }
+      Thread.sleep(50);
+    }
+    Map<String, String> out = new HashMap<>();
+    List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+    for (String line : lines) {
+      String[] kv = line.trim().split("\\s+", 2);
+      if (kv.length == 2) {
+        out.put(kv[0], kv[1]);
+      } else if (!kv[0].isEmpty()) {
+        out.put("endpoint", kv[0]);
+      }
+    }
+    return out;
   }
 
   private static void stopProcesses(List<Process> processes) {
@@ -129,7 +270,15 @@ public final class LocalCluster {
   public static Optional<ProcessHandle> alive(ClusterFile.Host host) {
     return ProcessHandle.of(host.pid()).filter(ProcessHandle::isAlive).filter(p -> {
       List<String> args = commandLine(p.pid());
-      return args.contains("agent") && args.contains(host.id());
+      return args.contains("agent") && args.contains(host.id()) && args.contains(host.dataDir());
+    });
+  }
+
+  /** The running coordinator process, verified by its command line. */
+  public static Optional<ProcessHandle> aliveCoordinator(ClusterFile.Coordinator c) {
+    return ProcessHandle.of(c.pid()).filter(ProcessHandle::isAlive).filter(p -> {
+      List<String> args = commandLine(p.pid());
+      return args.contains("coordinator") && args.contains(c.zkDataDir());
     });
   }
 
@@ -143,24 +292,68 @@ public final class LocalCluster {
     }
   }
 
-  /** Stops every agent of the cluster (TERM, then KILL after a grace period) and removes leftover RAM files. */
+  /**
+   * Stops the cluster: the coordinator first (so that nothing restarts the agents' VMs while they
+   * stop), then every agent (TERM, then KILL after a grace period), and removes leftover RAM files
+   * and the cluster's ZooKeeper data.
+   */
   public static List<String> down(Path dir, Duration grace) {
     dir = dir.toAbsolutePath().normalize();
     ClusterFile file = ClusterFile.read(dir);
     List<String> report = new ArrayList<>();
+    if (file.coordinator() != null) {
+      Optional<ProcessHandle> c = aliveCoordinator(file.coordinator());
+      if (c.isPresent()) {
+        report.add("stopping the coordinator and ZooKeeper (pid " + file.coordinator().pid() + ")");
+        stop(List.of(c.get()), grace, report);
+      } else {
+        report.add("the coordinator was not running");
+      }
+    }
     List<ProcessHandle> running = new ArrayList<>();
     for (ClusterFile.Host h : file.hosts()) {
       Optional<ProcessHandle> p = alive(h);
       if (p.isPresent()) {
-        p.get().destroy();
         running.add(p.get());
         report.add("stopping " + h.id() + " (pid " + h.pid() + ")");
       } else {
         report.add(h.id() + " was not running");
       }
     }
+    stop(running, grace, report);
+    for (ClusterFile.Host h : file.hosts()) {
+      if (alive(h).isPresent()) {
+        throw new CliException("agent " + h.id() + " (pid " + h.pid() + ") is still running");
+      }
+      deleteTree(Path.of(h.ramDir()));
+    }
+    if (!file.hosts().isEmpty()) {
+      try {
+        Files.deleteIfExists(Path.of(file.hosts().getFirst().ramDir()).getParent()); // only if empty
+      } catch (IOException e) {
+        // another host's RAM is still there, or it went already
+      }
+    }
+    if (file.coordinator() != null) {
+      if (aliveCoordinator(file.coordinator()).isPresent()) {
+        throw new CliException("the coordinator (pid " + file.coordinator().pid() + ") is still running");
+      }
+      deleteTree(Path.of(file.coordinator().zkDataDir()));
+    }
+    try {
+      Files.deleteIfExists(dir.resolve(ClusterFile.NAME));
+    } catch (IOException e) {
+      report.add("cannot remove " + dir.resolve(ClusterFile.NAME) + ": " + e.getMessage());
+    }
+    return report;
+  }
+
+  private static void stop(List<ProcessHandle> processes, Duration grace, List<String> report) {
+    for (ProcessHandle p : processes) {
+      p.destroy();
+    }
     long deadline = System.nanoTime() + grace.toNanos();
-    for (ProcessHandle p : running) {
+    for (ProcessHandle p : processes) {
       try {
         long left = Math.max(0, deadline - System.nanoTime());
         p.onExit().get(left, java.util.concurrent.TimeUnit.NANOSECONDS);
@@ -170,22 +363,10 @@ public final class LocalCluster {
         try {
           p.onExit().get(5, java.util.concurrent.TimeUnit.SECONDS);
         } catch (Exception ignored) {
-          // reported below if still alive
+          // reported by the caller if still alive
         }
       }
     }
-    for (ClusterFile.Host h : file.hosts()) {
-      if (alive(h).isPresent()) {
-        throw new CliException("agent " + h.id() + " (pid " + h.pid() + ") is still running");
-      }
-      deleteTree(Path.of(h.ramDir()));
-    }
-    try {
-      Files.deleteIfExists(dir.resolve(ClusterFile.NAME));
-    } catch (IOException e) {
-      report.add("cannot remove " + dir.resolve(ClusterFile.NAME) + ": " + e.getMessage());
-    }
-    return report;
   }
 
   /**
@@ -210,7 +391,7 @@ public final class LocalCluster {
     return out;
   }
 
-  /** The host that has {@code vm}, or a clear error. */
+  /** The host that has {@code vm} (standalone clusters), or a clear error. */
   public static ClusterFile.Host locate(ClusterFile file, String vm, Duration deadline) {
     List<String> unreachable = new ArrayList<>();
     for (ClusterFile.Host h : file.hosts()) {

@@ -36,6 +36,20 @@ final class ProcessLauncher {
     return null;
   }
 
+  /** True when {@code binary} (a path, or a name looked up on PATH) can be executed. */
+  static boolean isExecutable(Path binary) {
+    if (binary.isAbsolute() || binary.getNameCount() > 1) {
+      return Files.isExecutable(binary);
+    }
+    String path = System.getenv("PATH");
+    for (String dir : (path == null ? "/usr/bin:/bin" : path).split(":")) {
+      if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, binary.toString()))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** True when launched processes are killed if the agent dies. */
   static boolean diesWithAgent() {
     return SETPRIV != null;

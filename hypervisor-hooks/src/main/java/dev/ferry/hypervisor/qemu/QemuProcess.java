@@ -105,6 +105,11 @@ public final class QemuProcess implements Closeable {
         : new Accel.Detection(command.accel(), "asked for " + command.accel());
     QemuCommand resolved = command.withAccel(accel.accel());
 
+    if (!ProcessLauncher.isExecutable(resolved.binary())) {
+      // Checked here because under setpriv a missing binary would only show as an early exit.
+      throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": no such executable"
+          + (resolved.binary().isAbsolute() ? "" : " on PATH"), null);
+    }
     ProcessBuilder pb = new ProcessBuilder(ProcessLauncher.withParentDeathSignal(resolved.argv()));
     resolved.environmentToRemove().forEach(pb.environment()::remove);
     pb.environment().putAll(resolved.environment());

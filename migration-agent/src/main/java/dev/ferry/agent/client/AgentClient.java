@@ -81,15 +81,28 @@ public final class AgentClient implements AutoCloseable {
   }
 
   public VmStatus startVm(String vm) {
-    return unary(AgentControlRpc.START_VM, VmRequest.newBuilder().setName(vm).build());
+    return startVm(VmRequest.newBuilder().setName(vm).build());
   }
 
   public VmStatus stopVm(String vm) {
-    return unary(AgentControlRpc.STOP_VM, VmRequest.newBuilder().setName(vm).build());
+    return stopVm(VmRequest.newBuilder().setName(vm).build());
   }
 
   public VmStatus deleteVm(String vm) {
-    return unary(AgentControlRpc.DELETE_VM, VmRequest.newBuilder().setName(vm).build());
+    return deleteVm(VmRequest.newBuilder().setName(vm).build());
+  }
+
+  /** With a request id: a retry of the same request runs once. */
+  public VmStatus startVm(VmRequest request) {
+    return unary(AgentControlRpc.START_VM, request);
+  }
+
+  public VmStatus stopVm(VmRequest request) {
+    return unary(AgentControlRpc.STOP_VM, request);
+  }
+
+  public VmStatus deleteVm(VmRequest request) {
+    return unary(AgentControlRpc.DELETE_VM, request);
   }
 
   public VmStatus getVm(String vm) {

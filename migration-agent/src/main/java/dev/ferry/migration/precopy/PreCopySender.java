@@ -132,6 +132,8 @@ public final class PreCopySender {
 
   private volatile boolean cancelRequested;
   private volatile boolean commitStarted;
+  // The commit is known not to have happened (REJECTED): the source may resume if the commit says so.
+  private volatile boolean commitRejected;
   private boolean prepared;
   private volatile MigrationStep step = MigrationStep.MIGRATION_STEP_PREPARE;
   private final List<SenderLane> lanes = new ArrayList<>();
@@ -412,12 +414,16 @@ public final class PreCopySender {
     long commitStart = System.nanoTime();
     CommitOutcome outcome = commit.commit(request);
     switch (outcome) {
-      case REJECTED -> throw new MigrationException(step, "the ownership commit was rejected: "
-          + parties.vmName() + " is no longer owned by " + parties.sourceHost() + " at epoch " + parties.epoch());
+      case REJECTED -> {
+        commitRejected = true;
+        throw new MigrationException(step, "the ownership commit was rejected: "
+            + parties.vmName() + " is no longer owned by " + parties.sourceHost() + " at epoch " + parties.epoch());
+      }
       case UNKNOWN -> outcome = resolveOrStayPaused(request, "the ownership commit's outcome is unknown");
       case COMMITTED -> { }
     }
     if (outcome == CommitOutcome.REJECTED) {
+      commitRejected = true;
       throw new MigrationException(step, "the ownership commit did not happen");
     }
     long commitMs = (System.nanoTime() - commitStart) / 1_000_000;
@@ -663,7 +669,7 @@ public final class PreCopySender {
 
   /** Restores the source after a failure before (or a known-failed) commit, and tells the destination. */
   private void fail(MigrationException e, boolean maybePaused) {
-    if (commitStarted) {
+    if (commitStarted && !commitRejected) {
       // The commit may have happened: the destination must learn the outcome from the commit, not
       // from an abort, so the lanes just close (in run's finally).
       log.warn("migration {} of {}: {}", parties.migrationId(), parties.vmName(), e.getMessage());
@@ -677,15 +683,38 @@ public final class PreCopySender {
       preparer.abandon(parties.migrationId(), e.getMessage());
     }
     if (maybePaused) {
-      try {
-        vm.resume();
-      } catch (HypervisorException he) {
-        log.error("migration {}: could not resume {} on the source after failure: {}",
-            parties.migrationId(), parties.vmName(), he.getMessage());
-      }
+      resumeIfAllowed();
     }
     log.info("migration {} of {} to {} {}: {}", parties.migrationId(), parties.vmName(), parties.targetHost(),
         e.cancelled() ? "cancelled" : "failed", e.getMessage());
+  }
+
+  /** After a failure with the VM paused here: resume it if the commit says this host still owns it. */
+  private void resumeIfAllowed() {
+    CommitRequest request = new CommitRequest(parties.vmName(), parties.migrationId(), parties.sourceHost(),
+        parties.targetHost(), parties.epoch());
+    boolean allowed;
+    try {
+      allowed = commit.sourceMayResume(request, commitStarted, options.timeouts().resolve());
+    } catch (InterruptedException ie) {
+      Thread.currentThread().interrupt();
+      allowed = false;
+    } catch (RuntimeException re) {
+      log.error("migration {}: cannot learn whether {} may resume here: {}", parties.migrationId(), parties.vmName(),
+          re.toString());
+      allowed = false;
+    }
+    if (!allowed) {
+      log.warn("migration {}: {} stays paused on {}: this host may no longer own it", parties.migrationId(),
+          parties.vmName(), parties.sourceHost());
+      return;
+    }
+    try {
+      vm.resume();
+    } catch (HypervisorException he) {
+      log.error("migration {}: could not resume {} on the source after failure: {}",
+          parties.migrationId(), parties.vmName(), he.getMessage());
+    }
   }
 
   public MigrationSummary.Builder summary(MigrationPhase status, GuestMemory memory) {

@@ -1,0 +1,41 @@
+package dev.ferry.cluster.coordinator;
+
+import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.proto.agent.CancelMigrationResponse;
+import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.MigrateRequest;
+import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.VmRequest;
+import dev.ferry.proto.cluster.HostRecord;
+import dev.ferry.proto.vm.VmStatus;
+import java.io.Closeable;
+import java.util.List;
+import java.util.function.Consumer;
+
+/**
+ * What the coordinator asks of agents, addressed by their registration. Production calls each
+ * agent's control API over gRPC ({@link GrpcAgentActions}); the coordinator benchmark plugs in
+ * agents simulated on ZooKeeper. Every call fails with {@link AgentCallException}.
+ */
+public interface AgentActions extends Closeable {
+  VmStatus createVm(HostRecord host, CreateVmRequest request) throws AgentCallException;
+
+  VmStatus startVm(HostRecord host, VmRequest request) throws AgentCallException;
+
+  VmStatus stopVm(HostRecord host, VmRequest request) throws AgentCallException;
+
+  VmStatus deleteVm(HostRecord host, VmRequest request) throws AgentCallException;
+
+  VmStatus getVm(HostRecord host, String vm) throws AgentCallException;
+
+  List<VmStatus> listVms(HostRecord host) throws AgentCallException;
+
+  /** Runs a migration on the source agent; every event goes to {@code events}; returns the last. */
+  MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events)
+      throws AgentCallException;
+
+  CancelMigrationResponse cancelMigration(HostRecord source, String vm) throws AgentCallException;
+
+  @Override
+  void close();
+}

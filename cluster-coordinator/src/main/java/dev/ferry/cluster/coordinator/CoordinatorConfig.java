@@ -1,0 +1,59 @@
+package dev.ferry.cluster.coordinator;
+
+import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.Transport;
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * One coordinator replica's settings.
+ *
+ * @param zk the cluster's ZooKeeper and namespace
+ * @param listen where the coordinator API is served (port 0 picks one)
+ * @param advertise the endpoint other processes reach this replica at; null: the bound endpoint
+ * @param failoverMargin the wait between seeing a host's session expire and restarting its VMs
+ *     (see {@link dev.ferry.cluster.policy.FencePolicy})
+ * @param reconcileInterval how often the leader compares desired and actual state
+ * @param agentDeadline how long a call to an agent may take (migrations excepted)
+ * @param intentRetention how long finished intents stay (so that a retried request finds them)
+ */
+public record CoordinatorConfig(
+    ZkClients zk,
+    Endpoint listen,
+    Endpoint advertise,
+    Transport transport,
+    Duration failoverMargin,
+    Duration reconcileInterval,
+    Duration agentDeadline,
+    Duration intentRetention) {
+  public CoordinatorConfig {
+    Objects.requireNonNull(zk, "zk");
+    Objects.requireNonNull(listen, "listen");
+    Objects.requireNonNull(transport, "transport");
+    if (failoverMargin.isNegative()) {
+      throw new IllegalArgumentException("failover margin must not be negative");
+    }
+    if (reconcileInterval.toMillis() < 50) {
+      throw new IllegalArgumentException("reconcile interval must be at least 50 ms");
+    }
+  }
+
+  public static CoordinatorConfig of(ZkClients zk, Endpoint listen, Duration failoverMargin) {
+    return new CoordinatorConfig(zk, listen, null, Transport.plaintext(), failoverMargin, Duration.ofSeconds(2),
+        Duration.ofSeconds(120), Duration.ofHours(1));
+  }
+
+  public CoordinatorConfig withReconcileInterval(Duration d) {
+    return new CoordinatorConfig(zk, listen, advertise, transport, failoverMargin, d, agentDeadline, intentRetention);
+  }
+
+  public CoordinatorConfig withAdvertise(Endpoint e) {
+    return new CoordinatorConfig(zk, listen, e, transport, failoverMargin, reconcileInterval, agentDeadline,
+        intentRetention);
+  }
+
+  public CoordinatorConfig withIntentRetention(Duration d) {
+    return new CoordinatorConfig(zk, listen, advertise, transport, failoverMargin, reconcileInterval, agentDeadline, d);
+  }
+}

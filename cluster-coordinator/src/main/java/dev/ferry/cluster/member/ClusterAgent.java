@@ -1,0 +1,114 @@
+package dev.ferry.cluster.member;
+
+import dev.ferry.agent.Agent;
+import dev.ferry.agent.AgentConfig;
+import dev.ferry.cluster.store.Records;
+import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.hypervisor.HypervisorDriver;
+import dev.ferry.proto.agent.AgentInfo;
+import dev.ferry.proto.cluster.HostRecord;
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * An agent that is a member of a cluster: the {@link Agent} daemon with the cluster's run locks
+ * and commit injected, registered in ZooKeeper by a {@link ClusterMember} that fences it when its
+ * session is lost.
+ */
+public final class ClusterAgent implements Closeable {
+  /**
+   * What the host offers the cluster.
+   *
+   * @param memoryBytes memory for VMs
+   * @param vcpus vCPUs for VMs (may exceed the cores: overcommit)
+   */
+  public record Capacity(long memoryBytes, int vcpus, Map<String, String> labels) {
+    public Capacity {
+      if (memoryBytes <= 0 || vcpus <= 0) {
+        throw new IllegalArgumentException("host capacity must be positive");
+      }
+      labels = Map.copyOf(labels);
+    }
+
+    /** This machine: its memory (MemTotal) and four vCPUs per core. */
+    public static Capacity ofThisMachine() {
+      return new Capacity(memTotal(), Runtime.getRuntime().availableProcessors() * 4, Map.of());
+    }
+
+    static long memTotal() {
+      try {
+        for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+          if (line.startsWith("MemTotal:")) {
+            return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+          }
+        }
+      } catch (IOException | NumberFormatException e) {
+        // fall through
+      }
+      return Runtime.getRuntime().maxMemory();
+    }
+  }
+
+  private final Agent agent;
+  private final ClusterMember member;
+
+  private ClusterAgent(Agent agent, ClusterMember member) {
+    this.agent = agent;
+    this.member = member;
+  }
+
+  /** Starts the agent, then joins the cluster (registration completes in the background). */
+  public static ClusterAgent start(AgentConfig config, HypervisorDriver driver, ZkClients zk, Capacity capacity,
+      Duration auditInterval) throws IOException {
+    ClusterMember member = new ClusterMember(zk, config.hostId(), auditInterval);
+    Agent agent = new Agent(config, driver, member.commits(), member.ownership());
+    try {
+      agent.start();
+    } catch (IOException | RuntimeException e) {
+      agent.close();
+      member.close();
+      throw e;
+    }
+    member.start(new ClusterMember.Host() {
+      @Override
+      public HostRecord describe() {
+        AgentInfo info = agent.describe();
+        return HostRecord.newBuilder().setSchemaVersion(Records.SCHEMA_VERSION).setHostId(config.hostId())
+            .setEndpoint(agent.endpoint().toString()).setMemoryBytes(capacity.memoryBytes()).setVcpus(capacity.vcpus())
+            .putAllLabels(capacity.labels()).setDriver(info.getDriver()).setAgentVersion(info.getVersion())
+            .setPid(info.getPid()).build();
+      }
+
+      @Override
+      public List<String> fence(String reason) {
+        return agent.fence(reason);
+      }
+
+      @Override
+      public boolean holds(String vm) {
+        return agent.holds(vm);
+      }
+    });
+    return new ClusterAgent(agent, member);
+  }
+
+  public Agent agent() {
+    return agent;
+  }
+
+  public ClusterMember member() {
+    return member;
+  }
+
+  /** Stops the VMs (releasing their run locks), then leaves the cluster. */
+  @Override
+  public void close() {
+    agent.close();
+    member.close();
+  }
+}
