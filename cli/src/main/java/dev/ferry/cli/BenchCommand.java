@@ -8,7 +8,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", description = {"Measure migration throughput against raw TCP, and the agents' memory.",
     "Starts its own local cluster; results go to stdout (and --json)."},
-    subcommands = {BenchCommand.RawSink.class})
+    subcommands = {BenchCommand.RawSink.class, QemuBenchCommand.class})
 final class BenchCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--size", defaultValue = "1G", description = "Guest RAM per throughput run (default: ${DEFAULT-VALUE}).")
   String size;
