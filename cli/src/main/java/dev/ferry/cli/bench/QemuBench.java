@@ -221,7 +221,8 @@ public final class QemuBench {
   // ---------------------------------------------------------------- before the migration
 
   /** What the guest used and did before the migration, and how the warm-up went. */
-  private record Baseline(double qemuCpuPerSecond, double guestRate, double ballastSeconds, int sourceStaleLines) {}
+  private record Baseline(double qemuCpuPerSecond, double guestRate, double ballastSeconds, int sourceStaleLines,
+      String loadAverage) {}
 
   /**
    * From the guest's first heartbeat: fill the ballast, let the guest run until the settle time is
@@ -244,7 +245,17 @@ public final class QemuBench {
     }
     double cpu = ProcStat.seconds(c1.getAsLong() - c0.getAsLong()) / ((n1 - n0) / 1e9);
     // The write rate over the whole settle time: a saturated guest prints a heartbeat only every few seconds.
-    return new Baseline(cpu, console.writeRate(heartbeat, n1), ballastSeconds, console.staleLines());
+    return new Baseline(cpu, console.writeRate(heartbeat, n1), ballastSeconds, console.staleLines(), loadAverage());
+  }
+
+  /** The machine's load average (1, 5, 15 min) as /proc/loadavg says: how busy the shared cores were. */
+  private static String loadAverage() {
+    try {
+      String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
+      return f[0] + " " + f[1] + " " + f[2];
+    } catch (IOException | RuntimeException e) {
+      return "?";
+    }
   }
 
   private static void awaitHeartbeat(GuestConsole console, Duration timeout) throws InterruptedException {
@@ -392,6 +403,8 @@ public final class QemuBench {
         d.put("guestCpuPerSecondBaseline", QemuBenchReport.round(base.qemuCpuPerSecond()));
         d.put("windowSeconds", QemuBenchReport.round(window));
         d.put("ballastFillSeconds", QemuBenchReport.round(base.ballastSeconds()));
+        d.put("loadAverageBefore", base.loadAverage());
+        d.put("loadAverageAfter", loadAverage());
         putArrival(d, arrival);
         return new MigrationRun(Mode.FERRY, size, w, rep, outcome, s.getTotalMs(),
             downtimeMs, s.getBytesTransferred(), s.getRounds(), agents + qemus, agents, qemus, base.guestRate(),
@@ -666,6 +679,8 @@ public final class QemuBench {
       d.put("guestCpuPerSecondBaseline", QemuBenchReport.round(base.qemuCpuPerSecond()));
       d.put("windowSeconds", QemuBenchReport.round(window));
       d.put("ballastFillSeconds", QemuBenchReport.round(base.ballastSeconds()));
+      d.put("loadAverageBefore", base.loadAverage());
+      d.put("loadAverageAfter", loadAverage());
       d.put("qemuHook", mode != Mode.QEMU_MULTIFD_ANON && settings.qemuHook());
       d.put("guestRam", mode == Mode.QEMU_MULTIFD_ANON ? "QEMU's anonymous memory" : "the driver's shared RAM file");
       putArrival(d, arrival);
