@@ -65,7 +65,7 @@ final class QemuBenchCommand implements java.util.concurrent.Callable<Integer> {
           + "(default: ${DEFAULT-VALUE}).")
   int ferryWarmup;
 
-  @Option(names = "--nonconverging-cap", defaultValue = "100M", paramLabel = "RATE",
+  @Option(names = "--nonconverging-cap", defaultValue = "50M", paramLabel = "RATE",
       description = "Bandwidth cap of both Ferry and QEMU for the non-converging workload, so the guest outruns them "
           + "by construction; 0 = uncapped (default: ${DEFAULT-VALUE}).")
   String nonconvergingCap;
@@ -73,12 +73,18 @@ final class QemuBenchCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--json", description = "Print every figure as JSON.")
   boolean json;
 
+  @Option(names = "--json-file", paramLabel = "FILE", description = "Also write every figure as JSON to FILE.")
+  java.nio.file.Path jsonFile;
+
   @Override
   public Integer call() throws Exception {
     QemuBench.Settings s = QemuBench.parse(sizes, workloads, modes, repeat, downtimeMs, channels, maxBandwidth, settle,
         observe, qemuTimeout, autoConverge, warm, qemuHook, ferryWarmup,
         nonconvergingCap);
     QemuBenchReport r = new QemuBench(s, json ? System.err : System.out).run();
+    if (jsonFile != null) {
+      java.nio.file.Files.writeString(jsonFile, Json.write(r.toJson()) + "\n");
+    }
     if (json) {
       System.out.println(Json.write(r.toJson()));
     } else {

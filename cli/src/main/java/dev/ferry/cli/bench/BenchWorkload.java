@@ -17,8 +17,8 @@ enum BenchWorkload {
   WS256M("ws256m", 256L << 20, 8192, "256 MiB working set, 8192 pages/s (32 MiB/s)"),
   /**
    * 40k random page writes per second (160 MiB/s) over 768 MiB, against a bandwidth cap of both
-   * sides below that ({@code --nonconverging-cap}, default 100 MiB/s), so that it cannot converge
-   * by construction. Not faster: the TCG guest manages 50-100k writes/s with a core to itself, and
+   * sides well below that ({@code --nonconverging-cap}, default 50 MiB/s: the guest gets less than
+   * a core on a busy 2-core machine), so that it cannot converge by construction. Not faster: the TCG guest manages 50-100k writes/s with a core to itself, and
    * a saturated guest prints its heartbeat only every few seconds. Not the whole of a 1 GiB guest:
    * its top megabytes hold firmware leftovers that the guest's self-check reports as stale with or
    * without a migration.

@@ -134,6 +134,28 @@ final class GuestConsole {
     return rate(first, last);
   }
 
+  /** The last heartbeat seen at or before {@code nanos}, or null. */
+  synchronized Beat lastBeatAtOrBefore(long nanos) {
+    Beat found = null;
+    for (Beat b : beats) {
+      if (b.seenNanos() <= nanos) {
+        found = b;
+      }
+    }
+    return found;
+  }
+
+  /** The first heartbeat seen after {@code nanos}, or null. */
+  synchronized Beat firstBeatAfter(long nanos) {
+    for (Beat b : beats) {
+      if (b.seenNanos() > nanos) {
+        return b;
+      }
+    }
+    return null;
+  }
+
+  /** Writes per second between two heartbeats seen at least a second apart (NaN otherwise). */
   static double rate(Beat first, Beat last) {
     if (first == null || last == null || last.seenNanos() - first.seenNanos() < 1_000_000_000L) {
       return Double.NaN;

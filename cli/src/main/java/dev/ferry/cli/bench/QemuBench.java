@@ -193,9 +193,12 @@ public final class QemuBench {
 
   private List<Mode> modesFor(BenchWorkload w) {
     List<Mode> out = new ArrayList<>(settings.modes());
-    if (w == BenchWorkload.NONCONVERGING && settings.autoConverge() && out.contains(Mode.QEMU_MULTIFD)
-        && !out.contains(Mode.QEMU_MULTIFD_AC)) {
-      out.add(Mode.QEMU_MULTIFD_AC);
+    if (w == BenchWorkload.NONCONVERGING) {
+      // The question there is what each does when it cannot converge, not how RAM is backed.
+      out.remove(Mode.QEMU_MULTIFD_ANON);
+      if (settings.autoConverge() && out.contains(Mode.QEMU_MULTIFD) && !out.contains(Mode.QEMU_MULTIFD_AC)) {
+        out.add(Mode.QEMU_MULTIFD_AC);
+      }
     }
     return out;
   }
@@ -298,9 +301,10 @@ public final class QemuBench {
   // ---------------------------------------------------------------- after the migration
 
   /** What the guest did on the destination. */
-  private record Arrival(int staleLines, long staleCounter, boolean alive, boolean restarted, List<String> examples) {
+  private record Arrival(int staleLines, long staleCounter, boolean alive, boolean restarted, List<String> examples,
+      GuestConsole.Beat firstBeat) {
     static Arrival never() {
-      return new Arrival(-1, 0, false, false, List.of());
+      return new Arrival(-1, 0, false, false, List.of(), null);
     }
   }
 
@@ -309,7 +313,20 @@ public final class QemuBench {
     watch(c, System.nanoTime() + settings.observe().toNanos());
     c.poll();
     return new Arrival(c.staleLines(), c.maxStaleCounter(), c.lastHeartbeat() > lastSourceHeartbeat, c.starts() > 0,
-        c.staleExamples());
+        c.staleExamples(), c.beats().isEmpty() ? null : c.beats().getFirst());
+  }
+
+  /**
+   * The guest's writes per second while it was being migrated: from its last heartbeat on the
+   * source before the start to its first heartbeat after the end (on the destination when it got
+   * there), so that a guest printing few heartbeats is still measured; NaN if they are less than a
+   * second apart.
+   */
+  private static double rateDuring(GuestConsole source, long start, long end, Arrival arrival) {
+    GuestConsole.Beat before = source.lastBeatAtOrBefore(start);
+    GuestConsole.Beat after = arrival.firstBeat() != null ? arrival.firstBeat() : source.firstBeatAfter(end);
+    double r = GuestConsole.rate(before, after);
+    return Double.isNaN(r) ? source.writeRate(start, end) : r;
   }
 
   private static void putArrival(Map<String, Object> d, Arrival a) {
@@ -408,7 +425,7 @@ public final class QemuBench {
         putArrival(d, arrival);
         return new MigrationRun(Mode.FERRY, size, w, rep, outcome, s.getTotalMs(),
             downtimeMs, s.getBytesTransferred(), s.getRounds(), agents + qemus, agents, qemus, base.guestRate(),
-            srcConsole.writeRate(t0, t1), arrival.staleLines(), arrival.staleCounter(), arrival.alive(), arrival.restarted(),
+            rateDuring(srcConsole, t0, t1, arrival), arrival.staleLines(), arrival.staleCounter(), arrival.alive(), arrival.restarted(),
             note, d);
       } finally {
         for (AgentClient c : List.of(b, a)) {
@@ -685,7 +702,7 @@ public final class QemuBench {
       d.put("guestRam", mode == Mode.QEMU_MULTIFD_ANON ? "QEMU's anonymous memory" : "the driver's shared RAM file");
       putArrival(d, arrival);
       return new MigrationRun(mode, size, w, rep, outcome, totalMs, downtimeMs, figures.wireBytes(),
-          figures.dirtySyncCount(), qemus, Double.NaN, qemus, base.guestRate(), srcConsole.writeRate(n0, nEnd),
+          figures.dirtySyncCount(), qemus, Double.NaN, qemus, base.guestRate(), rateDuring(srcConsole, n0, nEnd, arrival),
           arrival.staleLines(), arrival.staleCounter(), arrival.alive(), arrival.restarted(), note, d);
     } catch (HypervisorException | IOException | RuntimeException e) {
       return failed(mode, size, w, rep, e, d);

@@ -240,6 +240,10 @@ public final class QemuBenchReport {
   /** Notes on runs that did not simply complete, one line each. */
   List<String> notes() {
     List<String> out = new ArrayList<>();
+    if (settings.workloads().contains(BenchWorkload.NONCONVERGING)) {
+      out.add("nonconverging: the guest is CPU-bound, so its pre-migration CPU is no baseline for what it used during "
+          + "the migration; the CPU figures of that workload are not comparable");
+    }
     for (MigrationRun r : runs) {
       if (r.note() != null && !r.note().isBlank()) {
         out.add(String.format(Locale.ROOT, "%s %s %s run %d: %s", Sizes.format(r.guestBytes()), r.workload().id, r.mode().id,

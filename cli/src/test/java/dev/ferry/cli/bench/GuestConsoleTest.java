@@ -43,6 +43,11 @@ class GuestConsoleTest {
     assertEquals(202000 / 4.0, c.writeRate(0, 20 * S), 1e-9);
     assertTrue(Double.isNaN(c.writeRate(11 * S, 13 * S)), "one heartbeat says nothing about a rate");
     assertTrue(Double.isNaN(c.writeRate(10 * S, 10 * S + 1)));
+    assertEquals(2, c.lastBeatAtOrBefore(12 * S).hb());
+    assertEquals(3, c.firstBeatAfter(12 * S).hb());
+    assertEquals(null, c.firstBeatAfter(14 * S));
+    assertEquals(null, c.lastBeatAtOrBefore(S));
+    assertEquals(200000 / 3.0, GuestConsole.rate(c.lastBeatAtOrBefore(12 * S), c.firstBeatAfter(12 * S)), 1e-9);
   }
 
   @Test
