@@ -19,7 +19,7 @@ class QemuBenchCommandTest {
     QemuTestSupport.requireQemu();
     QemuTestSupport.requireDirtyTracking();
     CliRun r = CliRun.of("bench", "qemu", "--sizes", "256M", "--workloads", "ws32m", "--modes",
-        "ferry,qemu-single,qemu-multifd", "--repeat", "1", "--settle", "2", "--observe", "1", "--ferry-warmup", "0",
+        "ferry,qemu-single,qemu-multifd", "--repeat", "1", "--settle", "2", "--observe", "2", "--ferry-warmup", "0",
         "--no-warm", "--json");
     assertEquals(0, r.exit(), r.err());
     JsonNode out = Json.MAPPER.readTree(r.out());
@@ -36,6 +36,7 @@ class QemuBenchCommandTest {
       assertTrue(run.get("guestAlive").asBoolean(), "the guest runs on the destination: " + what);
       if (run.get("mode").asText().equals("ferry")) {
         assertEquals(0, run.get("staleLines").asInt(), "Ferry loses no page: " + what);
+        assertTrue(!run.get("detail").has("heartbeatWentBack"), "the guest's counters carry on: " + what);
         assertTrue(run.get("agentCpuSeconds").asDouble() > 0, what);
       } else {
         assertTrue(run.get("detail").get("qemuTotalTimeMs").asLong() > 0, what);

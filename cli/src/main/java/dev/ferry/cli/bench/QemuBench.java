@@ -301,10 +301,15 @@ public final class QemuBench {
   // ---------------------------------------------------------------- after the migration
 
   /** What the guest did on the destination. */
-  private record Arrival(int staleLines, long staleCounter, boolean alive, boolean restarted, List<String> examples,
-      GuestConsole.Beat firstBeat) {
+  /**
+   * @param alive the guest printed heartbeats on the destination, counting up
+   * @param wentBack its first heartbeat there was not past the source's last: the guest's own
+   *     counters (in its kernel data) went back, so writes to them were lost
+   */
+  private record Arrival(int staleLines, long staleCounter, boolean alive, boolean wentBack, boolean restarted,
+      List<String> examples, GuestConsole.Beat firstBeat) {
     static Arrival never() {
-      return new Arrival(-1, 0, false, false, List.of(), null);
+      return new Arrival(-1, 0, false, false, false, List.of(), null);
     }
   }
 
@@ -312,8 +317,11 @@ public final class QemuBench {
     GuestConsole c = new GuestConsole(destinationConsole);
     watch(c, System.nanoTime() + settings.observe().toNanos());
     c.poll();
-    return new Arrival(c.staleLines(), c.maxStaleCounter(), c.lastHeartbeat() > lastSourceHeartbeat, c.starts() > 0,
-        c.staleExamples(), c.beats().isEmpty() ? null : c.beats().getFirst());
+    List<GuestConsole.Beat> beats = c.beats();
+    boolean alive = beats.size() >= 2 && beats.getLast().hb() > beats.getFirst().hb();
+    boolean wentBack = !beats.isEmpty() && beats.getFirst().hb() <= lastSourceHeartbeat;
+    return new Arrival(c.staleLines(), c.maxStaleCounter(), alive, wentBack, c.starts() > 0, c.staleExamples(),
+        beats.isEmpty() ? null : beats.getFirst());
   }
 
   /**
@@ -330,6 +338,9 @@ public final class QemuBench {
   }
 
   private static void putArrival(Map<String, Object> d, Arrival a) {
+    if (a.wentBack()) {
+      d.put("heartbeatWentBack", true);
+    }
     if (!a.examples().isEmpty()) {
       d.put("staleExamples", a.examples());
     }

@@ -253,6 +253,11 @@ public final class QemuBenchReport {
         out.add(String.format(Locale.ROOT, "%s %s %s run %d: the guest's heartbeat did not advance on the destination",
             Sizes.format(r.guestBytes()), r.workload().id, r.mode().id, r.repeat()));
       }
+      if (Boolean.TRUE.equals(r.detail().get("heartbeatWentBack"))) {
+        out.add(String.format(Locale.ROOT, "%s %s %s run %d: the guest's heartbeat counter went back on the destination "
+            + "(writes to its own kernel data were lost)", Sizes.format(r.guestBytes()), r.workload().id, r.mode().id,
+            r.repeat()));
+      }
       if (r.guestRestarted()) {
         out.add(String.format(Locale.ROOT, "%s %s %s run %d: the guest booted again on the destination",
             Sizes.format(r.guestBytes()), r.workload().id, r.mode().id, r.repeat()));
