@@ -236,6 +236,7 @@ public final class QemuBench {
     awaitHeartbeat(console, START_TIMEOUT);
     long heartbeat = console.beats().getFirst().seenNanos();
     double ballastSeconds = settings.warm() ? ballast.fill(2 * size + (512L << 20)) : 0;
+    long filled = System.nanoTime();
     long baselineStart = Math.max(System.nanoTime(), heartbeat + settings.settle().toNanos() - BASELINE.toNanos());
     watch(console, baselineStart);
     OptionalLong c0 = ProcStat.cpuTicks(qemuPid);
@@ -247,8 +248,14 @@ public final class QemuBench {
       throw new CliException("the guest's QEMU (pid " + qemuPid + ") ended before the migration");
     }
     double cpu = ProcStat.seconds(c1.getAsLong() - c0.getAsLong()) / ((n1 - n0) / 1e9);
-    // The write rate over the whole settle time: a saturated guest prints a heartbeat only every few seconds.
-    return new Baseline(cpu, console.writeRate(heartbeat, n1), ballastSeconds, console.staleLines(), loadAverage());
+    // The write rate once the ballast is written (filling it takes CPU from the guest), or over the
+    // whole settle time when that is too short to tell: a saturated guest prints a heartbeat only
+    // every few seconds.
+    double rate = console.writeRate(filled, n1);
+    if (Double.isNaN(rate)) {
+      rate = console.writeRate(heartbeat, n1);
+    }
+    return new Baseline(cpu, rate, ballastSeconds, console.staleLines(), loadAverage());
   }
 
   /** The machine's load average (1, 5, 15 min) as /proc/loadavg says: how busy the shared cores were. */
@@ -302,14 +309,14 @@ public final class QemuBench {
 
   /** What the guest did on the destination. */
   /**
-   * @param alive the guest printed heartbeats on the destination, counting up
+   * @param alive the guest's heartbeat advanced on the destination (past the source's last, or from one line to the next)
    * @param wentBack its first heartbeat there was not past the source's last: the guest's own
    *     counters (in its kernel data) went back, so writes to them were lost
    */
   private record Arrival(int staleLines, long staleCounter, boolean alive, boolean wentBack, boolean restarted,
-      List<String> examples, GuestConsole.Beat firstBeat) {
+      List<String> examples, GuestConsole.Beat firstBeat, int beats) {
     static Arrival never() {
-      return new Arrival(-1, 0, false, false, false, List.of(), null);
+      return new Arrival(-1, 0, false, false, false, List.of(), null, 0);
     }
   }
 
@@ -318,10 +325,12 @@ public final class QemuBench {
     watch(c, System.nanoTime() + settings.observe().toNanos());
     c.poll();
     List<GuestConsole.Beat> beats = c.beats();
-    boolean alive = beats.size() >= 2 && beats.getLast().hb() > beats.getFirst().hb();
+    // A saturated guest prints a heartbeat only every few seconds: one past the source's last is enough.
+    boolean alive = !beats.isEmpty()
+        && (beats.getLast().hb() > beats.getFirst().hb() || beats.getLast().hb() > lastSourceHeartbeat);
     boolean wentBack = !beats.isEmpty() && beats.getFirst().hb() <= lastSourceHeartbeat;
     return new Arrival(c.staleLines(), c.maxStaleCounter(), alive, wentBack, c.starts() > 0, c.staleExamples(),
-        beats.isEmpty() ? null : beats.getFirst());
+        beats.isEmpty() ? null : beats.getFirst(), beats.size());
   }
 
   /**
@@ -338,6 +347,7 @@ public final class QemuBench {
   }
 
   private static void putArrival(Map<String, Object> d, Arrival a) {
+    d.put("destinationHeartbeats", a.beats());
     if (a.wentBack()) {
       d.put("heartbeatWentBack", true);
     }
