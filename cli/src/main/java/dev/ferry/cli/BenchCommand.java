@@ -8,8 +8,10 @@ import picocli.CommandLine.Option;
 
 @Command(name = "bench", description = {"Measure migration throughput against raw TCP, and the agents' memory.",
     "Starts its own local cluster; results go to stdout (and --json).",
-    "Subcommands: failover (kill -9 of a host to its VMs running elsewhere), coordinator (scale)."},
-    subcommands = {BenchCommand.RawSink.class, BenchCommand.Failover.class, BenchCommand.CoordinatorScale.class})
+    "Subcommands: qemu (Ferry against QEMU's own migration), failover (kill -9 of a host to its VMs running",
+    "elsewhere), coordinator (scale)."},
+    subcommands = {BenchCommand.RawSink.class, QemuBenchCommand.class, BenchCommand.Failover.class,
+        BenchCommand.CoordinatorScale.class})
 final class BenchCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--size", defaultValue = "1G", description = "Guest RAM per throughput run (default: ${DEFAULT-VALUE}).")
   String size;

@@ -161,8 +161,12 @@ public final class QemuDriver implements HypervisorDriver {
     return vm;
   }
 
-  /** The command line of a VM; source and destination of a migration get the same one, but -incoming. */
-  QemuCommand command(VmSpec spec, VmPaths paths, boolean incoming) {
+  /**
+   * The command line of a VM; source and destination of a migration get the same one, but
+   * -incoming. Public so that `ferry bench qemu` starts its QEMU-native baseline exactly as the
+   * driver starts Ferry's guests.
+   */
+  public QemuCommand command(VmSpec spec, VmPaths paths, boolean incoming) {
     QemuCommand.Builder b = QemuCommand.builder()
         .binary(settings.binary())
         .name(spec.getName())
