@@ -5,6 +5,7 @@ import com.google.protobuf.ExtensionRegistryLite;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
 import com.google.protobuf.Parser;
+import com.google.protobuf.UnsafeByteOperations;
 import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import io.grpc.Status;
@@ -51,7 +52,9 @@ final class AliasingMarshaller<T extends Message> implements MethodDescriptor.Ma
       } else {
         buf = stream.readAllBytes();
       }
-      CodedInputStream in = CodedInputStream.newInstance(buf);
+      // Aliasing takes effect only on a buffer the decoder knows to be immutable: newInstance(byte[])
+      // says it is not, and every bytes field would be copied again. Nothing else holds buf.
+      CodedInputStream in = UnsafeByteOperations.unsafeWrap(buf).newCodedInput();
       in.enableAliasing(true);
       T message = parser.parseFrom(in, ExtensionRegistryLite.getEmptyRegistry());
       in.checkLastTagWas(0);

@@ -135,6 +135,11 @@ public final class TransferBench {
       InetSocketAddress sinkAddress = endpoint(dir.resolve("sink.endpoint"), sink);
       ClusterFile.Host source = cluster.hosts().get(0);
       ClusterFile.Host target = cluster.hosts().get(1);
+      // Agents are long-lived daemons: the first migration of a fresh JVM runs interpreted while
+      // it compiles, at a third of the speed of every later one, so it is run and not measured.
+      say.println("  warm-up migration (not measured)");
+      migrate(source, target, "bench-warmup", Pattern.PATTERN_RANDOM, Math.min(settings.size(), 256L << 20),
+          Collections.max(settings.streams()), null, null);
       for (Pattern p : settings.patterns()) {
         String name = p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT);
         cases.add(raw(name, p, ramDir, sinkAddress));

@@ -211,6 +211,11 @@ public final class LocalCluster {
     List<String> cmd = new ArrayList<>();
     cmd.add(javaBinary());
     cmd.addAll(jvm);
+    // Last, so that an operator's options (a larger heap, a flight recording) win over ours.
+    String extra = System.getenv("FERRY_JAVA_OPTS");
+    if (extra != null && !extra.isBlank()) {
+      cmd.addAll(List.of(extra.trim().split("\\s+")));
+    }
     cmd.add("-cp");
     cmd.add(System.getProperty("java.class.path"));
     cmd.add("dev.ferry.cli.Main");
