@@ -47,8 +47,39 @@ public interface DeviceState {
     }
   }
 
+  /**
+   * Does ahead, while the VM still runs, what a later {@link #save} of this scope with these limits
+   * would otherwise do inside the pause (a hypervisor's migration settings). Optional: a save
+   * works without it, and one with another scope or limits redoes the set-up.
+   */
+  default void prepareSave(Scope scope, SaveLimits limits) throws HypervisorException {}
+
   /** Streams the state to {@code sink}; returns the byte count once the hypervisor is done. */
   long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException;
 
+  /**
+   * Opens the destination half. The hypervisor then waits for the stream, so a destination may
+   * call this as soon as the migration starts and keep the set-up out of the pause.
+   */
   Loader load(Scope scope) throws HypervisorException;
+
+  /**
+   * True when the hypervisor can pause the VM itself as part of a device-state save
+   * ({@link #saveAndPause}), which keeps the save's set-up out of the pause.
+   */
+  default boolean pausesForSave() {
+    return false;
+  }
+
+  /**
+   * A {@link Scope#DEVICES} save started on the running VM: the hypervisor pauses the VM itself
+   * once its save is set up, then streams the state. Before returning it tells {@code pausedAt}
+   * when the VM stopped (the hypervisor's own clock on this host), which is where the downtime
+   * begins. If the save fails, the VM may be running again or paused: {@link VmInstance#resume}
+   * settles it. Only when {@link #pausesForSave()}.
+   */
+  default long saveAndPause(Sink sink, SaveLimits limits, java.util.function.Consumer<java.time.Instant> pausedAt)
+      throws HypervisorException {
+    throw new UnsupportedOperationException("this driver pauses the VM before a device-state save");
+  }
 }

@@ -50,8 +50,10 @@ final class CpuSampler implements AutoCloseable {
         return;
       }
       OptionalLong t = ProcStat.cpuTicks(pid);
+      // Only forward: a process that is exiting (a zombie whose threads are gone) can report less
+      // than it had, which made a QEMU that died mid-run count negative seconds.
       if (t.isPresent()) {
-        last = t.getAsLong();
+        last = Math.max(last, t.getAsLong());
       }
     }
   }

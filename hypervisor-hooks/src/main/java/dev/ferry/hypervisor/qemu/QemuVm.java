@@ -188,6 +188,20 @@ final class QemuVm implements VmInstance {
     }
   }
 
+  /** Takes QEMU's word for whether the guest runs, after QEMU may have changed it by itself. */
+  private void syncRunState(QmpClient qmp) {
+    try {
+      String status = status(qmp);
+      synchronized (this) {
+        if (state == InstanceState.RUNNING || state == InstanceState.PAUSED) {
+          state = status.equals("running") ? InstanceState.RUNNING : InstanceState.PAUSED;
+        }
+      }
+    } catch (QmpException e) {
+      log.debug("query-status after a failed save: {}", e.getMessage());
+    }
+  }
+
   private String status(QmpClient qmp) throws QmpException {
     return qmp.execute("query-status", qmpTimeout()).path("status").asText();
   }
@@ -316,37 +330,87 @@ final class QemuVm implements VmInstance {
     return command.runDir().resolve(kind + "-" + SOCKETS.incrementAndGet() + ".sock");
   }
 
+  /** The migration settings a prepareSave applied to this QEMU, so the save inside the pause skips them. */
+  private record SaveSetUp(DeviceState.Scope scope, DeviceState.SaveLimits limits) {}
+
+  private volatile SaveSetUp preparedSave;
+
   /** QEMU's migration stream, through a unix socket the agent serves or connects to. */
   private final class QemuDeviceState implements DeviceState {
     @Override
-    public long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException {
-      String step = "save device state";
-      QmpClient qmp = qmp();
-      synchronized (QemuVm.this) {
-        if (scope == Scope.DEVICES && state != InstanceState.PAUSED) {
-          throw new HypervisorException(step, "VM " + spec.getName() + " must be paused, it is " + state);
-        }
-        if (scope == Scope.EVERYTHING && state != InstanceState.RUNNING) {
-          throw new HypervisorException(step, "VM " + spec.getName() + " must be running, it is " + state);
-        }
-      }
+    public void prepareSave(Scope scope, SaveLimits limits) throws HypervisorException {
+      preparedSave = null;
+      setUpSave(qmp(), scope, limits);
+      preparedSave = new SaveSetUp(scope, limits);
+    }
+
+    private void setUpSave(QmpClient qmp, Scope scope, SaveLimits limits) throws HypervisorException {
       qmp.execute("migrate-set-capabilities", capabilities(scope == Scope.DEVICES), qmpTimeout());
       ObjectNode params = JSON.createObjectNode()
           .put("max-bandwidth", limits.maxBandwidth() > 0 ? limits.maxBandwidth() : UNLIMITED_BANDWIDTH)
           .put("downtime-limit", Math.max(1, limits.downtimeLimit().toMillis()));
       qmp.execute("migrate-set-parameters", params, qmpTimeout());
+    }
+
+    @Override
+    public long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException {
+      return saveStream(scope, sink, limits, null);
+    }
+
+    /**
+     * QEMU's own migration stops the guest once its set-up and the RAM it still owns (ROMs) are
+     * sent: started on the running guest, that set-up (tens of milliseconds under TCG) is not
+     * part of the pause, which begins at QEMU's STOP event. QEMU emits that event while it holds
+     * its big lock for the device save, so the event reaches us only after the state: its
+     * timestamp, not its arrival, says when the guest stopped.
+     */
+    @Override
+    public boolean pausesForSave() {
+      return true;
+    }
+
+    @Override
+    public long saveAndPause(Sink sink, SaveLimits limits, java.util.function.Consumer<java.time.Instant> pausedAt)
+        throws HypervisorException {
+      return saveStream(Scope.DEVICES, sink, limits, java.util.Objects.requireNonNull(pausedAt));
+    }
+
+    private long saveStream(Scope scope, Sink sink, SaveLimits limits,
+        java.util.function.Consumer<java.time.Instant> paused) throws HypervisorException {
+      String step = "save device state";
+      QmpClient qmp = qmp();
+      boolean mustRun = scope == Scope.EVERYTHING || paused != null;
+      synchronized (QemuVm.this) {
+        if (!mustRun && state != InstanceState.PAUSED) {
+          throw new HypervisorException(step, "VM " + spec.getName() + " must be paused, it is " + state);
+        }
+        if (mustRun && state != InstanceState.RUNNING) {
+          throw new HypervisorException(step, "VM " + spec.getName() + " must be running, it is " + state);
+        }
+      }
+      long t0 = System.nanoTime();
+      SaveSetUp prepared = preparedSave;
+      preparedSave = null;
+      if (!new SaveSetUp(scope, limits).equals(prepared)) {
+        setUpSave(qmp, scope, limits);
+      }
       Path socket = socketPath("devstate-out");
       long deadline = System.nanoTime() + limits.timeout().toNanos();
+      QmpClient.EventWaiter stop = paused != null ? qmp.expect("STOP", null) : null;
       try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
         server.bind(UnixDomainSocketAddress.of(socket));
         QmpClient.EventWaiter ended = qmp.expect("MIGRATION", QemuVm::migrationEnded);
+        long tMigrate = System.nanoTime();
         qmp.execute("migrate", uri(socket), qmpTimeout());
         long total = 0;
+        long tAccepted = 0;
+        long tStreamEnd = 0;
         // A QEMU that stops sending (frozen, wedged) must fail the step, not hang it: reads wait
         // at most the idle timeout, and a device-state-only save at most the whole timeout.
         Duration idle = qmpTimeout().multipliedBy(3);
         long acceptBy = Math.min(deadline, System.nanoTime() + idle.toNanos());
         try (SocketChannel in = accept(server, acceptBy); Selector selector = Selector.open()) {
+          tAccepted = System.nanoTime();
           in.configureBlocking(false);
           in.register(selector, SelectionKey.OP_READ);
           ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
@@ -354,6 +418,7 @@ final class QemuVm implements VmInstance {
             buf.clear();
             int n = in.read(buf);
             if (n < 0) {
+              tStreamEnd = System.nanoTime();
               break;
             }
             if (n == 0) {
@@ -379,6 +444,20 @@ final class QemuVm implements VmInstance {
         if (!status.equals("completed")) {
           throw new HypervisorException(step, "QEMU's migration " + status + ": " + migrationError(qmp));
         }
+        if (paused != null) {
+          QmpEvent stopped = stop.await(qmpTimeout());
+          synchronized (QemuVm.this) {
+            if (state == InstanceState.RUNNING) {
+              state = InstanceState.PAUSED;
+            }
+          }
+          paused.accept(stopped.timestamp());
+        }
+        long tEnd = System.nanoTime();
+        // Part of a live migration's downtime: where it went, for whoever tunes it.
+        log.info("{}: {} of {} state saved in {} ms (set-up {} ms, QEMU connected +{} ms, stream +{} ms, "
+            + "completion event +{} ms)", spec.getName(), total, scope, ms(tEnd - t0), ms(tMigrate - t0),
+            ms(tAccepted - tMigrate), ms(tStreamEnd - tAccepted), ms(tEnd - tStreamEnd));
         if (scope == Scope.EVERYTHING) {
           // QEMU paused the guest itself for its final pass.
           synchronized (QemuVm.this) {
@@ -390,26 +469,40 @@ final class QemuVm implements VmInstance {
         return total;
       } catch (IOException e) {
         throw new HypervisorException(step, "cannot serve " + socket + ": " + e.getMessage(), e);
+      } catch (HypervisorException e) {
+        if (paused != null) {
+          // QEMU resumes a guest it stopped for a migration that then failed: learn what it did.
+          syncRunState(qmp);
+        }
+        throw e;
       } finally {
+        if (stop != null) {
+          stop.close();
+        }
         deleteQuietly(socket);
       }
     }
 
     private SocketChannel accept(ServerSocketChannel server, long deadline) throws IOException, HypervisorException {
+      // Woken by the connection itself (this is inside the pause), and every 50 ms to check on QEMU.
       server.configureBlocking(false);
-      while (true) {
-        SocketChannel ch = server.accept();
-        if (ch != null) {
-          ch.configureBlocking(true);
-          return ch;
+      try (Selector selector = Selector.open()) {
+        server.register(selector, SelectionKey.OP_ACCEPT);
+        while (true) {
+          SocketChannel ch = server.accept();
+          if (ch != null) {
+            ch.configureBlocking(true);
+            return ch;
+          }
+          if (System.nanoTime() > deadline) {
+            throw new HypervisorException("save device state", "QEMU did not connect to " + server.getLocalAddress());
+          }
+          if (!process.isAlive()) {
+            throw new HypervisorException("save device state", "QEMU died before sending its state");
+          }
+          selector.selectedKeys().clear();
+          selector.select(50);
         }
-        if (System.nanoTime() > deadline) {
-          throw new HypervisorException("save device state", "QEMU did not connect to " + server.getLocalAddress());
-        }
-        if (!process.isAlive()) {
-          throw new HypervisorException("save device state", "QEMU died before sending its state");
-        }
-        sleep(2);
       }
     }
 
@@ -430,11 +523,14 @@ final class QemuVm implements VmInstance {
         }
       }
       QmpClient qmp = qmp();
+      long t0 = System.nanoTime();
       qmp.execute("migrate-set-capabilities", capabilities(scope == Scope.DEVICES), qmpTimeout());
       Path socket = socketPath("devstate-in");
       QmpClient.EventWaiter ended = qmp.expect("MIGRATION", QemuVm::migrationEnded);
       qmp.execute("migrate-incoming", uri(socket), qmpTimeout());
+      long tIncoming = System.nanoTime();
       SocketChannel out = connect(socket, System.nanoTime() + qmpTimeout().toNanos());
+      long tConnected = System.nanoTime();
       Selector selector;
       try {
         out.configureBlocking(false);
@@ -461,6 +557,7 @@ final class QemuVm implements VmInstance {
 
         @Override
         public void finish(Duration timeout) throws HypervisorException {
+          long tFinish = System.nanoTime();
           try {
             out.shutdownOutput();
           } catch (IOException e) {
@@ -471,6 +568,10 @@ final class QemuVm implements VmInstance {
           if (!status.equals("completed")) {
             throw new HypervisorException(step, "QEMU's incoming migration " + status);
           }
+          long tEnd = System.nanoTime();
+          log.info("{}: {} state loaded (set-up {} ms, connected +{} ms, stream ended {} ms after set-up, "
+              + "completion event +{} ms)", spec.getName(), scope, ms(tIncoming - t0), ms(tConnected - tIncoming),
+              ms(tFinish - tConnected), ms(tEnd - tFinish));
         }
 
         @Override
@@ -504,6 +605,10 @@ final class QemuVm implements VmInstance {
     } catch (QmpException e) {
       return e.getMessage();
     }
+  }
+
+  private static long ms(long nanos) {
+    return nanos / 1_000_000;
   }
 
   private static Duration remaining(long deadline) {

@@ -9,7 +9,11 @@ import java.util.Objects;
  * A pure function of its inputs, so every branch is unit-tested.
  *
  * <p>Switch over when the bytes still dirty, sent at the measured bandwidth, plus the fixed cost
- * of a switchover, fit the downtime limit (like QEMU's downtime-limit). Otherwise continue, until
+ * of a switchover, fit the downtime limit (like QEMU's downtime-limit), unless one more round is
+ * cheap and would at least halve what the pause has to carry: a round that moves the rest takes
+ * about the time the pause would spend on it, and leaves only what the guest dirties meanwhile, so
+ * while the guest dirties memory at less than half the bandwidth, every round halves the pause for
+ * a round's time of the guest still running. The limit is a ceiling, not a target. Otherwise continue, until
  * the round or time limit, or until the dirty set has stopped shrinking for
  * {@link Settings#stallRounds()} rounds; then force the switchover or cancel, by setting (like
  * virsh's --timeout with --timeout-suspend or --timeout-abort).
@@ -53,6 +57,7 @@ public final class ConvergencePolicy {
    * @param remainingBytes bytes dirty now and not yet sent
    * @param bandwidthBytesPerSec measured sending rate
    * @param elapsed time since the migration started
+   * @param dirtyRateBytesPerSec bytes the guest dirtied per second since the last decision (NaN: unknown)
    * @param switchoverCost fixed cost of a switchover besides the remaining pages (device state, commit, resume)
    * @param remainingHistory remaining bytes at every earlier decision, oldest first
    */
@@ -60,6 +65,7 @@ public final class ConvergencePolicy {
       int roundsDone,
       long remainingBytes,
       double bandwidthBytesPerSec,
+      double dirtyRateBytesPerSec,
       Duration elapsed,
       Duration switchoverCost,
       List<Long> remainingHistory) {
@@ -93,11 +99,14 @@ public final class ConvergencePolicy {
     return switchoverCost.plusNanos((long) Math.min(seconds * 1e9, 86_400e9));
   }
 
+  /**
+   * Pages whose transfer takes less than this are not worth another round: the pause is then
+   * dominated by the switchover's fixed cost.
+   */
+  static final Duration NEGLIGIBLE_PAGES = Duration.ofMillis(2);
+
   public static Decision decide(Settings settings, Inputs in) {
     Duration expected = expectedDowntime(in.remainingBytes(), in.bandwidthBytesPerSec(), in.switchoverCost());
-    if (in.remainingBytes() == 0 || expected.compareTo(settings.downtimeLimit()) <= 0) {
-      return new Switchover(expected);
-    }
     String limit = null;
     int iterativeRounds = in.roundsDone() - 1;
     if (iterativeRounds >= settings.maxRounds()) {
@@ -106,6 +115,9 @@ public final class ConvergencePolicy {
       limit = "reached the time limit of " + settings.maxTime().toSeconds() + " s";
     } else if (stalled(in.remainingHistory(), in.remainingBytes(), settings.stallRounds())) {
       limit = "dirty memory stopped shrinking for " + settings.stallRounds() + " rounds";
+    }
+    if (in.remainingBytes() == 0 || expected.compareTo(settings.downtimeLimit()) <= 0) {
+      return limit == null && anotherRoundHalvesThePause(in) ? new Continue(expected) : new Switchover(expected);
     }
     if (limit == null) {
       return new Continue(expected);
@@ -117,6 +129,27 @@ public final class ConvergencePolicy {
     return settings.onTimeout() == OnTimeout.FORCE_SWITCHOVER
         ? new ForcedSwitchover(expected, reason)
         : new GiveUp(expected, reason);
+  }
+
+  /**
+   * True when the rest is worth moving before the pause: its transfer is not negligible, the
+   * guest would dirty less than half of it again during that round, and the last round did halve
+   * it (so a guest that rewrites a small hot set faster than the prediction says stops this at once).
+   */
+  static boolean anotherRoundHalvesThePause(Inputs in) {
+    if (in.remainingBytes() == 0 || !(in.bandwidthBytesPerSec() > 0) || !(in.dirtyRateBytesPerSec() >= 0)) {
+      return false;
+    }
+    double pagesSeconds = in.remainingBytes() / in.bandwidthBytesPerSec();
+    if (pagesSeconds * 1e9 <= NEGLIGIBLE_PAGES.toNanos()) {
+      return false;
+    }
+    double next = in.dirtyRateBytesPerSec() * pagesSeconds;
+    if (next * 2 > in.remainingBytes()) {
+      return false;
+    }
+    List<Long> h = in.remainingHistory();
+    return h.isEmpty() || in.remainingBytes() * 2 <= h.get(h.size() - 1);
   }
 
   /** True when none of the last {@code rounds} decisions (now included) set a new low. */

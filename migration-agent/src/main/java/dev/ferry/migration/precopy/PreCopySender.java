@@ -40,6 +40,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -131,6 +132,8 @@ public final class PreCopySender {
   private final Listener listener;
 
   private volatile boolean cancelRequested;
+  /** The device-state save of the switchover, once started. */
+  private volatile CompletableFuture<Long> deviceSave;
   private volatile boolean commitStarted;
   // The commit is known not to have happened (REJECTED): the source may resume if the commit says so.
   private volatile boolean commitRejected;
@@ -290,6 +293,11 @@ public final class PreCopySender {
     } catch (HypervisorException e) {
       throw new MigrationException(step, "cannot start dirty tracking: " + e.getMessage(), e);
     }
+    try {
+      vm.deviceState().prepareSave(DeviceState.Scope.DEVICES, saveLimits());
+    } catch (HypervisorException e) {
+      throw new MigrationException(step, "cannot prepare the device-state save: " + e.getMessage(), e);
+    }
     BandwidthMeter bandwidth = new BandwidthMeter(pageSize);
     List<Long> history = new ArrayList<>();
     long lastCollect = System.nanoTime();
@@ -309,7 +317,7 @@ public final class PreCopySender {
       double dirtyRate = remaining / Math.max(1e-9, (now - lastCollect) / 1e9);
       lastCollect = now;
       ConvergencePolicy.Decision decision = ConvergencePolicy.decide(options.policy(), new ConvergencePolicy.Inputs(
-          rounds, remaining, bandwidth.bytesPerSecond(), Duration.ofNanos(now - startNanos),
+          rounds, remaining, bandwidth.bytesPerSecond(), dirtyRate, Duration.ofNanos(now - startNanos),
           vm.switchoverCostEstimate(), history));
       history.add(remaining);
       emitRound(result, remaining, dirtyRate, bandwidth.bytesPerSecond(), decision.expectedDowntime(), memory);
@@ -344,12 +352,31 @@ public final class PreCopySender {
     long finalPagesMs = 0;
     CompletableFuture<Long> sourceDigest = null;
     if (precopy) {
-      pauseNanos = System.nanoTime();
-      try {
-        vm.pause();
-      } catch (HypervisorException e) {
-        throw new MigrationException(step, "cannot pause the VM: " + e.getMessage(), e);
+      DeviceState deviceState = vm.deviceState();
+      // Device state is saved beside the final pages: both are downtime, so they overlap.
+      CompletableFuture<Long> device = new CompletableFuture<>();
+      if (deviceState.pausesForSave()) {
+        // The hypervisor pauses the VM itself once its save is set up, so the set-up runs while
+        // the guest still does. The final pages follow the device state (the pause is only
+        // known once it is saved); the downtime starts when the hypervisor says it stopped.
+        java.util.concurrent.atomic.AtomicReference<java.time.Instant> stoppedAt = new java.util.concurrent.atomic.AtomicReference<>();
+        long before = System.nanoTime();
+        device.complete(saveDeviceState(control, MigrationStep.MIGRATION_STEP_PAUSE,
+            sink -> deviceState.saveAndPause(sink, saveLimits(), stoppedAt::set)));
+        long now = System.nanoTime();
+        long sinceStop = Duration.between(stoppedAt.get(), java.time.Instant.now()).toNanos();
+        pauseNanos = Math.max(before, Math.min(now, now - sinceStop));
+      } else {
+        pauseNanos = System.nanoTime();
+        try {
+          vm.pause();
+        } catch (HypervisorException e) {
+          throw new MigrationException(step, "cannot pause the VM: " + e.getMessage(), e);
+        }
+        startDeviceSave(device, () -> saveDeviceState(control, MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+            sink -> deviceState.save(DeviceState.Scope.DEVICES, sink, saveLimits())));
       }
+      long paused = System.nanoTime();
       step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
       PageBitmap last = plan.pending();
       try {
@@ -358,19 +385,13 @@ public final class PreCopySender {
       } catch (HypervisorException e) {
         throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
       }
+      log.info("migration {} of {}: paused in {} ms, final dirty log read in {} ms ({} pages)", parties.migrationId(),
+          parties.vmName(), (paused - pauseNanos) / 1_000_000, (System.nanoTime() - paused) / 1_000_000,
+          last.cardinality());
       if (options.verify()) {
         sourceDigest = CompletableFuture.supplyAsync(() -> RamDigest.of(memory));
       }
       int finalRound = rounds;
-      // Device state is saved beside the final pages: both are downtime, so they overlap.
-      CompletableFuture<Long> device = new CompletableFuture<>();
-      Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(() -> {
-        try {
-          device.complete(saveDeviceState(control, DeviceState.Scope.DEVICES));
-        } catch (Throwable t) {
-          device.completeExceptionally(t);
-        }
-      });
       RoundResult r = sendRound(memory, finalRound, last, true);
       finalPagesMs = (System.nanoTime() - pauseNanos) / 1_000_000;
       step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
@@ -481,11 +502,44 @@ public final class PreCopySender {
     return o;
   }
 
+  private DeviceState.SaveLimits saveLimits() {
+    return new DeviceState.SaveLimits(options.timeouts().ready(), options.policy().downtimeLimit(), options.maxBandwidth());
+  }
+
+  /** One way of saving device state into a sink (plain, or pausing the VM itself). */
+  private interface DeviceSave {
+    long save(DeviceState.Sink sink) throws HypervisorException;
+  }
+
+  private interface DeviceSaveTask {
+    long run() throws MigrationException, InterruptedException;
+  }
+
+  private void startDeviceSave(CompletableFuture<Long> device, DeviceSaveTask task) {
+    deviceSave = device;
+    Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(() -> {
+      try {
+        device.complete(task.run());
+      } catch (Throwable t) {
+        device.completeExceptionally(t);
+      }
+    });
+  }
+
   private long saveDeviceState(SenderLane control, DeviceState.Scope scope) throws MigrationException, InterruptedException {
-    MigrationStep devStep = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+    return saveDeviceState(control, MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+        sink -> vm.deviceState().save(scope, sink, saveLimits()));
+  }
+
+  /**
+   * @param devStep the step a failure is reported as: the pause, when the hypervisor pauses the
+   *     VM as part of this save
+   */
+  private long saveDeviceState(SenderLane control, MigrationStep devStep, DeviceSave saver)
+      throws MigrationException, InterruptedException {
     AtomicLong bytes = new AtomicLong();
     try {
-      long n = vm.deviceState().save(scope, chunk -> {
+      long n = saver.save(chunk -> {
         while (chunk.hasRemaining()) {
           int len = Math.min(chunk.remaining(), 1 << 20);
           ByteBuffer part = chunk.slice(chunk.position(), len);
@@ -502,12 +556,17 @@ public final class PreCopySender {
           bytes.addAndGet(len);
           wireBytes.addAndGet(len);
         }
-      }, new DeviceState.SaveLimits(options.timeouts().ready(), options.policy().downtimeLimit(), options.maxBandwidth()));
+      });
       control.send(SenderFrame.newBuilder().setDeviceState(DeviceStateChunk.newBuilder().setLast(true)).build(), devStep);
       return n;
     } catch (HypervisorException e) {
       control.throwIfBroken(devStep);
-      throw new MigrationException(devStep, "cannot save device state: " + e.getMessage(), e);
+      if (cancelRequested && !commitStarted) {
+        throw MigrationException.cancelled(devStep);
+      }
+      throw new MigrationException(devStep, devStep == MigrationStep.MIGRATION_STEP_PAUSE
+          ? "cannot pause the VM for its device-state save: " + e.getMessage()
+          : "cannot save device state: " + e.getMessage(), e);
     }
   }
 
@@ -683,10 +742,30 @@ public final class PreCopySender {
       preparer.abandon(parties.migrationId(), e.getMessage());
     }
     if (maybePaused) {
+      awaitDeviceSaveEnd();
       resumeIfAllowed();
     }
     log.info("migration {} of {} to {} {}: {}", parties.migrationId(), parties.vmName(), parties.targetHost(),
         e.cancelled() ? "cancelled" : "failed", e.getMessage());
+  }
+
+  /**
+   * A device-state save still running when the migration failed (its lanes are closed now, so it
+   * fails too) may still change the VM's run state, as a hypervisor that paused the VM for it
+   * resumes the VM when its save is cancelled: resume only once it has ended.
+   */
+  private void awaitDeviceSaveEnd() {
+    CompletableFuture<Long> d = deviceSave;
+    if (d == null || d.isDone()) {
+      return;
+    }
+    try {
+      d.get(options.timeouts().ready().toNanos(), TimeUnit.NANOSECONDS);
+    } catch (InterruptedException ie) {
+      Thread.currentThread().interrupt();
+    } catch (ExecutionException | java.util.concurrent.TimeoutException ignored) {
+      // failed as expected, or wedged: resume settles the VM's state either way
+    }
   }
 
   /** After a failure with the VM paused here: resume it if the commit says this host still owns it. */

@@ -78,6 +78,8 @@ public final class IncomingMigration {
   private int attached;
   private int finalLanes;
   private DeviceState.Loader loader;
+  /** The device-state loader opened as the migration starts (pre-copy), so the pause does not wait for its set-up. */
+  private java.util.concurrent.CompletableFuture<DeviceState.Loader> arming;
   private boolean deviceStateComplete;
   private long deviceStateBytes;
   private String discardReason;
@@ -156,7 +158,37 @@ public final class IncomingMigration {
     lanes[hello.getLane()] = lane;
     attached++;
     state = State.RECEIVING;
+    if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+      arming = new java.util.concurrent.CompletableFuture<>();
+      java.util.concurrent.CompletableFuture<DeviceState.Loader> armed = arming;
+      Thread.ofPlatform().daemon().name("ferry-recv-arm-" + expected.spec().getName()).start(() -> {
+        try {
+          armed.complete(vm.deviceState().load(DeviceState.Scope.DEVICES));
+        } catch (Throwable t) {
+          armed.completeExceptionally(t);
+        }
+      });
+    }
     return null;
+  }
+
+  /** The loader opened when the migration started; its failure is this step's. */
+  private DeviceState.Loader armedLoader() throws HypervisorException, MigrationException {
+    try {
+      return arming.get(applyTimeout.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS);
+    } catch (java.util.concurrent.ExecutionException e) {
+      if (e.getCause() instanceof HypervisorException h) {
+        throw h;
+      }
+      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+          "cannot open the device-state load: " + e.getCause(), e.getCause());
+    } catch (java.util.concurrent.TimeoutException e) {
+      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+          "the device-state load did not open within " + applyTimeout.toMillis() + " ms");
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "interrupted");
+    }
   }
 
   int laneCount() {
@@ -179,8 +211,7 @@ public final class IncomingMigration {
     }
     try {
       if (loader == null) {
-        loader = vm.deviceState().load(expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY
-            ? DeviceState.Scope.DEVICES : DeviceState.Scope.EVERYTHING);
+        loader = arming != null ? armedLoader() : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
       }
       deviceStateBytes += chunk.remaining();
       if (chunk.hasRemaining()) {
@@ -239,6 +270,8 @@ public final class IncomingMigration {
     }
     try {
       loader.finish(applyTimeout);
+      // Loaded: its socket and selector are of no further use (closing again on a discard is harmless).
+      loader.close();
     } catch (HypervisorException e) {
       throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "device state did not load: " + e.getMessage(), e);
     }
@@ -401,6 +434,7 @@ public final class IncomingMigration {
   public void discard(String reason, Abort tellSource) {
     ReceiverLane[] toClose;
     DeviceState.Loader l;
+    java.util.concurrent.CompletableFuture<DeviceState.Loader> unclaimed = null;
     synchronized (this) {
       if (state == State.COMMITTED) {
         return;
@@ -413,6 +447,7 @@ public final class IncomingMigration {
         discardReason = reason;
         toClose = lanes == null ? new ReceiverLane[0] : lanes;
         l = loader;
+        unclaimed = loader == null ? arming : null;
         notifyAll();
       }
     }
@@ -431,6 +466,9 @@ public final class IncomingMigration {
     try {
       if (l != null) {
         l.close();
+      }
+      if (unclaimed != null) {
+        unclaimed.thenAccept(DeviceState.Loader::close);
       }
       vm.close();
       listener.discarded(this, reason);

@@ -24,7 +24,7 @@ class ConvergencePolicyTest {
       new Settings(Duration.ofMillis(100), 10, Duration.ofSeconds(60), 3, OnTimeout.FORCE_SWITCHOVER);
 
   private static Inputs inputs(int rounds, long remaining, List<Long> history) {
-    return new Inputs(rounds, remaining, GB_S, Duration.ofSeconds(1), Duration.ofMillis(10), history);
+    return new Inputs(rounds, remaining, GB_S, Double.NaN, Duration.ofSeconds(1), Duration.ofMillis(10), history);
   }
 
   @Test
@@ -35,9 +35,52 @@ class ConvergencePolicyTest {
     assertEquals(60, d.expectedDowntime().toMillis());
   }
 
+  private static Inputs dirtying(int rounds, long remaining, double dirtyRate, List<Long> history) {
+    return new Inputs(rounds, remaining, GB_S, dirtyRate, Duration.ofSeconds(1), Duration.ofMillis(10), history);
+  }
+
+  /**
+   * The regression: the policy switched over as soon as the rest fitted the limit, so a 32 MiB
+   * working set paused the guest for 100-300 ms where one more 40 ms round leaves almost nothing.
+   */
+  @Test
+  void takesOneMoreRoundWhenItHalvesThePauseCheaply() {
+    // 30 MB at 1 GB/s: a 30 ms round, during which a guest at 8 MB/s dirties 0.24 MB.
+    Decision d = ConvergencePolicy.decide(LIMIT_100MS, dirtying(2, 30_000_000, 8e6, List.of(1_000_000_000L)));
+    assertInstanceOf(Continue.class, d);
+    assertEquals(40, d.expectedDowntime().toMillis());
+  }
+
+  @Test
+  void switchesOverOnceTheRestIsNegligible() {
+    // 1 MB at 1 GB/s is 1 ms: not worth another round.
+    assertInstanceOf(Switchover.class,
+        ConvergencePolicy.decide(LIMIT_100MS, dirtying(3, 1_000_000, 8e6, List.of(30_000_000L))));
+  }
+
+  @Test
+  void switchesOverWhenTheGuestWouldDirtyMoreThanHalfAgain() {
+    // 60 MB at 1 GB/s takes 60 ms, during which a guest at 600 MB/s dirties 36 MB: barely a gain.
+    assertInstanceOf(Switchover.class,
+        ConvergencePolicy.decide(LIMIT_100MS, dirtying(2, 60_000_000, 600e6, List.of(900_000_000L))));
+  }
+
+  @Test
+  void switchesOverWhenTheLastExtraRoundDidNotHalveTheRest() {
+    // Predicted to shrink, but the previous round only went from 30 to 20 MB (a hot set rewritten at once).
+    assertInstanceOf(Switchover.class,
+        ConvergencePolicy.decide(LIMIT_100MS, dirtying(3, 20_000_000, 8e6, List.of(900_000_000L, 30_000_000L))));
+  }
+
+  @Test
+  void neverTakesAnExtraRoundPastTheRoundLimit() {
+    Decision d = ConvergencePolicy.decide(LIMIT_100MS, dirtying(11, 30_000_000, 8e6, List.of(1_000_000_000L)));
+    assertInstanceOf(Switchover.class, d);
+  }
+
   @Test
   void switchesOverAtOnceWhenNothingIsDirty() {
-    Inputs noBandwidth = new Inputs(1, 0, 0, Duration.ZERO, Duration.ofMillis(500), List.of());
+    Inputs noBandwidth = new Inputs(1, 0, 0, Double.NaN, Duration.ZERO, Duration.ofMillis(500), List.of());
     assertInstanceOf(Switchover.class, ConvergencePolicy.decide(LIMIT_100MS, noBandwidth));
   }
 
@@ -50,7 +93,7 @@ class ConvergencePolicyTest {
 
   @Test
   void fixedCostAloneCanExceedTheBudget() {
-    Inputs in = new Inputs(2, 1_000, GB_S, Duration.ZERO, Duration.ofMillis(150), List.of());
+    Inputs in = new Inputs(2, 1_000, GB_S, Double.NaN, Duration.ZERO, Duration.ofMillis(150), List.of());
     assertInstanceOf(Continue.class, ConvergencePolicy.decide(LIMIT_100MS, in));
   }
 
@@ -64,7 +107,7 @@ class ConvergencePolicyTest {
   @Test
   void cancelsAtTheTimeLimitWhenAskedTo() {
     Settings cancel = new Settings(Duration.ofMillis(100), 10, Duration.ofSeconds(5), 3, OnTimeout.CANCEL);
-    Inputs late = new Inputs(3, 500_000_000, GB_S, Duration.ofSeconds(5), Duration.ZERO, List.of(600_000_000L));
+    Inputs late = new Inputs(3, 500_000_000, GB_S, Double.NaN, Duration.ofSeconds(5), Duration.ZERO, List.of(600_000_000L));
     GiveUp g = assertInstanceOf(GiveUp.class, ConvergencePolicy.decide(cancel, late));
     assertTrue(g.reason().contains("time limit"), g.reason());
   }
