@@ -680,7 +680,11 @@ public final class PreCopySender {
       if (e == null) {
         continue;
       }
-      rateLimiter.acquire(e.wireBytes());
+      if (!isFinal) {
+        // The cap protects the network while the guest runs; the final pages are downtime, and
+        // QEMU does not rate-limit its final stage either.
+        rateLimiter.acquire(e.wireBytes());
+      }
       long sendStart = System.nanoTime();
       lane.send(SenderFrame.newBuilder().setPages(e.batch()).build(), laneStep);
       codec.recordSend(e.wireBytes(), System.nanoTime() - sendStart);
