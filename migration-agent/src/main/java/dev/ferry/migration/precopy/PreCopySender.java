@@ -511,15 +511,11 @@ public final class PreCopySender {
     long save(DeviceState.Sink sink) throws HypervisorException;
   }
 
-  private interface DeviceSaveTask {
-    long run() throws MigrationException, InterruptedException;
-  }
-
-  private void startDeviceSave(CompletableFuture<Long> device, DeviceSaveTask task) {
+  private void startDeviceSave(CompletableFuture<Long> device, java.util.concurrent.Callable<Long> task) {
     deviceSave = device;
     Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(() -> {
       try {
-        device.complete(task.run());
+        device.complete(task.call());
       } catch (Throwable t) {
         device.completeExceptionally(t);
       }
