@@ -2,7 +2,9 @@ package dev.ferry.cli;
 
 import picocli.CommandLine.Command;
 
+// INHERIT: every subcommand takes --help (and --version), which the usage-error hint tells users to try.
 @Command(name = "ferry",
+    scope = picocli.CommandLine.ScopeType.INHERIT,
     mixinStandardHelpOptions = true,
     versionProvider = FerryCommand.Version.class,
     description = "Live migration and high availability for virtual machines.",
