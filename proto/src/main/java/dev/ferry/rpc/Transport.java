@@ -69,7 +69,7 @@ public final class Transport {
         switch (listen) {
           case Endpoint.Tcp tcp -> {
             NettyServerBuilder b =
-                NettyServerBuilder.forAddress(tcp.socketAddress())
+                NettyServerBuilder.forAddress(tcp.socketAddress(), ComposingCumulation.server(serverCredentials()))
                     .flowControlWindow(FLOW_CONTROL_WINDOW)
                     .maxInboundMessageSize(MAX_MESSAGE_BYTES)
                     .permitKeepAliveTime(5, TimeUnit.SECONDS)
@@ -88,6 +88,18 @@ public final class Transport {
     return server.start();
   }
 
+  private io.grpc.ServerCredentials serverCredentials() {
+    return switch (security) {
+      case TransportSecurity.Plaintext p -> io.grpc.InsecureServerCredentials.create();
+    };
+  }
+
+  private io.grpc.ChannelCredentials channelCredentials() {
+    return switch (security) {
+      case TransportSecurity.Plaintext p -> io.grpc.InsecureChannelCredentials.create();
+    };
+  }
+
   /** The endpoint a started server actually listens on (resolves port 0). */
   public static Endpoint boundEndpoint(Endpoint requested, Server server) {
     return switch (requested) {
@@ -104,8 +116,7 @@ public final class Transport {
   public ManagedChannel channel(Endpoint target) {
     return switch (target) {
       case Endpoint.Tcp tcp ->
-          NettyChannelBuilder.forAddress(tcp.host(), tcp.port())
-              .usePlaintext()
+          NettyChannelBuilder.forAddress(tcp.host(), tcp.port(), ComposingCumulation.client(channelCredentials()))
               .flowControlWindow(FLOW_CONTROL_WINDOW)
               .maxInboundMessageSize(MAX_MESSAGE_BYTES)
               .keepAliveTime(10, TimeUnit.SECONDS)

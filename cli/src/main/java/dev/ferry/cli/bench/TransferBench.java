@@ -46,13 +46,25 @@ import java.util.Map;
 public final class TransferBench {
   public record Settings(long size, List<Pattern> patterns, List<Integer> streams, int repeat, long memorySize) {}
 
-  /** One measured case: MB/s of each repetition. */
-  public record Case(String pattern, String transport, int streams, List<Double> mbPerSec, double wireRatio) {
+  /**
+   * One measured case: MB/s of each repetition, and the CPU time both ends spent per GiB moved
+   * (user + system, whole processes). CPU per GiB does not move with the machine's other load the
+   * way MB/s does, so it is the figure to compare changes of the data path by.
+   */
+  public record Case(String pattern, String transport, int streams, List<Double> mbPerSec, double wireRatio,
+      List<Double> senderCpuPerGiB, List<Double> receiverCpuPerGiB) {
     double median() {
-      List<Double> s = new ArrayList<>(mbPerSec);
-      Collections.sort(s);
-      return s.get(s.size() / 2);
+      return medianOf(mbPerSec);
     }
+  }
+
+  static double medianOf(List<Double> values) {
+    if (values.isEmpty()) {
+      return 0;
+    }
+    List<Double> s = new ArrayList<>(values);
+    Collections.sort(s);
+    return s.get(s.size() / 2);
   }
 
   /** Peak memory of the agents while one guest moved. */
@@ -64,12 +76,13 @@ public final class TransferBench {
       StringBuilder b = new StringBuilder();
       b.append(String.format(Locale.ROOT, "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6)%n",
           Sizes.format(settings.size()), settings.repeat()));
-      b.append(String.format(Locale.ROOT, "%-13s %-10s %7s %10s %9s %10s%n", "memory", "transport", "streams", "MB/s",
-          "vs raw", "wire/RAM"));
+      b.append(String.format(Locale.ROOT, "%-13s %-10s %7s %10s %9s %10s %13s %13s%n", "memory", "transport", "streams",
+          "MB/s", "vs raw", "wire/RAM", "send CPU s/G", "recv CPU s/G"));
       for (Case c : cases) {
         double raw = rawMedian(c.pattern());
-        b.append(String.format(Locale.ROOT, "%-13s %-10s %7d %10.0f %8.0f%% %9.0f%%%n", c.pattern(), c.transport(),
-            c.streams(), c.median(), raw > 0 ? 100 * c.median() / raw : 0, 100 * c.wireRatio()));
+        b.append(String.format(Locale.ROOT, "%-13s %-10s %7d %10.0f %8.0f%% %9.0f%% %13.2f %13.2f%n", c.pattern(),
+            c.transport(), c.streams(), c.median(), raw > 0 ? 100 * c.median() / raw : 0, 100 * c.wireRatio(),
+            medianOf(c.senderCpuPerGiB()), medianOf(c.receiverCpuPerGiB())));
       }
       for (MemoryRun m : memory) {
         b.append(String.format(Locale.ROOT,
@@ -105,6 +118,8 @@ public final class TransferBench {
         r.put("mbPerSecRuns", c.mbPerSec().stream().map(Math::round).toList());
         r.put("vsRawTcp", Math.round(1000 * c.median() / Math.max(1, rawMedian(c.pattern()))) / 1000.0);
         r.put("wireRatio", Math.round(1000 * c.wireRatio()) / 1000.0);
+        r.put("senderCpuSecPerGiB", Math.round(100 * medianOf(c.senderCpuPerGiB())) / 100.0);
+        r.put("receiverCpuSecPerGiB", Math.round(100 * medianOf(c.receiverCpuPerGiB())) / 100.0);
         rows.add(r);
       }
       out.put("throughput", rows);
@@ -113,6 +128,15 @@ public final class TransferBench {
     }
   }
 
+  /**
+   * Memory freed just before a run, so that the receiver of every case writes into memory the
+   * host backs. These machines return freed memory to their host at once (virtio-balloon free
+   * page reporting, min_free_ms=0), and first use of returned memory costs a host fault per page:
+   * without this, whichever case allocates after a pause pays 1-2 s per GiB more, and which one
+   * that is depends on the order of the cases, not on the transport.
+   */
+  private static final long WARM_SLACK = 256L << 20;
+  private Path scratchDir;
   private final Settings settings;
   private final PrintStream say;
 
@@ -125,6 +149,7 @@ public final class TransferBench {
     Path dir = Files.createTempDirectory("ferry-bench-");
     Path ramDir = Path.of("/dev/shm/ferry-bench-" + ProcessHandle.current().pid());
     Files.createDirectories(ramDir);
+    scratchDir = ramDir;
     warmHostMemory(ramDir, 2 * Math.max(settings.size(), settings.memorySize()) + (1L << 30));
     say.println("starting 2 agents and a raw TCP receiver in " + dir);
     ClusterFile cluster = LocalCluster.up(dir, LocalCluster.Options.of(2, "sim").standalone(), Duration.ofSeconds(60));
@@ -140,19 +165,31 @@ public final class TransferBench {
       say.println("  warm-up migration (not measured)");
       migrate(source, target, "bench-warmup", Pattern.PATTERN_RANDOM, Math.min(settings.size(), 256L << 20),
           Collections.max(settings.streams()), null, null);
+      // Cases of one pattern take turns (raw, 1 stream, N streams, raw, ...) so that a change in
+      // the machine's other load moves all of them, not only whichever ran in that minute.
       for (Pattern p : settings.patterns()) {
         String name = p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT);
-        cases.add(raw(name, p, ramDir, sinkAddress));
-        for (int streams : settings.streams()) {
-          List<Double> runs = new ArrayList<>();
-          double wire = 0;
+        Runs raw = new Runs();
+        List<Runs> ferry = settings.streams().stream().map(n -> new Runs()).toList();
+        try (VmInstance rawSource = new SimDriver().create(spec("raw-src", p, settings.size()),
+            new VmPaths(ramDir.resolve("raw-src"), ramDir.resolve("raw-src.ram")))) {
           for (int i = 0; i < settings.repeat(); i++) {
-            Measured m = migrate(source, target, "bench-" + name, p, settings.size(), streams, null, null);
-            runs.add(m.mbPerSec());
-            wire = m.wireRatio();
-            say.printf(Locale.ROOT, "  %-12s ferry %d stream(s): %.0f MB/s%n", name, streams, m.mbPerSec());
+            Measured m = raw(rawSource, sinkAddress, sink.pid());
+            raw.add(m);
+            say.printf(Locale.ROOT, "  %-12s raw tcp: %s%n", name, m);
+            for (int k = 0; k < settings.streams().size(); k++) {
+              int streams = settings.streams().get(k);
+              m = migrate(source, target, "bench-" + name, p, settings.size(), streams, null, null);
+              ferry.get(k).add(m);
+              say.printf(Locale.ROOT, "  %-12s ferry %d stream(s): %s%n", name, streams, m);
+            }
           }
-          cases.add(new Case(name, "ferry-grpc", streams, runs, wire));
+        } catch (dev.ferry.hypervisor.HypervisorException e) {
+          throw new CliException("cannot create the raw source memory: " + e.getMessage());
+        }
+        cases.add(raw.toCase(name, "raw-tcp", 1));
+        for (int k = 0; k < settings.streams().size(); k++) {
+          cases.add(ferry.get(k).toCase(name, "ferry-grpc", settings.streams().get(k)));
         }
       }
       if (settings.memorySize() > 0) {
@@ -183,6 +220,10 @@ public final class TransferBench {
    */
   private void warmHostMemory(Path ramDir, long bytes) throws IOException {
     say.println("warming " + Sizes.format(bytes) + " of host memory (first use of memory is slow on these VMs)");
+    touchAndFree(ramDir, bytes);
+  }
+
+  static void touchAndFree(Path ramDir, long bytes) throws IOException {
     Path file = ramDir.resolve("warm");
     ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
@@ -195,24 +236,51 @@ public final class TransferBench {
     }
   }
 
-  private Case raw(String name, Pattern p, Path ramDir, InetSocketAddress sink) throws IOException {
-    List<Double> runs = new ArrayList<>();
-    try (VmInstance src = new SimDriver().create(spec("raw-src", p, settings.size()),
-        new VmPaths(ramDir.resolve("raw-src"), ramDir.resolve("raw-src.ram")))) {
-      for (int i = 0; i < settings.repeat(); i++) {
-        long t = System.nanoTime();
-        RawTcp.send(sink, src.memory());
-        double mbs = settings.size() / 1e6 / ((System.nanoTime() - t) / 1e9);
-        runs.add(mbs);
-        say.printf(Locale.ROOT, "  %-12s raw tcp: %.0f MB/s%n", name, mbs);
-      }
-    } catch (dev.ferry.hypervisor.HypervisorException e) {
-      throw new CliException("cannot create the raw source memory: " + e.getMessage());
-    }
-    return new Case(name, "raw-tcp", 1, runs, 1.0);
+  /** One raw TCP transfer of {@code src}'s memory; the sender is this process, so its CPU is this process's. */
+  private Measured raw(VmInstance src, InetSocketAddress sink, long sinkPid) throws IOException {
+    touchAndFree(scratchDir, settings.size() + WARM_SLACK);
+    long self = ProcessHandle.current().pid();
+    long s0 = ProcStat.cpuTicks(self).orElse(0);
+    long r0 = ProcStat.cpuTicks(sinkPid).orElse(0);
+    long t = System.nanoTime();
+    RawTcp.send(sink, src.memory());
+    double seconds = (System.nanoTime() - t) / 1e9;
+    return measured(settings.size(), seconds, 1.0, ProcStat.cpuTicks(self).orElse(0) - s0,
+        ProcStat.cpuTicks(sinkPid).orElse(0) - r0);
   }
 
-  private record Measured(double mbPerSec, double wireRatio) {}
+  private record Measured(double mbPerSec, double wireRatio, double senderCpuPerGiB, double receiverCpuPerGiB) {
+    @Override
+    public String toString() {
+      return String.format(Locale.ROOT, "%.0f MB/s, CPU per GiB %.2f s sending, %.2f s receiving", mbPerSec,
+          senderCpuPerGiB, receiverCpuPerGiB);
+    }
+  }
+
+  private static Measured measured(long bytes, double seconds, double wireRatio, long senderTicks, long receiverTicks) {
+    double gib = bytes / (double) (1L << 30);
+    return new Measured(bytes / 1e6 / Math.max(seconds, 1e-3), wireRatio,
+        senderTicks / (double) ProcStat.TICKS_PER_SECOND / gib, receiverTicks / (double) ProcStat.TICKS_PER_SECOND / gib);
+  }
+
+  /** Repetitions of one case. */
+  private static final class Runs {
+    final List<Double> mbPerSec = new ArrayList<>();
+    final List<Double> senderCpu = new ArrayList<>();
+    final List<Double> receiverCpu = new ArrayList<>();
+    double wire = 1.0;
+
+    void add(Measured m) {
+      mbPerSec.add(m.mbPerSec());
+      senderCpu.add(m.senderCpuPerGiB());
+      receiverCpu.add(m.receiverCpuPerGiB());
+      wire = m.wireRatio();
+    }
+
+    Case toCase(String pattern, String transport, int streams) {
+      return new Case(pattern, transport, streams, mbPerSec, wire, senderCpu, receiverCpu);
+    }
+  }
 
   private Measured migrate(ClusterFile.Host source, ClusterFile.Host target, String vm, Pattern p, long size,
       int streams, ProcessMemory s, ProcessMemory r) {
@@ -220,6 +288,14 @@ public final class TransferBench {
         AgentClient b = LocalCluster.client(target, Duration.ofSeconds(300))) {
       a.createVm(CreateVmRequest.newBuilder().setSpec(spec(vm, p, size)).setStart(true).build());
       long[] round0 = {0};
+      try {
+        touchAndFree(scratchDir, size + WARM_SLACK);
+      } catch (IOException e) {
+        throw new CliException("cannot warm memory before the run: " + e.getMessage());
+      }
+      // CPU from here on is the migration's (creating the VM, which writes its memory, is not).
+      long s0 = ProcStat.cpuTicks(source.pid()).orElse(0);
+      long r0 = ProcStat.cpuTicks(target.pid()).orElse(0);
       MigrationEvent done = a.migrate(MigrateRequest.newBuilder().setVm(vm).setTargetHost(target.id())
           .setTargetEndpoint(target.endpoint())
           .setOptions(MigrationOptions.newBuilder().setStreams(streams).setVerify(false)).build(), e -> {
@@ -227,12 +303,14 @@ public final class TransferBench {
               round0[0] = e.getRound().getRoundMs();
             }
           });
+      long sent = ProcStat.cpuTicks(source.pid()).orElse(0) - s0;
+      long received = ProcStat.cpuTicks(target.pid()).orElse(0) - r0;
       MigrationSummary sum = done.getSummary();
       if (sum.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
         throw new CliException("benchmark migration failed: " + sum.getError());
       }
       b.deleteVm(vm);
-      return new Measured(size / 1e6 / (Math.max(1, round0[0]) / 1e3), (double) sum.getBytesTransferred() / size);
+      return measured(size, Math.max(1, round0[0]) / 1e3, (double) sum.getBytesTransferred() / size, sent, received);
     }
   }
 
