@@ -82,6 +82,24 @@ class LiveMigrationTest {
     assertTrue(dest.verifyMemory().ok(), "RAM image on B: " + dest.verifyMemory());
   }
 
+  /**
+   * Pins the failure where a bandwidth cap left compressible memory uncompressed: the governor
+   * timed sends without the cap's waits, saw loopback speed, and judged LZ4 not worth its time.
+   */
+  @Test
+  void underABandwidthCapCompressibleMemoryTravelsCompressed() throws Exception {
+    VmSpec spec = AgentPair.busyGuest("docs", 32L << 20, 0);
+    pair.createRunning(spec);
+    MigrationEvent done = pair.clientA.migrate(migrate("docs", MigrationOptions.newBuilder().setStreams(1)
+        .setMaxBandwidthBytesPerSec(24L << 20).setVerify(true).build()), e -> {});
+    MigrationSummary s = done.getSummary();
+    assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, s.getStatus(), s.getError());
+    assertTrue(s.getMemoryVerified());
+    assertTrue(s.getBytesTransferred() < (32L << 20) * 6 / 10,
+        "compressible memory (about 2.5:1) under a 24 MiB/s cap should go compressed; " + s.getBytesTransferred()
+            + " bytes on the wire for 32 MiB");
+  }
+
   @Test
   void anUnreachableTargetFailsAtPrepareAndTheSourceKeepsRunning() throws Exception {
     pair.createRunning(AgentPair.busyGuest("db", 16L << 20, 500));
