@@ -30,6 +30,12 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
       description = "Guest RAM of the memory-bound run (0 skips it) (default: ${DEFAULT-VALUE}).")
   String memorySize;
 
+  @Option(names = "--link-rate", defaultValue = "0", paramLabel = "RATE",
+      description = {"Emulate a link of this speed (e.g. 1G/s for 10 Gbit/s, 100M/s for 1 Gbit/s): the raw TCP sender "
+          + "is paced to it and Ferry runs with --max-bandwidth RATE; both count bytes on the wire. "
+          + "0 (default): loopback as fast as it goes."})
+  String linkRate;
+
   @Option(names = "--json", description = "Print the results as JSON.")
   boolean json;
 
@@ -37,7 +43,7 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
   public Integer call() throws Exception {
     TransferBench.Settings s = new TransferBench.Settings(Sizes.parseSize(size),
         patterns.stream().map(VmCommand.Create::pattern).toList(), streams, Math.max(1, repeat),
-        Sizes.parseSize(memorySize));
+        Sizes.parseSize(memorySize), Sizes.parseRate(linkRate));
     TransferBench.Report r = new TransferBench(s, json ? System.err : System.out).run();
     if (json) {
       System.out.println(Json.write(r.toJson()));

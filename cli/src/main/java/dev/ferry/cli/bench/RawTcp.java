@@ -57,8 +57,12 @@ final class RawTcp {
     }
   }
 
-  /** Sends all of {@code memory} (read with pread, as Ferry does); returns once the receiver has written every byte. */
-  static void send(InetSocketAddress to, GuestMemory memory) throws IOException {
+  /**
+   * Sends all of {@code memory} (read with pread, as Ferry does), paced to {@code bytesPerSec}
+   * when that is positive; returns once the receiver has written every byte.
+   */
+  static void send(InetSocketAddress to, GuestMemory memory, long bytesPerSec) throws IOException {
+    long start = System.nanoTime();
     try (SocketChannel ch = SocketChannel.open(to)) {
       ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
       ByteBuffer header = ByteBuffer.allocate(8).putLong(0, memory.sizeBytes());
@@ -72,10 +76,27 @@ final class RawTcp {
         while (b.hasRemaining()) {
           ch.write(b);
         }
+        if (bytesPerSec > 0) {
+          pace(start, at + CHUNK, bytesPerSec);
+        }
       }
       ByteBuffer ack = ByteBuffer.allocate(1);
       if (ch.read(ack) != 1) {
         throw new IOException("receiver did not acknowledge");
+      }
+    }
+  }
+
+  /** Sleeps until {@code sent} bytes are due at {@code bytesPerSec} since {@code start}. */
+  private static void pace(long start, long sent, long bytesPerSec) throws IOException {
+    long due = start + (long) (sent * 1e9 / bytesPerSec);
+    long wait = due - System.nanoTime();
+    if (wait > 0) {
+      try {
+        Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted");
       }
     }
   }

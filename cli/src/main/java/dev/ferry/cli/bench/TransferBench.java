@@ -44,7 +44,9 @@ import java.util.Map;
  * reported apart) while a large guest moves.
  */
 public final class TransferBench {
-  public record Settings(long size, List<Pattern> patterns, List<Integer> streams, int repeat, long memorySize) {}
+  /** {@code linkRate}: bytes per second both transports are held to on the wire (0: unpaced). */
+  public record Settings(long size, List<Pattern> patterns, List<Integer> streams, int repeat, long memorySize,
+      long linkRate) {}
 
   /**
    * One measured case: MB/s of each repetition, and the CPU time both ends spent per GiB moved
@@ -74,8 +76,9 @@ public final class TransferBench {
   public record Report(Settings settings, List<Case> cases, List<MemoryRun> memory, String machine) {
     public String table() {
       StringBuilder b = new StringBuilder();
-      b.append(String.format(Locale.ROOT, "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6)%n",
-          Sizes.format(settings.size()), settings.repeat()));
+      b.append(String.format(Locale.ROOT, "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6)%s%n",
+          Sizes.format(settings.size()), settings.repeat(), settings.linkRate() > 0
+              ? "; link emulated at " + Sizes.format(settings.linkRate()) + "/s (wire bytes)" : ""));
       b.append(String.format(Locale.ROOT, "%-13s %-10s %7s %10s %9s %10s %13s %13s%n", "memory", "transport", "streams",
           "MB/s", "vs raw", "wire/RAM", "send CPU s/G", "recv CPU s/G"));
       for (Case c : cases) {
@@ -107,6 +110,7 @@ public final class TransferBench {
       Map<String, Object> out = new LinkedHashMap<>();
       out.put("guestBytes", settings.size());
       out.put("repeat", settings.repeat());
+      out.put("linkRateBytesPerSec", settings.linkRate());
       out.put("machine", machine);
       List<Map<String, Object>> rows = new ArrayList<>();
       for (Case c : cases) {
@@ -243,7 +247,7 @@ public final class TransferBench {
     long s0 = ProcStat.cpuTicks(self).orElse(0);
     long r0 = ProcStat.cpuTicks(sinkPid).orElse(0);
     long t = System.nanoTime();
-    RawTcp.send(sink, src.memory());
+    RawTcp.send(sink, src.memory(), settings.linkRate());
     double seconds = (System.nanoTime() - t) / 1e9;
     return measured(settings.size(), seconds, 1.0, ProcStat.cpuTicks(self).orElse(0) - s0,
         ProcStat.cpuTicks(sinkPid).orElse(0) - r0);
@@ -298,7 +302,8 @@ public final class TransferBench {
       long r0 = ProcStat.cpuTicks(target.pid()).orElse(0);
       MigrationEvent done = a.migrate(MigrateRequest.newBuilder().setVm(vm).setTargetHost(target.id())
           .setTargetEndpoint(target.endpoint())
-          .setOptions(MigrationOptions.newBuilder().setStreams(streams).setVerify(false)).build(), e -> {
+          .setOptions(MigrationOptions.newBuilder().setStreams(streams).setVerify(false)
+              .setMaxBandwidthBytesPerSec(settings.linkRate())).build(), e -> {
             if (e.hasRound() && !e.getRound().getPartial() && e.getRound().getRound() == 0) {
               round0[0] = e.getRound().getRoundMs();
             }
