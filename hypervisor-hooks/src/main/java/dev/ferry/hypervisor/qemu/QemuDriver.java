@@ -34,7 +34,7 @@ public final class QemuDriver implements HypervisorDriver {
 
   /**
    * @param binary qemu-system-x86_64 (a path, or a name looked up on PATH)
-   * @param accel AUTO uses KVM where /dev/kvm opens, TCG otherwise
+   * @param accel AUTO uses KVM where /dev/kvm opens and is hardware-backed, TCG otherwise
    * @param startTimeout from launch to QMP ready
    * @param qmpTimeout for each QMP command
    */

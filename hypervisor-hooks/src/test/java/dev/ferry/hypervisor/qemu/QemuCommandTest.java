@@ -106,8 +106,29 @@ class QemuCommandTest {
 
   @Test
   void accelDetectionFallsBackToTcgWithoutAUsableDevKvm() {
-    Accel.Detection d = Accel.detect(Path.of("/nonexistent/kvm"));
+    Accel.Detection d = Accel.detect(Path.of("/nonexistent/kvm"), Accel.SYS_MODULE);
     assertEquals(Accel.TCG, d.accel());
     assertTrue(d.reason().contains("/nonexistent/kvm"), d.reason());
+  }
+
+  /**
+   * Pins the failure where a /dev/kvm backed by PVM (kvm_pvm, no VT-x) was taken for KVM: every
+   * QEMU test guest stopped at once with "KVM internal error ... emulation failure".
+   */
+  @Test
+  void aDevKvmBackedByPvmIsNotKvmForOrdinaryGuests(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+    Path devKvm = dir.resolve("kvm");
+    java.nio.file.Files.createFile(devKvm);
+    Path modules = dir.resolve("module");
+    java.nio.file.Files.createDirectories(modules.resolve("kvm"));
+    java.nio.file.Files.createDirectories(modules.resolve("kvm_pvm"));
+    Accel.Detection pvm = Accel.detect(devKvm, modules);
+    assertEquals(Accel.TCG, pvm.accel());
+    assertTrue(pvm.reason().contains("kvm_pvm"), pvm.reason());
+
+    java.nio.file.Files.createDirectories(modules.resolve("kvm_intel"));
+    assertEquals(Accel.KVM, Accel.detect(devKvm, modules).accel(), "hardware KVM next to PVM is KVM");
+    java.nio.file.Files.delete(modules.resolve("kvm_pvm"));
+    assertEquals(Accel.KVM, Accel.detect(devKvm, modules).accel());
   }
 }

@@ -5,8 +5,13 @@ import dev.ferry.hypervisor.PageBitmap;
 import dev.ferry.hypervisor.linux.Linux;
 import dev.ferry.hypervisor.linux.LinuxException;
 import java.io.Closeable;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.OptionalLong;
 
 /**
  * Which pages of a range of another process's memory were written, from the kernel's
@@ -58,14 +63,17 @@ public final class PagemapScanner implements Closeable {
   private final long start;
   private final long length;
   private final int fd;
+  /** The process's start time (field 22 of /proc/PID/stat), so a reused pid is not taken for it. */
+  private final long startTime;
   private final Arena arena;
   private final MemorySegment arg;
   private final MemorySegment vec;
   private final int vecRegions;
   private State state = State.OPEN;
 
-  private PagemapScanner(long pid, long start, long length, int fd, int vecRegions) {
+  private PagemapScanner(long pid, long start, long length, int fd, long startTime, int vecRegions) {
     this.pid = pid;
+    this.startTime = startTime;
     this.start = start;
     this.length = length;
     this.fd = fd;
@@ -99,7 +107,39 @@ public final class PagemapScanner implements Closeable {
       throw new HypervisorException("open dirty log", "cannot open " + path + ": " + e.getMessage()
           + (e.errno() == 2 ? " (process gone?)" : ""), e);
     }
-    return new PagemapScanner(pid, start, length, fd, vecRegions);
+    OptionalLong startTime = startTime(pid);
+    if (startTime.isEmpty()) {
+      Linux.close(fd);
+      throw new HypervisorException("open dirty log", "process " + pid + " is gone");
+    }
+    return new PagemapScanner(pid, start, length, fd, startTime.getAsLong(), vecRegions);
+  }
+
+  /** Start time of a living (not zombie) process {@code pid}, or empty when there is none. */
+  private static OptionalLong startTime(long pid) {
+    String stat;
+    try {
+      stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"), StandardCharsets.US_ASCII);
+    } catch (IOException e) {
+      return OptionalLong.empty();
+    }
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+    char state = f[0].charAt(0);
+    if (state == 'Z' || state == 'X' || state == 'x') {
+      return OptionalLong.empty();
+    }
+    return OptionalLong.of(Long.parseLong(f[19]));
+  }
+
+  /**
+   * Whether the scanned process still lives. Needed after every scan: on some kernels (6.18.44
+   * here) PAGEMAP_SCAN of a process that has exited succeeds and reports no page, which would
+   * read as "nothing written" instead of "the log is lost".
+   */
+  private boolean alive() {
+    OptionalLong now = startTime(pid);
+    return now.isPresent() && now.getAsLong() == startTime;
   }
 
   public long pid() {
@@ -189,6 +229,13 @@ public final class PagemapScanner implements Closeable {
             "PAGEMAP_SCAN stopped at 0x%x without progress (range [0x%x, 0x%x))", walkEnd, cursor, end));
       }
       cursor = walkEnd;
+    }
+    if (!alive()) {
+      if (rearm) {
+        state = State.BROKEN;
+      }
+      throw new HypervisorException(step, "process " + pid + " is gone: exited before or during the scan, "
+          + "so what it wrote is unknown");
     }
     return new ScanStats(pages, regions, calls, System.nanoTime() - t0);
   }
