@@ -161,7 +161,7 @@ public final class TransferBench {
     List<Case> cases = new ArrayList<>();
     List<MemoryRun> memory = new ArrayList<>();
     try {
-      InetSocketAddress sinkAddress = endpoint(dir.resolve("sink.endpoint"), sink);
+      SinkEndpoints sinkAt = endpoint(dir.resolve("sink.endpoint"), sink);
       ClusterFile.Host source = cluster.hosts().get(0);
       ClusterFile.Host target = cluster.hosts().get(1);
       // Agents are long-lived daemons: the first migration of a fresh JVM runs interpreted while
@@ -174,13 +174,19 @@ public final class TransferBench {
       for (Pattern p : settings.patterns()) {
         String name = p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT);
         Runs raw = new Runs();
+        Runs grpc = new Runs();
         List<Runs> ferry = settings.streams().stream().map(n -> new Runs()).toList();
         try (VmInstance rawSource = new SimDriver().create(spec("raw-src", p, settings.size()),
             new VmPaths(ramDir.resolve("raw-src"), ramDir.resolve("raw-src.ram")))) {
           for (int i = 0; i < settings.repeat(); i++) {
-            Measured m = raw(rawSource, sinkAddress, sink.pid());
+            Measured m = raw(rawSource, sinkAt.raw(), sink.pid());
             raw.add(m);
             say.printf(Locale.ROOT, "  %-12s raw tcp: %s%n", name, m);
+            if (settings.linkRate() == 0) {
+              m = grpcBytes(rawSource, sinkAt.grpc(), sink.pid());
+              grpc.add(m);
+              say.printf(Locale.ROOT, "  %-12s grpc bytes: %s%n", name, m);
+            }
             for (int k = 0; k < settings.streams().size(); k++) {
               int streams = settings.streams().get(k);
               m = migrate(source, target, "bench-" + name, p, settings.size(), streams, null, null);
@@ -192,6 +198,9 @@ public final class TransferBench {
           throw new CliException("cannot create the raw source memory: " + e.getMessage());
         }
         cases.add(raw.toCase(name, "raw-tcp", 1));
+        if (!grpc.mbPerSec.isEmpty()) {
+          cases.add(grpc.toCase(name, "grpc-bytes", 1));
+        }
         for (int k = 0; k < settings.streams().size(); k++) {
           cases.add(ferry.get(k).toCase(name, "ferry-grpc", settings.streams().get(k)));
         }
@@ -238,6 +247,19 @@ public final class TransferBench {
     } finally {
       Files.deleteIfExists(file);
     }
+  }
+
+  /** One transfer of {@code src}'s memory as plain gRPC messages (the gRPC floor, see {@link GrpcBytes}). */
+  private Measured grpcBytes(VmInstance src, dev.ferry.rpc.Endpoint.Tcp sink, long sinkPid) throws IOException {
+    touchAndFree(scratchDir, settings.size() + WARM_SLACK);
+    long self = ProcessHandle.current().pid();
+    long s0 = ProcStat.cpuTicks(self).orElse(0);
+    long r0 = ProcStat.cpuTicks(sinkPid).orElse(0);
+    long t = System.nanoTime();
+    GrpcBytes.send(sink, src.memory());
+    double seconds = (System.nanoTime() - t) / 1e9;
+    return measured(settings.size(), seconds, 1.0, ProcStat.cpuTicks(self).orElse(0) - s0,
+        ProcStat.cpuTicks(sinkPid).orElse(0) - r0);
   }
 
   /** One raw TCP transfer of {@code src}'s memory; the sender is this process, so its CPU is this process's. */
@@ -334,7 +356,9 @@ public final class TransferBench {
         .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
   }
 
-  private static InetSocketAddress endpoint(Path file, Process sink) throws InterruptedException, IOException {
+  private record SinkEndpoints(InetSocketAddress raw, dev.ferry.rpc.Endpoint.Tcp grpc) {}
+
+  private static SinkEndpoints endpoint(Path file, Process sink) throws InterruptedException, IOException {
     long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
     while (!Files.exists(file)) {
       if (!sink.isAlive() || System.nanoTime() > deadline) {
@@ -342,17 +366,19 @@ public final class TransferBench {
       }
       Thread.sleep(50);
     }
-    String[] hp = Files.readString(file, StandardCharsets.UTF_8).trim().split(":");
-    return new InetSocketAddress(hp[0], Integer.parseInt(hp[1]));
+    String[] ports = Files.readString(file, StandardCharsets.UTF_8).trim().split(" ");
+    return new SinkEndpoints(new InetSocketAddress("127.0.0.1", Integer.parseInt(ports[0])),
+        new dev.ferry.rpc.Endpoint.Tcp("127.0.0.1", Integer.parseInt(ports[1])));
   }
 
-  /** The raw TCP receiver process (ferry bench raw-sink). */
+  /** The receiver process of the baselines (ferry bench raw-sink): raw TCP and the gRPC floor, on loopback. */
   public static void serveRawSink(Path ramDir, Path endpointFile) throws IOException {
     Files.createDirectories(ramDir);
+    io.grpc.Server grpc = GrpcBytes.serve(ramDir);
     try (ServerSocketChannel server = ServerSocketChannel.open()) {
       server.bind(new InetSocketAddress("127.0.0.1", 0));
       Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
-      Files.writeString(tmp, "127.0.0.1:" + ((InetSocketAddress) server.getLocalAddress()).getPort());
+      Files.writeString(tmp, ((InetSocketAddress) server.getLocalAddress()).getPort() + " " + grpc.getPort());
       Files.move(tmp, endpointFile, StandardCopyOption.ATOMIC_MOVE);
       RawTcp.serve(server, ramDir);
     }
