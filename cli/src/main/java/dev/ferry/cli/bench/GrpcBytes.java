@@ -44,7 +44,7 @@ final class GrpcBytes {
   private static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
     @Override
     public InputStream stream(byte[] value) {
-      return new ByteArrayInputStream(value);
+      return new Bytes(value);
     }
 
     @Override
@@ -56,6 +56,21 @@ final class GrpcBytes {
       }
     }
   };
+
+  /** Tells gRPC the length up front and writes straight into its buffers, as protobuf messages do. */
+  private static final class Bytes extends ByteArrayInputStream implements io.grpc.KnownLength, io.grpc.Drainable {
+    Bytes(byte[] value) {
+      super(value);
+    }
+
+    @Override
+    public int drainTo(java.io.OutputStream target) throws IOException {
+      int n = count - pos;
+      target.write(buf, pos, n);
+      pos = count;
+      return n;
+    }
+  }
 
   static final MethodDescriptor<byte[], byte[]> PUSH = MethodDescriptor.<byte[], byte[]>newBuilder()
       .setType(MethodDescriptor.MethodType.CLIENT_STREAMING).setFullMethodName("ferry.bench.Sink/Push")
