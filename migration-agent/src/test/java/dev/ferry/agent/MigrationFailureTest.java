@@ -75,8 +75,13 @@ class MigrationFailureTest {
     self[0] = new PreCopySender(new PreCopySender.Parties(UUID.randomUUID().toString(), "vm1", "host-a", "host-b", 1),
         source, options, transport, new PreCopySender.TargetPreparer() {
           @Override
-          public PrepareIncomingResponse prepare(PrepareIncomingRequest request) {
-            PrepareIncomingResponse r = toB.prepareIncoming(request);
+          public PrepareIncomingResponse prepare(PrepareIncomingRequest request) throws MigrationException {
+            PrepareIncomingResponse r;
+            try {
+              r = toB.prepareIncoming(request);
+            } catch (AgentCallException e) {
+              throw new MigrationException(MigrationStep.MIGRATION_STEP_PREPARE, e.getMessage(), e);
+            }
             onPrepare.accept(self[0]);
             return r;
           }
@@ -111,6 +116,40 @@ class MigrationFailureTest {
 
   private MigrationException runExpectingFailure(PreCopySender s) {
     return assertThrows(MigrationException.class, s::run);
+  }
+
+  /** A destination without room for the guest's RAM refuses it before anything moves. */
+  @Test
+  void aDestinationWithoutRoomForTheGuestFailsAtPrepare() throws Exception {
+    try (SmallTmpfs small = SmallTmpfs.mount(pair.root.resolve("host-b-ram"), 48L << 20)) {
+      MigrationException e = runExpectingFailure(sender(Transport.plaintext(), 0, x -> { }, (x, ev) -> { }));
+      assertEquals(MigrationStep.MIGRATION_STEP_PREPARE, e.step());
+      assertTrue(e.getMessage().contains("48 MiB free, the guest needs 64 MiB"), e.getMessage());
+      assertFalse(e.getMessage().contains("internal error"), e.getMessage());
+      assertSourceRunningAndDestinationClean();
+    }
+  }
+
+  /**
+   * The destination's memory runs out while pages arrive (something else took it after the
+   * migration was prepared): the write fails with ENOSPC, the migration fails at pre-copy, the
+   * source keeps running and the destination discards what it had.
+   */
+  @Test
+  void aDestinationThatRunsOutOfMemoryMidStreamLosesNothing() throws Exception {
+    try (SmallTmpfs small = SmallTmpfs.mount(pair.root.resolve("host-b-ram"), 72L << 20)) {
+      MigrationException e = runExpectingFailure(sender(Transport.plaintext(), 0, x -> {
+        try {
+          small.fill("someone-else");
+        } catch (java.io.IOException io) {
+          throw new java.io.UncheckedIOException(io);
+        }
+      }, (x, ev) -> { }));
+      assertEquals(MigrationStep.MIGRATION_STEP_PRECOPY, e.step());
+      assertTrue(e.getMessage().contains("cannot write guest memory") && e.getMessage().contains("ENOSPC"),
+          e.getMessage());
+      assertSourceRunningAndDestinationClean();
+    }
   }
 
   @Test
