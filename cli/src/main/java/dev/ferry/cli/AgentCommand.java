@@ -19,9 +19,11 @@ import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "agent", description = {"Run the per-host agent daemon (until SIGTERM or SIGINT).",
-    "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says it owns them,",
-    "and kills them itself if it loses its ZooKeeper session. Without --zk it runs standalone."})
+@Command(name = "agent", description = {
+    "Run the per-host agent daemon (until SIGTERM or SIGINT).",
+    "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says "
+        + "it owns them, and kills them itself if it loses its ZooKeeper session. Without --zk it runs "
+        + "standalone."})
 final class AgentCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
   String hostId;

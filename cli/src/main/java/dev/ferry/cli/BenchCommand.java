@@ -6,10 +6,11 @@ import java.util.List;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "bench", description = {"Measure migration throughput against raw TCP, and the agents' memory.",
-    "Starts its own local cluster; results go to stdout (and --json).",
-    "Subcommands: qemu (Ferry against QEMU's own migration), failover (kill -9 of a host to its VMs running",
-    "elsewhere), coordinator (scale)."},
+@Command(name = "bench", description = {
+    "Measure migration throughput against raw TCP, and the agents' memory.",
+    "Starts its own local cluster; results go to stdout (and --json). Subcommands: qemu (Ferry "
+        + "against QEMU's own migration), failover (kill -9 of a host to its VMs running elsewhere), "
+        + "coordinator (scale)."},
     subcommands = {BenchCommand.RawSink.class, QemuBenchCommand.class, BenchCommand.Failover.class,
         BenchCommand.CoordinatorScale.class})
 final class BenchCommand implements java.util.concurrent.Callable<Integer> {
@@ -31,7 +32,7 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
   String memorySize;
 
   @Option(names = "--link-rate", defaultValue = "0", paramLabel = "RATE",
-      description = {"Emulate a link of this speed (e.g. 1G/s for 10 Gbit/s, 100M/s for 1 Gbit/s): the raw TCP sender "
+      description = {"Emulate a link of this speed (e.g. 1G/s, about 8.6 Gbit/s; 120M/s, about 1 Gbit/s): the raw TCP sender "
           + "is paced to it and Ferry runs with --max-bandwidth RATE; both count bytes on the wire. "
           + "0 (default): loopback as fast as it goes."})
   String linkRate;
@@ -54,8 +55,9 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
     return 0;
   }
 
-  @Command(name = "failover", description = {"Failover time: kill -9 of a host's agent (its VMs die with it) until every",
-      "one of its VMs runs on another host; repeated per ZooKeeper session timeout (median and max)."})
+  @Command(name = "failover", description = {
+    "Failover time: kill -9 of a host's agent (its VMs die with it) until every one of its VMs runs "
+        + "on another host; repeated per ZooKeeper session timeout (median and max)."})
   static final class Failover implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--session-timeouts", defaultValue = "4000,10000",
         description = "Agents' session timeouts to measure, ms (default: ${DEFAULT-VALUE}).")
@@ -84,8 +86,9 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
     }
   }
 
-  @Command(name = "coordinator", description = {"Coordinator scale: a real ZooKeeper in this process, simulated agents",
-      "(one session each) and VMs; time from a host's loss to all its restart decisions written, ZooKeeper writes."})
+  @Command(name = "coordinator", description = {
+    "Coordinator scale: a real ZooKeeper in this process, simulated agents (one session each) and "
+        + "VMs; time from a host's loss to all its restart decisions written, ZooKeeper writes."})
   static final class CoordinatorScale implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--hosts", defaultValue = "1000", description = "Simulated hosts (default: ${DEFAULT-VALUE}).")
     int hosts;

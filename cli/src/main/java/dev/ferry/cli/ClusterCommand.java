@@ -26,8 +26,9 @@ final class ClusterCommand implements Runnable {
     return dirOption != null ? dirOption : cluster.dir();
   }
 
-  @Command(name = "up", description = {"Start a local cluster on loopback, every part a background process: one",
-      "coordinator with an embedded ZooKeeper server (data in DIR/zk) and N agents; records them in DIR/cluster.json."})
+  @Command(name = "up", description = {
+    "Start a local cluster on loopback, every part a background process: one coordinator with an "
+        + "embedded ZooKeeper server (data in DIR/zk) and N agents; records them in DIR/cluster.json."})
   static final class Up implements Runnable {
     @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
     Path dir;

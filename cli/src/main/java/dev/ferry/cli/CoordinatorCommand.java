@@ -15,9 +15,11 @@ import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "coordinator", description = {"Run a cluster coordinator replica (until SIGTERM or SIGINT).",
-    "Replicas elect a leader in ZooKeeper; the leader restarts the VMs of failed hosts, drains hosts and runs",
-    "every cluster command. --embedded-zk runs a single ZooKeeper server in this process (local clusters)."})
+@Command(name = "coordinator", description = {
+    "Run a cluster coordinator replica (until SIGTERM or SIGINT).",
+    "Replicas elect a leader in ZooKeeper; the leader restarts the VMs of failed hosts, drains hosts "
+        + "and runs every cluster command. --embedded-zk runs a single ZooKeeper server in this process "
+        + "(local clusters)."})
 final class CoordinatorCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--zk", paramLabel = "CONNECT", description = "The cluster's ZooKeeper (host:port,...).")
   String zk;

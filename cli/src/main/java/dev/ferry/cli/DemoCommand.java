@@ -29,9 +29,10 @@ import java.util.UUID;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "demo", description = {"The one-command tour: start a local cluster (coordinator, embedded ZooKeeper, 3 agents),",
-    "move a busy VM live with memory verification, drain a host live, kill -9 a host and watch its VMs",
-    "restart elsewhere, then stop everything."})
+@Command(name = "demo", description = {
+    "The one-command tour: start a local cluster (coordinator, embedded ZooKeeper, 3 agents), move a "
+        + "busy VM live with memory verification, drain a host live, kill -9 a host and watch its VMs "
+        + "restart elsewhere, then stop everything."})
 final class DemoCommand implements java.util.concurrent.Callable<Integer> {
   /** Short, so the failover part of the tour does not keep the operator waiting; production uses 10 s. */
   static final Duration SESSION_TIMEOUT = Duration.ofSeconds(4);

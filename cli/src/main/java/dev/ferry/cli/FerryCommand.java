@@ -19,8 +19,8 @@ import picocli.CommandLine.Command;
         DemoCommand.class,
         BenchCommand.class,
     },
-    footer = {"", "Commands that talk to a cluster find it with --cluster DIR (or FERRY_CLUSTER), or with --zk CONNECT",
-        "(and --cluster-name NAME, or FERRY_CLUSTER_NAME) for a cluster anywhere.",
+    footer = {"", "Commands that talk to a cluster find it with --cluster DIR (or FERRY_CLUSTER), or with --zk "
+        + "CONNECT (and --cluster-name NAME, or FERRY_CLUSTER_NAME) for a cluster anywhere.",
         "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."})
 public final class FerryCommand implements Runnable {
   @Override

@@ -15,8 +15,9 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "migrate", description = {"Move a running VM to another host, live, through the cluster",
-    "(intent, placement check, the agents' migration, the ownership commit in ZooKeeper).",
+@Command(name = "migrate", description = {
+    "Move a running VM to another host, live, through the cluster (intent, placement check, the "
+        + "agents' migration, the ownership commit in ZooKeeper).",
     "Ctrl-C cancels the migration (the VM keeps running where it was)."})
 final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
   @Mixin

@@ -6,9 +6,11 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "qemu", description = {
-    "Ferry's pre-copy against QEMU's own migration (one stream, and multifd) on the same guests and workloads.",
-    "Starts its own local cluster (qemu driver) and its own QEMUs; needs qemu-system-x86_64.",
-    "Figures: total time, downtime, bytes on the wire, rounds, CPU; Ferry/QEMU ratios; stale pages the guest found."})
+    "Ferry's pre-copy against QEMU's own migration (one stream, and multifd) on the same guests and "
+        + "workloads.",
+    "Starts its own local cluster (qemu driver) and its own QEMUs; needs qemu-system-x86_64. "
+        + "Figures: total time, downtime, bytes on the wire, rounds, CPU; Ferry/QEMU ratios; stale pages "
+        + "the guest found."})
 final class QemuBenchCommand implements java.util.concurrent.Callable<Integer> {
   @Option(names = "--sizes", defaultValue = "1G,4G", description = "Guest RAM sizes (default: ${DEFAULT-VALUE}).")
   String sizes;
