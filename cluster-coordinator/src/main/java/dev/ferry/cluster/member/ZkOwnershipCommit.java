@@ -189,8 +189,7 @@ final class ZkOwnershipCommit implements OwnershipCommit {
     }
     for (int attempt = 0; attempt < 5; attempt++) {
       try {
-        s.store.sync(ClusterPaths.vm(r.vm()), SYNC_TIMEOUT);
-        Optional<Versioned<VmRecord>> read = s.store.vm(r.vm());
+        Optional<Versioned<VmRecord>> read = s.store.vmSynced(r.vm(), SYNC_TIMEOUT);
         if (read.isEmpty()) {
           return CommitOutcome.REJECTED;
         }

@@ -303,13 +303,14 @@ public final class IncomingMigration {
           "commit for epoch " + c.getEpoch() + ", expected " + request.newEpoch());
     }
     CommitOutcome outcome;
+    long confirmStart = System.nanoTime();
     try {
       outcome = commit.confirm(request);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       outcome = CommitOutcome.UNKNOWN;
     }
-    settle(outcome, "the source's commit frame");
+    settle(outcome, "the source's commit frame, confirmed in " + (System.nanoTime() - confirmStart) / 1_000_000 + " ms");
   }
 
   private CommitRequest commitRequest() {
@@ -338,6 +339,7 @@ public final class IncomingMigration {
       state = State.COMMITTED;
     }
     long epoch = commitRequest().newEpoch();
+    long resumeStart = System.nanoTime();
     try {
       vm.resume();
     } catch (HypervisorException e) {
@@ -346,7 +348,8 @@ public final class IncomingMigration {
       listener.committed(this, epoch);
       throw new MigrationException(MigrationStep.MIGRATION_STEP_RESUME, "committed but resume failed: " + e.getMessage(), e);
     }
-    log.info("migration {}: {} committed at epoch {} ({}) and running", migrationId(), expected.spec().getName(), epoch, how);
+    log.info("migration {}: {} committed at epoch {} ({}) and running, resumed in {} ms", migrationId(),
+        expected.spec().getName(), epoch, how, (System.nanoTime() - resumeStart) / 1_000_000);
     listener.committed(this, epoch);
     if (lanes != null && lanes[0] != null) {
       lanes[0].send(ReceiverFrame.newBuilder().setResumed(Resumed.newBuilder().setEpoch(epoch)).build());
