@@ -24,8 +24,8 @@ import java.util.concurrent.Executor;
  *
  * <p>gRPC offers no public knob for this; the hook is its {@code Internal*} negotiator API,
  * which wraps whatever credentials {@link Transport} chose (plaintext now, TLS later), so the
- * security of a connection and its buffering stay independent. {@code TransportTest} pins that
- * the hook is still there and still takes effect when gRPC is upgraded.
+ * security of a connection and its buffering stay independent. {@code ComposingCumulationTest}
+ * pins that the hook is still there and still takes effect when gRPC is upgraded.
  */
 final class ComposingCumulation {
   private ComposingCumulation() {}

@@ -35,7 +35,8 @@ public enum Accel {
     // A /dev/kvm backed by PVM (kvm_pvm: KVM without VT-x/AMD-V, as inside some cloud VMs) runs
     // only PVM-aware 64-bit guest kernels; any other guest stops at its first privileged
     // instruction with "KVM internal error ... emulation failure", which QEMU reports as a pause.
-    boolean hardware = Files.isDirectory(sysModule.resolve("kvm_intel")) || Files.isDirectory(sysModule.resolve("kvm_amd"));
+    boolean hardware = Files.isDirectory(sysModule.resolve("kvm_intel"))
+        || Files.isDirectory(sysModule.resolve("kvm_amd"));
     if (!hardware && Files.isDirectory(sysModule.resolve("kvm_pvm"))) {
       return new Detection(TCG, devKvm + " is backed by kvm_pvm (no hardware virtualization), which runs only "
           + "PVM-aware guest kernels; using TCG emulation");

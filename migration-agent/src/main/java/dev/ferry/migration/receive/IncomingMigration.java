@@ -310,7 +310,8 @@ public final class IncomingMigration {
       Thread.currentThread().interrupt();
       outcome = CommitOutcome.UNKNOWN;
     }
-    settle(outcome, "the source's commit frame, confirmed in " + (System.nanoTime() - confirmStart) / 1_000_000 + " ms");
+    settle(outcome, "the source's commit frame, confirmed in " + (System.nanoTime() - confirmStart) / 1_000_000
+        + " ms");
   }
 
   private CommitRequest commitRequest() {
