@@ -174,15 +174,19 @@ public final class TransferBench {
       for (Pattern p : settings.patterns()) {
         String name = p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT);
         Runs raw = new Runs();
+        Runs checkedTcp = new Runs();
         Runs grpc = new Runs();
         List<Runs> ferry = settings.streams().stream().map(n -> new Runs()).toList();
         try (VmInstance rawSource = new SimDriver().create(spec("raw-src", p, settings.size()),
             new VmPaths(ramDir.resolve("raw-src"), ramDir.resolve("raw-src.ram")))) {
           for (int i = 0; i < settings.repeat(); i++) {
-            Measured m = raw(rawSource, sinkAt.raw(), sink.pid());
+            Measured m = raw(rawSource, sinkAt.raw(), sink.pid(), false);
             raw.add(m);
             say.printf(Locale.ROOT, "  %-12s raw tcp: %s%n", name, m);
             if (settings.linkRate() == 0) {
+              m = raw(rawSource, sinkAt.raw(), sink.pid(), true);
+              checkedTcp.add(m);
+              say.printf(Locale.ROOT, "  %-12s tcp with checks: %s%n", name, m);
               m = grpcBytes(rawSource, sinkAt.grpc(), sink.pid());
               grpc.add(m);
               say.printf(Locale.ROOT, "  %-12s grpc bytes: %s%n", name, m);
@@ -199,6 +203,7 @@ public final class TransferBench {
         }
         cases.add(raw.toCase(name, "raw-tcp", 1));
         if (!grpc.mbPerSec.isEmpty()) {
+          cases.add(checkedTcp.toCase(name, "tcp-checks", 1));
           cases.add(grpc.toCase(name, "grpc-bytes", 1));
         }
         for (int k = 0; k < settings.streams().size(); k++) {
@@ -263,13 +268,13 @@ public final class TransferBench {
   }
 
   /** One raw TCP transfer of {@code src}'s memory; the sender is this process, so its CPU is this process's. */
-  private Measured raw(VmInstance src, InetSocketAddress sink, long sinkPid) throws IOException {
+  private Measured raw(VmInstance src, InetSocketAddress sink, long sinkPid, boolean checked) throws IOException {
     touchAndFree(scratchDir, settings.size() + WARM_SLACK);
     long self = ProcessHandle.current().pid();
     long s0 = ProcStat.cpuTicks(self).orElse(0);
     long r0 = ProcStat.cpuTicks(sinkPid).orElse(0);
     long t = System.nanoTime();
-    RawTcp.send(sink, src.memory(), settings.linkRate());
+    RawTcp.send(sink, src.memory(), settings.linkRate(), checked);
     double seconds = (System.nanoTime() - t) / 1e9;
     return measured(settings.size(), seconds, 1.0, ProcStat.cpuTicks(self).orElse(0) - s0,
         ProcStat.cpuTicks(sinkPid).orElse(0) - r0);
