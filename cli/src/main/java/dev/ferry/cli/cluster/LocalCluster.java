@@ -3,6 +3,7 @@ package dev.ferry.cli.cluster;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.CliException;
+import dev.ferry.cli.DaemonJvm;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
 import java.io.File;
@@ -31,19 +32,9 @@ public final class LocalCluster {
   /** The name of a local cluster in its ZooKeeper. */
   public static final String NAME = "default";
 
-  /**
-   * JVM options of agent processes. A collection inside a switchover's pause is downtime: the
-   * heap's first 128 MiB are touched at start-up (first touch of memory is slow on VMs whose host
-   * backs memory lazily, and made the first young collections take 40-60 ms), and the metaspace
-   * starts large enough that class loading does not force full collections during the first
-   * migrations.
-   */
-  static final List<String> AGENT_JVM = List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseParallelGC",
-      "-Xms128m", "-XX:+AlwaysPreTouch", "-XX:MetaspaceSize=96m", "-Xmx1g", "-XX:MaxDirectMemorySize=512m",
-      "-XX:+ExitOnOutOfMemoryError");
-  /** JVM options of the coordinator process (it holds the cluster's records in memory: the embedded server and the caches). */
-  static final List<String> COORDINATOR_JVM = List.of("-XX:+UseParallelGC", "-Xms64m", "-Xmx1g",
-      "-XX:+ExitOnOutOfMemoryError");
+  /** JVM options of the agent and coordinator processes: see {@link DaemonJvm}. */
+  static final List<String> AGENT_JVM = DaemonJvm.AGENT;
+  static final List<String> COORDINATOR_JVM = DaemonJvm.COORDINATOR;
 
   /**
    * What to start.
