@@ -32,10 +32,6 @@ public final class LocalCluster {
   /** The name of a local cluster in its ZooKeeper. */
   public static final String NAME = "default";
 
-  /** JVM options of the agent and coordinator processes: see {@link DaemonJvm}. */
-  static final List<String> AGENT_JVM = DaemonJvm.AGENT;
-  static final List<String> COORDINATOR_JVM = DaemonJvm.COORDINATOR;
-
   /**
    * What to start.
    *
@@ -102,7 +98,7 @@ public final class LocalCluster {
         List<String> args = new ArrayList<>(List.of("coordinator", "--embedded-zk", zkData.toString(), "--cluster-name",
             NAME, "--listen", "127.0.0.1:0", "--endpoint-file", endpointFile.toString(), "--agent-session-timeout-ms",
             Long.toString(o.sessionTimeout().toMillis())));
-        Process p = spawn(COORDINATOR_JVM, args, log);
+        Process p = spawn(DaemonJvm.COORDINATOR, args, log);
         processes.add(p);
         Map<String, String> ends = awaitEndpoints(endpointFile, p, log, "the coordinator", deadline, timeout);
         zk = ends.get("zookeeper");
@@ -163,7 +159,7 @@ public final class LocalCluster {
         args.addAll(List.of("--vcpus", Integer.toString(o.hostVcpus())));
       }
     }
-    Process p = spawn(AGENT_JVM, args, log);
+    Process p = spawn(DaemonJvm.AGENT, args, log);
     processes.add(p);
     return new ClusterFile.Host(id, null, p.pid(), data.toString(), ram.toString(), log.toString());
   }
