@@ -19,120 +19,156 @@ import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "agent", description = {
-    "Run the per-host agent daemon (until SIGTERM or SIGINT).",
-    "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says "
-        + "it owns them, and kills them itself if it loses its ZooKeeper session. Without --zk it runs "
-        + "standalone."})
+@Command(
+        name = "agent",
+        description = {
+            "Run the per-host agent daemon (until SIGTERM or SIGINT).",
+            "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says "
+                    + "it owns them, and kills them itself if it loses its ZooKeeper session. Without --zk it runs "
+                    + "standalone."
+        })
 final class AgentCommand implements java.util.concurrent.Callable<Integer> {
-  @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
-  String hostId;
+    @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
+    String hostId;
 
-  @Option(names = "--listen", required = true, paramLabel = "ADDR", description = "HOST:PORT to serve on (port 0 picks one).")
-  String listen;
+    @Option(
+            names = "--listen",
+            required = true,
+            paramLabel = "ADDR",
+            description = "HOST:PORT to serve on (port 0 picks one).")
+    String listen;
 
-  @Option(names = "--data-dir", required = true, paramLabel = "DIR", description = "Per-VM run directories (logs, sockets).")
-  Path dataDir;
+    @Option(
+            names = "--data-dir",
+            required = true,
+            paramLabel = "DIR",
+            description = "Per-VM run directories (logs, sockets).")
+    Path dataDir;
 
-  @Option(names = "--ram-dir", paramLabel = "DIR", description = "Guest RAM files, on tmpfs (default: /dev/shm/ferry/HOST-ID).")
-  Path ramDir;
+    @Option(
+            names = "--ram-dir",
+            paramLabel = "DIR",
+            description = "Guest RAM files, on tmpfs (default: /dev/shm/ferry/HOST-ID).")
+    Path ramDir;
 
-  @Option(names = "--driver", defaultValue = "sim", description = "Hypervisor driver: sim or qemu (default: ${DEFAULT-VALUE}).")
-  String driver;
+    @Option(
+            names = "--driver",
+            defaultValue = "sim",
+            description = "Hypervisor driver: sim or qemu (default: ${DEFAULT-VALUE}).")
+    String driver;
 
-  @Option(names = "--endpoint-file", paramLabel = "FILE",
-      description = "Write the bound HOST:PORT here once serving (and, with --zk, once in the cluster).")
-  Path endpointFile;
+    @Option(
+            names = "--endpoint-file",
+            paramLabel = "FILE",
+            description = "Write the bound HOST:PORT here once serving (and, with --zk, once in the cluster).")
+    Path endpointFile;
 
-  @Option(names = "--zk", paramLabel = "CONNECT", description = "Join the cluster whose ZooKeeper this is (host:port,...).")
-  String zk;
+    @Option(
+            names = "--zk",
+            paramLabel = "CONNECT",
+            description = "Join the cluster whose ZooKeeper this is (host:port,...).")
+    String zk;
 
-  @Option(names = "--cluster-name", paramLabel = "NAME", defaultValue = "default",
-      description = "The cluster's name in ZooKeeper (default: ${DEFAULT-VALUE}).")
-  String clusterName;
+    @Option(
+            names = "--cluster-name",
+            paramLabel = "NAME",
+            defaultValue = "default",
+            description = "The cluster's name in ZooKeeper (default: ${DEFAULT-VALUE}).")
+    String clusterName;
 
-  @Option(names = "--session-timeout-ms", defaultValue = "10000",
-      description = "ZooKeeper session timeout: how long a lost host takes to be declared dead (default: ${DEFAULT-VALUE}).")
-  long sessionTimeoutMs;
+    @Option(
+            names = "--session-timeout-ms",
+            defaultValue = "10000",
+            description =
+                    "ZooKeeper session timeout: how long a lost host takes to be declared dead (default: ${DEFAULT-VALUE}).")
+    long sessionTimeoutMs;
 
-  @Option(names = "--memory", paramLabel = "SIZE", description = "Memory this host offers VMs (default: all of it).")
-  String memory;
+    @Option(names = "--memory", paramLabel = "SIZE", description = "Memory this host offers VMs (default: all of it).")
+    String memory;
 
-  @Option(names = "--vcpus", description = "vCPUs this host offers VMs (default: 4 per core).")
-  Integer vcpus;
+    @Option(names = "--vcpus", description = "vCPUs this host offers VMs (default: 4 per core).")
+    Integer vcpus;
 
-  @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label of this host; repeatable.")
-  List<String> labels = List.of();
+    @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label of this host; repeatable.")
+    List<String> labels = List.of();
 
-  @Override
-  public Integer call() throws Exception {
-    Endpoint endpoint = Endpoint.parse(listen);
-    AgentConfig config = AgentConfig.of(hostId, endpoint, dataDir.toAbsolutePath());
-    if (ramDir != null) {
-      config = config.withRamDir(ramDir.toAbsolutePath());
+    @Override
+    public Integer call() throws Exception {
+        Endpoint endpoint = Endpoint.parse(listen);
+        AgentConfig config = AgentConfig.of(hostId, endpoint, dataDir.toAbsolutePath());
+        if (ramDir != null) {
+            config = config.withRamDir(ramDir.toAbsolutePath());
+        }
+        if (endpointFile != null && zk == null) {
+            config = config.withEndpointFile(endpointFile.toAbsolutePath());
+        }
+        HypervisorDriver hypervisor = Drivers.create(driver, config.dataDir());
+        CountDownLatch stopped = new CountDownLatch(1);
+        if (zk == null) {
+            Agent agent = new Agent(config, hypervisor, CommitProvider.local());
+            Runtime.getRuntime()
+                    .addShutdownHook(new Thread(
+                            () -> {
+                                agent.close();
+                                stopped.countDown();
+                            },
+                            "ferry-agent-shutdown"));
+            try {
+                agent.start();
+            } catch (java.io.IOException e) {
+                agent.close();
+                throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
+            }
+            stopped.await();
+            return 0;
+        }
+        ZkClients clients;
+        ClusterAgent.Capacity capacity;
+        try {
+            clients = ZkClients.of(zk, clusterName, Duration.ofMillis(sessionTimeoutMs));
+            ClusterAgent.Capacity machine = ClusterAgent.Capacity.ofThisMachine();
+            capacity = new ClusterAgent.Capacity(
+                    memory == null ? machine.memoryBytes() : Sizes.parseSize(memory),
+                    vcpus == null ? machine.vcpus() : vcpus,
+                    parseLabels(labels));
+        } catch (IllegalArgumentException e) {
+            throw new CliException(e.getMessage(), 2);
+        }
+        ClusterAgent agent;
+        try {
+            agent = ClusterAgent.start(config, hypervisor, clients, capacity, Duration.ofSeconds(5));
+        } catch (java.io.IOException e) {
+            throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
+        }
+        Runtime.getRuntime()
+                .addShutdownHook(new Thread(
+                        () -> {
+                            agent.close();
+                            stopped.countDown();
+                        },
+                        "ferry-agent-shutdown"));
+        if (!agent.member().awaitMember(Duration.ofMillis(Math.max(60_000, 3 * sessionTimeoutMs)))) {
+            throw new CliException("agent " + hostId + " could not join the cluster at " + zk);
+        }
+        if (endpointFile != null) {
+            Path f = endpointFile.toAbsolutePath();
+            Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
+            Files.writeString(tmp, agent.agent().endpoint() + "\n", StandardCharsets.UTF_8);
+            Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        }
+        stopped.await();
+        return 0;
     }
-    if (endpointFile != null && zk == null) {
-      config = config.withEndpointFile(endpointFile.toAbsolutePath());
-    }
-    HypervisorDriver hypervisor = Drivers.create(driver, config.dataDir());
-    CountDownLatch stopped = new CountDownLatch(1);
-    if (zk == null) {
-      Agent agent = new Agent(config, hypervisor, CommitProvider.local());
-      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-        agent.close();
-        stopped.countDown();
-      }, "ferry-agent-shutdown"));
-      try {
-        agent.start();
-      } catch (java.io.IOException e) {
-        agent.close();
-        throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
-      }
-      stopped.await();
-      return 0;
-    }
-    ZkClients clients;
-    ClusterAgent.Capacity capacity;
-    try {
-      clients = ZkClients.of(zk, clusterName, Duration.ofMillis(sessionTimeoutMs));
-      ClusterAgent.Capacity machine = ClusterAgent.Capacity.ofThisMachine();
-      capacity = new ClusterAgent.Capacity(memory == null ? machine.memoryBytes() : Sizes.parseSize(memory),
-          vcpus == null ? machine.vcpus() : vcpus, parseLabels(labels));
-    } catch (IllegalArgumentException e) {
-      throw new CliException(e.getMessage(), 2);
-    }
-    ClusterAgent agent;
-    try {
-      agent = ClusterAgent.start(config, hypervisor, clients, capacity, Duration.ofSeconds(5));
-    } catch (java.io.IOException e) {
-      throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
-    }
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      agent.close();
-      stopped.countDown();
-    }, "ferry-agent-shutdown"));
-    if (!agent.member().awaitMember(Duration.ofMillis(Math.max(60_000, 3 * sessionTimeoutMs)))) {
-      throw new CliException("agent " + hostId + " could not join the cluster at " + zk);
-    }
-    if (endpointFile != null) {
-      Path f = endpointFile.toAbsolutePath();
-      Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
-      Files.writeString(tmp, agent.agent().endpoint() + "\n", StandardCharsets.UTF_8);
-      Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    }
-    stopped.await();
-    return 0;
-  }
 
-  static Map<String, String> parseLabels(List<String> labels) {
-    Map<String, String> out = new LinkedHashMap<>();
-    for (String l : labels) {
-      int eq = l.indexOf('=');
-      if (eq <= 0) {
-        throw new IllegalArgumentException("bad --label '" + l + "': write KEY=VALUE");
-      }
-      out.put(l.substring(0, eq), l.substring(eq + 1));
+    static Map<String, String> parseLabels(List<String> labels) {
+        Map<String, String> out = new LinkedHashMap<>();
+        for (String l : labels) {
+            int eq = l.indexOf('=');
+            if (eq <= 0) {
+                throw new IllegalArgumentException("bad --label '" + l + "': write KEY=VALUE");
+            }
+            out.put(l.substring(0, eq), l.substring(eq + 1));
+        }
+        return out;
     }
-    return out;
-  }
 }

@@ -7,18 +7,18 @@ import picocli.CommandLine.Parameters;
 
 @Command(name = "cancel", description = "Cancel a VM's running migration; the VM keeps running on its source.")
 final class CancelCommand implements java.util.concurrent.Callable<Integer> {
-  @Mixin
-  ClusterOption cluster;
+    @Mixin
+    ClusterOption cluster;
 
-  @Parameters(index = "0", paramLabel = "VM")
-  String vm;
+    @Parameters(index = "0", paramLabel = "VM")
+    String vm;
 
-  @Override
-  public Integer call() {
-    try (CoordinatorClient c = cluster.client()) {
-      var r = c.cancelMigration(vm);
-      System.out.println(r.getMessage());
-      return r.getCancelled() ? 0 : 1;
+    @Override
+    public Integer call() {
+        try (CoordinatorClient c = cluster.client()) {
+            var r = c.cancelMigration(vm);
+            System.out.println(r.getMessage());
+            return r.getCancelled() ? 0 : 1;
+        }
     }
-  }
 }

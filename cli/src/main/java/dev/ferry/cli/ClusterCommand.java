@@ -14,121 +14,149 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-@Command(name = "cluster", description = "Start, stop and inspect a cluster.",
-    subcommands = {ClusterCommand.Up.class, ClusterCommand.Down.class, ClusterCommand.Status.class})
+@Command(
+        name = "cluster",
+        description = "Start, stop and inspect a cluster.",
+        subcommands = {ClusterCommand.Up.class, ClusterCommand.Down.class, ClusterCommand.Status.class})
 final class ClusterCommand implements Runnable {
-  @Override
-  public void run() {
-    throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "missing subcommand: up, down or status");
-  }
-
-  static Path dir(Path dirOption, ClusterOption cluster) {
-    return dirOption != null ? dirOption : cluster.dir();
-  }
-
-  @Command(name = "up", description = {
-    "Start a local cluster on loopback, every part a background process: one coordinator with an "
-        + "embedded ZooKeeper server (data in DIR/zk) and N agents; records them in DIR/cluster.json."})
-  static final class Up implements Runnable {
-    @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
-    Path dir;
-
-    @Mixin
-    ClusterOption cluster;
-
-    @Option(names = "--hosts", defaultValue = "2", description = "Number of agents (default: ${DEFAULT-VALUE}).")
-    int hosts;
-
-    @Option(names = "--driver", defaultValue = "sim", description = "sim or qemu (default: ${DEFAULT-VALUE}).")
-    String driver;
-
-    @Option(names = "--session-timeout-ms", defaultValue = "10000",
-        description = "The agents' ZooKeeper session timeout: a dead host is detected after this (default: ${DEFAULT-VALUE}).")
-    long sessionTimeoutMs;
-
     @Override
     public void run() {
-      Drivers.checkName(driver);
-      if (sessionTimeoutMs < 1000) {
-        throw new IllegalArgumentException("--session-timeout-ms must be at least 1000");
-      }
-      Path d = dir(dir, cluster).toAbsolutePath().normalize();
-      ClusterFile f = LocalCluster.up(d, LocalCluster.Options.of(hosts, driver)
-          .withSessionTimeout(Duration.ofMillis(sessionTimeoutMs)), Duration.ofSeconds(90));
-      System.out.printf("coordinator  %s  pid %d  log %s%n", f.coordinator().endpoint(), f.coordinator().pid(),
-          f.coordinator().log());
-      System.out.printf("zookeeper    %s  (embedded in the coordinator, data in %s)%n", f.zookeeper(),
-          f.coordinator().zkDataDir());
-      for (ClusterFile.Host h : f.hosts()) {
-        System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
-      }
-      System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
-      System.out.println("use it with: export FERRY_CLUSTER=" + d + "   (or --zk " + f.zookeeper() + ")");
+        throw new picocli.CommandLine.ParameterException(
+                new picocli.CommandLine(this), "missing subcommand: up, down or status");
     }
-  }
 
-  @Command(name = "down", description = "Stop the coordinator, ZooKeeper and every agent of a local cluster; remove its data.")
-  static final class Down implements Runnable {
-    @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
-    Path dir;
-
-    @Mixin
-    ClusterOption cluster;
-
-    @Override
-    public void run() {
-      Path d = dir(dir, cluster);
-      for (String line : LocalCluster.down(d, Duration.ofSeconds(20))) {
-        System.out.println(line);
-      }
-      System.out.println("cluster at " + d.toAbsolutePath().normalize() + " is down");
+    static Path dir(Path dirOption, ClusterOption cluster) {
+        return dirOption != null ? dirOption : cluster.dir();
     }
-  }
 
-  @Command(name = "status", description = "Show the cluster: its coordinators and leader, hosts and VMs.")
-  static final class Status implements Runnable {
-    @Option(names = "--dir", paramLabel = "DIR", description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
-    Path dir;
+    @Command(
+            name = "up",
+            description = {
+                "Start a local cluster on loopback, every part a background process: one coordinator with an "
+                        + "embedded ZooKeeper server (data in DIR/zk) and N agents; records them in DIR/cluster.json."
+            })
+    static final class Up implements Runnable {
+        @Option(
+                names = "--dir",
+                paramLabel = "DIR",
+                description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
+        Path dir;
 
-    @Mixin
-    ClusterOption cluster;
+        @Mixin
+        ClusterOption cluster;
 
-    @Option(names = "--json", description = "Print JSON.")
-    boolean json;
+        @Option(names = "--hosts", defaultValue = "2", description = "Number of agents (default: ${DEFAULT-VALUE}).")
+        int hosts;
 
-    @Override
-    public void run() {
-      if (dir != null) {
-        cluster.cluster = dir;
-      }
-      try (CoordinatorClient c = cluster.client()) {
-        ClusterStatus s = c.status();
-        List<HostView> hosts = c.hosts();
-        if (json) {
-          Map<String, Object> out = new LinkedHashMap<>();
-          out.put("cluster", s.getCluster());
-          out.put("zookeeper", s.getZookeeper());
-          out.put("leader", s.getLeader());
-          out.put("coordinators", s.getCoordinatorsList());
-          out.put("hostsAlive", s.getHostsAlive());
-          out.put("hostsInMaintenance", s.getHostsInMaintenance());
-          out.put("vms", s.getVms());
-          out.put("vmsRunning", s.getVmsRunning());
-          out.put("openIntents", s.getOpenIntents());
-          out.put("failoverMarginMs", s.getFailoverMarginMs());
-          out.put("hosts", hosts.stream().map(HostCommand::row).toList());
-          System.out.println(Json.write(out));
-          return;
+        @Option(names = "--driver", defaultValue = "sim", description = "sim or qemu (default: ${DEFAULT-VALUE}).")
+        String driver;
+
+        @Option(
+                names = "--session-timeout-ms",
+                defaultValue = "10000",
+                description =
+                        "The agents' ZooKeeper session timeout: a dead host is detected after this (default: ${DEFAULT-VALUE}).")
+        long sessionTimeoutMs;
+
+        @Override
+        public void run() {
+            Drivers.checkName(driver);
+            if (sessionTimeoutMs < 1000) {
+                throw new IllegalArgumentException("--session-timeout-ms must be at least 1000");
+            }
+            Path d = dir(dir, cluster).toAbsolutePath().normalize();
+            ClusterFile f = LocalCluster.up(
+                    d,
+                    LocalCluster.Options.of(hosts, driver).withSessionTimeout(Duration.ofMillis(sessionTimeoutMs)),
+                    Duration.ofSeconds(90));
+            System.out.printf(
+                    "coordinator  %s  pid %d  log %s%n",
+                    f.coordinator().endpoint(),
+                    f.coordinator().pid(),
+                    f.coordinator().log());
+            System.out.printf(
+                    "zookeeper    %s  (embedded in the coordinator, data in %s)%n",
+                    f.zookeeper(), f.coordinator().zkDataDir());
+            for (ClusterFile.Host h : f.hosts()) {
+                System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
+            }
+            System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
+            System.out.println("use it with: export FERRY_CLUSTER=" + d + "   (or --zk " + f.zookeeper() + ")");
         }
-        System.out.println("cluster      " + s.getCluster() + " (ZooKeeper " + s.getZookeeper() + ")");
-        System.out.println("leader       " + (s.getLeader().isEmpty() ? "none (election under way)" : s.getLeader())
-            + "   coordinators: " + String.join(", ", s.getCoordinatorsList()));
-        System.out.println("hosts        " + s.getHostsAlive() + " alive, " + s.getHostsInMaintenance() + " in maintenance");
-        System.out.println("vms          " + s.getVmsRunning() + " running of " + s.getVms() + "; open intents: "
-            + s.getOpenIntents());
-        System.out.println();
-        HostCommand.printHosts(hosts, false, System.out);
-      }
     }
-  }
+
+    @Command(
+            name = "down",
+            description = "Stop the coordinator, ZooKeeper and every agent of a local cluster; remove its data.")
+    static final class Down implements Runnable {
+        @Option(
+                names = "--dir",
+                paramLabel = "DIR",
+                description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
+        Path dir;
+
+        @Mixin
+        ClusterOption cluster;
+
+        @Override
+        public void run() {
+            Path d = dir(dir, cluster);
+            for (String line : LocalCluster.down(d, Duration.ofSeconds(20))) {
+                System.out.println(line);
+            }
+            System.out.println("cluster at " + d.toAbsolutePath().normalize() + " is down");
+        }
+    }
+
+    @Command(name = "status", description = "Show the cluster: its coordinators and leader, hosts and VMs.")
+    static final class Status implements Runnable {
+        @Option(
+                names = "--dir",
+                paramLabel = "DIR",
+                description = "Cluster directory (default: --cluster or $FERRY_CLUSTER).")
+        Path dir;
+
+        @Mixin
+        ClusterOption cluster;
+
+        @Option(names = "--json", description = "Print JSON.")
+        boolean json;
+
+        @Override
+        public void run() {
+            if (dir != null) {
+                cluster.cluster = dir;
+            }
+            try (CoordinatorClient c = cluster.client()) {
+                ClusterStatus s = c.status();
+                List<HostView> hosts = c.hosts();
+                if (json) {
+                    Map<String, Object> out = new LinkedHashMap<>();
+                    out.put("cluster", s.getCluster());
+                    out.put("zookeeper", s.getZookeeper());
+                    out.put("leader", s.getLeader());
+                    out.put("coordinators", s.getCoordinatorsList());
+                    out.put("hostsAlive", s.getHostsAlive());
+                    out.put("hostsInMaintenance", s.getHostsInMaintenance());
+                    out.put("vms", s.getVms());
+                    out.put("vmsRunning", s.getVmsRunning());
+                    out.put("openIntents", s.getOpenIntents());
+                    out.put("failoverMarginMs", s.getFailoverMarginMs());
+                    out.put("hosts", hosts.stream().map(HostCommand::row).toList());
+                    System.out.println(Json.write(out));
+                    return;
+                }
+                System.out.println("cluster      " + s.getCluster() + " (ZooKeeper " + s.getZookeeper() + ")");
+                System.out.println(
+                        "leader       " + (s.getLeader().isEmpty() ? "none (election under way)" : s.getLeader())
+                                + "   coordinators: " + String.join(", ", s.getCoordinatorsList()));
+                System.out.println("hosts        " + s.getHostsAlive() + " alive, " + s.getHostsInMaintenance()
+                        + " in maintenance");
+                System.out.println("vms          " + s.getVmsRunning() + " running of " + s.getVms()
+                        + "; open intents: " + s.getOpenIntents());
+                System.out.println();
+                HostCommand.printHosts(hosts, false, System.out);
+            }
+        }
+    }
 }

@@ -15,93 +15,101 @@ import picocli.CommandLine.Option;
  * $FERRY_CLUSTER) or --zk CONNECT (any cluster, through its ZooKeeper; with --cluster-name).
  */
 public final class ClusterOption {
-  @Option(names = "--cluster", paramLabel = "DIR", description = "Cluster directory (default: $FERRY_CLUSTER).")
-  Path cluster;
+    @Option(names = "--cluster", paramLabel = "DIR", description = "Cluster directory (default: $FERRY_CLUSTER).")
+    Path cluster;
 
-  @Option(names = "--zk", paramLabel = "CONNECT",
-      description = "The cluster's ZooKeeper (host:port,...), instead of a cluster directory.")
-  String zk;
+    @Option(
+            names = "--zk",
+            paramLabel = "CONNECT",
+            description = "The cluster's ZooKeeper (host:port,...), instead of a cluster directory.")
+    String zk;
 
-  @Option(names = "--cluster-name", paramLabel = "NAME",
-      description = "With --zk: the cluster's name in ZooKeeper (default: $FERRY_CLUSTER_NAME or 'default').")
-  String clusterName;
+    @Option(
+            names = "--cluster-name",
+            paramLabel = "NAME",
+            description = "With --zk: the cluster's name in ZooKeeper (default: $FERRY_CLUSTER_NAME or 'default').")
+    String clusterName;
 
-  Path dir() {
-    if (cluster != null) {
-      return cluster;
-    }
-    String env = System.getenv("FERRY_CLUSTER");
-    if (env == null || env.isBlank()) {
-      throw new CliException("which cluster? pass --cluster DIR or --zk CONNECT, or set FERRY_CLUSTER", 2);
-    }
-    return Path.of(env);
-  }
-
-  ClusterFile load() {
-    return ClusterFile.read(dir());
-  }
-
-  String name() {
-    if (clusterName != null) {
-      return clusterName;
-    }
-    String env = System.getenv("FERRY_CLUSTER_NAME");
-    return env == null || env.isBlank() ? LocalCluster.NAME : env;
-  }
-
-  /** A client of the cluster's coordinator; the caller closes it. */
-  CoordinatorClient client() {
-    ZkClients zkClients;
-    CoordinatorClient.Locator locator;
-    try {
-      if (zk != null) {
-        zkClients = ZkClients.of(zk, name(), Duration.ofSeconds(10));
-        locator = CoordinatorClient.zookeeper(zkClients);
-      } else {
-        ClusterFile f = load();
-        if (!f.clustered()) {
-          throw new CliException("the cluster at " + dir() + " has no coordinator (it was started for a benchmark)");
+    Path dir() {
+        if (cluster != null) {
+            return cluster;
         }
-        zkClients = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
-        // The recorded coordinator first (no ZooKeeper session needed); ZooKeeper when it does not answer.
-        locator = new RecordedThenZooKeeper(f.coordinator().endpoint(), zkClients);
-      }
-    } catch (IllegalArgumentException e) {
-      throw new CliException(e.getMessage(), 2);
-    }
-    return new CoordinatorClient(Transport.plaintext(), locator, Duration.ofMinutes(30), Duration.ofSeconds(30));
-  }
-
-  /** A client of a local cluster's coordinator (the demo, benchmarks); the caller closes it. */
-  static CoordinatorClient client(ClusterFile f) {
-    ZkClients zk = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
-    return new CoordinatorClient(Transport.plaintext(), new RecordedThenZooKeeper(f.coordinator().endpoint(), zk),
-        Duration.ofMinutes(30), Duration.ofSeconds(30));
-  }
-
-  /** Where a local cluster's coordinator was started; after that fails, ask ZooKeeper. */
-  private static final class RecordedThenZooKeeper implements CoordinatorClient.Locator {
-    private final String recorded;
-    private final CoordinatorClient.Locator zk;
-    private boolean used;
-
-    RecordedThenZooKeeper(String recorded, ZkClients zk) {
-      this.recorded = recorded;
-      this.zk = CoordinatorClient.zookeeper(zk);
+        String env = System.getenv("FERRY_CLUSTER");
+        if (env == null || env.isBlank()) {
+            throw new CliException("which cluster? pass --cluster DIR or --zk CONNECT, or set FERRY_CLUSTER", 2);
+        }
+        return Path.of(env);
     }
 
-    @Override
-    public synchronized List<String> endpoints() throws Exception {
-      if (!used) {
-        used = true;
-        return List.of(recorded);
-      }
-      return zk.endpoints();
+    ClusterFile load() {
+        return ClusterFile.read(dir());
     }
 
-    @Override
-    public void close() {
-      zk.close();
+    String name() {
+        if (clusterName != null) {
+            return clusterName;
+        }
+        String env = System.getenv("FERRY_CLUSTER_NAME");
+        return env == null || env.isBlank() ? LocalCluster.NAME : env;
     }
-  }
+
+    /** A client of the cluster's coordinator; the caller closes it. */
+    CoordinatorClient client() {
+        ZkClients zkClients;
+        CoordinatorClient.Locator locator;
+        try {
+            if (zk != null) {
+                zkClients = ZkClients.of(zk, name(), Duration.ofSeconds(10));
+                locator = CoordinatorClient.zookeeper(zkClients);
+            } else {
+                ClusterFile f = load();
+                if (!f.clustered()) {
+                    throw new CliException(
+                            "the cluster at " + dir() + " has no coordinator (it was started for a benchmark)");
+                }
+                zkClients = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
+                // The recorded coordinator first (no ZooKeeper session needed); ZooKeeper when it does not answer.
+                locator = new RecordedThenZooKeeper(f.coordinator().endpoint(), zkClients);
+            }
+        } catch (IllegalArgumentException e) {
+            throw new CliException(e.getMessage(), 2);
+        }
+        return new CoordinatorClient(Transport.plaintext(), locator, Duration.ofMinutes(30), Duration.ofSeconds(30));
+    }
+
+    /** A client of a local cluster's coordinator (the demo, benchmarks); the caller closes it. */
+    static CoordinatorClient client(ClusterFile f) {
+        ZkClients zk = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
+        return new CoordinatorClient(
+                Transport.plaintext(),
+                new RecordedThenZooKeeper(f.coordinator().endpoint(), zk),
+                Duration.ofMinutes(30),
+                Duration.ofSeconds(30));
+    }
+
+    /** Where a local cluster's coordinator was started; after that fails, ask ZooKeeper. */
+    private static final class RecordedThenZooKeeper implements CoordinatorClient.Locator {
+        private final String recorded;
+        private final CoordinatorClient.Locator zk;
+        private boolean used;
+
+        RecordedThenZooKeeper(String recorded, ZkClients zk) {
+            this.recorded = recorded;
+            this.zk = CoordinatorClient.zookeeper(zk);
+        }
+
+        @Override
+        public synchronized List<String> endpoints() throws Exception {
+            if (!used) {
+                used = true;
+                return List.of(recorded);
+            }
+            return zk.endpoints();
+        }
+
+        @Override
+        public void close() {
+            zk.close();
+        }
+    }
 }

@@ -15,95 +15,123 @@ import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "coordinator", description = {
-    "Run a cluster coordinator replica (until SIGTERM or SIGINT).",
-    "Replicas elect a leader in ZooKeeper; the leader restarts the VMs of failed hosts, drains hosts "
-        + "and runs every cluster command. --embedded-zk runs a single ZooKeeper server in this process "
-        + "(local clusters)."})
+@Command(
+        name = "coordinator",
+        description = {
+            "Run a cluster coordinator replica (until SIGTERM or SIGINT).",
+            "Replicas elect a leader in ZooKeeper; the leader restarts the VMs of failed hosts, drains hosts "
+                    + "and runs every cluster command. --embedded-zk runs a single ZooKeeper server in this process "
+                    + "(local clusters)."
+        })
 final class CoordinatorCommand implements java.util.concurrent.Callable<Integer> {
-  @Option(names = "--zk", paramLabel = "CONNECT", description = "The cluster's ZooKeeper (host:port,...).")
-  String zk;
+    @Option(names = "--zk", paramLabel = "CONNECT", description = "The cluster's ZooKeeper (host:port,...).")
+    String zk;
 
-  @Option(names = "--embedded-zk", paramLabel = "DIR",
-      description = "Run one ZooKeeper server in this process, data in DIR (instead of --zk).")
-  Path embeddedZk;
+    @Option(
+            names = "--embedded-zk",
+            paramLabel = "DIR",
+            description = "Run one ZooKeeper server in this process, data in DIR (instead of --zk).")
+    Path embeddedZk;
 
-  @Option(names = "--zk-listen", paramLabel = "ADDR", defaultValue = "127.0.0.1:0",
-      description = "Where the embedded ZooKeeper listens (default: ${DEFAULT-VALUE}).")
-  String zkListen;
+    @Option(
+            names = "--zk-listen",
+            paramLabel = "ADDR",
+            defaultValue = "127.0.0.1:0",
+            description = "Where the embedded ZooKeeper listens (default: ${DEFAULT-VALUE}).")
+    String zkListen;
 
-  @Option(names = "--cluster-name", paramLabel = "NAME", defaultValue = "default",
-      description = "The cluster's name in ZooKeeper (default: ${DEFAULT-VALUE}).")
-  String clusterName;
+    @Option(
+            names = "--cluster-name",
+            paramLabel = "NAME",
+            defaultValue = "default",
+            description = "The cluster's name in ZooKeeper (default: ${DEFAULT-VALUE}).")
+    String clusterName;
 
-  @Option(names = "--listen", required = true, paramLabel = "ADDR", description = "HOST:PORT of the coordinator API.")
-  String listen;
+    @Option(names = "--listen", required = true, paramLabel = "ADDR", description = "HOST:PORT of the coordinator API.")
+    String listen;
 
-  @Option(names = "--advertise", paramLabel = "ADDR", description = "HOST:PORT clients reach this replica at (default: the bound one).")
-  String advertise;
+    @Option(
+            names = "--advertise",
+            paramLabel = "ADDR",
+            description = "HOST:PORT clients reach this replica at (default: the bound one).")
+    String advertise;
 
-  @Option(names = "--endpoint-file", paramLabel = "FILE",
-      description = "Once serving, write 'coordinator HOST:PORT' (and 'zookeeper HOST:PORT' when embedded) here.")
-  Path endpointFile;
+    @Option(
+            names = "--endpoint-file",
+            paramLabel = "FILE",
+            description = "Once serving, write 'coordinator HOST:PORT' (and 'zookeeper HOST:PORT' when embedded) here.")
+    Path endpointFile;
 
-  @Option(names = "--agent-session-timeout-ms", defaultValue = "10000",
-      description = "The agents' session timeout, from which the default failover margin follows (default: ${DEFAULT-VALUE}).")
-  long agentSessionTimeoutMs;
+    @Option(
+            names = "--agent-session-timeout-ms",
+            defaultValue = "10000",
+            description =
+                    "The agents' session timeout, from which the default failover margin follows (default: ${DEFAULT-VALUE}).")
+    long agentSessionTimeoutMs;
 
-  @Option(names = "--failover-margin-ms", description = "Wait after a host's session expired before restarting its VMs "
-      + "(default: a fifth of the agents' session timeout, at least 500).")
-  Long failoverMarginMs;
+    @Option(
+            names = "--failover-margin-ms",
+            description = "Wait after a host's session expired before restarting its VMs "
+                    + "(default: a fifth of the agents' session timeout, at least 500).")
+    Long failoverMarginMs;
 
-  @Option(names = "--intent-retention-minutes", defaultValue = "60",
-      description = "How long finished intents stay, so that a retried request finds its outcome (default: ${DEFAULT-VALUE}).")
-  long intentRetentionMinutes;
+    @Option(
+            names = "--intent-retention-minutes",
+            defaultValue = "60",
+            description =
+                    "How long finished intents stay, so that a retried request finds its outcome (default: ${DEFAULT-VALUE}).")
+    long intentRetentionMinutes;
 
-  @Override
-  public Integer call() throws Exception {
-    if ((zk == null) == (embeddedZk == null)) {
-      throw new CliException("pass exactly one of --zk CONNECT and --embedded-zk DIR", 2);
+    @Override
+    public Integer call() throws Exception {
+        if ((zk == null) == (embeddedZk == null)) {
+            throw new CliException("pass exactly one of --zk CONNECT and --embedded-zk DIR", 2);
+        }
+        EmbeddedZooKeeper server = null;
+        String connect = zk;
+        if (embeddedZk != null) {
+            Endpoint at = Endpoint.parse(zkListen);
+            if (!(at instanceof Endpoint.Tcp tcp)) {
+                throw new CliException("--zk-listen must be HOST:PORT", 2);
+            }
+            server = new EmbeddedZooKeeper(embeddedZk.toAbsolutePath(), tcp.socketAddress()).start();
+            connect = server.connectString();
+        }
+        Duration margin = failoverMarginMs != null
+                ? Duration.ofMillis(failoverMarginMs)
+                : FencePolicy.defaultFailoverMargin(Duration.ofMillis(agentSessionTimeoutMs));
+        CoordinatorConfig config = CoordinatorConfig.of(
+                ZkClients.of(connect, clusterName, Duration.ofSeconds(10)), Endpoint.parse(listen), margin);
+        if (advertise != null) {
+            config = config.withAdvertise(Endpoint.parse(advertise));
+        }
+        config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
+        Coordinator coordinator = new Coordinator(config);
+        CountDownLatch stopped = new CountDownLatch(1);
+        EmbeddedZooKeeper embedded = server;
+        Runtime.getRuntime()
+                .addShutdownHook(new Thread(
+                        () -> {
+                            coordinator.close();
+                            if (embedded != null) {
+                                embedded.close();
+                            }
+                            stopped.countDown();
+                        },
+                        "ferry-coordinator-shutdown"));
+        try {
+            coordinator.start();
+        } catch (java.io.IOException e) {
+            throw new CliException("the coordinator cannot start: " + e.getMessage());
+        }
+        if (endpointFile != null) {
+            Path f = endpointFile.toAbsolutePath();
+            Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
+            String text = "coordinator " + coordinator.endpoint() + "\n" + "zookeeper " + connect + "\n";
+            Files.writeString(tmp, text, StandardCharsets.UTF_8);
+            Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        }
+        stopped.await();
+        return 0;
     }
-    EmbeddedZooKeeper server = null;
-    String connect = zk;
-    if (embeddedZk != null) {
-      Endpoint at = Endpoint.parse(zkListen);
-      if (!(at instanceof Endpoint.Tcp tcp)) {
-        throw new CliException("--zk-listen must be HOST:PORT", 2);
-      }
-      server = new EmbeddedZooKeeper(embeddedZk.toAbsolutePath(), tcp.socketAddress()).start();
-      connect = server.connectString();
-    }
-    Duration margin = failoverMarginMs != null ? Duration.ofMillis(failoverMarginMs)
-        : FencePolicy.defaultFailoverMargin(Duration.ofMillis(agentSessionTimeoutMs));
-    CoordinatorConfig config = CoordinatorConfig.of(ZkClients.of(connect, clusterName, Duration.ofSeconds(10)),
-        Endpoint.parse(listen), margin);
-    if (advertise != null) {
-      config = config.withAdvertise(Endpoint.parse(advertise));
-    }
-    config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
-    Coordinator coordinator = new Coordinator(config);
-    CountDownLatch stopped = new CountDownLatch(1);
-    EmbeddedZooKeeper embedded = server;
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      coordinator.close();
-      if (embedded != null) {
-        embedded.close();
-      }
-      stopped.countDown();
-    }, "ferry-coordinator-shutdown"));
-    try {
-      coordinator.start();
-    } catch (java.io.IOException e) {
-      throw new CliException("the coordinator cannot start: " + e.getMessage());
-    }
-    if (endpointFile != null) {
-      Path f = endpointFile.toAbsolutePath();
-      Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
-      String text = "coordinator " + coordinator.endpoint() + "\n" + "zookeeper " + connect + "\n";
-      Files.writeString(tmp, text, StandardCharsets.UTF_8);
-      Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    }
-    stopped.await();
-    return 0;
-  }
 }

@@ -3,36 +3,40 @@ package dev.ferry.cli;
 import picocli.CommandLine.Command;
 
 // INHERIT: every subcommand takes --help (and --version), which the usage-error hint tells users to try.
-@Command(name = "ferry",
-    scope = picocli.CommandLine.ScopeType.INHERIT,
-    mixinStandardHelpOptions = true,
-    versionProvider = FerryCommand.Version.class,
-    description = "Live migration and high availability for virtual machines.",
-    subcommands = {
-        AgentCommand.class,
-        CoordinatorCommand.class,
-        ClusterCommand.class,
-        HostCommand.class,
-        VmCommand.class,
-        MigrateCommand.class,
-        CancelCommand.class,
-        DemoCommand.class,
-        BenchCommand.class,
-    },
-    footer = {"", "Commands that talk to a cluster find it with --cluster DIR (or FERRY_CLUSTER), or with --zk "
-        + "CONNECT (and --cluster-name NAME, or FERRY_CLUSTER_NAME) for a cluster anywhere.",
-        "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."})
+@Command(
+        name = "ferry",
+        scope = picocli.CommandLine.ScopeType.INHERIT,
+        mixinStandardHelpOptions = true,
+        versionProvider = FerryCommand.Version.class,
+        description = "Live migration and high availability for virtual machines.",
+        subcommands = {
+            AgentCommand.class,
+            CoordinatorCommand.class,
+            ClusterCommand.class,
+            HostCommand.class,
+            VmCommand.class,
+            MigrateCommand.class,
+            CancelCommand.class,
+            DemoCommand.class,
+            BenchCommand.class,
+        },
+        footer = {
+            "",
+            "Commands that talk to a cluster find it with --cluster DIR (or FERRY_CLUSTER), or with --zk "
+                    + "CONNECT (and --cluster-name NAME, or FERRY_CLUSTER_NAME) for a cluster anywhere.",
+            "Exit status: 0 on success, 1 when the operation failed, 2 for a usage error."
+        })
 public final class FerryCommand implements Runnable {
-  @Override
-  public void run() {
-    throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "missing command");
-  }
-
-  static final class Version implements picocli.CommandLine.IVersionProvider {
     @Override
-    public String[] getVersion() {
-      String v = FerryCommand.class.getPackage().getImplementationVersion();
-      return new String[] {"ferry " + (v == null ? "dev" : v) + " (Java " + Runtime.version() + ")"};
+    public void run() {
+        throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this), "missing command");
     }
-  }
+
+    static final class Version implements picocli.CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = FerryCommand.class.getPackage().getImplementationVersion();
+            return new String[] {"ferry " + (v == null ? "dev" : v) + " (Java " + Runtime.version() + ")"};
+        }
+    }
 }

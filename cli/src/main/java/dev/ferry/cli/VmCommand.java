@@ -5,10 +5,10 @@ import dev.ferry.proto.cluster.DesiredState;
 import dev.ferry.proto.cluster.VmPhase;
 import dev.ferry.proto.coordinator.CreateVmRequest;
 import dev.ferry.proto.coordinator.VmView;
-import dev.ferry.proto.vm.HaPolicy;
 import dev.ferry.proto.vm.DirectBoot;
 import dev.ferry.proto.vm.Disk;
 import dev.ferry.proto.vm.DiskFormat;
+import dev.ferry.proto.vm.HaPolicy;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
@@ -24,338 +24,392 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-@Command(name = "vm", description = "Create, list, start, stop and delete VMs (through the cluster coordinator).",
-    subcommands = {VmCommand.Create.class, VmCommand.ListVms.class, VmCommand.Show.class, VmCommand.Start.class,
-        VmCommand.Stop.class, VmCommand.Delete.class})
+@Command(
+        name = "vm",
+        description = "Create, list, start, stop and delete VMs (through the cluster coordinator).",
+        subcommands = {
+            VmCommand.Create.class,
+            VmCommand.ListVms.class,
+            VmCommand.Show.class,
+            VmCommand.Start.class,
+            VmCommand.Stop.class,
+            VmCommand.Delete.class
+        })
 final class VmCommand implements Runnable {
-  @Override
-  public void run() {
-    throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
-        "missing subcommand: create, list, show, start, stop or delete");
-  }
-
-  @Command(name = "create", description = "Define a VM in the cluster, place it on a host and start it.")
-  static final class Create implements Runnable {
-    @Mixin
-    ClusterOption cluster;
-
-    @Parameters(index = "0", paramLabel = "NAME")
-    String name;
-
-    @Option(names = "--memory", required = true, paramLabel = "SIZE", description = "Guest RAM, e.g. 512M or 4G.")
-    String memory;
-
-    @Option(names = "--vcpus", defaultValue = "1")
-    int vcpus;
-
-    @Option(names = "--host", paramLabel = "HOST",
-        description = "Host to run on (default: placement: the live host with the most memory left).")
-    String host;
-
-    @Option(names = "--restart-priority", defaultValue = "0",
-        description = "When its host fails and capacity is short, higher restarts first (default: ${DEFAULT-VALUE}).")
-    int restartPriority;
-
-    @Option(names = "--max-restarts", defaultValue = "0",
-        description = "Restarts after host failures before it is left FAILED (default: the cluster's, 3).")
-    int maxRestarts;
-
-    @Option(names = "--anti-affinity", paramLabel = "GROUP",
-        description = "VMs of one group go to different hosts when they can.")
-    String antiAffinity;
-
-    @Option(names = "--dirty-rate", paramLabel = "RATE", defaultValue = "0",
-        description = "How fast the guest writes memory, bytes per second, e.g. 32M (default: idle).")
-    String dirtyRate;
-
-    @Option(names = "--working-set", paramLabel = "SIZE", description = "Memory the guest writes to (default: all).")
-    String workingSet;
-
-    @Option(names = "--hot-set", paramLabel = "SIZE", description = "Part of the working set written most (default: none).")
-    String hotSet;
-
-    @Option(names = "--hot-percent", defaultValue = "0", description = "Share of writes that go to the hot set.")
-    int hotPercent;
-
-    @Option(names = "--pattern", defaultValue = "compressible",
-        description = "What memory holds: random, compressible or sparse (default: ${DEFAULT-VALUE}).")
-    String pattern;
-
-    @Option(names = "--machine", description = "QEMU machine type (qemu driver).")
-    String machine;
-
-    @Option(names = "--kernel", paramLabel = "FILE", description = "Boot this kernel instead of the test guest (qemu driver).")
-    String kernel;
-
-    @Option(names = "--initrd", paramLabel = "FILE")
-    String initrd;
-
-    @Option(names = "--append", paramLabel = "STRING", description = "Kernel command line.")
-    String append;
-
-    @Option(names = "--disk", paramLabel = "FILE[,format=raw|qcow2][,ro]",
-        description = "A disk image on storage every host can reach (qemu driver); repeatable.")
-    List<String> disks = new ArrayList<>();
-
-    @Option(names = "--no-start", description = "Define the VM without starting it.")
-    boolean noStart;
-
-    @Option(names = "--json", description = "Print JSON.")
-    boolean json;
-
     @Override
     public void run() {
-      VmSpec spec = spec();
-      try (CoordinatorClient c = cluster.client()) {
-        VmView v = c.createVm(CreateVmRequest.newBuilder().setSpec(spec).setStart(!noStart)
-            .setHost(host == null ? "" : host).setRequestId(UUID.randomUUID().toString()).build());
-        if (json) {
-          System.out.println(Json.write(row(v)));
-        } else {
-          System.out.println("created " + name + " on " + v.getOwner() + " (" + Sizes.format(spec.getMemoryBytes()) + ", "
-              + state(v.getState()) + ")");
+        throw new picocli.CommandLine.ParameterException(
+                new picocli.CommandLine(this), "missing subcommand: create, list, show, start, stop or delete");
+    }
+
+    @Command(name = "create", description = "Define a VM in the cluster, place it on a host and start it.")
+    static final class Create implements Runnable {
+        @Mixin
+        ClusterOption cluster;
+
+        @Parameters(index = "0", paramLabel = "NAME")
+        String name;
+
+        @Option(names = "--memory", required = true, paramLabel = "SIZE", description = "Guest RAM, e.g. 512M or 4G.")
+        String memory;
+
+        @Option(names = "--vcpus", defaultValue = "1")
+        int vcpus;
+
+        @Option(
+                names = "--host",
+                paramLabel = "HOST",
+                description = "Host to run on (default: placement: the live host with the most memory left).")
+        String host;
+
+        @Option(
+                names = "--restart-priority",
+                defaultValue = "0",
+                description =
+                        "When its host fails and capacity is short, higher restarts first (default: ${DEFAULT-VALUE}).")
+        int restartPriority;
+
+        @Option(
+                names = "--max-restarts",
+                defaultValue = "0",
+                description = "Restarts after host failures before it is left FAILED (default: the cluster's, 3).")
+        int maxRestarts;
+
+        @Option(
+                names = "--anti-affinity",
+                paramLabel = "GROUP",
+                description = "VMs of one group go to different hosts when they can.")
+        String antiAffinity;
+
+        @Option(
+                names = "--dirty-rate",
+                paramLabel = "RATE",
+                defaultValue = "0",
+                description = "How fast the guest writes memory, bytes per second, e.g. 32M (default: idle).")
+        String dirtyRate;
+
+        @Option(
+                names = "--working-set",
+                paramLabel = "SIZE",
+                description = "Memory the guest writes to (default: all).")
+        String workingSet;
+
+        @Option(
+                names = "--hot-set",
+                paramLabel = "SIZE",
+                description = "Part of the working set written most (default: none).")
+        String hotSet;
+
+        @Option(names = "--hot-percent", defaultValue = "0", description = "Share of writes that go to the hot set.")
+        int hotPercent;
+
+        @Option(
+                names = "--pattern",
+                defaultValue = "compressible",
+                description = "What memory holds: random, compressible or sparse (default: ${DEFAULT-VALUE}).")
+        String pattern;
+
+        @Option(names = "--machine", description = "QEMU machine type (qemu driver).")
+        String machine;
+
+        @Option(
+                names = "--kernel",
+                paramLabel = "FILE",
+                description = "Boot this kernel instead of the test guest (qemu driver).")
+        String kernel;
+
+        @Option(names = "--initrd", paramLabel = "FILE")
+        String initrd;
+
+        @Option(names = "--append", paramLabel = "STRING", description = "Kernel command line.")
+        String append;
+
+        @Option(
+                names = "--disk",
+                paramLabel = "FILE[,format=raw|qcow2][,ro]",
+                description = "A disk image on storage every host can reach (qemu driver); repeatable.")
+        List<String> disks = new ArrayList<>();
+
+        @Option(names = "--no-start", description = "Define the VM without starting it.")
+        boolean noStart;
+
+        @Option(names = "--json", description = "Print JSON.")
+        boolean json;
+
+        @Override
+        public void run() {
+            VmSpec spec = spec();
+            try (CoordinatorClient c = cluster.client()) {
+                VmView v = c.createVm(CreateVmRequest.newBuilder()
+                        .setSpec(spec)
+                        .setStart(!noStart)
+                        .setHost(host == null ? "" : host)
+                        .setRequestId(UUID.randomUUID().toString())
+                        .build());
+                if (json) {
+                    System.out.println(Json.write(row(v)));
+                } else {
+                    System.out.println("created " + name + " on " + v.getOwner() + " ("
+                            + Sizes.format(spec.getMemoryBytes()) + ", " + state(v.getState()) + ")");
+                }
+            }
         }
-      }
-    }
 
-    VmSpec spec() {
-      long mem = Sizes.parseSize(memory);
-      if (mem < (1 << 20)) {
-        throw new IllegalArgumentException("--memory " + memory + " is too small (at least 1M)");
-      }
-      long rate = Sizes.parseRate(dirtyRate);
-      Workload.Builder w = Workload.newBuilder()
-          .setDirtyRatePagesPerSec(rate / 4096)
-          .setWorkingSetBytes(workingSet == null ? 0 : Sizes.parseSize(workingSet))
-          .setHotSetBytes(hotSet == null ? 0 : Sizes.parseSize(hotSet))
-          .setHotPercent(hotPercent)
-          .setPattern(pattern(pattern));
-      if (hotPercent < 0 || hotPercent > 100) {
-        throw new IllegalArgumentException("--hot-percent must be between 0 and 100");
-      }
-      if (vcpus < 1 || vcpus > 255) {
-        throw new IllegalArgumentException("--vcpus must be between 1 and 255");
-      }
-      if (maxRestarts < 0) {
-        throw new IllegalArgumentException("--max-restarts must not be negative");
-      }
-      VmSpec.Builder b = VmSpec.newBuilder().setSchemaVersion(1).setName(name).setMemoryBytes(mem).setVcpus(vcpus)
-          .setWorkload(w).setHa(HaPolicy.newBuilder().setRestartPriority(restartPriority)
-              .setMaxRestartAttempts(maxRestarts).setAntiAffinityGroup(antiAffinity == null ? "" : antiAffinity));
-      if (machine != null) {
-        b.setMachine(machine);
-      }
-      if (kernel != null) {
-        DirectBoot.Builder boot = DirectBoot.newBuilder().setKernel(absolute(kernel));
-        if (initrd != null) {
-          boot.setInitrd(absolute(initrd));
+        VmSpec spec() {
+            long mem = Sizes.parseSize(memory);
+            if (mem < (1 << 20)) {
+                throw new IllegalArgumentException("--memory " + memory + " is too small (at least 1M)");
+            }
+            long rate = Sizes.parseRate(dirtyRate);
+            Workload.Builder w = Workload.newBuilder()
+                    .setDirtyRatePagesPerSec(rate / 4096)
+                    .setWorkingSetBytes(workingSet == null ? 0 : Sizes.parseSize(workingSet))
+                    .setHotSetBytes(hotSet == null ? 0 : Sizes.parseSize(hotSet))
+                    .setHotPercent(hotPercent)
+                    .setPattern(pattern(pattern));
+            if (hotPercent < 0 || hotPercent > 100) {
+                throw new IllegalArgumentException("--hot-percent must be between 0 and 100");
+            }
+            if (vcpus < 1 || vcpus > 255) {
+                throw new IllegalArgumentException("--vcpus must be between 1 and 255");
+            }
+            if (maxRestarts < 0) {
+                throw new IllegalArgumentException("--max-restarts must not be negative");
+            }
+            VmSpec.Builder b = VmSpec.newBuilder()
+                    .setSchemaVersion(1)
+                    .setName(name)
+                    .setMemoryBytes(mem)
+                    .setVcpus(vcpus)
+                    .setWorkload(w)
+                    .setHa(HaPolicy.newBuilder()
+                            .setRestartPriority(restartPriority)
+                            .setMaxRestartAttempts(maxRestarts)
+                            .setAntiAffinityGroup(antiAffinity == null ? "" : antiAffinity));
+            if (machine != null) {
+                b.setMachine(machine);
+            }
+            if (kernel != null) {
+                DirectBoot.Builder boot = DirectBoot.newBuilder().setKernel(absolute(kernel));
+                if (initrd != null) {
+                    boot.setInitrd(absolute(initrd));
+                }
+                if (append != null) {
+                    boot.setAppend(append);
+                }
+                b.setBoot(boot);
+            } else if (initrd != null || append != null) {
+                throw new IllegalArgumentException("--initrd and --append need --kernel");
+            }
+            for (String d : disks) {
+                b.addDisks(disk(d));
+            }
+            return b.build();
         }
-        if (append != null) {
-          boot.setAppend(append);
+
+        private static String absolute(String file) {
+            return java.nio.file.Path.of(file).toAbsolutePath().normalize().toString();
         }
-        b.setBoot(boot);
-      } else if (initrd != null || append != null) {
-        throw new IllegalArgumentException("--initrd and --append need --kernel");
-      }
-      for (String d : disks) {
-        b.addDisks(disk(d));
-      }
-      return b.build();
-    }
 
-    private static String absolute(String file) {
-      return java.nio.file.Path.of(file).toAbsolutePath().normalize().toString();
-    }
-
-    static Disk disk(String text) {
-      String[] parts = text.split(",");
-      Disk.Builder d = Disk.newBuilder().setPath(absolute(parts[0])).setFormat(DiskFormat.DISK_FORMAT_RAW);
-      for (int i = 1; i < parts.length; i++) {
-        switch (parts[i]) {
-          case "format=raw" -> d.setFormat(DiskFormat.DISK_FORMAT_RAW);
-          case "format=qcow2" -> d.setFormat(DiskFormat.DISK_FORMAT_QCOW2);
-          case "ro" -> d.setReadOnly(true);
-          default -> throw new IllegalArgumentException("bad --disk option '" + parts[i] + "': use format=raw, format=qcow2 or ro");
+        static Disk disk(String text) {
+            String[] parts = text.split(",");
+            Disk.Builder d = Disk.newBuilder().setPath(absolute(parts[0])).setFormat(DiskFormat.DISK_FORMAT_RAW);
+            for (int i = 1; i < parts.length; i++) {
+                switch (parts[i]) {
+                    case "format=raw" -> d.setFormat(DiskFormat.DISK_FORMAT_RAW);
+                    case "format=qcow2" -> d.setFormat(DiskFormat.DISK_FORMAT_QCOW2);
+                    case "ro" -> d.setReadOnly(true);
+                    default ->
+                        throw new IllegalArgumentException(
+                                "bad --disk option '" + parts[i] + "': use format=raw, format=qcow2 or ro");
+                }
+            }
+            return d.build();
         }
-      }
-      return d.build();
-    }
 
-    static Pattern pattern(String p) {
-      return switch (p.toLowerCase(Locale.ROOT)) {
-        case "random" -> Pattern.PATTERN_RANDOM;
-        case "compressible" -> Pattern.PATTERN_COMPRESSIBLE;
-        case "sparse" -> Pattern.PATTERN_SPARSE;
-        default -> throw new IllegalArgumentException("bad --pattern '" + p + "': use random, compressible or sparse");
-      };
-    }
-
-  }
-
-  static String state(VmState s) {
-    return s.name().replace("VM_STATE_", "").toLowerCase(Locale.ROOT).replace('_', '-');
-  }
-
-  static String desired(DesiredState d) {
-    return d.name().replace("DESIRED_STATE_", "").toLowerCase(Locale.ROOT);
-  }
-
-  static String phase(VmPhase p) {
-    return p.name().replace("VM_PHASE_", "").toLowerCase(Locale.ROOT);
-  }
-
-  /** One VM as --json shows it: host is the owner the cluster names, at epoch. */
-  static Map<String, Object> row(VmView v) {
-    Map<String, Object> r = new LinkedHashMap<>();
-    r.put("name", v.getSpec().getName());
-    r.put("host", v.getOwner());
-    r.put("state", state(v.getState()));
-    r.put("epoch", v.getEpoch());
-    r.put("desired", desired(v.getDesired()));
-    r.put("phase", phase(v.getPhase()));
-    r.put("hostAlive", v.getOwnerAlive());
-    r.put("memoryBytes", v.getSpec().getMemoryBytes());
-    r.put("vcpus", v.getSpec().getVcpus());
-    r.put("heartbeat", v.getHeartbeat());
-    r.put("restartAttempts", v.getRestartAttempts());
-    if (v.getSpec().getHa().getRestartPriority() != 0) {
-      r.put("restartPriority", v.getSpec().getHa().getRestartPriority());
-    }
-    if (!v.getSpec().getHa().getAntiAffinityGroup().isEmpty()) {
-      r.put("antiAffinity", v.getSpec().getHa().getAntiAffinityGroup());
-    }
-    if (!v.getReason().isEmpty()) {
-      r.put("reason", v.getReason());
-    }
-    return r;
-  }
-
-  @Command(name = "list", description = "List the cluster's VMs: owner host, epoch, state.")
-  static final class ListVms implements Runnable {
-    @Mixin
-    ClusterOption cluster;
-
-    @Option(names = "--json", description = "Print JSON.")
-    boolean json;
-
-    @Override
-    public void run() {
-      List<Map<String, Object>> rows = new ArrayList<>();
-      List<String> unreachable = new ArrayList<>();
-      try (CoordinatorClient c = cluster.client()) {
-        for (VmView v : c.vms(true)) {
-          rows.add(row(v));
-          if (!v.getOwnerAlive() && !unreachable.contains(v.getOwner())) {
-            unreachable.add(v.getOwner());
-          }
+        static Pattern pattern(String p) {
+            return switch (p.toLowerCase(Locale.ROOT)) {
+                case "random" -> Pattern.PATTERN_RANDOM;
+                case "compressible" -> Pattern.PATTERN_COMPRESSIBLE;
+                case "sparse" -> Pattern.PATTERN_SPARSE;
+                default ->
+                    throw new IllegalArgumentException("bad --pattern '" + p + "': use random, compressible or sparse");
+            };
         }
-        for (dev.ferry.proto.coordinator.HostView h : c.hosts()) {
-          if (!h.getAlive() && !unreachable.contains(h.getId())) {
-            unreachable.add(h.getId());
-          }
+    }
+
+    static String state(VmState s) {
+        return s.name().replace("VM_STATE_", "").toLowerCase(Locale.ROOT).replace('_', '-');
+    }
+
+    static String desired(DesiredState d) {
+        return d.name().replace("DESIRED_STATE_", "").toLowerCase(Locale.ROOT);
+    }
+
+    static String phase(VmPhase p) {
+        return p.name().replace("VM_PHASE_", "").toLowerCase(Locale.ROOT);
+    }
+
+    /** One VM as --json shows it: host is the owner the cluster names, at epoch. */
+    static Map<String, Object> row(VmView v) {
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("name", v.getSpec().getName());
+        r.put("host", v.getOwner());
+        r.put("state", state(v.getState()));
+        r.put("epoch", v.getEpoch());
+        r.put("desired", desired(v.getDesired()));
+        r.put("phase", phase(v.getPhase()));
+        r.put("hostAlive", v.getOwnerAlive());
+        r.put("memoryBytes", v.getSpec().getMemoryBytes());
+        r.put("vcpus", v.getSpec().getVcpus());
+        r.put("heartbeat", v.getHeartbeat());
+        r.put("restartAttempts", v.getRestartAttempts());
+        if (v.getSpec().getHa().getRestartPriority() != 0) {
+            r.put("restartPriority", v.getSpec().getHa().getRestartPriority());
         }
-      }
-      for (String h : unreachable) {
-        System.err.println("ferry: warning: host " + h + " is not alive in the cluster");
-      }
-      if (json) {
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("vms", rows);
-        out.put("unreachableHosts", unreachable);
-        System.out.println(Json.write(out));
-        return;
-      }
-      System.out.printf("%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n", "NAME", "HOST", "STATE", "EPOCH", "DESIRED", "MEMORY",
-          "HEARTBEAT", "NOTE");
-      for (Map<String, Object> r : rows) {
-        System.out.printf("%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n", r.get("name"), r.get("host"), r.get("state"),
-            r.get("epoch"), r.get("desired"), Sizes.format((Long) r.get("memoryBytes")), r.get("heartbeat"),
-            r.getOrDefault("reason", ""));
-      }
-    }
-  }
-
-  @Command(name = "show", description = "Show one VM.")
-  static final class Show implements Runnable {
-    @Mixin
-    ClusterOption cluster;
-
-    @Parameters(index = "0", paramLabel = "NAME")
-    String name;
-
-    @Option(names = "--json", description = "Print JSON.")
-    boolean json;
-
-    @Override
-    public void run() {
-      try (CoordinatorClient c = cluster.client()) {
-        Map<String, Object> r = row(c.vm(name));
-        if (json) {
-          System.out.println(Json.write(r));
-        } else {
-          r.forEach((k, v) -> System.out.printf("%-16s %s%n", k, v));
+        if (!v.getSpec().getHa().getAntiAffinityGroup().isEmpty()) {
+            r.put("antiAffinity", v.getSpec().getHa().getAntiAffinityGroup());
         }
-      }
-    }
-  }
-
-  abstract static class OnVm implements Runnable {
-    @Mixin
-    ClusterOption cluster;
-
-    @Parameters(index = "0", paramLabel = "NAME")
-    String name;
-
-    abstract VmView act(CoordinatorClient c, String requestId);
-
-    abstract String verb();
-
-    @Override
-    public void run() {
-      try (CoordinatorClient c = cluster.client()) {
-        VmView v = act(c, UUID.randomUUID().toString());
-        System.out.println(verb() + " " + name + (v.getOwner().isEmpty() ? "" : " on " + v.getOwner() + " ("
-            + state(v.getState()) + ")"));
-      }
-    }
-  }
-
-  @Command(name = "start", description = "Boot a stopped VM (on its host, or wherever it fits).")
-  static final class Start extends OnVm {
-    @Override
-    VmView act(CoordinatorClient c, String id) {
-      return c.startVm(name, id);
+        if (!v.getReason().isEmpty()) {
+            r.put("reason", v.getReason());
+        }
+        return r;
     }
 
-    @Override
-    String verb() {
-      return "started";
-    }
-  }
+    @Command(name = "list", description = "List the cluster's VMs: owner host, epoch, state.")
+    static final class ListVms implements Runnable {
+        @Mixin
+        ClusterOption cluster;
 
-  @Command(name = "stop", description = "Power a VM off (its definition stays; the cluster no longer restarts it).")
-  static final class Stop extends OnVm {
-    @Override
-    VmView act(CoordinatorClient c, String id) {
-      return c.stopVm(name, id);
+        @Option(names = "--json", description = "Print JSON.")
+        boolean json;
+
+        @Override
+        public void run() {
+            List<Map<String, Object>> rows = new ArrayList<>();
+            List<String> unreachable = new ArrayList<>();
+            try (CoordinatorClient c = cluster.client()) {
+                for (VmView v : c.vms(true)) {
+                    rows.add(row(v));
+                    if (!v.getOwnerAlive() && !unreachable.contains(v.getOwner())) {
+                        unreachable.add(v.getOwner());
+                    }
+                }
+                for (dev.ferry.proto.coordinator.HostView h : c.hosts()) {
+                    if (!h.getAlive() && !unreachable.contains(h.getId())) {
+                        unreachable.add(h.getId());
+                    }
+                }
+            }
+            for (String h : unreachable) {
+                System.err.println("ferry: warning: host " + h + " is not alive in the cluster");
+            }
+            if (json) {
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("vms", rows);
+                out.put("unreachableHosts", unreachable);
+                System.out.println(Json.write(out));
+                return;
+            }
+            System.out.printf(
+                    "%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n",
+                    "NAME", "HOST", "STATE", "EPOCH", "DESIRED", "MEMORY", "HEARTBEAT", "NOTE");
+            for (Map<String, Object> r : rows) {
+                System.out.printf(
+                        "%-16s %-10s %-14s %-6s %-8s %-10s %-10s %s%n",
+                        r.get("name"),
+                        r.get("host"),
+                        r.get("state"),
+                        r.get("epoch"),
+                        r.get("desired"),
+                        Sizes.format((Long) r.get("memoryBytes")),
+                        r.get("heartbeat"),
+                        r.getOrDefault("reason", ""));
+            }
+        }
     }
 
-    @Override
-    String verb() {
-      return "stopped";
-    }
-  }
+    @Command(name = "show", description = "Show one VM.")
+    static final class Show implements Runnable {
+        @Mixin
+        ClusterOption cluster;
 
-  @Command(name = "delete", description = "Power a VM off and remove it from the cluster.")
-  static final class Delete extends OnVm {
-    @Override
-    VmView act(CoordinatorClient c, String id) {
-      return c.deleteVm(name, id);
+        @Parameters(index = "0", paramLabel = "NAME")
+        String name;
+
+        @Option(names = "--json", description = "Print JSON.")
+        boolean json;
+
+        @Override
+        public void run() {
+            try (CoordinatorClient c = cluster.client()) {
+                Map<String, Object> r = row(c.vm(name));
+                if (json) {
+                    System.out.println(Json.write(r));
+                } else {
+                    r.forEach((k, v) -> System.out.printf("%-16s %s%n", k, v));
+                }
+            }
+        }
     }
 
-    @Override
-    String verb() {
-      return "deleted";
+    abstract static class OnVm implements Runnable {
+        @Mixin
+        ClusterOption cluster;
+
+        @Parameters(index = "0", paramLabel = "NAME")
+        String name;
+
+        abstract VmView act(CoordinatorClient c, String requestId);
+
+        abstract String verb();
+
+        @Override
+        public void run() {
+            try (CoordinatorClient c = cluster.client()) {
+                VmView v = act(c, UUID.randomUUID().toString());
+                System.out.println(verb() + " " + name
+                        + (v.getOwner().isEmpty() ? "" : " on " + v.getOwner() + " (" + state(v.getState()) + ")"));
+            }
+        }
     }
-  }
+
+    @Command(name = "start", description = "Boot a stopped VM (on its host, or wherever it fits).")
+    static final class Start extends OnVm {
+        @Override
+        VmView act(CoordinatorClient c, String id) {
+            return c.startVm(name, id);
+        }
+
+        @Override
+        String verb() {
+            return "started";
+        }
+    }
+
+    @Command(name = "stop", description = "Power a VM off (its definition stays; the cluster no longer restarts it).")
+    static final class Stop extends OnVm {
+        @Override
+        VmView act(CoordinatorClient c, String id) {
+            return c.stopVm(name, id);
+        }
+
+        @Override
+        String verb() {
+            return "stopped";
+        }
+    }
+
+    @Command(name = "delete", description = "Power a VM off and remove it from the cluster.")
+    static final class Delete extends OnVm {
+        @Override
+        VmView act(CoordinatorClient c, String id) {
+            return c.deleteVm(name, id);
+        }
+
+        @Override
+        String verb() {
+            return "deleted";
+        }
+    }
 }

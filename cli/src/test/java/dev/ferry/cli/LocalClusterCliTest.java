@@ -27,191 +27,239 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LocalClusterCliTest {
-  @TempDir
-  static Path tmp;
-  static Path dir;
+    @TempDir
+    static Path tmp;
 
-  @BeforeAll
-  static void up() {
-    dir = tmp.resolve("cluster");
-    CliRun r = CliRun.of("cluster", "up", "--dir", dir.toString(), "--hosts", "3", "--session-timeout-ms",
-        Long.toString(Timing.seconds(3).toMillis()));
-    assertEquals(0, r.exit(), r.err());
-    assertTrue(r.out().contains("host-3"), r.out());
-    assertTrue(r.out().contains("zookeeper"), r.out());
-  }
+    static Path dir;
 
-  @AfterAll
-  static void down() {
-    if (Files.exists(dir.resolve("cluster.json"))) {
-      ClusterFile f = ClusterFile.read(dir);
-      CliRun r = CliRun.of("cluster", "down", "--dir", dir.toString());
-      assertEquals(0, r.exit(), r.err());
-      for (ClusterFile.Host h : f.hosts()) {
-        assertTrue(LocalCluster.alive(h).isEmpty(), h.id() + " still running after cluster down");
-        assertFalse(Files.exists(Path.of(h.ramDir())), "RAM files of " + h.id() + " left behind");
-      }
-      assertTrue(LocalCluster.aliveCoordinator(f.coordinator()).isEmpty(), "coordinator still running after cluster down");
-      assertFalse(Files.exists(Path.of(f.coordinator().zkDataDir())), "ZooKeeper data left behind");
+    @BeforeAll
+    static void up() {
+        dir = tmp.resolve("cluster");
+        CliRun r = CliRun.of(
+                "cluster",
+                "up",
+                "--dir",
+                dir.toString(),
+                "--hosts",
+                "3",
+                "--session-timeout-ms",
+                Long.toString(Timing.seconds(3).toMillis()));
+        assertEquals(0, r.exit(), r.err());
+        assertTrue(r.out().contains("host-3"), r.out());
+        assertTrue(r.out().contains("zookeeper"), r.out());
     }
-  }
 
-  private static CliRun ferry(String... args) {
-    String[] all = new String[args.length + 2];
-    System.arraycopy(args, 0, all, 0, args.length);
-    all[args.length] = "--cluster";
-    all[args.length + 1] = dir.toString();
-    return CliRun.of(all);
-  }
-
-  private static JsonNode json(CliRun r) throws Exception {
-    return Json.MAPPER.readTree(r.out());
-  }
-
-  @Test
-  @Order(1)
-  void createListAndMigrateLiveWithVerification() throws Exception {
-    CliRun created = ferry("vm", "create", "web", "--memory", "128M", "--dirty-rate", "8M", "--working-set", "32M",
-        "--host", "host-1");
-    assertEquals(0, created.exit(), created.err());
-
-    JsonNode list = json(ferry("vm", "list", "--json"));
-    assertEquals("web", list.get("vms").get(0).get("name").asText());
-    assertEquals("running", list.get("vms").get(0).get("state").asText());
-
-    CliRun migrated = ferry("migrate", "web", "--to", "host-2", "--verify", "--json");
-    assertEquals(0, migrated.exit(), migrated.err() + migrated.out());
-    JsonNode m = json(migrated);
-    for (String key : List.of("vm", "source", "target", "status", "totalMs", "downtimeMs", "rounds",
-        "bytesTransferred", "memoryVerified")) {
-      assertTrue(m.has(key), "missing " + key + " in " + m);
-    }
-    assertEquals("completed", m.get("status").asText());
-    assertEquals("host-1", m.get("source").asText());
-    assertEquals("host-2", m.get("target").asText());
-    assertTrue(m.get("memoryVerified").asBoolean());
-    assertTrue(m.get("rounds").asInt() >= 2);
-
-    JsonNode after = json(ferry("vm", "show", "web", "--json"));
-    assertEquals("host-2", after.get("host").asText());
-    assertEquals(2, after.get("epoch").asInt());
-    assertEquals("running", after.get("desired").asText());
-  }
-
-  @Test
-  @Order(2)
-  void badInputGetsOneClearLineAndANonZeroExit() {
-    CliRun unknownVm = ferry("migrate", "nope", "--to", "host-2");
-    assertEquals(1, unknownVm.exit());
-    assertEquals("ferry: no VM named 'nope' in the cluster", unknownVm.err().trim());
-
-    CliRun unknownHost = ferry("migrate", "web", "--to", "host-9");
-    assertEquals(1, unknownHost.exit());
-    assertTrue(unknownHost.err().startsWith("ferry: no host 'host-9'"), unknownHost.err());
-
-    CliRun badSize = ferry("vm", "create", "x", "--memory", "12Q");
-    assertEquals(2, badSize.exit());
-    assertTrue(badSize.err().contains("bad size '12Q'"), badSize.err());
-    assertFalse(badSize.err().contains("Exception"), badSize.err());
-
-    CliRun badFlag = ferry("migrate", "web", "--to", "host-1", "--streams", "0x");
-    assertEquals(2, badFlag.exit());
-
-    CliRun noCluster = CliRun.of("vm", "list", "--cluster", dir.resolve("elsewhere").toString());
-    assertEquals(1, noCluster.exit());
-    assertTrue(noCluster.err().contains("no cluster at"), noCluster.err());
-  }
-
-  @Test
-  @Order(3)
-  void killingTheDestinationAgentMidMigrationLeavesTheVmRunningOnTheSource() throws Exception {
-    assertEquals(0, ferry("vm", "create", "db", "--memory", "256M", "--dirty-rate", "4M", "--host", "host-1").exit());
-    ClusterFile f = ClusterFile.read(dir);
-    ProcessHandle destination = LocalCluster.alive(f.host("host-3")).orElseThrow();
-    // 256 MiB at 32 MiB/s: about eight seconds of round 0, plenty of time to kill the destination.
-    CompletableFuture<CliRun> migration = CompletableFuture.supplyAsync(
-        () -> ferry("migrate", "db", "--to", "host-3", "--max-bandwidth", "32M", "--json"));
-    Thread.sleep(Timing.seconds(2).toMillis());
-    destination.destroyForcibly();
-    CliRun r = migration.get();
-    assertEquals(1, r.exit(), r.out());
-    JsonNode m = json(r);
-    assertEquals("failed", m.get("status").asText());
-    assertTrue(m.get("error").asText().contains("destination") || m.get("error").asText().contains("broke"),
-        m.get("error").asText());
-
-    JsonNode db = json(ferry("vm", "show", "db", "--json"));
-    assertEquals("host-1", db.get("host").asText());
-    assertEquals("running", db.get("state").asText());
-    long beat = db.get("heartbeat").asLong();
-    Timing.await("the VM keeps running on host-1", Duration.ofSeconds(10), () -> {
-      try {
-        return json(ferry("vm", "show", "db", "--json")).get("heartbeat").asLong() > beat + 10;
-      } catch (Exception e) {
-        return false;
-      }
-    });
-
-    CliRun unreachable = ferry("migrate", "db", "--to", "host-3");
-    assertEquals(1, unreachable.exit());
-    assertTrue(unreachable.err().contains("unreachable") || unreachable.out().contains("unreachable"),
-        unreachable.err() + unreachable.out());
-    Timing.await("host-3's session to expire", Duration.ofSeconds(30), () -> {
-      try {
-        for (JsonNode h : json(ferry("host", "list", "--json")).get("hosts")) {
-          if (h.get("id").asText().equals("host-3")) {
-            return !h.get("alive").asBoolean();
-          }
+    @AfterAll
+    static void down() {
+        if (Files.exists(dir.resolve("cluster.json"))) {
+            ClusterFile f = ClusterFile.read(dir);
+            CliRun r = CliRun.of("cluster", "down", "--dir", dir.toString());
+            assertEquals(0, r.exit(), r.err());
+            for (ClusterFile.Host h : f.hosts()) {
+                assertTrue(LocalCluster.alive(h).isEmpty(), h.id() + " still running after cluster down");
+                assertFalse(Files.exists(Path.of(h.ramDir())), "RAM files of " + h.id() + " left behind");
+            }
+            assertTrue(
+                    LocalCluster.aliveCoordinator(f.coordinator()).isEmpty(),
+                    "coordinator still running after cluster down");
+            assertFalse(Files.exists(Path.of(f.coordinator().zkDataDir())), "ZooKeeper data left behind");
         }
-        return false;
-      } catch (Exception e) {
-        return false;
-      }
-    });
-    CliRun list = ferry("vm", "list");
-    assertEquals(0, list.exit());
-    assertTrue(list.err().contains("host-3"), "an unreachable host is named: " + list.err());
-  }
-
-  @Test
-  @Order(4)
-  void drainMovesAHostsVmsOffLiveAndActivateTakesItBack() throws Exception {
-    assertEquals(0, ferry("vm", "create", "app", "--memory", "64M", "--dirty-rate", "4M", "--host", "host-1").exit());
-    CliRun drained = ferry("host", "drain", "host-1", "--wait", "--parallel", "2", "--json");
-    assertEquals(0, drained.exit(), drained.err() + drained.out());
-    JsonNode d = json(drained);
-    assertEquals("completed", d.get("status").asText());
-    assertEquals(2, d.get("moved").size(), d.toString()); // db and app
-    assertEquals(0, d.get("failed").size());
-    for (JsonNode m : d.get("moved")) {
-      assertTrue(m.get("live").asBoolean());
-      assertEquals("host-2", m.get("to").asText(), "host-3 is dead, host-1 drained: " + m);
     }
-    JsonNode hosts = json(ferry("host", "list", "--json")).get("hosts");
-    JsonNode h1 = null;
-    for (JsonNode h : hosts) {
-      if (h.get("id").asText().equals("host-1")) {
-        h1 = h;
-      }
+
+    private static CliRun ferry(String... args) {
+        String[] all = new String[args.length + 2];
+        System.arraycopy(args, 0, all, 0, args.length);
+        all[args.length] = "--cluster";
+        all[args.length + 1] = dir.toString();
+        return CliRun.of(all);
     }
-    assertTrue(h1 != null && h1.get("alive").asBoolean() && h1.get("maintenance").asBoolean() && h1.get("vms").isEmpty(),
-        String.valueOf(h1));
 
-    CliRun noRoom = ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1");
-    assertEquals(1, noRoom.exit());
-    assertTrue(noRoom.err().contains("host-1 is in maintenance"), noRoom.err());
-    assertEquals(0, ferry("host", "activate", "host-1").exit());
-    assertEquals(0, ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1").exit());
+    private static JsonNode json(CliRun r) throws Exception {
+        return Json.MAPPER.readTree(r.out());
+    }
 
-    // Any cluster command also works with only the ZooKeeper connect string.
-    ClusterFile f = ClusterFile.read(dir);
-    CliRun status = CliRun.of("cluster", "status", "--zk", f.zookeeper(), "--json");
-    assertEquals(0, status.exit(), status.err());
-    JsonNode st = json(status);
-    assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
-    assertEquals(2, st.get("hostsAlive").asInt());
-    CliRun vms = CliRun.of("vm", "list", "--zk", f.zookeeper(), "--json");
-    assertEquals(0, vms.exit(), vms.err());
-    assertEquals(4, json(vms).get("vms").size(), vms.out()); // web, db, app, late
-  }
+    @Test
+    @Order(1)
+    void createListAndMigrateLiveWithVerification() throws Exception {
+        CliRun created = ferry(
+                "vm",
+                "create",
+                "web",
+                "--memory",
+                "128M",
+                "--dirty-rate",
+                "8M",
+                "--working-set",
+                "32M",
+                "--host",
+                "host-1");
+        assertEquals(0, created.exit(), created.err());
+
+        JsonNode list = json(ferry("vm", "list", "--json"));
+        assertEquals("web", list.get("vms").get(0).get("name").asText());
+        assertEquals("running", list.get("vms").get(0).get("state").asText());
+
+        CliRun migrated = ferry("migrate", "web", "--to", "host-2", "--verify", "--json");
+        assertEquals(0, migrated.exit(), migrated.err() + migrated.out());
+        JsonNode m = json(migrated);
+        for (String key : List.of(
+                "vm",
+                "source",
+                "target",
+                "status",
+                "totalMs",
+                "downtimeMs",
+                "rounds",
+                "bytesTransferred",
+                "memoryVerified")) {
+            assertTrue(m.has(key), "missing " + key + " in " + m);
+        }
+        assertEquals("completed", m.get("status").asText());
+        assertEquals("host-1", m.get("source").asText());
+        assertEquals("host-2", m.get("target").asText());
+        assertTrue(m.get("memoryVerified").asBoolean());
+        assertTrue(m.get("rounds").asInt() >= 2);
+
+        JsonNode after = json(ferry("vm", "show", "web", "--json"));
+        assertEquals("host-2", after.get("host").asText());
+        assertEquals(2, after.get("epoch").asInt());
+        assertEquals("running", after.get("desired").asText());
+    }
+
+    @Test
+    @Order(2)
+    void badInputGetsOneClearLineAndANonZeroExit() {
+        CliRun unknownVm = ferry("migrate", "nope", "--to", "host-2");
+        assertEquals(1, unknownVm.exit());
+        assertEquals("ferry: no VM named 'nope' in the cluster", unknownVm.err().trim());
+
+        CliRun unknownHost = ferry("migrate", "web", "--to", "host-9");
+        assertEquals(1, unknownHost.exit());
+        assertTrue(unknownHost.err().startsWith("ferry: no host 'host-9'"), unknownHost.err());
+
+        CliRun badSize = ferry("vm", "create", "x", "--memory", "12Q");
+        assertEquals(2, badSize.exit());
+        assertTrue(badSize.err().contains("bad size '12Q'"), badSize.err());
+        assertFalse(badSize.err().contains("Exception"), badSize.err());
+
+        CliRun badFlag = ferry("migrate", "web", "--to", "host-1", "--streams", "0x");
+        assertEquals(2, badFlag.exit());
+
+        CliRun noCluster =
+                CliRun.of("vm", "list", "--cluster", dir.resolve("elsewhere").toString());
+        assertEquals(1, noCluster.exit());
+        assertTrue(noCluster.err().contains("no cluster at"), noCluster.err());
+    }
+
+    @Test
+    @Order(3)
+    void killingTheDestinationAgentMidMigrationLeavesTheVmRunningOnTheSource() throws Exception {
+        assertEquals(
+                0,
+                ferry("vm", "create", "db", "--memory", "256M", "--dirty-rate", "4M", "--host", "host-1")
+                        .exit());
+        ClusterFile f = ClusterFile.read(dir);
+        ProcessHandle destination = LocalCluster.alive(f.host("host-3")).orElseThrow();
+        // 256 MiB at 32 MiB/s: about eight seconds of round 0, plenty of time to kill the destination.
+        CompletableFuture<CliRun> migration = CompletableFuture.supplyAsync(
+                () -> ferry("migrate", "db", "--to", "host-3", "--max-bandwidth", "32M", "--json"));
+        Thread.sleep(Timing.seconds(2).toMillis());
+        destination.destroyForcibly();
+        CliRun r = migration.get();
+        assertEquals(1, r.exit(), r.out());
+        JsonNode m = json(r);
+        assertEquals("failed", m.get("status").asText());
+        assertTrue(
+                m.get("error").asText().contains("destination")
+                        || m.get("error").asText().contains("broke"),
+                m.get("error").asText());
+
+        JsonNode db = json(ferry("vm", "show", "db", "--json"));
+        assertEquals("host-1", db.get("host").asText());
+        assertEquals("running", db.get("state").asText());
+        long beat = db.get("heartbeat").asLong();
+        Timing.await("the VM keeps running on host-1", Duration.ofSeconds(10), () -> {
+            try {
+                return json(ferry("vm", "show", "db", "--json"))
+                                .get("heartbeat")
+                                .asLong()
+                        > beat + 10;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+
+        CliRun unreachable = ferry("migrate", "db", "--to", "host-3");
+        assertEquals(1, unreachable.exit());
+        assertTrue(
+                unreachable.err().contains("unreachable") || unreachable.out().contains("unreachable"),
+                unreachable.err() + unreachable.out());
+        Timing.await("host-3's session to expire", Duration.ofSeconds(30), () -> {
+            try {
+                for (JsonNode h : json(ferry("host", "list", "--json")).get("hosts")) {
+                    if (h.get("id").asText().equals("host-3")) {
+                        return !h.get("alive").asBoolean();
+                    }
+                }
+                return false;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+        CliRun list = ferry("vm", "list");
+        assertEquals(0, list.exit());
+        assertTrue(list.err().contains("host-3"), "an unreachable host is named: " + list.err());
+    }
+
+    @Test
+    @Order(4)
+    void drainMovesAHostsVmsOffLiveAndActivateTakesItBack() throws Exception {
+        assertEquals(
+                0,
+                ferry("vm", "create", "app", "--memory", "64M", "--dirty-rate", "4M", "--host", "host-1")
+                        .exit());
+        CliRun drained = ferry("host", "drain", "host-1", "--wait", "--parallel", "2", "--json");
+        assertEquals(0, drained.exit(), drained.err() + drained.out());
+        JsonNode d = json(drained);
+        assertEquals("completed", d.get("status").asText());
+        assertEquals(2, d.get("moved").size(), d.toString()); // db and app
+        assertEquals(0, d.get("failed").size());
+        for (JsonNode m : d.get("moved")) {
+            assertTrue(m.get("live").asBoolean());
+            assertEquals("host-2", m.get("to").asText(), "host-3 is dead, host-1 drained: " + m);
+        }
+        JsonNode hosts = json(ferry("host", "list", "--json")).get("hosts");
+        JsonNode h1 = null;
+        for (JsonNode h : hosts) {
+            if (h.get("id").asText().equals("host-1")) {
+                h1 = h;
+            }
+        }
+        assertTrue(
+                h1 != null
+                        && h1.get("alive").asBoolean()
+                        && h1.get("maintenance").asBoolean()
+                        && h1.get("vms").isEmpty(),
+                String.valueOf(h1));
+
+        CliRun noRoom = ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1");
+        assertEquals(1, noRoom.exit());
+        assertTrue(noRoom.err().contains("host-1 is in maintenance"), noRoom.err());
+        assertEquals(0, ferry("host", "activate", "host-1").exit());
+        assertEquals(
+                0,
+                ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1")
+                        .exit());
+
+        // Any cluster command also works with only the ZooKeeper connect string.
+        ClusterFile f = ClusterFile.read(dir);
+        CliRun status = CliRun.of("cluster", "status", "--zk", f.zookeeper(), "--json");
+        assertEquals(0, status.exit(), status.err());
+        JsonNode st = json(status);
+        assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
+        assertEquals(2, st.get("hostsAlive").asInt());
+        CliRun vms = CliRun.of("vm", "list", "--zk", f.zookeeper(), "--json");
+        assertEquals(0, vms.exit(), vms.err());
+        assertEquals(4, json(vms).get("vms").size(), vms.out()); // web, db, app, late
+    }
 }

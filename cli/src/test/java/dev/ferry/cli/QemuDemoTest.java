@@ -8,15 +8,15 @@ import dev.ferry.hypervisor.qemu.QemuTestSupport;
 import org.junit.jupiter.api.Test;
 
 class QemuDemoTest {
-  @Test
-  void demoWithTheQemuDriverMovesARealGuest() throws Exception {
-    QemuTestSupport.requireQemu();
-    QemuTestSupport.requireDirtyTracking();
-    CliRun r = CliRun.of("demo", "--driver", "qemu", "--memory", "256M", "--json");
-    assertEquals(0, r.exit(), r.err());
-    JsonNode m = Json.MAPPER.readTree(r.out()).get("migrations").get(0);
-    assertEquals("completed", m.get("status").asText());
-    assertTrue(m.get("memoryVerified").asBoolean());
-    assertTrue(r.err().contains("the guest kept counting"), r.err());
-  }
+    @Test
+    void demoWithTheQemuDriverMovesARealGuest() throws Exception {
+        QemuTestSupport.requireQemu();
+        QemuTestSupport.requireDirtyTracking();
+        CliRun r = CliRun.of("demo", "--driver", "qemu", "--memory", "256M", "--json");
+        assertEquals(0, r.exit(), r.err());
+        JsonNode m = Json.MAPPER.readTree(r.out()).get("migrations").get(0);
+        assertEquals("completed", m.get("status").asText());
+        assertTrue(m.get("memoryVerified").asBoolean());
+        assertTrue(r.err().contains("the guest kept counting"), r.err());
+    }
 }

@@ -14,32 +14,32 @@ import java.lang.foreign.MemorySegment;
  * sees every write at once.
  */
 public interface GuestMemory {
-  long sizeBytes();
+    long sizeBytes();
 
-  int pageSize();
+    int pageSize();
 
-  default long pageCount() {
-    return sizeBytes() / pageSize();
-  }
+    default long pageCount() {
+        return sizeBytes() / pageSize();
+    }
 
-  /** Fills {@code dst} (native memory or a Java array) with guest bytes starting at {@code offset}. */
-  void read(long offset, MemorySegment dst) throws IOException;
+    /** Fills {@code dst} (native memory or a Java array) with guest bytes starting at {@code offset}. */
+    void read(long offset, MemorySegment dst) throws IOException;
 
-  /** Writes all of {@code src} (native memory or a Java array) into guest memory at {@code offset}. */
-  void write(long offset, MemorySegment src) throws IOException;
+    /** Writes all of {@code src} (native memory or a Java array) into guest memory at {@code offset}. */
+    void write(long offset, MemorySegment src) throws IOException;
 
-  /**
-   * The first byte offset at or after {@code offset} that may hold non-zero data; {@link
-   * #sizeBytes()} when everything after is known zero (memory never written). A conservative
-   * default: everything may hold data.
-   */
-  default long nextData(long offset) throws IOException {
-    return offset;
-  }
+    /**
+     * The first byte offset at or after {@code offset} that may hold non-zero data; {@link
+     * #sizeBytes()} when everything after is known zero (memory never written). A conservative
+     * default: everything may hold data.
+     */
+    default long nextData(long offset) throws IOException {
+        return offset;
+    }
 
-  /** Makes pages read as zero and frees their backing memory. */
-  void discard(long firstPage, long pages) throws IOException;
+    /** Makes pages read as zero and frees their backing memory. */
+    void discard(long firstPage, long pages) throws IOException;
 
-  /** A read-write mapping of all of guest RAM, for drivers and checks that need one (mapped on first use). */
-  MemorySegment segment();
+    /** A read-write mapping of all of guest RAM, for drivers and checks that need one (mapped on first use). */
+    MemorySegment segment();
 }

@@ -8,33 +8,33 @@ import java.io.Closeable;
  * so the QEMU driver and the sim test double are interchangeable under them.
  */
 public interface HypervisorDriver extends Closeable {
-  /** {@code "qemu"} or {@code "sim"}: recorded in VM status and logs. */
-  String name();
+    /** {@code "qemu"} or {@code "sim"}: recorded in VM status and logs. */
+    String name();
 
-  /** What this host can do: dirty tracking for agent pre-copy, hypervisor-native migration. */
-  HostCapabilities capabilities();
+    /** What this host can do: dirty tracking for agent pre-copy, hypervisor-native migration. */
+    HostCapabilities capabilities();
 
-  /** Checks a spec before anything is created: unsupported features fail here, with the reason. */
-  void validate(VmSpec spec) throws HypervisorException;
+    /** Checks a spec before anything is created: unsupported features fail here, with the reason. */
+    void validate(VmSpec spec) throws HypervisorException;
 
-  /** Defines a VM that boots fresh on {@link VmInstance#start()}. Allocates its RAM file. */
-  VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException;
+    /** Defines a VM that boots fresh on {@link VmInstance#start()}. Allocates its RAM file. */
+    VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException;
 
-  /**
-   * Defines the destination of an incoming migration: RAM allocated (zero), not running, ready to
-   * receive pages and device state. For QEMU the process is already started here, waiting for
-   * its incoming state, so that its start-up is not downtime.
-   */
-  VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException;
+    /**
+     * Defines the destination of an incoming migration: RAM allocated (zero), not running, ready to
+     * receive pages and device state. For QEMU the process is already started here, waiting for
+     * its incoming state, so that its start-up is not downtime.
+     */
+    VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException;
 
-  /** How an incoming VM will receive its state. */
-  enum IncomingKind {
-    /** Ferry writes RAM pages; the hypervisor loads only device state. */
-    PRECOPY,
-    /** The hypervisor's own migration stream carries everything. */
-    HYPERVISOR_NATIVE
-  }
+    /** How an incoming VM will receive its state. */
+    enum IncomingKind {
+        /** Ferry writes RAM pages; the hypervisor loads only device state. */
+        PRECOPY,
+        /** The hypervisor's own migration stream carries everything. */
+        HYPERVISOR_NATIVE
+    }
 
-  @Override
-  void close();
+    @Override
+    void close();
 }

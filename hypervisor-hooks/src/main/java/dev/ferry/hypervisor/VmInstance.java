@@ -12,44 +12,44 @@ import java.util.function.Consumer;
  * its files; it is the one call every failure path may rely on.
  */
 public interface VmInstance extends AutoCloseable {
-  VmSpec spec();
+    VmSpec spec();
 
-  InstanceState state();
+    InstanceState state();
 
-  /** Boots a VM created with {@link HypervisorDriver#create}. */
-  void start() throws HypervisorException;
+    /** Boots a VM created with {@link HypervisorDriver#create}. */
+    void start() throws HypervisorException;
 
-  /** Stops the vCPUs. When this returns, the guest no longer writes its memory. */
-  void pause() throws HypervisorException;
+    /** Stops the vCPUs. When this returns, the guest no longer writes its memory. */
+    void pause() throws HypervisorException;
 
-  void resume() throws HypervisorException;
+    void resume() throws HypervisorException;
 
-  /** Powers the VM off; its files stay until {@link #close()}. */
-  void stop() throws HypervisorException;
+    /** Powers the VM off; its files stay until {@link #close()}. */
+    void stop() throws HypervisorException;
 
-  GuestMemory memory();
+    GuestMemory memory();
 
-  /** The driver's dirty-page log, or empty when this host cannot track guest writes. */
-  Optional<DirtyLog> dirtyLog();
+    /** The driver's dirty-page log, or empty when this host cannot track guest writes. */
+    Optional<DirtyLog> dirtyLog();
 
-  DeviceState deviceState();
+    DeviceState deviceState();
 
-  /**
-   * What a switchover costs besides sending the last dirty pages (saving and loading device
-   * state, pausing and resuming): the convergence policy adds it to the expected downtime.
-   */
-  default java.time.Duration switchoverCostEstimate() {
-    return java.time.Duration.ofMillis(5);
-  }
+    /**
+     * What a switchover costs besides sending the last dirty pages (saving and loading device
+     * state, pausing and resuming): the convergence policy adds it to the expected downtime.
+     */
+    default java.time.Duration switchoverCostEstimate() {
+        return java.time.Duration.ofMillis(5);
+    }
 
-  /** The guest's own progress counter (the test guest's heartbeat), when the driver can read one. */
-  default long heartbeat() {
-    return -1;
-  }
+    /** The guest's own progress counter (the test guest's heartbeat), when the driver can read one. */
+    default long heartbeat() {
+        return -1;
+    }
 
-  /** Called once if the VM ends without being asked to (the hypervisor process died). */
-  void onUnexpectedExit(Consumer<String> listener);
+    /** Called once if the VM ends without being asked to (the hypervisor process died). */
+    void onUnexpectedExit(Consumer<String> listener);
 
-  @Override
-  void close();
+    @Override
+    void close();
 }

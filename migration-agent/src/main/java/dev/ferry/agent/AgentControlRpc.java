@@ -19,24 +19,28 @@ import io.grpc.MethodDescriptor;
 
 /** The agent control service, from agent.proto. */
 public final class AgentControlRpc {
-  public static final GrpcService SERVICE = GrpcService.of(AgentProto.getDescriptor(), "AgentControl");
+    public static final GrpcService SERVICE = GrpcService.of(AgentProto.getDescriptor(), "AgentControl");
 
-  public static final MethodDescriptor<AgentInfoRequest, AgentInfo> GET_AGENT_INFO =
-      SERVICE.method("GetAgentInfo", AgentInfoRequest.class, AgentInfo.class);
-  public static final MethodDescriptor<CreateVmRequest, VmStatus> CREATE_VM =
-      SERVICE.method("CreateVm", CreateVmRequest.class, VmStatus.class);
-  public static final MethodDescriptor<VmRequest, VmStatus> START_VM = SERVICE.method("StartVm", VmRequest.class, VmStatus.class);
-  public static final MethodDescriptor<VmRequest, VmStatus> STOP_VM = SERVICE.method("StopVm", VmRequest.class, VmStatus.class);
-  public static final MethodDescriptor<VmRequest, VmStatus> DELETE_VM = SERVICE.method("DeleteVm", VmRequest.class, VmStatus.class);
-  public static final MethodDescriptor<VmRequest, VmStatus> GET_VM = SERVICE.method("GetVm", VmRequest.class, VmStatus.class);
-  public static final MethodDescriptor<ListVmsRequest, ListVmsResponse> LIST_VMS =
-      SERVICE.method("ListVms", ListVmsRequest.class, ListVmsResponse.class);
-  public static final MethodDescriptor<PrepareIncomingRequest, PrepareIncomingResponse> PREPARE_INCOMING =
-      SERVICE.method("PrepareIncoming", PrepareIncomingRequest.class, PrepareIncomingResponse.class);
-  public static final MethodDescriptor<MigrateRequest, MigrationEvent> MIGRATE =
-      SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
-  public static final MethodDescriptor<CancelMigrationRequest, CancelMigrationResponse> CANCEL_MIGRATION =
-      SERVICE.method("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class);
+    public static final MethodDescriptor<AgentInfoRequest, AgentInfo> GET_AGENT_INFO =
+            SERVICE.method("GetAgentInfo", AgentInfoRequest.class, AgentInfo.class);
+    public static final MethodDescriptor<CreateVmRequest, VmStatus> CREATE_VM =
+            SERVICE.method("CreateVm", CreateVmRequest.class, VmStatus.class);
+    public static final MethodDescriptor<VmRequest, VmStatus> START_VM =
+            SERVICE.method("StartVm", VmRequest.class, VmStatus.class);
+    public static final MethodDescriptor<VmRequest, VmStatus> STOP_VM =
+            SERVICE.method("StopVm", VmRequest.class, VmStatus.class);
+    public static final MethodDescriptor<VmRequest, VmStatus> DELETE_VM =
+            SERVICE.method("DeleteVm", VmRequest.class, VmStatus.class);
+    public static final MethodDescriptor<VmRequest, VmStatus> GET_VM =
+            SERVICE.method("GetVm", VmRequest.class, VmStatus.class);
+    public static final MethodDescriptor<ListVmsRequest, ListVmsResponse> LIST_VMS =
+            SERVICE.method("ListVms", ListVmsRequest.class, ListVmsResponse.class);
+    public static final MethodDescriptor<PrepareIncomingRequest, PrepareIncomingResponse> PREPARE_INCOMING =
+            SERVICE.method("PrepareIncoming", PrepareIncomingRequest.class, PrepareIncomingResponse.class);
+    public static final MethodDescriptor<MigrateRequest, MigrationEvent> MIGRATE =
+            SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
+    public static final MethodDescriptor<CancelMigrationRequest, CancelMigrationResponse> CANCEL_MIGRATION =
+            SERVICE.method("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class);
 
-  private AgentControlRpc() {}
+    private AgentControlRpc() {}
 }

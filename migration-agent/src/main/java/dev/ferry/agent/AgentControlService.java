@@ -28,149 +28,204 @@ import org.slf4j.LoggerFactory;
 
 /** The control API: maps each rpc to the registry or a migration, and errors to gRPC statuses. */
 final class AgentControlService {
-  private static final Logger log = LoggerFactory.getLogger(AgentControlService.class);
+    private static final Logger log = LoggerFactory.getLogger(AgentControlService.class);
 
-  private final VmRegistry registry;
-  private final IncomingMigrations incoming;
-  private final OutgoingMigrations outgoing;
-  private final MigrationStreamService streams;
-  private final Supplier<AgentInfo> info;
-  private final RequestLog<VmStatus> requests = new RequestLog<>(4096);
+    private final VmRegistry registry;
+    private final IncomingMigrations incoming;
+    private final OutgoingMigrations outgoing;
+    private final MigrationStreamService streams;
+    private final Supplier<AgentInfo> info;
+    private final RequestLog<VmStatus> requests = new RequestLog<>(4096);
 
-  AgentControlService(VmRegistry registry, IncomingMigrations incoming, OutgoingMigrations outgoing,
-      MigrationStreamService streams, Supplier<AgentInfo> info) {
-    this.registry = registry;
-    this.incoming = incoming;
-    this.outgoing = outgoing;
-    this.streams = streams;
-    this.info = info;
-  }
-
-  ServerServiceDefinition definition() {
-    return AgentControlRpc.SERVICE.bind()
-        .unary("GetAgentInfo", AgentInfoRequest.class, AgentInfo.class, (req, out) -> reply(out, info::get))
-        .unary("CreateVm", CreateVmRequest.class, VmStatus.class, (req, out) -> reply(out, () ->
-            requests.once(req.getRequestId(), () ->
-                registry.status(registry.create(req.getSpec(), req.getStart(), req.getEpoch())))))
-        .unary("StartVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () ->
-            requests.once(req.getRequestId(), () -> registry.status(registry.start(req.getName())))))
-        .unary("StopVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () ->
-            requests.once(req.getRequestId(), () -> registry.status(registry.stop(req.getName())))))
-        .unary("DeleteVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () ->
-            requests.once(req.getRequestId(), () -> registry.status(registry.delete(req.getName())))))
-        .unary("GetVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () -> getVm(req.getName())))
-        .unary("ListVms", ListVmsRequest.class, ListVmsResponse.class, (req, out) -> reply(out, this::listVms))
-        .unary("PrepareIncoming", PrepareIncomingRequest.class, PrepareIncomingResponse.class,
-            (req, out) -> reply(out, () -> incoming.prepare(req)))
-        .serverStreaming("Migrate", MigrateRequest.class, MigrationEvent.class, this::migrate)
-        .unary("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class, (req, out) ->
-            reply(out, () -> {
-              if (!req.getMigrationId().isEmpty()) {
-                return cancelIncoming(req);
-              }
-              boolean ok = outgoing.cancel(req.getVm());
-              return CancelMigrationResponse.newBuilder().setCancelled(ok)
-                  .setMessage(ok ? "cancelling the migration of " + req.getVm()
-                      : "too late: the migration of " + req.getVm() + " has committed and will complete")
-                  .build();
-            }))
-        .build();
-  }
-
-  private CancelMigrationResponse cancelIncoming(CancelMigrationRequest req) throws AgentException {
-    IncomingMigration m = streams.find(req.getMigrationId());
-    if (m == null) {
-      throw new AgentException(Status.Code.NOT_FOUND, "no incoming migration " + req.getMigrationId() + " on " + registry.hostId());
+    AgentControlService(
+            VmRegistry registry,
+            IncomingMigrations incoming,
+            OutgoingMigrations outgoing,
+            MigrationStreamService streams,
+            Supplier<AgentInfo> info) {
+        this.registry = registry;
+        this.incoming = incoming;
+        this.outgoing = outgoing;
+        this.streams = streams;
+        this.info = info;
     }
-    if (m.state() == IncomingMigration.State.READY) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, "incoming migration " + req.getMigrationId()
-          + " is at its commit point; its outcome decides");
-    }
-    m.discard("abandoned by the source: " + req.getReason(), null);
-    boolean discarded = m.state() == IncomingMigration.State.DISCARDED;
-    return CancelMigrationResponse.newBuilder().setCancelled(discarded)
-        .setMessage(discarded ? "discarded" : "already " + m.state()).build();
-  }
 
-  private VmStatus getVm(String name) throws AgentException {
-    try {
-      return registry.status(registry.get(name));
-    } catch (AgentException notHere) {
-      IncomingMigration m = arriving(name);
-      if (m == null) {
-        throw notHere;
-      }
-      return VmStatus.newBuilder().setSpec(m.spec()).setState(VmState.VM_STATE_INCOMING).setHost(registry.hostId())
-          .setDriver(registry.driver().name()).setReason("arriving from " + m.sourceHost() + " (" + m.state() + ")").build();
+    ServerServiceDefinition definition() {
+        return AgentControlRpc.SERVICE
+                .bind()
+                .unary("GetAgentInfo", AgentInfoRequest.class, AgentInfo.class, (req, out) -> reply(out, info::get))
+                .unary(
+                        "CreateVm",
+                        CreateVmRequest.class,
+                        VmStatus.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> requests.once(
+                                        req.getRequestId(),
+                                        () -> registry.status(
+                                                registry.create(req.getSpec(), req.getStart(), req.getEpoch())))))
+                .unary(
+                        "StartVm",
+                        VmRequest.class,
+                        VmStatus.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> requests.once(
+                                        req.getRequestId(), () -> registry.status(registry.start(req.getName())))))
+                .unary(
+                        "StopVm",
+                        VmRequest.class,
+                        VmStatus.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> requests.once(
+                                        req.getRequestId(), () -> registry.status(registry.stop(req.getName())))))
+                .unary(
+                        "DeleteVm",
+                        VmRequest.class,
+                        VmStatus.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> requests.once(
+                                        req.getRequestId(), () -> registry.status(registry.delete(req.getName())))))
+                .unary("GetVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () -> getVm(req.getName())))
+                .unary("ListVms", ListVmsRequest.class, ListVmsResponse.class, (req, out) -> reply(out, this::listVms))
+                .unary(
+                        "PrepareIncoming",
+                        PrepareIncomingRequest.class,
+                        PrepareIncomingResponse.class,
+                        (req, out) -> reply(out, () -> incoming.prepare(req)))
+                .serverStreaming("Migrate", MigrateRequest.class, MigrationEvent.class, this::migrate)
+                .unary(
+                        "CancelMigration",
+                        CancelMigrationRequest.class,
+                        CancelMigrationResponse.class,
+                        (req, out) -> reply(out, () -> {
+                            if (!req.getMigrationId().isEmpty()) {
+                                return cancelIncoming(req);
+                            }
+                            boolean ok = outgoing.cancel(req.getVm());
+                            return CancelMigrationResponse.newBuilder()
+                                    .setCancelled(ok)
+                                    .setMessage(
+                                            ok
+                                                    ? "cancelling the migration of " + req.getVm()
+                                                    : "too late: the migration of " + req.getVm()
+                                                            + " has committed and will complete")
+                                    .build();
+                        }))
+                .build();
     }
-  }
 
-  private IncomingMigration arriving(String name) {
-    for (IncomingMigration m : streams.all()) {
-      if (m.spec().getName().equals(name)) {
-        return m;
-      }
+    private CancelMigrationResponse cancelIncoming(CancelMigrationRequest req) throws AgentException {
+        IncomingMigration m = streams.find(req.getMigrationId());
+        if (m == null) {
+            throw new AgentException(
+                    Status.Code.NOT_FOUND,
+                    "no incoming migration " + req.getMigrationId() + " on " + registry.hostId());
+        }
+        if (m.state() == IncomingMigration.State.READY) {
+            throw new AgentException(
+                    Status.Code.FAILED_PRECONDITION,
+                    "incoming migration " + req.getMigrationId() + " is at its commit point; its outcome decides");
+        }
+        m.discard("abandoned by the source: " + req.getReason(), null);
+        boolean discarded = m.state() == IncomingMigration.State.DISCARDED;
+        return CancelMigrationResponse.newBuilder()
+                .setCancelled(discarded)
+                .setMessage(discarded ? "discarded" : "already " + m.state())
+                .build();
     }
-    return null;
-  }
 
-  private ListVmsResponse listVms() {
-    List<VmStatus> all = new ArrayList<>(registry.list());
-    for (IncomingMigration m : streams.all()) {
-      all.add(VmStatus.newBuilder().setSpec(m.spec()).setState(VmState.VM_STATE_INCOMING).setHost(registry.hostId())
-          .setDriver(registry.driver().name()).setReason("arriving from " + m.sourceHost()).build());
-    }
-    return ListVmsResponse.newBuilder().addAllVms(all).build();
-  }
-
-  private void migrate(MigrateRequest req, StreamObserver<MigrationEvent> responses) {
-    ServerCallStreamObserver<MigrationEvent> out = (ServerCallStreamObserver<MigrationEvent>) responses;
-    OutgoingMigrations.Claimed claimed;
-    try {
-      claimed = outgoing.claim(req);
-    } catch (AgentException e) {
-      out.onError(e.toStatus());
-      return;
-    }
-    // The migration outlives the caller: if the CLI goes away, the migration still finishes.
-    Thread.ofPlatform().name("ferry-migrate-" + req.getVm()).start(() -> {
-      Object lock = new Object();
-      claimed.run(event -> {
-        synchronized (lock) {
-          if (!out.isCancelled()) {
-            try {
-              out.onNext(event);
-            } catch (RuntimeException e) {
-              log.debug("progress for {} not delivered: {}", req.getVm(), e.toString());
+    private VmStatus getVm(String name) throws AgentException {
+        try {
+            return registry.status(registry.get(name));
+        } catch (AgentException notHere) {
+            IncomingMigration m = arriving(name);
+            if (m == null) {
+                throw notHere;
             }
-          }
+            return VmStatus.newBuilder()
+                    .setSpec(m.spec())
+                    .setState(VmState.VM_STATE_INCOMING)
+                    .setHost(registry.hostId())
+                    .setDriver(registry.driver().name())
+                    .setReason("arriving from " + m.sourceHost() + " (" + m.state() + ")")
+                    .build();
         }
-      });
-      synchronized (lock) {
-        if (!out.isCancelled()) {
-          try {
-            out.onCompleted();
-          } catch (RuntimeException e) {
-            // caller gone
-          }
-        }
-      }
-    });
-  }
-
-  interface Call<T> {
-    T get() throws AgentException;
-  }
-
-  private static <T> void reply(StreamObserver<T> out, Call<T> call) {
-    try {
-      out.onNext(call.get());
-      out.onCompleted();
-    } catch (AgentException e) {
-      out.onError(e.toStatus());
-    } catch (RuntimeException e) {
-      log.error("control request failed", e);
-      out.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
     }
-  }
+
+    private IncomingMigration arriving(String name) {
+        for (IncomingMigration m : streams.all()) {
+            if (m.spec().getName().equals(name)) {
+                return m;
+            }
+        }
+        return null;
+    }
+
+    private ListVmsResponse listVms() {
+        List<VmStatus> all = new ArrayList<>(registry.list());
+        for (IncomingMigration m : streams.all()) {
+            all.add(VmStatus.newBuilder()
+                    .setSpec(m.spec())
+                    .setState(VmState.VM_STATE_INCOMING)
+                    .setHost(registry.hostId())
+                    .setDriver(registry.driver().name())
+                    .setReason("arriving from " + m.sourceHost())
+                    .build());
+        }
+        return ListVmsResponse.newBuilder().addAllVms(all).build();
+    }
+
+    private void migrate(MigrateRequest req, StreamObserver<MigrationEvent> responses) {
+        ServerCallStreamObserver<MigrationEvent> out = (ServerCallStreamObserver<MigrationEvent>) responses;
+        OutgoingMigrations.Claimed claimed;
+        try {
+            claimed = outgoing.claim(req);
+        } catch (AgentException e) {
+            out.onError(e.toStatus());
+            return;
+        }
+        // The migration outlives the caller: if the CLI goes away, the migration still finishes.
+        Thread.ofPlatform().name("ferry-migrate-" + req.getVm()).start(() -> {
+            Object lock = new Object();
+            claimed.run(event -> {
+                synchronized (lock) {
+                    if (!out.isCancelled()) {
+                        try {
+                            out.onNext(event);
+                        } catch (RuntimeException e) {
+                            log.debug("progress for {} not delivered: {}", req.getVm(), e.toString());
+                        }
+                    }
+                }
+            });
+            synchronized (lock) {
+                if (!out.isCancelled()) {
+                    try {
+                        out.onCompleted();
+                    } catch (RuntimeException e) {
+                        // caller gone
+                    }
+                }
+            }
+        });
+    }
+
+    interface Call<T> {
+        T get() throws AgentException;
+    }
+
+    private static <T> void reply(StreamObserver<T> out, Call<T> call) {
+        try {
+            out.onNext(call.get());
+            out.onCompleted();
+        } catch (AgentException e) {
+            out.onError(e.toStatus());
+        } catch (RuntimeException e) {
+            log.error("control request failed", e);
+            out.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
+        }
+    }
 }

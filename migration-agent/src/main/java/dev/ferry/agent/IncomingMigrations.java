@@ -22,113 +22,145 @@ import org.slf4j.LoggerFactory;
 
 /** The destination half of this agent: PrepareIncoming, and what happens when a migration ends. */
 final class IncomingMigrations {
-  private static final Logger log = LoggerFactory.getLogger(IncomingMigrations.class);
-  private static final SecureRandom RANDOM = new SecureRandom();
+    private static final Logger log = LoggerFactory.getLogger(IncomingMigrations.class);
+    private static final SecureRandom RANDOM = new SecureRandom();
 
-  private final VmRegistry registry;
-  private final MigrationStreamService streams;
-  private final OwnershipCommit commit;
-  private final ScheduledExecutorService timers;
-  private final Duration attachTimeout;
-  private final Duration applyTimeout;
-  private volatile Endpoint streamEndpoint;
-  private volatile boolean closed;
+    private final VmRegistry registry;
+    private final MigrationStreamService streams;
+    private final OwnershipCommit commit;
+    private final ScheduledExecutorService timers;
+    private final Duration attachTimeout;
+    private final Duration applyTimeout;
+    private volatile Endpoint streamEndpoint;
+    private volatile boolean closed;
 
-  IncomingMigrations(VmRegistry registry, MigrationStreamService streams, OwnershipCommit commit,
-      ScheduledExecutorService timers, Duration attachTimeout, Duration applyTimeout) {
-    this.registry = registry;
-    this.streams = streams;
-    this.commit = commit;
-    this.timers = timers;
-    this.attachTimeout = attachTimeout;
-    this.applyTimeout = applyTimeout;
-  }
+    IncomingMigrations(
+            VmRegistry registry,
+            MigrationStreamService streams,
+            OwnershipCommit commit,
+            ScheduledExecutorService timers,
+            Duration attachTimeout,
+            Duration applyTimeout) {
+        this.registry = registry;
+        this.streams = streams;
+        this.commit = commit;
+        this.timers = timers;
+        this.attachTimeout = attachTimeout;
+        this.applyTimeout = applyTimeout;
+    }
 
-  void streamEndpoint(Endpoint e) {
-    this.streamEndpoint = e;
-  }
+    void streamEndpoint(Endpoint e) {
+        this.streamEndpoint = e;
+    }
 
-  PrepareIncomingResponse prepare(PrepareIncomingRequest req) throws AgentException {
-    if (req.getMigrationId().isBlank()) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, "prepare-incoming needs a migration id");
-    }
-    IncomingMigration existing = streams.find(req.getMigrationId());
-    if (existing != null) {
-      throw new AgentException(Status.Code.ALREADY_EXISTS, "migration " + req.getMigrationId() + " is already prepared");
-    }
-    String name = req.getSpec().getName();
-    TransferMode mode = req.getMode() == TransferMode.TRANSFER_MODE_INVALID ? TransferMode.TRANSFER_MODE_PRECOPY : req.getMode();
-    HypervisorDriver driver = registry.driver();
-    try {
-      driver.validate(req.getSpec());
-    } catch (HypervisorException e) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, "this host cannot run VM '" + name + "': " + e.getMessage(), e);
-    }
-    if (mode == TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE && !driver.capabilities().hypervisorNativeMigration()) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, "the " + driver.name() + " driver on "
-          + registry.hostId() + " has no hypervisor-native migration");
-    }
-    registry.reserve(name, req.getMigrationId(), req.getEpoch());
-    VmInstance vm;
-    VmPaths paths;
-    try {
-      paths = registry.paths(name, "");
-      vm = driver.prepareIncoming(req.getSpec(), paths, mode == TransferMode.TRANSFER_MODE_PRECOPY
-          ? HypervisorDriver.IncomingKind.PRECOPY : HypervisorDriver.IncomingKind.HYPERVISOR_NATIVE);
-    } catch (HypervisorException e) {
-      registry.unreserve(name, req.getMigrationId());
-      throw new AgentException(Status.Code.INTERNAL, "cannot prepare VM '" + name + "' on " + registry.hostId()
-          + ": " + e.getMessage(), e);
-    } catch (AgentException e) {
-      registry.unreserve(name, req.getMigrationId());
-      throw e;
-    }
-    byte[] secret = new byte[16];
-    RANDOM.nextBytes(secret);
-    String token = HexFormat.of().formatHex(secret);
-    IncomingMigration m = new IncomingMigration(
-        new IncomingMigration.Expectation(req.getMigrationId(), registry.hostId(), req.getSpec(), req.getSourceHost(),
-            mode, req.getEpoch()),
-        token, vm, commit, new IncomingMigration.Listener() {
-          @Override
-          public void committed(IncomingMigration migration, long epoch) {
-            registry.adopt(migration.spec(), migration.vm(), epoch, migration.migrationId());
-            streams.forget(migration);
-          }
+    PrepareIncomingResponse prepare(PrepareIncomingRequest req) throws AgentException {
+        if (req.getMigrationId().isBlank()) {
+            throw new AgentException(Status.Code.INVALID_ARGUMENT, "prepare-incoming needs a migration id");
+        }
+        IncomingMigration existing = streams.find(req.getMigrationId());
+        if (existing != null) {
+            throw new AgentException(
+                    Status.Code.ALREADY_EXISTS, "migration " + req.getMigrationId() + " is already prepared");
+        }
+        String name = req.getSpec().getName();
+        TransferMode mode = req.getMode() == TransferMode.TRANSFER_MODE_INVALID
+                ? TransferMode.TRANSFER_MODE_PRECOPY
+                : req.getMode();
+        HypervisorDriver driver = registry.driver();
+        try {
+            driver.validate(req.getSpec());
+        } catch (HypervisorException e) {
+            throw new AgentException(
+                    Status.Code.INVALID_ARGUMENT, "this host cannot run VM '" + name + "': " + e.getMessage(), e);
+        }
+        if (mode == TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
+                && !driver.capabilities().hypervisorNativeMigration()) {
+            throw new AgentException(
+                    Status.Code.FAILED_PRECONDITION,
+                    "the " + driver.name() + " driver on " + registry.hostId() + " has no hypervisor-native migration");
+        }
+        registry.reserve(name, req.getMigrationId(), req.getEpoch());
+        VmInstance vm;
+        VmPaths paths;
+        try {
+            paths = registry.paths(name, "");
+            vm = driver.prepareIncoming(
+                    req.getSpec(),
+                    paths,
+                    mode == TransferMode.TRANSFER_MODE_PRECOPY
+                            ? HypervisorDriver.IncomingKind.PRECOPY
+                            : HypervisorDriver.IncomingKind.HYPERVISOR_NATIVE);
+        } catch (HypervisorException e) {
+            registry.unreserve(name, req.getMigrationId());
+            throw new AgentException(
+                    Status.Code.INTERNAL,
+                    "cannot prepare VM '" + name + "' on " + registry.hostId() + ": " + e.getMessage(),
+                    e);
+        } catch (AgentException e) {
+            registry.unreserve(name, req.getMigrationId());
+            throw e;
+        }
+        byte[] secret = new byte[16];
+        RANDOM.nextBytes(secret);
+        String token = HexFormat.of().formatHex(secret);
+        IncomingMigration m = new IncomingMigration(
+                new IncomingMigration.Expectation(
+                        req.getMigrationId(),
+                        registry.hostId(),
+                        req.getSpec(),
+                        req.getSourceHost(),
+                        mode,
+                        req.getEpoch()),
+                token,
+                vm,
+                commit,
+                new IncomingMigration.Listener() {
+                    @Override
+                    public void committed(IncomingMigration migration, long epoch) {
+                        registry.adopt(migration.spec(), migration.vm(), epoch, migration.migrationId());
+                        streams.forget(migration);
+                    }
 
-          @Override
-          public void discarded(IncomingMigration migration, String reason) {
-            streams.forget(migration);
-            VmRegistry.deleteTree(paths.runDir());
-            registry.unreserve(migration.spec().getName(), migration.migrationId());
-          }
-        }, applyTimeout);
-    vm.onUnexpectedExit(m::hypervisorDied);
-    synchronized (this) {
-      if (!closed) {
-        streams.expect(m);
-      }
+                    @Override
+                    public void discarded(IncomingMigration migration, String reason) {
+                        streams.forget(migration);
+                        VmRegistry.deleteTree(paths.runDir());
+                        registry.unreserve(migration.spec().getName(), migration.migrationId());
+                    }
+                },
+                applyTimeout);
+        vm.onUnexpectedExit(m::hypervisorDied);
+        synchronized (this) {
+            if (!closed) {
+                streams.expect(m);
+            }
+        }
+        if (closed) {
+            // The agent began shutting down while this VM was being prepared: nothing may outlive it.
+            m.discard("agent shutting down", null);
+            throw new AgentException(Status.Code.UNAVAILABLE, "agent " + registry.hostId() + " is shutting down");
+        }
+        timers.schedule(
+                () -> {
+                    if (m.state() == IncomingMigration.State.PREPARED) {
+                        m.discard("no lane connected within " + attachTimeout.toSeconds() + " s", null);
+                    }
+                },
+                attachTimeout.toMillis(),
+                TimeUnit.MILLISECONDS);
+        log.info("expecting {} from {} (migration {})", name, req.getSourceHost(), req.getMigrationId());
+        return PrepareIncomingResponse.newBuilder()
+                .setToken(token)
+                .setStreamEndpoint(streamEndpoint.toString())
+                .build();
     }
-    if (closed) {
-      // The agent began shutting down while this VM was being prepared: nothing may outlive it.
-      m.discard("agent shutting down", null);
-      throw new AgentException(Status.Code.UNAVAILABLE, "agent " + registry.hostId() + " is shutting down");
-    }
-    timers.schedule(() -> {
-      if (m.state() == IncomingMigration.State.PREPARED) {
-        m.discard("no lane connected within " + attachTimeout.toSeconds() + " s", null);
-      }
-    }, attachTimeout.toMillis(), TimeUnit.MILLISECONDS);
-    log.info("expecting {} from {} (migration {})", name, req.getSourceHost(), req.getMigrationId());
-    return PrepareIncomingResponse.newBuilder().setToken(token).setStreamEndpoint(streamEndpoint.toString()).build();
-  }
 
-  void closeAll(String reason) {
-    synchronized (this) {
-      closed = true;
+    void closeAll(String reason) {
+        synchronized (this) {
+            closed = true;
+        }
+        for (IncomingMigration m : streams.all()) {
+            m.discard(reason, null);
+        }
     }
-    for (IncomingMigration m : streams.all()) {
-      m.discard(reason, null);
-    }
-  }
 }

@@ -28,206 +28,259 @@ import org.slf4j.LoggerFactory;
 
 /** The source half of this agent: runs Migrate requests, one at a time per VM. */
 final class OutgoingMigrations {
-  private static final Logger log = LoggerFactory.getLogger(OutgoingMigrations.class);
-  static final int DEFAULT_STREAMS = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
+    private static final Logger log = LoggerFactory.getLogger(OutgoingMigrations.class);
+    static final int DEFAULT_STREAMS =
+            Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
 
-  private final VmRegistry registry;
-  private final Transport transport;
-  private final CommitProvider commits;
-  private final PreCopySender.Timeouts timeouts;
+    private final VmRegistry registry;
+    private final Transport transport;
+    private final CommitProvider commits;
+    private final PreCopySender.Timeouts timeouts;
 
-  OutgoingMigrations(VmRegistry registry, Transport transport, CommitProvider commits, PreCopySender.Timeouts timeouts) {
-    this.registry = registry;
-    this.transport = transport;
-    this.commits = commits;
-    this.timeouts = timeouts;
-  }
-
-  /** Checks a request and claims the VM for it; the migration itself runs in {@link Claimed#run}. */
-  Claimed claim(MigrateRequest req) throws AgentException {
-    if (req.getTargetHost().isBlank()) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, "migrate needs a target host");
-    }
-    if (req.getTargetHost().equals(registry.hostId())) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, "VM '" + req.getVm() + "' is already on " + registry.hostId());
-    }
-    Endpoint target;
-    try {
-      target = Endpoint.parse(req.getTargetEndpoint());
-    } catch (IllegalArgumentException e) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, "bad target endpoint: " + e.getMessage());
-    }
-    PreCopySender.Options options = options(req.getOptions());
-    var caps = registry.driver().capabilities();
-    if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_PRECOPY && !caps.dirtyTracking()) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, "this host cannot track guest writes, so Ferry's "
-          + "pre-copy is refused: " + caps.dirtyTrackingDetail() + "; --mode qemu-native still works");
-    }
-    if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
-        && !caps.hypervisorNativeMigration()) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, "the " + registry.driver().name()
-          + " driver has no hypervisor-native migration; use --mode precopy");
-    }
-    ManagedVm m = registry.get(req.getVm());
-    synchronized (m) {
-      if (m.state() != VmState.VM_STATE_RUNNING) {
-        throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + req.getVm() + "' is "
-            + m.state().name().replace("VM_STATE_", "").toLowerCase() + "; only a running VM can be migrated live");
-      }
-      m.state(VmState.VM_STATE_MIGRATING_OUT, "migrating to " + req.getTargetHost());
-    }
-    return new Claimed(m, req, target, options);
-  }
-
-  static PreCopySender.Options options(MigrationOptions o) throws AgentException {
-    try {
-      Duration downtime = Duration.ofMillis(o.getDowntimeMs() == 0 ? 300 : o.getDowntimeMs());
-      ConvergencePolicy.Settings d = ConvergencePolicy.Settings.defaults();
-      ConvergencePolicy.Settings policy = new ConvergencePolicy.Settings(downtime,
-          o.getMaxRounds() == 0 ? d.maxRounds() : o.getMaxRounds(),
-          o.getMaxTimeMs() == 0 ? d.maxTime() : Duration.ofMillis(o.getMaxTimeMs()),
-          d.stallRounds(),
-          o.getOnTimeout() == OnTimeout.ON_TIMEOUT_CANCEL ? ConvergencePolicy.OnTimeout.CANCEL
-              : ConvergencePolicy.OnTimeout.FORCE_SWITCHOVER);
-      return new PreCopySender.Options(o.getStreams() == 0 ? DEFAULT_STREAMS : o.getStreams(),
-          o.getMaxBandwidthBytesPerSec(), o.getVerify(), policy, o.getMode(), PreCopySender.Timeouts.defaults());
-    } catch (IllegalArgumentException e) {
-      throw new AgentException(Status.Code.INVALID_ARGUMENT, e.getMessage());
-    }
-  }
-
-  /** A VM claimed for a migration. */
-  final class Claimed {
-    private final ManagedVm vm;
-    private final MigrateRequest req;
-    private final Endpoint target;
-    private final PreCopySender.Options options;
-
-    Claimed(ManagedVm vm, MigrateRequest req, Endpoint target, PreCopySender.Options options) {
-      this.vm = vm;
-      this.req = req;
-      this.target = target;
-      this.options = options;
+    OutgoingMigrations(
+            VmRegistry registry, Transport transport, CommitProvider commits, PreCopySender.Timeouts timeouts) {
+        this.registry = registry;
+        this.transport = transport;
+        this.commits = commits;
+        this.timeouts = timeouts;
     }
 
-    /** Runs the migration to its end; every event, the terminal one last, goes to {@code events}. */
-    MigrationSummary run(Consumer<MigrationEvent> events) {
-      String migrationId = req.getRequestId().isBlank() ? UUID.randomUUID().toString() : req.getRequestId();
-      VmInstance instance = vm.instance();
-      PreCopySender.Options opts = new PreCopySender.Options(options.lanes(), options.maxBandwidth(), options.verify(),
-          options.policy(), options.mode(), timeouts);
-      try (AgentClient targetAgent = new AgentClient(transport, req.getTargetHost(), target, Duration.ofSeconds(60))) {
-        PreCopySender sender = new PreCopySender(
-            new PreCopySender.Parties(migrationId, vm.name, registry.hostId(), req.getTargetHost(), vm.epoch()),
-            instance, opts, transport,
-            new PreCopySender.TargetPreparer() {
-              @Override
-              public PrepareIncomingResponse prepare(PrepareIncomingRequest prepare) throws MigrationException {
-                try {
-                  return targetAgent.prepareIncoming(prepare);
-                } catch (AgentCallException e) {
-                  throw new MigrationException(MigrationStep.MIGRATION_STEP_PREPARE, e.getMessage(), e);
-                }
-              }
-
-              @Override
-              public void abandon(String id, String reason) {
-                try {
-                  targetAgent.cancelIncoming(vm.name, id, reason);
-                } catch (AgentCallException e) {
-                  log.debug("destination {} did not take the abandon of {}: {}", req.getTargetHost(), id, e.getMessage());
-                }
-              }
-            },
-            commits.outgoing(targetAgent), events::accept);
-        vm.migration(sender);
-        log.info("migrating {} to {} at {} (migration {}, {} streams{})", vm.name, req.getTargetHost(), target,
-            migrationId, opts.lanes(), opts.verify() ? ", verify" : "");
+    /** Checks a request and claims the VM for it; the migration itself runs in {@link Claimed#run}. */
+    Claimed claim(MigrateRequest req) throws AgentException {
+        if (req.getTargetHost().isBlank()) {
+            throw new AgentException(Status.Code.INVALID_ARGUMENT, "migrate needs a target host");
+        }
+        if (req.getTargetHost().equals(registry.hostId())) {
+            throw new AgentException(
+                    Status.Code.INVALID_ARGUMENT, "VM '" + req.getVm() + "' is already on " + registry.hostId());
+        }
+        Endpoint target;
         try {
-          MigrationSummary s = sender.run();
-          long released = System.nanoTime();
-          registry.release(vm);
-          log.info("migrated {} to {}: {} ms total, {} ms downtime, {} rounds, {} MiB on the wire; source released in {} ms",
-              vm.name, req.getTargetHost(), s.getTotalMs(), s.getDowntimeMs(), s.getRounds(),
-              s.getBytesTransferred() >> 20, (System.nanoTime() - released) / 1_000_000);
-          events.accept(MigrationEvent.newBuilder().setPhase(MigrationPhase.MIGRATION_PHASE_COMPLETED)
-              .setMigrationId(migrationId).setSummary(s).build());
-          return s;
-        } catch (MigrationException e) {
-          MigrationSummary s = sender.failureSummary(e);
-          settleAfterFailure(vm, instance, e, sender.commitStarted());
-          events.accept(MigrationEvent.newBuilder().setPhase(s.getStatus()).setMigrationId(migrationId)
-              .setSummary(s).setMessage(e.getMessage()).build());
-          return s;
-        } finally {
-          vm.migration(null);
+            target = Endpoint.parse(req.getTargetEndpoint());
+        } catch (IllegalArgumentException e) {
+            throw new AgentException(Status.Code.INVALID_ARGUMENT, "bad target endpoint: " + e.getMessage());
         }
-      }
-    }
-  }
-
-  /**
-   * After a failed migration the VM is running again here; or paused because the commit outcome
-   * is unknown; or paused because resuming failed (a hypervisor that stopped answering), in which
-   * case resuming is retried in the background while the hypervisor lives: before the commit,
-   * the source is the only owner, and leaving it paused would be an outage nobody asked for.
-   */
-  private void settleAfterFailure(ManagedVm m, VmInstance instance, MigrationException e, boolean commitStarted) {
-    synchronized (m) {
-      String what = "last migration " + (e.cancelled() ? "cancelled" : "failed") + ": " + e.getMessage();
-      switch (instance.state()) {
-        case RUNNING -> m.state(VmState.VM_STATE_RUNNING, what);
-        case PAUSED -> m.state(VmState.VM_STATE_PAUSED, e.getMessage());
-        default -> {
-          if (m.state() != VmState.VM_STATE_FAILED) {
-            m.state(VmState.VM_STATE_FAILED, what);
-          }
+        PreCopySender.Options options = options(req.getOptions());
+        var caps = registry.driver().capabilities();
+        if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_PRECOPY && !caps.dirtyTracking()) {
+            throw new AgentException(
+                    Status.Code.FAILED_PRECONDITION,
+                    "this host cannot track guest writes, so Ferry's " + "pre-copy is refused: "
+                            + caps.dirtyTrackingDetail() + "; --mode qemu-native still works");
         }
-      }
-    }
-    if (instance.state() == dev.ferry.hypervisor.InstanceState.PAUSED && !commitStarted) {
-      Thread.ofPlatform().daemon().name("ferry-resume-" + m.name).start(() -> resumeUntilDone(m, instance, e));
-    }
-  }
-
-  private void resumeUntilDone(ManagedVm m, VmInstance instance, MigrationException cause) {
-    long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(10);
-    while (System.nanoTime() < deadline) {
-      synchronized (m) {
-        if (m.instance() != instance || m.state() != VmState.VM_STATE_PAUSED) {
-          return;
+        if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
+                && !caps.hypervisorNativeMigration()) {
+            throw new AgentException(
+                    Status.Code.FAILED_PRECONDITION,
+                    "the " + registry.driver().name()
+                            + " driver has no hypervisor-native migration; use --mode precopy");
         }
-      }
-      try {
-        instance.resume();
+        ManagedVm m = registry.get(req.getVm());
         synchronized (m) {
-          m.state(VmState.VM_STATE_RUNNING, "resumed after a failed migration: " + cause.getMessage());
+            if (m.state() != VmState.VM_STATE_RUNNING) {
+                throw new AgentException(
+                        Status.Code.FAILED_PRECONDITION,
+                        "VM '" + req.getVm() + "' is "
+                                + m.state().name().replace("VM_STATE_", "").toLowerCase()
+                                + "; only a running VM can be migrated live");
+            }
+            m.state(VmState.VM_STATE_MIGRATING_OUT, "migrating to " + req.getTargetHost());
         }
-        log.info("VM {} resumed after a failed migration", m.name);
-        return;
-      } catch (HypervisorException ex) {
-        log.warn("VM {}: resume after a failed migration did not work yet: {}", m.name, ex.getMessage());
-      }
-      switch (instance.state()) {
-        case FAILED, STOPPED, CLOSED -> {
-          return;
-        }
-        default -> { }
-      }
-      try {
-        Thread.sleep(1000);
-      } catch (InterruptedException ie) {
-        return;
-      }
+        return new Claimed(m, req, target, options);
     }
-  }
 
-  boolean cancel(String vmName) throws AgentException {
-    ManagedVm m = registry.get(vmName);
-    PreCopySender s = m.migration();
-    if (s == null) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vmName + "' is not migrating");
+    static PreCopySender.Options options(MigrationOptions o) throws AgentException {
+        try {
+            Duration downtime = Duration.ofMillis(o.getDowntimeMs() == 0 ? 300 : o.getDowntimeMs());
+            ConvergencePolicy.Settings d = ConvergencePolicy.Settings.defaults();
+            ConvergencePolicy.Settings policy = new ConvergencePolicy.Settings(
+                    downtime,
+                    o.getMaxRounds() == 0 ? d.maxRounds() : o.getMaxRounds(),
+                    o.getMaxTimeMs() == 0 ? d.maxTime() : Duration.ofMillis(o.getMaxTimeMs()),
+                    d.stallRounds(),
+                    o.getOnTimeout() == OnTimeout.ON_TIMEOUT_CANCEL
+                            ? ConvergencePolicy.OnTimeout.CANCEL
+                            : ConvergencePolicy.OnTimeout.FORCE_SWITCHOVER);
+            return new PreCopySender.Options(
+                    o.getStreams() == 0 ? DEFAULT_STREAMS : o.getStreams(),
+                    o.getMaxBandwidthBytesPerSec(),
+                    o.getVerify(),
+                    policy,
+                    o.getMode(),
+                    PreCopySender.Timeouts.defaults());
+        } catch (IllegalArgumentException e) {
+            throw new AgentException(Status.Code.INVALID_ARGUMENT, e.getMessage());
+        }
     }
-    return s.cancel();
-  }
+
+    /** A VM claimed for a migration. */
+    final class Claimed {
+        private final ManagedVm vm;
+        private final MigrateRequest req;
+        private final Endpoint target;
+        private final PreCopySender.Options options;
+
+        Claimed(ManagedVm vm, MigrateRequest req, Endpoint target, PreCopySender.Options options) {
+            this.vm = vm;
+            this.req = req;
+            this.target = target;
+            this.options = options;
+        }
+
+        /** Runs the migration to its end; every event, the terminal one last, goes to {@code events}. */
+        MigrationSummary run(Consumer<MigrationEvent> events) {
+            String migrationId =
+                    req.getRequestId().isBlank() ? UUID.randomUUID().toString() : req.getRequestId();
+            VmInstance instance = vm.instance();
+            PreCopySender.Options opts = new PreCopySender.Options(
+                    options.lanes(),
+                    options.maxBandwidth(),
+                    options.verify(),
+                    options.policy(),
+                    options.mode(),
+                    timeouts);
+            try (AgentClient targetAgent =
+                    new AgentClient(transport, req.getTargetHost(), target, Duration.ofSeconds(60))) {
+                PreCopySender sender = new PreCopySender(
+                        new PreCopySender.Parties(
+                                migrationId, vm.name, registry.hostId(), req.getTargetHost(), vm.epoch()),
+                        instance,
+                        opts,
+                        transport,
+                        new PreCopySender.TargetPreparer() {
+                            @Override
+                            public PrepareIncomingResponse prepare(PrepareIncomingRequest prepare)
+                                    throws MigrationException {
+                                try {
+                                    return targetAgent.prepareIncoming(prepare);
+                                } catch (AgentCallException e) {
+                                    throw new MigrationException(
+                                            MigrationStep.MIGRATION_STEP_PREPARE, e.getMessage(), e);
+                                }
+                            }
+
+                            @Override
+                            public void abandon(String id, String reason) {
+                                try {
+                                    targetAgent.cancelIncoming(vm.name, id, reason);
+                                } catch (AgentCallException e) {
+                                    log.debug(
+                                            "destination {} did not take the abandon of {}: {}",
+                                            req.getTargetHost(),
+                                            id,
+                                            e.getMessage());
+                                }
+                            }
+                        },
+                        commits.outgoing(targetAgent),
+                        events::accept);
+                vm.migration(sender);
+                log.info(
+                        "migrating {} to {} at {} (migration {}, {} streams{})",
+                        vm.name,
+                        req.getTargetHost(),
+                        target,
+                        migrationId,
+                        opts.lanes(),
+                        opts.verify() ? ", verify" : "");
+                try {
+                    MigrationSummary s = sender.run();
+                    long released = System.nanoTime();
+                    registry.release(vm);
+                    log.info(
+                            "migrated {} to {}: {} ms total, {} ms downtime, {} rounds, {} MiB on the wire; source released in {} ms",
+                            vm.name,
+                            req.getTargetHost(),
+                            s.getTotalMs(),
+                            s.getDowntimeMs(),
+                            s.getRounds(),
+                            s.getBytesTransferred() >> 20,
+                            (System.nanoTime() - released) / 1_000_000);
+                    events.accept(MigrationEvent.newBuilder()
+                            .setPhase(MigrationPhase.MIGRATION_PHASE_COMPLETED)
+                            .setMigrationId(migrationId)
+                            .setSummary(s)
+                            .build());
+                    return s;
+                } catch (MigrationException e) {
+                    MigrationSummary s = sender.failureSummary(e);
+                    settleAfterFailure(vm, instance, e, sender.commitStarted());
+                    events.accept(MigrationEvent.newBuilder()
+                            .setPhase(s.getStatus())
+                            .setMigrationId(migrationId)
+                            .setSummary(s)
+                            .setMessage(e.getMessage())
+                            .build());
+                    return s;
+                } finally {
+                    vm.migration(null);
+                }
+            }
+        }
+    }
+
+    /**
+     * After a failed migration the VM is running again here; or paused because the commit outcome
+     * is unknown; or paused because resuming failed (a hypervisor that stopped answering), in which
+     * case resuming is retried in the background while the hypervisor lives: before the commit,
+     * the source is the only owner, and leaving it paused would be an outage nobody asked for.
+     */
+    private void settleAfterFailure(ManagedVm m, VmInstance instance, MigrationException e, boolean commitStarted) {
+        synchronized (m) {
+            String what = "last migration " + (e.cancelled() ? "cancelled" : "failed") + ": " + e.getMessage();
+            switch (instance.state()) {
+                case RUNNING -> m.state(VmState.VM_STATE_RUNNING, what);
+                case PAUSED -> m.state(VmState.VM_STATE_PAUSED, e.getMessage());
+                default -> {
+                    if (m.state() != VmState.VM_STATE_FAILED) {
+                        m.state(VmState.VM_STATE_FAILED, what);
+                    }
+                }
+            }
+        }
+        if (instance.state() == dev.ferry.hypervisor.InstanceState.PAUSED && !commitStarted) {
+            Thread.ofPlatform().daemon().name("ferry-resume-" + m.name).start(() -> resumeUntilDone(m, instance, e));
+        }
+    }
+
+    private void resumeUntilDone(ManagedVm m, VmInstance instance, MigrationException cause) {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MINUTES.toNanos(10);
+        while (System.nanoTime() < deadline) {
+            synchronized (m) {
+                if (m.instance() != instance || m.state() != VmState.VM_STATE_PAUSED) {
+                    return;
+                }
+            }
+            try {
+                instance.resume();
+                synchronized (m) {
+                    m.state(VmState.VM_STATE_RUNNING, "resumed after a failed migration: " + cause.getMessage());
+                }
+                log.info("VM {} resumed after a failed migration", m.name);
+                return;
+            } catch (HypervisorException ex) {
+                log.warn("VM {}: resume after a failed migration did not work yet: {}", m.name, ex.getMessage());
+            }
+            switch (instance.state()) {
+                case FAILED, STOPPED, CLOSED -> {
+                    return;
+                }
+                default -> {}
+            }
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException ie) {
+                return;
+            }
+        }
+    }
+
+    boolean cancel(String vmName) throws AgentException {
+        ManagedVm m = registry.get(vmName);
+        PreCopySender s = m.migration();
+        if (s == null) {
+            throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vmName + "' is not migrating");
+        }
+        return s.cancel();
+    }
 }

@@ -12,45 +12,45 @@ package dev.ferry.agent;
  * {@link dev.ferry.migration.commit.OwnershipCommit} instead.
  */
 public interface Ownership {
-  /**
-   * Called just before this host starts {@code vm} at {@code epoch}. Returns when it may; throws
-   * (FAILED_PRECONDITION, UNAVAILABLE) with the reason when it may not.
-   */
-  void acquire(String vm, long epoch) throws AgentException;
+    /**
+     * Called just before this host starts {@code vm} at {@code epoch}. Returns when it may; throws
+     * (FAILED_PRECONDITION, UNAVAILABLE) with the reason when it may not.
+     */
+    void acquire(String vm, long epoch) throws AgentException;
 
-  /**
-   * Called at the last moment before the guest of {@code vm} executes here (start, or resume on
-   * arrival by migration), after {@link #acquire} or the migration commit took its run lock:
-   * throws if this host no longer holds that lock in good standing (it lost contact with the
-   * cluster, or fenced, meanwhile). A local check, no I/O.
-   */
-  default void confirm(String vm, long epoch) throws AgentException {}
+    /**
+     * Called at the last moment before the guest of {@code vm} executes here (start, or resume on
+     * arrival by migration), after {@link #acquire} or the migration commit took its run lock:
+     * throws if this host no longer holds that lock in good standing (it lost contact with the
+     * cluster, or fenced, meanwhile). A local check, no I/O.
+     */
+    default void confirm(String vm, long epoch) throws AgentException {}
 
-  /** {@code vm} stopped running here (stopped, deleted, failed, fenced). Best effort, never throws. */
-  void release(String vm, long epoch);
+    /** {@code vm} stopped running here (stopped, deleted, failed, fenced). Best effort, never throws. */
+    void release(String vm, long epoch);
 
-  /**
-   * True when a cluster store, not this host's registry, says what the host owns: then an entry
-   * left over from an older ownership (stopped or failed at a lower epoch) gives way to a newer
-   * one. Standalone, a name clash is an error.
-   */
-  default boolean clustered() {
-    return true;
-  }
+    /**
+     * True when a cluster store, not this host's registry, says what the host owns: then an entry
+     * left over from an older ownership (stopped or failed at a lower epoch) gives way to a newer
+     * one. Standalone, a name clash is an error.
+     */
+    default boolean clustered() {
+        return true;
+    }
 
-  /** No cluster: this host runs what it holds. */
-  static Ownership standalone() {
-    return new Ownership() {
-      @Override
-      public void acquire(String vm, long epoch) {}
+    /** No cluster: this host runs what it holds. */
+    static Ownership standalone() {
+        return new Ownership() {
+            @Override
+            public void acquire(String vm, long epoch) {}
 
-      @Override
-      public void release(String vm, long epoch) {}
+            @Override
+            public void release(String vm, long epoch) {}
 
-      @Override
-      public boolean clustered() {
-        return false;
-      }
-    };
-  }
+            @Override
+            public boolean clustered() {
+                return false;
+            }
+        };
+    }
 }

@@ -8,13 +8,13 @@ import io.grpc.MethodDescriptor;
 
 /** The agent-to-agent migration service, from migration.proto. */
 public final class MigrationStreamRpc {
-  public static final int PROTOCOL_VERSION = 1;
-  /** Pages per window: a batch carries at most one window, 1 MiB of 4 KiB pages. */
-  public static final int WINDOW_PAGES = 256;
+    public static final int PROTOCOL_VERSION = 1;
+    /** Pages per window: a batch carries at most one window, 1 MiB of 4 KiB pages. */
+    public static final int WINDOW_PAGES = 256;
 
-  public static final GrpcService SERVICE = GrpcService.of(MigrationProto.getDescriptor(), "MigrationStream");
-  public static final MethodDescriptor<SenderFrame, ReceiverFrame> TRANSFER =
-      SERVICE.method("Transfer", SenderFrame.class, ReceiverFrame.class);
+    public static final GrpcService SERVICE = GrpcService.of(MigrationProto.getDescriptor(), "MigrationStream");
+    public static final MethodDescriptor<SenderFrame, ReceiverFrame> TRANSFER =
+            SERVICE.method("Transfer", SenderFrame.class, ReceiverFrame.class);
 
-  private MigrationStreamRpc() {}
+    private MigrationStreamRpc() {}
 }

@@ -14,31 +14,32 @@ import net.jpountz.xxhash.XXHashFactory;
  * every 16 MiB chunk (chunks in parallel), then xxHash64 of the chunk digests in order.
  */
 public final class RamDigest {
-  private static final int CHUNK = 16 << 20;
-  private static final XXHash64 XXH = XXHashFactory.fastestInstance().hash64();
-  private static final ThreadLocal<ByteBuffer> BUFFERS = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
+    private static final int CHUNK = 16 << 20;
+    private static final XXHash64 XXH = XXHashFactory.fastestInstance().hash64();
+    private static final ThreadLocal<ByteBuffer> BUFFERS =
+            ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
 
-  private RamDigest() {}
+    private RamDigest() {}
 
-  public static long of(GuestMemory memory) {
-    long size = memory.sizeBytes();
-    int chunks = (int) ((size + CHUNK - 1) / CHUNK);
-    long[] digests = new long[chunks];
-    IntStream.range(0, chunks).parallel().forEach(i -> {
-      long off = (long) i * CHUNK;
-      int len = (int) Math.min(CHUNK, size - off);
-      ByteBuffer buf = BUFFERS.get().clear().limit(len);
-      try {
-        memory.read(off, java.lang.foreign.MemorySegment.ofBuffer(buf));
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
-      digests[i] = XXH.hash(buf, 0, len, i);
-    });
-    ByteBuffer all = ByteBuffer.allocate(chunks * 8).order(ByteOrder.LITTLE_ENDIAN);
-    for (long d : digests) {
-      all.putLong(d);
+    public static long of(GuestMemory memory) {
+        long size = memory.sizeBytes();
+        int chunks = (int) ((size + CHUNK - 1) / CHUNK);
+        long[] digests = new long[chunks];
+        IntStream.range(0, chunks).parallel().forEach(i -> {
+            long off = (long) i * CHUNK;
+            int len = (int) Math.min(CHUNK, size - off);
+            ByteBuffer buf = BUFFERS.get().clear().limit(len);
+            try {
+                memory.read(off, java.lang.foreign.MemorySegment.ofBuffer(buf));
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            digests[i] = XXH.hash(buf, 0, len, i);
+        });
+        ByteBuffer all = ByteBuffer.allocate(chunks * 8).order(ByteOrder.LITTLE_ENDIAN);
+        for (long d : digests) {
+            all.putLong(d);
+        }
+        return XXH.hash(all.array(), 0, all.capacity(), size);
     }
-    return XXH.hash(all.array(), 0, all.capacity(), size);
-  }
 }

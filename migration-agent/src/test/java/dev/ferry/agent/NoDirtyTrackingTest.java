@@ -20,50 +20,56 @@ import org.junit.jupiter.api.Test;
 
 /** A host whose kernel lacks the dirty-tracking features refuses pre-copy with the probe's words. */
 class NoDirtyTrackingTest {
-  /** The sim driver on a host that says it cannot track writes (as a kernel without WP-async would). */
-  private static final class Untracked implements HypervisorDriver {
-    private final SimDriver sim = new SimDriver();
+    /** The sim driver on a host that says it cannot track writes (as a kernel without WP-async would). */
+    private static final class Untracked implements HypervisorDriver {
+        private final SimDriver sim = new SimDriver();
 
-    @Override
-    public String name() {
-      return "sim";
+        @Override
+        public String name() {
+            return "sim";
+        }
+
+        @Override
+        public HostCapabilities capabilities() {
+            return new HostCapabilities(false, "this kernel lacks UFFD_FEATURE_WP_ASYNC", false);
+        }
+
+        @Override
+        public void validate(VmSpec spec) throws HypervisorException {
+            sim.validate(spec);
+        }
+
+        @Override
+        public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
+            return sim.create(spec, paths);
+        }
+
+        @Override
+        public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
+            return sim.prepareIncoming(spec, paths, kind);
+        }
+
+        @Override
+        public void close() {}
     }
 
-    @Override
-    public HostCapabilities capabilities() {
-      return new HostCapabilities(false, "this kernel lacks UFFD_FEATURE_WP_ASYNC", false);
+    @Test
+    void precopyIsRefusedWithWhatTheKernelLacksAndTheVmKeepsRunning() throws Exception {
+        try (AgentPair pair = new AgentPair(Transport.plaintext(), dir -> new Untracked())) {
+            pair.createRunning(AgentPair.busyGuest("v", 16L << 20, 100));
+            AgentCallException e = assertThrows(
+                    AgentCallException.class,
+                    () -> pair.clientA.migrate(
+                            MigrateRequest.newBuilder()
+                                    .setVm("v")
+                                    .setTargetHost("host-b")
+                                    .setTargetEndpoint(pair.b.endpoint().toString())
+                                    .build(),
+                            ev -> {}));
+            assertEquals(Status.Code.FAILED_PRECONDITION, e.code());
+            assertTrue(e.getMessage().contains("lacks UFFD_FEATURE_WP_ASYNC"), e.getMessage());
+            assertTrue(e.getMessage().contains("qemu-native"), e.getMessage());
+            assertEquals(VmState.VM_STATE_RUNNING, pair.clientA.getVm("v").getState());
+        }
     }
-
-    @Override
-    public void validate(VmSpec spec) throws HypervisorException {
-      sim.validate(spec);
-    }
-
-    @Override
-    public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
-      return sim.create(spec, paths);
-    }
-
-    @Override
-    public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
-      return sim.prepareIncoming(spec, paths, kind);
-    }
-
-    @Override
-    public void close() {}
-  }
-
-  @Test
-  void precopyIsRefusedWithWhatTheKernelLacksAndTheVmKeepsRunning() throws Exception {
-    try (AgentPair pair = new AgentPair(Transport.plaintext(), dir -> new Untracked())) {
-      pair.createRunning(AgentPair.busyGuest("v", 16L << 20, 100));
-      AgentCallException e = assertThrows(AgentCallException.class, () -> pair.clientA.migrate(
-          MigrateRequest.newBuilder().setVm("v").setTargetHost("host-b").setTargetEndpoint(pair.b.endpoint().toString())
-              .build(), ev -> { }));
-      assertEquals(Status.Code.FAILED_PRECONDITION, e.code());
-      assertTrue(e.getMessage().contains("lacks UFFD_FEATURE_WP_ASYNC"), e.getMessage());
-      assertTrue(e.getMessage().contains("qemu-native"), e.getMessage());
-      assertEquals(VmState.VM_STATE_RUNNING, pair.clientA.getVm("v").getState());
-    }
-  }
 }

@@ -20,49 +20,55 @@ import java.io.InputStream;
  * work. Serialization is protobuf's own, streamed straight into gRPC's buffers.
  */
 final class AliasingMarshaller<T extends Message> implements MethodDescriptor.Marshaller<T> {
-  private final MethodDescriptor.Marshaller<T> writer;
-  private final Parser<T> parser;
+    private final MethodDescriptor.Marshaller<T> writer;
+    private final Parser<T> parser;
 
-  @SuppressWarnings("unchecked")
-  AliasingMarshaller(T defaultInstance) {
-    this.writer = ProtoUtils.marshaller(defaultInstance);
-    this.parser = (Parser<T>) defaultInstance.getParserForType();
-  }
-
-  @Override
-  public InputStream stream(T value) {
-    return writer.stream(value);
-  }
-
-  @Override
-  public T parse(InputStream stream) {
-    try {
-      byte[] buf;
-      if (stream instanceof KnownLength) {
-        int size = stream.available();
-        buf = new byte[size];
-        int at = 0;
-        while (at < size) {
-          int n = stream.read(buf, at, size - at);
-          if (n < 0) {
-            throw new IOException("message ended after " + at + " of " + size + " bytes");
-          }
-          at += n;
-        }
-      } else {
-        buf = stream.readAllBytes();
-      }
-      // Aliasing takes effect only on a buffer the decoder knows to be immutable: newInstance(byte[])
-      // says it is not, and every bytes field would be copied again. Nothing else holds buf.
-      CodedInputStream in = UnsafeByteOperations.unsafeWrap(buf).newCodedInput();
-      in.enableAliasing(true);
-      T message = parser.parseFrom(in, ExtensionRegistryLite.getEmptyRegistry());
-      in.checkLastTagWas(0);
-      return message;
-    } catch (InvalidProtocolBufferException e) {
-      throw Status.INTERNAL.withDescription("malformed protobuf message: " + e.getMessage()).withCause(e).asRuntimeException();
-    } catch (IOException e) {
-      throw Status.INTERNAL.withDescription("cannot read message: " + e.getMessage()).withCause(e).asRuntimeException();
+    @SuppressWarnings("unchecked")
+    AliasingMarshaller(T defaultInstance) {
+        this.writer = ProtoUtils.marshaller(defaultInstance);
+        this.parser = (Parser<T>) defaultInstance.getParserForType();
     }
-  }
+
+    @Override
+    public InputStream stream(T value) {
+        return writer.stream(value);
+    }
+
+    @Override
+    public T parse(InputStream stream) {
+        try {
+            byte[] buf;
+            if (stream instanceof KnownLength) {
+                int size = stream.available();
+                buf = new byte[size];
+                int at = 0;
+                while (at < size) {
+                    int n = stream.read(buf, at, size - at);
+                    if (n < 0) {
+                        throw new IOException("message ended after " + at + " of " + size + " bytes");
+                    }
+                    at += n;
+                }
+            } else {
+                buf = stream.readAllBytes();
+            }
+            // Aliasing takes effect only on a buffer the decoder knows to be immutable: newInstance(byte[])
+            // says it is not, and every bytes field would be copied again. Nothing else holds buf.
+            CodedInputStream in = UnsafeByteOperations.unsafeWrap(buf).newCodedInput();
+            in.enableAliasing(true);
+            T message = parser.parseFrom(in, ExtensionRegistryLite.getEmptyRegistry());
+            in.checkLastTagWas(0);
+            return message;
+        } catch (InvalidProtocolBufferException e) {
+            throw Status.INTERNAL
+                    .withDescription("malformed protobuf message: " + e.getMessage())
+                    .withCause(e)
+                    .asRuntimeException();
+        } catch (IOException e) {
+            throw Status.INTERNAL
+                    .withDescription("cannot read message: " + e.getMessage())
+                    .withCause(e)
+                    .asRuntimeException();
+        }
+    }
 }

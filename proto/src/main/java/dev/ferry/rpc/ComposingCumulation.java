@@ -28,49 +28,50 @@ import java.util.concurrent.Executor;
  * pins that the hook is still there and still takes effect when gRPC is upgraded.
  */
 final class ComposingCumulation {
-  private ComposingCumulation() {}
+    private ComposingCumulation() {}
 
-  static ServerCredentials server(ServerCredentials credentials) {
-    InternalProtocolNegotiator.ServerFactory inner = InternalNettyServerCredentials.toNegotiator(credentials);
-    return InternalNettyServerCredentials.create(new InternalProtocolNegotiator.ServerFactory() {
-      @Override
-      public InternalProtocolNegotiator.ProtocolNegotiator newNegotiator(ObjectPool<? extends Executor> offloadExecutorPool) {
-        return new Composing(inner.newNegotiator(offloadExecutorPool));
-      }
-    });
-  }
-
-  static ChannelCredentials client(ChannelCredentials credentials) {
-    InternalProtocolNegotiator.ClientFactory inner = InternalNettyChannelCredentials.toNegotiator(credentials);
-    return InternalNettyChannelCredentials.create(new InternalProtocolNegotiator.ClientFactory() {
-      @Override
-      public InternalProtocolNegotiator.ProtocolNegotiator newNegotiator() {
-        return new Composing(inner.newNegotiator());
-      }
-
-      @Override
-      public int getDefaultPort() {
-        return inner.getDefaultPort();
-      }
-    });
-  }
-
-  private record Composing(InternalProtocolNegotiator.ProtocolNegotiator inner)
-      implements InternalProtocolNegotiator.ProtocolNegotiator {
-    @Override
-    public AsciiString scheme() {
-      return inner.scheme();
+    static ServerCredentials server(ServerCredentials credentials) {
+        InternalProtocolNegotiator.ServerFactory inner = InternalNettyServerCredentials.toNegotiator(credentials);
+        return InternalNettyServerCredentials.create(new InternalProtocolNegotiator.ServerFactory() {
+            @Override
+            public InternalProtocolNegotiator.ProtocolNegotiator newNegotiator(
+                    ObjectPool<? extends Executor> offloadExecutorPool) {
+                return new Composing(inner.newNegotiator(offloadExecutorPool));
+            }
+        });
     }
 
-    @Override
-    public ChannelHandler newHandler(GrpcHttp2ConnectionHandler grpcHandler) {
-      grpcHandler.setCumulator(ByteToMessageDecoder.COMPOSITE_CUMULATOR);
-      return inner.newHandler(grpcHandler);
+    static ChannelCredentials client(ChannelCredentials credentials) {
+        InternalProtocolNegotiator.ClientFactory inner = InternalNettyChannelCredentials.toNegotiator(credentials);
+        return InternalNettyChannelCredentials.create(new InternalProtocolNegotiator.ClientFactory() {
+            @Override
+            public InternalProtocolNegotiator.ProtocolNegotiator newNegotiator() {
+                return new Composing(inner.newNegotiator());
+            }
+
+            @Override
+            public int getDefaultPort() {
+                return inner.getDefaultPort();
+            }
+        });
     }
 
-    @Override
-    public void close() {
-      inner.close();
+    private record Composing(InternalProtocolNegotiator.ProtocolNegotiator inner)
+            implements InternalProtocolNegotiator.ProtocolNegotiator {
+        @Override
+        public AsciiString scheme() {
+            return inner.scheme();
+        }
+
+        @Override
+        public ChannelHandler newHandler(GrpcHttp2ConnectionHandler grpcHandler) {
+            grpcHandler.setCumulator(ByteToMessageDecoder.COMPOSITE_CUMULATOR);
+            return inner.newHandler(grpcHandler);
+        }
+
+        @Override
+        public void close() {
+            inner.close();
+        }
     }
-  }
 }

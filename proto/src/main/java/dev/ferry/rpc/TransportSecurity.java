@@ -5,10 +5,10 @@ package dev.ferry.rpc;
  * {@link Transport}, which takes one of these, so securing the transport changes no caller.
  */
 public sealed interface TransportSecurity {
-  /** No transport security: loopback and trusted lab networks only. */
-  record Plaintext() implements TransportSecurity {}
+    /** No transport security: loopback and trusted lab networks only. */
+    record Plaintext() implements TransportSecurity {}
 
-  static TransportSecurity plaintext() {
-    return new Plaintext();
-  }
+    static TransportSecurity plaintext() {
+        return new Plaintext();
+    }
 }

@@ -28,52 +28,54 @@ import org.junit.jupiter.api.Test;
  * that drops it fails here, not as a silent loss of a quarter of the receiver's throughput).
  */
 class ComposingCumulationTest {
-  @Test
-  void serverConnectionsComposeWhatTheyRead() throws Exception {
-    InternalProtocolNegotiator.ServerFactory factory =
-        InternalNettyServerCredentials.toNegotiator(ComposingCumulation.server(InsecureServerCredentials.create()));
-    InternalProtocolNegotiator.ProtocolNegotiator negotiator =
-        factory.newNegotiator(new FixedObjectPool<Executor>(Runnable::run));
-    GrpcHttp2ConnectionHandler handler = handler(true);
-    assertSame(mergeCumulator(), cumulator(handler), "netty's default, before the hook");
-    negotiator.newHandler(handler);
-    assertSame(ByteToMessageDecoder.COMPOSITE_CUMULATOR, cumulator(handler));
-    assertEquals("http", negotiator.scheme().toString(), "plaintext stays plaintext");
-    negotiator.close();
-  }
+    @Test
+    void serverConnectionsComposeWhatTheyRead() throws Exception {
+        InternalProtocolNegotiator.ServerFactory factory = InternalNettyServerCredentials.toNegotiator(
+                ComposingCumulation.server(InsecureServerCredentials.create()));
+        InternalProtocolNegotiator.ProtocolNegotiator negotiator =
+                factory.newNegotiator(new FixedObjectPool<Executor>(Runnable::run));
+        GrpcHttp2ConnectionHandler handler = handler(true);
+        assertSame(mergeCumulator(), cumulator(handler), "netty's default, before the hook");
+        negotiator.newHandler(handler);
+        assertSame(ByteToMessageDecoder.COMPOSITE_CUMULATOR, cumulator(handler));
+        assertEquals("http", negotiator.scheme().toString(), "plaintext stays plaintext");
+        negotiator.close();
+    }
 
-  @Test
-  void channelConnectionsComposeWhatTheyRead() throws Exception {
-    InternalProtocolNegotiator.ClientFactory factory =
-        InternalNettyChannelCredentials.toNegotiator(ComposingCumulation.client(InsecureChannelCredentials.create()));
-    InternalProtocolNegotiator.ProtocolNegotiator negotiator = factory.newNegotiator();
-    GrpcHttp2ConnectionHandler handler = handler(false);
-    negotiator.newHandler(handler);
-    assertSame(ByteToMessageDecoder.COMPOSITE_CUMULATOR, cumulator(handler));
-    assertEquals("http", negotiator.scheme().toString());
-    negotiator.close();
-  }
+    @Test
+    void channelConnectionsComposeWhatTheyRead() throws Exception {
+        InternalProtocolNegotiator.ClientFactory factory = InternalNettyChannelCredentials.toNegotiator(
+                ComposingCumulation.client(InsecureChannelCredentials.create()));
+        InternalProtocolNegotiator.ProtocolNegotiator negotiator = factory.newNegotiator();
+        GrpcHttp2ConnectionHandler handler = handler(false);
+        negotiator.newHandler(handler);
+        assertSame(ByteToMessageDecoder.COMPOSITE_CUMULATOR, cumulator(handler));
+        assertEquals("http", negotiator.scheme().toString());
+        negotiator.close();
+    }
 
-  private static GrpcHttp2ConnectionHandler handler(boolean server) {
-    DefaultHttp2Connection connection = new DefaultHttp2Connection(server);
-    DefaultHttp2ConnectionEncoder encoder = new DefaultHttp2ConnectionEncoder(connection, new DefaultHttp2FrameWriter());
-    DefaultHttp2ConnectionDecoder decoder = new DefaultHttp2ConnectionDecoder(connection, encoder, new DefaultHttp2FrameReader());
-    return new GrpcHttp2ConnectionHandler(null, decoder, encoder, new Http2Settings(), new ChannelLogger() {
-      @Override
-      public void log(ChannelLogLevel level, String message) {}
+    private static GrpcHttp2ConnectionHandler handler(boolean server) {
+        DefaultHttp2Connection connection = new DefaultHttp2Connection(server);
+        DefaultHttp2ConnectionEncoder encoder =
+                new DefaultHttp2ConnectionEncoder(connection, new DefaultHttp2FrameWriter());
+        DefaultHttp2ConnectionDecoder decoder =
+                new DefaultHttp2ConnectionDecoder(connection, encoder, new DefaultHttp2FrameReader());
+        return new GrpcHttp2ConnectionHandler(null, decoder, encoder, new Http2Settings(), new ChannelLogger() {
+            @Override
+            public void log(ChannelLogLevel level, String message) {}
 
-      @Override
-      public void log(ChannelLogLevel level, String messageFormat, Object... args) {}
-    }) {};
-  }
+            @Override
+            public void log(ChannelLogLevel level, String messageFormat, Object... args) {}
+        }) {};
+    }
 
-  private static Object mergeCumulator() {
-    return ByteToMessageDecoder.MERGE_CUMULATOR;
-  }
+    private static Object mergeCumulator() {
+        return ByteToMessageDecoder.MERGE_CUMULATOR;
+    }
 
-  private static Object cumulator(ByteToMessageDecoder decoder) throws ReflectiveOperationException {
-    Field f = ByteToMessageDecoder.class.getDeclaredField("cumulator");
-    f.setAccessible(true);
-    return f.get(decoder);
-  }
+    private static Object cumulator(ByteToMessageDecoder decoder) throws ReflectiveOperationException {
+        Field f = ByteToMessageDecoder.class.getDeclaredField("cumulator");
+        f.setAccessible(true);
+        return f.get(decoder);
+    }
 }

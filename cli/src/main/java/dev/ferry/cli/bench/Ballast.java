@@ -15,45 +15,45 @@ import java.nio.file.StandardOpenOption;
  * pages to whichever side of the migration touches memory first, Ferry or QEMU alike.
  */
 final class Ballast implements AutoCloseable {
-  private final Path file;
-  private double fillSeconds;
+    private final Path file;
+    private double fillSeconds;
 
-  Ballast(Path file) {
-    this.file = file;
-  }
+    Ballast(Path file) {
+        this.file = file;
+    }
 
-  /** Writes {@code bytes} of zeros; returns the seconds it took (how cold the host's memory was). */
-  double fill(long bytes) throws IOException {
-    long start = System.nanoTime();
-    Files.createDirectories(file.getParent());
-    ByteBuffer zeros = ByteBuffer.allocateDirect(1 << 20);
-    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
-      for (long at = 0; at < bytes; at += zeros.capacity()) {
-        zeros.clear();
-        while (zeros.hasRemaining()) {
-          ch.write(zeros, at + zeros.position());
+    /** Writes {@code bytes} of zeros; returns the seconds it took (how cold the host's memory was). */
+    double fill(long bytes) throws IOException {
+        long start = System.nanoTime();
+        Files.createDirectories(file.getParent());
+        ByteBuffer zeros = ByteBuffer.allocateDirect(1 << 20);
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            for (long at = 0; at < bytes; at += zeros.capacity()) {
+                zeros.clear();
+                while (zeros.hasRemaining()) {
+                    ch.write(zeros, at + zeros.position());
+                }
+            }
         }
-      }
+        fillSeconds = (System.nanoTime() - start) / 1e9;
+        return fillSeconds;
     }
-    fillSeconds = (System.nanoTime() - start) / 1e9;
-    return fillSeconds;
-  }
 
-  double fillSeconds() {
-    return fillSeconds;
-  }
-
-  /** Gives the memory back to the kernel (right before the measurement). */
-  void release() {
-    try {
-      Files.deleteIfExists(file);
-    } catch (IOException e) {
-      // tmpfs: only fails if the directory is gone
+    double fillSeconds() {
+        return fillSeconds;
     }
-  }
 
-  @Override
-  public void close() {
-    release();
-  }
+    /** Gives the memory back to the kernel (right before the measurement). */
+    void release() {
+        try {
+            Files.deleteIfExists(file);
+        } catch (IOException e) {
+            // tmpfs: only fails if the directory is gone
+        }
+    }
+
+    @Override
+    public void close() {
+        release();
+    }
 }

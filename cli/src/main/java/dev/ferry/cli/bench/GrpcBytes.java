@@ -39,152 +39,162 @@ import java.util.concurrent.locks.LockSupport;
  * thread, while Ferry's lanes overlap the two, so Ferry can come out ahead of it.
  */
 final class GrpcBytes {
-  private static final int CHUNK = 1 << 20;
+    private static final int CHUNK = 1 << 20;
 
-  private static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
-    @Override
-    public InputStream stream(byte[] value) {
-      return new Bytes(value);
-    }
-
-    @Override
-    public byte[] parse(InputStream stream) {
-      try {
-        return stream.readAllBytes();
-      } catch (IOException e) {
-        throw Status.INTERNAL.withDescription(e.getMessage()).asRuntimeException();
-      }
-    }
-  };
-
-  /** Tells gRPC the length up front and writes straight into its buffers, as protobuf messages do. */
-  private static final class Bytes extends ByteArrayInputStream implements io.grpc.KnownLength, io.grpc.Drainable {
-    Bytes(byte[] value) {
-      super(value);
-    }
-
-    @Override
-    public int drainTo(java.io.OutputStream target) throws IOException {
-      int n = count - pos;
-      target.write(buf, pos, n);
-      pos = count;
-      return n;
-    }
-  }
-
-  static final MethodDescriptor<byte[], byte[]> PUSH = MethodDescriptor.<byte[], byte[]>newBuilder()
-      .setType(MethodDescriptor.MethodType.CLIENT_STREAMING).setFullMethodName("ferry.bench.Sink/Push")
-      .setRequestMarshaller(BYTES).setResponseMarshaller(BYTES).build();
-
-  private GrpcBytes() {}
-
-  /** Serves Push: the first message is the size (8 bytes), then data in order into a fresh RAM file. */
-  static Server serve(Path ramDir) throws IOException {
-    AtomicInteger transfers = new AtomicInteger();
-    ServerServiceDefinition def = ServerServiceDefinition.builder("ferry.bench.Sink")
-        .addMethod(PUSH, ServerCalls.asyncClientStreamingCall(response -> {
-          ServerCallStreamObserver<byte[]> out = (ServerCallStreamObserver<byte[]>) response;
-          out.disableAutoRequest();
-          out.request(2);
-          return new StreamObserver<>() {
-            RamFile ram;
-            long at;
-
-            @Override
-            public void onNext(byte[] m) {
-              try {
-                if (ram == null) {
-                  ram = RamFile.create(ramDir.resolve("grpc-" + transfers.getAndIncrement() + ".ram"),
-                      ByteBuffer.wrap(m).getLong());
-                } else {
-                  ram.write(at, MemorySegment.ofArray(m));
-                  at += m.length;
-                }
-                out.request(1);
-              } catch (IOException | HypervisorException e) {
-                out.onError(Status.INTERNAL.withDescription(e.getMessage()).asRuntimeException());
-              }
-            }
-
-            @Override
-            public void onError(Throwable t) {
-              close();
-            }
-
-            @Override
-            public void onCompleted() {
-              boolean whole = ram != null && at == ram.sizeBytes();
-              close();
-              if (whole) {
-                out.onNext(new byte[] {1});
-                out.onCompleted();
-              } else {
-                out.onError(Status.DATA_LOSS.withDescription("short transfer").asRuntimeException());
-              }
-            }
-
-            private void close() {
-              if (ram != null) {
-                ram.close();
-              }
-            }
-          };
-        })).build();
-    return Transport.plaintext().startServer(new Endpoint.Tcp("127.0.0.1", 0),
-        Executors.newVirtualThreadPerTaskExecutor(), List.of(def));
-  }
-
-  /** Sends all of {@code memory} (pread into a fresh array per message, as Ferry's sender does). */
-  static void send(Endpoint.Tcp to, GuestMemory memory) throws IOException {
-    ManagedChannel channel = Transport.plaintext().channel(to);
-    try {
-      CompletableFuture<byte[]> reply = new CompletableFuture<>();
-      Thread sender = Thread.currentThread();
-      @SuppressWarnings("unchecked")
-      ClientCallStreamObserver<byte[]>[] out = new ClientCallStreamObserver[1];
-      ClientCalls.asyncClientStreamingCall(channel.newCall(PUSH, CallOptions.DEFAULT),
-          new ClientResponseObserver<byte[], byte[]>() {
-            @Override
-            public void beforeStart(ClientCallStreamObserver<byte[]> requestStream) {
-              out[0] = requestStream;
-              requestStream.setOnReadyHandler(() -> LockSupport.unpark(sender));
-            }
-
-            @Override
-            public void onNext(byte[] value) {
-              reply.complete(value);
-            }
-
-            @Override
-            public void onError(Throwable t) {
-              reply.completeExceptionally(t);
-              LockSupport.unpark(sender);
-            }
-
-            @Override
-            public void onCompleted() {}
-          });
-      out[0].onNext(ByteBuffer.allocate(8).putLong(0, memory.sizeBytes()).array());
-      for (long at = 0; at < memory.sizeBytes(); at += CHUNK) {
-        byte[] data = new byte[(int) Math.min(CHUNK, memory.sizeBytes() - at)];
-        memory.read(at, MemorySegment.ofArray(data));
-        while (!out[0].isReady()) {
-          if (reply.isCompletedExceptionally()) {
-            throw new IOException("gRPC sink failed: " + reply.exceptionNow());
-          }
-          LockSupport.parkNanos(10_000_000);
+    private static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
+        @Override
+        public InputStream stream(byte[] value) {
+            return new Bytes(value);
         }
-        out[0].onNext(data);
-      }
-      out[0].onCompleted();
-      reply.get(60, TimeUnit.SECONDS);
-    } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
-      throw new IOException("gRPC sink did not confirm the transfer: " + e.getMessage(), e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted", e);
-    } finally {
-      channel.shutdownNow();
+
+        @Override
+        public byte[] parse(InputStream stream) {
+            try {
+                return stream.readAllBytes();
+            } catch (IOException e) {
+                throw Status.INTERNAL.withDescription(e.getMessage()).asRuntimeException();
+            }
+        }
+    };
+
+    /** Tells gRPC the length up front and writes straight into its buffers, as protobuf messages do. */
+    private static final class Bytes extends ByteArrayInputStream implements io.grpc.KnownLength, io.grpc.Drainable {
+        Bytes(byte[] value) {
+            super(value);
+        }
+
+        @Override
+        public int drainTo(java.io.OutputStream target) throws IOException {
+            int n = count - pos;
+            target.write(buf, pos, n);
+            pos = count;
+            return n;
+        }
     }
-  }
+
+    static final MethodDescriptor<byte[], byte[]> PUSH = MethodDescriptor.<byte[], byte[]>newBuilder()
+            .setType(MethodDescriptor.MethodType.CLIENT_STREAMING)
+            .setFullMethodName("ferry.bench.Sink/Push")
+            .setRequestMarshaller(BYTES)
+            .setResponseMarshaller(BYTES)
+            .build();
+
+    private GrpcBytes() {}
+
+    /** Serves Push: the first message is the size (8 bytes), then data in order into a fresh RAM file. */
+    static Server serve(Path ramDir) throws IOException {
+        AtomicInteger transfers = new AtomicInteger();
+        ServerServiceDefinition def = ServerServiceDefinition.builder("ferry.bench.Sink")
+                .addMethod(PUSH, ServerCalls.asyncClientStreamingCall(response -> {
+                    ServerCallStreamObserver<byte[]> out = (ServerCallStreamObserver<byte[]>) response;
+                    out.disableAutoRequest();
+                    out.request(2);
+                    return new StreamObserver<>() {
+                        RamFile ram;
+                        long at;
+
+                        @Override
+                        public void onNext(byte[] m) {
+                            try {
+                                if (ram == null) {
+                                    ram = RamFile.create(
+                                            ramDir.resolve("grpc-" + transfers.getAndIncrement() + ".ram"),
+                                            ByteBuffer.wrap(m).getLong());
+                                } else {
+                                    ram.write(at, MemorySegment.ofArray(m));
+                                    at += m.length;
+                                }
+                                out.request(1);
+                            } catch (IOException | HypervisorException e) {
+                                out.onError(Status.INTERNAL
+                                        .withDescription(e.getMessage())
+                                        .asRuntimeException());
+                            }
+                        }
+
+                        @Override
+                        public void onError(Throwable t) {
+                            close();
+                        }
+
+                        @Override
+                        public void onCompleted() {
+                            boolean whole = ram != null && at == ram.sizeBytes();
+                            close();
+                            if (whole) {
+                                out.onNext(new byte[] {1});
+                                out.onCompleted();
+                            } else {
+                                out.onError(Status.DATA_LOSS
+                                        .withDescription("short transfer")
+                                        .asRuntimeException());
+                            }
+                        }
+
+                        private void close() {
+                            if (ram != null) {
+                                ram.close();
+                            }
+                        }
+                    };
+                }))
+                .build();
+        return Transport.plaintext()
+                .startServer(
+                        new Endpoint.Tcp("127.0.0.1", 0), Executors.newVirtualThreadPerTaskExecutor(), List.of(def));
+    }
+
+    /** Sends all of {@code memory} (pread into a fresh array per message, as Ferry's sender does). */
+    static void send(Endpoint.Tcp to, GuestMemory memory) throws IOException {
+        ManagedChannel channel = Transport.plaintext().channel(to);
+        try {
+            CompletableFuture<byte[]> reply = new CompletableFuture<>();
+            Thread sender = Thread.currentThread();
+            @SuppressWarnings("unchecked")
+            ClientCallStreamObserver<byte[]>[] out = new ClientCallStreamObserver[1];
+            ClientCalls.asyncClientStreamingCall(
+                    channel.newCall(PUSH, CallOptions.DEFAULT), new ClientResponseObserver<byte[], byte[]>() {
+                        @Override
+                        public void beforeStart(ClientCallStreamObserver<byte[]> requestStream) {
+                            out[0] = requestStream;
+                            requestStream.setOnReadyHandler(() -> LockSupport.unpark(sender));
+                        }
+
+                        @Override
+                        public void onNext(byte[] value) {
+                            reply.complete(value);
+                        }
+
+                        @Override
+                        public void onError(Throwable t) {
+                            reply.completeExceptionally(t);
+                            LockSupport.unpark(sender);
+                        }
+
+                        @Override
+                        public void onCompleted() {}
+                    });
+            out[0].onNext(ByteBuffer.allocate(8).putLong(0, memory.sizeBytes()).array());
+            for (long at = 0; at < memory.sizeBytes(); at += CHUNK) {
+                byte[] data = new byte[(int) Math.min(CHUNK, memory.sizeBytes() - at)];
+                memory.read(at, MemorySegment.ofArray(data));
+                while (!out[0].isReady()) {
+                    if (reply.isCompletedExceptionally()) {
+                        throw new IOException("gRPC sink failed: " + reply.exceptionNow());
+                    }
+                    LockSupport.parkNanos(10_000_000);
+                }
+                out[0].onNext(data);
+            }
+            out[0].onCompleted();
+            reply.get(60, TimeUnit.SECONDS);
+        } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+            throw new IOException("gRPC sink did not confirm the transfer: " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        } finally {
+            channel.shutdownNow();
+        }
+    }
 }

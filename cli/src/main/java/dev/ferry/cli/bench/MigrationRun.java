@@ -31,86 +31,86 @@ import java.util.Map;
  * @param detail everything else, for --json
  */
 record MigrationRun(
-    Mode mode,
-    long guestBytes,
-    BenchWorkload workload,
-    int repeat,
-    Outcome outcome,
-    double totalMs,
-    double downtimeMs,
-    long wireBytes,
-    long rounds,
-    double migrationCpuSeconds,
-    double agentCpuSeconds,
-    double qemuCpuSeconds,
-    double guestRateBefore,
-    double guestRateDuring,
-    int staleLines,
-    long staleCounter,
-    boolean guestAlive,
-    boolean guestRestarted,
-    String note,
-    Map<String, Object> detail) {
+        Mode mode,
+        long guestBytes,
+        BenchWorkload workload,
+        int repeat,
+        Outcome outcome,
+        double totalMs,
+        double downtimeMs,
+        long wireBytes,
+        long rounds,
+        double migrationCpuSeconds,
+        double agentCpuSeconds,
+        double qemuCpuSeconds,
+        double guestRateBefore,
+        double guestRateDuring,
+        int staleLines,
+        long staleCounter,
+        boolean guestAlive,
+        boolean guestRestarted,
+        String note,
+        Map<String, Object> detail) {
 
-  /** Who migrates, and how. */
-  enum Mode {
-    FERRY("ferry", "Ferry pre-copy"),
-    QEMU_SINGLE("qemu-single", "QEMU, one stream"),
-    QEMU_MULTIFD("qemu-multifd", "QEMU, multifd"),
-    QEMU_MULTIFD_AC("qemu-multifd-ac", "QEMU, multifd + auto-converge"),
-    /**
-     * Reference: QEMU multifd with its own anonymous guest RAM (transparent huge pages where the
-     * host allows), not the driver's shared RAM file. Not how a Ferry host runs guests; how QEMU
-     * runs them by default.
-     */
-    QEMU_MULTIFD_ANON("qemu-multifd-anon", "QEMU, multifd, its own anonymous RAM");
+    /** Who migrates, and how. */
+    enum Mode {
+        FERRY("ferry", "Ferry pre-copy"),
+        QEMU_SINGLE("qemu-single", "QEMU, one stream"),
+        QEMU_MULTIFD("qemu-multifd", "QEMU, multifd"),
+        QEMU_MULTIFD_AC("qemu-multifd-ac", "QEMU, multifd + auto-converge"),
+        /**
+         * Reference: QEMU multifd with its own anonymous guest RAM (transparent huge pages where the
+         * host allows), not the driver's shared RAM file. Not how a Ferry host runs guests; how QEMU
+         * runs them by default.
+         */
+        QEMU_MULTIFD_ANON("qemu-multifd-anon", "QEMU, multifd, its own anonymous RAM");
 
-    final String id;
-    final String description;
+        final String id;
+        final String description;
 
-    Mode(String id, String description) {
-      this.id = id;
-      this.description = description;
-    }
-
-    boolean qemu() {
-      return this != FERRY;
-    }
-
-    boolean multifd() {
-      return this == QEMU_MULTIFD || this == QEMU_MULTIFD_AC || this == QEMU_MULTIFD_ANON;
-    }
-
-    static Mode parse(String s) {
-      for (Mode m : values()) {
-        if (m.id.equals(s.trim().toLowerCase(Locale.ROOT))) {
-          return m;
+        Mode(String id, String description) {
+            this.id = id;
+            this.description = description;
         }
-      }
-      throw new IllegalArgumentException("unknown mode '" + s + "': use ferry, qemu-single, qemu-multifd, "
-          + "qemu-multifd-ac or qemu-multifd-anon");
-    }
-  }
 
-  /** How a migration ended. */
-  enum Outcome {
-    /** Converged within the downtime limit and completed. */
-    COMPLETED("completed"),
-    /** Did not converge; the switchover was forced (Ferry's policy), with a longer pause than asked. */
-    FORCED("forced switchover"),
-    /** Did not converge within the time it was given; cancelled, the guest kept running on the source. */
-    NOT_CONVERGED("not converged, cancelled"),
-    FAILED("failed");
+        boolean qemu() {
+            return this != FERRY;
+        }
 
-    final String label;
+        boolean multifd() {
+            return this == QEMU_MULTIFD || this == QEMU_MULTIFD_AC || this == QEMU_MULTIFD_ANON;
+        }
 
-    Outcome(String label) {
-      this.label = label;
+        static Mode parse(String s) {
+            for (Mode m : values()) {
+                if (m.id.equals(s.trim().toLowerCase(Locale.ROOT))) {
+                    return m;
+                }
+            }
+            throw new IllegalArgumentException("unknown mode '" + s + "': use ferry, qemu-single, qemu-multifd, "
+                    + "qemu-multifd-ac or qemu-multifd-anon");
+        }
     }
 
-    /** The guest reached the destination. */
-    boolean switchedOver() {
-      return this == COMPLETED || this == FORCED;
+    /** How a migration ended. */
+    enum Outcome {
+        /** Converged within the downtime limit and completed. */
+        COMPLETED("completed"),
+        /** Did not converge; the switchover was forced (Ferry's policy), with a longer pause than asked. */
+        FORCED("forced switchover"),
+        /** Did not converge within the time it was given; cancelled, the guest kept running on the source. */
+        NOT_CONVERGED("not converged, cancelled"),
+        FAILED("failed");
+
+        final String label;
+
+        Outcome(String label) {
+            this.label = label;
+        }
+
+        /** The guest reached the destination. */
+        boolean switchedOver() {
+            return this == COMPLETED || this == FORCED;
+        }
     }
-  }
 }

@@ -19,64 +19,64 @@ import com.fasterxml.jackson.databind.JsonNode;
  * @param cpuThrottlePercent {@code cpu-throttle-percentage} (auto-converge), 0 when not throttling
  */
 record QueryMigrate(
-    String status,
-    long totalTimeMs,
-    long downtimeMs,
-    long setupTimeMs,
-    long expectedDowntimeMs,
-    long ramTransferred,
-    long ramTotal,
-    long ramRemaining,
-    long duplicatePages,
-    long normalPages,
-    long multifdBytes,
-    long dirtySyncCount,
-    double mbps,
-    long dirtyPagesRate,
-    long diskTransferred,
-    int cpuThrottlePercent,
-    String error) {
+        String status,
+        long totalTimeMs,
+        long downtimeMs,
+        long setupTimeMs,
+        long expectedDowntimeMs,
+        long ramTransferred,
+        long ramTotal,
+        long ramRemaining,
+        long duplicatePages,
+        long normalPages,
+        long multifdBytes,
+        long dirtySyncCount,
+        double mbps,
+        long dirtyPagesRate,
+        long diskTransferred,
+        int cpuThrottlePercent,
+        String error) {
 
-  static QueryMigrate parse(JsonNode r) {
-    JsonNode ram = r.path("ram");
-    return new QueryMigrate(
-        r.path("status").asText("none"),
-        r.path("total-time").asLong(0),
-        r.path("downtime").asLong(0),
-        r.path("setup-time").asLong(0),
-        r.path("expected-downtime").asLong(0),
-        ram.path("transferred").asLong(0),
-        ram.path("total").asLong(0),
-        ram.path("remaining").asLong(0),
-        ram.path("duplicate").asLong(0),
-        ram.path("normal").asLong(0),
-        ram.path("multifd-bytes").asLong(0),
-        ram.path("dirty-sync-count").asLong(0),
-        ram.path("mbps").asDouble(0),
-        ram.path("dirty-pages-rate").asLong(0),
-        r.path("disk").path("transferred").asLong(0),
-        r.path("cpu-throttle-percentage").asInt(0),
-        r.has("error-desc") ? r.get("error-desc").asText() : null);
-  }
+    static QueryMigrate parse(JsonNode r) {
+        JsonNode ram = r.path("ram");
+        return new QueryMigrate(
+                r.path("status").asText("none"),
+                r.path("total-time").asLong(0),
+                r.path("downtime").asLong(0),
+                r.path("setup-time").asLong(0),
+                r.path("expected-downtime").asLong(0),
+                ram.path("transferred").asLong(0),
+                ram.path("total").asLong(0),
+                ram.path("remaining").asLong(0),
+                ram.path("duplicate").asLong(0),
+                ram.path("normal").asLong(0),
+                ram.path("multifd-bytes").asLong(0),
+                ram.path("dirty-sync-count").asLong(0),
+                ram.path("mbps").asDouble(0),
+                ram.path("dirty-pages-rate").asLong(0),
+                r.path("disk").path("transferred").asLong(0),
+                r.path("cpu-throttle-percentage").asInt(0),
+                r.has("error-desc") ? r.get("error-desc").asText() : null);
+    }
 
-  /**
-   * Bytes on the wire as QEMU counts them: the RAM stream (page headers, multifd packets) and
-   * block migration. QEMU counts no figure for the device-state sections of the main stream
-   * (tens of KiB for these guests).
-   */
-  long wireBytes() {
-    return ramTransferred + diskTransferred;
-  }
+    /**
+     * Bytes on the wire as QEMU counts them: the RAM stream (page headers, multifd packets) and
+     * block migration. QEMU counts no figure for the device-state sections of the main stream
+     * (tens of KiB for these guests).
+     */
+    long wireBytes() {
+        return ramTransferred + diskTransferred;
+    }
 
-  boolean completed() {
-    return status.equals("completed");
-  }
+    boolean completed() {
+        return status.equals("completed");
+    }
 
-  /** No longer running: completed, failed or cancelled. */
-  boolean ended() {
-    return switch (status) {
-      case "completed", "failed", "cancelled" -> true;
-      default -> false;
-    };
-  }
+    /** No longer running: completed, failed or cancelled. */
+    boolean ended() {
+        return switch (status) {
+            case "completed", "failed", "cancelled" -> true;
+            default -> false;
+        };
+    }
 }

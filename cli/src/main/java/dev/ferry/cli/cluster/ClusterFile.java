@@ -18,56 +18,65 @@ import java.util.List;
  * benchmark's) has no {@code zookeeper} and no {@code coordinator}.
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
-public record ClusterFile(int version, String driver, String createdAt, String zookeeper, String clusterName,
-    long sessionTimeoutMs, Coordinator coordinator, List<Host> hosts) {
-  public static final int VERSION = 2;
+public record ClusterFile(
+        int version,
+        String driver,
+        String createdAt,
+        String zookeeper,
+        String clusterName,
+        long sessionTimeoutMs,
+        Coordinator coordinator,
+        List<Host> hosts) {
+    public static final int VERSION = 2;
 
-  /** The coordinator process (it also runs the embedded ZooKeeper server). */
-  public record Coordinator(String endpoint, long pid, String log, String zkDataDir) {}
-  public static final String NAME = "cluster.json";
-  private static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    /** The coordinator process (it also runs the embedded ZooKeeper server). */
+    public record Coordinator(String endpoint, long pid, String log, String zkDataDir) {}
 
-  public record Host(String id, String endpoint, long pid, String dataDir, String ramDir, String log) {}
+    public static final String NAME = "cluster.json";
+    private static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-  public Host host(String id) {
-    for (Host h : hosts) {
-      if (h.id().equals(id)) {
-        return h;
-      }
+    public record Host(String id, String endpoint, long pid, String dataDir, String ramDir, String log) {}
+
+    public Host host(String id) {
+        for (Host h : hosts) {
+            if (h.id().equals(id)) {
+                return h;
+            }
+        }
+        throw new CliException("no host '" + id + "' in this cluster (hosts: "
+                + String.join(", ", hosts.stream().map(Host::id).toList()) + ")");
     }
-    throw new CliException("no host '" + id + "' in this cluster (hosts: "
-        + String.join(", ", hosts.stream().map(Host::id).toList()) + ")");
-  }
 
-  /** True when a coordinator and ZooKeeper run this cluster (every cluster `ferry cluster up` starts). */
-  public boolean clustered() {
-    return zookeeper != null && coordinator != null;
-  }
-
-  public static ClusterFile read(Path dir) {
-    Path file = dir.resolve(NAME);
-    try {
-      ClusterFile f = MAPPER.readValue(Files.readAllBytes(file), ClusterFile.class);
-      if (f.version() != VERSION) {
-        throw new CliException(file + " has version " + f.version() + "; this ferry reads version " + VERSION
-            + " (stop that cluster with the ferry that started it)");
-      }
-      return f;
-    } catch (NoSuchFileException e) {
-      throw new CliException("no cluster at " + dir + " (no " + NAME + "); start one with 'ferry cluster up --dir " + dir + "'");
-    } catch (IOException e) {
-      throw new CliException("cannot read " + file + ": " + e.getMessage());
+    /** True when a coordinator and ZooKeeper run this cluster (every cluster `ferry cluster up` starts). */
+    public boolean clustered() {
+        return zookeeper != null && coordinator != null;
     }
-  }
 
-  public void write(Path dir) {
-    Path file = dir.resolve(NAME);
-    Path tmp = dir.resolve(NAME + ".tmp");
-    try {
-      Files.write(tmp, MAPPER.writeValueAsBytes(this));
-      Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    } catch (IOException e) {
-      throw new CliException("cannot write " + file + ": " + e.getMessage());
+    public static ClusterFile read(Path dir) {
+        Path file = dir.resolve(NAME);
+        try {
+            ClusterFile f = MAPPER.readValue(Files.readAllBytes(file), ClusterFile.class);
+            if (f.version() != VERSION) {
+                throw new CliException(file + " has version " + f.version() + "; this ferry reads version " + VERSION
+                        + " (stop that cluster with the ferry that started it)");
+            }
+            return f;
+        } catch (NoSuchFileException e) {
+            throw new CliException(
+                    "no cluster at " + dir + " (no " + NAME + "); start one with 'ferry cluster up --dir " + dir + "'");
+        } catch (IOException e) {
+            throw new CliException("cannot read " + file + ": " + e.getMessage());
+        }
     }
-  }
+
+    public void write(Path dir) {
+        Path file = dir.resolve(NAME);
+        Path tmp = dir.resolve(NAME + ".tmp");
+        try {
+            Files.write(tmp, MAPPER.writeValueAsBytes(this));
+            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            throw new CliException("cannot write " + file + ": " + e.getMessage());
+        }
+    }
 }

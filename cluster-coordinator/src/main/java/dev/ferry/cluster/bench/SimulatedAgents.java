@@ -38,176 +38,201 @@ import org.apache.zookeeper.data.Stat;
  * epoch and creates the lock in the same transaction. Nothing runs.
  */
 public final class SimulatedAgents implements AgentActions {
-  /** One simulated host. */
-  public static final class Host {
-    final String id;
-    final ZooKeeper zk;
-    final Map<String, Long> vms = new ConcurrentHashMap<>();
+    /** One simulated host. */
+    public static final class Host {
+        final String id;
+        final ZooKeeper zk;
+        final Map<String, Long> vms = new ConcurrentHashMap<>();
 
-    Host(String id, ZooKeeper zk) {
-      this.id = id;
-      this.zk = zk;
+        Host(String id, ZooKeeper zk) {
+            this.id = id;
+            this.zk = zk;
+        }
+
+        public String id() {
+            return id;
+        }
+
+        /** The host dies: its session closes, and ZooKeeper deletes its registration and run locks at once. */
+        public void kill() throws InterruptedException {
+            zk.close();
+        }
     }
 
-    public String id() {
-      return id;
+    private final String connect;
+    private final int sessionTimeoutMs;
+    private final Map<String, Host> hosts = new ConcurrentHashMap<>();
+
+    /** @param connect ZooKeeper connect string with the cluster's namespace as chroot (host:port/ferry/NAME) */
+    public SimulatedAgents(String connect, int sessionTimeoutMs) {
+        this.connect = connect;
+        this.sessionTimeoutMs = sessionTimeoutMs;
     }
 
-    /** The host dies: its session closes, and ZooKeeper deletes its registration and run locks at once. */
-    public void kill() throws InterruptedException {
-      zk.close();
+    /** Connects and registers a host. */
+    public Host join(String id, long memoryBytes, int vcpus) throws IOException, InterruptedException, KeeperException {
+        CountDownLatch connected = new CountDownLatch(1);
+        ZooKeeper zk = new ZooKeeper(connect, sessionTimeoutMs, e -> {
+            if (e.getState() == Watcher.Event.KeeperState.SyncConnected) {
+                connected.countDown();
+            }
+        });
+        if (!connected.await(60, TimeUnit.SECONDS)) {
+            zk.close();
+            throw new IOException("simulated host " + id + " cannot connect to ZooKeeper");
+        }
+        HostRecord r = HostRecord.newBuilder()
+                .setSchemaVersion(Records.SCHEMA_VERSION)
+                .setHostId(id)
+                .setEndpoint("127.0.0.1:1")
+                .setMemoryBytes(memoryBytes)
+                .setVcpus(vcpus)
+                .setDriver("simulated")
+                .build();
+        zk.create(ClusterPaths.host(id), Records.encode(r), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
+        Host h = new Host(id, zk);
+        hosts.put(id, h);
+        return h;
     }
-  }
 
-  private final String connect;
-  private final int sessionTimeoutMs;
-  private final Map<String, Host> hosts = new ConcurrentHashMap<>();
-
-  /** @param connect ZooKeeper connect string with the cluster's namespace as chroot (host:port/ferry/NAME) */
-  public SimulatedAgents(String connect, int sessionTimeoutMs) {
-    this.connect = connect;
-    this.sessionTimeoutMs = sessionTimeoutMs;
-  }
-
-  /** Connects and registers a host. */
-  public Host join(String id, long memoryBytes, int vcpus) throws IOException, InterruptedException, KeeperException {
-    CountDownLatch connected = new CountDownLatch(1);
-    ZooKeeper zk = new ZooKeeper(connect, sessionTimeoutMs, e -> {
-      if (e.getState() == Watcher.Event.KeeperState.SyncConnected) {
-        connected.countDown();
-      }
-    });
-    if (!connected.await(60, TimeUnit.SECONDS)) {
-      zk.close();
-      throw new IOException("simulated host " + id + " cannot connect to ZooKeeper");
+    public Host host(String id) {
+        return hosts.get(id);
     }
-    HostRecord r = HostRecord.newBuilder().setSchemaVersion(Records.SCHEMA_VERSION).setHostId(id)
-        .setEndpoint("127.0.0.1:1").setMemoryBytes(memoryBytes).setVcpus(vcpus).setDriver("simulated").build();
-    zk.create(ClusterPaths.host(id), Records.encode(r), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
-    Host h = new Host(id, zk);
-    hosts.put(id, h);
-    return h;
-  }
 
-  public Host host(String id) {
-    return hosts.get(id);
-  }
-
-  /** Takes the run locks of VMs a host already runs (seeding), in batches. */
-  public void holdRunning(String hostId, List<String> vms, long epoch) throws InterruptedException, KeeperException {
-    Host h = hosts.get(hostId);
-    List<Op> ops = new ArrayList<>();
-    for (String vm : vms) {
-      ops.add(Op.create(ClusterPaths.running(vm), Records.encode(running(hostId, epoch)), ZooDefs.Ids.OPEN_ACL_UNSAFE,
-          CreateMode.EPHEMERAL));
-      h.vms.put(vm, epoch);
-      if (ops.size() == 100) {
-        h.zk.multi(ops);
-        ops.clear();
-      }
+    /** Takes the run locks of VMs a host already runs (seeding), in batches. */
+    public void holdRunning(String hostId, List<String> vms, long epoch) throws InterruptedException, KeeperException {
+        Host h = hosts.get(hostId);
+        List<Op> ops = new ArrayList<>();
+        for (String vm : vms) {
+            ops.add(Op.create(
+                    ClusterPaths.running(vm),
+                    Records.encode(running(hostId, epoch)),
+                    ZooDefs.Ids.OPEN_ACL_UNSAFE,
+                    CreateMode.EPHEMERAL));
+            h.vms.put(vm, epoch);
+            if (ops.size() == 100) {
+                h.zk.multi(ops);
+                ops.clear();
+            }
+        }
+        if (!ops.isEmpty()) {
+            h.zk.multi(ops);
+        }
     }
-    if (!ops.isEmpty()) {
-      h.zk.multi(ops);
+
+    private static RunningRecord running(String host, long epoch) {
+        return RunningRecord.newBuilder()
+                .setSchemaVersion(Records.SCHEMA_VERSION)
+                .setHostId(host)
+                .setEpoch(epoch)
+                .setSinceMs(System.currentTimeMillis())
+                .build();
     }
-  }
 
-  private static RunningRecord running(String host, long epoch) {
-    return RunningRecord.newBuilder().setSchemaVersion(Records.SCHEMA_VERSION).setHostId(host).setEpoch(epoch)
-        .setSinceMs(System.currentTimeMillis()).build();
-  }
-
-  private Host alive(HostRecord host) {
-    Host h = hosts.get(host.getHostId());
-    if (h == null || !h.zk.getState().isAlive()) {
-      throw new AgentCallException(Status.Code.UNAVAILABLE, "agent " + host.getHostId() + " is unreachable", null);
+    private Host alive(HostRecord host) {
+        Host h = hosts.get(host.getHostId());
+        if (h == null || !h.zk.getState().isAlive()) {
+            throw new AgentCallException(
+                    Status.Code.UNAVAILABLE, "agent " + host.getHostId() + " is unreachable", null);
+        }
+        return h;
     }
-    return h;
-  }
 
-  @Override
-  public VmStatus createVm(HostRecord host, CreateVmRequest request) {
-    Host h = alive(host);
-    String vm = request.getSpec().getName();
-    try {
-      Stat stat = new Stat();
-      VmRecord r = Records.vm(ClusterPaths.vm(vm), h.zk.getData(ClusterPaths.vm(vm), false, stat));
-      if (!r.getOwner().equals(h.id) || r.getEpoch() != request.getEpoch()) {
-        throw new AgentCallException(Status.Code.FAILED_PRECONDITION, "VM '" + vm + "' belongs to " + r.getOwner()
-            + " at epoch " + r.getEpoch(), null);
-      }
-      if (request.getStart()) {
-        h.zk.multi(List.of(Op.check(ClusterPaths.vm(vm), stat.getVersion()), Op.create(ClusterPaths.running(vm),
-            Records.encode(running(h.id, request.getEpoch())), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL)));
-      }
-      h.vms.put(vm, request.getEpoch());
-      return status(h, vm);
-    } catch (KeeperException e) {
-      throw new AgentCallException(Status.Code.FAILED_PRECONDITION, "cannot take the run lock of " + vm + ": "
-          + e.getMessage(), e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new AgentCallException(Status.Code.CANCELLED, "interrupted", e);
+    @Override
+    public VmStatus createVm(HostRecord host, CreateVmRequest request) {
+        Host h = alive(host);
+        String vm = request.getSpec().getName();
+        try {
+            Stat stat = new Stat();
+            VmRecord r = Records.vm(ClusterPaths.vm(vm), h.zk.getData(ClusterPaths.vm(vm), false, stat));
+            if (!r.getOwner().equals(h.id) || r.getEpoch() != request.getEpoch()) {
+                throw new AgentCallException(
+                        Status.Code.FAILED_PRECONDITION,
+                        "VM '" + vm + "' belongs to " + r.getOwner() + " at epoch " + r.getEpoch(),
+                        null);
+            }
+            if (request.getStart()) {
+                h.zk.multi(List.of(
+                        Op.check(ClusterPaths.vm(vm), stat.getVersion()),
+                        Op.create(
+                                ClusterPaths.running(vm),
+                                Records.encode(running(h.id, request.getEpoch())),
+                                ZooDefs.Ids.OPEN_ACL_UNSAFE,
+                                CreateMode.EPHEMERAL)));
+            }
+            h.vms.put(vm, request.getEpoch());
+            return status(h, vm);
+        } catch (KeeperException e) {
+            throw new AgentCallException(
+                    Status.Code.FAILED_PRECONDITION, "cannot take the run lock of " + vm + ": " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AgentCallException(Status.Code.CANCELLED, "interrupted", e);
+        }
     }
-  }
 
-  private static VmStatus status(Host h, String vm) {
-    Long epoch = h.vms.get(vm);
-    if (epoch == null) {
-      throw new AgentCallException(Status.Code.NOT_FOUND, "no VM named '" + vm + "' on " + h.id, null);
+    private static VmStatus status(Host h, String vm) {
+        Long epoch = h.vms.get(vm);
+        if (epoch == null) {
+            throw new AgentCallException(Status.Code.NOT_FOUND, "no VM named '" + vm + "' on " + h.id, null);
+        }
+        return VmStatus.newBuilder()
+                .setHost(h.id)
+                .setEpoch(epoch)
+                .setState(VmState.VM_STATE_RUNNING)
+                .setDriver("simulated")
+                .build();
     }
-    return VmStatus.newBuilder().setHost(h.id).setEpoch(epoch).setState(VmState.VM_STATE_RUNNING).setDriver("simulated")
-        .build();
-  }
 
-  @Override
-  public VmStatus startVm(HostRecord host, VmRequest request) {
-    return status(alive(host), request.getName());
-  }
-
-  @Override
-  public VmStatus stopVm(HostRecord host, VmRequest request) {
-    throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not stop VMs", null);
-  }
-
-  @Override
-  public VmStatus deleteVm(HostRecord host, VmRequest request) {
-    throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not delete VMs", null);
-  }
-
-  @Override
-  public VmStatus getVm(HostRecord host, String vm) {
-    return status(alive(host), vm);
-  }
-
-  @Override
-  public List<VmStatus> listVms(HostRecord host) {
-    Host h = alive(host);
-    List<VmStatus> out = new ArrayList<>();
-    for (String vm : h.vms.keySet()) {
-      out.add(status(h, vm));
+    @Override
+    public VmStatus startVm(HostRecord host, VmRequest request) {
+        return status(alive(host), request.getName());
     }
-    return out;
-  }
 
-  @Override
-  public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-    throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
-  }
-
-  @Override
-  public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
-    throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
-  }
-
-  @Override
-  public void close() {
-    for (Host h : hosts.values()) {
-      try {
-        h.zk.close();
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        return;
-      }
+    @Override
+    public VmStatus stopVm(HostRecord host, VmRequest request) {
+        throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not stop VMs", null);
     }
-  }
+
+    @Override
+    public VmStatus deleteVm(HostRecord host, VmRequest request) {
+        throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not delete VMs", null);
+    }
+
+    @Override
+    public VmStatus getVm(HostRecord host, String vm) {
+        return status(alive(host), vm);
+    }
+
+    @Override
+    public List<VmStatus> listVms(HostRecord host) {
+        Host h = alive(host);
+        List<VmStatus> out = new ArrayList<>();
+        for (String vm : h.vms.keySet()) {
+            out.add(status(h, vm));
+        }
+        return out;
+    }
+
+    @Override
+    public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
+        throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
+    }
+
+    @Override
+    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
+        throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
+    }
+
+    @Override
+    public void close() {
+        for (Host h : hosts.values()) {
+            try {
+                h.zk.close();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
 }

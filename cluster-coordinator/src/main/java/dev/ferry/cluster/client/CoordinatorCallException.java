@@ -4,14 +4,14 @@ import io.grpc.Status;
 
 /** A call to the coordinator failed; the message says why in one line. */
 public final class CoordinatorCallException extends RuntimeException {
-  private final Status.Code code;
+    private final Status.Code code;
 
-  public CoordinatorCallException(Status.Code code, String message, Throwable cause) {
-    super(message, cause);
-    this.code = code;
-  }
+    public CoordinatorCallException(Status.Code code, String message, Throwable cause) {
+        super(message, cause);
+        this.code = code;
+    }
 
-  public Status.Code code() {
-    return code;
-  }
+    public Status.Code code() {
+        return code;
+    }
 }

@@ -23,30 +23,32 @@ import io.grpc.MethodDescriptor;
 
 /** The coordinator service, from coordinator.proto. */
 public final class CoordinatorRpc {
-  private CoordinatorRpc() {}
+    private CoordinatorRpc() {}
 
-  public static final GrpcService SERVICE = GrpcService.of(CoordinatorProto.getDescriptor(), "Coordinator");
+    public static final GrpcService SERVICE = GrpcService.of(CoordinatorProto.getDescriptor(), "Coordinator");
 
-  /** Trailer of a replica that does not lead: where the leader is. */
-  public static final Metadata.Key<String> LEADER = Metadata.Key.of("ferry-leader", Metadata.ASCII_STRING_MARSHALLER);
+    /** Trailer of a replica that does not lead: where the leader is. */
+    public static final Metadata.Key<String> LEADER = Metadata.Key.of("ferry-leader", Metadata.ASCII_STRING_MARSHALLER);
 
-  public static final MethodDescriptor<StatusRequest, ClusterStatus> GET_STATUS =
-      SERVICE.method("GetStatus", StatusRequest.class, ClusterStatus.class);
-  public static final MethodDescriptor<ListHostsRequest, ListHostsResponse> LIST_HOSTS =
-      SERVICE.method("ListHosts", ListHostsRequest.class, ListHostsResponse.class);
-  public static final MethodDescriptor<ListVmsRequest, ListVmsResponse> LIST_VMS =
-      SERVICE.method("ListVms", ListVmsRequest.class, ListVmsResponse.class);
-  public static final MethodDescriptor<VmRef, VmView> GET_VM = SERVICE.method("GetVm", VmRef.class, VmView.class);
-  public static final MethodDescriptor<CreateVmRequest, VmView> CREATE_VM =
-      SERVICE.method("CreateVm", CreateVmRequest.class, VmView.class);
-  public static final MethodDescriptor<VmRef, VmView> START_VM = SERVICE.method("StartVm", VmRef.class, VmView.class);
-  public static final MethodDescriptor<VmRef, VmView> STOP_VM = SERVICE.method("StopVm", VmRef.class, VmView.class);
-  public static final MethodDescriptor<VmRef, VmView> DELETE_VM = SERVICE.method("DeleteVm", VmRef.class, VmView.class);
-  public static final MethodDescriptor<MigrateRequest, MigrationEvent> MIGRATE =
-      SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
-  public static final MethodDescriptor<VmRef, CancelMigrationResponse> CANCEL_MIGRATION =
-      SERVICE.method("CancelMigration", VmRef.class, CancelMigrationResponse.class);
-  public static final MethodDescriptor<DrainRequest, DrainProgress> DRAIN =
-      SERVICE.method("Drain", DrainRequest.class, DrainProgress.class);
-  public static final MethodDescriptor<HostRef, HostView> ACTIVATE = SERVICE.method("Activate", HostRef.class, HostView.class);
+    public static final MethodDescriptor<StatusRequest, ClusterStatus> GET_STATUS =
+            SERVICE.method("GetStatus", StatusRequest.class, ClusterStatus.class);
+    public static final MethodDescriptor<ListHostsRequest, ListHostsResponse> LIST_HOSTS =
+            SERVICE.method("ListHosts", ListHostsRequest.class, ListHostsResponse.class);
+    public static final MethodDescriptor<ListVmsRequest, ListVmsResponse> LIST_VMS =
+            SERVICE.method("ListVms", ListVmsRequest.class, ListVmsResponse.class);
+    public static final MethodDescriptor<VmRef, VmView> GET_VM = SERVICE.method("GetVm", VmRef.class, VmView.class);
+    public static final MethodDescriptor<CreateVmRequest, VmView> CREATE_VM =
+            SERVICE.method("CreateVm", CreateVmRequest.class, VmView.class);
+    public static final MethodDescriptor<VmRef, VmView> START_VM = SERVICE.method("StartVm", VmRef.class, VmView.class);
+    public static final MethodDescriptor<VmRef, VmView> STOP_VM = SERVICE.method("StopVm", VmRef.class, VmView.class);
+    public static final MethodDescriptor<VmRef, VmView> DELETE_VM =
+            SERVICE.method("DeleteVm", VmRef.class, VmView.class);
+    public static final MethodDescriptor<MigrateRequest, MigrationEvent> MIGRATE =
+            SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
+    public static final MethodDescriptor<VmRef, CancelMigrationResponse> CANCEL_MIGRATION =
+            SERVICE.method("CancelMigration", VmRef.class, CancelMigrationResponse.class);
+    public static final MethodDescriptor<DrainRequest, DrainProgress> DRAIN =
+            SERVICE.method("Drain", DrainRequest.class, DrainProgress.class);
+    public static final MethodDescriptor<HostRef, HostView> ACTIVATE =
+            SERVICE.method("Activate", HostRef.class, HostView.class);
 }

@@ -18,24 +18,24 @@ import java.util.function.Consumer;
  * agents simulated on ZooKeeper. Every call fails with {@link AgentCallException}.
  */
 public interface AgentActions extends Closeable {
-  VmStatus createVm(HostRecord host, CreateVmRequest request) throws AgentCallException;
+    VmStatus createVm(HostRecord host, CreateVmRequest request) throws AgentCallException;
 
-  VmStatus startVm(HostRecord host, VmRequest request) throws AgentCallException;
+    VmStatus startVm(HostRecord host, VmRequest request) throws AgentCallException;
 
-  VmStatus stopVm(HostRecord host, VmRequest request) throws AgentCallException;
+    VmStatus stopVm(HostRecord host, VmRequest request) throws AgentCallException;
 
-  VmStatus deleteVm(HostRecord host, VmRequest request) throws AgentCallException;
+    VmStatus deleteVm(HostRecord host, VmRequest request) throws AgentCallException;
 
-  VmStatus getVm(HostRecord host, String vm) throws AgentCallException;
+    VmStatus getVm(HostRecord host, String vm) throws AgentCallException;
 
-  List<VmStatus> listVms(HostRecord host) throws AgentCallException;
+    List<VmStatus> listVms(HostRecord host) throws AgentCallException;
 
-  /** Runs a migration on the source agent; every event goes to {@code events}; returns the last. */
-  MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events)
-      throws AgentCallException;
+    /** Runs a migration on the source agent; every event goes to {@code events}; returns the last. */
+    MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events)
+            throws AgentCallException;
 
-  CancelMigrationResponse cancelMigration(HostRecord source, String vm) throws AgentCallException;
+    CancelMigrationResponse cancelMigration(HostRecord source, String vm) throws AgentCallException;
 
-  @Override
-  void close();
+    @Override
+    void close();
 }

@@ -32,241 +32,254 @@ import org.slf4j.LoggerFactory;
  * <p>Lifecycle LATENT, STARTED, CLOSED.
  */
 public final class Coordinator implements Closeable {
-  private static final Logger log = LoggerFactory.getLogger(Coordinator.class);
+    private static final Logger log = LoggerFactory.getLogger(Coordinator.class);
 
-  public enum State {
-    LATENT,
-    STARTED,
-    CLOSED
-  }
-
-  private final CoordinatorConfig config;
-  private final AgentActions agents;
-  private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
-  private final ExecutorService serverExecutor = Executors.newVirtualThreadPerTaskExecutor();
-  private final ExecutorService leadership =
-      Executors.newSingleThreadExecutor(Thread.ofPlatform().daemon().name("ferry-leadership").factory());
-  private CuratorFramework zk;
-  private ClusterStore store;
-  private LeaderLatch latch;
-  private Server server;
-  private Endpoint endpoint;
-  private volatile Term term;
-
-  /** A coordinator that calls agents over gRPC. */
-  public Coordinator(CoordinatorConfig config) {
-    this(config, new GrpcAgentActions(config.transport(), config.agentDeadline()));
-  }
-
-  public Coordinator(CoordinatorConfig config, AgentActions agents) {
-    this.config = config;
-    this.agents = agents;
-  }
-
-  public Coordinator start() throws IOException {
-    if (!state.compareAndSet(State.LATENT, State.STARTED)) {
-      throw new IllegalStateException("coordinator is " + state.get());
+    public enum State {
+        LATENT,
+        STARTED,
+        CLOSED
     }
-    zk = config.zk().retrying();
-    zk.start();
-    try {
-      if (!zk.blockUntilConnected((int) config.zk().connectionTimeout().toMillis() * 4, TimeUnit.MILLISECONDS)) {
-        throw new IOException("cannot reach ZooKeeper at " + config.zk().connect());
-      }
-      store = new ClusterStore(zk);
-      store.ensureLayout();
-    } catch (IOException e) {
-      close();
-      throw e;
-    } catch (Exception e) {
-      close();
-      throw new IOException("cannot prepare the cluster in ZooKeeper: " + e, e);
-    }
-    CoordinatorService service = new CoordinatorService(this);
-    server = config.transport().startServer(config.listen(), serverExecutor, List.of(service.definition()));
-    endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
-    latch = new LeaderLatch(zk, ClusterPaths.LEADER, endpoint.toString());
-    latch.addListener(new LeaderLatchListener() {
-      @Override
-      public void isLeader() {
-        lead();
-      }
 
-      @Override
-      public void notLeader() {
-        stepDown("the latch says another replica leads (or the connection to ZooKeeper was lost)");
-      }
-    }, leadership);
-    try {
-      latch.start();
-    } catch (Exception e) {
-      close();
-      throw new IOException("cannot join the leader election: " + e, e);
-    }
-    log.info("coordinator serving on {} for cluster '{}' at {}", endpoint, config.zk().cluster(), config.zk().connect());
-    return this;
-  }
+    private final CoordinatorConfig config;
+    private final AgentActions agents;
+    private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
+    private final ExecutorService serverExecutor = Executors.newVirtualThreadPerTaskExecutor();
+    private final ExecutorService leadership = Executors.newSingleThreadExecutor(
+            Thread.ofPlatform().daemon().name("ferry-leadership").factory());
+    private CuratorFramework zk;
+    private ClusterStore store;
+    private LeaderLatch latch;
+    private Server server;
+    private Endpoint endpoint;
+    private volatile Term term;
 
-  private void lead() {
-    if (state.get() != State.STARTED || !latch.hasLeadership()) {
-      return;
+    /** A coordinator that calls agents over gRPC. */
+    public Coordinator(CoordinatorConfig config) {
+        this(config, new GrpcAgentActions(config.transport(), config.agentDeadline()));
     }
-    String path = latch.getOurPath();
-    Term t = new Term(config, endpoint.toString(), store, agents, path);
-    try {
-      t.start();
-      term = t;
-    } catch (Exception e) {
-      log.error("{} could not take up leadership: {}; giving it up", endpoint, e.toString());
-      t.close();
-      relinquish();
-    }
-  }
 
-  /** Leaves the election and joins it again (a leader that cannot lead must not block the others). */
-  private void relinquish() {
-    try {
-      LeaderLatch old = latch;
-      latch = new LeaderLatch(zk, ClusterPaths.LEADER, endpoint.toString());
-      latch.addListener(new LeaderLatchListener() {
-        @Override
-        public void isLeader() {
-          lead();
+    public Coordinator(CoordinatorConfig config, AgentActions agents) {
+        this.config = config;
+        this.agents = agents;
+    }
+
+    public Coordinator start() throws IOException {
+        if (!state.compareAndSet(State.LATENT, State.STARTED)) {
+            throw new IllegalStateException("coordinator is " + state.get());
         }
-
-        @Override
-        public void notLeader() {
-          stepDown("lost the latch");
+        zk = config.zk().retrying();
+        zk.start();
+        try {
+            if (!zk.blockUntilConnected((int) config.zk().connectionTimeout().toMillis() * 4, TimeUnit.MILLISECONDS)) {
+                throw new IOException("cannot reach ZooKeeper at " + config.zk().connect());
+            }
+            store = new ClusterStore(zk);
+            store.ensureLayout();
+        } catch (IOException e) {
+            close();
+            throw e;
+        } catch (Exception e) {
+            close();
+            throw new IOException("cannot prepare the cluster in ZooKeeper: " + e, e);
         }
-      }, leadership);
-      old.close();
-      latch.start();
-    } catch (Exception e) {
-      log.error("cannot rejoin the leader election: {}", e.toString());
+        CoordinatorService service = new CoordinatorService(this);
+        server = config.transport().startServer(config.listen(), serverExecutor, List.of(service.definition()));
+        endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
+        latch = new LeaderLatch(zk, ClusterPaths.LEADER, endpoint.toString());
+        latch.addListener(
+                new LeaderLatchListener() {
+                    @Override
+                    public void isLeader() {
+                        lead();
+                    }
+
+                    @Override
+                    public void notLeader() {
+                        stepDown("the latch says another replica leads (or the connection to ZooKeeper was lost)");
+                    }
+                },
+                leadership);
+        try {
+            latch.start();
+        } catch (Exception e) {
+            close();
+            throw new IOException("cannot join the leader election: " + e, e);
+        }
+        log.info(
+                "coordinator serving on {} for cluster '{}' at {}",
+                endpoint,
+                config.zk().cluster(),
+                config.zk().connect());
+        return this;
     }
-  }
 
-  private void stepDown(String why) {
-    Term t = term;
-    term = null;
-    if (t != null) {
-      log.warn("{} stops leading: {}", endpoint, why);
-      t.close();
+    private void lead() {
+        if (state.get() != State.STARTED || !latch.hasLeadership()) {
+            return;
+        }
+        String path = latch.getOurPath();
+        Term t = new Term(config, endpoint.toString(), store, agents, path);
+        try {
+            t.start();
+            term = t;
+        } catch (Exception e) {
+            log.error("{} could not take up leadership: {}; giving it up", endpoint, e.toString());
+            t.close();
+            relinquish();
+        }
     }
-  }
 
-  public State state() {
-    return state.get();
-  }
+    /** Leaves the election and joins it again (a leader that cannot lead must not block the others). */
+    private void relinquish() {
+        try {
+            LeaderLatch old = latch;
+            latch = new LeaderLatch(zk, ClusterPaths.LEADER, endpoint.toString());
+            latch.addListener(
+                    new LeaderLatchListener() {
+                        @Override
+                        public void isLeader() {
+                            lead();
+                        }
 
-  public Endpoint endpoint() {
-    return endpoint;
-  }
-
-  public boolean isLeader() {
-    Term t = term;
-    return t != null && !t.closed();
-  }
-
-  Term term() {
-    Term t = term;
-    return t == null || t.closed() ? null : t;
-  }
-
-  CoordinatorConfig config() {
-    return config;
-  }
-
-  ClusterStore store() {
-    return store;
-  }
-
-  /** The leader's endpoint as the election says now (asks ZooKeeper), or empty. */
-  String leaderEndpoint() {
-    try {
-      Participant p = latch.getLeader();
-      return p != null && p.isLeader() ? p.getId() : "";
-    } catch (Exception e) {
-      return "";
+                        @Override
+                        public void notLeader() {
+                            stepDown("lost the latch");
+                        }
+                    },
+                    leadership);
+            old.close();
+            latch.start();
+        } catch (Exception e) {
+            log.error("cannot rejoin the leader election: {}", e.toString());
+        }
     }
-  }
 
-  ClusterStatus status() throws Exception {
-    ClusterStatus.Builder b = ClusterStatus.newBuilder().setCluster(config.zk().cluster())
-        .setZookeeper(config.zk().connect()).setAnsweredBy(endpoint.toString()).setLeader(leaderEndpoint())
-        .setFailoverMarginMs(config.failoverMargin().toMillis());
-    List<String> replicas = new ArrayList<>();
-    for (Participant p : latch.getParticipants()) {
-      replicas.add(p.getId());
+    private void stepDown(String why) {
+        Term t = term;
+        term = null;
+        if (t != null) {
+            log.warn("{} stops leading: {}", endpoint, why);
+            t.close();
+        }
     }
-    b.addAllCoordinators(replicas);
-    b.setHostsAlive(store.children(ClusterPaths.HOSTS).size());
-    b.setHostsInMaintenance(store.children(ClusterPaths.MAINTENANCE).size());
-    b.setVms(store.children(ClusterPaths.VMS).size());
-    b.setVmsRunning(store.children(ClusterPaths.RUNNING).size());
-    Term t = term();
-    if (t != null) {
-      b.setOpenIntents((int) t.view.intents().values().stream().filter(v -> Term.isOpen(v.value())).count());
-    }
-    return b.build();
-  }
 
-  /**
-   * Stops this replica at once: its term's work is interrupted mid-step, its session closes (so
-   * another replica leads immediately), and it serves no more.
-   */
-  @Override
-  public void close() {
-    if (state.getAndSet(State.CLOSED) == State.CLOSED) {
-      return;
+    public State state() {
+        return state.get();
     }
-    stepDown("closing");
-    if (latch != null) {
-      try {
-        latch.close(LeaderLatch.CloseMode.SILENT);
-      } catch (Exception e) {
-        // the session closes below anyway
-      }
-    }
-    if (server != null) {
-      server.shutdownNow();
-    }
-    leadership.shutdownNow();
-    serverExecutor.shutdownNow();
-    if (zk != null) {
-      zk.close();
-    }
-    agents.close();
-  }
 
-  /** ZooKeeper write requests (transactions) this replica has sent, for benchmarks. */
-  public long writeRequests() {
-    return store == null ? 0 : store.writeRequests();
-  }
-
-  /** Operations inside those transactions (version and leadership checks included), for benchmarks. */
-  public long writeOps() {
-    return store == null ? 0 : store.writeOps();
-  }
-
-  /** The election's view of the replicas, for tests and status: leader first. */
-  public List<String> replicas() throws Exception {
-    List<String> out = new ArrayList<>();
-    for (Participant p : latch.getParticipants()) {
-      out.add(p.getId());
+    public Endpoint endpoint() {
+        return endpoint;
     }
-    return out;
-  }
 
-  /** Waits until this replica leads and has loaded its picture; false on timeout. */
-  public boolean awaitLeadership(Duration timeout) throws InterruptedException {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    while (!isLeader()) {
-      if (System.nanoTime() > deadline || state.get() == State.CLOSED) {
-        return false;
-      }
-      Thread.sleep(20);
+    public boolean isLeader() {
+        Term t = term;
+        return t != null && !t.closed();
     }
-    return true;
-  }
+
+    Term term() {
+        Term t = term;
+        return t == null || t.closed() ? null : t;
+    }
+
+    CoordinatorConfig config() {
+        return config;
+    }
+
+    ClusterStore store() {
+        return store;
+    }
+
+    /** The leader's endpoint as the election says now (asks ZooKeeper), or empty. */
+    String leaderEndpoint() {
+        try {
+            Participant p = latch.getLeader();
+            return p != null && p.isLeader() ? p.getId() : "";
+        } catch (Exception e) {
+            return "";
+        }
+    }
+
+    ClusterStatus status() throws Exception {
+        ClusterStatus.Builder b = ClusterStatus.newBuilder()
+                .setCluster(config.zk().cluster())
+                .setZookeeper(config.zk().connect())
+                .setAnsweredBy(endpoint.toString())
+                .setLeader(leaderEndpoint())
+                .setFailoverMarginMs(config.failoverMargin().toMillis());
+        List<String> replicas = new ArrayList<>();
+        for (Participant p : latch.getParticipants()) {
+            replicas.add(p.getId());
+        }
+        b.addAllCoordinators(replicas);
+        b.setHostsAlive(store.children(ClusterPaths.HOSTS).size());
+        b.setHostsInMaintenance(store.children(ClusterPaths.MAINTENANCE).size());
+        b.setVms(store.children(ClusterPaths.VMS).size());
+        b.setVmsRunning(store.children(ClusterPaths.RUNNING).size());
+        Term t = term();
+        if (t != null) {
+            b.setOpenIntents((int) t.view.intents().values().stream()
+                    .filter(v -> Term.isOpen(v.value()))
+                    .count());
+        }
+        return b.build();
+    }
+
+    /**
+     * Stops this replica at once: its term's work is interrupted mid-step, its session closes (so
+     * another replica leads immediately), and it serves no more.
+     */
+    @Override
+    public void close() {
+        if (state.getAndSet(State.CLOSED) == State.CLOSED) {
+            return;
+        }
+        stepDown("closing");
+        if (latch != null) {
+            try {
+                latch.close(LeaderLatch.CloseMode.SILENT);
+            } catch (Exception e) {
+                // the session closes below anyway
+            }
+        }
+        if (server != null) {
+            server.shutdownNow();
+        }
+        leadership.shutdownNow();
+        serverExecutor.shutdownNow();
+        if (zk != null) {
+            zk.close();
+        }
+        agents.close();
+    }
+
+    /** ZooKeeper write requests (transactions) this replica has sent, for benchmarks. */
+    public long writeRequests() {
+        return store == null ? 0 : store.writeRequests();
+    }
+
+    /** Operations inside those transactions (version and leadership checks included), for benchmarks. */
+    public long writeOps() {
+        return store == null ? 0 : store.writeOps();
+    }
+
+    /** The election's view of the replicas, for tests and status: leader first. */
+    public List<String> replicas() throws Exception {
+        List<String> out = new ArrayList<>();
+        for (Participant p : latch.getParticipants()) {
+            out.add(p.getId());
+        }
+        return out;
+    }
+
+    /** Waits until this replica leads and has loaded its picture; false on timeout. */
+    public boolean awaitLeadership(Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (!isLeader()) {
+            if (System.nanoTime() > deadline || state.get() == State.CLOSED) {
+                return false;
+            }
+            Thread.sleep(20);
+        }
+        return true;
+    }
 }

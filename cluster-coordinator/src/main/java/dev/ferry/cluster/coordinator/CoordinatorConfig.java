@@ -19,41 +19,50 @@ import java.util.Objects;
  * @param intentRetention how long finished intents stay (so that a retried request finds them)
  */
 public record CoordinatorConfig(
-    ZkClients zk,
-    Endpoint listen,
-    Endpoint advertise,
-    Transport transport,
-    Duration failoverMargin,
-    Duration reconcileInterval,
-    Duration agentDeadline,
-    Duration intentRetention) {
-  public CoordinatorConfig {
-    Objects.requireNonNull(zk, "zk");
-    Objects.requireNonNull(listen, "listen");
-    Objects.requireNonNull(transport, "transport");
-    if (failoverMargin.isNegative()) {
-      throw new IllegalArgumentException("failover margin must not be negative");
+        ZkClients zk,
+        Endpoint listen,
+        Endpoint advertise,
+        Transport transport,
+        Duration failoverMargin,
+        Duration reconcileInterval,
+        Duration agentDeadline,
+        Duration intentRetention) {
+    public CoordinatorConfig {
+        Objects.requireNonNull(zk, "zk");
+        Objects.requireNonNull(listen, "listen");
+        Objects.requireNonNull(transport, "transport");
+        if (failoverMargin.isNegative()) {
+            throw new IllegalArgumentException("failover margin must not be negative");
+        }
+        if (reconcileInterval.toMillis() < 50) {
+            throw new IllegalArgumentException("reconcile interval must be at least 50 ms");
+        }
     }
-    if (reconcileInterval.toMillis() < 50) {
-      throw new IllegalArgumentException("reconcile interval must be at least 50 ms");
+
+    public static CoordinatorConfig of(ZkClients zk, Endpoint listen, Duration failoverMargin) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                null,
+                Transport.plaintext(),
+                failoverMargin,
+                Duration.ofSeconds(2),
+                Duration.ofSeconds(120),
+                Duration.ofHours(1));
     }
-  }
 
-  public static CoordinatorConfig of(ZkClients zk, Endpoint listen, Duration failoverMargin) {
-    return new CoordinatorConfig(zk, listen, null, Transport.plaintext(), failoverMargin, Duration.ofSeconds(2),
-        Duration.ofSeconds(120), Duration.ofHours(1));
-  }
+    public CoordinatorConfig withReconcileInterval(Duration d) {
+        return new CoordinatorConfig(
+                zk, listen, advertise, transport, failoverMargin, d, agentDeadline, intentRetention);
+    }
 
-  public CoordinatorConfig withReconcileInterval(Duration d) {
-    return new CoordinatorConfig(zk, listen, advertise, transport, failoverMargin, d, agentDeadline, intentRetention);
-  }
+    public CoordinatorConfig withAdvertise(Endpoint e) {
+        return new CoordinatorConfig(
+                zk, listen, e, transport, failoverMargin, reconcileInterval, agentDeadline, intentRetention);
+    }
 
-  public CoordinatorConfig withAdvertise(Endpoint e) {
-    return new CoordinatorConfig(zk, listen, e, transport, failoverMargin, reconcileInterval, agentDeadline,
-        intentRetention);
-  }
-
-  public CoordinatorConfig withIntentRetention(Duration d) {
-    return new CoordinatorConfig(zk, listen, advertise, transport, failoverMargin, reconcileInterval, agentDeadline, d);
-  }
+    public CoordinatorConfig withIntentRetention(Duration d) {
+        return new CoordinatorConfig(
+                zk, listen, advertise, transport, failoverMargin, reconcileInterval, agentDeadline, d);
+    }
 }

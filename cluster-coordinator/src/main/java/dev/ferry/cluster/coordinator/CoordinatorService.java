@@ -52,297 +52,373 @@ import org.slf4j.LoggerFactory;
  * resumed the intent.
  */
 final class CoordinatorService {
-  private static final Logger log = LoggerFactory.getLogger(CoordinatorService.class);
+    private static final Logger log = LoggerFactory.getLogger(CoordinatorService.class);
 
-  private final Coordinator coordinator;
+    private final Coordinator coordinator;
 
-  CoordinatorService(Coordinator coordinator) {
-    this.coordinator = coordinator;
-  }
-
-  interface Call<T> {
-    T get() throws Exception;
-  }
-
-  ServerServiceDefinition definition() {
-    return CoordinatorRpc.SERVICE.bind()
-        .unary("GetStatus", StatusRequest.class, ClusterStatus.class, (req, out) -> reply(out, coordinator::status))
-        .unary("ListHosts", ListHostsRequest.class, ListHostsResponse.class, (req, out) -> reply(out, () ->
-            ListHostsResponse.newBuilder().addAllHosts(Views.hosts(leader())).build()))
-        .unary("ListVms", ListVmsRequest.class, ListVmsResponse.class, (req, out) -> reply(out, () ->
-            ListVmsResponse.newBuilder().addAllVms(Views.vms(leader(), req.getLive())).build()))
-        .unary("GetVm", VmRef.class, VmView.class, (req, out) -> reply(out, () -> getVm(leader(), req.getName())))
-        .unary("CreateVm", CreateVmRequest.class, VmView.class, (req, out) -> reply(out, () -> createVm(req)))
-        .unary("StartVm", VmRef.class, VmView.class, (req, out) -> reply(out, () ->
-            onVm(IntentKind.INTENT_KIND_START, req)))
-        .unary("StopVm", VmRef.class, VmView.class, (req, out) -> reply(out, () ->
-            onVm(IntentKind.INTENT_KIND_STOP, req)))
-        .unary("DeleteVm", VmRef.class, VmView.class, (req, out) -> reply(out, () ->
-            onVm(IntentKind.INTENT_KIND_DELETE, req)))
-        .serverStreaming("Migrate", MigrateRequest.class, MigrationEvent.class, this::migrate)
-        .unary("CancelMigration", VmRef.class, CancelMigrationResponse.class, (req, out) -> reply(out, () ->
-            cancel(req)))
-        .serverStreaming("Drain", DrainRequest.class, DrainProgress.class, this::drain)
-        .unary("Activate", HostRef.class, HostView.class, (req, out) -> reply(out, () -> activate(req)))
-        .build();
-  }
-
-  // ---- leader or redirect
-
-  private Term leader() {
-    Term t = coordinator.term();
-    if (t != null) {
-      return t;
+    CoordinatorService(Coordinator coordinator) {
+        this.coordinator = coordinator;
     }
-    String at = coordinator.leaderEndpoint();
-    Metadata trailers = new Metadata();
-    if (!at.isEmpty() && !at.equals(coordinator.endpoint().toString())) {
-      trailers.put(CoordinatorRpc.LEADER, at);
-    }
-    throw Status.UNAVAILABLE.withDescription(at.isEmpty() || at.equals(coordinator.endpoint().toString())
-        ? "no coordinator leads yet (an election is under way); retry"
-        : "not the leader; the leader is at " + at).asRuntimeException(trailers);
-  }
 
-  private static String requestId(String given) {
-    if (given == null || given.isBlank()) {
-      return UUID.randomUUID().toString();
+    interface Call<T> {
+        T get() throws Exception;
     }
-    try {
-      return ClusterPaths.checkIntentId(given);
-    } catch (IllegalArgumentException e) {
-      throw Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
-    }
-  }
 
-  /** The intent a retried request wrote before, if any. */
-  private static Optional<Intent> earlier(Term t, String id) throws Exception {
-    return t.store.intent(id).map(Versioned::value);
-  }
-
-  private static Intent await(IntentRun run) throws Exception {
-    try {
-      return run.outcome.get();
-    } catch (ExecutionException e) {
-      if (e.getCause() instanceof NotLeaderException) {
-        throw Status.UNAVAILABLE.withDescription("the coordinator leader changed while it worked on this request; "
-            + "retry with the same request id").asRuntimeException();
-      }
-      throw e;
+    ServerServiceDefinition definition() {
+        return CoordinatorRpc.SERVICE
+                .bind()
+                .unary(
+                        "GetStatus",
+                        StatusRequest.class,
+                        ClusterStatus.class,
+                        (req, out) -> reply(out, coordinator::status))
+                .unary(
+                        "ListHosts",
+                        ListHostsRequest.class,
+                        ListHostsResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> ListHostsResponse.newBuilder()
+                                        .addAllHosts(Views.hosts(leader()))
+                                        .build()))
+                .unary(
+                        "ListVms",
+                        ListVmsRequest.class,
+                        ListVmsResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> ListVmsResponse.newBuilder()
+                                        .addAllVms(Views.vms(leader(), req.getLive()))
+                                        .build()))
+                .unary(
+                        "GetVm",
+                        VmRef.class,
+                        VmView.class,
+                        (req, out) -> reply(out, () -> getVm(leader(), req.getName())))
+                .unary("CreateVm", CreateVmRequest.class, VmView.class, (req, out) -> reply(out, () -> createVm(req)))
+                .unary(
+                        "StartVm",
+                        VmRef.class,
+                        VmView.class,
+                        (req, out) -> reply(out, () -> onVm(IntentKind.INTENT_KIND_START, req)))
+                .unary(
+                        "StopVm",
+                        VmRef.class,
+                        VmView.class,
+                        (req, out) -> reply(out, () -> onVm(IntentKind.INTENT_KIND_STOP, req)))
+                .unary(
+                        "DeleteVm",
+                        VmRef.class,
+                        VmView.class,
+                        (req, out) -> reply(out, () -> onVm(IntentKind.INTENT_KIND_DELETE, req)))
+                .serverStreaming("Migrate", MigrateRequest.class, MigrationEvent.class, this::migrate)
+                .unary(
+                        "CancelMigration",
+                        VmRef.class,
+                        CancelMigrationResponse.class,
+                        (req, out) -> reply(out, () -> cancel(req)))
+                .serverStreaming("Drain", DrainRequest.class, DrainProgress.class, this::drain)
+                .unary("Activate", HostRef.class, HostView.class, (req, out) -> reply(out, () -> activate(req)))
+                .build();
     }
-  }
 
-  private static StatusRuntimeException failed(Intent end) {
-    String error = end.getError();
-    Status.Code code = error.startsWith("no VM named") || error.startsWith("no host ") ? Status.Code.NOT_FOUND
-        : Status.Code.FAILED_PRECONDITION;
-    return Status.fromCode(code).withDescription(error).asRuntimeException();
-  }
+    // ---- leader or redirect
 
-  // ---- VMs
-
-  private VmView getVm(Term t, String name) throws CoordinatorException {
-    Versioned<VmRecord> v = t.view.vm(name);
-    if (v == null) {
-      throw CoordinatorException.noVm(name);
-    }
-    return Views.vm(t, v.value(), Views.liveStatus(t, v.value()));
-  }
-
-  private VmView createVm(CreateVmRequest req) throws Exception {
-    Term t = leader();
-    String id = requestId(req.getRequestId());
-    VmSpec spec = req.getSpec();
-    if (earlier(t, id).isEmpty()) {
-      ClusterPaths.checkName("VM name", spec.getName());
-      if (spec.getMemoryBytes() <= 0) {
-        throw new CoordinatorException(Status.Code.INVALID_ARGUMENT, "VM memory must be positive");
-      }
-      if (t.view.vm(spec.getName()) != null) {
-        throw new CoordinatorException(Status.Code.ALREADY_EXISTS, "a VM named '" + spec.getName()
-            + "' already exists (owned by " + t.view.vm(spec.getName()).value().getOwner() + ")");
-      }
-      if (!req.getHost().isEmpty() && !t.moves.knownHost(req.getHost())) {
-        throw CoordinatorException.noHost(req.getHost());
-      }
-    }
-    if (spec.getSchemaVersion() == 0) {
-      spec = spec.toBuilder().setSchemaVersion(Records.SCHEMA_VERSION).build();
-    }
-    Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_CREATE, id).setVm(spec.getName()).setSpec(spec)
-        .setStart(req.getStart()).setHost(req.getHost()).build()));
-    if (end.getState() != IntentState.INTENT_STATE_DONE) {
-      throw failed(end);
-    }
-    return getVm(t, spec.getName());
-  }
-
-  private VmView onVm(IntentKind kind, VmRef req) throws Exception {
-    Term t = leader();
-    String id = requestId(req.getRequestId());
-    if (earlier(t, id).isEmpty() && t.view.vm(req.getName()) == null) {
-      throw CoordinatorException.noVm(req.getName());
-    }
-    Intent end = await(t.submit(Term.intent(kind, id).setVm(req.getName()).build()));
-    if (end.getState() != IntentState.INTENT_STATE_DONE) {
-      throw failed(end);
-    }
-    if (kind == IntentKind.INTENT_KIND_DELETE) {
-      return VmView.newBuilder().setSpec(VmSpec.newBuilder().setName(req.getName())).build();
-    }
-    return getVm(t, req.getName());
-  }
-
-  // ---- migration
-
-  private void migrate(MigrateRequest req, StreamObserver<MigrationEvent> responses) {
-    ServerCallStreamObserver<MigrationEvent> out = (ServerCallStreamObserver<MigrationEvent>) responses;
-    Object lock = new Object();
-    Consumer<Message> relay = m -> {
-      if (m instanceof MigrationEvent e && !e.hasSummary()) {
-        synchronized (lock) {
-          if (!out.isCancelled()) {
-            out.onNext(e);
-          }
+    private Term leader() {
+        Term t = coordinator.term();
+        if (t != null) {
+            return t;
         }
-      }
-    };
-    IntentRun run = null;
-    try {
-      Term t = leader();
-      String id = requestId(req.getRequestId());
-      if (earlier(t, id).isEmpty()) {
-        if (t.view.vm(req.getVm()) == null) {
-          throw CoordinatorException.noVm(req.getVm());
+        String at = coordinator.leaderEndpoint();
+        Metadata trailers = new Metadata();
+        if (!at.isEmpty() && !at.equals(coordinator.endpoint().toString())) {
+            trailers.put(CoordinatorRpc.LEADER, at);
         }
-        if (!req.getTargetHost().isEmpty() && !t.moves.knownHost(req.getTargetHost())) {
-          throw CoordinatorException.noHost(req.getTargetHost());
+        throw Status.UNAVAILABLE
+                .withDescription(
+                        at.isEmpty() || at.equals(coordinator.endpoint().toString())
+                                ? "no coordinator leads yet (an election is under way); retry"
+                                : "not the leader; the leader is at " + at)
+                .asRuntimeException(trailers);
+    }
+
+    private static String requestId(String given) {
+        if (given == null || given.isBlank()) {
+            return UUID.randomUUID().toString();
         }
-      }
-      run = t.submit(Term.intent(IntentKind.INTENT_KIND_MIGRATE, id).setVm(req.getVm()).setHost(req.getTargetHost())
-          .setMigration(req.getOptions()).build());
-      run.watch(relay);
-      Intent end = await(run);
-      MigrationSummary s = end.hasSummary() ? end.getSummary() : Moves.syntheticSummary(end,
-          end.getState() == IntentState.INTENT_STATE_DONE ? MigrationPhase.MIGRATION_PHASE_COMPLETED
-              : MigrationPhase.MIGRATION_PHASE_FAILED, end.getError());
-      if (end.getState() != IntentState.INTENT_STATE_DONE && s.getError().isEmpty()) {
-        s = s.toBuilder().setError(end.getError()).build();
-      }
-      synchronized (lock) {
-        if (!out.isCancelled()) {
-          out.onNext(MigrationEvent.newBuilder().setPhase(s.getStatus()).setMigrationId(id).setSummary(s)
-              .setMessage(end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError()).build());
-          out.onCompleted();
+        try {
+            return ClusterPaths.checkIntentId(given);
+        } catch (IllegalArgumentException e) {
+            throw Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
         }
-      }
-    } catch (Exception | Error e) {
-      fail(out, e);
-    } finally {
-      if (run != null) {
-        run.unwatch(relay);
-      }
     }
-  }
 
-  private CancelMigrationResponse cancel(VmRef req) throws Exception {
-    Term t = leader();
-    Versioned<VmRecord> v = t.view.vm(req.getName());
-    if (v == null) {
-      throw CoordinatorException.noVm(req.getName());
+    /** The intent a retried request wrote before, if any. */
+    private static Optional<Intent> earlier(Term t, String id) throws Exception {
+        return t.store.intent(id).map(Versioned::value);
     }
-    HostRecord source = t.hostRecord(v.value().getOwner());
-    if (source == null) {
-      throw new CoordinatorException(Status.Code.FAILED_PRECONDITION, v.value().getOwner() + " is not alive");
-    }
-    return t.agents.cancelMigration(source, req.getName());
-  }
 
-  // ---- drain
-
-  private void drain(DrainRequest req, StreamObserver<DrainProgress> responses) {
-    ServerCallStreamObserver<DrainProgress> out = (ServerCallStreamObserver<DrainProgress>) responses;
-    Object lock = new Object();
-    Consumer<Message> relay = m -> {
-      if (m instanceof DrainProgress p) {
-        synchronized (lock) {
-          if (!out.isCancelled()) {
-            out.onNext(p);
-          }
+    private static Intent await(IntentRun run) throws Exception {
+        try {
+            return run.outcome.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof NotLeaderException) {
+                throw Status.UNAVAILABLE
+                        .withDescription("the coordinator leader changed while it worked on this request; "
+                                + "retry with the same request id")
+                        .asRuntimeException();
+            }
+            throw e;
         }
-      }
-    };
-    IntentRun run = null;
-    try {
-      Term t = leader();
-      String id = requestId(req.getRequestId());
-      if (earlier(t, id).isEmpty() && !t.moves.knownHost(req.getHost())) {
-        throw CoordinatorException.noHost(req.getHost());
-      }
-      run = t.submit(Term.intent(IntentKind.INTENT_KIND_DRAIN, id).setHost(req.getHost())
-          .setParallel(Math.max(1, req.getParallel())).setMigration(req.getOptions()).build());
-      run.watch(relay);
-      Intent end = await(run);
-      synchronized (lock) {
-        if (!out.isCancelled()) {
-          out.onNext(DrainProgress.newBuilder().setIntentId(end.getId()).setHost(end.getHost()).setState(end.getState())
-              .addAllMoves(end.getMovesList())
-              .setMessage(end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError()).build());
-          out.onCompleted();
+    }
+
+    private static StatusRuntimeException failed(Intent end) {
+        String error = end.getError();
+        Status.Code code = error.startsWith("no VM named") || error.startsWith("no host ")
+                ? Status.Code.NOT_FOUND
+                : Status.Code.FAILED_PRECONDITION;
+        return Status.fromCode(code).withDescription(error).asRuntimeException();
+    }
+
+    // ---- VMs
+
+    private VmView getVm(Term t, String name) throws CoordinatorException {
+        Versioned<VmRecord> v = t.view.vm(name);
+        if (v == null) {
+            throw CoordinatorException.noVm(name);
         }
-      }
-    } catch (Exception | Error e) {
-      fail(out, e);
-    } finally {
-      if (run != null) {
-        run.unwatch(relay);
-      }
+        return Views.vm(t, v.value(), Views.liveStatus(t, v.value()));
     }
-  }
 
-  private HostView activate(HostRef req) throws Exception {
-    Term t = leader();
-    String id = requestId(req.getRequestId());
-    Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_ACTIVATE, id).setHost(req.getHost()).build()));
-    if (end.getState() != IntentState.INTENT_STATE_DONE) {
-      throw failed(end);
+    private VmView createVm(CreateVmRequest req) throws Exception {
+        Term t = leader();
+        String id = requestId(req.getRequestId());
+        VmSpec spec = req.getSpec();
+        if (earlier(t, id).isEmpty()) {
+            ClusterPaths.checkName("VM name", spec.getName());
+            if (spec.getMemoryBytes() <= 0) {
+                throw new CoordinatorException(Status.Code.INVALID_ARGUMENT, "VM memory must be positive");
+            }
+            if (t.view.vm(spec.getName()) != null) {
+                throw new CoordinatorException(
+                        Status.Code.ALREADY_EXISTS,
+                        "a VM named '" + spec.getName() + "' already exists (owned by "
+                                + t.view.vm(spec.getName()).value().getOwner() + ")");
+            }
+            if (!req.getHost().isEmpty() && !t.moves.knownHost(req.getHost())) {
+                throw CoordinatorException.noHost(req.getHost());
+            }
+        }
+        if (spec.getSchemaVersion() == 0) {
+            spec = spec.toBuilder().setSchemaVersion(Records.SCHEMA_VERSION).build();
+        }
+        Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_CREATE, id)
+                .setVm(spec.getName())
+                .setSpec(spec)
+                .setStart(req.getStart())
+                .setHost(req.getHost())
+                .build()));
+        if (end.getState() != IntentState.INTENT_STATE_DONE) {
+            throw failed(end);
+        }
+        return getVm(t, spec.getName());
     }
-    return Views.hosts(t).stream().filter(h -> h.getId().equals(req.getHost())).findFirst()
-        .orElse(HostView.newBuilder().setId(req.getHost()).build());
-  }
 
-  // ---- plumbing
+    private VmView onVm(IntentKind kind, VmRef req) throws Exception {
+        Term t = leader();
+        String id = requestId(req.getRequestId());
+        if (earlier(t, id).isEmpty() && t.view.vm(req.getName()) == null) {
+            throw CoordinatorException.noVm(req.getName());
+        }
+        Intent end = await(t.submit(Term.intent(kind, id).setVm(req.getName()).build()));
+        if (end.getState() != IntentState.INTENT_STATE_DONE) {
+            throw failed(end);
+        }
+        if (kind == IntentKind.INTENT_KIND_DELETE) {
+            return VmView.newBuilder()
+                    .setSpec(VmSpec.newBuilder().setName(req.getName()))
+                    .build();
+        }
+        return getVm(t, req.getName());
+    }
 
-  private static <T> void reply(StreamObserver<T> out, Call<T> call) {
-    try {
-      out.onNext(call.get());
-      out.onCompleted();
-    } catch (Exception | Error e) {
-      fail(out, e);
-    }
-  }
+    // ---- migration
 
-  private static void fail(StreamObserver<?> out, Throwable e) {
-    StatusRuntimeException s;
-    if (e instanceof StatusRuntimeException sre) {
-      s = sre;
-    } else if (e instanceof CoordinatorException ce) {
-      s = Status.fromCode(ce.code()).withDescription(ce.getMessage()).asRuntimeException();
-    } else if (e instanceof AgentCallException ae) {
-      s = Status.fromCode(ae.code()).withDescription(ae.getMessage()).asRuntimeException();
-    } else if (e instanceof NotLeaderException) {
-      s = Status.UNAVAILABLE.withDescription("the coordinator leader changed; retry with the same request id")
-          .asRuntimeException();
-    } else if (e instanceof IllegalArgumentException iae) {
-      s = Status.INVALID_ARGUMENT.withDescription(iae.getMessage()).asRuntimeException();
-    } else {
-      log.error("coordinator request failed", e);
-      s = Status.INTERNAL.withDescription(e.toString()).asRuntimeException();
+    private void migrate(MigrateRequest req, StreamObserver<MigrationEvent> responses) {
+        ServerCallStreamObserver<MigrationEvent> out = (ServerCallStreamObserver<MigrationEvent>) responses;
+        Object lock = new Object();
+        Consumer<Message> relay = m -> {
+            if (m instanceof MigrationEvent e && !e.hasSummary()) {
+                synchronized (lock) {
+                    if (!out.isCancelled()) {
+                        out.onNext(e);
+                    }
+                }
+            }
+        };
+        IntentRun run = null;
+        try {
+            Term t = leader();
+            String id = requestId(req.getRequestId());
+            if (earlier(t, id).isEmpty()) {
+                if (t.view.vm(req.getVm()) == null) {
+                    throw CoordinatorException.noVm(req.getVm());
+                }
+                if (!req.getTargetHost().isEmpty() && !t.moves.knownHost(req.getTargetHost())) {
+                    throw CoordinatorException.noHost(req.getTargetHost());
+                }
+            }
+            run = t.submit(Term.intent(IntentKind.INTENT_KIND_MIGRATE, id)
+                    .setVm(req.getVm())
+                    .setHost(req.getTargetHost())
+                    .setMigration(req.getOptions())
+                    .build());
+            run.watch(relay);
+            Intent end = await(run);
+            MigrationSummary s = end.hasSummary()
+                    ? end.getSummary()
+                    : Moves.syntheticSummary(
+                            end,
+                            end.getState() == IntentState.INTENT_STATE_DONE
+                                    ? MigrationPhase.MIGRATION_PHASE_COMPLETED
+                                    : MigrationPhase.MIGRATION_PHASE_FAILED,
+                            end.getError());
+            if (end.getState() != IntentState.INTENT_STATE_DONE && s.getError().isEmpty()) {
+                s = s.toBuilder().setError(end.getError()).build();
+            }
+            synchronized (lock) {
+                if (!out.isCancelled()) {
+                    out.onNext(MigrationEvent.newBuilder()
+                            .setPhase(s.getStatus())
+                            .setMigrationId(id)
+                            .setSummary(s)
+                            .setMessage(
+                                    end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError())
+                            .build());
+                    out.onCompleted();
+                }
+            }
+        } catch (Exception | Error e) {
+            fail(out, e);
+        } finally {
+            if (run != null) {
+                run.unwatch(relay);
+            }
+        }
     }
-    try {
-      out.onError(s);
-    } catch (RuntimeException gone) {
-      // the caller left
+
+    private CancelMigrationResponse cancel(VmRef req) throws Exception {
+        Term t = leader();
+        Versioned<VmRecord> v = t.view.vm(req.getName());
+        if (v == null) {
+            throw CoordinatorException.noVm(req.getName());
+        }
+        HostRecord source = t.hostRecord(v.value().getOwner());
+        if (source == null) {
+            throw new CoordinatorException(
+                    Status.Code.FAILED_PRECONDITION, v.value().getOwner() + " is not alive");
+        }
+        return t.agents.cancelMigration(source, req.getName());
     }
-  }
+
+    // ---- drain
+
+    private void drain(DrainRequest req, StreamObserver<DrainProgress> responses) {
+        ServerCallStreamObserver<DrainProgress> out = (ServerCallStreamObserver<DrainProgress>) responses;
+        Object lock = new Object();
+        Consumer<Message> relay = m -> {
+            if (m instanceof DrainProgress p) {
+                synchronized (lock) {
+                    if (!out.isCancelled()) {
+                        out.onNext(p);
+                    }
+                }
+            }
+        };
+        IntentRun run = null;
+        try {
+            Term t = leader();
+            String id = requestId(req.getRequestId());
+            if (earlier(t, id).isEmpty() && !t.moves.knownHost(req.getHost())) {
+                throw CoordinatorException.noHost(req.getHost());
+            }
+            run = t.submit(Term.intent(IntentKind.INTENT_KIND_DRAIN, id)
+                    .setHost(req.getHost())
+                    .setParallel(Math.max(1, req.getParallel()))
+                    .setMigration(req.getOptions())
+                    .build());
+            run.watch(relay);
+            Intent end = await(run);
+            synchronized (lock) {
+                if (!out.isCancelled()) {
+                    out.onNext(DrainProgress.newBuilder()
+                            .setIntentId(end.getId())
+                            .setHost(end.getHost())
+                            .setState(end.getState())
+                            .addAllMoves(end.getMovesList())
+                            .setMessage(
+                                    end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError())
+                            .build());
+                    out.onCompleted();
+                }
+            }
+        } catch (Exception | Error e) {
+            fail(out, e);
+        } finally {
+            if (run != null) {
+                run.unwatch(relay);
+            }
+        }
+    }
+
+    private HostView activate(HostRef req) throws Exception {
+        Term t = leader();
+        String id = requestId(req.getRequestId());
+        Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_ACTIVATE, id)
+                .setHost(req.getHost())
+                .build()));
+        if (end.getState() != IntentState.INTENT_STATE_DONE) {
+            throw failed(end);
+        }
+        return Views.hosts(t).stream()
+                .filter(h -> h.getId().equals(req.getHost()))
+                .findFirst()
+                .orElse(HostView.newBuilder().setId(req.getHost()).build());
+    }
+
+    // ---- plumbing
+
+    private static <T> void reply(StreamObserver<T> out, Call<T> call) {
+        try {
+            out.onNext(call.get());
+            out.onCompleted();
+        } catch (Exception | Error e) {
+            fail(out, e);
+        }
+    }
+
+    private static void fail(StreamObserver<?> out, Throwable e) {
+        StatusRuntimeException s;
+        if (e instanceof StatusRuntimeException sre) {
+            s = sre;
+        } else if (e instanceof CoordinatorException ce) {
+            s = Status.fromCode(ce.code()).withDescription(ce.getMessage()).asRuntimeException();
+        } else if (e instanceof AgentCallException ae) {
+            s = Status.fromCode(ae.code()).withDescription(ae.getMessage()).asRuntimeException();
+        } else if (e instanceof NotLeaderException) {
+            s = Status.UNAVAILABLE
+                    .withDescription("the coordinator leader changed; retry with the same request id")
+                    .asRuntimeException();
+        } else if (e instanceof IllegalArgumentException iae) {
+            s = Status.INVALID_ARGUMENT.withDescription(iae.getMessage()).asRuntimeException();
+        } else {
+            log.error("coordinator request failed", e);
+            s = Status.INTERNAL.withDescription(e.toString()).asRuntimeException();
+        }
+        try {
+            out.onError(s);
+        } catch (RuntimeException gone) {
+            // the caller left
+        }
+    }
 }

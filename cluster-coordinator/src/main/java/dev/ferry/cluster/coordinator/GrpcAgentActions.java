@@ -20,72 +20,74 @@ import java.util.function.Consumer;
 
 /** Agents over gRPC: one client (channel) per host endpoint, kept while the endpoint stays the same. */
 public final class GrpcAgentActions implements AgentActions {
-  private final Transport transport;
-  private final Duration deadline;
-  private final Map<String, AgentClient> clients = new ConcurrentHashMap<>();
+    private final Transport transport;
+    private final Duration deadline;
+    private final Map<String, AgentClient> clients = new ConcurrentHashMap<>();
 
-  public GrpcAgentActions(Transport transport, Duration deadline) {
-    this.transport = transport;
-    this.deadline = deadline;
-  }
+    public GrpcAgentActions(Transport transport, Duration deadline) {
+        this.transport = transport;
+        this.deadline = deadline;
+    }
 
-  private AgentClient client(HostRecord host) {
-    String key = host.getHostId() + "@" + host.getEndpoint();
-    return clients.computeIfAbsent(key, k -> {
-      Endpoint e;
-      try {
-        e = Endpoint.parse(host.getEndpoint());
-      } catch (IllegalArgumentException bad) {
-        throw new AgentCallException(Status.Code.INVALID_ARGUMENT, "host " + host.getHostId()
-            + " registered a bad endpoint '" + host.getEndpoint() + "'", bad);
-      }
-      return new AgentClient(transport, host.getHostId(), e, deadline);
-    });
-  }
+    private AgentClient client(HostRecord host) {
+        String key = host.getHostId() + "@" + host.getEndpoint();
+        return clients.computeIfAbsent(key, k -> {
+            Endpoint e;
+            try {
+                e = Endpoint.parse(host.getEndpoint());
+            } catch (IllegalArgumentException bad) {
+                throw new AgentCallException(
+                        Status.Code.INVALID_ARGUMENT,
+                        "host " + host.getHostId() + " registered a bad endpoint '" + host.getEndpoint() + "'",
+                        bad);
+            }
+            return new AgentClient(transport, host.getHostId(), e, deadline);
+        });
+    }
 
-  @Override
-  public VmStatus createVm(HostRecord host, CreateVmRequest request) {
-    return client(host).createVm(request);
-  }
+    @Override
+    public VmStatus createVm(HostRecord host, CreateVmRequest request) {
+        return client(host).createVm(request);
+    }
 
-  @Override
-  public VmStatus startVm(HostRecord host, VmRequest request) {
-    return client(host).startVm(request);
-  }
+    @Override
+    public VmStatus startVm(HostRecord host, VmRequest request) {
+        return client(host).startVm(request);
+    }
 
-  @Override
-  public VmStatus stopVm(HostRecord host, VmRequest request) {
-    return client(host).stopVm(request);
-  }
+    @Override
+    public VmStatus stopVm(HostRecord host, VmRequest request) {
+        return client(host).stopVm(request);
+    }
 
-  @Override
-  public VmStatus deleteVm(HostRecord host, VmRequest request) {
-    return client(host).deleteVm(request);
-  }
+    @Override
+    public VmStatus deleteVm(HostRecord host, VmRequest request) {
+        return client(host).deleteVm(request);
+    }
 
-  @Override
-  public VmStatus getVm(HostRecord host, String vm) {
-    return client(host).getVm(vm);
-  }
+    @Override
+    public VmStatus getVm(HostRecord host, String vm) {
+        return client(host).getVm(vm);
+    }
 
-  @Override
-  public List<VmStatus> listVms(HostRecord host) {
-    return client(host).listVms();
-  }
+    @Override
+    public List<VmStatus> listVms(HostRecord host) {
+        return client(host).listVms();
+    }
 
-  @Override
-  public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-    return client(source).migrate(request, events);
-  }
+    @Override
+    public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
+        return client(source).migrate(request, events);
+    }
 
-  @Override
-  public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
-    return client(source).cancelMigration(vm);
-  }
+    @Override
+    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
+        return client(source).cancelMigration(vm);
+    }
 
-  @Override
-  public void close() {
-    clients.values().forEach(AgentClient::close);
-    clients.clear();
-  }
+    @Override
+    public void close() {
+        clients.values().forEach(AgentClient::close);
+        clients.clear();
+    }
 }

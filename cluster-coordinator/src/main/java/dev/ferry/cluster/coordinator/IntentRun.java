@@ -13,36 +13,36 @@ import java.util.function.Consumer;
  * progress, never the outcome.
  */
 final class IntentRun {
-  final String id;
-  final CompletableFuture<Intent> outcome = new CompletableFuture<>();
-  private final List<Consumer<Message>> watchers = new CopyOnWriteArrayList<>();
+    final String id;
+    final CompletableFuture<Intent> outcome = new CompletableFuture<>();
+    private final List<Consumer<Message>> watchers = new CopyOnWriteArrayList<>();
 
-  IntentRun(String id) {
-    this.id = id;
-  }
-
-  void watch(Consumer<Message> watcher) {
-    watchers.add(watcher);
-  }
-
-  void unwatch(Consumer<Message> watcher) {
-    watchers.remove(watcher);
-  }
-
-  void emit(Message event) {
-    for (Consumer<Message> w : watchers) {
-      try {
-        w.accept(event);
-      } catch (RuntimeException e) {
-        watchers.remove(w);
-      }
+    IntentRun(String id) {
+        this.id = id;
     }
-  }
 
-  /** A run that already ended (a retried request finding a finished intent). */
-  static IntentRun finished(Intent intent) {
-    IntentRun r = new IntentRun(intent.getId());
-    r.outcome.complete(intent);
-    return r;
-  }
+    void watch(Consumer<Message> watcher) {
+        watchers.add(watcher);
+    }
+
+    void unwatch(Consumer<Message> watcher) {
+        watchers.remove(watcher);
+    }
+
+    void emit(Message event) {
+        for (Consumer<Message> w : watchers) {
+            try {
+                w.accept(event);
+            } catch (RuntimeException e) {
+                watchers.remove(w);
+            }
+        }
+    }
+
+    /** A run that already ended (a retried request finding a finished intent). */
+    static IntentRun finished(Intent intent) {
+        IntentRun r = new IntentRun(intent.getId());
+        r.outcome.complete(intent);
+        return r;
+    }
 }

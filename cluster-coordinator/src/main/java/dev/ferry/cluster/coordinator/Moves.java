@@ -57,476 +57,621 @@ import org.slf4j.LoggerFactory;
  * continues where the old one was.
  */
 final class Moves {
-  private static final Logger log = LoggerFactory.getLogger(Moves.class);
-  private static final Duration POLL = Duration.ofMillis(250);
+    private static final Logger log = LoggerFactory.getLogger(Moves.class);
+    private static final Duration POLL = Duration.ofMillis(250);
 
-  private final Term term;
+    private final Term term;
 
-  Moves(Term term) {
-    this.term = term;
-  }
-
-  // ---- migrate
-
-  Intent migrate(IntentRun run, Versioned<Intent> cur) throws Exception {
-    Intent i = cur.value();
-    String name = i.getVm();
-    if (!term.claim(name, i.getId())) {
-      return term.fail(cur, term.vmOps.busy(name));
+    Moves(Term term) {
+        this.term = term;
     }
-    try {
-      Versioned<VmRecord> rec = term.freshVm(name);
-      if (rec == null) {
-        return term.fail(cur, CoordinatorException.noVm(name).getMessage());
-      }
-      VmRecord r = rec.value();
-      if (i.getState() == IntentState.INTENT_STATE_PENDING) {
-        String problem = checkMigration(r, i.getHost());
-        if (problem != null) {
-          return term.fail(cur, problem);
+
+    // ---- migrate
+
+    Intent migrate(IntentRun run, Versioned<Intent> cur) throws Exception {
+        Intent i = cur.value();
+        String name = i.getVm();
+        if (!term.claim(name, i.getId())) {
+            return term.fail(cur, term.vmOps.busy(name));
         }
-        String target = i.getHost();
-        if (target.isEmpty()) {
-          Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
-          if (d instanceof Placement.NoHost n) {
-            return term.fail(cur, "cannot migrate " + name + ": " + n.reason());
-          }
-          target = ((Placement.Placed) d).host();
-        } else {
-          String why = term.capacity.fitOn(r.getSpec(), target);
-          if (why != null) {
-            return term.fail(cur, "cannot migrate " + name + " to " + target + ": " + why);
-          }
-        }
-        Term.Tx tx = term.tx().setVm(rec, r.toBuilder().setPhase(VmPhase.VM_PHASE_MIGRATING).setIntentId(i.getId())
-            .build());
-        Versioned<Intent> ni = tx.setIntent(cur, i.toBuilder().setState(IntentState.INTENT_STATE_RUNNING)
-            .setSource(r.getOwner()).setFromEpoch(r.getEpoch()).setHost(target).build());
         try {
-          tx.commit();
+            Versioned<VmRecord> rec = term.freshVm(name);
+            if (rec == null) {
+                return term.fail(cur, CoordinatorException.noVm(name).getMessage());
+            }
+            VmRecord r = rec.value();
+            if (i.getState() == IntentState.INTENT_STATE_PENDING) {
+                String problem = checkMigration(r, i.getHost());
+                if (problem != null) {
+                    return term.fail(cur, problem);
+                }
+                String target = i.getHost();
+                if (target.isEmpty()) {
+                    Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
+                    if (d instanceof Placement.NoHost n) {
+                        return term.fail(cur, "cannot migrate " + name + ": " + n.reason());
+                    }
+                    target = ((Placement.Placed) d).host();
+                } else {
+                    String why = term.capacity.fitOn(r.getSpec(), target);
+                    if (why != null) {
+                        return term.fail(cur, "cannot migrate " + name + " to " + target + ": " + why);
+                    }
+                }
+                Term.Tx tx = term.tx()
+                        .setVm(
+                                rec,
+                                r.toBuilder()
+                                        .setPhase(VmPhase.VM_PHASE_MIGRATING)
+                                        .setIntentId(i.getId())
+                                        .build());
+                Versioned<Intent> ni = tx.setIntent(
+                        cur,
+                        i.toBuilder()
+                                .setState(IntentState.INTENT_STATE_RUNNING)
+                                .setSource(r.getOwner())
+                                .setFromEpoch(r.getEpoch())
+                                .setHost(target)
+                                .build());
+                try {
+                    tx.commit();
+                } finally {
+                    term.capacity.settle(name);
+                }
+                cur = ni;
+                i = ni.value();
+            }
+            MigrationSummary summary = runOrAwait(run, i);
+            return finishMigration(cur, summary);
         } finally {
-          term.capacity.settle(name);
+            term.unclaim(name, i.getId());
         }
-        cur = ni;
-        i = ni.value();
-      }
-      MigrationSummary summary = runOrAwait(run, i);
-      return finishMigration(cur, summary);
-    } finally {
-      term.unclaim(name, i.getId());
     }
-  }
 
-  /** Why {@code r} cannot migrate to {@code target} (empty: anywhere), or null. */
-  private String checkMigration(VmRecord r, String target) throws Exception {
-    String name = r.getSpec().getName();
-    Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
-    boolean running = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING && lock != null
-        && lock.value().getHostId().equals(r.getOwner()) && lock.value().getEpoch() == r.getEpoch();
-    if (!running) {
-      return "VM '" + name + "' is not running (" + describe(r) + "); only a running VM can be migrated live";
-    }
-    if (!term.view.alive(r.getOwner())) {
-      return "VM '" + name + "' is on " + r.getOwner() + ", which is not alive in the cluster";
-    }
-    if (!target.isEmpty()) {
-      if (target.equals(r.getOwner())) {
-        return "VM '" + name + "' is already on " + target;
-      }
-      if (!term.alive(target)) {
-        return knownHost(target) ? "host " + target + " is unreachable: it is not alive in the cluster"
-            : CoordinatorException.noHost(target).getMessage();
-      }
-      if (term.view.inMaintenance(target)) {
-        return "host " + target + " is in maintenance";
-      }
-    }
-    return null;
-  }
-
-  static String describe(VmRecord r) {
-    String phase = r.getPhase().name().replace("VM_PHASE_", "").toLowerCase();
-    return "desired " + r.getDesired().name().replace("DESIRED_STATE_", "").toLowerCase() + ", " + phase
-        + (r.getFailureReason().isEmpty() ? "" : ": " + r.getFailureReason());
-  }
-
-  boolean knownHost(String host) {
-    if (term.alive(host) || term.view.inMaintenance(host) || term.failover.lostAt(host) != null) {
-      return true;
-    }
-    return term.view.vms().values().stream().anyMatch(v -> v.value().getOwner().equals(host));
-  }
-
-  /** Runs the migration on the source (or waits for the one it already runs); the summary it ended with. */
-  private MigrationSummary runOrAwait(IntentRun run, Intent i) throws Exception {
-    String name = i.getVm();
-    Versioned<VmRecord> rec = term.freshVm(name);
-    if (rec != null && committed(rec.value(), i)) {
-      return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
-    }
-    HostRecord source = term.hostRecord(i.getSource());
-    HostRecord target = term.hostRecord(i.getHost());
-    if (source == null) {
-      return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " is not alive in the cluster");
-    }
-    if (target == null) {
-      return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, "host " + i.getHost()
-          + " is unreachable: it is not alive in the cluster");
-    }
-    MigrateRequest req = MigrateRequest.newBuilder().setVm(name).setTargetHost(i.getHost())
-        .setTargetEndpoint(target.getEndpoint()).setOptions(i.getMigration()).setRequestId(i.getId()).build();
-    log.info("migrating {} from {} to {} (intent {})", name, i.getSource(), i.getHost(), i.getId());
-    try {
-      MigrationEvent last = term.agents.migrate(source, req, run::emit);
-      return last.getSummary();
-    } catch (AgentCallException e) {
-      if (e.code() == Status.Code.FAILED_PRECONDITION && e.getMessage().contains("is migrating")) {
-        return awaitSource(i, "the source was already migrating it");
-      }
-      if (e.unreachable() || e.code() == Status.Code.CANCELLED || e.code() == Status.Code.INTERNAL) {
-        return awaitSource(i, e.getMessage());
-      }
-      return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, e.getMessage());
-    }
-  }
-
-  /** The migration runs on the source without us watching: wait until it ends, by the source's word or the record's. */
-  private MigrationSummary awaitSource(Intent i, String why) throws Exception {
-    log.info("migration {} of {}: waiting for the source to finish ({})", i.getId(), i.getVm(), why);
-    while (true) {
-      Versioned<VmRecord> rec = term.freshVm(i.getVm());
-      if (rec == null) {
-        return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, "the VM was deleted");
-      }
-      if (committed(rec.value(), i)) {
-        return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
-      }
-      HostRecord source = term.hostRecord(i.getSource());
-      if (source == null) {
-        return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " left the cluster");
-      }
-      try {
-        VmStatus s = term.agents.getVm(source, i.getVm());
-        if (s.getState() != VmState.VM_STATE_MIGRATING_OUT) {
-          term.pause(POLL);
-          Versioned<VmRecord> after = term.freshVm(i.getVm());
-          return syntheticSummary(i, after != null && committed(after.value(), i) ? MigrationPhase.MIGRATION_PHASE_COMPLETED
-              : MigrationPhase.MIGRATION_PHASE_FAILED, s.getReason().isEmpty() ? why : s.getReason());
+    /** Why {@code r} cannot migrate to {@code target} (empty: anywhere), or null. */
+    private String checkMigration(VmRecord r, String target) throws Exception {
+        String name = r.getSpec().getName();
+        Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
+        boolean running = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING
+                && lock != null
+                && lock.value().getHostId().equals(r.getOwner())
+                && lock.value().getEpoch() == r.getEpoch();
+        if (!running) {
+            return "VM '" + name + "' is not running (" + describe(r) + "); only a running VM can be migrated live";
         }
-      } catch (AgentCallException e) {
-        if (e.code() == Status.Code.NOT_FOUND) {
-          term.pause(POLL);
-          Versioned<VmRecord> after = term.freshVm(i.getVm());
-          return syntheticSummary(i, after != null && committed(after.value(), i) ? MigrationPhase.MIGRATION_PHASE_COMPLETED
-              : MigrationPhase.MIGRATION_PHASE_FAILED, "the source no longer has it");
+        if (!term.view.alive(r.getOwner())) {
+            return "VM '" + name + "' is on " + r.getOwner() + ", which is not alive in the cluster";
         }
-      }
-      term.pause(POLL);
+        if (!target.isEmpty()) {
+            if (target.equals(r.getOwner())) {
+                return "VM '" + name + "' is already on " + target;
+            }
+            if (!term.alive(target)) {
+                return knownHost(target)
+                        ? "host " + target + " is unreachable: it is not alive in the cluster"
+                        : CoordinatorException.noHost(target).getMessage();
+            }
+            if (term.view.inMaintenance(target)) {
+                return "host " + target + " is in maintenance";
+            }
+        }
+        return null;
     }
-  }
 
-  private static boolean committed(VmRecord r, Intent i) {
-    return r.getOwner().equals(i.getHost()) && r.getEpoch() == i.getFromEpoch() + 1;
-  }
+    static String describe(VmRecord r) {
+        String phase = r.getPhase().name().replace("VM_PHASE_", "").toLowerCase();
+        return "desired " + r.getDesired().name().replace("DESIRED_STATE_", "").toLowerCase() + ", " + phase
+                + (r.getFailureReason().isEmpty() ? "" : ": " + r.getFailureReason());
+    }
 
-  static MigrationSummary syntheticSummary(Intent i, MigrationPhase status, String error) {
-    MigrationSummary.Builder b = MigrationSummary.newBuilder().setMigrationId(i.getId()).setVm(i.getVm())
-        .setSource(i.getSource()).setTarget(i.getHost()).setStatus(status).setError(error);
-    if (status == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
-      b.setEpoch(i.getFromEpoch() + 1);
+    boolean knownHost(String host) {
+        if (term.alive(host) || term.view.inMaintenance(host) || term.failover.lostAt(host) != null) {
+            return true;
+        }
+        return term.view.vms().values().stream()
+                .anyMatch(v -> v.value().getOwner().equals(host));
     }
-    return b.build();
-  }
 
-  /** How it ended is what the record says, whatever the source reported. */
-  private Intent finishMigration(Versioned<Intent> cur, MigrationSummary summary) throws Exception {
-    Intent i = cur.value();
-    for (int attempt = 0; ; attempt++) {
-      term.store.sync(ClusterPaths.vm(i.getVm()), Duration.ofSeconds(10));
-      Versioned<VmRecord> rec = term.freshVm(i.getVm());
-      if (rec == null) {
-        return term.finish(term.tx(), cur, IntentState.INTENT_STATE_FAILED, "VM '" + i.getVm() + "' was deleted");
-      }
-      VmRecord r = rec.value();
-      Term.Tx tx = term.tx();
-      IntentState state;
-      String text;
-      MigrationSummary s = summary;
-      if (committed(r, i)) {
-        tx.setVm(rec, r.toBuilder().setPhase(VmPhase.VM_PHASE_RUNNING).setIntentId("").build());
-        state = IntentState.INTENT_STATE_DONE;
-        text = "migrated " + i.getVm() + " from " + i.getSource() + " to " + i.getHost() + " (epoch " + r.getEpoch() + ")";
-        if (s.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
-          s = s.toBuilder().setStatus(MigrationPhase.MIGRATION_PHASE_COMPLETED).setEpoch(r.getEpoch()).build();
+    /** Runs the migration on the source (or waits for the one it already runs); the summary it ended with. */
+    private MigrationSummary runOrAwait(IntentRun run, Intent i) throws Exception {
+        String name = i.getVm();
+        Versioned<VmRecord> rec = term.freshVm(name);
+        if (rec != null && committed(rec.value(), i)) {
+            return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
         }
-      } else {
-        if (r.getIntentId().equals(i.getId())) {
-          tx.setVm(rec, r.toBuilder().setPhase(VmPhase.VM_PHASE_RUNNING).setIntentId("")
-              .setFailureReason(s.getError().isEmpty() ? "" : "last migration failed: " + s.getError()).build());
+        HostRecord source = term.hostRecord(i.getSource());
+        HostRecord target = term.hostRecord(i.getHost());
+        if (source == null) {
+            return syntheticSummary(
+                    i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " is not alive in the cluster");
         }
-        state = IntentState.INTENT_STATE_FAILED;
-        text = s.getError().isEmpty() ? "the migration of " + i.getVm() + " did not complete" : s.getError();
-        if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
-          s = s.toBuilder().setStatus(MigrationPhase.MIGRATION_PHASE_FAILED).build();
-        }
-      }
-      Versioned<Intent> latest = term.store.intent(i.getId()).orElse(cur);
-      Versioned<Intent> withSummary = new Versioned<>(latest.path(), latest.value().toBuilder().setSummary(s).build(),
-          latest.version(), 0);
-      try {
-        return term.finish(tx, withSummary, state, text);
-      } catch (KeeperException.BadVersionException e) {
-        if (attempt > 5) {
-          throw e;
-        }
-      }
-    }
-  }
-
-  // ---- drain
-
-  Intent drain(IntentRun run, Versioned<Intent> cur) throws Exception {
-    Intent i = cur.value();
-    String host = i.getHost();
-    long start = System.nanoTime();
-    if (i.getState() == IntentState.INTENT_STATE_PENDING) {
-      if (!knownHost(host)) {
-        return term.fail(cur, CoordinatorException.noHost(host).getMessage());
-      }
-      List<VmMove> moves = new ArrayList<>();
-      for (Versioned<VmRecord> v : term.view.vms().values().stream()
-          .sorted(java.util.Comparator.comparing(v -> v.value().getSpec().getName())).toList()) {
-        VmRecord r = v.value();
-        if (!r.getOwner().equals(host)) {
-          continue;
-        }
-        Versioned<RunningRecord> lock = term.view.running(r.getSpec().getName());
-        boolean live = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING && lock != null
-            && lock.value().getHostId().equals(host);
-        moves.add(VmMove.newBuilder().setVm(r.getSpec().getName()).setState(MoveState.MOVE_STATE_PENDING)
-            .setCold(!live).build());
-      }
-      Term.Tx tx = term.tx();
-      if (term.store.maintenance(host).isEmpty()) {
-        tx.op(term.store.create(ClusterPaths.maintenance(host), Maintenance.newBuilder()
-            .setSchemaVersion(Records.SCHEMA_VERSION).setHostId(host).setReason("drain").setIntentId(i.getId())
-            .setSinceMs(System.currentTimeMillis()).build(), CreateMode.PERSISTENT));
-      }
-      cur = tx.setIntent(cur, i.toBuilder().setState(IntentState.INTENT_STATE_RUNNING).clearMoves().addAllMoves(moves)
-          .setParallel(Math.max(1, i.getParallel())).build());
-      tx.commit();
-      i = cur.value();
-      log.info("draining {}: {} VM(s) to move, {} at a time", host, moves.size(), i.getParallel());
-    }
-    progress(run, i, start, "draining " + host);
-    Map<String, CompletableFuture<Intent>> inFlight = new HashMap<>();
-    // A resumed drain first picks up the moves its predecessor had started.
-    for (VmMove m : i.getMovesList()) {
-      if (m.getState() == MoveState.MOVE_STATE_MIGRATING) {
-        inFlight.put(m.getVm(), childOutcome(childId(i, m.getVm())));
-      }
-    }
-    while (true) {
-      term.checkOpen();
-      Intent.Builder next = i.toBuilder();
-      boolean changed = false;
-      boolean activated = term.store.maintenance(host).isEmpty();
-      // Moves that ended.
-      for (int k = 0; k < next.getMovesCount(); k++) {
-        VmMove m = next.getMoves(k);
-        CompletableFuture<Intent> f = inFlight.get(m.getVm());
-        if (m.getState() == MoveState.MOVE_STATE_MIGRATING && f != null && f.isDone()) {
-          inFlight.remove(m.getVm());
-          next.setMoves(k, settled(m, f));
-          changed = true;
-        }
-      }
-      // Moves to start.
-      for (int k = 0; k < next.getMovesCount() && (activated || inFlight.size() < Math.max(1, i.getParallel())); k++) {
-        VmMove m = next.getMoves(k);
-        if (m.getState() != MoveState.MOVE_STATE_PENDING) {
-          continue;
-        }
-        if (activated) {
-          next.setMoves(k, m.toBuilder().setState(MoveState.MOVE_STATE_FAILED)
-              .setReason(host + " was activated before this VM moved"));
-          changed = true;
-          continue;
-        }
-        next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight));
-        changed = true;
-      }
-      if (changed) {
-        Term.Tx tx = term.tx();
-        Versioned<Intent> n = tx.setIntent(cur, next.build());
-        tx.commit();
-        cur = n;
-        i = n.value();
-        progress(run, i, start, null);
-      }
-      boolean open = i.getMovesList().stream().anyMatch(m -> m.getState() == MoveState.MOVE_STATE_PENDING
-          || m.getState() == MoveState.MOVE_STATE_MIGRATING);
-      if (!open) {
-        break;
-      }
-      if (!inFlight.isEmpty()) {
-        try {
-          CompletableFuture.anyOf(inFlight.values().toArray(CompletableFuture[]::new)).get(500, TimeUnit.MILLISECONDS);
-        } catch (TimeoutException | java.util.concurrent.ExecutionException e) {
-          // look again
-        }
-      } else {
-        term.pause(Duration.ofMillis(100));
-      }
-    }
-    List<String> failed = new ArrayList<>();
-    int moved = 0;
-    for (VmMove m : i.getMovesList()) {
-      if (m.getState() == MoveState.MOVE_STATE_DONE) {
-        moved++;
-      } else {
-        failed.add(m.getVm() + " (" + m.getReason() + ")");
-      }
-    }
-    Intent end = failed.isEmpty()
-        ? term.finish(term.tx(), cur, IntentState.INTENT_STATE_DONE, "moved " + moved + " VM(s) off " + host
-            + "; it stays in maintenance until activated")
-        : term.finish(term.tx(), cur, IntentState.INTENT_STATE_FAILED, failed.size() + " of " + i.getMovesCount()
-            + " VM(s) could not move off " + host + ": " + String.join("; ", failed));
-    progress(run, end, start, end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError());
-    return end;
-  }
-
-  static String childId(Intent drain, String vm) {
-    return drain.getId() + "." + vm;
-  }
-
-  private CompletableFuture<Intent> childOutcome(String id) throws Exception {
-    Optional<Versioned<Intent>> child = term.store.intent(id);
-    if (child.isEmpty()) {
-      return CompletableFuture.completedFuture(Intent.newBuilder().setId(id).setState(IntentState.INTENT_STATE_FAILED)
-          .setError("its migration was never written").build());
-    }
-    if (!Term.isOpen(child.get().value())) {
-      return CompletableFuture.completedFuture(child.get().value());
-    }
-    return term.resume(child.get()).outcome;
-  }
-
-  private VmMove settled(VmMove m, CompletableFuture<Intent> f) {
-    Intent child;
-    try {
-      child = f.join();
-    } catch (RuntimeException e) {
-      throw new NotLeaderException("a move of the drain was interrupted: " + e.getMessage());
-    }
-    VmMove.Builder b = m.toBuilder();
-    if (child.getState() == IntentState.INTENT_STATE_DONE) {
-      b.setState(MoveState.MOVE_STATE_DONE).setReason("").setTotalMs(child.getSummary().getTotalMs())
-          .setDowntimeMs(child.getSummary().getDowntimeMs());
-    } else {
-      b.setState(MoveState.MOVE_STATE_FAILED).setReason(child.getError());
-    }
-    return b.build();
-  }
-
-  private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight) throws Exception {
-    Versioned<VmRecord> rec = term.freshVm(m.getVm());
-    if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
-      return m.toBuilder().setState(MoveState.MOVE_STATE_DONE)
-          .setReason(rec == null ? "deleted meanwhile" : "already on " + rec.value().getOwner()).build();
-    }
-    Placement.Decision d = term.capacity.placeAndReserve(rec.value().getSpec(), Set.of(drain.getHost()));
-    if (d instanceof Placement.NoHost n) {
-      return m.toBuilder().setState(MoveState.MOVE_STATE_FAILED).setReason(n.reason()).build();
-    }
-    String target = ((Placement.Placed) d).host();
-    Intent child = Term.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm())).setVm(m.getVm())
-        .setHost(target).setMigration(drain.getMigration()).build();
-    IntentRun run;
-    try {
-      run = term.submit(child);
-    } finally {
-      term.capacity.settle(m.getVm());
-    }
-    inFlight.put(m.getVm(), run.outcome);
-    return m.toBuilder().setState(MoveState.MOVE_STATE_MIGRATING).setTarget(target).build();
-  }
-
-  /** A VM that does not run moves by ownership only: its record names another host (epoch + 1). */
-  private VmMove moveCold(Intent drain, VmMove m) throws Exception {
-    String name = m.getVm();
-    if (!term.claim(name, drain.getId())) {
-      return m.toBuilder().setState(MoveState.MOVE_STATE_FAILED).setReason(term.vmOps.busy(name)).build();
-    }
-    try {
-      Versioned<VmRecord> rec = term.freshVm(name);
-      if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
-        return m.toBuilder().setState(MoveState.MOVE_STATE_DONE)
-            .setReason(rec == null ? "deleted meanwhile" : "already on " + rec.value().getOwner()).build();
-      }
-      VmRecord r = rec.value();
-      Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
-      if (lock != null) {
-        return m.toBuilder().setState(MoveState.MOVE_STATE_FAILED)
-            .setReason("it started on " + lock.value().getHostId() + " during the drain").build();
-      }
-      Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(drain.getHost()));
-      String target;
-      if (d instanceof Placement.NoHost n) {
-        if (r.getDesired() == DesiredState.DESIRED_STATE_RUNNING) {
-          return m.toBuilder().setState(MoveState.MOVE_STATE_FAILED).setReason(n.reason()).build();
-        }
-        // A stopped VM needs no room now; any other live host will do.
-        target = term.view.hosts().keySet().stream().filter(h -> !h.equals(drain.getHost()) && !term.view.inMaintenance(h))
-            .sorted().findFirst().orElse(null);
         if (target == null) {
-          return m.toBuilder().setState(MoveState.MOVE_STATE_FAILED).setReason(n.reason()).build();
+            return syntheticSummary(
+                    i,
+                    MigrationPhase.MIGRATION_PHASE_FAILED,
+                    "host " + i.getHost() + " is unreachable: it is not alive in the cluster");
         }
-      } else {
-        target = ((Placement.Placed) d).host();
-      }
-      try {
-        term.tx().setVm(rec, r.toBuilder().setOwner(target).setEpoch(r.getEpoch() + 1).build()).commit();
-      } finally {
-        term.capacity.settle(name);
-      }
-      HostRecord old = term.hostRecord(drain.getHost());
-      if (old != null) {
+        MigrateRequest req = MigrateRequest.newBuilder()
+                .setVm(name)
+                .setTargetHost(i.getHost())
+                .setTargetEndpoint(target.getEndpoint())
+                .setOptions(i.getMigration())
+                .setRequestId(i.getId())
+                .build();
+        log.info("migrating {} from {} to {} (intent {})", name, i.getSource(), i.getHost(), i.getId());
         try {
-          term.agents.deleteVm(old, VmRequest.newBuilder().setName(name).setRequestId(drain.getId() + "." + name).build());
+            MigrationEvent last = term.agents.migrate(source, req, run::emit);
+            return last.getSummary();
         } catch (AgentCallException e) {
-          // its definition there is stale anyway; the new owner defines it when it starts
+            if (e.code() == Status.Code.FAILED_PRECONDITION && e.getMessage().contains("is migrating")) {
+                return awaitSource(i, "the source was already migrating it");
+            }
+            if (e.unreachable() || e.code() == Status.Code.CANCELLED || e.code() == Status.Code.INTERNAL) {
+                return awaitSource(i, e.getMessage());
+            }
+            return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, e.getMessage());
         }
-      }
-      return m.toBuilder().setState(MoveState.MOVE_STATE_DONE).setTarget(target).setReason("").build();
-    } finally {
-      term.unclaim(name, drain.getId());
     }
-  }
 
-  private static void progress(IntentRun run, Intent i, long startNanos, String message) {
-    DrainProgress.Builder p = DrainProgress.newBuilder().setIntentId(i.getId()).setHost(i.getHost())
-        .setState(i.getState()).addAllMoves(i.getMovesList()).setElapsedMs((System.nanoTime() - startNanos) / 1_000_000);
-    if (message != null) {
-      p.setMessage(message);
+    /** The migration runs on the source without us watching: wait until it ends, by the source's word or the record's. */
+    private MigrationSummary awaitSource(Intent i, String why) throws Exception {
+        log.info("migration {} of {}: waiting for the source to finish ({})", i.getId(), i.getVm(), why);
+        while (true) {
+            Versioned<VmRecord> rec = term.freshVm(i.getVm());
+            if (rec == null) {
+                return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, "the VM was deleted");
+            }
+            if (committed(rec.value(), i)) {
+                return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
+            }
+            HostRecord source = term.hostRecord(i.getSource());
+            if (source == null) {
+                return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " left the cluster");
+            }
+            try {
+                VmStatus s = term.agents.getVm(source, i.getVm());
+                if (s.getState() != VmState.VM_STATE_MIGRATING_OUT) {
+                    term.pause(POLL);
+                    Versioned<VmRecord> after = term.freshVm(i.getVm());
+                    return syntheticSummary(
+                            i,
+                            after != null && committed(after.value(), i)
+                                    ? MigrationPhase.MIGRATION_PHASE_COMPLETED
+                                    : MigrationPhase.MIGRATION_PHASE_FAILED,
+                            s.getReason().isEmpty() ? why : s.getReason());
+                }
+            } catch (AgentCallException e) {
+                if (e.code() == Status.Code.NOT_FOUND) {
+                    term.pause(POLL);
+                    Versioned<VmRecord> after = term.freshVm(i.getVm());
+                    return syntheticSummary(
+                            i,
+                            after != null && committed(after.value(), i)
+                                    ? MigrationPhase.MIGRATION_PHASE_COMPLETED
+                                    : MigrationPhase.MIGRATION_PHASE_FAILED,
+                            "the source no longer has it");
+                }
+            }
+            term.pause(POLL);
+        }
     }
-    run.emit(p.build());
-  }
 
-  // ---- activate
-
-  Intent activate(IntentRun run, Versioned<Intent> cur) throws Exception {
-    Intent i = cur.value();
-    String host = i.getHost();
-    Optional<Versioned<Maintenance>> m = term.store.maintenance(host);
-    if (m.isEmpty()) {
-      if (!knownHost(host)) {
-        return term.fail(cur, CoordinatorException.noHost(host).getMessage());
-      }
-      return term.finish(term.tx(), cur, IntentState.INTENT_STATE_DONE, host + " was not in maintenance");
+    private static boolean committed(VmRecord r, Intent i) {
+        return r.getOwner().equals(i.getHost()) && r.getEpoch() == i.getFromEpoch() + 1;
     }
-    Term.Tx tx = term.tx().op(term.store.delete(m.get().path(), m.get().version()));
-    return term.finish(tx, cur, IntentState.INTENT_STATE_DONE, host + " is active: it takes VMs again");
-  }
+
+    static MigrationSummary syntheticSummary(Intent i, MigrationPhase status, String error) {
+        MigrationSummary.Builder b = MigrationSummary.newBuilder()
+                .setMigrationId(i.getId())
+                .setVm(i.getVm())
+                .setSource(i.getSource())
+                .setTarget(i.getHost())
+                .setStatus(status)
+                .setError(error);
+        if (status == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+            b.setEpoch(i.getFromEpoch() + 1);
+        }
+        return b.build();
+    }
+
+    /** How it ended is what the record says, whatever the source reported. */
+    private Intent finishMigration(Versioned<Intent> cur, MigrationSummary summary) throws Exception {
+        Intent i = cur.value();
+        for (int attempt = 0; ; attempt++) {
+            term.store.sync(ClusterPaths.vm(i.getVm()), Duration.ofSeconds(10));
+            Versioned<VmRecord> rec = term.freshVm(i.getVm());
+            if (rec == null) {
+                return term.finish(
+                        term.tx(), cur, IntentState.INTENT_STATE_FAILED, "VM '" + i.getVm() + "' was deleted");
+            }
+            VmRecord r = rec.value();
+            Term.Tx tx = term.tx();
+            IntentState state;
+            String text;
+            MigrationSummary s = summary;
+            if (committed(r, i)) {
+                tx.setVm(
+                        rec,
+                        r.toBuilder()
+                                .setPhase(VmPhase.VM_PHASE_RUNNING)
+                                .setIntentId("")
+                                .build());
+                state = IntentState.INTENT_STATE_DONE;
+                text = "migrated " + i.getVm() + " from " + i.getSource() + " to " + i.getHost() + " (epoch "
+                        + r.getEpoch() + ")";
+                if (s.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+                    s = s.toBuilder()
+                            .setStatus(MigrationPhase.MIGRATION_PHASE_COMPLETED)
+                            .setEpoch(r.getEpoch())
+                            .build();
+                }
+            } else {
+                if (r.getIntentId().equals(i.getId())) {
+                    tx.setVm(
+                            rec,
+                            r.toBuilder()
+                                    .setPhase(VmPhase.VM_PHASE_RUNNING)
+                                    .setIntentId("")
+                                    .setFailureReason(
+                                            s.getError().isEmpty() ? "" : "last migration failed: " + s.getError())
+                                    .build());
+                }
+                state = IntentState.INTENT_STATE_FAILED;
+                text = s.getError().isEmpty() ? "the migration of " + i.getVm() + " did not complete" : s.getError();
+                if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+                    s = s.toBuilder()
+                            .setStatus(MigrationPhase.MIGRATION_PHASE_FAILED)
+                            .build();
+                }
+            }
+            Versioned<Intent> latest = term.store.intent(i.getId()).orElse(cur);
+            Versioned<Intent> withSummary = new Versioned<>(
+                    latest.path(), latest.value().toBuilder().setSummary(s).build(), latest.version(), 0);
+            try {
+                return term.finish(tx, withSummary, state, text);
+            } catch (KeeperException.BadVersionException e) {
+                if (attempt > 5) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    // ---- drain
+
+    Intent drain(IntentRun run, Versioned<Intent> cur) throws Exception {
+        Intent i = cur.value();
+        String host = i.getHost();
+        long start = System.nanoTime();
+        if (i.getState() == IntentState.INTENT_STATE_PENDING) {
+            if (!knownHost(host)) {
+                return term.fail(cur, CoordinatorException.noHost(host).getMessage());
+            }
+            List<VmMove> moves = new ArrayList<>();
+            for (Versioned<VmRecord> v : term.view.vms().values().stream()
+                    .sorted(java.util.Comparator.comparing(
+                            v -> v.value().getSpec().getName()))
+                    .toList()) {
+                VmRecord r = v.value();
+                if (!r.getOwner().equals(host)) {
+                    continue;
+                }
+                Versioned<RunningRecord> lock = term.view.running(r.getSpec().getName());
+                boolean live = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING
+                        && lock != null
+                        && lock.value().getHostId().equals(host);
+                moves.add(VmMove.newBuilder()
+                        .setVm(r.getSpec().getName())
+                        .setState(MoveState.MOVE_STATE_PENDING)
+                        .setCold(!live)
+                        .build());
+            }
+            Term.Tx tx = term.tx();
+            if (term.store.maintenance(host).isEmpty()) {
+                tx.op(term.store.create(
+                        ClusterPaths.maintenance(host),
+                        Maintenance.newBuilder()
+                                .setSchemaVersion(Records.SCHEMA_VERSION)
+                                .setHostId(host)
+                                .setReason("drain")
+                                .setIntentId(i.getId())
+                                .setSinceMs(System.currentTimeMillis())
+                                .build(),
+                        CreateMode.PERSISTENT));
+            }
+            cur = tx.setIntent(
+                    cur,
+                    i.toBuilder()
+                            .setState(IntentState.INTENT_STATE_RUNNING)
+                            .clearMoves()
+                            .addAllMoves(moves)
+                            .setParallel(Math.max(1, i.getParallel()))
+                            .build());
+            tx.commit();
+            i = cur.value();
+            log.info("draining {}: {} VM(s) to move, {} at a time", host, moves.size(), i.getParallel());
+        }
+        progress(run, i, start, "draining " + host);
+        Map<String, CompletableFuture<Intent>> inFlight = new HashMap<>();
+        // A resumed drain first picks up the moves its predecessor had started.
+        for (VmMove m : i.getMovesList()) {
+            if (m.getState() == MoveState.MOVE_STATE_MIGRATING) {
+                inFlight.put(m.getVm(), childOutcome(childId(i, m.getVm())));
+            }
+        }
+        while (true) {
+            term.checkOpen();
+            Intent.Builder next = i.toBuilder();
+            boolean changed = false;
+            boolean activated = term.store.maintenance(host).isEmpty();
+            // Moves that ended.
+            for (int k = 0; k < next.getMovesCount(); k++) {
+                VmMove m = next.getMoves(k);
+                CompletableFuture<Intent> f = inFlight.get(m.getVm());
+                if (m.getState() == MoveState.MOVE_STATE_MIGRATING && f != null && f.isDone()) {
+                    inFlight.remove(m.getVm());
+                    next.setMoves(k, settled(m, f));
+                    changed = true;
+                }
+            }
+            // Moves to start.
+            for (int k = 0;
+                    k < next.getMovesCount() && (activated || inFlight.size() < Math.max(1, i.getParallel()));
+                    k++) {
+                VmMove m = next.getMoves(k);
+                if (m.getState() != MoveState.MOVE_STATE_PENDING) {
+                    continue;
+                }
+                if (activated) {
+                    next.setMoves(
+                            k,
+                            m.toBuilder()
+                                    .setState(MoveState.MOVE_STATE_FAILED)
+                                    .setReason(host + " was activated before this VM moved"));
+                    changed = true;
+                    continue;
+                }
+                next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight));
+                changed = true;
+            }
+            if (changed) {
+                Term.Tx tx = term.tx();
+                Versioned<Intent> n = tx.setIntent(cur, next.build());
+                tx.commit();
+                cur = n;
+                i = n.value();
+                progress(run, i, start, null);
+            }
+            boolean open = i.getMovesList().stream()
+                    .anyMatch(m -> m.getState() == MoveState.MOVE_STATE_PENDING
+                            || m.getState() == MoveState.MOVE_STATE_MIGRATING);
+            if (!open) {
+                break;
+            }
+            if (!inFlight.isEmpty()) {
+                try {
+                    CompletableFuture.anyOf(inFlight.values().toArray(CompletableFuture[]::new))
+                            .get(500, TimeUnit.MILLISECONDS);
+                } catch (TimeoutException | java.util.concurrent.ExecutionException e) {
+                    // look again
+                }
+            } else {
+                term.pause(Duration.ofMillis(100));
+            }
+        }
+        List<String> failed = new ArrayList<>();
+        int moved = 0;
+        for (VmMove m : i.getMovesList()) {
+            if (m.getState() == MoveState.MOVE_STATE_DONE) {
+                moved++;
+            } else {
+                failed.add(m.getVm() + " (" + m.getReason() + ")");
+            }
+        }
+        Intent end = failed.isEmpty()
+                ? term.finish(
+                        term.tx(),
+                        cur,
+                        IntentState.INTENT_STATE_DONE,
+                        "moved " + moved + " VM(s) off " + host + "; it stays in maintenance until activated")
+                : term.finish(
+                        term.tx(),
+                        cur,
+                        IntentState.INTENT_STATE_FAILED,
+                        failed.size() + " of " + i.getMovesCount() + " VM(s) could not move off " + host + ": "
+                                + String.join("; ", failed));
+        progress(run, end, start, end.getState() == IntentState.INTENT_STATE_DONE ? end.getResult() : end.getError());
+        return end;
+    }
+
+    static String childId(Intent drain, String vm) {
+        return drain.getId() + "." + vm;
+    }
+
+    private CompletableFuture<Intent> childOutcome(String id) throws Exception {
+        Optional<Versioned<Intent>> child = term.store.intent(id);
+        if (child.isEmpty()) {
+            return CompletableFuture.completedFuture(Intent.newBuilder()
+                    .setId(id)
+                    .setState(IntentState.INTENT_STATE_FAILED)
+                    .setError("its migration was never written")
+                    .build());
+        }
+        if (!Term.isOpen(child.get().value())) {
+            return CompletableFuture.completedFuture(child.get().value());
+        }
+        return term.resume(child.get()).outcome;
+    }
+
+    private VmMove settled(VmMove m, CompletableFuture<Intent> f) {
+        Intent child;
+        try {
+            child = f.join();
+        } catch (RuntimeException e) {
+            throw new NotLeaderException("a move of the drain was interrupted: " + e.getMessage());
+        }
+        VmMove.Builder b = m.toBuilder();
+        if (child.getState() == IntentState.INTENT_STATE_DONE) {
+            b.setState(MoveState.MOVE_STATE_DONE)
+                    .setReason("")
+                    .setTotalMs(child.getSummary().getTotalMs())
+                    .setDowntimeMs(child.getSummary().getDowntimeMs());
+        } else {
+            b.setState(MoveState.MOVE_STATE_FAILED).setReason(child.getError());
+        }
+        return b.build();
+    }
+
+    private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight) throws Exception {
+        Versioned<VmRecord> rec = term.freshVm(m.getVm());
+        if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
+            return m.toBuilder()
+                    .setState(MoveState.MOVE_STATE_DONE)
+                    .setReason(
+                            rec == null
+                                    ? "deleted meanwhile"
+                                    : "already on " + rec.value().getOwner())
+                    .build();
+        }
+        Placement.Decision d = term.capacity.placeAndReserve(rec.value().getSpec(), Set.of(drain.getHost()));
+        if (d instanceof Placement.NoHost n) {
+            return m.toBuilder()
+                    .setState(MoveState.MOVE_STATE_FAILED)
+                    .setReason(n.reason())
+                    .build();
+        }
+        String target = ((Placement.Placed) d).host();
+        Intent child = Term.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm()))
+                .setVm(m.getVm())
+                .setHost(target)
+                .setMigration(drain.getMigration())
+                .build();
+        IntentRun run;
+        try {
+            run = term.submit(child);
+        } finally {
+            term.capacity.settle(m.getVm());
+        }
+        inFlight.put(m.getVm(), run.outcome);
+        return m.toBuilder()
+                .setState(MoveState.MOVE_STATE_MIGRATING)
+                .setTarget(target)
+                .build();
+    }
+
+    /** A VM that does not run moves by ownership only: its record names another host (epoch + 1). */
+    private VmMove moveCold(Intent drain, VmMove m) throws Exception {
+        String name = m.getVm();
+        if (!term.claim(name, drain.getId())) {
+            return m.toBuilder()
+                    .setState(MoveState.MOVE_STATE_FAILED)
+                    .setReason(term.vmOps.busy(name))
+                    .build();
+        }
+        try {
+            Versioned<VmRecord> rec = term.freshVm(name);
+            if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
+                return m.toBuilder()
+                        .setState(MoveState.MOVE_STATE_DONE)
+                        .setReason(
+                                rec == null
+                                        ? "deleted meanwhile"
+                                        : "already on " + rec.value().getOwner())
+                        .build();
+            }
+            VmRecord r = rec.value();
+            Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
+            if (lock != null) {
+                return m.toBuilder()
+                        .setState(MoveState.MOVE_STATE_FAILED)
+                        .setReason("it started on " + lock.value().getHostId() + " during the drain")
+                        .build();
+            }
+            Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(drain.getHost()));
+            String target;
+            if (d instanceof Placement.NoHost n) {
+                if (r.getDesired() == DesiredState.DESIRED_STATE_RUNNING) {
+                    return m.toBuilder()
+                            .setState(MoveState.MOVE_STATE_FAILED)
+                            .setReason(n.reason())
+                            .build();
+                }
+                // A stopped VM needs no room now; any other live host will do.
+                target = term.view.hosts().keySet().stream()
+                        .filter(h -> !h.equals(drain.getHost()) && !term.view.inMaintenance(h))
+                        .sorted()
+                        .findFirst()
+                        .orElse(null);
+                if (target == null) {
+                    return m.toBuilder()
+                            .setState(MoveState.MOVE_STATE_FAILED)
+                            .setReason(n.reason())
+                            .build();
+                }
+            } else {
+                target = ((Placement.Placed) d).host();
+            }
+            try {
+                term.tx()
+                        .setVm(
+                                rec,
+                                r.toBuilder()
+                                        .setOwner(target)
+                                        .setEpoch(r.getEpoch() + 1)
+                                        .build())
+                        .commit();
+            } finally {
+                term.capacity.settle(name);
+            }
+            HostRecord old = term.hostRecord(drain.getHost());
+            if (old != null) {
+                try {
+                    term.agents.deleteVm(
+                            old,
+                            VmRequest.newBuilder()
+                                    .setName(name)
+                                    .setRequestId(drain.getId() + "." + name)
+                                    .build());
+                } catch (AgentCallException e) {
+                    // its definition there is stale anyway; the new owner defines it when it starts
+                }
+            }
+            return m.toBuilder()
+                    .setState(MoveState.MOVE_STATE_DONE)
+                    .setTarget(target)
+                    .setReason("")
+                    .build();
+        } finally {
+            term.unclaim(name, drain.getId());
+        }
+    }
+
+    private static void progress(IntentRun run, Intent i, long startNanos, String message) {
+        DrainProgress.Builder p = DrainProgress.newBuilder()
+                .setIntentId(i.getId())
+                .setHost(i.getHost())
+                .setState(i.getState())
+                .addAllMoves(i.getMovesList())
+                .setElapsedMs((System.nanoTime() - startNanos) / 1_000_000);
+        if (message != null) {
+            p.setMessage(message);
+        }
+        run.emit(p.build());
+    }
+
+    // ---- activate
+
+    Intent activate(IntentRun run, Versioned<Intent> cur) throws Exception {
+        Intent i = cur.value();
+        String host = i.getHost();
+        Optional<Versioned<Maintenance>> m = term.store.maintenance(host);
+        if (m.isEmpty()) {
+            if (!knownHost(host)) {
+                return term.fail(cur, CoordinatorException.noHost(host).getMessage());
+            }
+            return term.finish(term.tx(), cur, IntentState.INTENT_STATE_DONE, host + " was not in maintenance");
+        }
+        Term.Tx tx = term.tx().op(term.store.delete(m.get().path(), m.get().version()));
+        return term.finish(tx, cur, IntentState.INTENT_STATE_DONE, host + " is active: it takes VMs again");
+    }
 }

@@ -5,7 +5,7 @@ package dev.ferry.cluster.coordinator;
  * work stops where it is; the intent stays open and the next leader finishes it.
  */
 final class NotLeaderException extends RuntimeException {
-  NotLeaderException(String message) {
-    super(message);
-  }
+    NotLeaderException(String message) {
+        super(message);
+    }
 }

@@ -39,152 +39,165 @@ import org.slf4j.LoggerFactory;
  * </ul>
  */
 final class Reconciler {
-  private static final Logger log = LoggerFactory.getLogger(Reconciler.class);
-  private static final int GC_PER_TICK = 200;
+    private static final Logger log = LoggerFactory.getLogger(Reconciler.class);
+    private static final int GC_PER_TICK = 200;
 
-  private final Term term;
-  private final AtomicBoolean ticking = new AtomicBoolean();
-  private final Set<String> suspects = ConcurrentHashMap.newKeySet();
-  /** When this term last asked for a VM to be stopped (wall ms): a host that does not answer is asked again later. */
-  private final Map<String, Long> stopAsked = new ConcurrentHashMap<>();
-  private static final long STOP_RETRY_MS = 30_000;
+    private final Term term;
+    private final AtomicBoolean ticking = new AtomicBoolean();
+    private final Set<String> suspects = ConcurrentHashMap.newKeySet();
+    /** When this term last asked for a VM to be stopped (wall ms): a host that does not answer is asked again later. */
+    private final Map<String, Long> stopAsked = new ConcurrentHashMap<>();
 
-  Reconciler(Term term) {
-    this.term = term;
-  }
+    private static final long STOP_RETRY_MS = 30_000;
 
-  void tick() {
-    if (term.closed() || !ticking.compareAndSet(false, true)) {
-      return;
-    }
-    try {
-      reconcile();
-    } catch (NotLeaderException e) {
-      // the term is over
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    } catch (Exception e) {
-      log.warn("reconcile pass failed; next pass retries: {}", e.toString());
-    } finally {
-      ticking.set(false);
-    }
-  }
-
-  private void reconcile() throws Exception {
-    long now = System.currentTimeMillis();
-    Map<String, Versioned<Intent>> intents = term.view.intents();
-    Set<String> vmsWithOpenIntents = new HashSet<>();
-    for (Versioned<Intent> v : intents.values()) {
-      Intent i = v.value();
-      if (!Term.isOpen(i)) {
-        continue;
-      }
-      if (!i.getVm().isEmpty()) {
-        vmsWithOpenIntents.add(i.getVm());
-      }
-      if (term.running(i.getId()) == null) {
-        term.resume(v);
-      }
+    Reconciler(Term term) {
+        this.term = term;
     }
 
-    long margin = term.config.failoverMargin().toMillis();
-    Set<String> deadOwners = new HashSet<>();
-    List<VmRecord> inPlace = new ArrayList<>();
-    Set<String> seen = new HashSet<>();
-    for (Versioned<VmRecord> v : term.view.vms().values()) {
-      VmRecord r = v.value();
-      String name = r.getSpec().getName();
-      if (!Failover.orphan(r) || term.claimedBy(name) != null || vmsWithOpenIntents.contains(name)) {
-        continue;
-      }
-      if (term.view.running(name) != null) {
-        continue;
-      }
-      if (!term.view.alive(r.getOwner())) {
-        Long lost = term.failover.lostAt(r.getOwner());
-        boolean due = lost != null ? now - lost >= margin : term.age().toMillis() >= margin;
-        if (due) {
-          deadOwners.add(r.getOwner());
+    void tick() {
+        if (term.closed() || !ticking.compareAndSet(false, true)) {
+            return;
         }
-      } else {
-        seen.add(name);
-        if (suspects.contains(name)) {
-          inPlace.add(r);
+        try {
+            reconcile();
+        } catch (NotLeaderException e) {
+            // the term is over
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Exception e) {
+            log.warn("reconcile pass failed; next pass retries: {}", e.toString());
+        } finally {
+            ticking.set(false);
         }
-      }
-    }
-    suspects.retainAll(seen);
-    suspects.addAll(seen);
-    if (!deadOwners.isEmpty()) {
-      term.failover.restartOrphans(deadOwners, 0);
-    }
-    Set<String> diedInPlace = new HashSet<>();
-    for (VmRecord r : inPlace) {
-      if (!runsOnOwner(r)) {
-        diedInPlace.add(r.getOwner());
-        log.warn("{} should run on {} at epoch {} but does not; restarting it", r.getSpec().getName(), r.getOwner(),
-            r.getEpoch());
-      }
-    }
-    if (!diedInPlace.isEmpty()) {
-      term.failover.restartOrphans(diedInPlace, 0);
     }
 
-    for (Versioned<VmRecord> v : term.view.vms().values()) {
-      VmRecord r = v.value();
-      String name = r.getSpec().getName();
-      var lock = term.view.running(name);
-      if (r.getDesired() == DesiredState.DESIRED_STATE_STOPPED && lock != null && term.claimedBy(name) == null
-          && !vmsWithOpenIntents.contains(name) && term.view.alive(lock.value().getHostId())
-          && now - stopAsked.getOrDefault(name, 0L) > STOP_RETRY_MS) {
-        stopAsked.put(name, now);
-        log.info("{} is meant to be stopped but runs on {}; stopping it", name, lock.value().getHostId());
-        term.submit(Term.intent(IntentKind.INTENT_KIND_STOP, "stop." + name + ".e" + r.getEpoch() + "." + now)
-            .setVm(name).build());
-      }
+    private void reconcile() throws Exception {
+        long now = System.currentTimeMillis();
+        Map<String, Versioned<Intent>> intents = term.view.intents();
+        Set<String> vmsWithOpenIntents = new HashSet<>();
+        for (Versioned<Intent> v : intents.values()) {
+            Intent i = v.value();
+            if (!Term.isOpen(i)) {
+                continue;
+            }
+            if (!i.getVm().isEmpty()) {
+                vmsWithOpenIntents.add(i.getVm());
+            }
+            if (term.running(i.getId()) == null) {
+                term.resume(v);
+            }
+        }
+
+        long margin = term.config.failoverMargin().toMillis();
+        Set<String> deadOwners = new HashSet<>();
+        List<VmRecord> inPlace = new ArrayList<>();
+        Set<String> seen = new HashSet<>();
+        for (Versioned<VmRecord> v : term.view.vms().values()) {
+            VmRecord r = v.value();
+            String name = r.getSpec().getName();
+            if (!Failover.orphan(r) || term.claimedBy(name) != null || vmsWithOpenIntents.contains(name)) {
+                continue;
+            }
+            if (term.view.running(name) != null) {
+                continue;
+            }
+            if (!term.view.alive(r.getOwner())) {
+                Long lost = term.failover.lostAt(r.getOwner());
+                boolean due = lost != null ? now - lost >= margin : term.age().toMillis() >= margin;
+                if (due) {
+                    deadOwners.add(r.getOwner());
+                }
+            } else {
+                seen.add(name);
+                if (suspects.contains(name)) {
+                    inPlace.add(r);
+                }
+            }
+        }
+        suspects.retainAll(seen);
+        suspects.addAll(seen);
+        if (!deadOwners.isEmpty()) {
+            term.failover.restartOrphans(deadOwners, 0);
+        }
+        Set<String> diedInPlace = new HashSet<>();
+        for (VmRecord r : inPlace) {
+            if (!runsOnOwner(r)) {
+                diedInPlace.add(r.getOwner());
+                log.warn(
+                        "{} should run on {} at epoch {} but does not; restarting it",
+                        r.getSpec().getName(),
+                        r.getOwner(),
+                        r.getEpoch());
+            }
+        }
+        if (!diedInPlace.isEmpty()) {
+            term.failover.restartOrphans(diedInPlace, 0);
+        }
+
+        for (Versioned<VmRecord> v : term.view.vms().values()) {
+            VmRecord r = v.value();
+            String name = r.getSpec().getName();
+            var lock = term.view.running(name);
+            if (r.getDesired() == DesiredState.DESIRED_STATE_STOPPED
+                    && lock != null
+                    && term.claimedBy(name) == null
+                    && !vmsWithOpenIntents.contains(name)
+                    && term.view.alive(lock.value().getHostId())
+                    && now - stopAsked.getOrDefault(name, 0L) > STOP_RETRY_MS) {
+                stopAsked.put(name, now);
+                log.info(
+                        "{} is meant to be stopped but runs on {}; stopping it",
+                        name,
+                        lock.value().getHostId());
+                term.submit(Term.intent(IntentKind.INTENT_KIND_STOP, "stop." + name + ".e" + r.getEpoch() + "." + now)
+                        .setVm(name)
+                        .build());
+            }
+        }
+
+        collectGarbage(intents, now);
     }
 
-    collectGarbage(intents, now);
-  }
+    /** Asks the owner whether it runs {@code r} at the record's epoch. Unreachable: assume it does. */
+    private boolean runsOnOwner(VmRecord r) {
+        HostRecord host = term.hostRecord(r.getOwner());
+        if (host == null) {
+            return false;
+        }
+        try {
+            VmStatus s = term.agents.getVm(host, r.getSpec().getName());
+            return s.getEpoch() == r.getEpoch()
+                    && (s.getState() == VmState.VM_STATE_RUNNING
+                            || s.getState() == VmState.VM_STATE_PAUSED
+                            || s.getState() == VmState.VM_STATE_MIGRATING_OUT
+                            || s.getState() == VmState.VM_STATE_INCOMING);
+        } catch (AgentCallException e) {
+            return e.code() != Status.Code.NOT_FOUND;
+        }
+    }
 
-  /** Asks the owner whether it runs {@code r} at the record's epoch. Unreachable: assume it does. */
-  private boolean runsOnOwner(VmRecord r) {
-    HostRecord host = term.hostRecord(r.getOwner());
-    if (host == null) {
-      return false;
+    private void collectGarbage(Map<String, Versioned<Intent>> intents, long now) {
+        long retention = term.config.intentRetention().toMillis();
+        int removed = 0;
+        Map<String, Versioned<Intent>> old = new HashMap<>();
+        for (var e : intents.entrySet()) {
+            Intent i = e.getValue().value();
+            long end = Math.max(i.getFinishedAtMs(), i.getUpdatedAtMs());
+            if (!Term.isOpen(i) && now - end > retention) {
+                old.put(e.getKey(), e.getValue());
+            }
+        }
+        for (Versioned<Intent> v : old.values()) {
+            if (removed++ >= GC_PER_TICK) {
+                break;
+            }
+            try {
+                term.write(List.of(term.store.delete(v.path(), v.version())));
+            } catch (NotLeaderException e) {
+                throw e;
+            } catch (Exception e) {
+                // changed or gone meanwhile: next pass
+            }
+        }
     }
-    try {
-      VmStatus s = term.agents.getVm(host, r.getSpec().getName());
-      return s.getEpoch() == r.getEpoch() && (s.getState() == VmState.VM_STATE_RUNNING
-          || s.getState() == VmState.VM_STATE_PAUSED || s.getState() == VmState.VM_STATE_MIGRATING_OUT
-          || s.getState() == VmState.VM_STATE_INCOMING);
-    } catch (AgentCallException e) {
-      return e.code() != Status.Code.NOT_FOUND;
-    }
-  }
-
-  private void collectGarbage(Map<String, Versioned<Intent>> intents, long now) {
-    long retention = term.config.intentRetention().toMillis();
-    int removed = 0;
-    Map<String, Versioned<Intent>> old = new HashMap<>();
-    for (var e : intents.entrySet()) {
-      Intent i = e.getValue().value();
-      long end = Math.max(i.getFinishedAtMs(), i.getUpdatedAtMs());
-      if (!Term.isOpen(i) && now - end > retention) {
-        old.put(e.getKey(), e.getValue());
-      }
-    }
-    for (Versioned<Intent> v : old.values()) {
-      if (removed++ >= GC_PER_TICK) {
-        break;
-      }
-      try {
-        term.write(List.of(term.store.delete(v.path(), v.version())));
-      } catch (NotLeaderException e) {
-        throw e;
-      } catch (Exception e) {
-        // changed or gone meanwhile: next pass
-      }
-    }
-  }
 }

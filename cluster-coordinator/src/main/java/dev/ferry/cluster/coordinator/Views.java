@@ -21,126 +21,148 @@ import java.util.concurrent.CompletableFuture;
 
 /** What the API shows of VMs and hosts, from the leader's picture (and, when asked, the owners' own word). */
 final class Views {
-  private Views() {}
+    private Views() {}
 
-  static VmView vm(Term t, VmRecord r, VmStatus live) {
-    String name = r.getSpec().getName();
-    Versioned<RunningRecord> lock = t.view.running(name);
-    boolean locked = lock != null && lock.value().getHostId().equals(r.getOwner())
-        && lock.value().getEpoch() == r.getEpoch();
-    VmState state;
-    if (locked) {
-      state = r.getPhase() == VmPhase.VM_PHASE_MIGRATING ? VmState.VM_STATE_MIGRATING_OUT : VmState.VM_STATE_RUNNING;
-    } else if (r.getPhase() == VmPhase.VM_PHASE_FAILED) {
-      state = VmState.VM_STATE_FAILED;
-    } else {
-      state = VmState.VM_STATE_STOPPED;
-    }
-    String reason = r.getFailureReason();
-    if (!locked && reason.isEmpty() && (r.getPhase() == VmPhase.VM_PHASE_RESTARTING
-        || r.getPhase() == VmPhase.VM_PHASE_STARTING)) {
-      reason = r.getPhase() == VmPhase.VM_PHASE_RESTARTING ? "restarting" : "starting";
-    }
-    VmView.Builder b = VmView.newBuilder().setSpec(r.getSpec()).setOwner(r.getOwner()).setEpoch(r.getEpoch())
-        .setDesired(r.getDesired()).setPhase(r.getPhase()).setState(state).setOwnerAlive(t.view.alive(r.getOwner()))
-        .setReason(reason).setRestartAttempts(r.getRestartAttempts()).setIntentId(r.getIntentId());
-    if (live != null && live.getEpoch() == r.getEpoch()) {
-      b.setState(live.getState()).setHeartbeat(live.getHeartbeat());
-      if (!live.getReason().isEmpty()) {
-        b.setReason(live.getReason());
-      }
-    }
-    return b.build();
-  }
-
-  /** Every VM, sorted by name; with {@code live}, one ListVms per owner host, in parallel. */
-  static List<VmView> vms(Term t, boolean live) {
-    Map<String, Versioned<VmRecord>> records = t.view.vms();
-    Map<String, VmStatus> statuses = new HashMap<>();
-    if (live) {
-      Map<String, CompletableFuture<List<VmStatus>>> asks = new HashMap<>();
-      for (Versioned<VmRecord> v : records.values()) {
-        String owner = v.value().getOwner();
-        HostRecord h = t.hostRecord(owner);
-        if (h != null && !asks.containsKey(owner)) {
-          asks.put(owner, CompletableFuture.supplyAsync(() -> {
-            try {
-              return t.agents.listVms(h);
-            } catch (AgentCallException e) {
-              return List.of();
+    static VmView vm(Term t, VmRecord r, VmStatus live) {
+        String name = r.getSpec().getName();
+        Versioned<RunningRecord> lock = t.view.running(name);
+        boolean locked = lock != null
+                && lock.value().getHostId().equals(r.getOwner())
+                && lock.value().getEpoch() == r.getEpoch();
+        VmState state;
+        if (locked) {
+            state = r.getPhase() == VmPhase.VM_PHASE_MIGRATING
+                    ? VmState.VM_STATE_MIGRATING_OUT
+                    : VmState.VM_STATE_RUNNING;
+        } else if (r.getPhase() == VmPhase.VM_PHASE_FAILED) {
+            state = VmState.VM_STATE_FAILED;
+        } else {
+            state = VmState.VM_STATE_STOPPED;
+        }
+        String reason = r.getFailureReason();
+        if (!locked
+                && reason.isEmpty()
+                && (r.getPhase() == VmPhase.VM_PHASE_RESTARTING || r.getPhase() == VmPhase.VM_PHASE_STARTING)) {
+            reason = r.getPhase() == VmPhase.VM_PHASE_RESTARTING ? "restarting" : "starting";
+        }
+        VmView.Builder b = VmView.newBuilder()
+                .setSpec(r.getSpec())
+                .setOwner(r.getOwner())
+                .setEpoch(r.getEpoch())
+                .setDesired(r.getDesired())
+                .setPhase(r.getPhase())
+                .setState(state)
+                .setOwnerAlive(t.view.alive(r.getOwner()))
+                .setReason(reason)
+                .setRestartAttempts(r.getRestartAttempts())
+                .setIntentId(r.getIntentId());
+        if (live != null && live.getEpoch() == r.getEpoch()) {
+            b.setState(live.getState()).setHeartbeat(live.getHeartbeat());
+            if (!live.getReason().isEmpty()) {
+                b.setReason(live.getReason());
             }
-          }, t.workers));
         }
-      }
-      for (var e : asks.entrySet()) {
-        for (VmStatus s : e.getValue().join()) {
-          Versioned<VmRecord> v = records.get(s.getSpec().getName());
-          if (v != null && v.value().getOwner().equals(e.getKey())) {
-            statuses.put(s.getSpec().getName(), s);
-          }
+        return b.build();
+    }
+
+    /** Every VM, sorted by name; with {@code live}, one ListVms per owner host, in parallel. */
+    static List<VmView> vms(Term t, boolean live) {
+        Map<String, Versioned<VmRecord>> records = t.view.vms();
+        Map<String, VmStatus> statuses = new HashMap<>();
+        if (live) {
+            Map<String, CompletableFuture<List<VmStatus>>> asks = new HashMap<>();
+            for (Versioned<VmRecord> v : records.values()) {
+                String owner = v.value().getOwner();
+                HostRecord h = t.hostRecord(owner);
+                if (h != null && !asks.containsKey(owner)) {
+                    asks.put(
+                            owner,
+                            CompletableFuture.supplyAsync(
+                                    () -> {
+                                        try {
+                                            return t.agents.listVms(h);
+                                        } catch (AgentCallException e) {
+                                            return List.of();
+                                        }
+                                    },
+                                    t.workers));
+                }
+            }
+            for (var e : asks.entrySet()) {
+                for (VmStatus s : e.getValue().join()) {
+                    Versioned<VmRecord> v = records.get(s.getSpec().getName());
+                    if (v != null && v.value().getOwner().equals(e.getKey())) {
+                        statuses.put(s.getSpec().getName(), s);
+                    }
+                }
+            }
         }
-      }
+        List<VmView> out = new ArrayList<>();
+        for (Versioned<VmRecord> v : records.values()) {
+            out.add(vm(t, v.value(), statuses.get(v.value().getSpec().getName())));
+        }
+        out.sort(Comparator.comparing(x -> x.getSpec().getName()));
+        return out;
     }
-    List<VmView> out = new ArrayList<>();
-    for (Versioned<VmRecord> v : records.values()) {
-      out.add(vm(t, v.value(), statuses.get(v.value().getSpec().getName())));
-    }
-    out.sort(Comparator.comparing(x -> x.getSpec().getName()));
-    return out;
-  }
 
-  static VmStatus liveStatus(Term t, VmRecord r) {
-    HostRecord h = t.hostRecord(r.getOwner());
-    if (h == null) {
-      return null;
+    static VmStatus liveStatus(Term t, VmRecord r) {
+        HostRecord h = t.hostRecord(r.getOwner());
+        if (h == null) {
+            return null;
+        }
+        try {
+            return t.agents.getVm(h, r.getSpec().getName());
+        } catch (AgentCallException e) {
+            return null;
+        }
     }
-    try {
-      return t.agents.getVm(h, r.getSpec().getName());
-    } catch (AgentCallException e) {
-      return null;
-    }
-  }
 
-  static List<HostView> hosts(Term t) {
-    Map<String, Versioned<HostRecord>> alive = t.view.hosts();
-    Map<String, Versioned<Maintenance>> maintenance = t.view.maintenance();
-    Map<String, List<String>> vms = new HashMap<>();
-    for (Versioned<VmRecord> v : t.view.vms().values()) {
-      vms.computeIfAbsent(v.value().getOwner(), k -> new ArrayList<>()).add(v.value().getSpec().getName());
+    static List<HostView> hosts(Term t) {
+        Map<String, Versioned<HostRecord>> alive = t.view.hosts();
+        Map<String, Versioned<Maintenance>> maintenance = t.view.maintenance();
+        Map<String, List<String>> vms = new HashMap<>();
+        for (Versioned<VmRecord> v : t.view.vms().values()) {
+            vms.computeIfAbsent(v.value().getOwner(), k -> new ArrayList<>())
+                    .add(v.value().getSpec().getName());
+        }
+        Map<String, Placement.Host> capacity = new HashMap<>();
+        for (Placement.Host h : t.capacity.hosts()) {
+            capacity.put(h.id(), h);
+        }
+        java.util.TreeSet<String> ids = new java.util.TreeSet<>(alive.keySet());
+        ids.addAll(maintenance.keySet());
+        ids.addAll(vms.keySet());
+        ids.addAll(t.failover.lostHosts());
+        List<HostView> out = new ArrayList<>();
+        for (String id : ids) {
+            HostView.Builder b = HostView.newBuilder()
+                    .setId(id)
+                    .setAlive(alive.containsKey(id))
+                    .setMaintenance(maintenance.containsKey(id));
+            Versioned<HostRecord> h = alive.get(id);
+            if (h != null) {
+                b.setEndpoint(h.value().getEndpoint())
+                        .setMemoryBytes(h.value().getMemoryBytes())
+                        .setVcpus(h.value().getVcpus())
+                        .setDriver(h.value().getDriver())
+                        .putAllLabels(h.value().getLabelsMap());
+            }
+            Placement.Host c = capacity.get(id);
+            if (c != null) {
+                b.setUsedMemoryBytes(c.usedMemoryBytes()).setUsedVcpus(c.usedVcpus());
+            }
+            List<String> names = vms.getOrDefault(id, List.of());
+            b.addAllVms(names.stream().sorted().toList());
+            Versioned<Maintenance> m = maintenance.get(id);
+            if (m != null) {
+                b.setMaintenanceReason(m.value().getReason());
+            }
+            Long lost = t.failover.lostAt(id);
+            if (lost != null && h == null) {
+                b.setLostAtMs(lost);
+            }
+            out.add(b.build());
+        }
+        return out;
     }
-    Map<String, Placement.Host> capacity = new HashMap<>();
-    for (Placement.Host h : t.capacity.hosts()) {
-      capacity.put(h.id(), h);
-    }
-    java.util.TreeSet<String> ids = new java.util.TreeSet<>(alive.keySet());
-    ids.addAll(maintenance.keySet());
-    ids.addAll(vms.keySet());
-    ids.addAll(t.failover.lostHosts());
-    List<HostView> out = new ArrayList<>();
-    for (String id : ids) {
-      HostView.Builder b = HostView.newBuilder().setId(id).setAlive(alive.containsKey(id))
-          .setMaintenance(maintenance.containsKey(id));
-      Versioned<HostRecord> h = alive.get(id);
-      if (h != null) {
-        b.setEndpoint(h.value().getEndpoint()).setMemoryBytes(h.value().getMemoryBytes()).setVcpus(h.value().getVcpus())
-            .setDriver(h.value().getDriver()).putAllLabels(h.value().getLabelsMap());
-      }
-      Placement.Host c = capacity.get(id);
-      if (c != null) {
-        b.setUsedMemoryBytes(c.usedMemoryBytes()).setUsedVcpus(c.usedVcpus());
-      }
-      List<String> names = vms.getOrDefault(id, List.of());
-      b.addAllVms(names.stream().sorted().toList());
-      Versioned<Maintenance> m = maintenance.get(id);
-      if (m != null) {
-        b.setMaintenanceReason(m.value().getReason());
-      }
-      Long lost = t.failover.lostAt(id);
-      if (lost != null && h == null) {
-        b.setLostAtMs(lost);
-      }
-      out.add(b.build());
-    }
-    return out;
-  }
 }

@@ -21,94 +21,102 @@ import java.util.Map;
  * session is lost.
  */
 public final class ClusterAgent implements Closeable {
-  /**
-   * What the host offers the cluster.
-   *
-   * @param memoryBytes memory for VMs
-   * @param vcpus vCPUs for VMs (may exceed the cores: overcommit)
-   */
-  public record Capacity(long memoryBytes, int vcpus, Map<String, String> labels) {
-    public Capacity {
-      if (memoryBytes <= 0 || vcpus <= 0) {
-        throw new IllegalArgumentException("host capacity must be positive");
-      }
-      labels = Map.copyOf(labels);
-    }
-
-    /** This machine: its memory (MemTotal) and four vCPUs per core. */
-    public static Capacity ofThisMachine() {
-      return new Capacity(memTotal(), Runtime.getRuntime().availableProcessors() * 4, Map.of());
-    }
-
-    static long memTotal() {
-      try {
-        for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
-          if (line.startsWith("MemTotal:")) {
-            return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
-          }
+    /**
+     * What the host offers the cluster.
+     *
+     * @param memoryBytes memory for VMs
+     * @param vcpus vCPUs for VMs (may exceed the cores: overcommit)
+     */
+    public record Capacity(long memoryBytes, int vcpus, Map<String, String> labels) {
+        public Capacity {
+            if (memoryBytes <= 0 || vcpus <= 0) {
+                throw new IllegalArgumentException("host capacity must be positive");
+            }
+            labels = Map.copyOf(labels);
         }
-      } catch (IOException | NumberFormatException e) {
-        // fall through
-      }
-      return Runtime.getRuntime().maxMemory();
+
+        /** This machine: its memory (MemTotal) and four vCPUs per core. */
+        public static Capacity ofThisMachine() {
+            return new Capacity(memTotal(), Runtime.getRuntime().availableProcessors() * 4, Map.of());
+        }
+
+        static long memTotal() {
+            try {
+                for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+                    if (line.startsWith("MemTotal:")) {
+                        return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                    }
+                }
+            } catch (IOException | NumberFormatException e) {
+                // fall through
+            }
+            return Runtime.getRuntime().maxMemory();
+        }
     }
-  }
 
-  private final Agent agent;
-  private final ClusterMember member;
+    private final Agent agent;
+    private final ClusterMember member;
 
-  private ClusterAgent(Agent agent, ClusterMember member) {
-    this.agent = agent;
-    this.member = member;
-  }
-
-  /** Starts the agent, then joins the cluster (registration completes in the background). */
-  public static ClusterAgent start(AgentConfig config, HypervisorDriver driver, ZkClients zk, Capacity capacity,
-      Duration auditInterval) throws IOException {
-    ClusterMember member = new ClusterMember(zk, config.hostId(), auditInterval);
-    Agent agent = new Agent(config, driver, member.commits(), member.ownership());
-    try {
-      agent.start();
-    } catch (IOException | RuntimeException e) {
-      agent.close();
-      member.close();
-      throw e;
+    private ClusterAgent(Agent agent, ClusterMember member) {
+        this.agent = agent;
+        this.member = member;
     }
-    member.start(new ClusterMember.Host() {
-      @Override
-      public HostRecord describe() {
-        AgentInfo info = agent.describe();
-        return HostRecord.newBuilder().setSchemaVersion(Records.SCHEMA_VERSION).setHostId(config.hostId())
-            .setEndpoint(agent.endpoint().toString()).setMemoryBytes(capacity.memoryBytes()).setVcpus(capacity.vcpus())
-            .putAllLabels(capacity.labels()).setDriver(info.getDriver()).setAgentVersion(info.getVersion())
-            .setPid(info.getPid()).build();
-      }
 
-      @Override
-      public List<String> fence(String reason) {
-        return agent.fence(reason);
-      }
+    /** Starts the agent, then joins the cluster (registration completes in the background). */
+    public static ClusterAgent start(
+            AgentConfig config, HypervisorDriver driver, ZkClients zk, Capacity capacity, Duration auditInterval)
+            throws IOException {
+        ClusterMember member = new ClusterMember(zk, config.hostId(), auditInterval);
+        Agent agent = new Agent(config, driver, member.commits(), member.ownership());
+        try {
+            agent.start();
+        } catch (IOException | RuntimeException e) {
+            agent.close();
+            member.close();
+            throw e;
+        }
+        member.start(new ClusterMember.Host() {
+            @Override
+            public HostRecord describe() {
+                AgentInfo info = agent.describe();
+                return HostRecord.newBuilder()
+                        .setSchemaVersion(Records.SCHEMA_VERSION)
+                        .setHostId(config.hostId())
+                        .setEndpoint(agent.endpoint().toString())
+                        .setMemoryBytes(capacity.memoryBytes())
+                        .setVcpus(capacity.vcpus())
+                        .putAllLabels(capacity.labels())
+                        .setDriver(info.getDriver())
+                        .setAgentVersion(info.getVersion())
+                        .setPid(info.getPid())
+                        .build();
+            }
 
-      @Override
-      public boolean holds(String vm) {
-        return agent.holds(vm);
-      }
-    });
-    return new ClusterAgent(agent, member);
-  }
+            @Override
+            public List<String> fence(String reason) {
+                return agent.fence(reason);
+            }
 
-  public Agent agent() {
-    return agent;
-  }
+            @Override
+            public boolean holds(String vm) {
+                return agent.holds(vm);
+            }
+        });
+        return new ClusterAgent(agent, member);
+    }
 
-  public ClusterMember member() {
-    return member;
-  }
+    public Agent agent() {
+        return agent;
+    }
 
-  /** Stops the VMs (releasing their run locks), then leaves the cluster. */
-  @Override
-  public void close() {
-    agent.close();
-    member.close();
-  }
+    public ClusterMember member() {
+        return member;
+    }
+
+    /** Stops the VMs (releasing their run locks), then leaves the cluster. */
+    @Override
+    public void close() {
+        agent.close();
+        member.close();
+    }
 }

@@ -25,169 +25,187 @@ import org.slf4j.LoggerFactory;
  * ended (and the host has fenced).
  */
 final class ZkOwnership implements Ownership {
-  private static final Logger log = LoggerFactory.getLogger(ZkOwnership.class);
-  private static final int CONFLICT_RETRIES = 5;
+    private static final Logger log = LoggerFactory.getLogger(ZkOwnership.class);
+    private static final int CONFLICT_RETRIES = 5;
 
-  /** A lock this host took or tried to take; {@code wanted} false once the VM no longer runs here. */
-  private record Tracked(long epoch, long sessionId, boolean wanted) {}
+    /** A lock this host took or tried to take; {@code wanted} false once the VM no longer runs here. */
+    private record Tracked(long epoch, long sessionId, boolean wanted) {}
 
-  private final ClusterMember member;
-  private final ConcurrentMap<String, Tracked> tracked = new ConcurrentHashMap<>();
+    private final ClusterMember member;
+    private final ConcurrentMap<String, Tracked> tracked = new ConcurrentHashMap<>();
 
-  ZkOwnership(ClusterMember member) {
-    this.member = member;
-  }
+    ZkOwnership(ClusterMember member) {
+        this.member = member;
+    }
 
-  @Override
-  public void acquire(String vm, long epoch) throws AgentException {
-    ClusterMember.Session s = member.memberSession("start VM '" + vm + "'");
-    String host = member.hostId();
-    String lock = ClusterPaths.running(vm);
-    for (int attempt = 0; ; attempt++) {
-      try {
-        Optional<Versioned<VmRecord>> record = s.store.vm(vm);
-        if (record.isEmpty()) {
-          throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vm + "' has no record in the cluster; "
-              + host + " may not run it");
+    @Override
+    public void acquire(String vm, long epoch) throws AgentException {
+        ClusterMember.Session s = member.memberSession("start VM '" + vm + "'");
+        String host = member.hostId();
+        String lock = ClusterPaths.running(vm);
+        for (int attempt = 0; ; attempt++) {
+            try {
+                Optional<Versioned<VmRecord>> record = s.store.vm(vm);
+                if (record.isEmpty()) {
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION,
+                            "VM '" + vm + "' has no record in the cluster; " + host + " may not run it");
+                }
+                VmRecord r = record.get().value();
+                if (!r.getOwner().equals(host) || r.getEpoch() != epoch) {
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION,
+                            "VM '" + vm + "' belongs to " + r.getOwner() + " at epoch " + r.getEpoch() + ", not to "
+                                    + host + " at epoch " + epoch);
+                }
+                tracked.put(vm, new Tracked(epoch, s.id, true));
+                RunningRecord running = RunningRecord.newBuilder()
+                        .setSchemaVersion(Records.SCHEMA_VERSION)
+                        .setHostId(host)
+                        .setEpoch(epoch)
+                        .setSinceMs(System.currentTimeMillis())
+                        .build();
+                s.store.commit(
+                        s.store.check(record.get().path(), record.get().version()),
+                        s.store.create(lock, running, CreateMode.EPHEMERAL));
+                log.debug("{} took the run lock of {} at epoch {}", host, vm, epoch);
+                return;
+            } catch (KeeperException e) {
+                int failed = ClusterStore.failedOp(e);
+                if (failed == 1 && e.code() == KeeperException.Code.NODEEXISTS) {
+                    if (heldByUs(s, vm, epoch)) {
+                        return;
+                    }
+                    tracked.remove(vm);
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION,
+                            "VM '" + vm + "' may still run elsewhere: " + describeHolder(s, vm)
+                                    + "; its run lock is held until that host's session ends");
+                }
+                if (failed == 0 && attempt < CONFLICT_RETRIES) {
+                    continue; // the record changed between our read and our write: read again
+                }
+                // Unknown outcome: the lock may exist. The VM will not start, so the audit removes it.
+                tracked.put(vm, new Tracked(epoch, s.id, false));
+                throw new AgentException(
+                        Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "': " + e.getMessage());
+            } catch (AgentException e) {
+                throw e;
+            } catch (Exception e) {
+                tracked.put(vm, new Tracked(epoch, s.id, false));
+                throw new AgentException(
+                        Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "': " + e, e);
+            }
         }
-        VmRecord r = record.get().value();
-        if (!r.getOwner().equals(host) || r.getEpoch() != epoch) {
-          throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vm + "' belongs to " + r.getOwner()
-              + " at epoch " + r.getEpoch() + ", not to " + host + " at epoch " + epoch);
+    }
+
+    @Override
+    public void confirm(String vm, long epoch) throws AgentException {
+        ClusterMember.Session s = member.memberSession("run VM '" + vm + "'");
+        Tracked t = tracked.get(vm);
+        if (t == null || !t.wanted() || t.sessionId() != s.id || t.epoch() != epoch) {
+            throw new AgentException(
+                    Status.Code.FAILED_PRECONDITION,
+                    member.hostId() + " does not hold the run lock of VM '" + vm + "' at epoch " + epoch
+                            + " under its current session");
         }
-        tracked.put(vm, new Tracked(epoch, s.id, true));
-        RunningRecord running = RunningRecord.newBuilder().setSchemaVersion(Records.SCHEMA_VERSION).setHostId(host)
-            .setEpoch(epoch).setSinceMs(System.currentTimeMillis()).build();
-        s.store.commit(s.store.check(record.get().path(), record.get().version()),
-            s.store.create(lock, running, CreateMode.EPHEMERAL));
-        log.debug("{} took the run lock of {} at epoch {}", host, vm, epoch);
-        return;
-      } catch (KeeperException e) {
-        int failed = ClusterStore.failedOp(e);
-        if (failed == 1 && e.code() == KeeperException.Code.NODEEXISTS) {
-          if (heldByUs(s, vm, epoch)) {
+    }
+
+    private static boolean heldByUs(ClusterMember.Session s, String vm, long epoch) {
+        try {
+            Optional<Versioned<RunningRecord>> held = s.store.running(vm);
+            return held.isPresent()
+                    && held.get().ephemeralOwner() == s.id
+                    && held.get().value().getEpoch() == epoch;
+        } catch (Exception e) {
+            return false;
+        }
+    }
+
+    private static String describeHolder(ClusterMember.Session s, String vm) {
+        try {
+            return s.store
+                    .running(vm)
+                    .map(v -> v.value().getHostId() + " holds it at epoch "
+                            + v.value().getEpoch())
+                    .orElse("its lock was just released");
+        } catch (Exception e) {
+            return "held by another session";
+        }
+    }
+
+    @Override
+    public void release(String vm, long epoch) {
+        Tracked t = tracked.get(vm);
+        if (t == null) {
             return;
-          }
-          tracked.remove(vm);
-          throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vm + "' may still run elsewhere: "
-              + describeHolder(s, vm) + "; its run lock is held until that host's session ends");
         }
-        if (failed == 0 && attempt < CONFLICT_RETRIES) {
-          continue; // the record changed between our read and our write: read again
+        tracked.put(vm, new Tracked(t.epoch(), t.sessionId(), false));
+        member.background().execute(() -> tryRelease(vm));
+    }
+
+    /** Deletes our lock of {@code vm} if this session holds it; forgets it once settled. */
+    private void tryRelease(String vm) {
+        Tracked t = tracked.get(vm);
+        if (t == null || t.wanted()) {
+            return;
         }
-        // Unknown outcome: the lock may exist. The VM will not start, so the audit removes it.
-        tracked.put(vm, new Tracked(epoch, s.id, false));
-        throw new AgentException(Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "': "
-            + e.getMessage());
-      } catch (AgentException e) {
-        throw e;
-      } catch (Exception e) {
-        tracked.put(vm, new Tracked(epoch, s.id, false));
-        throw new AgentException(Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "': " + e, e);
-      }
-    }
-  }
-
-  @Override
-  public void confirm(String vm, long epoch) throws AgentException {
-    ClusterMember.Session s = member.memberSession("run VM '" + vm + "'");
-    Tracked t = tracked.get(vm);
-    if (t == null || !t.wanted() || t.sessionId() != s.id || t.epoch() != epoch) {
-      throw new AgentException(Status.Code.FAILED_PRECONDITION, member.hostId() + " does not hold the run lock of VM '"
-          + vm + "' at epoch " + epoch + " under its current session");
-    }
-  }
-
-  private static boolean heldByUs(ClusterMember.Session s, String vm, long epoch) {
-    try {
-      Optional<Versioned<RunningRecord>> held = s.store.running(vm);
-      return held.isPresent() && held.get().ephemeralOwner() == s.id && held.get().value().getEpoch() == epoch;
-    } catch (Exception e) {
-      return false;
-    }
-  }
-
-  private static String describeHolder(ClusterMember.Session s, String vm) {
-    try {
-      return s.store.running(vm).map(v -> v.value().getHostId() + " holds it at epoch " + v.value().getEpoch())
-          .orElse("its lock was just released");
-    } catch (Exception e) {
-      return "held by another session";
-    }
-  }
-
-  @Override
-  public void release(String vm, long epoch) {
-    Tracked t = tracked.get(vm);
-    if (t == null) {
-      return;
-    }
-    tracked.put(vm, new Tracked(t.epoch(), t.sessionId(), false));
-    member.background().execute(() -> tryRelease(vm));
-  }
-
-  /** Deletes our lock of {@code vm} if this session holds it; forgets it once settled. */
-  private void tryRelease(String vm) {
-    Tracked t = tracked.get(vm);
-    if (t == null || t.wanted()) {
-      return;
-    }
-    ClusterMember.Session s = member.anySession();
-    if (s == null || s.id != t.sessionId()) {
-      // Another session now: the old session's lock went with it.
-      tracked.remove(vm, t);
-      return;
-    }
-    try {
-      Optional<Versioned<RunningRecord>> held = s.store.running(vm);
-      if (held.isPresent() && held.get().ephemeralOwner() == s.id) {
-        s.store.commit(s.store.delete(held.get().path(), held.get().version()));
-        log.debug("{} released the run lock of {}", member.hostId(), vm);
-      }
-      tracked.remove(vm, t);
-    } catch (Exception e) {
-      log.debug("{}: cannot release the run lock of {} yet: {}", member.hostId(), vm, e.toString());
-    }
-  }
-
-  /**
-   * Keeps locks and VMs in step: a lock taken for a VM that does not run here (its start failed
-   * after the lock, or a release was lost) goes.
-   */
-  void audit() {
-    ClusterMember.Host host = member.host();
-    if (host == null || member.state() != ClusterMember.State.MEMBER) {
-      return;
-    }
-    for (var e : tracked.entrySet()) {
-      String vm = e.getKey();
-      Tracked t = e.getValue();
-      if (t.wanted() && !host.holds(vm)) {
-        // Give a start in progress its time: only a lock wanted for two audits without a VM goes.
-        if (!suspect.add(vm)) {
-          suspect.remove(vm);
-          tracked.replace(vm, t, new Tracked(t.epoch(), t.sessionId(), false));
-          tryRelease(vm);
+        ClusterMember.Session s = member.anySession();
+        if (s == null || s.id != t.sessionId()) {
+            // Another session now: the old session's lock went with it.
+            tracked.remove(vm, t);
+            return;
         }
-      } else {
-        suspect.remove(vm);
-        if (!t.wanted()) {
-          tryRelease(vm);
+        try {
+            Optional<Versioned<RunningRecord>> held = s.store.running(vm);
+            if (held.isPresent() && held.get().ephemeralOwner() == s.id) {
+                s.store.commit(s.store.delete(held.get().path(), held.get().version()));
+                log.debug("{} released the run lock of {}", member.hostId(), vm);
+            }
+            tracked.remove(vm, t);
+        } catch (Exception e) {
+            log.debug("{}: cannot release the run lock of {} yet: {}", member.hostId(), vm, e.toString());
         }
-      }
     }
-  }
 
-  private final java.util.Set<String> suspect = ConcurrentHashMap.newKeySet();
+    /**
+     * Keeps locks and VMs in step: a lock taken for a VM that does not run here (its start failed
+     * after the lock, or a release was lost) goes.
+     */
+    void audit() {
+        ClusterMember.Host host = member.host();
+        if (host == null || member.state() != ClusterMember.State.MEMBER) {
+            return;
+        }
+        for (var e : tracked.entrySet()) {
+            String vm = e.getKey();
+            Tracked t = e.getValue();
+            if (t.wanted() && !host.holds(vm)) {
+                // Give a start in progress its time: only a lock wanted for two audits without a VM goes.
+                if (!suspect.add(vm)) {
+                    suspect.remove(vm);
+                    tracked.replace(vm, t, new Tracked(t.epoch(), t.sessionId(), false));
+                    tryRelease(vm);
+                }
+            } else {
+                suspect.remove(vm);
+                if (!t.wanted()) {
+                    tryRelease(vm);
+                }
+            }
+        }
+    }
 
-  /** A lock taken by the migration commit (the destination's). */
-  void track(String vm, long epoch, long sessionId) {
-    tracked.put(vm, new Tracked(epoch, sessionId, true));
-  }
+    private final java.util.Set<String> suspect = ConcurrentHashMap.newKeySet();
 
-  /** After a fence: the old session's locks are gone with it. */
-  void forgetAll() {
-    tracked.clear();
-    suspect.clear();
-  }
+    /** A lock taken by the migration commit (the destination's). */
+    void track(String vm, long epoch, long sessionId) {
+        tracked.put(vm, new Tracked(epoch, sessionId, true));
+    }
+
+    /** After a fence: the old session's locks are gone with it. */
+    void forgetAll() {
+        tracked.clear();
+        suspect.clear();
+    }
 }

@@ -36,68 +36,71 @@ import java.time.Duration;
  * (docs/ARCHITECTURE.md, "Cluster", limits).
  */
 public final class FencePolicy {
-  private FencePolicy() {}
+    private FencePolicy() {}
 
-  /** How long after SUSPENDED a host kills its VMs if it has not reconnected: T/6. */
-  public static Duration fenceDelay(Duration sessionTimeout) {
-    check(sessionTimeout);
-    return Duration.ofMillis(sessionTimeout.toMillis() / 6);
-  }
-
-  /** How often an agent proves its session is alive, to push its fence deadline out: T/6. */
-  public static Duration probeInterval(Duration sessionTimeout) {
-    return fenceDelay(sessionTimeout);
-  }
-
-  /**
-   * When a host that went SUSPENDED at {@code suspendedAtNanos} must have fenced, given that a
-   * probe sent at {@code lastAnsweredProbeSentNanos} (monotonic nanos; {@code Long.MIN_VALUE} if
-   * none) was answered: the later of SUSPENDED + T/6 and that send time + 5T/6.
-   */
-  public static long fenceDeadline(Duration sessionTimeout, long suspendedAtNanos, long lastAnsweredProbeSentNanos) {
-    long worstCase = suspendedAtNanos + fenceDelay(sessionTimeout).toNanos();
-    if (lastAnsweredProbeSentNanos == Long.MIN_VALUE) {
-      return worstCase;
+    /** How long after SUSPENDED a host kills its VMs if it has not reconnected: T/6. */
+    public static Duration fenceDelay(Duration sessionTimeout) {
+        check(sessionTimeout);
+        return Duration.ofMillis(sessionTimeout.toMillis() / 6);
     }
-    long fromProbe = lastAnsweredProbeSentNanos + sessionTimeout.toNanos() - fenceDelay(sessionTimeout).toNanos();
-    return Math.max(worstCase, fromProbe);
-  }
 
-  /**
-   * The coordinator's wait between seeing a host's session expire and restarting its VMs,
-   * unless configured: T/5, at least 500 ms.
-   */
-  public static Duration defaultFailoverMargin(Duration sessionTimeout) {
-    check(sessionTimeout);
-    Duration fifth = Duration.ofMillis(sessionTimeout.toMillis() / 5);
-    return fifth.compareTo(Duration.ofMillis(500)) < 0 ? Duration.ofMillis(500) : fifth;
-  }
-
-  /**
-   * The worst-case timeline after a host's last contact with ZooKeeper at 0.
-   *
-   * @param suspended the host's client gives up on its connection (2T/3)
-   * @param fence the host kills its VMs (5T/6)
-   * @param expiry the session may expire, the earliest the coordinator can learn of it (T)
-   * @param restart the coordinator may restart the VMs elsewhere (T + margin)
-   * @param slack time between the fence and the earliest restart (T/6 + margin)
-   */
-  public record Timeline(Duration suspended, Duration fence, Duration expiry, Duration restart, Duration slack) {}
-
-  public static Timeline timeline(Duration sessionTimeout, Duration failoverMargin) {
-    check(sessionTimeout);
-    if (failoverMargin.isNegative()) {
-      throw new IllegalArgumentException("failover margin must not be negative");
+    /** How often an agent proves its session is alive, to push its fence deadline out: T/6. */
+    public static Duration probeInterval(Duration sessionTimeout) {
+        return fenceDelay(sessionTimeout);
     }
-    Duration suspended = Duration.ofMillis(sessionTimeout.toMillis() * 2 / 3);
-    Duration fence = suspended.plus(fenceDelay(sessionTimeout));
-    Duration restart = sessionTimeout.plus(failoverMargin);
-    return new Timeline(suspended, fence, sessionTimeout, restart, restart.minus(fence));
-  }
 
-  private static void check(Duration sessionTimeout) {
-    if (sessionTimeout.toMillis() < 1000) {
-      throw new IllegalArgumentException("session timeout must be at least 1 s, got " + sessionTimeout.toMillis() + " ms");
+    /**
+     * When a host that went SUSPENDED at {@code suspendedAtNanos} must have fenced, given that a
+     * probe sent at {@code lastAnsweredProbeSentNanos} (monotonic nanos; {@code Long.MIN_VALUE} if
+     * none) was answered: the later of SUSPENDED + T/6 and that send time + 5T/6.
+     */
+    public static long fenceDeadline(Duration sessionTimeout, long suspendedAtNanos, long lastAnsweredProbeSentNanos) {
+        long worstCase = suspendedAtNanos + fenceDelay(sessionTimeout).toNanos();
+        if (lastAnsweredProbeSentNanos == Long.MIN_VALUE) {
+            return worstCase;
+        }
+        long fromProbe = lastAnsweredProbeSentNanos
+                + sessionTimeout.toNanos()
+                - fenceDelay(sessionTimeout).toNanos();
+        return Math.max(worstCase, fromProbe);
     }
-  }
+
+    /**
+     * The coordinator's wait between seeing a host's session expire and restarting its VMs,
+     * unless configured: T/5, at least 500 ms.
+     */
+    public static Duration defaultFailoverMargin(Duration sessionTimeout) {
+        check(sessionTimeout);
+        Duration fifth = Duration.ofMillis(sessionTimeout.toMillis() / 5);
+        return fifth.compareTo(Duration.ofMillis(500)) < 0 ? Duration.ofMillis(500) : fifth;
+    }
+
+    /**
+     * The worst-case timeline after a host's last contact with ZooKeeper at 0.
+     *
+     * @param suspended the host's client gives up on its connection (2T/3)
+     * @param fence the host kills its VMs (5T/6)
+     * @param expiry the session may expire, the earliest the coordinator can learn of it (T)
+     * @param restart the coordinator may restart the VMs elsewhere (T + margin)
+     * @param slack time between the fence and the earliest restart (T/6 + margin)
+     */
+    public record Timeline(Duration suspended, Duration fence, Duration expiry, Duration restart, Duration slack) {}
+
+    public static Timeline timeline(Duration sessionTimeout, Duration failoverMargin) {
+        check(sessionTimeout);
+        if (failoverMargin.isNegative()) {
+            throw new IllegalArgumentException("failover margin must not be negative");
+        }
+        Duration suspended = Duration.ofMillis(sessionTimeout.toMillis() * 2 / 3);
+        Duration fence = suspended.plus(fenceDelay(sessionTimeout));
+        Duration restart = sessionTimeout.plus(failoverMargin);
+        return new Timeline(suspended, fence, sessionTimeout, restart, restart.minus(fence));
+    }
+
+    private static void check(Duration sessionTimeout) {
+        if (sessionTimeout.toMillis() < 1000) {
+            throw new IllegalArgumentException(
+                    "session timeout must be at least 1 s, got " + sessionTimeout.toMillis() + " ms");
+        }
+    }
 }

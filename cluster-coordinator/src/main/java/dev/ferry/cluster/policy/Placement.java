@@ -16,82 +16,101 @@ import java.util.Set;
  * answer).
  */
 public final class Placement {
-  private Placement() {}
+    private Placement() {}
 
-  /** What a host offers and what is already taken on it. */
-  public record Host(String id, boolean alive, boolean maintenance, long memoryBytes, int vcpus, long usedMemoryBytes,
-      int usedVcpus, int vmCount, Set<String> groups) {
-    public Host {
-      groups = Set.copyOf(groups);
+    /** What a host offers and what is already taken on it. */
+    public record Host(
+            String id,
+            boolean alive,
+            boolean maintenance,
+            long memoryBytes,
+            int vcpus,
+            long usedMemoryBytes,
+            int usedVcpus,
+            int vmCount,
+            Set<String> groups) {
+        public Host {
+            groups = Set.copyOf(groups);
+        }
+
+        long freeMemory() {
+            return memoryBytes - usedMemoryBytes;
+        }
+
+        int freeVcpus() {
+            return vcpus - usedVcpus;
+        }
+
+        /** This host after {@code d} is placed on it. */
+        public Host with(Demand d) {
+            Set<String> g = new HashSet<>(groups);
+            if (!d.group().isEmpty()) {
+                g.add(d.group());
+            }
+            return new Host(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    vcpus,
+                    usedMemoryBytes + d.memoryBytes(),
+                    usedVcpus + d.vcpus(),
+                    vmCount + 1,
+                    g);
+        }
     }
 
-    long freeMemory() {
-      return memoryBytes - usedMemoryBytes;
+    /** What a VM needs. {@code group} is its anti-affinity group, empty for none. */
+    public record Demand(String vm, long memoryBytes, int vcpus, String group) {
+        public Demand {
+            group = group == null ? "" : group;
+        }
     }
 
-    int freeVcpus() {
-      return vcpus - usedVcpus;
+    /** A decision: a host, or why there is none. */
+    public sealed interface Decision permits Placed, NoHost {}
+
+    public record Placed(String host) implements Decision {}
+
+    public record NoHost(String reason) implements Decision {}
+
+    public static Decision place(Demand d, Collection<Host> hosts, Set<String> exclude) {
+        List<Host> fits = new ArrayList<>();
+        List<String> why = new ArrayList<>();
+        for (Host h : hosts.stream().sorted(Comparator.comparing(Host::id)).toList()) {
+            if (exclude.contains(h.id())) {
+                continue;
+            }
+            if (!h.alive()) {
+                why.add(h.id() + " is down");
+            } else if (h.maintenance()) {
+                why.add(h.id() + " is in maintenance");
+            } else if (h.freeMemory() < d.memoryBytes()) {
+                why.add(h.id() + " has " + mib(Math.max(0, h.freeMemory())) + " free");
+            } else if (h.freeVcpus() < d.vcpus()) {
+                why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
+            } else {
+                fits.add(h);
+            }
+        }
+        if (fits.isEmpty()) {
+            return new NoHost("no host fits " + d.vm() + " (" + mib(d.memoryBytes()) + ", " + d.vcpus() + " vCPU"
+                    + (d.vcpus() == 1 ? "" : "s") + ")"
+                    + (why.isEmpty() ? ": no other host" : ": " + String.join(", ", why)));
+        }
+        List<Host> apart = d.group().isEmpty()
+                ? fits
+                : fits.stream().filter(h -> !h.groups().contains(d.group())).toList();
+        List<Host> pool = apart.isEmpty() ? fits : apart;
+        Host best = pool.stream()
+                .min(Comparator.comparingLong((Host h) -> -(h.freeMemory() - d.memoryBytes()))
+                        .thenComparingInt(Host::vmCount)
+                        .thenComparing(Host::id))
+                .orElseThrow();
+        return new Placed(best.id());
     }
 
-    /** This host after {@code d} is placed on it. */
-    public Host with(Demand d) {
-      Set<String> g = new HashSet<>(groups);
-      if (!d.group().isEmpty()) {
-        g.add(d.group());
-      }
-      return new Host(id, alive, maintenance, memoryBytes, vcpus, usedMemoryBytes + d.memoryBytes(), usedVcpus + d.vcpus(),
-          vmCount + 1, g);
+    static String mib(long bytes) {
+        return String.format(Locale.ROOT, "%d MiB", bytes >> 20);
     }
-  }
-
-  /** What a VM needs. {@code group} is its anti-affinity group, empty for none. */
-  public record Demand(String vm, long memoryBytes, int vcpus, String group) {
-    public Demand {
-      group = group == null ? "" : group;
-    }
-  }
-
-  /** A decision: a host, or why there is none. */
-  public sealed interface Decision permits Placed, NoHost {}
-
-  public record Placed(String host) implements Decision {}
-
-  public record NoHost(String reason) implements Decision {}
-
-  public static Decision place(Demand d, Collection<Host> hosts, Set<String> exclude) {
-    List<Host> fits = new ArrayList<>();
-    List<String> why = new ArrayList<>();
-    for (Host h : hosts.stream().sorted(Comparator.comparing(Host::id)).toList()) {
-      if (exclude.contains(h.id())) {
-        continue;
-      }
-      if (!h.alive()) {
-        why.add(h.id() + " is down");
-      } else if (h.maintenance()) {
-        why.add(h.id() + " is in maintenance");
-      } else if (h.freeMemory() < d.memoryBytes()) {
-        why.add(h.id() + " has " + mib(Math.max(0, h.freeMemory())) + " free");
-      } else if (h.freeVcpus() < d.vcpus()) {
-        why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
-      } else {
-        fits.add(h);
-      }
-    }
-    if (fits.isEmpty()) {
-      return new NoHost("no host fits " + d.vm() + " (" + mib(d.memoryBytes()) + ", " + d.vcpus() + " vCPU"
-          + (d.vcpus() == 1 ? "" : "s") + ")" + (why.isEmpty() ? ": no other host" : ": " + String.join(", ", why)));
-    }
-    List<Host> apart = d.group().isEmpty() ? fits : fits.stream().filter(h -> !h.groups().contains(d.group())).toList();
-    List<Host> pool = apart.isEmpty() ? fits : apart;
-    Host best = pool.stream()
-        .min(Comparator.comparingLong((Host h) -> -(h.freeMemory() - d.memoryBytes()))
-            .thenComparingInt(Host::vmCount)
-            .thenComparing(Host::id))
-        .orElseThrow();
-    return new Placed(best.id());
-  }
-
-  static String mib(long bytes) {
-    return String.format(Locale.ROOT, "%d MiB", bytes >> 20);
-  }
 }

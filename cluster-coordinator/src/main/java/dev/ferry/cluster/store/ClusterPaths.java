@@ -7,65 +7,67 @@ import java.util.regex.Pattern;
  * (cluster.proto describes each record).
  */
 public final class ClusterPaths {
-  private ClusterPaths() {}
+    private ClusterPaths() {}
 
-  private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-  // Intent ids are request ids (UUIDs) or built from them with a VM name: longer.
-  private static final Pattern INTENT_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,199}");
+    private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+    // Intent ids are request ids (UUIDs) or built from them with a VM name: longer.
+    private static final Pattern INTENT_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,199}");
 
-  /** Ephemeral, one per live agent. */
-  public static final String HOSTS = "/hosts";
-  /** Persistent, one per host in maintenance. */
-  public static final String MAINTENANCE = "/maintenance";
-  /** Persistent VM records. */
-  public static final String VMS = "/vms";
-  /** Ephemeral run locks, one per running VM, owned by the running host's session. */
-  public static final String RUNNING = "/running";
-  /** Persistent intents. */
-  public static final String INTENTS = "/intents";
-  /** The coordinators' leader latch. */
-  public static final String LEADER = "/leader";
+    /** Ephemeral, one per live agent. */
+    public static final String HOSTS = "/hosts";
+    /** Persistent, one per host in maintenance. */
+    public static final String MAINTENANCE = "/maintenance";
+    /** Persistent VM records. */
+    public static final String VMS = "/vms";
+    /** Ephemeral run locks, one per running VM, owned by the running host's session. */
+    public static final String RUNNING = "/running";
+    /** Persistent intents. */
+    public static final String INTENTS = "/intents";
+    /** The coordinators' leader latch. */
+    public static final String LEADER = "/leader";
 
-  /** The Curator namespace of a cluster (no leading slash). */
-  public static String namespace(String cluster) {
-    checkName("cluster name", cluster);
-    return "ferry/" + cluster;
-  }
-
-  public static String host(String id) {
-    return HOSTS + "/" + checkName("host id", id);
-  }
-
-  public static String maintenance(String host) {
-    return MAINTENANCE + "/" + checkName("host id", host);
-  }
-
-  public static String vm(String name) {
-    return VMS + "/" + checkName("VM name", name);
-  }
-
-  public static String running(String vm) {
-    return RUNNING + "/" + checkName("VM name", vm);
-  }
-
-  public static String intent(String id) {
-    return INTENTS + "/" + checkIntentId(id);
-  }
-
-  /** Request ids name intents: 1-200 letters, digits, '.', '_' or '-'. */
-  public static String checkIntentId(String id) {
-    if (id == null || !INTENT_ID.matcher(id).matches()) {
-      throw new IllegalArgumentException("request id must be 1-200 letters, digits, '.', '_' or '-', got '" + id + "'");
+    /** The Curator namespace of a cluster (no leading slash). */
+    public static String namespace(String cluster) {
+        checkName("cluster name", cluster);
+        return "ferry/" + cluster;
     }
-    return id;
-  }
 
-  /** Names become path segments: letters, digits, '.', '_', '-', at most 63, not starting with a dot. */
-  public static String checkName(String what, String name) {
-    if (name == null || !NAME.matcher(name).matches()) {
-      throw new IllegalArgumentException(what + " must be 1-63 letters, digits, '.', '_' or '-' starting with a letter "
-          + "or digit, got '" + name + "'");
+    public static String host(String id) {
+        return HOSTS + "/" + checkName("host id", id);
     }
-    return name;
-  }
+
+    public static String maintenance(String host) {
+        return MAINTENANCE + "/" + checkName("host id", host);
+    }
+
+    public static String vm(String name) {
+        return VMS + "/" + checkName("VM name", name);
+    }
+
+    public static String running(String vm) {
+        return RUNNING + "/" + checkName("VM name", vm);
+    }
+
+    public static String intent(String id) {
+        return INTENTS + "/" + checkIntentId(id);
+    }
+
+    /** Request ids name intents: 1-200 letters, digits, '.', '_' or '-'. */
+    public static String checkIntentId(String id) {
+        if (id == null || !INTENT_ID.matcher(id).matches()) {
+            throw new IllegalArgumentException(
+                    "request id must be 1-200 letters, digits, '.', '_' or '-', got '" + id + "'");
+        }
+        return id;
+    }
+
+    /** Names become path segments: letters, digits, '.', '_', '-', at most 63, not starting with a dot. */
+    public static String checkName(String what, String name) {
+        if (name == null || !NAME.matcher(name).matches()) {
+            throw new IllegalArgumentException(
+                    what + " must be 1-63 letters, digits, '.', '_' or '-' starting with a letter " + "or digit, got '"
+                            + name + "'");
+        }
+        return name;
+    }
 }

@@ -24,67 +24,67 @@ import org.slf4j.LoggerFactory;
  * defaults would clamp it to 2 to 20 ticks.
  */
 public final class EmbeddedZooKeeper implements Closeable {
-  private static final Logger log = LoggerFactory.getLogger(EmbeddedZooKeeper.class);
+    private static final Logger log = LoggerFactory.getLogger(EmbeddedZooKeeper.class);
 
-  public enum State {
-    LATENT,
-    STARTED,
-    CLOSED
-  }
-
-  public static final Duration TICK = Duration.ofMillis(200);
-
-  private final Path dataDir;
-  private final InetSocketAddress listen;
-  private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
-  private ZooKeeperServer server;
-  private ServerCnxnFactory connections;
-
-  /** {@code listen} with port 0 picks a free port; {@link #connectString()} tells which. */
-  public EmbeddedZooKeeper(Path dataDir, InetSocketAddress listen) {
-    this.dataDir = dataDir;
-    this.listen = listen;
-  }
-
-  public EmbeddedZooKeeper start() throws IOException {
-    if (!state.compareAndSet(State.LATENT, State.STARTED)) {
-      throw new IllegalStateException("embedded ZooKeeper is " + state.get());
+    public enum State {
+        LATENT,
+        STARTED,
+        CLOSED
     }
-    Files.createDirectories(dataDir);
-    FileTxnSnapLog snapLog = new FileTxnSnapLog(dataDir.toFile(), dataDir.toFile());
-    int tick = (int) TICK.toMillis();
-    server = new ZooKeeperServer(snapLog, tick, 1000, 120_000, -1, new ZKDatabase(snapLog), "");
-    // 0: no limit on connections per client address; every local agent connects from loopback.
-    connections = ServerCnxnFactory.createFactory(listen, 0, -1);
-    try {
-      connections.startup(server);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while starting ZooKeeper", e);
-    }
-    log.info("embedded ZooKeeper serving on {} with data in {}", connectString(), dataDir);
-    return this;
-  }
 
-  public String connectString() {
-    return listen.getHostString() + ":" + connections.getLocalPort();
-  }
+    public static final Duration TICK = Duration.ofMillis(200);
 
-  public int port() {
-    return connections.getLocalPort();
-  }
+    private final Path dataDir;
+    private final InetSocketAddress listen;
+    private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
+    private ZooKeeperServer server;
+    private ServerCnxnFactory connections;
 
-  @Override
-  public void close() {
-    if (state.getAndSet(State.CLOSED) != State.STARTED) {
-      return;
+    /** {@code listen} with port 0 picks a free port; {@link #connectString()} tells which. */
+    public EmbeddedZooKeeper(Path dataDir, InetSocketAddress listen) {
+        this.dataDir = dataDir;
+        this.listen = listen;
     }
-    connections.shutdown();
-    server.shutdown();
-    try {
-      connections.join();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
+
+    public EmbeddedZooKeeper start() throws IOException {
+        if (!state.compareAndSet(State.LATENT, State.STARTED)) {
+            throw new IllegalStateException("embedded ZooKeeper is " + state.get());
+        }
+        Files.createDirectories(dataDir);
+        FileTxnSnapLog snapLog = new FileTxnSnapLog(dataDir.toFile(), dataDir.toFile());
+        int tick = (int) TICK.toMillis();
+        server = new ZooKeeperServer(snapLog, tick, 1000, 120_000, -1, new ZKDatabase(snapLog), "");
+        // 0: no limit on connections per client address; every local agent connects from loopback.
+        connections = ServerCnxnFactory.createFactory(listen, 0, -1);
+        try {
+            connections.startup(server);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while starting ZooKeeper", e);
+        }
+        log.info("embedded ZooKeeper serving on {} with data in {}", connectString(), dataDir);
+        return this;
     }
-  }
+
+    public String connectString() {
+        return listen.getHostString() + ":" + connections.getLocalPort();
+    }
+
+    public int port() {
+        return connections.getLocalPort();
+    }
+
+    @Override
+    public void close() {
+        if (state.getAndSet(State.CLOSED) != State.STARTED) {
+            return;
+        }
+        connections.shutdown();
+        server.shutdown();
+        try {
+            connections.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
 }

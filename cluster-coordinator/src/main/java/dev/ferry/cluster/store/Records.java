@@ -15,49 +15,50 @@ import java.util.function.ToIntFunction;
  * A record of another version is refused with {@link RecordException}, never read half-right.
  */
 public final class Records {
-  private Records() {}
+    private Records() {}
 
-  /** The one schema version this Ferry writes and reads. */
-  public static final int SCHEMA_VERSION = 1;
+    /** The one schema version this Ferry writes and reads. */
+    public static final int SCHEMA_VERSION = 1;
 
-  public static byte[] encode(Message record) {
-    return record.toByteArray();
-  }
-
-  public static HostRecord host(String path, byte[] data) {
-    return decode(path, data, HostRecord.parser(), HostRecord::getSchemaVersion);
-  }
-
-  public static Maintenance maintenance(String path, byte[] data) {
-    return decode(path, data, Maintenance.parser(), Maintenance::getSchemaVersion);
-  }
-
-  public static VmRecord vm(String path, byte[] data) {
-    return decode(path, data, VmRecord.parser(), VmRecord::getSchemaVersion);
-  }
-
-  public static RunningRecord running(String path, byte[] data) {
-    return decode(path, data, RunningRecord.parser(), RunningRecord::getSchemaVersion);
-  }
-
-  public static Intent intent(String path, byte[] data) {
-    return decode(path, data, Intent.parser(), Intent::getSchemaVersion);
-  }
-
-  static <T extends Message> T decode(String path, byte[] data, Parser<T> parser, ToIntFunction<T> version) {
-    if (data == null || data.length == 0) {
-      throw new RecordException(path, "empty record", null);
+    public static byte[] encode(Message record) {
+        return record.toByteArray();
     }
-    T record;
-    try {
-      record = parser.parseFrom(data);
-    } catch (InvalidProtocolBufferException e) {
-      throw new RecordException(path, "not a record of this kind (" + e.getMessage() + ")", e);
+
+    public static HostRecord host(String path, byte[] data) {
+        return decode(path, data, HostRecord.parser(), HostRecord::getSchemaVersion);
     }
-    int v = version.applyAsInt(record);
-    if (v != SCHEMA_VERSION) {
-      throw new RecordException(path, "schema version " + v + "; this Ferry reads version " + SCHEMA_VERSION, null);
+
+    public static Maintenance maintenance(String path, byte[] data) {
+        return decode(path, data, Maintenance.parser(), Maintenance::getSchemaVersion);
     }
-    return record;
-  }
+
+    public static VmRecord vm(String path, byte[] data) {
+        return decode(path, data, VmRecord.parser(), VmRecord::getSchemaVersion);
+    }
+
+    public static RunningRecord running(String path, byte[] data) {
+        return decode(path, data, RunningRecord.parser(), RunningRecord::getSchemaVersion);
+    }
+
+    public static Intent intent(String path, byte[] data) {
+        return decode(path, data, Intent.parser(), Intent::getSchemaVersion);
+    }
+
+    static <T extends Message> T decode(String path, byte[] data, Parser<T> parser, ToIntFunction<T> version) {
+        if (data == null || data.length == 0) {
+            throw new RecordException(path, "empty record", null);
+        }
+        T record;
+        try {
+            record = parser.parseFrom(data);
+        } catch (InvalidProtocolBufferException e) {
+            throw new RecordException(path, "not a record of this kind (" + e.getMessage() + ")", e);
+        }
+        int v = version.applyAsInt(record);
+        if (v != SCHEMA_VERSION) {
+            throw new RecordException(
+                    path, "schema version " + v + "; this Ferry reads version " + SCHEMA_VERSION, null);
+        }
+        return record;
+    }
 }

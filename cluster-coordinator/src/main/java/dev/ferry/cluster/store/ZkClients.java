@@ -18,48 +18,52 @@ import org.apache.curator.retry.RetryNTimes;
  * @param connectionTimeout how long an operation waits for a connection before failing
  */
 public record ZkClients(String connect, String cluster, Duration sessionTimeout, Duration connectionTimeout) {
-  public ZkClients {
-    Objects.requireNonNull(connect, "connect");
-    if (connect.isBlank()) {
-      throw new IllegalArgumentException("empty ZooKeeper connect string");
+    public ZkClients {
+        Objects.requireNonNull(connect, "connect");
+        if (connect.isBlank()) {
+            throw new IllegalArgumentException("empty ZooKeeper connect string");
+        }
+        ClusterPaths.namespace(cluster);
+        if (sessionTimeout.toMillis() < 1000) {
+            throw new IllegalArgumentException(
+                    "session timeout must be at least 1000 ms, got " + sessionTimeout.toMillis());
+        }
     }
-    ClusterPaths.namespace(cluster);
-    if (sessionTimeout.toMillis() < 1000) {
-      throw new IllegalArgumentException("session timeout must be at least 1000 ms, got " + sessionTimeout.toMillis());
+
+    public static ZkClients of(String connect, String cluster, Duration sessionTimeout) {
+        return new ZkClients(
+                connect,
+                cluster,
+                sessionTimeout,
+                Duration.ofMillis(Math.max(1000, Math.min(15_000, sessionTimeout.toMillis() / 2))));
     }
-  }
 
-  public static ZkClients of(String connect, String cluster, Duration sessionTimeout) {
-    return new ZkClients(connect, cluster, sessionTimeout,
-        Duration.ofMillis(Math.max(1000, Math.min(15_000, sessionTimeout.toMillis() / 2))));
-  }
+    public ZkClients withSessionTimeout(Duration t) {
+        return of(connect, cluster, t);
+    }
 
-  public ZkClients withSessionTimeout(Duration t) {
-    return of(connect, cluster, t);
-  }
+    /** For services built on Curator recipes: failed operations retry a few times. */
+    public CuratorFramework retrying() {
+        return build(new ExponentialBackoffRetry(100, 3, 1000));
+    }
 
-  /** For services built on Curator recipes: failed operations retry a few times. */
-  public CuratorFramework retrying() {
-    return build(new ExponentialBackoffRetry(100, 3, 1000));
-  }
+    /**
+     * One attempt per operation: the caller sees every lost connection and decides itself. The
+     * agent's side uses this, because a commit whose outcome is unknown must be reported as such,
+     * not retried blindly.
+     */
+    public CuratorFramework singleAttempt() {
+        return build(new RetryNTimes(0, 0));
+    }
 
-  /**
-   * One attempt per operation: the caller sees every lost connection and decides itself. The
-   * agent's side uses this, because a commit whose outcome is unknown must be reported as such,
-   * not retried blindly.
-   */
-  public CuratorFramework singleAttempt() {
-    return build(new RetryNTimes(0, 0));
-  }
-
-  private CuratorFramework build(RetryPolicy retry) {
-    return CuratorFrameworkFactory.builder()
-        .connectString(connect)
-        .namespace(ClusterPaths.namespace(cluster))
-        .sessionTimeoutMs((int) sessionTimeout.toMillis())
-        .connectionTimeoutMs((int) connectionTimeout.toMillis())
-        .maxCloseWaitMs(1000)
-        .retryPolicy(retry)
-        .build();
-  }
+    private CuratorFramework build(RetryPolicy retry) {
+        return CuratorFrameworkFactory.builder()
+                .connectString(connect)
+                .namespace(ClusterPaths.namespace(cluster))
+                .sessionTimeoutMs((int) sessionTimeout.toMillis())
+                .connectionTimeoutMs((int) connectionTimeout.toMillis())
+                .maxCloseWaitMs(1000)
+                .retryPolicy(retry)
+                .build();
+    }
 }

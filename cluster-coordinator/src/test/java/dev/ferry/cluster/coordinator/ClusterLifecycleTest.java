@@ -26,52 +26,62 @@ import org.junit.jupiter.api.Test;
 
 /** The VM lifecycle through the coordinator, on real agents and a real ZooKeeper. */
 class ClusterLifecycleTest {
-  static TestCluster cluster;
-  static CoordinatorClient client;
+    static TestCluster cluster;
+    static CoordinatorClient client;
 
-  @BeforeAll
-  static void up() throws Exception {
-    cluster = TestCluster.start();
-    cluster.coordinator(Duration.ofMillis(500));
-    for (String h : List.of("h1", "h2")) {
-      cluster.agent(h, Duration.ofSeconds(3), false);
+    @BeforeAll
+    static void up() throws Exception {
+        cluster = TestCluster.start();
+        cluster.coordinator(Duration.ofMillis(500));
+        for (String h : List.of("h1", "h2")) {
+            cluster.agent(h, Duration.ofSeconds(3), false);
+        }
+        client = cluster.client();
     }
-    client = cluster.client();
-  }
 
-  @AfterAll
-  static void down() throws Exception {
-    cluster.close();
-  }
+    @AfterAll
+    static void down() throws Exception {
+        cluster.close();
+    }
 
-  @Test
-  void aVmMigratesThroughTheClusterAndItsEpochMoves() throws Exception {
-    VmView created = cluster.create(client, TestCluster.spec("web", 32L << 20, 2000), "h1");
-    assertEquals("h1", created.getOwner());
-    assertEquals(1, created.getEpoch());
-    assertEquals(VmState.VM_STATE_RUNNING, created.getState());
+    @Test
+    void aVmMigratesThroughTheClusterAndItsEpochMoves() throws Exception {
+        VmView created = cluster.create(client, TestCluster.spec("web", 32L << 20, 2000), "h1");
+        assertEquals("h1", created.getOwner());
+        assertEquals(1, created.getEpoch());
+        assertEquals(VmState.VM_STATE_RUNNING, created.getState());
 
-    List<MigrationEvent> events = new ArrayList<>();
-    MigrationEvent end = client.migrate(MigrateRequest.newBuilder().setVm("web").setTargetHost("h2")
-        .setOptions(MigrationOptions.newBuilder().setVerify(true)).setRequestId(UUID.randomUUID().toString()).build(),
-        events::add);
-    assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, end.getSummary().getStatus(), end.toString());
-    assertTrue(end.getSummary().getMemoryVerified());
-    assertFalse(events.isEmpty(), "progress was relayed");
-    VmView after = client.vm("web");
-    assertEquals("h2", after.getOwner());
-    assertEquals(2, after.getEpoch());
-    assertEquals(VmState.VM_STATE_RUNNING, after.getState());
-    Timing.await("web's heartbeat moving on h2", Duration.ofSeconds(5), () -> client.vm("web").getHeartbeat() > 0);
-    assertTrue(cluster.runLog.doubleRuns().isEmpty(), cluster.runLog.doubleRuns().toString());
+        List<MigrationEvent> events = new ArrayList<>();
+        MigrationEvent end = client.migrate(
+                MigrateRequest.newBuilder()
+                        .setVm("web")
+                        .setTargetHost("h2")
+                        .setOptions(MigrationOptions.newBuilder().setVerify(true))
+                        .setRequestId(UUID.randomUUID().toString())
+                        .build(),
+                events::add);
+        assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, end.getSummary().getStatus(), end.toString());
+        assertTrue(end.getSummary().getMemoryVerified());
+        assertFalse(events.isEmpty(), "progress was relayed");
+        VmView after = client.vm("web");
+        assertEquals("h2", after.getOwner());
+        assertEquals(2, after.getEpoch());
+        assertEquals(VmState.VM_STATE_RUNNING, after.getState());
+        Timing.await(
+                "web's heartbeat moving on h2",
+                Duration.ofSeconds(5),
+                () -> client.vm("web").getHeartbeat() > 0);
+        assertTrue(
+                cluster.runLog.doubleRuns().isEmpty(),
+                cluster.runLog.doubleRuns().toString());
 
-    VmView stopped = client.stopVm("web", UUID.randomUUID().toString());
-    assertEquals(VmState.VM_STATE_STOPPED, stopped.getState());
-    VmView started = client.startVm("web", UUID.randomUUID().toString());
-    assertEquals(VmState.VM_STATE_RUNNING, started.getState());
-    client.deleteVm("web", UUID.randomUUID().toString());
-    CoordinatorCallException gone = assertThrows(CoordinatorCallException.class, () -> client.vm("web"));
-    assertEquals(Status.Code.NOT_FOUND, gone.code());
-    assertEquals("no VM named 'web' in the cluster", gone.getMessage());
-  }
+        VmView stopped = client.stopVm("web", UUID.randomUUID().toString());
+        assertEquals(VmState.VM_STATE_STOPPED, stopped.getState());
+        VmView started = client.startVm("web", UUID.randomUUID().toString());
+        assertEquals(VmState.VM_STATE_RUNNING, started.getState());
+        client.deleteVm("web", UUID.randomUUID().toString());
+        CoordinatorCallException gone = assertThrows(CoordinatorCallException.class, () -> client.vm("web"));
+        assertEquals(Status.Code.NOT_FOUND, gone.code());
+        assertEquals("no VM named 'web' in the cluster", gone.getMessage());
+    }
 }

@@ -20,44 +20,47 @@ import java.util.concurrent.CountDownLatch;
  * hangs there, so the test can kill it between its decision and the agent call.
  */
 public final class CoordinatorProcess {
-  private CoordinatorProcess() {}
+    private CoordinatorProcess() {}
 
-  public static void main(String[] args) throws Exception {
-    Map<String, String> a = new HashMap<>();
-    for (String arg : args) {
-      int eq = arg.indexOf('=');
-      a.put(arg.substring(0, eq), arg.substring(eq + 1));
-    }
-    CoordinatorConfig config = CoordinatorConfig.of(ZkClients.of(a.get("zk"), a.get("cluster"),
-        Duration.ofMillis(Long.parseLong(a.get("session-ms")))), Endpoint.parse("127.0.0.1:0"),
-        Duration.ofMillis(Long.parseLong(a.get("margin-ms")))).withReconcileInterval(Duration.ofMillis(500));
-    AgentActions agents = TestCluster.grpcAgents();
-    if (a.containsKey("hold-restarts-file")) {
-      GatedAgentActions gated = new GatedAgentActions(agents);
-      Path held = Path.of(a.get("hold-restarts-file"));
-      gated.hold(req -> {
-        if (!req.getRequestId().startsWith("restart.")) {
-          return false;
+    public static void main(String[] args) throws Exception {
+        Map<String, String> a = new HashMap<>();
+        for (String arg : args) {
+            int eq = arg.indexOf('=');
+            a.put(arg.substring(0, eq), arg.substring(eq + 1));
         }
-        try {
-          Files.writeString(held, req.getSpec().getName() + " " + req.getEpoch());
-        } catch (java.io.IOException e) {
-          throw new java.io.UncheckedIOException(e);
+        CoordinatorConfig config = CoordinatorConfig.of(
+                        ZkClients.of(
+                                a.get("zk"), a.get("cluster"), Duration.ofMillis(Long.parseLong(a.get("session-ms")))),
+                        Endpoint.parse("127.0.0.1:0"),
+                        Duration.ofMillis(Long.parseLong(a.get("margin-ms"))))
+                .withReconcileInterval(Duration.ofMillis(500));
+        AgentActions agents = TestCluster.grpcAgents();
+        if (a.containsKey("hold-restarts-file")) {
+            GatedAgentActions gated = new GatedAgentActions(agents);
+            Path held = Path.of(a.get("hold-restarts-file"));
+            gated.hold(req -> {
+                if (!req.getRequestId().startsWith("restart.")) {
+                    return false;
+                }
+                try {
+                    Files.writeString(held, req.getSpec().getName() + " " + req.getEpoch());
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                return true;
+            });
+            agents = gated;
         }
-        return true;
-      });
-      agents = gated;
+        Coordinator c = new Coordinator(config, agents).start();
+        Path endpointFile = Path.of(a.get("endpoint-file"));
+        Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
+        Files.writeString(tmp, c.endpoint().toString());
+        Files.move(tmp, endpointFile);
+        CountDownLatch stop = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            c.close();
+            stop.countDown();
+        }));
+        stop.await();
     }
-    Coordinator c = new Coordinator(config, agents).start();
-    Path endpointFile = Path.of(a.get("endpoint-file"));
-    Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
-    Files.writeString(tmp, c.endpoint().toString());
-    Files.move(tmp, endpointFile);
-    CountDownLatch stop = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      c.close();
-      stop.countDown();
-    }));
-    stop.await();
-  }
 }

@@ -22,79 +22,79 @@ import java.util.function.Predicate;
  * interrupted. Counts the CreateVm calls that went through.
  */
 public final class GatedAgentActions implements AgentActions {
-  private final AgentActions inner;
-  private volatile Predicate<CreateVmRequest> hold = r -> false;
-  private final CountDownLatch held = new CountDownLatch(1);
-  private final AtomicInteger creates = new AtomicInteger();
+    private final AgentActions inner;
+    private volatile Predicate<CreateVmRequest> hold = r -> false;
+    private final CountDownLatch held = new CountDownLatch(1);
+    private final AtomicInteger creates = new AtomicInteger();
 
-  public GatedAgentActions(AgentActions inner) {
-    this.inner = inner;
-  }
-
-  public void hold(Predicate<CreateVmRequest> which) {
-    this.hold = which;
-  }
-
-  public CountDownLatch held() {
-    return held;
-  }
-
-  public int creates() {
-    return creates.get();
-  }
-
-  @Override
-  public VmStatus createVm(HostRecord host, CreateVmRequest request) {
-    if (hold.test(request)) {
-      held.countDown();
-      try {
-        Thread.sleep(Long.MAX_VALUE);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-      throw new AgentCallException(Status.Code.CANCELLED, "interrupted", null);
+    public GatedAgentActions(AgentActions inner) {
+        this.inner = inner;
     }
-    creates.incrementAndGet();
-    return inner.createVm(host, request);
-  }
 
-  @Override
-  public VmStatus startVm(HostRecord host, VmRequest request) {
-    return inner.startVm(host, request);
-  }
+    public void hold(Predicate<CreateVmRequest> which) {
+        this.hold = which;
+    }
 
-  @Override
-  public VmStatus stopVm(HostRecord host, VmRequest request) {
-    return inner.stopVm(host, request);
-  }
+    public CountDownLatch held() {
+        return held;
+    }
 
-  @Override
-  public VmStatus deleteVm(HostRecord host, VmRequest request) {
-    return inner.deleteVm(host, request);
-  }
+    public int creates() {
+        return creates.get();
+    }
 
-  @Override
-  public VmStatus getVm(HostRecord host, String vm) {
-    return inner.getVm(host, vm);
-  }
+    @Override
+    public VmStatus createVm(HostRecord host, CreateVmRequest request) {
+        if (hold.test(request)) {
+            held.countDown();
+            try {
+                Thread.sleep(Long.MAX_VALUE);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            throw new AgentCallException(Status.Code.CANCELLED, "interrupted", null);
+        }
+        creates.incrementAndGet();
+        return inner.createVm(host, request);
+    }
 
-  @Override
-  public List<VmStatus> listVms(HostRecord host) {
-    return inner.listVms(host);
-  }
+    @Override
+    public VmStatus startVm(HostRecord host, VmRequest request) {
+        return inner.startVm(host, request);
+    }
 
-  @Override
-  public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-    return inner.migrate(source, request, events);
-  }
+    @Override
+    public VmStatus stopVm(HostRecord host, VmRequest request) {
+        return inner.stopVm(host, request);
+    }
 
-  @Override
-  public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
-    return inner.cancelMigration(source, vm);
-  }
+    @Override
+    public VmStatus deleteVm(HostRecord host, VmRequest request) {
+        return inner.deleteVm(host, request);
+    }
 
-  @Override
-  public void close() {
-    inner.close();
-  }
+    @Override
+    public VmStatus getVm(HostRecord host, String vm) {
+        return inner.getVm(host, vm);
+    }
+
+    @Override
+    public List<VmStatus> listVms(HostRecord host) {
+        return inner.listVms(host);
+    }
+
+    @Override
+    public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
+        return inner.migrate(source, request, events);
+    }
+
+    @Override
+    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
+        return inner.cancelMigration(source, vm);
+    }
+
+    @Override
+    public void close() {
+        inner.close();
+    }
 }

@@ -15,135 +15,135 @@ import java.util.function.Consumer;
 
 /** A driver that tells the {@link RunLog} whenever a guest starts or stops executing. */
 public final class RecordingDriver implements HypervisorDriver {
-  private final HypervisorDriver inner;
-  private final String host;
-  private final RunLog log;
+    private final HypervisorDriver inner;
+    private final String host;
+    private final RunLog log;
 
-  public RecordingDriver(HypervisorDriver inner, String host, RunLog log) {
-    this.inner = inner;
-    this.host = host;
-    this.log = log;
-  }
-
-  @Override
-  public String name() {
-    return inner.name();
-  }
-
-  @Override
-  public HostCapabilities capabilities() {
-    return inner.capabilities();
-  }
-
-  @Override
-  public void validate(VmSpec spec) throws HypervisorException {
-    inner.validate(spec);
-  }
-
-  @Override
-  public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
-    return new Recorded(inner.create(spec, paths));
-  }
-
-  @Override
-  public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
-    return new Recorded(inner.prepareIncoming(spec, paths, kind));
-  }
-
-  @Override
-  public void close() {
-    inner.close();
-  }
-
-  private final class Recorded implements VmInstance {
-    private final VmInstance vm;
-
-    Recorded(VmInstance vm) {
-      this.vm = vm;
-    }
-
-    private String name() {
-      return vm.spec().getName();
+    public RecordingDriver(HypervisorDriver inner, String host, RunLog log) {
+        this.inner = inner;
+        this.host = host;
+        this.log = log;
     }
 
     @Override
-    public VmSpec spec() {
-      return vm.spec();
+    public String name() {
+        return inner.name();
     }
 
     @Override
-    public InstanceState state() {
-      return vm.state();
+    public HostCapabilities capabilities() {
+        return inner.capabilities();
     }
 
     @Override
-    public void start() throws HypervisorException {
-      log.record(host, name(), RunLog.Event.BEGIN);
-      try {
-        vm.start();
-      } catch (HypervisorException | RuntimeException e) {
-        log.record(host, name(), RunLog.Event.END);
-        throw e;
-      }
+    public void validate(VmSpec spec) throws HypervisorException {
+        inner.validate(spec);
     }
 
     @Override
-    public void pause() throws HypervisorException {
-      vm.pause();
-      log.record(host, name(), RunLog.Event.END);
+    public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
+        return new Recorded(inner.create(spec, paths));
     }
 
     @Override
-    public void resume() throws HypervisorException {
-      log.record(host, name(), RunLog.Event.BEGIN);
-      try {
-        vm.resume();
-      } catch (HypervisorException | RuntimeException e) {
-        log.record(host, name(), RunLog.Event.END);
-        throw e;
-      }
-    }
-
-    @Override
-    public void stop() throws HypervisorException {
-      vm.stop();
-      log.record(host, name(), RunLog.Event.END);
-    }
-
-    @Override
-    public GuestMemory memory() {
-      return vm.memory();
-    }
-
-    @Override
-    public Optional<DirtyLog> dirtyLog() {
-      return vm.dirtyLog();
-    }
-
-    @Override
-    public DeviceState deviceState() {
-      return vm.deviceState();
-    }
-
-    @Override
-    public java.time.Duration switchoverCostEstimate() {
-      return vm.switchoverCostEstimate();
-    }
-
-    @Override
-    public long heartbeat() {
-      return vm.heartbeat();
-    }
-
-    @Override
-    public void onUnexpectedExit(Consumer<String> listener) {
-      vm.onUnexpectedExit(listener);
+    public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
+        return new Recorded(inner.prepareIncoming(spec, paths, kind));
     }
 
     @Override
     public void close() {
-      vm.close();
-      log.record(host, name(), RunLog.Event.END);
+        inner.close();
     }
-  }
+
+    private final class Recorded implements VmInstance {
+        private final VmInstance vm;
+
+        Recorded(VmInstance vm) {
+            this.vm = vm;
+        }
+
+        private String name() {
+            return vm.spec().getName();
+        }
+
+        @Override
+        public VmSpec spec() {
+            return vm.spec();
+        }
+
+        @Override
+        public InstanceState state() {
+            return vm.state();
+        }
+
+        @Override
+        public void start() throws HypervisorException {
+            log.record(host, name(), RunLog.Event.BEGIN);
+            try {
+                vm.start();
+            } catch (HypervisorException | RuntimeException e) {
+                log.record(host, name(), RunLog.Event.END);
+                throw e;
+            }
+        }
+
+        @Override
+        public void pause() throws HypervisorException {
+            vm.pause();
+            log.record(host, name(), RunLog.Event.END);
+        }
+
+        @Override
+        public void resume() throws HypervisorException {
+            log.record(host, name(), RunLog.Event.BEGIN);
+            try {
+                vm.resume();
+            } catch (HypervisorException | RuntimeException e) {
+                log.record(host, name(), RunLog.Event.END);
+                throw e;
+            }
+        }
+
+        @Override
+        public void stop() throws HypervisorException {
+            vm.stop();
+            log.record(host, name(), RunLog.Event.END);
+        }
+
+        @Override
+        public GuestMemory memory() {
+            return vm.memory();
+        }
+
+        @Override
+        public Optional<DirtyLog> dirtyLog() {
+            return vm.dirtyLog();
+        }
+
+        @Override
+        public DeviceState deviceState() {
+            return vm.deviceState();
+        }
+
+        @Override
+        public java.time.Duration switchoverCostEstimate() {
+            return vm.switchoverCostEstimate();
+        }
+
+        @Override
+        public long heartbeat() {
+            return vm.heartbeat();
+        }
+
+        @Override
+        public void onUnexpectedExit(Consumer<String> listener) {
+            vm.onUnexpectedExit(listener);
+        }
+
+        @Override
+        public void close() {
+            vm.close();
+            log.record(host, name(), RunLog.Event.END);
+        }
+    }
 }

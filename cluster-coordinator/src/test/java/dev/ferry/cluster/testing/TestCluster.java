@@ -42,217 +42,284 @@ import org.apache.curator.test.TestingServer;
  * stop goes to one {@link RunLog}.
  */
 public final class TestCluster implements AutoCloseable {
-  public static final String NAME = "test";
-  public static final long HOST_MEMORY = 4L << 30;
-  public static final int HOST_VCPUS = 16;
+    public static final String NAME = "test";
+    public static final long HOST_MEMORY = 4L << 30;
+    public static final int HOST_VCPUS = 16;
 
-  public final Path root;
-  public final TestingServer zk;
-  public final RunLog runLog;
-  private final List<Coordinator> coordinators = new ArrayList<>();
-  private final Map<String, ClusterAgent> agents = new LinkedHashMap<>();
-  private final Map<String, TcpProxy> proxies = new LinkedHashMap<>();
-  private final Map<String, Process> processes = new LinkedHashMap<>();
-  private final List<CoordinatorClient> clients = new ArrayList<>();
+    public final Path root;
+    public final TestingServer zk;
+    public final RunLog runLog;
+    private final List<Coordinator> coordinators = new ArrayList<>();
+    private final Map<String, ClusterAgent> agents = new LinkedHashMap<>();
+    private final Map<String, TcpProxy> proxies = new LinkedHashMap<>();
+    private final Map<String, Process> processes = new LinkedHashMap<>();
+    private final List<CoordinatorClient> clients = new ArrayList<>();
 
-  private TestCluster(Path root, TestingServer zk) {
-    this.root = root;
-    this.zk = zk;
-    this.runLog = new RunLog(root.resolve("run.log"));
-  }
-
-  public static TestCluster start() throws Exception {
-    Path root = TestDirs.ramDir("cluster");
-    // A short tick so that sessions expire promptly; wide session bounds so that clients get what they ask.
-    InstanceSpec spec = new InstanceSpec(root.resolve("zk").toFile(), -1, -1, -1, true, -1, 100, 0,
-        Map.of("minSessionTimeout", "1000", "maxSessionTimeout", "60000"));
-    return new TestCluster(root, new TestingServer(spec, true));
-  }
-
-  public ZkClients zkClients(Duration sessionTimeout) {
-    return ZkClients.of(zk.getConnectString(), NAME, sessionTimeout);
-  }
-
-  public Coordinator coordinator(Duration failoverMargin) throws IOException {
-    return coordinator(failoverMargin, null);
-  }
-
-  /** A coordinator replica; {@code agents} null means real gRPC calls. */
-  public Coordinator coordinator(Duration failoverMargin, AgentActions agents) throws IOException {
-    CoordinatorConfig config = CoordinatorConfig.of(zkClients(Timing.seconds(3)), Endpoint.parse("127.0.0.1:0"),
-        Timing.scaled(failoverMargin)).withReconcileInterval(Duration.ofMillis(500));
-    Coordinator c = agents == null ? new Coordinator(config) : new Coordinator(config, agents);
-    coordinators.add(c.start());
-    return c;
-  }
-
-  public static AgentActions grpcAgents() {
-    return new GrpcAgentActions(Transport.plaintext(), Duration.ofSeconds(60));
-  }
-
-  /**
-   * An agent in this JVM; with {@code viaProxy} its ZooKeeper connection goes through a
-   * {@link TcpProxy}. The session timeout scales with the timing multiplier like every other
-   * timeout of the suite.
-   */
-  public ClusterAgent agent(String host, Duration sessionTimeout, boolean viaProxy) throws Exception {
-    sessionTimeout = Timing.scaled(sessionTimeout);
-    String connect = zk.getConnectString();
-    if (viaProxy) {
-      TcpProxy proxy = new TcpProxy(new InetSocketAddress("127.0.0.1", zk.getPort()));
-      proxies.put(host, proxy);
-      connect = proxy.connectString();
+    private TestCluster(Path root, TestingServer zk) {
+        this.root = root;
+        this.zk = zk;
+        this.runLog = new RunLog(root.resolve("run.log"));
     }
-    PreCopySender.Timeouts t = PreCopySender.Timeouts.defaults().scaled(Timing.multiplier() / 4);
-    AgentConfig config = new AgentConfig(host, Endpoint.parse("127.0.0.1:0"), root.resolve(host + "-data"),
-        root.resolve(host + "-ram"), null, Transport.plaintext(), t, Timing.seconds(10));
-    ClusterAgent a = ClusterAgent.start(config, new RecordingDriver(new SimDriver(), host, runLog),
-        ZkClients.of(connect, NAME, sessionTimeout), new ClusterAgent.Capacity(HOST_MEMORY, HOST_VCPUS, Map.of()),
-        Duration.ofMillis(500));
-    agents.put(host, a);
-    if (!a.member().awaitMember(Timing.seconds(20))) {
-      throw new AssertionError(host + " did not join the cluster");
-    }
-    return a;
-  }
 
-  public ClusterAgent agent(String host) {
-    return agents.get(host);
-  }
+    public static TestCluster start() throws Exception {
+        Path root = TestDirs.ramDir("cluster");
+        // A short tick so that sessions expire promptly; wide session bounds so that clients get what they ask.
+        InstanceSpec spec = new InstanceSpec(
+                root.resolve("zk").toFile(),
+                -1,
+                -1,
+                -1,
+                true,
+                -1,
+                100,
+                0,
+                Map.of("minSessionTimeout", "1000", "maxSessionTimeout", "60000"));
+        return new TestCluster(root, new TestingServer(spec, true));
+    }
 
-  public TcpProxy proxy(String host) {
-    return proxies.get(host);
-  }
+    public ZkClients zkClients(Duration sessionTimeout) {
+        return ZkClients.of(zk.getConnectString(), NAME, sessionTimeout);
+    }
 
-  /** An agent as a process of its own (kill -9 takes the host and its guests). */
-  public Process agentProcess(String host, Duration sessionTimeout) throws Exception {
-    sessionTimeout = Timing.scaled(sessionTimeout);
-    Path data = root.resolve(host + "-data");
-    Files.createDirectories(data);
-    Path endpointFile = data.resolve("endpoint");
-    Files.deleteIfExists(endpointFile);
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> cmd = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC",
-        "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", System.getProperty("java.class.path"),
-        AgentProcess.class.getName(), "host=" + host, "zk=" + zk.getConnectString(), "cluster=" + NAME,
-        "session-ms=" + sessionTimeout.toMillis(), "data=" + data, "ram=" + root.resolve(host + "-ram"),
-        "endpoint-file=" + endpointFile, "run-log=" + runLog.file(), "memory=" + HOST_MEMORY, "vcpus=" + HOST_VCPUS));
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(ProcessBuilder.Redirect.appendTo(root.resolve(host + ".log").toFile()))
-        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-    processes.put(host, p);
-    return p;
-  }
+    public Coordinator coordinator(Duration failoverMargin) throws IOException {
+        return coordinator(failoverMargin, null);
+    }
 
-  /**
-   * A coordinator replica as a process of its own (kill -9 leaves its session to expire). With
-   * {@code holdRestartsFile}, its restarts stop before the agent call (see {@link CoordinatorProcess}).
-   * Returns its API endpoint once it serves.
-   */
-  public String coordinatorProcess(String name, Duration failoverMargin, Path holdRestartsFile) throws Exception {
-    Path endpointFile = root.resolve(name + ".endpoint");
-    Files.deleteIfExists(endpointFile);
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> cmd = new ArrayList<>(List.of(java, "-XX:+UseSerialGC", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp",
-        System.getProperty("java.class.path"), CoordinatorProcess.class.getName(), "zk=" + zk.getConnectString(),
-        "cluster=" + NAME, "session-ms=" + Timing.seconds(3).toMillis(),
-        "margin-ms=" + Timing.scaled(failoverMargin).toMillis(), "endpoint-file=" + endpointFile));
-    if (holdRestartsFile != null) {
-      cmd.add("hold-restarts-file=" + holdRestartsFile);
+    /** A coordinator replica; {@code agents} null means real gRPC calls. */
+    public Coordinator coordinator(Duration failoverMargin, AgentActions agents) throws IOException {
+        CoordinatorConfig config = CoordinatorConfig.of(
+                        zkClients(Timing.seconds(3)), Endpoint.parse("127.0.0.1:0"), Timing.scaled(failoverMargin))
+                .withReconcileInterval(Duration.ofMillis(500));
+        Coordinator c = agents == null ? new Coordinator(config) : new Coordinator(config, agents);
+        coordinators.add(c.start());
+        return c;
     }
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(ProcessBuilder.Redirect.appendTo(root.resolve(name + ".log").toFile()))
-        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-    processes.put(name, p);
-    Timing.await(name + " to serve (log: " + root.resolve(name + ".log") + ")", Duration.ofSeconds(60),
-        () -> Files.exists(endpointFile) || !p.isAlive());
-    if (!p.isAlive()) {
-      throw new AssertionError(name + " exited: see " + root.resolve(name + ".log"));
-    }
-    return Files.readString(endpointFile).trim();
-  }
 
-  /** kill -9 of a process this cluster started (no run-log bookkeeping: for coordinators). */
-  public void killProcess(String name) throws Exception {
-    Process p = processes.get(name);
-    p.destroyForcibly();
-    if (!p.waitFor(20, TimeUnit.SECONDS)) {
-      throw new AssertionError(name + " did not die");
+    public static AgentActions grpcAgents() {
+        return new GrpcAgentActions(Transport.plaintext(), Duration.ofSeconds(60));
     }
-  }
 
-  /** Waits for every process agent to have joined. */
-  public void awaitProcesses() {
-    for (var e : processes.entrySet()) {
-      if (!Files.exists(root.resolve(e.getKey() + "-data"))) {
-        continue; // not an agent
-      }
-      Path f = root.resolve(e.getKey() + "-data").resolve("endpoint");
-      Timing.await(e.getKey() + " to join (log: " + root.resolve(e.getKey() + ".log") + ")", Duration.ofSeconds(60),
-          () -> Files.exists(f) || !e.getValue().isAlive());
-      if (!e.getValue().isAlive()) {
-        throw new AssertionError(e.getKey() + " exited: see " + root.resolve(e.getKey() + ".log"));
-      }
+    /**
+     * An agent in this JVM; with {@code viaProxy} its ZooKeeper connection goes through a
+     * {@link TcpProxy}. The session timeout scales with the timing multiplier like every other
+     * timeout of the suite.
+     */
+    public ClusterAgent agent(String host, Duration sessionTimeout, boolean viaProxy) throws Exception {
+        sessionTimeout = Timing.scaled(sessionTimeout);
+        String connect = zk.getConnectString();
+        if (viaProxy) {
+            TcpProxy proxy = new TcpProxy(new InetSocketAddress("127.0.0.1", zk.getPort()));
+            proxies.put(host, proxy);
+            connect = proxy.connectString();
+        }
+        PreCopySender.Timeouts t = PreCopySender.Timeouts.defaults().scaled(Timing.multiplier() / 4);
+        AgentConfig config = new AgentConfig(
+                host,
+                Endpoint.parse("127.0.0.1:0"),
+                root.resolve(host + "-data"),
+                root.resolve(host + "-ram"),
+                null,
+                Transport.plaintext(),
+                t,
+                Timing.seconds(10));
+        ClusterAgent a = ClusterAgent.start(
+                config,
+                new RecordingDriver(new SimDriver(), host, runLog),
+                ZkClients.of(connect, NAME, sessionTimeout),
+                new ClusterAgent.Capacity(HOST_MEMORY, HOST_VCPUS, Map.of()),
+                Duration.ofMillis(500));
+        agents.put(host, a);
+        if (!a.member().awaitMember(Timing.seconds(20))) {
+            throw new AssertionError(host + " did not join the cluster");
+        }
+        return a;
     }
-  }
 
-  /**
-   * kill -9 of a host: the agent process and (sim driver) its guests die together. Once it is
-   * dead, the run log closes every interval that host had open.
-   */
-  public void kill(String host) throws Exception {
-    Process p = processes.get(host);
-    p.destroyForcibly();
-    if (!p.waitFor(20, TimeUnit.SECONDS)) {
-      throw new AssertionError(host + " did not die");
+    public ClusterAgent agent(String host) {
+        return agents.get(host);
     }
-    long now = System.nanoTime();
-    for (RunLog.Interval i : runLog.intervals()) {
-      if (i.host().equals(host) && i.end() >= now) {
-        runLog.record(host, i.vm(), RunLog.Event.END);
-      }
-    }
-  }
 
-  public CoordinatorClient client() {
-    CoordinatorClient c = new CoordinatorClient(Transport.plaintext(),
-        CoordinatorClient.zookeeper(zkClients(Duration.ofSeconds(5))), Duration.ofSeconds(60), Timing.seconds(30));
-    clients.add(c);
-    return c;
-  }
+    public TcpProxy proxy(String host) {
+        return proxies.get(host);
+    }
 
-  public static VmSpec spec(String name, long memory, long dirtyPagesPerSecond) {
-    return VmSpec.newBuilder().setSchemaVersion(1).setName(name).setMemoryBytes(memory).setVcpus(1)
-        .setWorkload(Workload.newBuilder().setDirtyRatePagesPerSec(dirtyPagesPerSecond).setWorkingSetBytes(memory / 2)
-            .setHotSetBytes(memory / 16).setHotPercent(50).setPattern(Pattern.PATTERN_COMPRESSIBLE))
-        .setHa(HaPolicy.newBuilder().setMaxRestartAttempts(3))
-        .build();
-  }
+    /** An agent as a process of its own (kill -9 takes the host and its guests). */
+    public Process agentProcess(String host, Duration sessionTimeout) throws Exception {
+        sessionTimeout = Timing.scaled(sessionTimeout);
+        Path data = root.resolve(host + "-data");
+        Files.createDirectories(data);
+        Path endpointFile = data.resolve("endpoint");
+        Files.deleteIfExists(endpointFile);
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        List<String> cmd = new ArrayList<>(List.of(
+                java,
+                "--enable-native-access=ALL-UNNAMED",
+                "-XX:+UseSerialGC",
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                System.getProperty("java.class.path"),
+                AgentProcess.class.getName(),
+                "host=" + host,
+                "zk=" + zk.getConnectString(),
+                "cluster=" + NAME,
+                "session-ms=" + sessionTimeout.toMillis(),
+                "data=" + data,
+                "ram=" + root.resolve(host + "-ram"),
+                "endpoint-file=" + endpointFile,
+                "run-log=" + runLog.file(),
+                "memory=" + HOST_MEMORY,
+                "vcpus=" + HOST_VCPUS));
+        Process p = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(
+                        root.resolve(host + ".log").toFile()))
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                .start();
+        processes.put(host, p);
+        return p;
+    }
 
-  public VmView create(CoordinatorClient c, VmSpec spec, String host) {
-    return c.createVm(CreateVmRequest.newBuilder().setSpec(spec).setStart(true).setHost(host == null ? "" : host)
-        .setRequestId(UUID.randomUUID().toString()).build());
-  }
+    /**
+     * A coordinator replica as a process of its own (kill -9 leaves its session to expire). With
+     * {@code holdRestartsFile}, its restarts stop before the agent call (see {@link CoordinatorProcess}).
+     * Returns its API endpoint once it serves.
+     */
+    public String coordinatorProcess(String name, Duration failoverMargin, Path holdRestartsFile) throws Exception {
+        Path endpointFile = root.resolve(name + ".endpoint");
+        Files.deleteIfExists(endpointFile);
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        List<String> cmd = new ArrayList<>(List.of(
+                java,
+                "-XX:+UseSerialGC",
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                System.getProperty("java.class.path"),
+                CoordinatorProcess.class.getName(),
+                "zk=" + zk.getConnectString(),
+                "cluster=" + NAME,
+                "session-ms=" + Timing.seconds(3).toMillis(),
+                "margin-ms=" + Timing.scaled(failoverMargin).toMillis(),
+                "endpoint-file=" + endpointFile));
+        if (holdRestartsFile != null) {
+            cmd.add("hold-restarts-file=" + holdRestartsFile);
+        }
+        Process p = new ProcessBuilder(cmd)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(
+                        root.resolve(name + ".log").toFile()))
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                .start();
+        processes.put(name, p);
+        Timing.await(
+                name + " to serve (log: " + root.resolve(name + ".log") + ")",
+                Duration.ofSeconds(60),
+                () -> Files.exists(endpointFile) || !p.isAlive());
+        if (!p.isAlive()) {
+            throw new AssertionError(name + " exited: see " + root.resolve(name + ".log"));
+        }
+        return Files.readString(endpointFile).trim();
+    }
 
-  @Override
-  public void close() throws Exception {
-    for (CoordinatorClient c : clients) {
-      c.close();
+    /** kill -9 of a process this cluster started (no run-log bookkeeping: for coordinators). */
+    public void killProcess(String name) throws Exception {
+        Process p = processes.get(name);
+        p.destroyForcibly();
+        if (!p.waitFor(20, TimeUnit.SECONDS)) {
+            throw new AssertionError(name + " did not die");
+        }
     }
-    for (Coordinator c : coordinators) {
-      c.close();
+
+    /** Waits for every process agent to have joined. */
+    public void awaitProcesses() {
+        for (var e : processes.entrySet()) {
+            if (!Files.exists(root.resolve(e.getKey() + "-data"))) {
+                continue; // not an agent
+            }
+            Path f = root.resolve(e.getKey() + "-data").resolve("endpoint");
+            Timing.await(
+                    e.getKey() + " to join (log: " + root.resolve(e.getKey() + ".log") + ")",
+                    Duration.ofSeconds(60),
+                    () -> Files.exists(f) || !e.getValue().isAlive());
+            if (!e.getValue().isAlive()) {
+                throw new AssertionError(e.getKey() + " exited: see " + root.resolve(e.getKey() + ".log"));
+            }
+        }
     }
-    for (Process p : processes.values()) {
-      p.destroyForcibly();
-      p.waitFor(10, TimeUnit.SECONDS);
+
+    /**
+     * kill -9 of a host: the agent process and (sim driver) its guests die together. Once it is
+     * dead, the run log closes every interval that host had open.
+     */
+    public void kill(String host) throws Exception {
+        Process p = processes.get(host);
+        p.destroyForcibly();
+        if (!p.waitFor(20, TimeUnit.SECONDS)) {
+            throw new AssertionError(host + " did not die");
+        }
+        long now = System.nanoTime();
+        for (RunLog.Interval i : runLog.intervals()) {
+            if (i.host().equals(host) && i.end() >= now) {
+                runLog.record(host, i.vm(), RunLog.Event.END);
+            }
+        }
     }
-    for (ClusterAgent a : agents.values()) {
-      a.close();
+
+    public CoordinatorClient client() {
+        CoordinatorClient c = new CoordinatorClient(
+                Transport.plaintext(),
+                CoordinatorClient.zookeeper(zkClients(Duration.ofSeconds(5))),
+                Duration.ofSeconds(60),
+                Timing.seconds(30));
+        clients.add(c);
+        return c;
     }
-    for (TcpProxy p : proxies.values()) {
-      p.close();
+
+    public static VmSpec spec(String name, long memory, long dirtyPagesPerSecond) {
+        return VmSpec.newBuilder()
+                .setSchemaVersion(1)
+                .setName(name)
+                .setMemoryBytes(memory)
+                .setVcpus(1)
+                .setWorkload(Workload.newBuilder()
+                        .setDirtyRatePagesPerSec(dirtyPagesPerSecond)
+                        .setWorkingSetBytes(memory / 2)
+                        .setHotSetBytes(memory / 16)
+                        .setHotPercent(50)
+                        .setPattern(Pattern.PATTERN_COMPRESSIBLE))
+                .setHa(HaPolicy.newBuilder().setMaxRestartAttempts(3))
+                .build();
     }
-    zk.close();
-    TestDirs.deleteTree(root);
-  }
+
+    public VmView create(CoordinatorClient c, VmSpec spec, String host) {
+        return c.createVm(CreateVmRequest.newBuilder()
+                .setSpec(spec)
+                .setStart(true)
+                .setHost(host == null ? "" : host)
+                .setRequestId(UUID.randomUUID().toString())
+                .build());
+    }
+
+    @Override
+    public void close() throws Exception {
+        for (CoordinatorClient c : clients) {
+            c.close();
+        }
+        for (Coordinator c : coordinators) {
+            c.close();
+        }
+        for (Process p : processes.values()) {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+        for (ClusterAgent a : agents.values()) {
+            a.close();
+        }
+        for (TcpProxy p : proxies.values()) {
+            p.close();
+        }
+        zk.close();
+        TestDirs.deleteTree(root);
+    }
 }

@@ -14,34 +14,36 @@ import java.util.Arrays;
  * directory, and again only when the jar's copy differs.
  */
 public record NativeArtifacts(Path hookLibrary, Path testGuest) {
-  static final String HOOK = "libferryhook.so";
-  static final String GUEST = "ferry-test-guest.elf";
+    static final String HOOK = "libferryhook.so";
+    static final String GUEST = "ferry-test-guest.elf";
 
-  /** Copies the artifacts into {@code dir} (created, mode 0700) and returns their paths. */
-  public static NativeArtifacts extract(Path dir) throws IOException {
-    if (!Files.isDirectory(dir)) {
-      Files.createDirectories(dir.getParent());
-      Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+    /** Copies the artifacts into {@code dir} (created, mode 0700) and returns their paths. */
+    public static NativeArtifacts extract(Path dir) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            Files.createDirectories(dir.getParent());
+            Files.createDirectory(
+                    dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        }
+        return new NativeArtifacts(copy(HOOK, dir, "rwxr-x---"), copy(GUEST, dir, "rw-r-----"));
     }
-    return new NativeArtifacts(copy(HOOK, dir, "rwxr-x---"), copy(GUEST, dir, "rw-r-----"));
-  }
 
-  private static Path copy(String name, Path dir, String mode) throws IOException {
-    byte[] bytes;
-    try (InputStream in = NativeArtifacts.class.getResourceAsStream("/native/" + name)) {
-      if (in == null) {
-        throw new IOException("the build did not package native/" + name + " (gcc and make are needed to build Ferry)");
-      }
-      bytes = in.readAllBytes();
+    private static Path copy(String name, Path dir, String mode) throws IOException {
+        byte[] bytes;
+        try (InputStream in = NativeArtifacts.class.getResourceAsStream("/native/" + name)) {
+            if (in == null) {
+                throw new IOException(
+                        "the build did not package native/" + name + " (gcc and make are needed to build Ferry)");
+            }
+            bytes = in.readAllBytes();
+        }
+        Path target = dir.resolve(name);
+        if (Files.exists(target) && Arrays.equals(Files.readAllBytes(target), bytes)) {
+            return target;
+        }
+        Path tmp = Files.createTempFile(dir, name, ".tmp");
+        Files.write(tmp, bytes);
+        Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString(mode));
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        return target;
     }
-    Path target = dir.resolve(name);
-    if (Files.exists(target) && Arrays.equals(Files.readAllBytes(target), bytes)) {
-      return target;
-    }
-    Path tmp = Files.createTempFile(dir, name, ".tmp");
-    Files.write(tmp, bytes);
-    Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString(mode));
-    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    return target;
-  }
 }

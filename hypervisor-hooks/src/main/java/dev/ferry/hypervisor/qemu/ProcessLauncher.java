@@ -20,62 +20,62 @@ import java.util.concurrent.Future;
  * the process does.
  */
 final class ProcessLauncher {
-  private static final Path SETPRIV = findSetpriv();
-  private static final ExecutorService LAUNCHER = Executors.newSingleThreadExecutor(
-      Thread.ofPlatform().daemon().name("ferry-process-launcher").factory());
+    private static final Path SETPRIV = findSetpriv();
+    private static final ExecutorService LAUNCHER = Executors.newSingleThreadExecutor(
+            Thread.ofPlatform().daemon().name("ferry-process-launcher").factory());
 
-  private ProcessLauncher() {}
+    private ProcessLauncher() {}
 
-  private static Path findSetpriv() {
-    for (String dir : List.of("/usr/bin", "/bin", "/usr/sbin", "/sbin")) {
-      Path p = Path.of(dir, "setpriv");
-      if (Files.isExecutable(p)) {
-        return p;
-      }
+    private static Path findSetpriv() {
+        for (String dir : List.of("/usr/bin", "/bin", "/usr/sbin", "/sbin")) {
+            Path p = Path.of(dir, "setpriv");
+            if (Files.isExecutable(p)) {
+                return p;
+            }
+        }
+        return null;
     }
-    return null;
-  }
 
-  /** True when {@code binary} (a path, or a name looked up on PATH) can be executed. */
-  static boolean isExecutable(Path binary) {
-    if (binary.isAbsolute() || binary.getNameCount() > 1) {
-      return Files.isExecutable(binary);
+    /** True when {@code binary} (a path, or a name looked up on PATH) can be executed. */
+    static boolean isExecutable(Path binary) {
+        if (binary.isAbsolute() || binary.getNameCount() > 1) {
+            return Files.isExecutable(binary);
+        }
+        String path = System.getenv("PATH");
+        for (String dir : (path == null ? "/usr/bin:/bin" : path).split(":")) {
+            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, binary.toString()))) {
+                return true;
+            }
+        }
+        return false;
     }
-    String path = System.getenv("PATH");
-    for (String dir : (path == null ? "/usr/bin:/bin" : path).split(":")) {
-      if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, binary.toString()))) {
-        return true;
-      }
-    }
-    return false;
-  }
 
-  /** True when launched processes are killed if the agent dies. */
-  static boolean diesWithAgent() {
-    return SETPRIV != null;
-  }
-
-  static List<String> withParentDeathSignal(List<String> argv) {
-    if (SETPRIV == null) {
-      return argv;
+    /** True when launched processes are killed if the agent dies. */
+    static boolean diesWithAgent() {
+        return SETPRIV != null;
     }
-    List<String> a = new ArrayList<>(List.of(SETPRIV.toString(), "--pdeathsig", "KILL", "--"));
-    a.addAll(argv);
-    return a;
-  }
 
-  static Process start(ProcessBuilder pb) throws IOException {
-    Future<Process> f = LAUNCHER.submit(pb::start);
-    try {
-      return f.get();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while starting " + pb.command().getFirst(), e);
-    } catch (ExecutionException e) {
-      if (e.getCause() instanceof IOException io) {
-        throw io;
-      }
-      throw new IOException(e.getCause());
+    static List<String> withParentDeathSignal(List<String> argv) {
+        if (SETPRIV == null) {
+            return argv;
+        }
+        List<String> a = new ArrayList<>(List.of(SETPRIV.toString(), "--pdeathsig", "KILL", "--"));
+        a.addAll(argv);
+        return a;
     }
-  }
+
+    static Process start(ProcessBuilder pb) throws IOException {
+        Future<Process> f = LAUNCHER.submit(pb::start);
+        try {
+            return f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while starting " + pb.command().getFirst(), e);
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof IOException io) {
+                throw io;
+            }
+            throw new IOException(e.getCause());
+        }
+    }
 }

@@ -37,323 +37,346 @@ import java.util.regex.Pattern;
  * @param extraArgs further arguments, appended verbatim (tests, experiments)
  */
 public record QemuCommand(
-    Path binary,
-    String name,
-    String machine,
-    long memoryBytes,
-    Path ramFile,
-    int vcpus,
-    Accel accel,
-    String cpuModel,
-    Path runDir,
-    Path kernel,
-    Path initrd,
-    String append,
-    List<Disk> disks,
-    boolean incoming,
-    boolean startPaused,
-    Path hookLibrary,
-    List<String> extraArgs) {
+        Path binary,
+        String name,
+        String machine,
+        long memoryBytes,
+        Path ramFile,
+        int vcpus,
+        Accel accel,
+        String cpuModel,
+        Path runDir,
+        Path kernel,
+        Path initrd,
+        String append,
+        List<Disk> disks,
+        boolean incoming,
+        boolean startPaused,
+        Path hookLibrary,
+        List<String> extraArgs) {
 
-  public static final String RAM_BACKEND_ID = "ram0";
-  public static final Path DEFAULT_BINARY = Path.of("qemu-system-x86_64");
-  /** sun_path of a unix socket address holds 108 bytes including the terminating NUL. */
-  static final int MAX_SOCKET_PATH = 107;
-  private static final Pattern MACHINE = Pattern.compile("[A-Za-z0-9._-]+");
-  private static final Pattern CPU_MODEL = Pattern.compile("[A-Za-z0-9._,+=-]+");
+    public static final String RAM_BACKEND_ID = "ram0";
+    public static final Path DEFAULT_BINARY = Path.of("qemu-system-x86_64");
+    /** sun_path of a unix socket address holds 108 bytes including the terminating NUL. */
+    static final int MAX_SOCKET_PATH = 107;
 
-  /** A virtio disk. {@code cache} is QEMU's cache mode; {@code none} (O_DIRECT) unless told otherwise. */
-  public record Disk(Path file, Format format, boolean readOnly, String cache) {
-    /** Image formats Ferry passes to QEMU. */
-    public enum Format {
-      RAW,
-      QCOW2
-    }
+    private static final Pattern MACHINE = Pattern.compile("[A-Za-z0-9._-]+");
+    private static final Pattern CPU_MODEL = Pattern.compile("[A-Za-z0-9._,+=-]+");
 
-    public Disk {
-      Objects.requireNonNull(file, "disk file");
-      Objects.requireNonNull(format, "disk format");
-      cache = cache == null ? "none" : cache;
-      if (!Set.of("none", "writeback", "writethrough", "directsync", "unsafe").contains(cache)) {
-        throw new IllegalArgumentException("unknown QEMU cache mode " + cache);
-      }
-    }
+    /** A virtio disk. {@code cache} is QEMU's cache mode; {@code none} (O_DIRECT) unless told otherwise. */
+    public record Disk(Path file, Format format, boolean readOnly, String cache) {
+        /** Image formats Ferry passes to QEMU. */
+        public enum Format {
+            RAW,
+            QCOW2
+        }
 
-    public Disk(Path file, Format format, boolean readOnly) {
-      this(file, format, readOnly, "none");
-    }
-  }
+        public Disk {
+            Objects.requireNonNull(file, "disk file");
+            Objects.requireNonNull(format, "disk format");
+            cache = cache == null ? "none" : cache;
+            if (!Set.of("none", "writeback", "writethrough", "directsync", "unsafe")
+                    .contains(cache)) {
+                throw new IllegalArgumentException("unknown QEMU cache mode " + cache);
+            }
+        }
 
-  public QemuCommand {
-    Objects.requireNonNull(binary, "binary");
-    Objects.requireNonNull(ramFile, "ramFile");
-    Objects.requireNonNull(runDir, "runDir");
-    Objects.requireNonNull(accel, "accel");
-    disks = List.copyOf(disks == null ? List.of() : disks);
-    extraArgs = List.copyOf(extraArgs == null ? List.of() : extraArgs);
-    machine = machine == null || machine.isEmpty() ? "pc" : machine;
-    if (name == null || name.isEmpty() || name.chars().anyMatch(c -> c < 0x20 || c == 0x7f)) {
-      throw new IllegalArgumentException("VM name must be non-empty without control characters: " + name);
-    }
-    if (!MACHINE.matcher(machine).matches()) {
-      throw new IllegalArgumentException("not a QEMU machine type: " + machine);
-    }
-    if (cpuModel != null && !CPU_MODEL.matcher(cpuModel).matches()) {
-      throw new IllegalArgumentException("not a QEMU CPU model: " + cpuModel);
-    }
-    if (memoryBytes <= 0 || memoryBytes % (1 << 20) != 0) {
-      throw new IllegalArgumentException("guest memory must be a positive multiple of 1 MiB, got " + memoryBytes);
-    }
-    if (vcpus < 1) {
-      throw new IllegalArgumentException("vcpus must be at least 1, got " + vcpus);
-    }
-    if (!ramFile.isAbsolute() || !runDir.isAbsolute()) {
-      throw new IllegalArgumentException("RAM file and run directory must be absolute paths");
-    }
-    if ((initrd != null || append != null) && kernel == null) {
-      throw new IllegalArgumentException("initrd and append need a kernel");
-    }
-    int socketPath = runDir.resolve("qmp.sock").toString().getBytes(StandardCharsets.UTF_8).length;
-    if (socketPath > MAX_SOCKET_PATH) {
-      throw new IllegalArgumentException("run directory " + runDir + " is too long for a unix socket path ("
-          + socketPath + " > " + MAX_SOCKET_PATH + " bytes)");
-    }
-  }
-
-  public static Builder builder() {
-    return new Builder();
-  }
-
-  public Builder toBuilder() {
-    Builder b = new Builder();
-    b.binary = binary;
-    b.name = name;
-    b.machine = machine;
-    b.memoryBytes = memoryBytes;
-    b.ramFile = ramFile;
-    b.vcpus = vcpus;
-    b.accel = accel;
-    b.cpuModel = cpuModel;
-    b.runDir = runDir;
-    b.kernel = kernel;
-    b.initrd = initrd;
-    b.append = append;
-    b.disks = new ArrayList<>(disks);
-    b.incoming = incoming;
-    b.startPaused = startPaused;
-    b.hookLibrary = hookLibrary;
-    b.extraArgs = new ArrayList<>(extraArgs);
-    return b;
-  }
-
-  public Path qmpSocket() {
-    return runDir.resolve("qmp.sock");
-  }
-
-  /** The guest's serial console (COM1). */
-  public Path consoleLog() {
-    return runDir.resolve("console.log");
-  }
-
-  /** QEMU's stdout and stderr. */
-  public Path qemuLog() {
-    return runDir.resolve("qemu.log");
-  }
-
-  /** Where the hook reports its registration ({@code status=ok start=... length=...}). */
-  public Path hookStatusFile() {
-    return runDir.resolve("hook.status");
-  }
-
-  /** The command line, with {@code accel} already resolved. */
-  public List<String> argv() {
-    if (accel == Accel.AUTO) {
-      throw new IllegalStateException("resolve Accel.AUTO (withAccel) before rendering");
-    }
-    List<String> a = new ArrayList<>();
-    a.add(binary.toString());
-    a.addAll(List.of("-name", "guest=" + opt(name)));
-    a.addAll(List.of("-machine", machine + ",memory-backend=" + RAM_BACKEND_ID));
-    a.addAll(List.of("-m", (memoryBytes >> 20) + "M"));
-    a.addAll(List.of("-object", "memory-backend-file,id=" + RAM_BACKEND_ID + ",size=" + memoryBytes
-        + ",mem-path=" + opt(ramFile.toString()) + ",share=on"));
-    a.addAll(List.of("-smp", Integer.toString(vcpus)));
-    a.addAll(List.of("-accel", accel.qemuName()));
-    if (cpuModel != null) {
-      a.addAll(List.of("-cpu", cpuModel));
-    }
-    a.addAll(List.of("-display", "none", "-nodefaults", "-no-user-config"));
-    // Timestamps on QEMU's own messages, so its log lines up with the agent's.
-    a.addAll(List.of("-msg", "timestamp=on"));
-    a.addAll(List.of("-chardev", "file,id=console,path=" + opt(consoleLog().toString())));
-    a.addAll(List.of("-serial", "chardev:console"));
-    a.addAll(List.of("-chardev", "socket,id=qmp,path=" + opt(qmpSocket().toString()) + ",server=on,wait=off"));
-    a.addAll(List.of("-mon", "chardev=qmp,mode=control"));
-    if (kernel != null) {
-      a.addAll(List.of("-kernel", kernel.toString()));
-    }
-    if (initrd != null) {
-      a.addAll(List.of("-initrd", initrd.toString()));
-    }
-    if (append != null) {
-      a.addAll(List.of("-append", append));
-    }
-    for (int i = 0; i < disks.size(); i++) {
-      Disk d = disks.get(i);
-      a.addAll(List.of("-drive", "file=" + opt(d.file().toString()) + ",format=" + d.format().name().toLowerCase()
-          + ",if=virtio,cache=" + d.cache() + ",id=disk" + i + (d.readOnly() ? ",readonly=on" : "")));
-    }
-    if (incoming) {
-      a.addAll(List.of("-incoming", "defer"));
-    }
-    if (startPaused) {
-      a.add("-S");
-    }
-    a.addAll(extraArgs);
-    return List.copyOf(a);
-  }
-
-  /**
-   * Environment variables to set for QEMU. With a hook library, LD_PRELOAD and the hook's two
-   * variables; without one, nothing (and {@link #environmentToRemove()} clears stray ones).
-   */
-  public Map<String, String> environment() {
-    Map<String, String> env = new LinkedHashMap<>();
-    if (hookLibrary != null) {
-      env.put("LD_PRELOAD", hookLibrary.toString());
-      env.put("FERRY_HOOK_RAM_PATH", ramFile.toString());
-      env.put("FERRY_HOOK_STATUS_FILE", hookStatusFile().toString());
-    }
-    return env;
-  }
-
-  /** Variables never inherited from the agent: the hook is on only when this command says so. */
-  public List<String> environmentToRemove() {
-    return List.of("LD_PRELOAD", "FERRY_HOOK_RAM_PATH", "FERRY_HOOK_STATUS_FILE");
-  }
-
-  /** The same command with {@code accel} set (used to resolve {@link Accel#AUTO}). */
-  public QemuCommand withAccel(Accel resolved) {
-    return toBuilder().accel(resolved).build();
-  }
-
-  /** A value inside QEMU's comma-separated option syntax: a comma is written twice. */
-  static String opt(String value) {
-    return value.replace(",", ",,");
-  }
-
-  /** Builder with QEMU's defaults for everything but the name, size, RAM file and run directory. */
-  public static final class Builder {
-    private Path binary = DEFAULT_BINARY;
-    private String name;
-    private String machine = "pc";
-    private long memoryBytes;
-    private Path ramFile;
-    private int vcpus = 1;
-    private Accel accel = Accel.AUTO;
-    private String cpuModel;
-    private Path runDir;
-    private Path kernel;
-    private Path initrd;
-    private String append;
-    private List<Disk> disks = new ArrayList<>();
-    private boolean incoming;
-    private boolean startPaused;
-    private Path hookLibrary;
-    private List<String> extraArgs = new ArrayList<>();
-
-    public Builder binary(Path v) {
-      binary = v;
-      return this;
+        public Disk(Path file, Format format, boolean readOnly) {
+            this(file, format, readOnly, "none");
+        }
     }
 
-    public Builder name(String v) {
-      name = v;
-      return this;
+    public QemuCommand {
+        Objects.requireNonNull(binary, "binary");
+        Objects.requireNonNull(ramFile, "ramFile");
+        Objects.requireNonNull(runDir, "runDir");
+        Objects.requireNonNull(accel, "accel");
+        disks = List.copyOf(disks == null ? List.of() : disks);
+        extraArgs = List.copyOf(extraArgs == null ? List.of() : extraArgs);
+        machine = machine == null || machine.isEmpty() ? "pc" : machine;
+        if (name == null || name.isEmpty() || name.chars().anyMatch(c -> c < 0x20 || c == 0x7f)) {
+            throw new IllegalArgumentException("VM name must be non-empty without control characters: " + name);
+        }
+        if (!MACHINE.matcher(machine).matches()) {
+            throw new IllegalArgumentException("not a QEMU machine type: " + machine);
+        }
+        if (cpuModel != null && !CPU_MODEL.matcher(cpuModel).matches()) {
+            throw new IllegalArgumentException("not a QEMU CPU model: " + cpuModel);
+        }
+        if (memoryBytes <= 0 || memoryBytes % (1 << 20) != 0) {
+            throw new IllegalArgumentException("guest memory must be a positive multiple of 1 MiB, got " + memoryBytes);
+        }
+        if (vcpus < 1) {
+            throw new IllegalArgumentException("vcpus must be at least 1, got " + vcpus);
+        }
+        if (!ramFile.isAbsolute() || !runDir.isAbsolute()) {
+            throw new IllegalArgumentException("RAM file and run directory must be absolute paths");
+        }
+        if ((initrd != null || append != null) && kernel == null) {
+            throw new IllegalArgumentException("initrd and append need a kernel");
+        }
+        int socketPath = runDir.resolve("qmp.sock").toString().getBytes(StandardCharsets.UTF_8).length;
+        if (socketPath > MAX_SOCKET_PATH) {
+            throw new IllegalArgumentException("run directory " + runDir + " is too long for a unix socket path ("
+                    + socketPath + " > " + MAX_SOCKET_PATH + " bytes)");
+        }
     }
 
-    public Builder machine(String v) {
-      machine = v;
-      return this;
+    public static Builder builder() {
+        return new Builder();
     }
 
-    public Builder memoryBytes(long v) {
-      memoryBytes = v;
-      return this;
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.binary = binary;
+        b.name = name;
+        b.machine = machine;
+        b.memoryBytes = memoryBytes;
+        b.ramFile = ramFile;
+        b.vcpus = vcpus;
+        b.accel = accel;
+        b.cpuModel = cpuModel;
+        b.runDir = runDir;
+        b.kernel = kernel;
+        b.initrd = initrd;
+        b.append = append;
+        b.disks = new ArrayList<>(disks);
+        b.incoming = incoming;
+        b.startPaused = startPaused;
+        b.hookLibrary = hookLibrary;
+        b.extraArgs = new ArrayList<>(extraArgs);
+        return b;
     }
 
-    public Builder ramFile(Path v) {
-      ramFile = v;
-      return this;
+    public Path qmpSocket() {
+        return runDir.resolve("qmp.sock");
     }
 
-    public Builder vcpus(int v) {
-      vcpus = v;
-      return this;
+    /** The guest's serial console (COM1). */
+    public Path consoleLog() {
+        return runDir.resolve("console.log");
     }
 
-    public Builder accel(Accel v) {
-      accel = v;
-      return this;
+    /** QEMU's stdout and stderr. */
+    public Path qemuLog() {
+        return runDir.resolve("qemu.log");
     }
 
-    public Builder cpuModel(String v) {
-      cpuModel = v;
-      return this;
+    /** Where the hook reports its registration ({@code status=ok start=... length=...}). */
+    public Path hookStatusFile() {
+        return runDir.resolve("hook.status");
     }
 
-    public Builder runDir(Path v) {
-      runDir = v;
-      return this;
+    /** The command line, with {@code accel} already resolved. */
+    public List<String> argv() {
+        if (accel == Accel.AUTO) {
+            throw new IllegalStateException("resolve Accel.AUTO (withAccel) before rendering");
+        }
+        List<String> a = new ArrayList<>();
+        a.add(binary.toString());
+        a.addAll(List.of("-name", "guest=" + opt(name)));
+        a.addAll(List.of("-machine", machine + ",memory-backend=" + RAM_BACKEND_ID));
+        a.addAll(List.of("-m", (memoryBytes >> 20) + "M"));
+        a.addAll(List.of(
+                "-object",
+                "memory-backend-file,id=" + RAM_BACKEND_ID + ",size=" + memoryBytes + ",mem-path="
+                        + opt(ramFile.toString()) + ",share=on"));
+        a.addAll(List.of("-smp", Integer.toString(vcpus)));
+        a.addAll(List.of("-accel", accel.qemuName()));
+        if (cpuModel != null) {
+            a.addAll(List.of("-cpu", cpuModel));
+        }
+        a.addAll(List.of("-display", "none", "-nodefaults", "-no-user-config"));
+        // Timestamps on QEMU's own messages, so its log lines up with the agent's.
+        a.addAll(List.of("-msg", "timestamp=on"));
+        a.addAll(List.of("-chardev", "file,id=console,path=" + opt(consoleLog().toString())));
+        a.addAll(List.of("-serial", "chardev:console"));
+        a.addAll(List.of("-chardev", "socket,id=qmp,path=" + opt(qmpSocket().toString()) + ",server=on,wait=off"));
+        a.addAll(List.of("-mon", "chardev=qmp,mode=control"));
+        if (kernel != null) {
+            a.addAll(List.of("-kernel", kernel.toString()));
+        }
+        if (initrd != null) {
+            a.addAll(List.of("-initrd", initrd.toString()));
+        }
+        if (append != null) {
+            a.addAll(List.of("-append", append));
+        }
+        for (int i = 0; i < disks.size(); i++) {
+            Disk d = disks.get(i);
+            a.addAll(List.of(
+                    "-drive",
+                    "file=" + opt(d.file().toString()) + ",format="
+                            + d.format().name().toLowerCase() + ",if=virtio,cache=" + d.cache() + ",id=disk" + i
+                            + (d.readOnly() ? ",readonly=on" : "")));
+        }
+        if (incoming) {
+            a.addAll(List.of("-incoming", "defer"));
+        }
+        if (startPaused) {
+            a.add("-S");
+        }
+        a.addAll(extraArgs);
+        return List.copyOf(a);
     }
 
-    public Builder kernel(Path v) {
-      kernel = v;
-      return this;
+    /**
+     * Environment variables to set for QEMU. With a hook library, LD_PRELOAD and the hook's two
+     * variables; without one, nothing (and {@link #environmentToRemove()} clears stray ones).
+     */
+    public Map<String, String> environment() {
+        Map<String, String> env = new LinkedHashMap<>();
+        if (hookLibrary != null) {
+            env.put("LD_PRELOAD", hookLibrary.toString());
+            env.put("FERRY_HOOK_RAM_PATH", ramFile.toString());
+            env.put("FERRY_HOOK_STATUS_FILE", hookStatusFile().toString());
+        }
+        return env;
     }
 
-    public Builder initrd(Path v) {
-      initrd = v;
-      return this;
+    /** Variables never inherited from the agent: the hook is on only when this command says so. */
+    public List<String> environmentToRemove() {
+        return List.of("LD_PRELOAD", "FERRY_HOOK_RAM_PATH", "FERRY_HOOK_STATUS_FILE");
     }
 
-    public Builder append(String v) {
-      append = v;
-      return this;
+    /** The same command with {@code accel} set (used to resolve {@link Accel#AUTO}). */
+    public QemuCommand withAccel(Accel resolved) {
+        return toBuilder().accel(resolved).build();
     }
 
-    public Builder disk(Disk v) {
-      disks.add(v);
-      return this;
+    /** A value inside QEMU's comma-separated option syntax: a comma is written twice. */
+    static String opt(String value) {
+        return value.replace(",", ",,");
     }
 
-    /** Destination of a migration: {@code -incoming defer} and {@code -S}. */
-    public Builder incoming(boolean v) {
-      incoming = v;
-      if (v) {
-        startPaused = true;
-      }
-      return this;
-    }
+    /** Builder with QEMU's defaults for everything but the name, size, RAM file and run directory. */
+    public static final class Builder {
+        private Path binary = DEFAULT_BINARY;
+        private String name;
+        private String machine = "pc";
+        private long memoryBytes;
+        private Path ramFile;
+        private int vcpus = 1;
+        private Accel accel = Accel.AUTO;
+        private String cpuModel;
+        private Path runDir;
+        private Path kernel;
+        private Path initrd;
+        private String append;
+        private List<Disk> disks = new ArrayList<>();
+        private boolean incoming;
+        private boolean startPaused;
+        private Path hookLibrary;
+        private List<String> extraArgs = new ArrayList<>();
 
-    public Builder startPaused(boolean v) {
-      startPaused = v;
-      return this;
-    }
+        public Builder binary(Path v) {
+            binary = v;
+            return this;
+        }
 
-    public Builder hookLibrary(Path v) {
-      hookLibrary = v;
-      return this;
-    }
+        public Builder name(String v) {
+            name = v;
+            return this;
+        }
 
-    public Builder extraArgs(String... v) {
-      extraArgs.addAll(List.of(v));
-      return this;
-    }
+        public Builder machine(String v) {
+            machine = v;
+            return this;
+        }
 
-    public QemuCommand build() {
-      return new QemuCommand(binary, name, machine, memoryBytes, ramFile, vcpus, accel, cpuModel, runDir, kernel,
-          initrd, append, disks, incoming, startPaused, hookLibrary, extraArgs);
+        public Builder memoryBytes(long v) {
+            memoryBytes = v;
+            return this;
+        }
+
+        public Builder ramFile(Path v) {
+            ramFile = v;
+            return this;
+        }
+
+        public Builder vcpus(int v) {
+            vcpus = v;
+            return this;
+        }
+
+        public Builder accel(Accel v) {
+            accel = v;
+            return this;
+        }
+
+        public Builder cpuModel(String v) {
+            cpuModel = v;
+            return this;
+        }
+
+        public Builder runDir(Path v) {
+            runDir = v;
+            return this;
+        }
+
+        public Builder kernel(Path v) {
+            kernel = v;
+            return this;
+        }
+
+        public Builder initrd(Path v) {
+            initrd = v;
+            return this;
+        }
+
+        public Builder append(String v) {
+            append = v;
+            return this;
+        }
+
+        public Builder disk(Disk v) {
+            disks.add(v);
+            return this;
+        }
+
+        /** Destination of a migration: {@code -incoming defer} and {@code -S}. */
+        public Builder incoming(boolean v) {
+            incoming = v;
+            if (v) {
+                startPaused = true;
+            }
+            return this;
+        }
+
+        public Builder startPaused(boolean v) {
+            startPaused = v;
+            return this;
+        }
+
+        public Builder hookLibrary(Path v) {
+            hookLibrary = v;
+            return this;
+        }
+
+        public Builder extraArgs(String... v) {
+            extraArgs.addAll(List.of(v));
+            return this;
+        }
+
+        public QemuCommand build() {
+            return new QemuCommand(
+                    binary,
+                    name,
+                    machine,
+                    memoryBytes,
+                    ramFile,
+                    vcpus,
+                    accel,
+                    cpuModel,
+                    runDir,
+                    kernel,
+                    initrd,
+                    append,
+                    disks,
+                    incoming,
+                    startPaused,
+                    hookLibrary,
+                    extraArgs);
+        }
     }
-  }
 }

@@ -29,195 +29,207 @@ import org.slf4j.LoggerFactory;
  * storage every host can reach.
  */
 public final class QemuDriver implements HypervisorDriver {
-  private static final Logger log = LoggerFactory.getLogger(QemuDriver.class);
-  private static final java.util.regex.Pattern MACHINE = java.util.regex.Pattern.compile("[A-Za-z0-9._-]+");
+    private static final Logger log = LoggerFactory.getLogger(QemuDriver.class);
+    private static final java.util.regex.Pattern MACHINE = java.util.regex.Pattern.compile("[A-Za-z0-9._-]+");
 
-  /**
-   * @param binary qemu-system-x86_64 (a path, or a name looked up on PATH)
-   * @param accel AUTO uses KVM where /dev/kvm opens and is hardware-backed, TCG otherwise
-   * @param startTimeout from launch to QMP ready
-   * @param qmpTimeout for each QMP command
-   */
-  public record Settings(Path binary, Accel accel, Duration startTimeout, Duration qmpTimeout) {
-    public static Settings defaults() {
-      return new Settings(QemuCommand.DEFAULT_BINARY, Accel.AUTO, Duration.ofSeconds(30), Duration.ofSeconds(10));
+    /**
+     * @param binary qemu-system-x86_64 (a path, or a name looked up on PATH)
+     * @param accel AUTO uses KVM where /dev/kvm opens and is hardware-backed, TCG otherwise
+     * @param startTimeout from launch to QMP ready
+     * @param qmpTimeout for each QMP command
+     */
+    public record Settings(Path binary, Accel accel, Duration startTimeout, Duration qmpTimeout) {
+        public static Settings defaults() {
+            return new Settings(QemuCommand.DEFAULT_BINARY, Accel.AUTO, Duration.ofSeconds(30), Duration.ofSeconds(10));
+        }
     }
-  }
 
-  private final Settings settings;
-  private final NativeArtifacts natives;
-  private final KernelProbe.Result probe;
+    private final Settings settings;
+    private final NativeArtifacts natives;
+    private final KernelProbe.Result probe;
 
-  private QemuDriver(Settings settings, NativeArtifacts natives, KernelProbe.Result probe) {
-    this.settings = settings;
-    this.natives = natives;
-    this.probe = probe;
-  }
+    private QemuDriver(Settings settings, NativeArtifacts natives, KernelProbe.Result probe) {
+        this.settings = settings;
+        this.natives = natives;
+        this.probe = probe;
+    }
 
-  /**
-   * Checks QEMU is installed, copies the native pieces into {@code nativeDir}, and probes the
-   * kernel for dirty tracking; says clearly what is missing.
-   */
-  public static QemuDriver create(Settings settings, Path nativeDir) throws HypervisorException {
-    if (!onPath(settings.binary())) {
-      throw new HypervisorException("start qemu driver", settings.binary()
-          + " not found; install QEMU (Debian: apt-get install -y qemu-system-x86)");
+    /**
+     * Checks QEMU is installed, copies the native pieces into {@code nativeDir}, and probes the
+     * kernel for dirty tracking; says clearly what is missing.
+     */
+    public static QemuDriver create(Settings settings, Path nativeDir) throws HypervisorException {
+        if (!onPath(settings.binary())) {
+            throw new HypervisorException(
+                    "start qemu driver",
+                    settings.binary() + " not found; install QEMU (Debian: apt-get install -y qemu-system-x86)");
+        }
+        NativeArtifacts natives;
+        try {
+            natives = NativeArtifacts.extract(nativeDir);
+        } catch (IOException e) {
+            throw new HypervisorException(
+                    "start qemu driver", "cannot install the native hook and test guest: " + e.getMessage(), e);
+        }
+        KernelProbe.Result probe = KernelProbe.probe();
+        if (!probe.present()) {
+            log.warn(
+                    "this kernel cannot track guest writes for Ferry's pre-copy: {}; only --mode qemu-native migrations "
+                            + "will work",
+                    probe.detail());
+        }
+        if (!ProcessLauncher.diesWithAgent()) {
+            log.warn("setpriv not found: QEMU processes will outlive this agent if it is killed");
+        }
+        return new QemuDriver(settings, natives, probe);
     }
-    NativeArtifacts natives;
-    try {
-      natives = NativeArtifacts.extract(nativeDir);
-    } catch (IOException e) {
-      throw new HypervisorException("start qemu driver", "cannot install the native hook and test guest: " + e.getMessage(), e);
-    }
-    KernelProbe.Result probe = KernelProbe.probe();
-    if (!probe.present()) {
-      log.warn("this kernel cannot track guest writes for Ferry's pre-copy: {}; only --mode qemu-native migrations "
-          + "will work", probe.detail());
-    }
-    if (!ProcessLauncher.diesWithAgent()) {
-      log.warn("setpriv not found: QEMU processes will outlive this agent if it is killed");
-    }
-    return new QemuDriver(settings, natives, probe);
-  }
 
-  private static boolean onPath(Path binary) {
-    if (binary.isAbsolute() || binary.getNameCount() > 1) {
-      return Files.isExecutable(binary);
+    private static boolean onPath(Path binary) {
+        if (binary.isAbsolute() || binary.getNameCount() > 1) {
+            return Files.isExecutable(binary);
+        }
+        String path = System.getenv("PATH");
+        for (String dir : (path == null ? "/usr/bin:/bin" : path).split(":")) {
+            if (Files.isExecutable(Path.of(dir, binary.toString()))) {
+                return true;
+            }
+        }
+        return false;
     }
-    String path = System.getenv("PATH");
-    for (String dir : (path == null ? "/usr/bin:/bin" : path).split(":")) {
-      if (Files.isExecutable(Path.of(dir, binary.toString()))) {
-        return true;
-      }
-    }
-    return false;
-  }
 
-  Settings settings() {
-    return settings;
-  }
+    Settings settings() {
+        return settings;
+    }
 
-  @Override
-  public String name() {
-    return "qemu";
-  }
+    @Override
+    public String name() {
+        return "qemu";
+    }
 
-  @Override
-  public HostCapabilities capabilities() {
-    return new HostCapabilities(probe.present(), probe.detail(), true);
-  }
+    @Override
+    public HostCapabilities capabilities() {
+        return new HostCapabilities(probe.present(), probe.detail(), true);
+    }
 
-  @Override
-  public void validate(VmSpec spec) throws HypervisorException {
-    long mem = spec.getMemoryBytes();
-    if (mem < (16L << 20) || mem % (1L << 20) != 0) {
-      throw new HypervisorException("validate", "QEMU guests need at least 16 MiB, in whole MiB; got " + mem + " bytes");
+    @Override
+    public void validate(VmSpec spec) throws HypervisorException {
+        long mem = spec.getMemoryBytes();
+        if (mem < (16L << 20) || mem % (1L << 20) != 0) {
+            throw new HypervisorException(
+                    "validate", "QEMU guests need at least 16 MiB, in whole MiB; got " + mem + " bytes");
+        }
+        if (spec.getVcpus() > 64) {
+            throw new HypervisorException("validate", "at most 64 vCPUs, got " + spec.getVcpus());
+        }
+        if (!spec.getMachine().isEmpty() && !MACHINE.matcher(spec.getMachine()).matches()) {
+            throw new HypervisorException("validate", "bad machine type '" + spec.getMachine() + "'");
+        }
+        if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
+            readable("kernel", spec.getBoot().getKernel());
+            if (!spec.getBoot().getInitrd().isEmpty()) {
+                readable("initrd", spec.getBoot().getInitrd());
+            }
+        }
+        for (Disk d : spec.getDisksList()) {
+            readable("disk", d.getPath());
+        }
     }
-    if (spec.getVcpus() > 64) {
-      throw new HypervisorException("validate", "at most 64 vCPUs, got " + spec.getVcpus());
-    }
-    if (!spec.getMachine().isEmpty() && !MACHINE.matcher(spec.getMachine()).matches()) {
-      throw new HypervisorException("validate", "bad machine type '" + spec.getMachine() + "'");
-    }
-    if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
-      readable("kernel", spec.getBoot().getKernel());
-      if (!spec.getBoot().getInitrd().isEmpty()) {
-        readable("initrd", spec.getBoot().getInitrd());
-      }
-    }
-    for (Disk d : spec.getDisksList()) {
-      readable("disk", d.getPath());
-    }
-  }
 
-  private static void readable(String what, String file) throws HypervisorException {
-    Path p = Path.of(file);
-    if (!p.isAbsolute()) {
-      throw new HypervisorException("validate", what + " path must be absolute (every host resolves it): " + file);
+    private static void readable(String what, String file) throws HypervisorException {
+        Path p = Path.of(file);
+        if (!p.isAbsolute()) {
+            throw new HypervisorException(
+                    "validate", what + " path must be absolute (every host resolves it): " + file);
+        }
+        if (!Files.isReadable(p)) {
+            throw new HypervisorException("validate", what + " " + file + " is not readable on this host");
+        }
     }
-    if (!Files.isReadable(p)) {
-      throw new HypervisorException("validate", what + " " + file + " is not readable on this host");
-    }
-  }
 
-  @Override
-  public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
-    validate(spec);
-    RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
-    return new QemuVm(spec, command(spec, paths, false), ram, this, false);
-  }
+    @Override
+    public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
+        validate(spec);
+        RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
+        return new QemuVm(spec, command(spec, paths, false), ram, this, false);
+    }
 
-  @Override
-  public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
-    validate(spec);
-    RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
-    QemuVm vm = new QemuVm(spec, command(spec, paths, true), ram, this, true);
-    try {
-      vm.launch();
-    } catch (HypervisorException | RuntimeException e) {
-      vm.close();
-      throw e;
+    @Override
+    public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
+        validate(spec);
+        RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
+        QemuVm vm = new QemuVm(spec, command(spec, paths, true), ram, this, true);
+        try {
+            vm.launch();
+        } catch (HypervisorException | RuntimeException e) {
+            vm.close();
+            throw e;
+        }
+        return vm;
     }
-    return vm;
-  }
 
-  /**
-   * The command line of a VM; source and destination of a migration get the same one, but
-   * -incoming. Public so that `ferry bench qemu` starts its QEMU-native baseline exactly as the
-   * driver starts Ferry's guests.
-   */
-  public QemuCommand command(VmSpec spec, VmPaths paths, boolean incoming) {
-    QemuCommand.Builder b = QemuCommand.builder()
-        .binary(settings.binary())
-        .name(spec.getName())
-        .machine(spec.getMachine().isEmpty() ? "pc" : spec.getMachine())
-        .memoryBytes(spec.getMemoryBytes())
-        .ramFile(paths.ramFile())
-        .vcpus(Math.max(1, spec.getVcpus()))
-        .accel(settings.accel())
-        .runDir(paths.runDir())
-        .incoming(incoming)
-        .startPaused(incoming);
-    if (probe.present()) {
-      // Destinations too: a VM that arrives here may leave again, and only a hook loaded at
-      // QEMU's start can track its writes.
-      b.hookLibrary(natives.hookLibrary());
+    /**
+     * The command line of a VM; source and destination of a migration get the same one, but
+     * -incoming. Public so that `ferry bench qemu` starts its QEMU-native baseline exactly as the
+     * driver starts Ferry's guests.
+     */
+    public QemuCommand command(VmSpec spec, VmPaths paths, boolean incoming) {
+        QemuCommand.Builder b = QemuCommand.builder()
+                .binary(settings.binary())
+                .name(spec.getName())
+                .machine(spec.getMachine().isEmpty() ? "pc" : spec.getMachine())
+                .memoryBytes(spec.getMemoryBytes())
+                .ramFile(paths.ramFile())
+                .vcpus(Math.max(1, spec.getVcpus()))
+                .accel(settings.accel())
+                .runDir(paths.runDir())
+                .incoming(incoming)
+                .startPaused(incoming);
+        if (probe.present()) {
+            // Destinations too: a VM that arrives here may leave again, and only a hook loaded at
+            // QEMU's start can track its writes.
+            b.hookLibrary(natives.hookLibrary());
+        }
+        if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
+            b.kernel(Path.of(spec.getBoot().getKernel()));
+            if (!spec.getBoot().getInitrd().isEmpty()) {
+                b.initrd(Path.of(spec.getBoot().getInitrd()));
+            }
+            if (!spec.getBoot().getAppend().isEmpty()) {
+                b.append(spec.getBoot().getAppend());
+            }
+        } else {
+            b.kernel(natives.testGuest()).append(testGuestCommandLine(spec.getWorkload()));
+        }
+        for (Disk d : spec.getDisksList()) {
+            b.disk(new QemuCommand.Disk(
+                    Path.of(d.getPath()),
+                    d.getFormat() == DiskFormat.DISK_FORMAT_QCOW2
+                            ? QemuCommand.Disk.Format.QCOW2
+                            : QemuCommand.Disk.Format.RAW,
+                    d.getReadOnly()));
+        }
+        return b.build();
     }
-    if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
-      b.kernel(Path.of(spec.getBoot().getKernel()));
-      if (!spec.getBoot().getInitrd().isEmpty()) {
-        b.initrd(Path.of(spec.getBoot().getInitrd()));
-      }
-      if (!spec.getBoot().getAppend().isEmpty()) {
-        b.append(spec.getBoot().getAppend());
-      }
-    } else {
-      b.kernel(natives.testGuest()).append(testGuestCommandLine(spec.getWorkload()));
-    }
-    for (Disk d : spec.getDisksList()) {
-      b.disk(new QemuCommand.Disk(Path.of(d.getPath()),
-          d.getFormat() == DiskFormat.DISK_FORMAT_QCOW2 ? QemuCommand.Disk.Format.QCOW2 : QemuCommand.Disk.Format.RAW,
-          d.getReadOnly()));
-    }
-    return b.build();
-  }
 
-  /** The test guest's parameters (see src/main/native/README.md). */
-  static String testGuestCommandLine(Workload w) {
-    StringBuilder s = new StringBuilder();
-    if (w.getWorkingSetBytes() > 0) {
-      s.append("ws=").append(w.getWorkingSetBytes() >> 10).append("K ");
+    /** The test guest's parameters (see src/main/native/README.md). */
+    static String testGuestCommandLine(Workload w) {
+        StringBuilder s = new StringBuilder();
+        if (w.getWorkingSetBytes() > 0) {
+            s.append("ws=").append(w.getWorkingSetBytes() >> 10).append("K ");
+        }
+        s.append("rate=").append(w.getDirtyRatePagesPerSec());
+        Pattern p = w.getPattern() == Pattern.PATTERN_INVALID ? Pattern.PATTERN_RANDOM : w.getPattern();
+        s.append(" pattern=").append(p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT));
+        if (w.getHotSetBytes() > 0 && w.getHotPercent() > 0) {
+            s.append(" hot=")
+                    .append(w.getHotSetBytes() >> 10)
+                    .append("K hotpct=")
+                    .append(w.getHotPercent());
+        }
+        s.append(" hb=500");
+        return s.toString();
     }
-    s.append("rate=").append(w.getDirtyRatePagesPerSec());
-    Pattern p = w.getPattern() == Pattern.PATTERN_INVALID ? Pattern.PATTERN_RANDOM : w.getPattern();
-    s.append(" pattern=").append(p.name().replace("PATTERN_", "").toLowerCase(Locale.ROOT));
-    if (w.getHotSetBytes() > 0 && w.getHotPercent() > 0) {
-      s.append(" hot=").append(w.getHotSetBytes() >> 10).append("K hotpct=").append(w.getHotPercent());
-    }
-    s.append(" hb=500");
-    return s.toString();
-  }
 
-  @Override
-  public void close() {}
+    @Override
+    public void close() {}
 }

@@ -44,530 +44,556 @@ import org.slf4j.LoggerFactory;
  * CLOSED} after {@link #close()}. Run directory and files are private to this user (0700/0600).
  */
 public final class QemuProcess implements Closeable {
-  private static final Logger log = LoggerFactory.getLogger(QemuProcess.class);
-  private static final Set<PosixFilePermission> DIR_MODE = PosixFilePermissions.fromString("rwx------");
-  private static final Set<PosixFilePermission> FILE_MODE = PosixFilePermissions.fromString("rw-------");
-  /** How long {@code quit} and then SIGTERM each get before the next, harder, step. */
-  static final Duration QUIT_GRACE = Duration.ofSeconds(3);
-  static final Duration TERM_GRACE = Duration.ofSeconds(3);
-  /** A QEMU whose monitor is gone but which lingers this long is killed: it can no longer be managed. */
-  static final Duration ORPHAN_GRACE = Duration.ofSeconds(2);
-  private static final int STDERR_TAIL_LINES = 12;
-  private static final Duration QUERY_TIMEOUT = Duration.ofSeconds(5);
+    private static final Logger log = LoggerFactory.getLogger(QemuProcess.class);
+    private static final Set<PosixFilePermission> DIR_MODE = PosixFilePermissions.fromString("rwx------");
+    private static final Set<PosixFilePermission> FILE_MODE = PosixFilePermissions.fromString("rw-------");
+    /** How long {@code quit} and then SIGTERM each get before the next, harder, step. */
+    static final Duration QUIT_GRACE = Duration.ofSeconds(3);
 
-  /** Lifecycle of the process. */
-  public enum State {
-    STARTING,
-    RUNNING,
-    EXITED,
-    CLOSED
-  }
+    static final Duration TERM_GRACE = Duration.ofSeconds(3);
+    /** A QEMU whose monitor is gone but which lingers this long is killed: it can no longer be managed. */
+    static final Duration ORPHAN_GRACE = Duration.ofSeconds(2);
 
-  private final QemuCommand command;
-  private final Accel.Detection accel;
-  private final Process process;
-  private final long logOffset;
-  private final long launchedNanos;
-  private final List<Consumer<QemuExit>> exitListeners = new CopyOnWriteArrayList<>();
-  /** Open once the exit listeners have all been told; close() and awaitExit() wait for it. */
-  private final java.util.concurrent.CountDownLatch told = new java.util.concurrent.CountDownLatch(1);
-  private volatile Thread teller;
+    private static final int STDERR_TAIL_LINES = 12;
+    private static final Duration QUERY_TIMEOUT = Duration.ofSeconds(5);
 
-  private final Object lock = new Object();
-  // Guarded by lock.
-  private State state = State.STARTING;
-  private boolean closeRequested;
-  private QemuExit exit;
-
-  // Set once during start. Volatile: the exit handler may run on another thread meanwhile.
-  private volatile QmpClient qmp;
-  private QemuVersion version;
-  private boolean kvmEnabled;
-  private Duration startup;
-
-  private QemuProcess(QemuCommand command, Accel.Detection accel, Process process, long logOffset, long launchedNanos) {
-    this.command = command;
-    this.accel = accel;
-    this.process = process;
-    this.logOffset = logOffset;
-    this.launchedNanos = launchedNanos;
-  }
-
-  /**
-   * Launches QEMU and returns once QMP is ready (capabilities negotiated, version queried).
-   * Whatever fails on the way, no process is left behind.
-   */
-  public static QemuProcess start(QemuCommand command, Duration timeout) throws QemuStartException {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    long logOffset = prepareRunDir(command);
-    Accel.Detection accel = command.accel() == Accel.AUTO
-        ? Accel.detect()
-        : new Accel.Detection(command.accel(), "asked for " + command.accel());
-    QemuCommand resolved = command.withAccel(accel.accel());
-
-    if (!ProcessLauncher.isExecutable(resolved.binary())) {
-      // Checked here because under setpriv a missing binary would only show as an early exit.
-      throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": no such executable"
-          + (resolved.binary().isAbsolute() ? "" : " on PATH"), null);
+    /** Lifecycle of the process. */
+    public enum State {
+        STARTING,
+        RUNNING,
+        EXITED,
+        CLOSED
     }
-    ProcessBuilder pb = new ProcessBuilder(ProcessLauncher.withParentDeathSignal(resolved.argv()));
-    resolved.environmentToRemove().forEach(pb.environment()::remove);
-    pb.environment().putAll(resolved.environment());
-    pb.directory(resolved.runDir().toFile());
-    pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
-    pb.redirectErrorStream(true);
-    pb.redirectOutput(ProcessBuilder.Redirect.appendTo(resolved.qemuLog().toFile()));
-    long launched = System.nanoTime();
-    Process process;
-    try {
-      process = ProcessLauncher.start(pb);
-    } catch (IOException e) {
-      throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": " + e.getMessage(), e);
-    }
-    QemuProcess qp = new QemuProcess(resolved, accel, process, logOffset, launched);
-    log.info("QEMU {} launched: pid {}, accel {} ({})", resolved.name(), process.pid(), accel.accel(), accel.reason());
-    log.debug("QEMU {} command line: {}", resolved.name(), String.join(" ", resolved.argv()));
-    process.onExit().thenRun(qp::processEnded);
-    try {
-      qp.connect(deadline);
-      return qp;
-    } catch (QemuStartException | RuntimeException e) {
-      qp.close();
-      throw e;
-    }
-  }
 
-  private static long prepareRunDir(QemuCommand c) throws QemuStartException {
-    Path dir = c.runDir();
-    try {
-      try {
-        Files.createDirectories(dir.getParent());
-        Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(DIR_MODE));
-      } catch (FileAlreadyExistsException e) {
-        if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
-          throw new QemuStartException(Step.PREPARE_RUN_DIR, dir + " exists and is not a directory", null);
+    private final QemuCommand command;
+    private final Accel.Detection accel;
+    private final Process process;
+    private final long logOffset;
+    private final long launchedNanos;
+    private final List<Consumer<QemuExit>> exitListeners = new CopyOnWriteArrayList<>();
+    /** Open once the exit listeners have all been told; close() and awaitExit() wait for it. */
+    private final java.util.concurrent.CountDownLatch told = new java.util.concurrent.CountDownLatch(1);
+
+    private volatile Thread teller;
+
+    private final Object lock = new Object();
+    // Guarded by lock.
+    private State state = State.STARTING;
+    private boolean closeRequested;
+    private QemuExit exit;
+
+    // Set once during start. Volatile: the exit handler may run on another thread meanwhile.
+    private volatile QmpClient qmp;
+    private QemuVersion version;
+    private boolean kvmEnabled;
+    private Duration startup;
+
+    private QemuProcess(
+            QemuCommand command, Accel.Detection accel, Process process, long logOffset, long launchedNanos) {
+        this.command = command;
+        this.accel = accel;
+        this.process = process;
+        this.logOffset = logOffset;
+        this.launchedNanos = launchedNanos;
+    }
+
+    /**
+     * Launches QEMU and returns once QMP is ready (capabilities negotiated, version queried).
+     * Whatever fails on the way, no process is left behind.
+     */
+    public static QemuProcess start(QemuCommand command, Duration timeout) throws QemuStartException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        long logOffset = prepareRunDir(command);
+        Accel.Detection accel = command.accel() == Accel.AUTO
+                ? Accel.detect()
+                : new Accel.Detection(command.accel(), "asked for " + command.accel());
+        QemuCommand resolved = command.withAccel(accel.accel());
+
+        if (!ProcessLauncher.isExecutable(resolved.binary())) {
+            // Checked here because under setpriv a missing binary would only show as an early exit.
+            throw new QemuStartException(
+                    Step.LAUNCH,
+                    "cannot run " + resolved.binary() + ": no such executable"
+                            + (resolved.binary().isAbsolute() ? "" : " on PATH"),
+                    null);
         }
-      }
-      // Sockets and logs are reachable only through this directory: it alone keeps them private.
-      Files.setPosixFilePermissions(dir, DIR_MODE);
-      // A socket left by a previous QEMU would be mistaken for this one's; an old hook status
-      // would be mistaken for this run's registration (and blocks the hook's "loaded" line).
-      Files.deleteIfExists(c.qmpSocket());
-      Files.deleteIfExists(c.hookStatusFile());
-      for (Path f : List.of(c.consoleLog(), c.qemuLog())) {
-        if (!Files.exists(f)) {
-          Files.createFile(f, PosixFilePermissions.asFileAttribute(FILE_MODE));
-        }
-        Files.setPosixFilePermissions(f, FILE_MODE);
-      }
-      // qemu.log is appended to across restarts; this run's lines start here.
-      return Files.size(c.qemuLog());
-    } catch (IOException e) {
-      throw new QemuStartException(Step.PREPARE_RUN_DIR, "cannot prepare " + dir + ": " + e, e);
-    }
-  }
-
-  private void connect(long deadline) throws QemuStartException {
-    Path socket = command.qmpSocket();
-    while (!Files.exists(socket)) {
-      if (!process.isAlive()) {
-        throw new QemuStartException(Step.WAIT_FOR_QMP_SOCKET, diedDuringStart(), null);
-      }
-      if (System.nanoTime() > deadline) {
-        throw new QemuStartException(Step.WAIT_FOR_QMP_SOCKET,
-            "no QMP socket at " + socket + " after " + elapsedMillis() + " ms" + tailSuffix(), null);
-      }
-      sleepQuietly(5);
-    }
-    try {
-      Files.setPosixFilePermissions(socket, FILE_MODE);
-    } catch (IOException e) {
-      log.debug("cannot chmod {}: {}", socket, e.getMessage());
-    }
-    QmpClient client;
-    while (true) {
-      try {
-        client = QmpClient.connect(socket, command.name(), remaining(deadline));
-        break;
-      } catch (QmpException e) {
-        // The socket file appears at bind(), a moment before listen(): a refused connect is retried.
-        boolean retry = e.kind() == QmpException.Kind.IO && process.isAlive() && System.nanoTime() < deadline;
-        if (!retry) {
-          String why = process.isAlive() ? e.getMessage() : diedDuringStart();
-          throw new QemuStartException(Step.CONNECT_QMP, why, e);
-        }
-        sleepQuietly(5);
-      }
-    }
-    qmp = client;
-    client.onDeath(this::qmpDied);
-    try {
-      version = QemuVersion.fromQueryVersion(client.execute("query-version", QUERY_TIMEOUT));
-      JsonNode kvm = client.execute("query-kvm", QUERY_TIMEOUT);
-      kvmEnabled = kvm.path("enabled").asBoolean(false);
-    } catch (QmpException e) {
-      throw new QemuStartException(Step.QUERY, e.getMessage() + tailSuffix(), e);
-    }
-    if ((accel.accel() == Accel.KVM) != kvmEnabled) {
-      throw new QemuStartException(Step.CHECK_ACCEL, "asked for " + accel.accel() + " but QEMU reports KVM "
-          + (kvmEnabled ? "enabled" : "disabled"), null);
-    }
-    startup = Duration.ofNanos(System.nanoTime() - launchedNanos);
-    synchronized (lock) {
-      if (state == State.STARTING) {
-        state = State.RUNNING;
-      }
-    }
-    log.info("QEMU {} ready: pid {}, QEMU {}, {}, QMP ready after {} ms", command.name(), process.pid(), version,
-        kvmEnabled ? "KVM" : "TCG", startup.toMillis());
-  }
-
-  private String diedDuringStart() {
-    try {
-      process.waitFor(1, TimeUnit.SECONDS);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
-    String how = process.isAlive() ? "QEMU stopped answering" : QemuExit.of(false, process.exitValue(), null,
-        List.of()).reason();
-    return how + " during start-up" + tailSuffix();
-  }
-
-  private String tailSuffix() {
-    List<String> tail = stderrTail();
-    return tail.isEmpty() ? "" : "; QEMU said: " + String.join(" | ", tail);
-  }
-
-  public QemuCommand command() {
-    return command;
-  }
-
-  public long pid() {
-    return process.pid();
-  }
-
-  /** The QMP connection; valid while the process runs. */
-  public QmpClient qmp() {
-    return qmp;
-  }
-
-  /** The accelerator in use and why it was chosen. */
-  public Accel.Detection accel() {
-    return accel;
-  }
-
-  public QemuVersion version() {
-    return version;
-  }
-
-  /** Launch to QMP ready (greeting, capabilities, version query). */
-  public Duration startupTime() {
-    return startup;
-  }
-
-  public State state() {
-    synchronized (lock) {
-      return state;
-    }
-  }
-
-  public boolean isAlive() {
-    return process.isAlive();
-  }
-
-  /** How QEMU ended, once it has. */
-  public Optional<QemuExit> exit() {
-    synchronized (lock) {
-      return Optional.ofNullable(exit);
-    }
-  }
-
-  /**
-   * Adds a listener told once when QEMU ends, however it ends (also after {@link #close()}, with
-   * {@link QemuExit#requested()} true). Added after the end, it runs at once.
-   */
-  public void onExit(Consumer<QemuExit> listener) {
-    QemuExit e;
-    synchronized (lock) {
-      e = exit;
-      if (e == null) {
-        exitListeners.add(listener);
-        return;
-      }
-    }
-    listener.accept(e);
-  }
-
-  /** Waits until QEMU has ended; false on timeout. */
-  public boolean awaitExit(Duration timeout) throws InterruptedException {
-    if (!process.waitFor(timeout.toNanos(), TimeUnit.NANOSECONDS)) {
-      return false;
-    }
-    processEnded();
-    return true;
-  }
-
-  /** The hook's status file as it is now, or empty when the hook has written nothing (yet). */
-  public Optional<HookStatus> hookStatus() throws IOException {
-    try {
-      String text = Files.readString(command.hookStatusFile(), StandardCharsets.UTF_8);
-      return Optional.of(HookStatus.parse(text));
-    } catch (NoSuchFileException e) {
-      return Optional.empty();
-    }
-  }
-
-  /**
-   * Waits for the hook to report the RAM mapping ({@code ok}) or its failure ({@code error}).
-   * QEMU maps guest RAM before its monitor starts, so once QMP is ready this returns at once.
-   */
-  public HookStatus awaitHookStatus(Duration timeout) throws IOException {
-    if (command.hookLibrary() == null) {
-      throw new IllegalStateException("QEMU " + command.name() + " was started without the hook library");
-    }
-    long deadline = System.nanoTime() + timeout.toNanos();
-    Optional<HookStatus> s = Optional.empty();
-    while (System.nanoTime() < deadline) {
-      s = hookStatus();
-      if (s.isPresent() && s.get().kind() != HookStatus.Kind.LOADED) {
-        return s.get();
-      }
-      sleepQuietly(5);
-    }
-    throw new IOException("the hook reported no RAM mapping within " + timeout.toMillis() + " ms: "
-        + s.map(HookStatus::describe).orElse("no status file at " + command.hookStatusFile()
-        + " (the library did not load? check LD_PRELOAD and " + command.qemuLog() + ")"));
-  }
-
-  /** The last lines QEMU wrote to stdout/stderr in this run. */
-  public List<String> stderrTail() {
-    return tail(command.qemuLog(), logOffset, STDERR_TAIL_LINES);
-  }
-
-  private void qmpDied(String reason) {
-    synchronized (lock) {
-      if (closeRequested) {
-        return;
-      }
-    }
-    // Usually QEMU is exiting and the process exit follows within milliseconds. A QEMU that
-    // lingers without its monitor can no longer be paused or stopped by Ferry: end it.
-    Thread.ofPlatform().daemon().name("qemu-orphan-" + command.name()).start(() -> {
-      try {
-        if (!process.waitFor(ORPHAN_GRACE.toMillis(), TimeUnit.MILLISECONDS)) {
-          log.warn("QEMU {} (pid {}) lost its QMP connection but still runs; killing it", command.name(), pid());
-          process.destroyForcibly();
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    });
-  }
-
-  /**
-   * Runs once the process has been reaped (from Process.onExit, close or awaitExit): builds the
-   * exit report and tells the listeners. Whoever comes second waits until they have been told, so
-   * that close() never returns before its listeners ran (unless a listener itself calls close()).
-   */
-  private void processEnded() {
-    if (process.isAlive()) {
-      return;
-    }
-    QmpEvent shutdown = null;
-    String qmpEnd = null;
-    if (qmp != null) {
-      // QEMU's last words (SHUTDOWN and its reason) precede the EOF; let the reader take them in.
-      qmp.awaitEnd(Duration.ofMillis(500));
-      for (QmpEvent ev : qmp.recentEvents()) {
-        if (ev.name().equals("SHUTDOWN")) {
-          shutdown = ev;
-        }
-      }
-      qmpEnd = qmp.deathReason();
-    }
-    List<Consumer<QemuExit>> toTell = null;
-    QemuExit e = null;
-    synchronized (lock) {
-      if (exit == null) {
-        StringBuilder context = new StringBuilder();
-        if (closeRequested) {
-          context.append("stopped by Ferry");
-        }
-        if (shutdown != null) {
-          append(context, "SHUTDOWN event " + shutdown.data());
-        }
-        if (qmpEnd != null && !closeRequested) {
-          append(context, qmpEnd);
-        }
-        exit = QemuExit.of(closeRequested, process.exitValue(), context.toString(), stderrTail());
-        e = exit;
-        if (state != State.CLOSED) {
-          state = State.EXITED;
-        }
-        toTell = List.copyOf(exitListeners);
-        exitListeners.clear();
-        teller = Thread.currentThread();
-      }
-    }
-    if (e == null) {
-      // Someone else is telling; wait outside the lock, as listeners may call back into this object.
-      awaitTold();
-      return;
-    }
-    try {
-      tell(e, toTell);
-    } finally {
-      told.countDown();
-    }
-  }
-
-  private void awaitTold() {
-    if (Thread.currentThread() == teller) {
-      return;
-    }
-    try {
-      if (!told.await(10, TimeUnit.SECONDS)) {
-        log.warn("QEMU {}: exit listeners still running after 10 s", command.name());
-      }
-    } catch (InterruptedException ex) {
-      Thread.currentThread().interrupt();
-    }
-  }
-
-  private void tell(QemuExit e, List<Consumer<QemuExit>> toTell) {
-    if (e.requested()) {
-      log.info("QEMU {} (pid {}) ended: {}", command.name(), pid(), e.reason());
-    } else {
-      log.warn("QEMU {} (pid {}) ended unexpectedly: {}", command.name(), pid(), e.reason());
-    }
-    for (Consumer<QemuExit> l : toTell) {
-      try {
-        l.accept(e);
-      } catch (RuntimeException ex) {
-        log.warn("QEMU {}: exit listener failed", command.name(), ex);
-      }
-    }
-  }
-
-  private static void append(StringBuilder b, String s) {
-    if (!b.isEmpty()) {
-      b.append("; ");
-    }
-    b.append(s);
-  }
-
-  /**
-   * Ends QEMU for sure and waits for it: {@code quit} over QMP when it answers, SIGTERM after
-   * {@link #QUIT_GRACE}, SIGKILL after {@link #TERM_GRACE}. Exit listeners have run when this
-   * returns. The run directory stays (its logs explain what happened); the socket is removed.
-   */
-  @Override
-  public void close() {
-    synchronized (lock) {
-      if (state == State.CLOSED) {
-        return;
-      }
-      state = State.CLOSED;
-      closeRequested = true;
-    }
-    List<ProcessHandle> children = process.descendants().toList();
-    try {
-      if (process.isAlive() && qmp != null && qmp.state() == QmpClient.State.READY) {
-        boolean answered = true;
+        ProcessBuilder pb = new ProcessBuilder(ProcessLauncher.withParentDeathSignal(resolved.argv()));
+        resolved.environmentToRemove().forEach(pb.environment()::remove);
+        pb.environment().putAll(resolved.environment());
+        pb.directory(resolved.runDir().toFile());
+        pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+        pb.redirectErrorStream(true);
+        pb.redirectOutput(ProcessBuilder.Redirect.appendTo(resolved.qemuLog().toFile()));
+        long launched = System.nanoTime();
+        Process process;
         try {
-          qmp.execute("quit", Duration.ofSeconds(1));
+            process = ProcessLauncher.start(pb);
+        } catch (IOException e) {
+            throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": " + e.getMessage(), e);
+        }
+        QemuProcess qp = new QemuProcess(resolved, accel, process, logOffset, launched);
+        log.info(
+                "QEMU {} launched: pid {}, accel {} ({})",
+                resolved.name(),
+                process.pid(),
+                accel.accel(),
+                accel.reason());
+        log.debug("QEMU {} command line: {}", resolved.name(), String.join(" ", resolved.argv()));
+        process.onExit().thenRun(qp::processEnded);
+        try {
+            qp.connect(deadline);
+            return qp;
+        } catch (QemuStartException | RuntimeException e) {
+            qp.close();
+            throw e;
+        }
+    }
+
+    private static long prepareRunDir(QemuCommand c) throws QemuStartException {
+        Path dir = c.runDir();
+        try {
+            try {
+                Files.createDirectories(dir.getParent());
+                Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(DIR_MODE));
+            } catch (FileAlreadyExistsException e) {
+                if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
+                    throw new QemuStartException(Step.PREPARE_RUN_DIR, dir + " exists and is not a directory", null);
+                }
+            }
+            // Sockets and logs are reachable only through this directory: it alone keeps them private.
+            Files.setPosixFilePermissions(dir, DIR_MODE);
+            // A socket left by a previous QEMU would be mistaken for this one's; an old hook status
+            // would be mistaken for this run's registration (and blocks the hook's "loaded" line).
+            Files.deleteIfExists(c.qmpSocket());
+            Files.deleteIfExists(c.hookStatusFile());
+            for (Path f : List.of(c.consoleLog(), c.qemuLog())) {
+                if (!Files.exists(f)) {
+                    Files.createFile(f, PosixFilePermissions.asFileAttribute(FILE_MODE));
+                }
+                Files.setPosixFilePermissions(f, FILE_MODE);
+            }
+            // qemu.log is appended to across restarts; this run's lines start here.
+            return Files.size(c.qemuLog());
+        } catch (IOException e) {
+            throw new QemuStartException(Step.PREPARE_RUN_DIR, "cannot prepare " + dir + ": " + e, e);
+        }
+    }
+
+    private void connect(long deadline) throws QemuStartException {
+        Path socket = command.qmpSocket();
+        while (!Files.exists(socket)) {
+            if (!process.isAlive()) {
+                throw new QemuStartException(Step.WAIT_FOR_QMP_SOCKET, diedDuringStart(), null);
+            }
+            if (System.nanoTime() > deadline) {
+                throw new QemuStartException(
+                        Step.WAIT_FOR_QMP_SOCKET,
+                        "no QMP socket at " + socket + " after " + elapsedMillis() + " ms" + tailSuffix(),
+                        null);
+            }
+            sleepQuietly(5);
+        }
+        try {
+            Files.setPosixFilePermissions(socket, FILE_MODE);
+        } catch (IOException e) {
+            log.debug("cannot chmod {}: {}", socket, e.getMessage());
+        }
+        QmpClient client;
+        while (true) {
+            try {
+                client = QmpClient.connect(socket, command.name(), remaining(deadline));
+                break;
+            } catch (QmpException e) {
+                // The socket file appears at bind(), a moment before listen(): a refused connect is retried.
+                boolean retry = e.kind() == QmpException.Kind.IO && process.isAlive() && System.nanoTime() < deadline;
+                if (!retry) {
+                    String why = process.isAlive() ? e.getMessage() : diedDuringStart();
+                    throw new QemuStartException(Step.CONNECT_QMP, why, e);
+                }
+                sleepQuietly(5);
+            }
+        }
+        qmp = client;
+        client.onDeath(this::qmpDied);
+        try {
+            version = QemuVersion.fromQueryVersion(client.execute("query-version", QUERY_TIMEOUT));
+            JsonNode kvm = client.execute("query-kvm", QUERY_TIMEOUT);
+            kvmEnabled = kvm.path("enabled").asBoolean(false);
         } catch (QmpException e) {
-          // DISCONNECTED can be the answer to quit (QEMU gone before its reply); TIMEOUT means it
-          // is wedged or frozen, and waiting longer for it to quit is pointless.
-          answered = e.kind() != QmpException.Kind.TIMEOUT;
-          log.debug("QEMU {}: quit: {}", command.name(), e.getMessage());
+            throw new QemuStartException(Step.QUERY, e.getMessage() + tailSuffix(), e);
         }
-        if (answered) {
-          waitFor(QUIT_GRACE);
+        if ((accel.accel() == Accel.KVM) != kvmEnabled) {
+            throw new QemuStartException(
+                    Step.CHECK_ACCEL,
+                    "asked for " + accel.accel() + " but QEMU reports KVM " + (kvmEnabled ? "enabled" : "disabled"),
+                    null);
         }
-      }
-      if (process.isAlive()) {
-        log.info("QEMU {} (pid {}) still running; sending SIGTERM", command.name(), pid());
-        process.destroy();
+        startup = Duration.ofNanos(System.nanoTime() - launchedNanos);
+        synchronized (lock) {
+            if (state == State.STARTING) {
+                state = State.RUNNING;
+            }
+        }
+        log.info(
+                "QEMU {} ready: pid {}, QEMU {}, {}, QMP ready after {} ms",
+                command.name(),
+                process.pid(),
+                version,
+                kvmEnabled ? "KVM" : "TCG",
+                startup.toMillis());
+    }
+
+    private String diedDuringStart() {
         try {
-          // A stopped process (SIGSTOP, a debugger) would hold SIGTERM pending forever.
-          Linux.kill(pid(), Linux.SIGCONT);
-        } catch (LinuxException | IllegalArgumentException e) {
-          log.debug("SIGCONT to {}: {}", pid(), e.getMessage());
+            process.waitFor(1, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
-        waitFor(TERM_GRACE);
-      }
-      if (process.isAlive()) {
-        log.warn("QEMU {} (pid {}) ignored SIGTERM; sending SIGKILL", command.name(), pid());
-        process.destroyForcibly();
-        waitFor(Duration.ofSeconds(10));
-      }
-      for (ProcessHandle child : children) {
-        child.destroyForcibly();
-      }
-      if (process.isAlive()) {
-        log.error("QEMU {} (pid {}) survived SIGKILL (stuck in the kernel?)", command.name(), pid());
-      }
-    } finally {
-      processEnded();
-      if (qmp != null) {
-        qmp.close();
-      }
-      try {
-        Files.deleteIfExists(command.qmpSocket());
-      } catch (IOException e) {
-        log.debug("cannot remove {}: {}", command.qmpSocket(), e.getMessage());
-      }
+        String how = process.isAlive()
+                ? "QEMU stopped answering"
+                : QemuExit.of(false, process.exitValue(), null, List.of()).reason();
+        return how + " during start-up" + tailSuffix();
     }
-  }
 
-  private void waitFor(Duration d) {
-    try {
-      process.waitFor(d.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (InterruptedException e) {
-      // Keep going: close must end the process even for an interrupted caller.
-      Thread.currentThread().interrupt();
-      process.destroyForcibly();
+    private String tailSuffix() {
+        List<String> tail = stderrTail();
+        return tail.isEmpty() ? "" : "; QEMU said: " + String.join(" | ", tail);
     }
-  }
 
-  private long elapsedMillis() {
-    return (System.nanoTime() - launchedNanos) / 1_000_000;
-  }
-
-  /** The last {@code lines} lines of {@code file} from {@code offset} on (at most the last 16 KiB). */
-  static List<String> tail(Path file, long offset, int lines) {
-    try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "r")) {
-      long end = f.length();
-      long from = Math.max(offset, end - 16 * 1024);
-      if (end <= from) {
-        return List.of();
-      }
-      byte[] buf = new byte[(int) (end - from)];
-      f.seek(from);
-      f.readFully(buf);
-      List<String> all = new ArrayList<>(Arrays.asList(new String(buf, StandardCharsets.UTF_8).split("\n")));
-      all.removeIf(String::isBlank);
-      return List.copyOf(all.subList(Math.max(0, all.size() - lines), all.size()));
-    } catch (IOException e) {
-      return List.of();
+    public QemuCommand command() {
+        return command;
     }
-  }
 
-  private static Duration remaining(long deadline) {
-    return Duration.ofNanos(Math.max(0, deadline - System.nanoTime()));
-  }
-
-  private static void sleepQuietly(long millis) {
-    try {
-      Thread.sleep(millis);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
+    public long pid() {
+        return process.pid();
     }
-  }
 
-  @Override
-  public String toString() {
-    return "QemuProcess[" + command.name() + " pid " + process.pid() + " " + state() + "]";
-  }
+    /** The QMP connection; valid while the process runs. */
+    public QmpClient qmp() {
+        return qmp;
+    }
+
+    /** The accelerator in use and why it was chosen. */
+    public Accel.Detection accel() {
+        return accel;
+    }
+
+    public QemuVersion version() {
+        return version;
+    }
+
+    /** Launch to QMP ready (greeting, capabilities, version query). */
+    public Duration startupTime() {
+        return startup;
+    }
+
+    public State state() {
+        synchronized (lock) {
+            return state;
+        }
+    }
+
+    public boolean isAlive() {
+        return process.isAlive();
+    }
+
+    /** How QEMU ended, once it has. */
+    public Optional<QemuExit> exit() {
+        synchronized (lock) {
+            return Optional.ofNullable(exit);
+        }
+    }
+
+    /**
+     * Adds a listener told once when QEMU ends, however it ends (also after {@link #close()}, with
+     * {@link QemuExit#requested()} true). Added after the end, it runs at once.
+     */
+    public void onExit(Consumer<QemuExit> listener) {
+        QemuExit e;
+        synchronized (lock) {
+            e = exit;
+            if (e == null) {
+                exitListeners.add(listener);
+                return;
+            }
+        }
+        listener.accept(e);
+    }
+
+    /** Waits until QEMU has ended; false on timeout. */
+    public boolean awaitExit(Duration timeout) throws InterruptedException {
+        if (!process.waitFor(timeout.toNanos(), TimeUnit.NANOSECONDS)) {
+            return false;
+        }
+        processEnded();
+        return true;
+    }
+
+    /** The hook's status file as it is now, or empty when the hook has written nothing (yet). */
+    public Optional<HookStatus> hookStatus() throws IOException {
+        try {
+            String text = Files.readString(command.hookStatusFile(), StandardCharsets.UTF_8);
+            return Optional.of(HookStatus.parse(text));
+        } catch (NoSuchFileException e) {
+            return Optional.empty();
+        }
+    }
+
+    /**
+     * Waits for the hook to report the RAM mapping ({@code ok}) or its failure ({@code error}).
+     * QEMU maps guest RAM before its monitor starts, so once QMP is ready this returns at once.
+     */
+    public HookStatus awaitHookStatus(Duration timeout) throws IOException {
+        if (command.hookLibrary() == null) {
+            throw new IllegalStateException("QEMU " + command.name() + " was started without the hook library");
+        }
+        long deadline = System.nanoTime() + timeout.toNanos();
+        Optional<HookStatus> s = Optional.empty();
+        while (System.nanoTime() < deadline) {
+            s = hookStatus();
+            if (s.isPresent() && s.get().kind() != HookStatus.Kind.LOADED) {
+                return s.get();
+            }
+            sleepQuietly(5);
+        }
+        throw new IOException("the hook reported no RAM mapping within " + timeout.toMillis() + " ms: "
+                + s.map(HookStatus::describe)
+                        .orElse("no status file at " + command.hookStatusFile()
+                                + " (the library did not load? check LD_PRELOAD and " + command.qemuLog() + ")"));
+    }
+
+    /** The last lines QEMU wrote to stdout/stderr in this run. */
+    public List<String> stderrTail() {
+        return tail(command.qemuLog(), logOffset, STDERR_TAIL_LINES);
+    }
+
+    private void qmpDied(String reason) {
+        synchronized (lock) {
+            if (closeRequested) {
+                return;
+            }
+        }
+        // Usually QEMU is exiting and the process exit follows within milliseconds. A QEMU that
+        // lingers without its monitor can no longer be paused or stopped by Ferry: end it.
+        Thread.ofPlatform().daemon().name("qemu-orphan-" + command.name()).start(() -> {
+            try {
+                if (!process.waitFor(ORPHAN_GRACE.toMillis(), TimeUnit.MILLISECONDS)) {
+                    log.warn(
+                            "QEMU {} (pid {}) lost its QMP connection but still runs; killing it",
+                            command.name(),
+                            pid());
+                    process.destroyForcibly();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+    }
+
+    /**
+     * Runs once the process has been reaped (from Process.onExit, close or awaitExit): builds the
+     * exit report and tells the listeners. Whoever comes second waits until they have been told, so
+     * that close() never returns before its listeners ran (unless a listener itself calls close()).
+     */
+    private void processEnded() {
+        if (process.isAlive()) {
+            return;
+        }
+        QmpEvent shutdown = null;
+        String qmpEnd = null;
+        if (qmp != null) {
+            // QEMU's last words (SHUTDOWN and its reason) precede the EOF; let the reader take them in.
+            qmp.awaitEnd(Duration.ofMillis(500));
+            for (QmpEvent ev : qmp.recentEvents()) {
+                if (ev.name().equals("SHUTDOWN")) {
+                    shutdown = ev;
+                }
+            }
+            qmpEnd = qmp.deathReason();
+        }
+        List<Consumer<QemuExit>> toTell = null;
+        QemuExit e = null;
+        synchronized (lock) {
+            if (exit == null) {
+                StringBuilder context = new StringBuilder();
+                if (closeRequested) {
+                    context.append("stopped by Ferry");
+                }
+                if (shutdown != null) {
+                    append(context, "SHUTDOWN event " + shutdown.data());
+                }
+                if (qmpEnd != null && !closeRequested) {
+                    append(context, qmpEnd);
+                }
+                exit = QemuExit.of(closeRequested, process.exitValue(), context.toString(), stderrTail());
+                e = exit;
+                if (state != State.CLOSED) {
+                    state = State.EXITED;
+                }
+                toTell = List.copyOf(exitListeners);
+                exitListeners.clear();
+                teller = Thread.currentThread();
+            }
+        }
+        if (e == null) {
+            // Someone else is telling; wait outside the lock, as listeners may call back into this object.
+            awaitTold();
+            return;
+        }
+        try {
+            tell(e, toTell);
+        } finally {
+            told.countDown();
+        }
+    }
+
+    private void awaitTold() {
+        if (Thread.currentThread() == teller) {
+            return;
+        }
+        try {
+            if (!told.await(10, TimeUnit.SECONDS)) {
+                log.warn("QEMU {}: exit listeners still running after 10 s", command.name());
+            }
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void tell(QemuExit e, List<Consumer<QemuExit>> toTell) {
+        if (e.requested()) {
+            log.info("QEMU {} (pid {}) ended: {}", command.name(), pid(), e.reason());
+        } else {
+            log.warn("QEMU {} (pid {}) ended unexpectedly: {}", command.name(), pid(), e.reason());
+        }
+        for (Consumer<QemuExit> l : toTell) {
+            try {
+                l.accept(e);
+            } catch (RuntimeException ex) {
+                log.warn("QEMU {}: exit listener failed", command.name(), ex);
+            }
+        }
+    }
+
+    private static void append(StringBuilder b, String s) {
+        if (!b.isEmpty()) {
+            b.append("; ");
+        }
+        b.append(s);
+    }
+
+    /**
+     * Ends QEMU for sure and waits for it: {@code quit} over QMP when it answers, SIGTERM after
+     * {@link #QUIT_GRACE}, SIGKILL after {@link #TERM_GRACE}. Exit listeners have run when this
+     * returns. The run directory stays (its logs explain what happened); the socket is removed.
+     */
+    @Override
+    public void close() {
+        synchronized (lock) {
+            if (state == State.CLOSED) {
+                return;
+            }
+            state = State.CLOSED;
+            closeRequested = true;
+        }
+        List<ProcessHandle> children = process.descendants().toList();
+        try {
+            if (process.isAlive() && qmp != null && qmp.state() == QmpClient.State.READY) {
+                boolean answered = true;
+                try {
+                    qmp.execute("quit", Duration.ofSeconds(1));
+                } catch (QmpException e) {
+                    // DISCONNECTED can be the answer to quit (QEMU gone before its reply); TIMEOUT means it
+                    // is wedged or frozen, and waiting longer for it to quit is pointless.
+                    answered = e.kind() != QmpException.Kind.TIMEOUT;
+                    log.debug("QEMU {}: quit: {}", command.name(), e.getMessage());
+                }
+                if (answered) {
+                    waitFor(QUIT_GRACE);
+                }
+            }
+            if (process.isAlive()) {
+                log.info("QEMU {} (pid {}) still running; sending SIGTERM", command.name(), pid());
+                process.destroy();
+                try {
+                    // A stopped process (SIGSTOP, a debugger) would hold SIGTERM pending forever.
+                    Linux.kill(pid(), Linux.SIGCONT);
+                } catch (LinuxException | IllegalArgumentException e) {
+                    log.debug("SIGCONT to {}: {}", pid(), e.getMessage());
+                }
+                waitFor(TERM_GRACE);
+            }
+            if (process.isAlive()) {
+                log.warn("QEMU {} (pid {}) ignored SIGTERM; sending SIGKILL", command.name(), pid());
+                process.destroyForcibly();
+                waitFor(Duration.ofSeconds(10));
+            }
+            for (ProcessHandle child : children) {
+                child.destroyForcibly();
+            }
+            if (process.isAlive()) {
+                log.error("QEMU {} (pid {}) survived SIGKILL (stuck in the kernel?)", command.name(), pid());
+            }
+        } finally {
+            processEnded();
+            if (qmp != null) {
+                qmp.close();
+            }
+            try {
+                Files.deleteIfExists(command.qmpSocket());
+            } catch (IOException e) {
+                log.debug("cannot remove {}: {}", command.qmpSocket(), e.getMessage());
+            }
+        }
+    }
+
+    private void waitFor(Duration d) {
+        try {
+            process.waitFor(d.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            // Keep going: close must end the process even for an interrupted caller.
+            Thread.currentThread().interrupt();
+            process.destroyForcibly();
+        }
+    }
+
+    private long elapsedMillis() {
+        return (System.nanoTime() - launchedNanos) / 1_000_000;
+    }
+
+    /** The last {@code lines} lines of {@code file} from {@code offset} on (at most the last 16 KiB). */
+    static List<String> tail(Path file, long offset, int lines) {
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "r")) {
+            long end = f.length();
+            long from = Math.max(offset, end - 16 * 1024);
+            if (end <= from) {
+                return List.of();
+            }
+            byte[] buf = new byte[(int) (end - from)];
+            f.seek(from);
+            f.readFully(buf);
+            List<String> all = new ArrayList<>(Arrays.asList(new String(buf, StandardCharsets.UTF_8).split("\n")));
+            all.removeIf(String::isBlank);
+            return List.copyOf(all.subList(Math.max(0, all.size() - lines), all.size()));
+        } catch (IOException e) {
+            return List.of();
+        }
+    }
+
+    private static Duration remaining(long deadline) {
+        return Duration.ofNanos(Math.max(0, deadline - System.nanoTime()));
+    }
+
+    private static void sleepQuietly(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "QemuProcess[" + command.name() + " pid " + process.pid() + " " + state() + "]";
+    }
 }

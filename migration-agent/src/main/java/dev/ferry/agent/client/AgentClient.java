@@ -29,133 +29,145 @@ import java.util.function.Consumer;
 
 /** A client of one agent's control API. Errors become {@link AgentCallException} with one clear line. */
 public final class AgentClient implements AutoCloseable {
-  private final String name;
-  private final Endpoint endpoint;
-  private final ManagedChannel channel;
-  private final Duration deadline;
+    private final String name;
+    private final Endpoint endpoint;
+    private final ManagedChannel channel;
+    private final Duration deadline;
 
-  public AgentClient(Transport transport, String name, Endpoint endpoint, Duration deadline) {
-    this.name = name;
-    this.endpoint = endpoint;
-    this.channel = transport.channel(endpoint);
-    this.deadline = deadline;
-  }
-
-  public String name() {
-    return name;
-  }
-
-  public Endpoint endpoint() {
-    return endpoint;
-  }
-
-  private CallOptions options() {
-    return CallOptions.DEFAULT.withDeadlineAfter(deadline.toMillis(), TimeUnit.MILLISECONDS);
-  }
-
-  private <Q, R> R unary(MethodDescriptor<Q, R> method, Q request) {
-    try {
-      return ClientCalls.blockingUnaryCall(channel, method, options(), request);
-    } catch (StatusRuntimeException e) {
-      throw translate(e);
+    public AgentClient(Transport transport, String name, Endpoint endpoint, Duration deadline) {
+        this.name = name;
+        this.endpoint = endpoint;
+        this.channel = transport.channel(endpoint);
+        this.deadline = deadline;
     }
-  }
 
-  public AgentCallException translate(StatusRuntimeException e) {
-    Status s = e.getStatus();
-    String what = switch (s.getCode()) {
-      case UNAVAILABLE -> "agent " + name + " at " + endpoint + " is unreachable"
-          + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")");
-      case DEADLINE_EXCEEDED -> "agent " + name + " at " + endpoint + " did not answer within " + deadline.toSeconds() + " s";
-      default -> s.getDescription() != null ? s.getDescription() : s.getCode().toString();
-    };
-    return new AgentCallException(s.getCode(), what, e);
-  }
-
-  public AgentInfo info() {
-    return unary(AgentControlRpc.GET_AGENT_INFO, AgentInfoRequest.getDefaultInstance());
-  }
-
-  public VmStatus createVm(CreateVmRequest request) {
-    return unary(AgentControlRpc.CREATE_VM, request);
-  }
-
-  public VmStatus startVm(String vm) {
-    return startVm(VmRequest.newBuilder().setName(vm).build());
-  }
-
-  public VmStatus stopVm(String vm) {
-    return stopVm(VmRequest.newBuilder().setName(vm).build());
-  }
-
-  public VmStatus deleteVm(String vm) {
-    return deleteVm(VmRequest.newBuilder().setName(vm).build());
-  }
-
-  /** With a request id: a retry of the same request runs once. */
-  public VmStatus startVm(VmRequest request) {
-    return unary(AgentControlRpc.START_VM, request);
-  }
-
-  public VmStatus stopVm(VmRequest request) {
-    return unary(AgentControlRpc.STOP_VM, request);
-  }
-
-  public VmStatus deleteVm(VmRequest request) {
-    return unary(AgentControlRpc.DELETE_VM, request);
-  }
-
-  public VmStatus getVm(String vm) {
-    return unary(AgentControlRpc.GET_VM, VmRequest.newBuilder().setName(vm).build());
-  }
-
-  public List<VmStatus> listVms() {
-    return unary(AgentControlRpc.LIST_VMS, ListVmsRequest.getDefaultInstance()).getVmsList();
-  }
-
-  public PrepareIncomingResponse prepareIncoming(PrepareIncomingRequest request) {
-    return unary(AgentControlRpc.PREPARE_INCOMING, request);
-  }
-
-  public CancelMigrationResponse cancelMigration(String vm) {
-    return unary(AgentControlRpc.CANCEL_MIGRATION, CancelMigrationRequest.newBuilder().setVm(vm).build());
-  }
-
-  /** Asks a destination agent to discard an incoming migration it prepared. */
-  public CancelMigrationResponse cancelIncoming(String vm, String migrationId, String reason) {
-    return unary(AgentControlRpc.CANCEL_MIGRATION, CancelMigrationRequest.newBuilder()
-        .setVm(vm).setMigrationId(migrationId).setReason(reason).build());
-  }
-
-  /**
-   * Runs a migration on this (source) agent, delivering every progress event to {@code events};
-   * returns the terminal event. No deadline: a migration takes as long as it takes.
-   */
-  public MigrationEvent migrate(MigrateRequest request, Consumer<MigrationEvent> events) {
-    MigrationEvent last = null;
-    try {
-      Iterator<MigrationEvent> it = ClientCalls.blockingServerStreamingCall(channel, AgentControlRpc.MIGRATE,
-          CallOptions.DEFAULT, request);
-      while (it.hasNext()) {
-        last = it.next();
-        events.accept(last);
-      }
-    } catch (StatusRuntimeException e) {
-      throw translate(e);
+    public String name() {
+        return name;
     }
-    if (last == null || !last.hasSummary()) {
-      throw new AgentCallException(Status.Code.INTERNAL, "agent " + name + " ended the migration without a result", null);
-    }
-    return last;
-  }
 
-  @Override
-  public void close() {
-    channel.shutdownNow();
-    try {
-      channel.awaitTermination(2, TimeUnit.SECONDS);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
+    public Endpoint endpoint() {
+        return endpoint;
     }
-  }
+
+    private CallOptions options() {
+        return CallOptions.DEFAULT.withDeadlineAfter(deadline.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private <Q, R> R unary(MethodDescriptor<Q, R> method, Q request) {
+        try {
+            return ClientCalls.blockingUnaryCall(channel, method, options(), request);
+        } catch (StatusRuntimeException e) {
+            throw translate(e);
+        }
+    }
+
+    public AgentCallException translate(StatusRuntimeException e) {
+        Status s = e.getStatus();
+        String what = switch (s.getCode()) {
+            case UNAVAILABLE ->
+                "agent " + name + " at " + endpoint + " is unreachable"
+                        + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")");
+            case DEADLINE_EXCEEDED ->
+                "agent " + name + " at " + endpoint + " did not answer within " + deadline.toSeconds() + " s";
+            default ->
+                s.getDescription() != null ? s.getDescription() : s.getCode().toString();
+        };
+        return new AgentCallException(s.getCode(), what, e);
+    }
+
+    public AgentInfo info() {
+        return unary(AgentControlRpc.GET_AGENT_INFO, AgentInfoRequest.getDefaultInstance());
+    }
+
+    public VmStatus createVm(CreateVmRequest request) {
+        return unary(AgentControlRpc.CREATE_VM, request);
+    }
+
+    public VmStatus startVm(String vm) {
+        return startVm(VmRequest.newBuilder().setName(vm).build());
+    }
+
+    public VmStatus stopVm(String vm) {
+        return stopVm(VmRequest.newBuilder().setName(vm).build());
+    }
+
+    public VmStatus deleteVm(String vm) {
+        return deleteVm(VmRequest.newBuilder().setName(vm).build());
+    }
+
+    /** With a request id: a retry of the same request runs once. */
+    public VmStatus startVm(VmRequest request) {
+        return unary(AgentControlRpc.START_VM, request);
+    }
+
+    public VmStatus stopVm(VmRequest request) {
+        return unary(AgentControlRpc.STOP_VM, request);
+    }
+
+    public VmStatus deleteVm(VmRequest request) {
+        return unary(AgentControlRpc.DELETE_VM, request);
+    }
+
+    public VmStatus getVm(String vm) {
+        return unary(AgentControlRpc.GET_VM, VmRequest.newBuilder().setName(vm).build());
+    }
+
+    public List<VmStatus> listVms() {
+        return unary(AgentControlRpc.LIST_VMS, ListVmsRequest.getDefaultInstance())
+                .getVmsList();
+    }
+
+    public PrepareIncomingResponse prepareIncoming(PrepareIncomingRequest request) {
+        return unary(AgentControlRpc.PREPARE_INCOMING, request);
+    }
+
+    public CancelMigrationResponse cancelMigration(String vm) {
+        return unary(
+                AgentControlRpc.CANCEL_MIGRATION,
+                CancelMigrationRequest.newBuilder().setVm(vm).build());
+    }
+
+    /** Asks a destination agent to discard an incoming migration it prepared. */
+    public CancelMigrationResponse cancelIncoming(String vm, String migrationId, String reason) {
+        return unary(
+                AgentControlRpc.CANCEL_MIGRATION,
+                CancelMigrationRequest.newBuilder()
+                        .setVm(vm)
+                        .setMigrationId(migrationId)
+                        .setReason(reason)
+                        .build());
+    }
+
+    /**
+     * Runs a migration on this (source) agent, delivering every progress event to {@code events};
+     * returns the terminal event. No deadline: a migration takes as long as it takes.
+     */
+    public MigrationEvent migrate(MigrateRequest request, Consumer<MigrationEvent> events) {
+        MigrationEvent last = null;
+        try {
+            Iterator<MigrationEvent> it = ClientCalls.blockingServerStreamingCall(
+                    channel, AgentControlRpc.MIGRATE, CallOptions.DEFAULT, request);
+            while (it.hasNext()) {
+                last = it.next();
+                events.accept(last);
+            }
+        } catch (StatusRuntimeException e) {
+            throw translate(e);
+        }
+        if (last == null || !last.hasSummary()) {
+            throw new AgentCallException(
+                    Status.Code.INTERNAL, "agent " + name + " ended the migration without a result", null);
+        }
+        return last;
+    }
+
+    @Override
+    public void close() {
+        channel.shutdownNow();
+        try {
+            channel.awaitTermination(2, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
 }

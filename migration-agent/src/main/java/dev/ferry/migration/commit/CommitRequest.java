@@ -5,7 +5,7 @@ package dev.ferry.migration.commit;
  * to {@code target} at {@code epoch + 1}.
  */
 public record CommitRequest(String vm, String migrationId, String source, String target, long epoch) {
-  public long newEpoch() {
-    return epoch + 1;
-  }
+    public long newEpoch() {
+        return epoch + 1;
+    }
 }

@@ -13,34 +13,34 @@ import java.util.Objects;
  * version-checked write that both sides can read.
  */
 public final class LocalOwnershipCommit implements OwnershipCommit {
-  /** Asks the destination agent whether it holds the VM at the new epoch. */
-  @FunctionalInterface
-  public interface DestinationProbe {
-    CommitOutcome probe(CommitRequest request, Duration timeout) throws InterruptedException;
-  }
-
-  private final DestinationProbe probe;
-
-  public LocalOwnershipCommit(DestinationProbe probe) {
-    this.probe = Objects.requireNonNull(probe);
-  }
-
-  @Override
-  public CommitOutcome commit(CommitRequest request) {
-    return CommitOutcome.COMMITTED;
-  }
-
-  @Override
-  public CommitOutcome confirm(CommitRequest request) {
-    return CommitOutcome.COMMITTED;
-  }
-
-  @Override
-  public CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) throws InterruptedException {
-    if (side == Side.DESTINATION) {
-      // No Commit frame reached the destination, so by this implementation's rule it never happened.
-      return CommitOutcome.REJECTED;
+    /** Asks the destination agent whether it holds the VM at the new epoch. */
+    @FunctionalInterface
+    public interface DestinationProbe {
+        CommitOutcome probe(CommitRequest request, Duration timeout) throws InterruptedException;
     }
-    return probe.probe(request, timeout);
-  }
+
+    private final DestinationProbe probe;
+
+    public LocalOwnershipCommit(DestinationProbe probe) {
+        this.probe = Objects.requireNonNull(probe);
+    }
+
+    @Override
+    public CommitOutcome commit(CommitRequest request) {
+        return CommitOutcome.COMMITTED;
+    }
+
+    @Override
+    public CommitOutcome confirm(CommitRequest request) {
+        return CommitOutcome.COMMITTED;
+    }
+
+    @Override
+    public CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) throws InterruptedException {
+        if (side == Side.DESTINATION) {
+            // No Commit frame reached the destination, so by this implementation's rule it never happened.
+            return CommitOutcome.REJECTED;
+        }
+        return probe.probe(request, timeout);
+    }
 }

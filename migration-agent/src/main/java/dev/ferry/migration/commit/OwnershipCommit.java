@@ -8,33 +8,33 @@ import java.time.Duration;
  * whatever fails around it, at most one copy of the VM ever resumes.
  */
 public interface OwnershipCommit {
-  enum Side {
-    SOURCE,
-    DESTINATION
-  }
+    enum Side {
+        SOURCE,
+        DESTINATION
+    }
 
-  /** Source side, VM paused, destination ready: moves ownership to the target. */
-  CommitOutcome commit(CommitRequest request) throws InterruptedException;
+    /** Source side, VM paused, destination ready: moves ownership to the target. */
+    CommitOutcome commit(CommitRequest request) throws InterruptedException;
 
-  /** Destination side, on receiving the source's Commit frame: may the destination resume? */
-  CommitOutcome confirm(CommitRequest request) throws InterruptedException;
+    /** Destination side, on receiving the source's Commit frame: may the destination resume? */
+    CommitOutcome confirm(CommitRequest request) throws InterruptedException;
 
-  /**
-   * Either side, when the other went silent around the commit: what happened? Returns
-   * {@link CommitOutcome#UNKNOWN} if it cannot be learned within {@code timeout}.
-   */
-  CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) throws InterruptedException;
+    /**
+     * Either side, when the other went silent around the commit: what happened? Returns
+     * {@link CommitOutcome#UNKNOWN} if it cannot be learned within {@code timeout}.
+     */
+    CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) throws InterruptedException;
 
-  /**
-   * Source side, the migration failed with the VM paused here: may the source resume it?
-   * {@code commitAttempted} says whether {@link #commit} was called (and the outcome then turned
-   * out REJECTED). Without a cluster store the source resumes after a failure before the commit
-   * and stays paused after a rejected one (its destination was the authority, and the operator
-   * decides). The cluster store answers from the VM's record and run lock, waiting up to
-   * {@code timeout} to learn them.
-   */
-  default boolean sourceMayResume(CommitRequest request, boolean commitAttempted, Duration timeout)
-      throws InterruptedException {
-    return !commitAttempted;
-  }
+    /**
+     * Source side, the migration failed with the VM paused here: may the source resume it?
+     * {@code commitAttempted} says whether {@link #commit} was called (and the outcome then turned
+     * out REJECTED). Without a cluster store the source resumes after a failure before the commit
+     * and stays paused after a rejected one (its destination was the authority, and the operator
+     * decides). The cluster store answers from the VM's record and run lock, waiting up to
+     * {@code timeout} to learn them.
+     */
+    default boolean sourceMayResume(CommitRequest request, boolean commitAttempted, Duration timeout)
+            throws InterruptedException {
+        return !commitAttempted;
+    }
 }

@@ -5,37 +5,37 @@ package dev.ferry.migration.precopy;
  * a tenth of a second of credit so a pause is not followed by a burst.
  */
 final class RateLimiter {
-  private final double bytesPerNano;
-  private final double capacity;
-  private double available;
-  private long last;
+    private final double bytesPerNano;
+    private final double capacity;
+    private double available;
+    private long last;
 
-  /** {@code bytesPerSecond} 0 means unlimited. */
-  RateLimiter(long bytesPerSecond) {
-    this.bytesPerNano = bytesPerSecond / 1e9;
-    this.capacity = bytesPerSecond / 10.0;
-    this.available = capacity;
-    this.last = System.nanoTime();
-  }
+    /** {@code bytesPerSecond} 0 means unlimited. */
+    RateLimiter(long bytesPerSecond) {
+        this.bytesPerNano = bytesPerSecond / 1e9;
+        this.capacity = bytesPerSecond / 10.0;
+        this.available = capacity;
+        this.last = System.nanoTime();
+    }
 
-  boolean unlimited() {
-    return bytesPerNano == 0;
-  }
+    boolean unlimited() {
+        return bytesPerNano == 0;
+    }
 
-  void acquire(long bytes) throws InterruptedException {
-    if (unlimited()) {
-      return;
+    void acquire(long bytes) throws InterruptedException {
+        if (unlimited()) {
+            return;
+        }
+        long waitNanos;
+        synchronized (this) {
+            long now = System.nanoTime();
+            available = Math.min(capacity, available + (now - last) * bytesPerNano);
+            last = now;
+            available -= bytes;
+            waitNanos = available >= 0 ? 0 : (long) (-available / bytesPerNano);
+        }
+        if (waitNanos > 0) {
+            Thread.sleep(waitNanos / 1_000_000, (int) (waitNanos % 1_000_000));
+        }
     }
-    long waitNanos;
-    synchronized (this) {
-      long now = System.nanoTime();
-      available = Math.min(capacity, available + (now - last) * bytesPerNano);
-      last = now;
-      available -= bytes;
-      waitNanos = available >= 0 ? 0 : (long) (-available / bytesPerNano);
-    }
-    if (waitNanos > 0) {
-      Thread.sleep(waitNanos / 1_000_000, (int) (waitNanos % 1_000_000));
-    }
-  }
 }

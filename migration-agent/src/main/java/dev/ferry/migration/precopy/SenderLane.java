@@ -5,8 +5,8 @@ import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.HelloAck;
 import dev.ferry.proto.migration.MigrationStep;
-import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.Ready;
+import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.Resumed;
 import dev.ferry.proto.migration.SenderFrame;
 import io.grpc.CallOptions;
@@ -29,185 +29,194 @@ import java.util.function.BooleanSupplier;
  * guest size, memory held in flight is bounded by the flow-control window.
  */
 final class SenderLane implements AutoCloseable {
-  final int index;
-  private final ManagedChannel channel;
-  private final BooleanSupplier cancelled;
-  private final ReentrantLock lock = new ReentrantLock();
-  private final Condition writable = lock.newCondition();
-  private ClientCallStreamObserver<SenderFrame> out;
-  private volatile LaneFailure failure;
-  private boolean halfClosed;
+    final int index;
+    private final ManagedChannel channel;
+    private final BooleanSupplier cancelled;
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition writable = lock.newCondition();
+    private ClientCallStreamObserver<SenderFrame> out;
+    private volatile LaneFailure failure;
+    private boolean halfClosed;
 
-  final CompletableFuture<HelloAck> helloAck = new CompletableFuture<>();
-  final CompletableFuture<Ready> ready = new CompletableFuture<>();
-  final CompletableFuture<Resumed> resumed = new CompletableFuture<>();
+    final CompletableFuture<HelloAck> helloAck = new CompletableFuture<>();
+    final CompletableFuture<Ready> ready = new CompletableFuture<>();
+    final CompletableFuture<Resumed> resumed = new CompletableFuture<>();
 
-  /** What broke a lane: the destination's own Abort (with its step) or the transport. */
-  record LaneFailure(MigrationStep remoteStep, String message, boolean remoteCancel) {}
+    /** What broke a lane: the destination's own Abort (with its step) or the transport. */
+    record LaneFailure(MigrationStep remoteStep, String message, boolean remoteCancel) {}
 
-  SenderLane(int index, ManagedChannel channel, BooleanSupplier cancelled) {
-    this.index = index;
-    this.channel = channel;
-    this.cancelled = cancelled;
-  }
-
-  void open() {
-    ClientCalls.asyncBidiStreamingCall(channel.newCall(MigrationStreamRpc.TRANSFER, CallOptions.DEFAULT),
-        new ClientResponseObserver<SenderFrame, ReceiverFrame>() {
-          @Override
-          public void beforeStart(ClientCallStreamObserver<SenderFrame> requestStream) {
-            out = requestStream;
-            requestStream.setOnReadyHandler(SenderLane.this::signal);
-          }
-
-          @Override
-          public void onNext(ReceiverFrame frame) {
-            switch (frame.getBodyCase()) {
-              case HELLO_ACK -> helloAck.complete(frame.getHelloAck());
-              case READY -> ready.complete(frame.getReady());
-              case RESUMED -> resumed.complete(frame.getResumed());
-              case ABORT -> {
-                Abort a = frame.getAbort();
-                fail(new LaneFailure(a.getStep(), "destination aborted: " + a.getReason(), a.getCancelled()));
-              }
-              default -> fail(new LaneFailure(null, "destination sent an unknown frame " + frame.getBodyCase(), false));
-            }
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            Status s = Status.fromThrowable(t);
-            fail(new LaneFailure(null, "stream to the destination broke on lane " + index + ": "
-                + s.getCode() + (s.getDescription() == null ? "" : " " + s.getDescription()), false));
-          }
-
-          @Override
-          public void onCompleted() {
-            if (!resumed.isDone()) {
-              fail(new LaneFailure(null, "destination closed lane " + index + " early", false));
-            }
-          }
-        });
-  }
-
-  private void signal() {
-    lock.lock();
-    try {
-      writable.signalAll();
-    } finally {
-      lock.unlock();
+    SenderLane(int index, ManagedChannel channel, BooleanSupplier cancelled) {
+        this.index = index;
+        this.channel = channel;
+        this.cancelled = cancelled;
     }
-  }
 
-  private void fail(LaneFailure f) {
-    if (failure == null) {
-      failure = f;
+    void open() {
+        ClientCalls.asyncBidiStreamingCall(
+                channel.newCall(MigrationStreamRpc.TRANSFER, CallOptions.DEFAULT),
+                new ClientResponseObserver<SenderFrame, ReceiverFrame>() {
+                    @Override
+                    public void beforeStart(ClientCallStreamObserver<SenderFrame> requestStream) {
+                        out = requestStream;
+                        requestStream.setOnReadyHandler(SenderLane.this::signal);
+                    }
+
+                    @Override
+                    public void onNext(ReceiverFrame frame) {
+                        switch (frame.getBodyCase()) {
+                            case HELLO_ACK -> helloAck.complete(frame.getHelloAck());
+                            case READY -> ready.complete(frame.getReady());
+                            case RESUMED -> resumed.complete(frame.getResumed());
+                            case ABORT -> {
+                                Abort a = frame.getAbort();
+                                fail(new LaneFailure(
+                                        a.getStep(), "destination aborted: " + a.getReason(), a.getCancelled()));
+                            }
+                            default ->
+                                fail(new LaneFailure(
+                                        null, "destination sent an unknown frame " + frame.getBodyCase(), false));
+                        }
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        Status s = Status.fromThrowable(t);
+                        fail(new LaneFailure(
+                                null,
+                                "stream to the destination broke on lane " + index + ": " + s.getCode()
+                                        + (s.getDescription() == null ? "" : " " + s.getDescription()),
+                                false));
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        if (!resumed.isDone()) {
+                            fail(new LaneFailure(null, "destination closed lane " + index + " early", false));
+                        }
+                    }
+                });
     }
-    RuntimeException e = new IllegalStateException(f.message());
-    helloAck.completeExceptionally(e);
-    ready.completeExceptionally(e);
-    resumed.completeExceptionally(e);
-    signal();
-  }
 
-  LaneFailure failure() {
-    return failure;
-  }
-
-  /** Sends one frame once the stream can take it. */
-  void send(SenderFrame frame, MigrationStep step) throws MigrationException, InterruptedException {
-    lock.lock();
-    try {
-      while (true) {
-        throwIfBroken(step);
-        if (cancelled.getAsBoolean()) {
-          throw MigrationException.cancelled(step);
+    private void signal() {
+        lock.lock();
+        try {
+            writable.signalAll();
+        } finally {
+            lock.unlock();
         }
-        if (out.isReady()) {
-          break;
+    }
+
+    private void fail(LaneFailure f) {
+        if (failure == null) {
+            failure = f;
         }
-        writable.await(50, TimeUnit.MILLISECONDS);
-      }
-      out.onNext(frame);
-    } finally {
-      lock.unlock();
+        RuntimeException e = new IllegalStateException(f.message());
+        helloAck.completeExceptionally(e);
+        ready.completeExceptionally(e);
+        resumed.completeExceptionally(e);
+        signal();
     }
-  }
 
-  void throwIfBroken(MigrationStep step) throws MigrationException {
-    LaneFailure f = failure;
-    if (f != null) {
-      throw new MigrationException(f.remoteStep() != null ? f.remoteStep() : step, f.message());
+    LaneFailure failure() {
+        return failure;
     }
-  }
 
-  /** Waits for a reply frame, failing on lane failure, cancel (if {@code cancellable}) or timeout. */
-  <T> T await(CompletableFuture<T> reply, MigrationStep step, long timeoutNanos, boolean cancellable, String what)
-      throws MigrationException, InterruptedException {
-    long deadline = System.nanoTime() + timeoutNanos;
-    while (true) {
-      throwIfBroken(step);
-      if (cancellable && cancelled.getAsBoolean()) {
-        throw MigrationException.cancelled(step);
-      }
-      long left = deadline - System.nanoTime();
-      if (left <= 0) {
-        throw new MigrationException(step, "timed out waiting for " + what + " from the destination");
-      }
-      try {
-        return reply.get(Math.min(left, 50_000_000L), TimeUnit.NANOSECONDS);
-      } catch (TimeoutException e) {
-        // poll cancel and failure again
-      } catch (ExecutionException e) {
-        throwIfBroken(step);
-        throw new MigrationException(step, e.getCause().getMessage());
-      }
+    /** Sends one frame once the stream can take it. */
+    void send(SenderFrame frame, MigrationStep step) throws MigrationException, InterruptedException {
+        lock.lock();
+        try {
+            while (true) {
+                throwIfBroken(step);
+                if (cancelled.getAsBoolean()) {
+                    throw MigrationException.cancelled(step);
+                }
+                if (out.isReady()) {
+                    break;
+                }
+                if (!writable.await(50, TimeUnit.MILLISECONDS)) {
+                    continue; // not signalled: look at cancel and readiness again
+                }
+            }
+            out.onNext(frame);
+        } finally {
+            lock.unlock();
+        }
     }
-  }
 
-  /** Best effort: tells the destination why, then ends the call. Never blocks on flow control. */
-  void abort(Abort abort) {
-    lock.lock();
-    try {
-      if (out != null && !halfClosed && failure == null) {
-        out.onNext(SenderFrame.newBuilder().setAbort(abort).build());
-        out.onCompleted();
-        halfClosed = true;
-      }
-    } catch (RuntimeException e) {
-      // The stream is already gone; the destination discards on its own.
-    } finally {
-      lock.unlock();
+    void throwIfBroken(MigrationStep step) throws MigrationException {
+        LaneFailure f = failure;
+        if (f != null) {
+            throw new MigrationException(f.remoteStep() != null ? f.remoteStep() : step, f.message());
+        }
     }
-  }
 
-  void finish() {
-    lock.lock();
-    try {
-      if (out != null && !halfClosed) {
-        out.onCompleted();
-        halfClosed = true;
-      }
-    } catch (RuntimeException e) {
-      // already closed by the peer
-    } finally {
-      lock.unlock();
+    /** Waits for a reply frame, failing on lane failure, cancel (if {@code cancellable}) or timeout. */
+    <T> T await(CompletableFuture<T> reply, MigrationStep step, long timeoutNanos, boolean cancellable, String what)
+            throws MigrationException, InterruptedException {
+        long deadline = System.nanoTime() + timeoutNanos;
+        while (true) {
+            throwIfBroken(step);
+            if (cancellable && cancelled.getAsBoolean()) {
+                throw MigrationException.cancelled(step);
+            }
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new MigrationException(step, "timed out waiting for " + what + " from the destination");
+            }
+            try {
+                return reply.get(Math.min(left, 50_000_000L), TimeUnit.NANOSECONDS);
+            } catch (TimeoutException e) {
+                // poll cancel and failure again
+            } catch (ExecutionException e) {
+                throwIfBroken(step);
+                throw new MigrationException(step, e.getCause().getMessage());
+            }
+        }
     }
-  }
 
-  @Override
-  public void close() {
-    lock.lock();
-    try {
-      if (out != null && !halfClosed) {
-        out.cancel("lane closed", null);
-        halfClosed = true;
-      }
-    } catch (RuntimeException e) {
-      // already closed
-    } finally {
-      lock.unlock();
+    /** Best effort: tells the destination why, then ends the call. Never blocks on flow control. */
+    void abort(Abort abort) {
+        lock.lock();
+        try {
+            if (out != null && !halfClosed && failure == null) {
+                out.onNext(SenderFrame.newBuilder().setAbort(abort).build());
+                out.onCompleted();
+                halfClosed = true;
+            }
+        } catch (RuntimeException e) {
+            // The stream is already gone; the destination discards on its own.
+        } finally {
+            lock.unlock();
+        }
     }
-    channel.shutdownNow();
-  }
+
+    void finish() {
+        lock.lock();
+        try {
+            if (out != null && !halfClosed) {
+                out.onCompleted();
+                halfClosed = true;
+            }
+        } catch (RuntimeException e) {
+            // already closed by the peer
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    @Override
+    public void close() {
+        lock.lock();
+        try {
+            if (out != null && !halfClosed) {
+                out.cancel("lane closed", null);
+                halfClosed = true;
+            }
+        } catch (RuntimeException e) {
+            // already closed
+        } finally {
+            lock.unlock();
+        }
+        channel.shutdownNow();
+    }
 }

@@ -13,15 +13,15 @@ import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
 import dev.ferry.proto.migration.Hello;
 import dev.ferry.proto.migration.MigrationStep;
-import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.Ready;
+import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.Resumed;
 import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
 import java.nio.ByteBuffer;
-import java.security.MessageDigest;
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
 import java.time.Duration;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -36,462 +36,537 @@ import org.slf4j.LoggerFactory;
  * discard: the commit's outcome decides (see {@link OwnershipCommit#resolve}).
  */
 public final class IncomingMigration {
-  private static final Logger log = LoggerFactory.getLogger(IncomingMigration.class);
+    private static final Logger log = LoggerFactory.getLogger(IncomingMigration.class);
 
-  public enum State {
-    /** Told to expect the VM; no lane yet. */
-    PREPARED,
-    /** Lanes attached, pages arriving. */
-    RECEIVING,
-    /** The source is paused; applying the final pages and device state. */
-    SWITCHING,
-    /** Everything applied; waiting for the commit. */
-    READY,
-    /** The commit happened; the VM runs here. */
-    COMMITTED,
-    /** Given up; the VM and its files are gone. */
-    DISCARDED
-  }
-
-  /** What the agent does when the migration ends either way. */
-  public interface Listener {
-    /** The VM is this host's now and running, at {@code epoch}. */
-    void committed(IncomingMigration migration, long epoch);
-
-    /** The VM and its files are gone. */
-    void discarded(IncomingMigration migration, String reason);
-  }
-
-  /** What the destination needs to know for one migration. */
-  public record Expectation(
-      String migrationId, String hostId, VmSpec spec, String sourceHost, TransferMode mode, long epoch) {}
-
-  private final Expectation expected;
-  private final String token;
-  private final VmInstance vm;
-  private final OwnershipCommit commit;
-  private final Listener listener;
-  private final Duration applyTimeout;
-
-  private State state = State.PREPARED;
-  private ReceiverLane[] lanes;
-  private int attached;
-  private int finalLanes;
-  private DeviceState.Loader loader;
-  /** The device-state loader opened as the migration starts (pre-copy), so the pause does not wait for its set-up. */
-  private java.util.concurrent.CompletableFuture<DeviceState.Loader> arming;
-  private boolean deviceStateComplete;
-  private long deviceStateBytes;
-  private String discardReason;
-  private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
-
-  public IncomingMigration(Expectation expected, String token, VmInstance vm, OwnershipCommit commit,
-      Listener listener, Duration applyTimeout) {
-    this.expected = expected;
-    this.token = token;
-    this.vm = vm;
-    this.commit = commit;
-    this.listener = listener;
-    this.applyTimeout = applyTimeout;
-  }
-
-  public String migrationId() {
-    return expected.migrationId();
-  }
-
-  public VmSpec spec() {
-    return expected.spec();
-  }
-
-  public VmInstance vm() {
-    return vm;
-  }
-
-  public String sourceHost() {
-    return expected.sourceHost();
-  }
-
-  public synchronized State state() {
-    return state;
-  }
-
-  public synchronized String discardReason() {
-    return discardReason;
-  }
-
-  /** Checks a lane's Hello and attaches it; returns the refusal reason instead when it does not fit. */
-  synchronized String attach(Hello hello, ReceiverLane lane) {
-    if (hello.getProtocolVersion() != MigrationStreamRpc.PROTOCOL_VERSION) {
-      return "protocol version " + hello.getProtocolVersion() + " is not supported (this agent speaks "
-          + MigrationStreamRpc.PROTOCOL_VERSION + ")";
+    public enum State {
+        /** Told to expect the VM; no lane yet. */
+        PREPARED,
+        /** Lanes attached, pages arriving. */
+        RECEIVING,
+        /** The source is paused; applying the final pages and device state. */
+        SWITCHING,
+        /** Everything applied; waiting for the commit. */
+        READY,
+        /** The commit happened; the VM runs here. */
+        COMMITTED,
+        /** Given up; the VM and its files are gone. */
+        DISCARDED
     }
-    if (!constantTimeEquals(hello.getToken(), token)) {
-      return "wrong token for migration " + hello.getMigrationId();
+
+    /** What the agent does when the migration ends either way. */
+    public interface Listener {
+        /** The VM is this host's now and running, at {@code epoch}. */
+        void committed(IncomingMigration migration, long epoch);
+
+        /** The VM and its files are gone. */
+        void discarded(IncomingMigration migration, String reason);
     }
-    if (state != State.PREPARED && state != State.RECEIVING) {
-      return "migration " + migrationId() + " is " + state;
+
+    /** What the destination needs to know for one migration. */
+    public record Expectation(
+            String migrationId, String hostId, VmSpec spec, String sourceHost, TransferMode mode, long epoch) {}
+
+    private final Expectation expected;
+    private final String token;
+    private final VmInstance vm;
+    private final OwnershipCommit commit;
+    private final Listener listener;
+    private final Duration applyTimeout;
+
+    private State state = State.PREPARED;
+    private ReceiverLane[] lanes;
+    private int attached;
+    private int finalLanes;
+    private DeviceState.Loader loader;
+    /** The device-state loader opened as the migration starts (pre-copy), so the pause does not wait for its set-up. */
+    private java.util.concurrent.CompletableFuture<DeviceState.Loader> arming;
+
+    private boolean deviceStateComplete;
+    private long deviceStateBytes;
+    private String discardReason;
+    private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
+
+    public IncomingMigration(
+            Expectation expected,
+            String token,
+            VmInstance vm,
+            OwnershipCommit commit,
+            Listener listener,
+            Duration applyTimeout) {
+        this.expected = expected;
+        this.token = token;
+        this.vm = vm;
+        this.commit = commit;
+        this.listener = listener;
+        this.applyTimeout = applyTimeout;
     }
-    if (!hello.getSpec().equals(expected.spec())) {
-      return "VM spec differs from the one prepared for migration " + migrationId();
+
+    public String migrationId() {
+        return expected.migrationId();
     }
-    if (hello.getRamBytes() != vm.memory().sizeBytes() || hello.getPageSize() != vm.memory().pageSize()) {
-      return "RAM of " + hello.getRamBytes() + " bytes in " + hello.getPageSize() + "-byte pages; prepared "
-          + vm.memory().sizeBytes() + " in " + vm.memory().pageSize();
+
+    public VmSpec spec() {
+        return expected.spec();
     }
-    if (hello.getMode() != expected.mode()) {
-      return "transfer mode " + hello.getMode() + ", prepared " + expected.mode();
+
+    public VmInstance vm() {
+        return vm;
     }
-    if (hello.getWindowPages() != MigrationStreamRpc.WINDOW_PAGES) {
-      return "window of " + hello.getWindowPages() + " pages; this agent uses " + MigrationStreamRpc.WINDOW_PAGES;
+
+    public String sourceHost() {
+        return expected.sourceHost();
     }
-    if (hello.getLaneCount() < 1 || hello.getLaneCount() > 64 || hello.getLane() >= hello.getLaneCount()) {
-      return "lane " + hello.getLane() + " of " + hello.getLaneCount();
+
+    public synchronized State state() {
+        return state;
     }
-    if (lanes == null) {
-      lanes = new ReceiverLane[hello.getLaneCount()];
-    } else if (lanes.length != hello.getLaneCount()) {
-      return "lane count " + hello.getLaneCount() + " differs from the first lane's " + lanes.length;
+
+    public synchronized String discardReason() {
+        return discardReason;
     }
-    if (lanes[hello.getLane()] != null) {
-      return "lane " + hello.getLane() + " is already attached";
+
+    /** Checks a lane's Hello and attaches it; returns the refusal reason instead when it does not fit. */
+    synchronized String attach(Hello hello, ReceiverLane lane) {
+        if (hello.getProtocolVersion() != MigrationStreamRpc.PROTOCOL_VERSION) {
+            return "protocol version " + hello.getProtocolVersion() + " is not supported (this agent speaks "
+                    + MigrationStreamRpc.PROTOCOL_VERSION + ")";
+        }
+        if (!constantTimeEquals(hello.getToken(), token)) {
+            return "wrong token for migration " + hello.getMigrationId();
+        }
+        if (state != State.PREPARED && state != State.RECEIVING) {
+            return "migration " + migrationId() + " is " + state;
+        }
+        if (!hello.getSpec().equals(expected.spec())) {
+            return "VM spec differs from the one prepared for migration " + migrationId();
+        }
+        if (hello.getRamBytes() != vm.memory().sizeBytes()
+                || hello.getPageSize() != vm.memory().pageSize()) {
+            return "RAM of " + hello.getRamBytes() + " bytes in " + hello.getPageSize() + "-byte pages; prepared "
+                    + vm.memory().sizeBytes() + " in " + vm.memory().pageSize();
+        }
+        if (hello.getMode() != expected.mode()) {
+            return "transfer mode " + hello.getMode() + ", prepared " + expected.mode();
+        }
+        if (hello.getWindowPages() != MigrationStreamRpc.WINDOW_PAGES) {
+            return "window of " + hello.getWindowPages() + " pages; this agent uses " + MigrationStreamRpc.WINDOW_PAGES;
+        }
+        if (hello.getLaneCount() < 1 || hello.getLaneCount() > 64 || hello.getLane() >= hello.getLaneCount()) {
+            return "lane " + hello.getLane() + " of " + hello.getLaneCount();
+        }
+        if (lanes == null) {
+            lanes = new ReceiverLane[hello.getLaneCount()];
+        } else if (lanes.length != hello.getLaneCount()) {
+            return "lane count " + hello.getLaneCount() + " differs from the first lane's " + lanes.length;
+        }
+        if (lanes[hello.getLane()] != null) {
+            return "lane " + hello.getLane() + " is already attached";
+        }
+        lanes[hello.getLane()] = lane;
+        attached++;
+        state = State.RECEIVING;
+        if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+            arming = new java.util.concurrent.CompletableFuture<>();
+            java.util.concurrent.CompletableFuture<DeviceState.Loader> armed = arming;
+            Thread.ofPlatform()
+                    .daemon()
+                    .name("ferry-recv-arm-" + expected.spec().getName())
+                    .start(() -> {
+                        try {
+                            armed.complete(vm.deviceState().load(DeviceState.Scope.DEVICES));
+                        } catch (Throwable t) {
+                            armed.completeExceptionally(t);
+                        }
+                    });
+        }
+        return null;
     }
-    lanes[hello.getLane()] = lane;
-    attached++;
-    state = State.RECEIVING;
-    if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
-      arming = new java.util.concurrent.CompletableFuture<>();
-      java.util.concurrent.CompletableFuture<DeviceState.Loader> armed = arming;
-      Thread.ofPlatform().daemon().name("ferry-recv-arm-" + expected.spec().getName()).start(() -> {
+
+    /** The loader opened when the migration started; its failure is this step's. */
+    private DeviceState.Loader armedLoader() throws HypervisorException, MigrationException {
         try {
-          armed.complete(vm.deviceState().load(DeviceState.Scope.DEVICES));
-        } catch (Throwable t) {
-          armed.completeExceptionally(t);
-        }
-      });
-    }
-    return null;
-  }
-
-  /** The loader opened when the migration started; its failure is this step's. */
-  private DeviceState.Loader armedLoader() throws HypervisorException, MigrationException {
-    try {
-      return arming.get(applyTimeout.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS);
-    } catch (java.util.concurrent.ExecutionException e) {
-      if (e.getCause() instanceof HypervisorException h) {
-        throw h;
-      }
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE,
-          "cannot open the device-state load: " + e.getCause(), e.getCause());
-    } catch (java.util.concurrent.TimeoutException e) {
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE,
-          "the device-state load did not open within " + applyTimeout.toMillis() + " ms");
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "interrupted");
-    }
-  }
-
-  int laneCount() {
-    return lanes.length;
-  }
-
-  /** A lane saw its final RoundEnd. */
-  synchronized void laneFinished() {
-    finalLanes++;
-    notifyAll();
-  }
-
-  synchronized void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
-    MigrationStep step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
-    if (state != State.RECEIVING && state != State.SWITCHING) {
-      throw new MigrationException(step, "device state while " + state);
-    }
-    if (deviceStateComplete) {
-      throw new MigrationException(step, "device state after its last chunk");
-    }
-    try {
-      if (loader == null) {
-        loader = arming != null ? armedLoader() : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
-      }
-      deviceStateBytes += chunk.remaining();
-      if (chunk.hasRemaining()) {
-        loader.write(chunk);
-      }
-    } catch (HypervisorException | java.io.IOException e) {
-      throw new MigrationException(step, "cannot load device state: " + e.getMessage(), e);
-    }
-    if (last) {
-      deviceStateComplete = true;
-    }
-  }
-
-  /** The source is paused and everything is on its way: finish applying, then answer Ready. */
-  void switchover(Switchover sw) throws MigrationException {
-    synchronized (this) {
-      if (state != State.RECEIVING) {
-        throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "switchover while " + state);
-      }
-      state = State.SWITCHING;
-    }
-    Thread.ofPlatform().daemon().name("ferry-recv-switchover-" + expected.spec().getName()).start(() -> {
-      try {
-        Ready ready = applyFinal(sw);
-        synchronized (this) {
-          if (state != State.SWITCHING) {
-            return;
-          }
-          state = State.READY;
-        }
-        lanes[0].send(ReceiverFrame.newBuilder().setReady(ready).build());
-      } catch (MigrationException e) {
-        fail(e);
-      } catch (InterruptedException e) {
-        fail(new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "interrupted"));
-      }
-    });
-  }
-
-  private Ready applyFinal(Switchover sw) throws MigrationException, InterruptedException {
-    long start = System.nanoTime();
-    long deadline = start + applyTimeout.toNanos();
-    synchronized (this) {
-      while ((expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY && finalLanes < lanes.length) || !deviceStateComplete) {
-        if (state != State.SWITCHING) {
-          throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "discarded: " + discardReason);
-        }
-        long left = deadline - System.nanoTime();
-        if (left <= 0) {
-          throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, String.format(
-              "final pages of %d of %d lanes and %s device state after %d ms", finalLanes, lanes.length,
-              deviceStateComplete ? "all" : "incomplete", applyTimeout.toMillis()));
-        }
-        wait(Math.max(1, left / 1_000_000));
-      }
-    }
-    try {
-      loader.finish(applyTimeout);
-      // Loaded: its socket and selector are of no further use (closing again on a discard is harmless).
-      loader.close();
-    } catch (HypervisorException e) {
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "device state did not load: " + e.getMessage(), e);
-    }
-    Ready.Builder ready = Ready.newBuilder()
-        .setApplyWaitMs((System.nanoTime() - start) / 1_000_000)
-        .setDeviceStateBytes(deviceStateBytes);
-    if (sw.getVerify()) {
-      long t = System.nanoTime();
-      try {
-        ready.setRamDigest(RamDigest.of(vm.memory()));
-      } catch (java.io.UncheckedIOException e) {
-        throw new MigrationException(MigrationStep.MIGRATION_STEP_VERIFY, "cannot read guest memory: " + e.getMessage(), e);
-      }
-      ready.setVerifyMs((System.nanoTime() - t) / 1_000_000);
-    }
-    return ready.build();
-  }
-
-  /** The source committed: confirm, resume the VM, report back. */
-  void commit(Commit c) throws MigrationException {
-    synchronized (this) {
-      if (state != State.READY) {
-        throw new MigrationException(MigrationStep.MIGRATION_STEP_COMMIT, "commit while " + state);
-      }
-    }
-    CommitRequest request = commitRequest();
-    if (c.getEpoch() != request.newEpoch()) {
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_COMMIT,
-          "commit for epoch " + c.getEpoch() + ", expected " + request.newEpoch());
-    }
-    CommitOutcome outcome;
-    long confirmStart = System.nanoTime();
-    try {
-      outcome = commit.confirm(request);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      outcome = CommitOutcome.UNKNOWN;
-    }
-    settle(outcome, "the source's commit frame, confirmed in " + (System.nanoTime() - confirmStart) / 1_000_000
-        + " ms");
-  }
-
-  private CommitRequest commitRequest() {
-    return new CommitRequest(expected.spec().getName(), expected.migrationId(), expected.sourceHost(),
-        expected.hostId(), expected.epoch());
-  }
-
-  /** Acts on a known or unknown commit outcome while READY. */
-  private void settle(CommitOutcome outcome, String how) throws MigrationException {
-    switch (outcome) {
-      case COMMITTED -> resumeCommitted(how);
-      case REJECTED -> fail(new MigrationException(MigrationStep.MIGRATION_STEP_COMMIT, "the commit did not happen (" + how + ")"));
-      case UNKNOWN -> {
-        log.warn("migration {}: commit outcome unknown; {} stays paused here until it is known", migrationId(),
-            expected.spec().getName());
-        Thread.ofPlatform().daemon().name("ferry-recv-resolve-" + expected.spec().getName()).start(this::resolveLoop);
-      }
-    }
-  }
-
-  private void resumeCommitted(String how) throws MigrationException {
-    synchronized (this) {
-      if (state != State.READY) {
-        return;
-      }
-      state = State.COMMITTED;
-    }
-    long epoch = commitRequest().newEpoch();
-    long resumeStart = System.nanoTime();
-    try {
-      vm.resume();
-    } catch (HypervisorException e) {
-      log.error("migration {}: {} is committed here but did not resume: {}", migrationId(), expected.spec().getName(),
-          e.getMessage());
-      listener.committed(this, epoch);
-      throw new MigrationException(MigrationStep.MIGRATION_STEP_RESUME, "committed but resume failed: " + e.getMessage(), e);
-    }
-    log.info("migration {}: {} committed at epoch {} ({}) and running, resumed in {} ms", migrationId(),
-        expected.spec().getName(), epoch, how, (System.nanoTime() - resumeStart) / 1_000_000);
-    listener.committed(this, epoch);
-    if (lanes != null && lanes[0] != null) {
-      lanes[0].send(ReceiverFrame.newBuilder().setResumed(Resumed.newBuilder().setEpoch(epoch)).build());
-    }
-    for (ReceiverLane lane : lanes) {
-      if (lane != null) {
-        lane.complete();
-      }
-    }
-  }
-
-  private void resolveLoop() {
-    while (true) {
-      synchronized (this) {
-        if (state != State.READY) {
-          return;
-        }
-      }
-      try {
-        CommitOutcome o = commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10));
-        if (o != CommitOutcome.UNKNOWN) {
-          settle(o, "resolved after the stream was lost");
-          return;
-        }
-      } catch (InterruptedException e) {
-        return;
-      } catch (MigrationException e) {
-        fail(e);
-        return;
-      }
-    }
-  }
-
-  /** A lane's stream ended or broke. */
-  void streamLost(int lane, String why) {
-    State s;
-    synchronized (this) {
-      s = state;
-    }
-    switch (s) {
-      case COMMITTED, DISCARDED -> { }
-      case READY -> {
-        log.warn("migration {}: lane {} lost while waiting for the commit: {}", migrationId(), lane, why);
-        try {
-          settle(commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)),
-              "resolved after the stream was lost");
+            return arming.get(applyTimeout.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof HypervisorException h) {
+                throw h;
+            }
+            throw new MigrationException(
+                    MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+                    "cannot open the device-state load: " + e.getCause(),
+                    e.getCause());
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new MigrationException(
+                    MigrationStep.MIGRATION_STEP_DEVICE_STATE,
+                    "the device-state load did not open within " + applyTimeout.toMillis() + " ms");
         } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-        } catch (MigrationException e) {
-          fail(e);
+            Thread.currentThread().interrupt();
+            throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "interrupted");
         }
-      }
-      default -> discard("lane " + lane + " lost: " + why, null);
     }
-  }
 
-  /** The destination's hypervisor process ended by itself (crashed or was killed). */
-  public void hypervisorDied(String reason) {
-    MigrationStep step;
-    synchronized (this) {
-      step = switch (state) {
-        case PREPARED, RECEIVING -> MigrationStep.MIGRATION_STEP_PRECOPY;
-        case SWITCHING -> MigrationStep.MIGRATION_STEP_DEVICE_STATE;
-        case READY -> MigrationStep.MIGRATION_STEP_COMMIT;
-        case COMMITTED, DISCARDED -> null;
-      };
+    synchronized int laneCount() {
+        return lanes.length;
     }
-    if (step != null) {
-      fail(new MigrationException(step, "the destination VM's hypervisor ended: " + reason));
-    }
-  }
 
-  /** The source aborted. */
-  void sourceAborted(Abort abort) {
-    discard((abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
-        + MigrationException.describe(abort.getStep()) + ": " + abort.getReason(), null);
-  }
-
-  /** Something here failed: tell the source which step, then discard. */
-  void fail(MigrationException e) {
-    discard(e.getMessage(), Abort.newBuilder().setStep(e.step()).setReason(e.reason()).build());
-  }
-
-  /** Ends the migration here: the VM and its files go, the source keeps running. Idempotent. */
-  public void discard(String reason, Abort tellSource) {
-    ReceiverLane[] toClose;
-    DeviceState.Loader l;
-    java.util.concurrent.CompletableFuture<DeviceState.Loader> unclaimed = null;
-    synchronized (this) {
-      if (state == State.COMMITTED) {
-        return;
-      }
-      if (state == State.DISCARDED) {
-        toClose = null;
-        l = null;
-      } else {
-        state = State.DISCARDED;
-        discardReason = reason;
-        toClose = lanes == null ? new ReceiverLane[0] : lanes;
-        l = loader;
-        unclaimed = loader == null ? arming : null;
+    /** A lane saw its final RoundEnd. */
+    synchronized void laneFinished() {
+        finalLanes++;
         notifyAll();
-      }
     }
-    if (toClose == null) {
-      // Another thread is discarding: return only once the VM is really gone, so that a
-      // shutting-down agent leaves no hypervisor process behind.
-      awaitDiscarded();
-      return;
-    }
-    log.info("migration {}: discarding incoming {}: {}", migrationId(), expected.spec().getName(), reason);
-    for (ReceiverLane lane : toClose) {
-      if (lane != null) {
-        lane.abort(tellSource);
-      }
-    }
-    try {
-      if (l != null) {
-        l.close();
-      }
-      if (unclaimed != null) {
-        unclaimed.thenAccept(DeviceState.Loader::close);
-      }
-      vm.close();
-      listener.discarded(this, reason);
-    } finally {
-      discarded.countDown();
-    }
-  }
 
-  private void awaitDiscarded() {
-    try {
-      if (!discarded.await(60, java.util.concurrent.TimeUnit.SECONDS)) {
-        log.warn("migration {}: discarding {} takes longer than a minute", migrationId(), expected.spec().getName());
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
+    synchronized void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
+        MigrationStep step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+        if (state != State.RECEIVING && state != State.SWITCHING) {
+            throw new MigrationException(step, "device state while " + state);
+        }
+        if (deviceStateComplete) {
+            throw new MigrationException(step, "device state after its last chunk");
+        }
+        try {
+            if (loader == null) {
+                loader = arming != null ? armedLoader() : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
+            }
+            deviceStateBytes += chunk.remaining();
+            if (chunk.hasRemaining()) {
+                loader.write(chunk);
+            }
+        } catch (HypervisorException | java.io.IOException e) {
+            throw new MigrationException(step, "cannot load device state: " + e.getMessage(), e);
+        }
+        if (last) {
+            deviceStateComplete = true;
+        }
     }
-  }
 
-  private static boolean constantTimeEquals(String a, String b) {
-    return MessageDigest.isEqual(a.getBytes(StandardCharsets.UTF_8), b.getBytes(StandardCharsets.UTF_8));
-  }
+    /** The source is paused and everything is on its way: finish applying, then answer Ready. */
+    void switchover(Switchover sw) throws MigrationException {
+        synchronized (this) {
+            if (state != State.RECEIVING) {
+                throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "switchover while " + state);
+            }
+            state = State.SWITCHING;
+        }
+        Thread.ofPlatform()
+                .daemon()
+                .name("ferry-recv-switchover-" + expected.spec().getName())
+                .start(() -> {
+                    try {
+                        Ready ready = applyFinal(sw);
+                        ReceiverLane first;
+                        synchronized (this) {
+                            if (state != State.SWITCHING) {
+                                return;
+                            }
+                            state = State.READY;
+                            first = lanes[0];
+                        }
+                        first.send(ReceiverFrame.newBuilder().setReady(ready).build());
+                    } catch (MigrationException e) {
+                        fail(e);
+                    } catch (InterruptedException e) {
+                        fail(new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "interrupted"));
+                    }
+                });
+    }
+
+    private Ready applyFinal(Switchover sw) throws MigrationException, InterruptedException {
+        long start = System.nanoTime();
+        long deadline = start + applyTimeout.toNanos();
+        DeviceState.Loader loader;
+        long deviceStateBytes;
+        synchronized (this) {
+            while ((expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY && finalLanes < lanes.length)
+                    || !deviceStateComplete) {
+                if (state != State.SWITCHING) {
+                    throw new MigrationException(
+                            MigrationStep.MIGRATION_STEP_FINAL_PAGES, "discarded: " + discardReason);
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new MigrationException(
+                            MigrationStep.MIGRATION_STEP_FINAL_PAGES,
+                            String.format(
+                                    "final pages of %d of %d lanes and %s device state after %d ms",
+                                    finalLanes,
+                                    lanes.length,
+                                    deviceStateComplete ? "all" : "incomplete",
+                                    applyTimeout.toMillis()));
+                }
+                wait(Math.max(1, left / 1_000_000));
+            }
+            loader = this.loader;
+            deviceStateBytes = this.deviceStateBytes;
+        }
+        try {
+            loader.finish(applyTimeout);
+            // Loaded: its socket and selector are of no further use (closing again on a discard is harmless).
+            loader.close();
+        } catch (HypervisorException e) {
+            throw new MigrationException(
+                    MigrationStep.MIGRATION_STEP_DEVICE_STATE, "device state did not load: " + e.getMessage(), e);
+        }
+        Ready.Builder ready = Ready.newBuilder()
+                .setApplyWaitMs((System.nanoTime() - start) / 1_000_000)
+                .setDeviceStateBytes(deviceStateBytes);
+        if (sw.getVerify()) {
+            long t = System.nanoTime();
+            try {
+                ready.setRamDigest(RamDigest.of(vm.memory()));
+            } catch (java.io.UncheckedIOException e) {
+                throw new MigrationException(
+                        MigrationStep.MIGRATION_STEP_VERIFY, "cannot read guest memory: " + e.getMessage(), e);
+            }
+            ready.setVerifyMs((System.nanoTime() - t) / 1_000_000);
+        }
+        return ready.build();
+    }
+
+    /** The source committed: confirm, resume the VM, report back. */
+    void commit(Commit c) throws MigrationException {
+        synchronized (this) {
+            if (state != State.READY) {
+                throw new MigrationException(MigrationStep.MIGRATION_STEP_COMMIT, "commit while " + state);
+            }
+        }
+        CommitRequest request = commitRequest();
+        if (c.getEpoch() != request.newEpoch()) {
+            throw new MigrationException(
+                    MigrationStep.MIGRATION_STEP_COMMIT,
+                    "commit for epoch " + c.getEpoch() + ", expected " + request.newEpoch());
+        }
+        CommitOutcome outcome;
+        long confirmStart = System.nanoTime();
+        try {
+            outcome = commit.confirm(request);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            outcome = CommitOutcome.UNKNOWN;
+        }
+        settle(
+                outcome,
+                "the source's commit frame, confirmed in " + (System.nanoTime() - confirmStart) / 1_000_000 + " ms");
+    }
+
+    private CommitRequest commitRequest() {
+        return new CommitRequest(
+                expected.spec().getName(),
+                expected.migrationId(),
+                expected.sourceHost(),
+                expected.hostId(),
+                expected.epoch());
+    }
+
+    /** Acts on a known or unknown commit outcome while READY. */
+    private void settle(CommitOutcome outcome, String how) throws MigrationException {
+        switch (outcome) {
+            case COMMITTED -> resumeCommitted(how);
+            case REJECTED ->
+                fail(new MigrationException(
+                        MigrationStep.MIGRATION_STEP_COMMIT, "the commit did not happen (" + how + ")"));
+            case UNKNOWN -> {
+                log.warn(
+                        "migration {}: commit outcome unknown; {} stays paused here until it is known",
+                        migrationId(),
+                        expected.spec().getName());
+                Thread.ofPlatform()
+                        .daemon()
+                        .name("ferry-recv-resolve-" + expected.spec().getName())
+                        .start(this::resolveLoop);
+            }
+        }
+    }
+
+    private void resumeCommitted(String how) throws MigrationException {
+        synchronized (this) {
+            if (state != State.READY) {
+                return;
+            }
+            state = State.COMMITTED;
+        }
+        long epoch = commitRequest().newEpoch();
+        long resumeStart = System.nanoTime();
+        try {
+            vm.resume();
+        } catch (HypervisorException e) {
+            log.error(
+                    "migration {}: {} is committed here but did not resume: {}",
+                    migrationId(),
+                    expected.spec().getName(),
+                    e.getMessage());
+            listener.committed(this, epoch);
+            throw new MigrationException(
+                    MigrationStep.MIGRATION_STEP_RESUME, "committed but resume failed: " + e.getMessage(), e);
+        }
+        log.info(
+                "migration {}: {} committed at epoch {} ({}) and running, resumed in {} ms",
+                migrationId(),
+                expected.spec().getName(),
+                epoch,
+                how,
+                (System.nanoTime() - resumeStart) / 1_000_000);
+        listener.committed(this, epoch);
+        ReceiverLane[] lanes;
+        synchronized (this) {
+            lanes = this.lanes;
+        }
+        if (lanes == null) {
+            return;
+        }
+        if (lanes[0] != null) {
+            lanes[0].send(ReceiverFrame.newBuilder()
+                    .setResumed(Resumed.newBuilder().setEpoch(epoch))
+                    .build());
+        }
+        for (ReceiverLane lane : lanes) {
+            if (lane != null) {
+                lane.complete();
+            }
+        }
+    }
+
+    private void resolveLoop() {
+        while (true) {
+            synchronized (this) {
+                if (state != State.READY) {
+                    return;
+                }
+            }
+            try {
+                CommitOutcome o =
+                        commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10));
+                if (o != CommitOutcome.UNKNOWN) {
+                    settle(o, "resolved after the stream was lost");
+                    return;
+                }
+            } catch (InterruptedException e) {
+                return;
+            } catch (MigrationException e) {
+                fail(e);
+                return;
+            }
+        }
+    }
+
+    /** A lane's stream ended or broke. */
+    void streamLost(int lane, String why) {
+        State s;
+        synchronized (this) {
+            s = state;
+        }
+        switch (s) {
+            case COMMITTED, DISCARDED -> {}
+            case READY -> {
+                log.warn("migration {}: lane {} lost while waiting for the commit: {}", migrationId(), lane, why);
+                try {
+                    settle(
+                            commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)),
+                            "resolved after the stream was lost");
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                } catch (MigrationException e) {
+                    fail(e);
+                }
+            }
+            default -> discard("lane " + lane + " lost: " + why, null);
+        }
+    }
+
+    /** The destination's hypervisor process ended by itself (crashed or was killed). */
+    public void hypervisorDied(String reason) {
+        MigrationStep step;
+        synchronized (this) {
+            step = switch (state) {
+                case PREPARED, RECEIVING -> MigrationStep.MIGRATION_STEP_PRECOPY;
+                case SWITCHING -> MigrationStep.MIGRATION_STEP_DEVICE_STATE;
+                case READY -> MigrationStep.MIGRATION_STEP_COMMIT;
+                case COMMITTED, DISCARDED -> null;
+            };
+        }
+        if (step != null) {
+            fail(new MigrationException(step, "the destination VM's hypervisor ended: " + reason));
+        }
+    }
+
+    /** The source aborted. */
+    void sourceAborted(Abort abort) {
+        discard(
+                (abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
+                        + MigrationException.describe(abort.getStep()) + ": " + abort.getReason(),
+                null);
+    }
+
+    /** Something here failed: tell the source which step, then discard. */
+    void fail(MigrationException e) {
+        discard(
+                e.getMessage(),
+                Abort.newBuilder().setStep(e.step()).setReason(e.reason()).build());
+    }
+
+    /** Ends the migration here: the VM and its files go, the source keeps running. Idempotent. */
+    public void discard(String reason, Abort tellSource) {
+        ReceiverLane[] toClose;
+        DeviceState.Loader l;
+        java.util.concurrent.CompletableFuture<DeviceState.Loader> unclaimed = null;
+        synchronized (this) {
+            if (state == State.COMMITTED) {
+                return;
+            }
+            if (state == State.DISCARDED) {
+                toClose = null;
+                l = null;
+            } else {
+                state = State.DISCARDED;
+                discardReason = reason;
+                toClose = lanes == null ? new ReceiverLane[0] : lanes;
+                l = loader;
+                unclaimed = loader == null ? arming : null;
+                notifyAll();
+            }
+        }
+        if (toClose == null) {
+            // Another thread is discarding: return only once the VM is really gone, so that a
+            // shutting-down agent leaves no hypervisor process behind.
+            awaitDiscarded();
+            return;
+        }
+        log.info(
+                "migration {}: discarding incoming {}: {}",
+                migrationId(),
+                expected.spec().getName(),
+                reason);
+        for (ReceiverLane lane : toClose) {
+            if (lane != null) {
+                lane.abort(tellSource);
+            }
+        }
+        try {
+            if (l != null) {
+                l.close();
+            }
+            if (unclaimed != null) {
+                unclaimed.thenAccept(DeviceState.Loader::close);
+            }
+            vm.close();
+            listener.discarded(this, reason);
+        } finally {
+            discarded.countDown();
+        }
+    }
+
+    private void awaitDiscarded() {
+        try {
+            if (!discarded.await(60, java.util.concurrent.TimeUnit.SECONDS)) {
+                log.warn(
+                        "migration {}: discarding {} takes longer than a minute",
+                        migrationId(),
+                        expected.spec().getName());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static boolean constantTimeEquals(String a, String b) {
+        return MessageDigest.isEqual(a.getBytes(StandardCharsets.UTF_8), b.getBytes(StandardCharsets.UTF_8));
+    }
 }

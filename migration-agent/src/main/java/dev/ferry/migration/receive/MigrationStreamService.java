@@ -21,96 +21,104 @@ import org.slf4j.LoggerFactory;
  * belongs to. Only migrations registered through {@link #expect} are accepted.
  */
 public final class MigrationStreamService {
-  private static final Logger log = LoggerFactory.getLogger(MigrationStreamService.class);
-  private final ConcurrentMap<String, IncomingMigration> incoming = new ConcurrentHashMap<>();
+    private static final Logger log = LoggerFactory.getLogger(MigrationStreamService.class);
+    private final ConcurrentMap<String, IncomingMigration> incoming = new ConcurrentHashMap<>();
 
-  public void expect(IncomingMigration migration) {
-    if (incoming.putIfAbsent(migration.migrationId(), migration) != null) {
-      throw new IllegalStateException("migration " + migration.migrationId() + " is already expected");
+    public void expect(IncomingMigration migration) {
+        if (incoming.putIfAbsent(migration.migrationId(), migration) != null) {
+            throw new IllegalStateException("migration " + migration.migrationId() + " is already expected");
+        }
     }
-  }
 
-  public void forget(IncomingMigration migration) {
-    incoming.remove(migration.migrationId(), migration);
-  }
+    public void forget(IncomingMigration migration) {
+        incoming.remove(migration.migrationId(), migration);
+    }
 
-  public IncomingMigration find(String migrationId) {
-    return incoming.get(migrationId);
-  }
+    public IncomingMigration find(String migrationId) {
+        return incoming.get(migrationId);
+    }
 
-  public Collection<IncomingMigration> all() {
-    return incoming.values();
-  }
+    public Collection<IncomingMigration> all() {
+        return incoming.values();
+    }
 
-  public ServerServiceDefinition definition() {
-    return MigrationStreamRpc.SERVICE.bind()
-        .bidiStreaming("Transfer", SenderFrame.class, ReceiverFrame.class, this::transfer)
-        .build();
-  }
+    public ServerServiceDefinition definition() {
+        return MigrationStreamRpc.SERVICE
+                .bind()
+                .bidiStreaming("Transfer", SenderFrame.class, ReceiverFrame.class, this::transfer)
+                .build();
+    }
 
-  private StreamObserver<SenderFrame> transfer(StreamObserver<ReceiverFrame> responses) {
-    ServerCallStreamObserver<ReceiverFrame> out = (ServerCallStreamObserver<ReceiverFrame>) responses;
-    out.disableAutoRequest();
-    out.request(1);
-    return new StreamObserver<>() {
-      private ReceiverLane lane;
-      private IncomingMigration session;
-      private int laneIndex = -1;
+    private StreamObserver<SenderFrame> transfer(StreamObserver<ReceiverFrame> responses) {
+        ServerCallStreamObserver<ReceiverFrame> out = (ServerCallStreamObserver<ReceiverFrame>) responses;
+        out.disableAutoRequest();
+        out.request(1);
+        return new StreamObserver<>() {
+            private ReceiverLane lane;
+            private IncomingMigration session;
+            private int laneIndex = -1;
 
-      @Override
-      public void onNext(SenderFrame frame) {
-        if (lane != null) {
-          lane.onFrame(frame);
-          return;
-        }
-        if (!frame.hasHello()) {
-          refuse("the first frame must be a hello, got " + frame.getBodyCase());
-          return;
-        }
-        var hello = frame.getHello();
-        IncomingMigration m = incoming.get(hello.getMigrationId());
-        if (m == null) {
-          refuse("this agent is not expecting migration '" + hello.getMigrationId() + "'");
-          return;
-        }
-        ReceiverLane candidate = new ReceiverLane(m, hello.getLane(), out);
-        String refusal = m.attach(hello, candidate);
-        if (refusal != null) {
-          refuse(refusal);
-          return;
-        }
-        session = m;
-        lane = candidate;
-        laneIndex = hello.getLane();
-        lane.send(ReceiverFrame.newBuilder().setHelloAck(HelloAck.newBuilder()
-            .setProtocolVersion(MigrationStreamRpc.PROTOCOL_VERSION).setLane(hello.getLane())).build());
-        lane.start();
-      }
+            @Override
+            public void onNext(SenderFrame frame) {
+                if (lane != null) {
+                    lane.onFrame(frame);
+                    return;
+                }
+                if (!frame.hasHello()) {
+                    refuse("the first frame must be a hello, got " + frame.getBodyCase());
+                    return;
+                }
+                var hello = frame.getHello();
+                IncomingMigration m = incoming.get(hello.getMigrationId());
+                if (m == null) {
+                    refuse("this agent is not expecting migration '" + hello.getMigrationId() + "'");
+                    return;
+                }
+                ReceiverLane candidate = new ReceiverLane(m, hello.getLane(), out);
+                String refusal = m.attach(hello, candidate);
+                if (refusal != null) {
+                    refuse(refusal);
+                    return;
+                }
+                session = m;
+                lane = candidate;
+                laneIndex = hello.getLane();
+                lane.send(ReceiverFrame.newBuilder()
+                        .setHelloAck(HelloAck.newBuilder()
+                                .setProtocolVersion(MigrationStreamRpc.PROTOCOL_VERSION)
+                                .setLane(hello.getLane()))
+                        .build());
+                lane.start();
+            }
 
-      private void refuse(String reason) {
-        log.warn("refused a migration lane: {}", reason);
-        try {
-          out.onNext(ReceiverFrame.newBuilder().setAbort(Abort.newBuilder()
-              .setStep(MigrationStep.MIGRATION_STEP_HANDSHAKE).setReason(reason)).build());
-          out.onError(Status.FAILED_PRECONDITION.withDescription(reason).asRuntimeException());
-        } catch (RuntimeException e) {
-          // the caller is gone
-        }
-      }
+            private void refuse(String reason) {
+                log.warn("refused a migration lane: {}", reason);
+                try {
+                    out.onNext(ReceiverFrame.newBuilder()
+                            .setAbort(Abort.newBuilder()
+                                    .setStep(MigrationStep.MIGRATION_STEP_HANDSHAKE)
+                                    .setReason(reason))
+                            .build());
+                    out.onError(
+                            Status.FAILED_PRECONDITION.withDescription(reason).asRuntimeException());
+                } catch (RuntimeException e) {
+                    // the caller is gone
+                }
+            }
 
-      @Override
-      public void onError(Throwable t) {
-        if (session != null) {
-          session.streamLost(laneIndex, Status.fromThrowable(t).toString());
-        }
-      }
+            @Override
+            public void onError(Throwable t) {
+                if (session != null) {
+                    session.streamLost(laneIndex, Status.fromThrowable(t).toString());
+                }
+            }
 
-      @Override
-      public void onCompleted() {
-        if (session != null) {
-          session.streamLost(laneIndex, "source closed the lane");
-        }
-      }
-    };
-  }
+            @Override
+            public void onCompleted() {
+                if (session != null) {
+                    session.streamLost(laneIndex, "source closed the lane");
+                }
+            }
+        };
+    }
 }

@@ -18,223 +18,241 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 class BatchCodecTest {
-  private static final int PAGE = 4096;
-  private static final int WINDOW = 64;
-  private final Arena arena = Arena.ofAuto();
+    private static final int PAGE = 4096;
+    private static final int WINDOW = 64;
+    private final Arena arena = Arena.ofAuto();
 
-  private MemorySegment memory(int pages) {
-    return arena.allocate((long) pages * PAGE, PAGE);
-  }
-
-  private static void randomPage(MemorySegment m, long page, long seed) {
-    Random r = new Random(seed);
-    for (int i = 0; i < PAGE; i += 8) {
-      m.set(ValueLayout.JAVA_LONG_UNALIGNED, page * PAGE + i, r.nextLong());
+    private MemorySegment memory(int pages) {
+        return arena.allocate((long) pages * PAGE, PAGE);
     }
-  }
 
-  private static void textPage(MemorySegment m, long page) {
-    byte[] text = "the quick brown fox jumps over the lazy dog; ".getBytes();
-    for (int i = 0; i < PAGE; i++) {
-      m.set(ValueLayout.JAVA_BYTE, page * PAGE + i, text[(int) ((i + page) % text.length)]);
+    private static void randomPage(MemorySegment m, long page, long seed) {
+        Random r = new Random(seed);
+        for (int i = 0; i < PAGE; i += 8) {
+            m.set(ValueLayout.JAVA_LONG_UNALIGNED, page * PAGE + i, r.nextLong());
+        }
     }
-  }
 
-  private static BatchCodec.Encoded encode(BatchCodec codec, MemorySegment src, long base, PageBitmap sel, int round)
-      throws Exception {
-    return codec.encode((off, dst) -> dst.copyFrom(src.asSlice(off, dst.byteSize())), src.byteSize() / PAGE,
-        base, sel, round);
-  }
-
-  /** Decodes into {@code dst}, like the receiver does. */
-  private static BatchCodec.Applied apply(BatchCodec codec, PageBatch b, MemorySegment dst) throws Exception {
-    return codec.decode(b, dst.byteSize() / PAGE, new BatchCodec.PageSink() {
-      @Override
-      public void write(long firstPage, MemorySegment pages) {
-        MemorySegment.copy(pages, 0, dst, firstPage * PAGE, pages.byteSize());
-      }
-
-      @Override
-      public void zero(long first, int count) {
-        dst.asSlice(first * PAGE, (long) count * PAGE).fill((byte) 0);
-      }
-    });
-  }
-
-  @Test
-  void roundTripsMixedPagesWithZeroRunsAndNoZeroData() throws Exception {
-    MemorySegment src = memory(WINDOW * 2);
-    for (int p = 0; p < WINDOW; p++) {
-      if (p % 3 == 0) {
-        randomPage(src, p, p);
-      } else if (p % 3 == 1) {
-        textPage(src, p);
-      }
+    private static void textPage(MemorySegment m, long page) {
+        byte[] text = "the quick brown fox jumps over the lazy dog; ".getBytes();
+        for (int i = 0; i < PAGE; i++) {
+            m.set(ValueLayout.JAVA_BYTE, page * PAGE + i, text[(int) ((i + page) % text.length)]);
+        }
     }
-    BatchCodec sender = new BatchCodec(PAGE, WINDOW);
-    BatchCodec.Encoded e = encode(sender, src, 0, null, 0);
-    assertEquals(WINDOW, e.pages());
-    assertEquals(21, e.zeroPages());
-    assertEquals(e.dataPages() * PAGE, e.batch().getRawLength());
-    assertTrue(e.batch().getZeroRunsCount() > 0);
 
-    MemorySegment dst = memory(WINDOW * 2);
-    dst.fill((byte) 7);
-    BatchCodec.Applied a = apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
-    assertEquals(43, a.dataPages());
-    assertEquals(21, a.zeroPages());
-    assertEquals(-1, src.asSlice(0, (long) WINDOW * PAGE).mismatch(dst.asSlice(0, (long) WINDOW * PAGE)));
-  }
-
-  @Test
-  void compressibleDataIsCompressedAndIncompressibleIsSentRaw() throws Exception {
-    MemorySegment text = memory(WINDOW);
-    for (int p = 0; p < WINDOW; p++) {
-      textPage(text, p);
+    private static BatchCodec.Encoded encode(BatchCodec codec, MemorySegment src, long base, PageBitmap sel, int round)
+            throws Exception {
+        return codec.encode(
+                (off, dst) -> dst.copyFrom(src.asSlice(off, dst.byteSize())), src.byteSize() / PAGE, base, sel, round);
     }
-    BatchCodec.Encoded c = encode(new BatchCodec(PAGE, WINDOW), text, 0, null, 1);
-    assertEquals(Compression.COMPRESSION_LZ4, c.batch().getCompression());
-    assertTrue(c.wireBytes() < WINDOW * PAGE / 4, "wire bytes " + c.wireBytes());
 
-    MemorySegment noise = memory(WINDOW);
-    for (int p = 0; p < WINDOW; p++) {
-      randomPage(noise, p, 100 + p);
+    /** Decodes into {@code dst}, like the receiver does. */
+    private static BatchCodec.Applied apply(BatchCodec codec, PageBatch b, MemorySegment dst) throws Exception {
+        return codec.decode(b, dst.byteSize() / PAGE, new BatchCodec.PageSink() {
+            @Override
+            public void write(long firstPage, MemorySegment pages) {
+                MemorySegment.copy(pages, 0, dst, firstPage * PAGE, pages.byteSize());
+            }
+
+            @Override
+            public void zero(long first, int count) {
+                dst.asSlice(first * PAGE, (long) count * PAGE).fill((byte) 0);
+            }
+        });
     }
-    BatchCodec.Encoded r = encode(new BatchCodec(PAGE, WINDOW), noise, 0, null, 1);
-    assertEquals(Compression.COMPRESSION_RAW, r.batch().getCompression());
-    assertEquals(WINDOW * PAGE, r.batch().getData().size());
-  }
 
-  @Test
-  void onlySelectedPagesAreSentAndAnEmptySelectionSendsNothing() throws Exception {
-    MemorySegment src = memory(WINDOW * 2);
-    for (int p = 0; p < WINDOW * 2; p++) {
-      randomPage(src, p, p);
+    @Test
+    void roundTripsMixedPagesWithZeroRunsAndNoZeroData() throws Exception {
+        MemorySegment src = memory(WINDOW * 2);
+        for (int p = 0; p < WINDOW; p++) {
+            if (p % 3 == 0) {
+                randomPage(src, p, p);
+            } else if (p % 3 == 1) {
+                textPage(src, p);
+            }
+        }
+        BatchCodec sender = new BatchCodec(PAGE, WINDOW);
+        BatchCodec.Encoded e = encode(sender, src, 0, null, 0);
+        assertEquals(WINDOW, e.pages());
+        assertEquals(21, e.zeroPages());
+        assertEquals(e.dataPages() * PAGE, e.batch().getRawLength());
+        assertTrue(e.batch().getZeroRunsCount() > 0);
+
+        MemorySegment dst = memory(WINDOW * 2);
+        dst.fill((byte) 7);
+        BatchCodec.Applied a = apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
+        assertEquals(43, a.dataPages());
+        assertEquals(21, a.zeroPages());
+        assertEquals(-1, src.asSlice(0, (long) WINDOW * PAGE).mismatch(dst.asSlice(0, (long) WINDOW * PAGE)));
     }
-    PageBitmap sel = new PageBitmap(WINDOW * 2);
-    sel.set(WINDOW + 5);
-    sel.set(WINDOW + 9);
-    BatchCodec codec = new BatchCodec(PAGE, WINDOW);
-    assertNull(encode(codec, src, 0, sel, 2));
-    BatchCodec.Encoded e = encode(codec, src, WINDOW, sel, 2);
-    assertNotNull(e);
-    assertEquals(2, e.dataPages());
-    MemorySegment dst = memory(WINDOW * 2);
-    apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
-    assertEquals(-1, src.asSlice((WINDOW + 5L) * PAGE, PAGE).mismatch(dst.asSlice((WINDOW + 5L) * PAGE, PAGE)));
-    assertTrue(dst.asSlice((WINDOW + 6L) * PAGE, PAGE).mismatch(src.asSlice((WINDOW + 6L) * PAGE, PAGE)) >= 0);
-  }
 
-  @Test
-  void lastWindowMayBeShorterThanAWindow() throws Exception {
-    MemorySegment src = memory(WINDOW + 10);
-    for (int p = 0; p < WINDOW + 10; p++) {
-      randomPage(src, p, p);
+    @Test
+    void compressibleDataIsCompressedAndIncompressibleIsSentRaw() throws Exception {
+        MemorySegment text = memory(WINDOW);
+        for (int p = 0; p < WINDOW; p++) {
+            textPage(text, p);
+        }
+        BatchCodec.Encoded c = encode(new BatchCodec(PAGE, WINDOW), text, 0, null, 1);
+        assertEquals(Compression.COMPRESSION_LZ4, c.batch().getCompression());
+        assertTrue(c.wireBytes() < WINDOW * PAGE / 4, "wire bytes " + c.wireBytes());
+
+        MemorySegment noise = memory(WINDOW);
+        for (int p = 0; p < WINDOW; p++) {
+            randomPage(noise, p, 100 + p);
+        }
+        BatchCodec.Encoded r = encode(new BatchCodec(PAGE, WINDOW), noise, 0, null, 1);
+        assertEquals(Compression.COMPRESSION_RAW, r.batch().getCompression());
+        assertEquals(WINDOW * PAGE, r.batch().getData().size());
     }
-    BatchCodec.Encoded e = encode(new BatchCodec(PAGE, WINDOW), src, WINDOW, null, 0);
-    assertEquals(10, e.dataPages());
-    MemorySegment dst = memory(WINDOW + 10);
-    apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
-    assertEquals(-1, src.asSlice((long) WINDOW * PAGE).mismatch(dst.asSlice((long) WINDOW * PAGE)));
-  }
 
-  private PageBatch sample() throws Exception {
-    MemorySegment src = memory(WINDOW);
-    for (int p = 0; p < WINDOW; p += 2) {
-      textPage(src, p);
+    @Test
+    void onlySelectedPagesAreSentAndAnEmptySelectionSendsNothing() throws Exception {
+        MemorySegment src = memory(WINDOW * 2);
+        for (int p = 0; p < WINDOW * 2; p++) {
+            randomPage(src, p, p);
+        }
+        PageBitmap sel = new PageBitmap(WINDOW * 2);
+        sel.set(WINDOW + 5);
+        sel.set(WINDOW + 9);
+        BatchCodec codec = new BatchCodec(PAGE, WINDOW);
+        assertNull(encode(codec, src, 0, sel, 2));
+        BatchCodec.Encoded e = encode(codec, src, WINDOW, sel, 2);
+        assertNotNull(e);
+        assertEquals(2, e.dataPages());
+        MemorySegment dst = memory(WINDOW * 2);
+        apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
+        assertEquals(-1, src.asSlice((WINDOW + 5L) * PAGE, PAGE).mismatch(dst.asSlice((WINDOW + 5L) * PAGE, PAGE)));
+        assertTrue(dst.asSlice((WINDOW + 6L) * PAGE, PAGE).mismatch(src.asSlice((WINDOW + 6L) * PAGE, PAGE)) >= 0);
     }
-    return encode(new BatchCodec(PAGE, WINDOW), src, 0, null, 3).batch();
-  }
 
-  /** Decoding a bad batch must throw and leave memory untouched. */
-  private void assertRejected(PageBatch bad, String expectedText) {
-    MemorySegment dst = memory(WINDOW);
-    dst.fill((byte) 9);
-    MalformedFrameException e = assertThrows(MalformedFrameException.class,
-        () -> apply(new BatchCodec(PAGE, WINDOW), bad, dst));
-    assertTrue(e.getMessage().contains(expectedText), e.getMessage());
-    for (long i = 0; i < dst.byteSize(); i++) {
-      if (dst.get(ValueLayout.JAVA_BYTE, i) != 9) {
-        throw new AssertionError("a rejected batch wrote memory at " + i);
-      }
+    @Test
+    void lastWindowMayBeShorterThanAWindow() throws Exception {
+        MemorySegment src = memory(WINDOW + 10);
+        for (int p = 0; p < WINDOW + 10; p++) {
+            randomPage(src, p, p);
+        }
+        BatchCodec.Encoded e = encode(new BatchCodec(PAGE, WINDOW), src, WINDOW, null, 0);
+        assertEquals(10, e.dataPages());
+        MemorySegment dst = memory(WINDOW + 10);
+        apply(new BatchCodec(PAGE, WINDOW), e.batch(), dst);
+        assertEquals(-1, src.asSlice((long) WINDOW * PAGE).mismatch(dst.asSlice((long) WINDOW * PAGE)));
     }
-  }
 
-  @Test
-  void checksumCatchesCorruptedDataAndHeaders() throws Exception {
-    PageBatch good = sample();
-    byte[] data = good.getData().toByteArray();
-    PageBatch rawGood = good.getCompression() == Compression.COMPRESSION_RAW ? good : null;
-    // Corrupt a literal byte of the compressed stream's last block: still decodes, checksum differs.
-    data[data.length - 1] ^= 0x01;
-    PageBatch corrupted = good.toBuilder().setData(ByteString.copyFrom(data)).build();
-    MemorySegment dst = memory(WINDOW);
-    assertThrows(MalformedFrameException.class, () -> apply(new BatchCodec(PAGE, WINDOW), corrupted, dst));
-    assertRejected(good.toBuilder().setRound(4).build(), "checksum mismatch");
-    assertRejected(good.toBuilder().setChecksum(good.getChecksum() ^ 1).build(), "checksum mismatch");
-    assertTrue(rawGood == null || rawGood.getRawLength() > 0);
-  }
-
-  @Test
-  void rawDataCorruptionIsCaughtByTheChecksum() throws Exception {
-    MemorySegment src = memory(WINDOW);
-    for (int p = 0; p < WINDOW; p++) {
-      randomPage(src, p, p);
+    private PageBatch sample() throws Exception {
+        MemorySegment src = memory(WINDOW);
+        for (int p = 0; p < WINDOW; p += 2) {
+            textPage(src, p);
+        }
+        return encode(new BatchCodec(PAGE, WINDOW), src, 0, null, 3).batch();
     }
-    PageBatch raw = encode(new BatchCodec(PAGE, WINDOW), src, 0, null, 0).batch();
-    assertEquals(Compression.COMPRESSION_RAW, raw.getCompression());
-    byte[] data = raw.getData().toByteArray();
-    data[12345] ^= 0x40;
-    assertRejected(raw.toBuilder().setData(ByteString.copyFrom(data)).build(), "checksum mismatch");
-  }
 
-  @Test
-  void malformedBatchesAreRejectedWithTheReason() throws Exception {
-    PageBatch good = sample();
-    assertRejected(good.toBuilder().setBasePage(3).build(), "not a window start");
-    assertRejected(good.toBuilder().setBasePage(WINDOW).build(), "not a window start");
-    assertRejected(good.toBuilder().setDataPages(ByteString.copyFrom(new byte[3])).build(), "bitmap");
-    assertRejected(good.toBuilder().setRawLength(good.getRawLength() + PAGE).build(), "raw length");
-    assertRejected(good.toBuilder().setCompressionValue(0).build(), "unknown compression");
-    assertRejected(good.toBuilder().setCompression(Compression.COMPRESSION_LZ4)
-        .setData(ByteString.copyFrom(new byte[] {(byte) 0xF0, 1, 2})).build(), "LZ4");
-    assertRejected(good.toBuilder().setCompression(Compression.COMPRESSION_RAW).setData(ByteString.copyFrom(new byte[5])).build(),
-        "raw data");
-    assertRejected(good.toBuilder().clearZeroRuns().addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(1)).build(),
-        "both data and zero");
-    assertRejected(good.toBuilder().addZeroRuns(PageRun.newBuilder().setOffset(63).setCount(5)).build(), "out of window");
-  }
+    /** Decoding a bad batch must throw and leave memory untouched. */
+    private void assertRejected(PageBatch bad, String expectedText) {
+        MemorySegment dst = memory(WINDOW);
+        dst.fill((byte) 9);
+        MalformedFrameException e =
+                assertThrows(MalformedFrameException.class, () -> apply(new BatchCodec(PAGE, WINDOW), bad, dst));
+        assertTrue(e.getMessage().contains(expectedText), e.getMessage());
+        for (long i = 0; i < dst.byteSize(); i++) {
+            if (dst.get(ValueLayout.JAVA_BYTE, i) != 9) {
+                throw new AssertionError("a rejected batch wrote memory at " + i);
+            }
+        }
+    }
 
-  @Test
-  void aWindowKnownToBeAHoleIsSentAsZeroRunsWithoutBeingRead() throws Exception {
-    MemorySegment src = memory(WINDOW * 2);
-    randomPage(src, WINDOW + 3, 7);
-    int[] reads = {0};
-    BatchCodec.PageSource holes = new BatchCodec.PageSource() {
-      @Override
-      public void read(long offset, MemorySegment dst) {
-        reads[0]++;
-        dst.copyFrom(src.asSlice(offset, dst.byteSize()));
-      }
+    @Test
+    void checksumCatchesCorruptedDataAndHeaders() throws Exception {
+        PageBatch good = sample();
+        byte[] data = good.getData().toByteArray();
+        PageBatch rawGood = good.getCompression() == Compression.COMPRESSION_RAW ? good : null;
+        // Corrupt a literal byte of the compressed stream's last block: still decodes, checksum differs.
+        data[data.length - 1] ^= 0x01;
+        PageBatch corrupted =
+                good.toBuilder().setData(ByteString.copyFrom(data)).build();
+        MemorySegment dst = memory(WINDOW);
+        assertThrows(MalformedFrameException.class, () -> apply(new BatchCodec(PAGE, WINDOW), corrupted, dst));
+        assertRejected(good.toBuilder().setRound(4).build(), "checksum mismatch");
+        assertRejected(good.toBuilder().setChecksum(good.getChecksum() ^ 1).build(), "checksum mismatch");
+        assertTrue(rawGood == null || rawGood.getRawLength() > 0);
+    }
 
-      @Override
-      public long nextData(long offset) {
-        return Math.max(offset, (WINDOW + 3L) * PAGE);
-      }
-    };
-    BatchCodec codec = new BatchCodec(PAGE, WINDOW);
-    BatchCodec.Encoded hole = codec.encode(holes, WINDOW * 2, 0, null, 0);
-    assertEquals(0, reads[0], "a hole is not read");
-    assertEquals(WINDOW, hole.zeroPages());
-    assertEquals(0, hole.dataPages());
-    BatchCodec.Encoded data = codec.encode(holes, WINDOW * 2, WINDOW, null, 0);
-    assertEquals(1, data.dataPages());
+    @Test
+    void rawDataCorruptionIsCaughtByTheChecksum() throws Exception {
+        MemorySegment src = memory(WINDOW);
+        for (int p = 0; p < WINDOW; p++) {
+            randomPage(src, p, p);
+        }
+        PageBatch raw = encode(new BatchCodec(PAGE, WINDOW), src, 0, null, 0).batch();
+        assertEquals(Compression.COMPRESSION_RAW, raw.getCompression());
+        byte[] data = raw.getData().toByteArray();
+        data[12345] ^= 0x40;
+        assertRejected(raw.toBuilder().setData(ByteString.copyFrom(data)).build(), "checksum mismatch");
+    }
 
-    MemorySegment dst = memory(WINDOW * 2);
-    dst.fill((byte) 5);
-    BatchCodec receiver = new BatchCodec(PAGE, WINDOW);
-    apply(receiver, hole.batch(), dst);
-    apply(receiver, data.batch(), dst);
-    assertEquals(-1, src.mismatch(dst));
-  }
+    @Test
+    void malformedBatchesAreRejectedWithTheReason() throws Exception {
+        PageBatch good = sample();
+        assertRejected(good.toBuilder().setBasePage(3).build(), "not a window start");
+        assertRejected(good.toBuilder().setBasePage(WINDOW).build(), "not a window start");
+        assertRejected(
+                good.toBuilder().setDataPages(ByteString.copyFrom(new byte[3])).build(), "bitmap");
+        assertRejected(good.toBuilder().setRawLength(good.getRawLength() + PAGE).build(), "raw length");
+        assertRejected(good.toBuilder().setCompressionValue(0).build(), "unknown compression");
+        assertRejected(
+                good.toBuilder()
+                        .setCompression(Compression.COMPRESSION_LZ4)
+                        .setData(ByteString.copyFrom(new byte[] {(byte) 0xF0, 1, 2}))
+                        .build(),
+                "LZ4");
+        assertRejected(
+                good.toBuilder()
+                        .setCompression(Compression.COMPRESSION_RAW)
+                        .setData(ByteString.copyFrom(new byte[5]))
+                        .build(),
+                "raw data");
+        assertRejected(
+                good.toBuilder()
+                        .clearZeroRuns()
+                        .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(1))
+                        .build(),
+                "both data and zero");
+        assertRejected(
+                good.toBuilder()
+                        .addZeroRuns(PageRun.newBuilder().setOffset(63).setCount(5))
+                        .build(),
+                "out of window");
+    }
+
+    @Test
+    void aWindowKnownToBeAHoleIsSentAsZeroRunsWithoutBeingRead() throws Exception {
+        MemorySegment src = memory(WINDOW * 2);
+        randomPage(src, WINDOW + 3, 7);
+        int[] reads = {0};
+        BatchCodec.PageSource holes = new BatchCodec.PageSource() {
+            @Override
+            public void read(long offset, MemorySegment dst) {
+                reads[0]++;
+                dst.copyFrom(src.asSlice(offset, dst.byteSize()));
+            }
+
+            @Override
+            public long nextData(long offset) {
+                return Math.max(offset, (WINDOW + 3L) * PAGE);
+            }
+        };
+        BatchCodec codec = new BatchCodec(PAGE, WINDOW);
+        BatchCodec.Encoded hole = codec.encode(holes, WINDOW * 2, 0, null, 0);
+        assertEquals(0, reads[0], "a hole is not read");
+        assertEquals(WINDOW, hole.zeroPages());
+        assertEquals(0, hole.dataPages());
+        BatchCodec.Encoded data = codec.encode(holes, WINDOW * 2, WINDOW, null, 0);
+        assertEquals(1, data.dataPages());
+
+        MemorySegment dst = memory(WINDOW * 2);
+        dst.fill((byte) 5);
+        BatchCodec receiver = new BatchCodec(PAGE, WINDOW);
+        apply(receiver, hole.batch(), dst);
+        apply(receiver, data.batch(), dst);
+        assertEquals(-1, src.mismatch(dst));
+    }
 }

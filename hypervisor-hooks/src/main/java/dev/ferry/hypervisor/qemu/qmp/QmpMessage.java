@@ -18,84 +18,89 @@ import java.util.List;
  * {@code id}) and events ({@code event}), each as one JSON object followed by CRLF.
  */
 public sealed interface QmpMessage {
-  ObjectMapper JSON = new ObjectMapper();
+    ObjectMapper JSON = new ObjectMapper();
 
-  /** {@code {"QMP": {"version": ..., "capabilities": [...]}}}, sent once on connect. */
-  record Greeting(JsonNode version, List<String> capabilities) implements QmpMessage {}
+    /** {@code {"QMP": {"version": ..., "capabilities": [...]}}}, sent once on connect. */
+    record Greeting(JsonNode version, List<String> capabilities) implements QmpMessage {}
 
-  /** A successful reply; {@code id} is null when the request carried none. */
-  record Return(Long id, JsonNode value) implements QmpMessage {}
+    /** A successful reply; {@code id} is null when the request carried none. */
+    record Return(Long id, JsonNode value) implements QmpMessage {}
 
-  /** An error reply; {@code id} is null when QEMU could not read the request's id. */
-  record Error(Long id, String errorClass, String description) implements QmpMessage {}
+    /** An error reply; {@code id} is null when QEMU could not read the request's id. */
+    record Error(Long id, String errorClass, String description) implements QmpMessage {}
 
-  record Event(QmpEvent event) implements QmpMessage {}
+    record Event(QmpEvent event) implements QmpMessage {}
 
-  /** Parses one line from QEMU; throws {@link IllegalArgumentException} for anything that is not QMP. */
-  static QmpMessage parse(byte[] line) {
-    JsonNode node;
-    try {
-      node = JSON.readTree(line);
-    } catch (java.io.IOException e) {
-      throw new IllegalArgumentException("not JSON: " + abbreviate(new String(line, StandardCharsets.UTF_8)), e);
+    /** Parses one line from QEMU; throws {@link IllegalArgumentException} for anything that is not QMP. */
+    static QmpMessage parse(byte[] line) {
+        JsonNode node;
+        try {
+            node = JSON.readTree(line);
+        } catch (java.io.IOException e) {
+            throw new IllegalArgumentException("not JSON: " + abbreviate(new String(line, StandardCharsets.UTF_8)), e);
+        }
+        return classify(node);
     }
-    return classify(node);
-  }
 
-  static QmpMessage classify(JsonNode node) {
-    if (node == null || !node.isObject()) {
-      throw new IllegalArgumentException("not a JSON object: " + abbreviate(String.valueOf(node)));
+    static QmpMessage classify(JsonNode node) {
+        if (node == null || !node.isObject()) {
+            throw new IllegalArgumentException("not a JSON object: " + abbreviate(String.valueOf(node)));
+        }
+        if (node.has("return")) {
+            return new Return(id(node), node.get("return"));
+        }
+        if (node.has("error")) {
+            JsonNode error = node.get("error");
+            return new Error(
+                    id(node),
+                    error.path("class").asText("?"),
+                    error.path("desc").asText("?"));
+        }
+        if (node.has("event")) {
+            JsonNode ts = node.path("timestamp");
+            Instant timestamp = Instant.ofEpochSecond(
+                    ts.path("seconds").asLong(0), ts.path("microseconds").asLong(0) * 1000);
+            JsonNode data = node.has("data") ? node.get("data") : JsonNodeFactory.instance.objectNode();
+            return new Event(new QmpEvent(node.get("event").asText(), data, timestamp));
+        }
+        if (node.has("QMP")) {
+            JsonNode qmp = node.get("QMP");
+            List<String> caps = new ArrayList<>();
+            qmp.path("capabilities").forEach(c -> caps.add(c.asText()));
+            return new Greeting(qmp.path("version"), List.copyOf(caps));
+        }
+        throw new IllegalArgumentException("unknown QMP message: " + abbreviate(node.toString()));
     }
-    if (node.has("return")) {
-      return new Return(id(node), node.get("return"));
-    }
-    if (node.has("error")) {
-      JsonNode error = node.get("error");
-      return new Error(id(node), error.path("class").asText("?"), error.path("desc").asText("?"));
-    }
-    if (node.has("event")) {
-      JsonNode ts = node.path("timestamp");
-      Instant timestamp = Instant.ofEpochSecond(ts.path("seconds").asLong(0), ts.path("microseconds").asLong(0) * 1000);
-      JsonNode data = node.has("data") ? node.get("data") : JsonNodeFactory.instance.objectNode();
-      return new Event(new QmpEvent(node.get("event").asText(), data, timestamp));
-    }
-    if (node.has("QMP")) {
-      JsonNode qmp = node.get("QMP");
-      List<String> caps = new ArrayList<>();
-      qmp.path("capabilities").forEach(c -> caps.add(c.asText()));
-      return new Greeting(qmp.path("version"), List.copyOf(caps));
-    }
-    throw new IllegalArgumentException("unknown QMP message: " + abbreviate(node.toString()));
-  }
 
-  /** The request line for {@code command}: {@code {"execute": ..., "arguments": ..., "id": ...}} and a newline. */
-  static byte[] request(String command, JsonNode arguments, long id) {
-    ObjectNode req = JsonNodeFactory.instance.objectNode();
-    req.put("execute", command);
-    if (arguments != null && !arguments.isNull() && !arguments.isMissingNode()) {
-      if (!arguments.isObject()) {
-        throw new IllegalArgumentException("QMP arguments of " + command + " must be a JSON object, got " + arguments);
-      }
-      req.set("arguments", arguments);
+    /** The request line for {@code command}: {@code {"execute": ..., "arguments": ..., "id": ...}} and a newline. */
+    static byte[] request(String command, JsonNode arguments, long id) {
+        ObjectNode req = JsonNodeFactory.instance.objectNode();
+        req.put("execute", command);
+        if (arguments != null && !arguments.isNull() && !arguments.isMissingNode()) {
+            if (!arguments.isObject()) {
+                throw new IllegalArgumentException(
+                        "QMP arguments of " + command + " must be a JSON object, got " + arguments);
+            }
+            req.set("arguments", arguments);
+        }
+        req.put("id", id);
+        try {
+            byte[] json = JSON.writeValueAsBytes(req);
+            byte[] line = java.util.Arrays.copyOf(json, json.length + 1);
+            line[json.length] = '\n';
+            return line;
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException("cannot encode QMP request " + command, e);
+        }
     }
-    req.put("id", id);
-    try {
-      byte[] json = JSON.writeValueAsBytes(req);
-      byte[] line = java.util.Arrays.copyOf(json, json.length + 1);
-      line[json.length] = '\n';
-      return line;
-    } catch (JsonProcessingException e) {
-      throw new IllegalArgumentException("cannot encode QMP request " + command, e);
+
+    private static Long id(JsonNode node) {
+        JsonNode id = node.get("id");
+        // Only ids this client sends are numbers; anything else is not ours to correlate.
+        return id != null && id.canConvertToLong() && id.isIntegralNumber() ? id.asLong() : null;
     }
-  }
 
-  private static Long id(JsonNode node) {
-    JsonNode id = node.get("id");
-    // Only ids this client sends are numbers; anything else is not ours to correlate.
-    return id != null && id.canConvertToLong() && id.isIntegralNumber() ? id.asLong() : null;
-  }
-
-  private static String abbreviate(String s) {
-    return s.length() <= 200 ? s : s.substring(0, 200) + "...";
-  }
+    private static String abbreviate(String s) {
+        return s.length() <= 200 ? s : s.substring(0, 200) + "...";
+    }
 }
