@@ -3,7 +3,7 @@ package dev.ferry.cli;
 import dev.ferry.agent.Agent;
 import dev.ferry.agent.AgentConfig;
 import dev.ferry.agent.CommitProvider;
-import dev.ferry.cluster.member.ClusterAgent;
+import dev.ferry.agent.cluster.ClusterAgent;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.rpc.Endpoint;

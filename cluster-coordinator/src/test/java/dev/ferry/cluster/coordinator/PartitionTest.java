@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.agent.client.AgentClient;
+import dev.ferry.agent.cluster.ClusterMember;
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.member.ClusterMember;
 import dev.ferry.cluster.testing.RunLog;
 import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.coordinator.HostView;

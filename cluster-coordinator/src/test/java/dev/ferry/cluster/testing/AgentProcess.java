@@ -1,7 +1,7 @@
 package dev.ferry.cluster.testing;
 
 import dev.ferry.agent.AgentConfig;
-import dev.ferry.cluster.member.ClusterAgent;
+import dev.ferry.agent.cluster.ClusterAgent;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;

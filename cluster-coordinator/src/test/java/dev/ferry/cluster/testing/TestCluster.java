@@ -1,12 +1,12 @@
 package dev.ferry.cluster.testing;
 
 import dev.ferry.agent.AgentConfig;
+import dev.ferry.agent.cluster.ClusterAgent;
 import dev.ferry.cluster.client.CoordinatorClient;
 import dev.ferry.cluster.coordinator.AgentActions;
 import dev.ferry.cluster.coordinator.Coordinator;
 import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.coordinator.GrpcAgentActions;
-import dev.ferry.cluster.member.ClusterAgent;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;

@@ -1,4 +1,4 @@
-package dev.ferry.cluster.member;
+package dev.ferry.agent.cluster;
 
 import dev.ferry.agent.AgentException;
 import dev.ferry.agent.Ownership;

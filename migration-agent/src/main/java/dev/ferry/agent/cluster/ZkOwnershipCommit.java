@@ -1,4 +1,4 @@
-package dev.ferry.cluster.member;
+package dev.ferry.agent.cluster;
 
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
