@@ -16,6 +16,17 @@
 //    return value, same errno.
 //  * Registration failures never stop QEMU; they are reported in the status
 //    file and the agent refuses pre-copy.
+//
+// Second job, independent of the first: the guest's lease (the fence below the
+// agent). When FERRY_LEASE_FILE is set, the constructor arms a POSIX timer on
+// CLOCK_MONOTONIC whose expiry makes the kernel send SIGSTOP to this process,
+// at the deadline the agent wrote into that file, and starts one thread that
+// re-arms the timer whenever the agent moves the deadline. The kernel, not
+// this thread, enforces the deadline: if the agent is frozen (SIGSTOP, swap,
+// a long GC, a cgroup limit) or dead, nobody moves the deadline and every
+// QEMU thread stops at it, even if this thread itself is never scheduled
+// again. A stopped QEMU runs no guest code; the agent thaws it with SIGCONT
+// once it has renewed the lease (it still owns the VM) or kills it.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -30,6 +41,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -133,6 +145,157 @@ static long long now_us(void) {
     return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
+// ------------------------------------------------------------------ lease
+
+static void *raw_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+
+// The lease file's layout (little-endian, 64-bit aligned; the agent writes it
+// in place through a shared mapping and never replaces the file):
+//   u64 magic "FERRYLS1", u64 deadline (CLOCK_MONOTONIC ns; 0 = none granted),
+//   u64 revision (bumped on every write, for diagnostics).
+#define LEASE_MAGIC 0x31534c5952524546ULL // "FERRYLS1" read as a little-endian u64
+#define LEASE_POLL_NS 20000000L          // how soon a moved deadline is re-armed
+
+struct lease_page {
+    uint64_t magic;
+    uint64_t deadline_ns;
+    uint64_t revision;
+};
+
+static const volatile struct lease_page *lease_page; // read-only shared mapping
+static timer_t lease_timer;
+
+// The deadline the agent granted, or 0 (none: stop at once).
+static uint64_t lease_deadline(void) {
+    if (lease_page == NULL || __atomic_load_n(&lease_page->magic, __ATOMIC_ACQUIRE) != LEASE_MAGIC) {
+        return 0;
+    }
+    return __atomic_load_n(&lease_page->deadline_ns, __ATOMIC_ACQUIRE);
+}
+
+// Arms the stop timer at the absolute CLOCK_MONOTONIC time `deadline`; a
+// deadline in the past (or 0) fires at once.
+static void lease_arm(uint64_t deadline) {
+    struct itimerspec when = {0};
+    if (deadline == 0) {
+        deadline = 1; // an all-zero it_value would disarm the timer instead
+    }
+    when.it_value.tv_sec = (time_t)(deadline / 1000000000ULL);
+    when.it_value.tv_nsec = (long)(deadline % 1000000000ULL);
+    // SAFETY: lease_timer was created by timer_create below and is never
+    // deleted; `when` is a valid itimerspec on our stack.
+    timer_settime(lease_timer, TIMER_ABSTIME, &when, NULL);
+}
+
+static uint64_t mono_now(void) {
+    struct timespec ts;
+    // SAFETY: ts is a valid out-pointer on our stack; clock_gettime is async-signal-safe.
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void *lease_watch(void *unused) {
+    (void)unused;
+    uint64_t armed = lease_deadline();
+    for (;;) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = LEASE_POLL_NS};
+        // SAFETY: pause is a valid timespec on our stack; EINTR just polls sooner.
+        nanosleep(&pause, NULL);
+        uint64_t granted = lease_deadline();
+        // A moved deadline is armed; a passed one is armed again, so that a process someone
+        // continued (SIGCONT) without a renewed lease stops again rather than running on.
+        if (granted != armed || granted <= mono_now()) {
+            lease_arm(granted);
+            armed = granted;
+        }
+    }
+    return NULL;
+}
+
+// SIGCONT: continued without a current lease (by anyone but an agent that renewed it first), the
+// process stops again at once, before the vCPUs get far. Async-signal-safe: a volatile load from
+// the mapped page, clock_gettime and kill.
+static void lease_on_cont(int sig) {
+    (void)sig;
+    int saved = errno;
+    uint64_t granted = lease_deadline();
+    if (granted <= mono_now()) {
+        // SAFETY: signals this very process; SIGSTOP cannot be caught or ignored.
+        kill(getpid(), SIGSTOP);
+    }
+    errno = saved;
+}
+
+// Runs from the constructor, before QEMU's main(). Any failure stops the
+// process: a guest whose lease cannot be enforced must not run.
+static void lease_start(const char *path) {
+    const char *step = "open";
+    // SAFETY: path is a NUL-terminated environment string; O_CLOEXEC keeps the
+    // descriptor out of programs QEMU execs.
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        goto fail;
+    }
+    step = "mmap";
+    long page = sysconf(_SC_PAGESIZE);
+    // SAFETY: a fresh read-only shared mapping of one page of the lease file,
+    // through the real mmap (never our wrapper: this is not the RAM file); the
+    // mapping lives as long as the process.
+    void *map = real_mmap != NULL ? real_mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, 0)
+                                  : raw_mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, 0);
+    // SAFETY: the mapping keeps the file referenced; the descriptor is ours.
+    close(fd);
+    if (map == MAP_FAILED) {
+        goto fail;
+    }
+    lease_page = (const volatile struct lease_page *)map;
+    step = "timer_create";
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGSTOP; // cannot be blocked or handled: the whole process stops
+    // SAFETY: ev is a valid sigevent on our stack; lease_timer receives the id.
+    if (timer_create(CLOCK_MONOTONIC, &ev, &lease_timer) != 0) {
+        goto fail;
+    }
+    lease_arm(lease_deadline());
+    step = "sigaction";
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = lease_on_cont;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    // SAFETY: installs our handler for SIGCONT, which QEMU does not use; SA_RESTART keeps the
+    // system calls it interrupts transparent to QEMU.
+    if (sigaction(SIGCONT, &sa, NULL) != 0) {
+        goto fail;
+    }
+    step = "pthread_create";
+    pthread_t watcher;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    // SAFETY: lease_watch takes no argument and runs for the life of the process.
+    int rc = pthread_create(&watcher, &attr, lease_watch, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        errno = rc;
+        goto fail;
+    }
+    return;
+fail:;
+    char msg[PATH_MAX + 128];
+    int n = snprintf(msg, sizeof msg, "ferryhook: lease %s (%s) failed: %s; stopping\n", path, step,
+                     strerror(errno));
+    if (n > 0) {
+        // SAFETY: writes our own stack buffer to stderr (QEMU's log); best effort.
+        ssize_t ignored = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        (void)ignored;
+    }
+    // SAFETY: stops this process, which is exactly what an unenforceable lease means.
+    raise(SIGSTOP);
+}
+
 __attribute__((constructor)) static void ferryhook_init(void) {
     int saved_errno = errno; // invisible to the program, like everything else here
     // SAFETY: dlsym with RTLD_NEXT and constant names; returns the next
@@ -144,6 +307,14 @@ __attribute__((constructor)) static void ferryhook_init(void) {
     real_mmap64 = (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
     if (real_mmap64 == NULL) {
         real_mmap64 = real_mmap;
+    }
+
+    const char *lease = getenv("FERRY_LEASE_FILE");
+    if (lease != NULL && lease[0] != '\0') {
+        // Stays in the environment: a wrapper that execs QEMU in place (setpriv)
+        // loses its timer and thread at exec, and QEMU's own constructor must arm
+        // them again. A helper QEMU forks and execs stops at the same deadline.
+        lease_start(lease);
     }
 
     const char *ram = getenv("FERRY_HOOK_RAM_PATH");

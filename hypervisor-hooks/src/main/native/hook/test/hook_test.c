@@ -110,6 +110,7 @@ struct child {
 };
 
 static char self_path[4096];
+static const char *lease_env; // FERRY_LEASE_FILE for the next spawn, or NULL
 
 // Starts the "QEMU" child, directly or through timeout(1): a wrapper that also
 // loads the hook (LD_PRELOAD is inherited) and forks, as launchers often do.
@@ -134,6 +135,11 @@ static struct child spawn(const char *hook, const char *ram, const char *env_ram
         } else {
             unsetenv("FERRY_HOOK_RAM_PATH");
             unsetenv("FERRY_HOOK_STATUS_FILE");
+        }
+        if (lease_env) {
+            setenv("FERRY_LEASE_FILE", lease_env, 1);
+        } else {
+            unsetenv("FERRY_LEASE_FILE");
         }
         if (wrapped) {
             execlp("timeout", "timeout", "120", self_path, "--child", ram, (char *)NULL);
@@ -278,6 +284,63 @@ static void core_checks(struct child *cp, uint64_t addr) {
 
 }
 
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+// Writes the lease file the way the agent does: magic, deadline, revision.
+static void write_lease(const char *path, uint64_t deadline) {
+    static uint64_t revision;
+    uint64_t words[8] = {0x31534c5952524546ULL, deadline, ++revision};
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || pwrite(fd, words, sizeof words, 0) != (ssize_t)sizeof words) {
+        perror("lease file");
+        exit(2);
+    }
+    close(fd);
+}
+
+// The process state letter from /proc/PID/stat ('T' = stopped), or '?'.
+static char proc_state(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return '?';
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+// Waits up to ms for pid to reach state want; returns the last state seen.
+static char await_state(pid_t pid, char want, int ms) {
+    char st = proc_state(pid);
+    for (int i = 0; i < ms / 10 && st != want; i++) {
+        usleep(10000);
+        st = proc_state(pid);
+    }
+    return st;
+}
+
+static int has_stop_timer(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/timers", pid);
+    FILE *f = fopen(path, "r");
+    int found = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        found |= strncmp(line, "signal: 19/", 11) == 0;
+    }
+    if (f) {
+        fclose(f);
+    }
+    return found;
+}
+
 static void make_file(const char *path, size_t size) {
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
@@ -416,6 +479,58 @@ int main(int argc, char **argv) {
         CHECK(read_status(status, line, sizeof line) && strncmp(line, "status=error step=mmap", 22) == 0,
               "reported as error: %s", line);
         finish(&c);
+    }
+
+    printf("[5] lease: the kernel stops the process at the deadline; renewal and SIGCONT thaw it\n");
+    {
+        char lease[128];
+        snprintf(lease, sizeof lease, "/tmp/ferry-hook-test-%d.lease", me);
+        write_lease(lease, mono_ns() + 400000000ULL);
+        lease_env = lease;
+        struct child c = spawn(hook, ram, NULL, status, 0);
+        CHECK(has_stop_timer(c.pid), "a SIGSTOP timer is armed (/proc/%d/timers)", c.pid);
+        CHECK(proc_state(c.pid) != 'T', "runs before the deadline");
+        CHECK(await_state(c.pid, 'T', 2000) == 'T', "stopped by the kernel after the deadline, nobody renewing");
+        write_lease(lease, mono_ns() + 5000000000ULL);
+        kill(c.pid, SIGCONT);
+        cmd(&c, r, sizeof r, "ping");
+        CHECK(strncmp(r, "pong", 4) == 0, "renewed and continued: answers again (%s)", r);
+        usleep(300000);
+        CHECK(proc_state(c.pid) != 'T', "stays running under the renewed lease");
+        write_lease(lease, 0);
+        CHECK(await_state(c.pid, 'T', 1000) == 'T', "a revoked lease (deadline 0) stops it within the poll interval");
+        kill(c.pid, SIGCONT);
+        usleep(50000);
+        CHECK(proc_state(c.pid) == 'T', "continued without a renewed lease, it stops again at once");
+        write_lease(lease, mono_ns() + 5000000000ULL);
+        kill(c.pid, SIGCONT);
+        cmd(&c, r, sizeof r, "ping");
+        CHECK(strncmp(r, "pong", 4) == 0, "thawed again after a new grant (%s)", r);
+        finish(&c);
+
+        // Through a wrapper that forks and execs (timers do not survive either): QEMU's own
+        // constructor arms its own timer.
+        write_lease(lease, mono_ns() + 400000000ULL);
+        struct child w = spawn(hook, ram, NULL, status, 1);
+        CHECK(w.pid != w.wpid && has_stop_timer(w.pid), "the wrapped child armed its own timer");
+        CHECK(await_state(w.pid, 'T', 2000) == 'T', "the wrapped child stops at the deadline");
+        kill(w.wpid, SIGKILL);
+        kill(w.pid, SIGKILL);
+        finish(&w);
+
+        // No lease file: the guest must not run at all.
+        unlink(lease);
+        pid_t p = fork();
+        if (p == 0) {
+            setenv("LD_PRELOAD", hook, 1);
+            setenv("FERRY_LEASE_FILE", lease, 1);
+            execl("/bin/sleep", "sleep", "30", (char *)NULL);
+            _exit(2);
+        }
+        CHECK(await_state(p, 'T', 2000) == 'T', "a missing lease file stops the process at once");
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        lease_env = NULL;
     }
 
     unlink(ram);

@@ -23,9 +23,11 @@ import picocli.CommandLine.Option;
         name = "agent",
         description = {
             "Run the per-host agent daemon (until SIGTERM or SIGINT).",
-            "With --zk it joins a cluster: it registers in ZooKeeper, runs VMs only while the cluster says "
-                    + "it owns them, and kills them itself if it loses its ZooKeeper session. Without --zk it runs "
-                    + "standalone."
+            "With --zk it joins a cluster: it registers in ZooKeeper and runs VMs only while the cluster says "
+                    + "it owns them. Its QEMU guests run under leases it renews: if the agent is frozen or dies, or "
+                    + "loses ZooKeeper on its own, they stop by themselves before the cluster can restart them "
+                    + "elsewhere. On SIGTERM it leaves its QEMU guests running for the next agent process on this host "
+                    + "to adopt (an upgrade needs no drain). Without --zk it runs standalone."
         })
 final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
@@ -92,6 +94,22 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label of this host; repeatable.")
     List<String> labels = List.of();
 
+    @Option(
+            names = "--on-exit",
+            paramLabel = "leave-guests|stop-guests",
+            defaultValue = "leave-guests",
+            description =
+                    "What SIGTERM does to QEMU guests of a cluster agent: leave them running for the next agent "
+                            + "process (an upgrade), or stop them (default: ${DEFAULT-VALUE}). Standalone agents always stop them.")
+    String onExit;
+
+    @Option(
+            names = "--outage-hold-ms",
+            defaultValue = "120000",
+            description = "How long guests keep running when this agent has lost ZooKeeper and every coordinator "
+                    + "confirms it cannot reach ZooKeeper either; 0 never holds (default: ${DEFAULT-VALUE}).")
+    long outageHoldMs;
+
     @Override
     public Integer call() throws Exception {
         Endpoint endpoint = Endpoint.parse(listen);
@@ -124,7 +142,18 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         }
         ZkClients clients;
         ClusterAgent.Capacity capacity;
+        boolean leaveGuests;
         try {
+            leaveGuests = switch (onExit) {
+                case "leave-guests" -> true;
+                case "stop-guests" -> false;
+                default ->
+                    throw new IllegalArgumentException(
+                            "--on-exit must be leave-guests or stop-guests, got '" + onExit + "'");
+            };
+            if (outageHoldMs < 0) {
+                throw new IllegalArgumentException("--outage-hold-ms must not be negative");
+            }
             clients = ZkClients.of(zk, clusterName, Duration.ofMillis(sessionTimeoutMs));
             ClusterAgent.Capacity machine = ClusterAgent.Capacity.ofThisMachine();
             capacity = new ClusterAgent.Capacity(
@@ -136,14 +165,19 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         }
         ClusterAgent agent;
         try {
-            agent = ClusterAgent.start(config, hypervisor, clients, capacity, Duration.ofSeconds(5));
+            agent = ClusterAgent.start(
+                    config, hypervisor, clients, capacity, Duration.ofSeconds(5), Duration.ofMillis(outageHoldMs));
         } catch (java.io.IOException e) {
             throw new CliException("agent " + hostId + " cannot start: " + e.getMessage());
         }
         Runtime.getRuntime()
                 .addShutdownHook(new Thread(
                         () -> {
-                            agent.close();
+                            if (leaveGuests) {
+                                agent.closeLeavingGuests();
+                            } else {
+                                agent.close();
+                            }
                             stopped.countDown();
                         },
                         "ferry-agent-shutdown"));

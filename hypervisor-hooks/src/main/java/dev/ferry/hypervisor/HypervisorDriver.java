@@ -27,6 +27,23 @@ public interface HypervisorDriver extends Closeable {
      */
     VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException;
 
+    /**
+     * Takes over a VM that an earlier agent process on this host started and left running
+     * ({@link VmInstance#survivesAgent()}), from its files in {@code paths}; empty when nothing of it
+     * runs any more (then nothing was changed). The adopted guest may be frozen by its lapsed
+     * lease; it stays frozen until the caller thaws it.
+     */
+    default java.util.Optional<VmInstance> adopt(VmSpec spec, VmPaths paths) throws HypervisorException {
+        return java.util.Optional.empty();
+    }
+
+    /**
+     * Ends whatever an earlier agent process left of a VM it could not adopt (a migration's
+     * destination that never committed, a guest without a record): its hypervisor process, if one
+     * still runs. The caller removes the files.
+     */
+    default void discardLeftover(VmPaths paths) {}
+
     /** How an incoming VM will receive its state. */
     enum IncomingKind {
         /** Ferry writes RAM pages; the hypervisor loads only device state. */

@@ -47,6 +47,39 @@ public interface VmInstance extends AutoCloseable {
         return -1;
     }
 
+    /**
+     * The fence: stops the guest from executing at once, without the hypervisor's cooperation
+     * (QEMU: SIGSTOP of its process, which then answers nothing until thawed). Unlike {@link
+     * #pause()} it needs no answer from the hypervisor, so it works on a wedged one. Idempotent.
+     */
+    void freeze() throws HypervisorException;
+
+    /**
+     * Lets a frozen guest execute again. Its lease must be current first: a guest whose lease has
+     * lapsed stops again at once.
+     */
+    void thaw() throws HypervisorException;
+
+    /** True while the guest cannot execute because it is frozen (by {@link #freeze} or by its lapsed lease). */
+    boolean frozen();
+
+    /**
+     * True when the guest keeps running if the agent process ends (a separate hypervisor process
+     * under a lease), so a restarted agent can adopt it; false when it lives inside the agent.
+     */
+    default boolean survivesAgent() {
+        return false;
+    }
+
+    /**
+     * Lets go of the VM without ending it, for an agent that exits and will adopt it again
+     * ({@link HypervisorDriver#adopt}); the files stay. Where the guest cannot outlive the agent
+     * this is {@link #close()}.
+     */
+    default void detach() {
+        close();
+    }
+
     /** Called once if the VM ends without being asked to (the hypervisor process died). */
     void onUnexpectedExit(Consumer<String> listener);
 

@@ -35,7 +35,10 @@ public final class Agent implements AutoCloseable {
         CLOSED
     }
 
+    static final long LEASE_RENEW_MS = 100;
+
     private final AgentConfig config;
+    private final Ownership ownership;
     private final HypervisorDriver driver;
     private final CommitProvider commits;
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
@@ -57,6 +60,7 @@ public final class Agent implements AutoCloseable {
     /** An agent whose VMs run only while {@code ownership} says so (a cluster member). */
     public Agent(AgentConfig config, HypervisorDriver driver, CommitProvider commits, Ownership ownership) {
         this.config = config;
+        this.ownership = ownership;
         this.driver = driver;
         this.commits = commits;
         this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir(), ownership);
@@ -71,7 +75,15 @@ public final class Agent implements AutoCloseable {
         // Two agents on one data or RAM directory would delete each other's guests as stale files.
         dataLock = DirectoryLock.acquire(config.dataDir());
         ramLock = DirectoryLock.acquire(config.ramDir());
-        registry.cleanStaleFiles();
+        List<String> adopted = registry.adoptLeftovers();
+        if (!adopted.isEmpty()) {
+            log.info("agent {} adopted guests an earlier agent process left running: {}", config.hostId(), adopted);
+        }
+        if (ownership.leases()) {
+            // Often compared with the lease (5/6 of a session timeout): a renewal missed now and then
+            // costs nothing, and a frozen agent renews nothing, so its guests stop by themselves.
+            timers.scheduleWithFixedDelay(registry::renewLeases, 0, LEASE_RENEW_MS, TimeUnit.MILLISECONDS);
+        }
         Transport transport = config.transport();
         incoming = new IncomingMigrations(
                 registry,
@@ -124,21 +136,38 @@ public final class Agent implements AutoCloseable {
     }
 
     /**
-     * Fencing: this host may no longer own anything (it lost its cluster session), so every VM dies
-     * now, is marked FAILED with {@code reason}, and every incoming migration is discarded. The agent
-     * keeps serving; the VMs may run again here only once the cluster gives them back. Returns the
-     * VMs that were killed.
+     * Fencing: this host may no longer own anything (it lost its standing in the cluster), so every
+     * guest stops executing now (frozen, its lease revoked) and its VM is FENCED with {@code
+     * reason}; every incoming migration is discarded. Nothing is killed yet: {@link #reclaim} later
+     * lets each VM run on if the cluster confirms this host still owns it, and kills the copy if
+     * another host does. The agent keeps serving. Returns the VMs that were frozen.
      */
     public List<String> fence(String reason) {
         if (state.get() != State.STARTED) {
             return List.of();
         }
-        List<String> killed = registry.fenceAll(reason);
+        List<String> frozen = registry.fenceAll(reason);
         if (incoming != null) {
-            incoming.closeAll(reason);
+            incoming.discardAll(reason);
         }
-        log.warn("agent {} fenced: {}; killed {}", config.hostId(), reason, killed.isEmpty() ? "no VM" : killed);
-        return killed;
+        log.warn("agent {} fenced: {}; froze {}", config.hostId(), reason, frozen.isEmpty() ? "no VM" : frozen);
+        return frozen;
+    }
+
+    /**
+     * For every FENCED VM, whether this host owns it again ({@link Ownership#reclaim}): runs on,
+     * killed (another host owns it), or still fenced (the cluster cannot tell yet). By VM.
+     */
+    public java.util.Map<String, String> reclaim() {
+        if (state.get() != State.STARTED) {
+            return java.util.Map.of();
+        }
+        return registry.reclaimFenced();
+    }
+
+    /** True while some VM waits, frozen, for {@link #reclaim}. */
+    public boolean anyFenced() {
+        return registry.anyFenced();
     }
 
     /**
@@ -147,6 +176,11 @@ public final class Agent implements AutoCloseable {
      */
     public boolean holds(String vm) {
         return registry.holds(vm);
+    }
+
+    /** The registry itself, for this package's tests. */
+    VmRegistry registryForTests() {
+        return registry;
     }
 
     /** What this host offers, for cluster registration. */
@@ -172,19 +206,40 @@ public final class Agent implements AutoCloseable {
         return v == null ? "dev" : v;
     }
 
+    /** Shuts the agent down and stops every VM of this host. */
     @Override
     public void close() {
+        shutdown(false);
+    }
+
+    /**
+     * Shuts the agent down for a restart (an upgrade): guests that run outside the agent process
+     * keep running under their leases, with their run locks and files, for the next agent process
+     * on this host to adopt; the rest stop. Returns the VMs left running.
+     */
+    public List<String> closeLeavingGuests() {
+        return shutdown(true);
+    }
+
+    private List<String> shutdown(boolean leaveGuests) {
         State was = state.getAndSet(State.CLOSED);
         if (was == State.CLOSED) {
-            return;
+            return List.of();
         }
+        List<String> left = List.of();
         if (was == State.STARTED) {
-            log.info("agent {} shutting down", config.hostId());
+            log.info("agent {} shutting down{}", config.hostId(), leaveGuests ? ", leaving its guests running" : "");
             server.shutdown();
             if (incoming != null) {
                 incoming.closeAll("agent shutting down");
             }
-            registry.closeAll();
+            timers.shutdownNow();
+            if (leaveGuests) {
+                left = registry.detachAll();
+                log.info("agent {}: left running for the next agent process: {}", config.hostId(), left);
+            } else {
+                registry.closeAll();
+            }
             try {
                 if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
                     server.shutdownNow();
@@ -203,5 +258,6 @@ public final class Agent implements AutoCloseable {
         if (dataLock != null) {
             dataLock.close();
         }
+        return left;
     }
 }

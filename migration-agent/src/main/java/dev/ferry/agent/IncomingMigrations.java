@@ -83,7 +83,7 @@ final class IncomingMigrations {
         VmInstance vm;
         VmPaths paths;
         try {
-            paths = registry.paths(name, "");
+            paths = registry.arrivalPaths(name);
             vm = driver.prepareIncoming(
                     req.getSpec(),
                     paths,
@@ -159,6 +159,11 @@ final class IncomingMigrations {
         synchronized (this) {
             closed = true;
         }
+        discardAll(reason);
+    }
+
+    /** Discards every incoming migration (a fence); new ones are still accepted afterwards. */
+    void discardAll(String reason) {
         for (IncomingMigration m : streams.all()) {
             m.discard(reason, null);
         }

@@ -23,6 +23,8 @@ final class ManagedVm {
     private PreCopySender migration;
     // A start in progress (its run lock is taken, its RAM being allocated): the lock must stay.
     private volatile boolean starting;
+    // The guest's lease (null outside a cluster); renewed by the registry while this host owns it.
+    private volatile dev.ferry.hypervisor.lease.LeaseFile lease;
 
     ManagedVm(VmSpec spec, VmInstance instance, long epoch) {
         this.name = spec.getName();
@@ -38,6 +40,14 @@ final class ManagedVm {
 
     synchronized void instance(VmInstance i) {
         this.instance = i;
+    }
+
+    dev.ferry.hypervisor.lease.LeaseFile lease() {
+        return lease;
+    }
+
+    void lease(dev.ferry.hypervisor.lease.LeaseFile l) {
+        lease = l;
     }
 
     boolean starting() {
@@ -93,7 +103,8 @@ final class ManagedVm {
         if (instance != null
                 && (s == VmState.VM_STATE_RUNNING
                         || s == VmState.VM_STATE_PAUSED
-                        || s == VmState.VM_STATE_MIGRATING_OUT)) {
+                        || s == VmState.VM_STATE_MIGRATING_OUT
+                        || s == VmState.VM_STATE_FENCED)) {
             b.setHeartbeat(Math.max(0, instance.heartbeat()));
         }
         return b.build();

@@ -227,6 +227,11 @@ final class OutgoingMigrations {
      */
     private void settleAfterFailure(ManagedVm m, VmInstance instance, MigrationException e, boolean commitStarted) {
         synchronized (m) {
+            if (m.state() == VmState.VM_STATE_FENCED) {
+                // A fence cut the migration short: the VM waits, frozen, for the cluster to say whose it
+                // is (Agent.reclaim), which also undoes the migration's pause if it is still ours.
+                return;
+            }
             String what = "last migration " + (e.cancelled() ? "cancelled" : "failed") + ": " + e.getMessage();
             switch (instance.state()) {
                 case RUNNING -> m.state(VmState.VM_STATE_RUNNING, what);

@@ -26,6 +26,42 @@ public interface Ownership {
      */
     default void confirm(String vm, long epoch) throws AgentException {}
 
+    /**
+     * True when guests here run under leases ({@link dev.ferry.hypervisor.lease.LeaseFile}): they
+     * stop by themselves when the agent stops renewing, so that a frozen or dead agent cannot
+     * leave a guest running past the moment the cluster may restart it elsewhere.
+     */
+    default boolean leases() {
+        return false;
+    }
+
+    /**
+     * Until when ({@link System#nanoTime()}) the guest of {@code vm} at {@code epoch} may execute
+     * here, from this host's current evidence that it holds the VM's run lock; 0 when it has none.
+     * Never later than the earliest moment the cluster could restart the VM elsewhere.
+     */
+    default long leaseDeadline(String vm, long epoch) {
+        return Long.MAX_VALUE;
+    }
+
+    /**
+     * The same for a VM arriving by migration (it cannot execute before its commit, but its
+     * hypervisor process must not be stopped while the migration runs): this host's standing.
+     */
+    default long arrivalLeaseDeadline() {
+        return Long.MAX_VALUE;
+    }
+
+    /**
+     * Takes the run lock of {@code vm} at {@code epoch} back for a guest that already exists here
+     * (frozen by a fence, or found running by a restarted agent). Returns when this host owns it
+     * again; throws FAILED_PRECONDITION when the cluster says another host does (the caller kills
+     * its copy), UNAVAILABLE when it cannot tell now (the caller keeps it frozen and asks again).
+     */
+    default void reclaim(String vm, long epoch) throws AgentException {
+        acquire(vm, epoch);
+    }
+
     /** {@code vm} stopped running here (stopped, deleted, failed, fenced). Best effort, never throws. */
     void release(String vm, long epoch);
 

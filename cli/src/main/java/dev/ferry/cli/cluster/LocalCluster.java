@@ -386,6 +386,9 @@ public final class LocalCluster {
             if (alive(h).isPresent()) {
                 throw new CliException("agent " + h.id() + " (pid " + h.pid() + ") is still running");
             }
+            // Agents leave their QEMU guests running when they exit (for a restarted agent to adopt),
+            // and a killed host's guests wait, stopped by their leases: none of them has a future here.
+            killGuests(Path.of(h.dataDir()), report);
             deleteTree(Path.of(h.ramDir()));
         }
         if (!file.hosts().isEmpty()) {
@@ -408,6 +411,41 @@ public final class LocalCluster {
             report.add("cannot remove " + dir.resolve(ClusterFile.NAME) + ": " + e.getMessage());
         }
         return report;
+    }
+
+    /** Kills the QEMU processes recorded in an agent's run directories (pid and start time must match). */
+    static void killGuests(Path agentDataDir, List<String> report) {
+        Path vms = agentDataDir.resolve("vms");
+        if (!Files.isDirectory(vms)) {
+            return;
+        }
+        try (var runs = Files.list(vms)) {
+            for (Path run : runs.toList()) {
+                Optional<ProcessHandle> q = dev.ferry.hypervisor.qemu.QemuProcess.recorded(run.resolve("qemu.pid"));
+                if (q.isPresent()) {
+                    q.get().destroyForcibly();
+                    report.add("stopped the guest " + run.getFileName() + " (QEMU pid "
+                            + q.get().pid() + ")");
+                    try {
+                        q.get().onExit().get(5, java.util.concurrent.TimeUnit.SECONDS);
+                    } catch (Exception e) {
+                        report.add("QEMU pid " + q.get().pid() + " did not end within 5 s");
+                    }
+                }
+            }
+        } catch (IOException e) {
+            report.add("cannot look for guests in " + vms + ": " + e.getMessage());
+        }
+        // A QEMU launched just before its agent was killed may have no pid file yet.
+        for (ProcessHandle q : dev.ferry.hypervisor.qemu.QemuProcess.runningUnder(agentDataDir)) {
+            q.destroyForcibly();
+            report.add("stopped a QEMU without a pid file (pid " + q.pid() + ")");
+            try {
+                q.onExit().get(5, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (Exception e) {
+                report.add("QEMU pid " + q.pid() + " did not end within 5 s");
+            }
+        }
     }
 
     private static void stop(List<ProcessHandle> processes, Duration grace, List<String> report) {

@@ -49,6 +49,10 @@ public final class Coordinator implements Closeable {
     private CuratorFramework zk;
     private ClusterStore store;
     private LeaderLatch latch;
+    private volatile OutagePromises promises;
+    private final java.util.concurrent.ScheduledExecutorService promiseTicker =
+            java.util.concurrent.Executors.newSingleThreadScheduledExecutor(
+                    Thread.ofPlatform().daemon().name("ferry-outage-promises").factory());
     private Server server;
     private Endpoint endpoint;
     private volatile Term term;
@@ -83,8 +87,15 @@ public final class Coordinator implements Closeable {
             throw new IOException("cannot prepare the cluster in ZooKeeper: " + e, e);
         }
         CoordinatorService service = new CoordinatorService(this);
-        server = config.transport().startServer(config.listen(), serverExecutor, List.of(service.definition()));
+        CuratorFramework client = zk;
+        promises = OutagePromises.forMargin(
+                config.failoverMargin(), () -> client.getZookeeperClient().isConnected());
+        server = config.transport()
+                .startServer(config.listen(), serverExecutor, List.of(service.definition(), promises.definition()));
         endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
+        promises.replica(endpoint.toString());
+        OutagePromises p = promises;
+        promiseTicker.scheduleWithFixedDelay(p::tick, 0, 100, TimeUnit.MILLISECONDS);
         latch = new LeaderLatch(zk, ClusterPaths.LEADER, endpoint.toString());
         latch.addListener(
                 new LeaderLatchListener() {
@@ -171,6 +182,11 @@ public final class Coordinator implements Closeable {
         return endpoint;
     }
 
+    /** This replica's promises to agents riding out a ZooKeeper outage (restart decisions consult them). */
+    OutagePromises promises() {
+        return promises;
+    }
+
     public boolean isLeader() {
         Term t = term;
         return t != null && !t.closed();
@@ -234,6 +250,7 @@ public final class Coordinator implements Closeable {
             return;
         }
         stepDown("closing");
+        promiseTicker.shutdownNow();
         if (latch != null) {
             try {
                 latch.close(LeaderLatch.CloseMode.SILENT);

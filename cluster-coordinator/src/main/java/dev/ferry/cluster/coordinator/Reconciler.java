@@ -170,7 +170,9 @@ final class Reconciler {
                     && (s.getState() == VmState.VM_STATE_RUNNING
                             || s.getState() == VmState.VM_STATE_PAUSED
                             || s.getState() == VmState.VM_STATE_MIGRATING_OUT
-                            || s.getState() == VmState.VM_STATE_INCOMING);
+                            || s.getState() == VmState.VM_STATE_INCOMING
+                            // Frozen by a fence and about to take its run lock back: not dead.
+                            || s.getState() == VmState.VM_STATE_FENCED);
         } catch (AgentCallException e) {
             return e.code() != Status.Code.NOT_FOUND;
         }

@@ -48,14 +48,14 @@ class PartitionTest {
                         return v.getState() == VmState.VM_STATE_RUNNING
                                 && !v.getOwner().equals("h1");
                     }));
-            // h1 is still alive: it killed its own VMs, and said why.
+            // h1 is still alive: it froze its own VMs (killing nothing yet), and said why.
             ClusterMember h1 = cluster.agent("h1").member();
             assertTrue(h1.fences() >= 1, "h1 fenced");
             try (AgentClient agent = new AgentClient(
                     Transport.plaintext(), "h1", cluster.agent("h1").agent().endpoint(), Duration.ofSeconds(10))) {
                 for (String vm : VMS) {
                     VmStatus s = agent.getVm(vm);
-                    assertEquals(VmState.VM_STATE_FAILED, s.getState());
+                    assertEquals(VmState.VM_STATE_FENCED, s.getState());
                     assertEquals(ClusterMember.FENCE_REASON, s.getReason());
                 }
             }
@@ -90,6 +90,17 @@ class PartitionTest {
                     .findFirst()
                     .orElseThrow();
             assertTrue(back.getVmsList().isEmpty(), back.toString());
+            // Back, h1 asks about each VM it froze: the cluster gave them to others, so it kills its copies.
+            try (AgentClient agent = new AgentClient(
+                    Transport.plaintext(), "h1", cluster.agent("h1").agent().endpoint(), Duration.ofSeconds(10))) {
+                for (String vm : VMS) {
+                    Timing.await(vm + ": h1's frozen copy killed", Duration.ofSeconds(20), () -> {
+                        VmStatus s = agent.getVm(vm);
+                        return s.getState() == VmState.VM_STATE_FAILED
+                                && s.getReason().startsWith("fenced, and the cluster gave it to another host");
+                    });
+                }
+            }
             for (String vm : VMS) {
                 assertEquals(List.of(client.vm(vm).getOwner()), cluster.runLog.runningOn(vm));
             }

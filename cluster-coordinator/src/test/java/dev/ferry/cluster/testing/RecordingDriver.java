@@ -111,6 +111,23 @@ public final class RecordingDriver implements HypervisorDriver {
         }
 
         @Override
+        public void freeze() throws HypervisorException {
+            vm.freeze();
+            log.record(host, name(), RunLog.Event.END);
+        }
+
+        @Override
+        public void thaw() throws HypervisorException {
+            log.record(host, name(), RunLog.Event.BEGIN);
+            vm.thaw();
+        }
+
+        @Override
+        public boolean frozen() {
+            return vm.frozen();
+        }
+
+        @Override
         public GuestMemory memory() {
             return vm.memory();
         }

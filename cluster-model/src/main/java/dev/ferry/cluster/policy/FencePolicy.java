@@ -44,6 +44,17 @@ public final class FencePolicy {
         return Duration.ofMillis(sessionTimeout.toMillis() / 6);
     }
 
+    /**
+     * How long a guest's lease lasts from the send time of the last probe ZooKeeper answered:
+     * 5T/6. The server saw the session no earlier than that send time, so it cannot expire the
+     * session (and the coordinator cannot restart the VM elsewhere) before send time + T (+ the
+     * failover margin); the guest stops T/6 before that at the latest, without the agent.
+     */
+    public static Duration leaseValidity(Duration sessionTimeout) {
+        check(sessionTimeout);
+        return sessionTimeout.minus(fenceDelay(sessionTimeout));
+    }
+
     /** How often an agent proves its session is alive, to push its fence deadline out: T/6. */
     public static Duration probeInterval(Duration sessionTimeout) {
         return fenceDelay(sessionTimeout);

@@ -56,14 +56,33 @@ public record ZkClients(String connect, String cluster, Duration sessionTimeout,
         return build(new RetryNTimes(0, 0));
     }
 
+    /**
+     * Like {@link #singleAttempt()}, but its first connection resumes the session {@code sessionId}
+     * (an agent restarted for an upgrade takes over its predecessor's session, and with it the
+     * host's registration and its guests' run locks, if the session has not expired). Once that
+     * session is gone (expired, or refused), the client opens fresh sessions as usual.
+     */
+    public CuratorFramework singleAttemptResuming(long sessionId, byte[] password) {
+        java.util.concurrent.atomic.AtomicBoolean first = new java.util.concurrent.atomic.AtomicBoolean(true);
+        return builder(new RetryNTimes(0, 0))
+                .zookeeperFactory((connectString, timeout, watcher, canBeReadOnly) -> first.getAndSet(false)
+                        ? new org.apache.zookeeper.ZooKeeper(
+                                connectString, timeout, watcher, sessionId, password.clone(), canBeReadOnly)
+                        : new org.apache.zookeeper.ZooKeeper(connectString, timeout, watcher, canBeReadOnly))
+                .build();
+    }
+
     private CuratorFramework build(RetryPolicy retry) {
+        return builder(retry).build();
+    }
+
+    private CuratorFrameworkFactory.Builder builder(RetryPolicy retry) {
         return CuratorFrameworkFactory.builder()
                 .connectString(connect)
                 .namespace(ClusterPaths.namespace(cluster))
                 .sessionTimeoutMs((int) sessionTimeout.toMillis())
                 .connectionTimeoutMs((int) connectionTimeout.toMillis())
                 .maxCloseWaitMs(1000)
-                .retryPolicy(retry)
-                .build();
+                .retryPolicy(retry);
     }
 }

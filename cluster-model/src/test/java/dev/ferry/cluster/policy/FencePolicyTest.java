@@ -73,4 +73,20 @@ class FencePolicyTest {
                 IllegalArgumentException.class,
                 () -> FencePolicy.timeline(Duration.ofSeconds(5), Duration.ofMillis(-1)));
     }
+
+    @Test
+    void aLeaseEndsASixthOfTheSessionBeforeTheSessionCanExpire() {
+        for (long ms : new long[] {1000, 4000, 10_000, 30_000}) {
+            Duration t = Duration.ofMillis(ms);
+            Duration lease = FencePolicy.leaseValidity(t);
+            // Counted from a probe ZooKeeper answered: the server saw the session no earlier, so the
+            // earliest expiry is that probe + T; the guest has stopped T/6 before it.
+            org.junit.jupiter.api.Assertions.assertEquals(t.minus(FencePolicy.fenceDelay(t)), lease);
+            org.junit.jupiter.api.Assertions.assertTrue(lease.compareTo(t) < 0);
+            org.junit.jupiter.api.Assertions.assertTrue(
+                    lease.compareTo(FencePolicy.timeline(t, FencePolicy.defaultFailoverMargin(t))
+                                    .restart())
+                            < 0);
+        }
+    }
 }

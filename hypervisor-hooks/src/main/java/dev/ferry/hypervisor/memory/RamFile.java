@@ -181,6 +181,19 @@ public final class RamFile implements GuestMemory, AutoCloseable {
         return segment;
     }
 
+    /** Unmaps and closes the file but keeps it: the guest it belongs to lives on (an agent exiting). */
+    public synchronized void detach() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (arena != null) {
+            arena.close();
+        }
+        closeQuietly(channel);
+        Linux.close(fd);
+    }
+
     /** Unmaps, closes and deletes the file. */
     @Override
     public synchronized void close() {

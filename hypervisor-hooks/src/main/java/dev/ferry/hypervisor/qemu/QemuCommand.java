@@ -34,6 +34,10 @@ import java.util.regex.Pattern;
  * @param incoming start as a migration destination ({@code -incoming defer})
  * @param startPaused do not start the vCPUs ({@code -S})
  * @param hookLibrary the dirty-tracking LD_PRELOAD library, or null for none
+ * @param leaseFile the guest's lease ({@code FERRY_LEASE_FILE}, see {@link
+ *     dev.ferry.hypervisor.lease.LeaseFile}), enforced by {@code leaseLibrary}; null for none
+ * @param leaseLibrary the library that enforces the lease (the same libferryhook.so); needed
+ *     with a lease file even where the kernel cannot track writes
  * @param extraArgs further arguments, appended verbatim (tests, experiments)
  */
 public record QemuCommand(
@@ -53,6 +57,8 @@ public record QemuCommand(
         boolean incoming,
         boolean startPaused,
         Path hookLibrary,
+        Path leaseFile,
+        Path leaseLibrary,
         List<String> extraArgs) {
 
     public static final String RAM_BACKEND_ID = "ram0";
@@ -112,6 +118,9 @@ public record QemuCommand(
         if (!ramFile.isAbsolute() || !runDir.isAbsolute()) {
             throw new IllegalArgumentException("RAM file and run directory must be absolute paths");
         }
+        if (leaseFile != null && leaseLibrary == null) {
+            throw new IllegalArgumentException("a lease file needs the library that enforces it");
+        }
         if ((initrd != null || append != null) && kernel == null) {
             throw new IllegalArgumentException("initrd and append need a kernel");
         }
@@ -144,6 +153,8 @@ public record QemuCommand(
         b.incoming = incoming;
         b.startPaused = startPaused;
         b.hookLibrary = hookLibrary;
+        b.leaseFile = leaseFile;
+        b.leaseLibrary = leaseLibrary;
         b.extraArgs = new ArrayList<>(extraArgs);
         return b;
     }
@@ -231,12 +242,21 @@ public record QemuCommand(
             env.put("FERRY_HOOK_RAM_PATH", ramFile.toString());
             env.put("FERRY_HOOK_STATUS_FILE", hookStatusFile().toString());
         }
+        if (leaseFile != null) {
+            env.putIfAbsent("LD_PRELOAD", leaseLibrary.toString());
+            env.put("FERRY_LEASE_FILE", leaseFile.toString());
+        }
         return env;
     }
 
     /** Variables never inherited from the agent: the hook is on only when this command says so. */
     public List<String> environmentToRemove() {
-        return List.of("LD_PRELOAD", "FERRY_HOOK_RAM_PATH", "FERRY_HOOK_STATUS_FILE");
+        return List.of("LD_PRELOAD", "FERRY_HOOK_RAM_PATH", "FERRY_HOOK_STATUS_FILE", "FERRY_LEASE_FILE");
+    }
+
+    /** Where QEMU's pid and start time are kept, so that an agent restarted later finds it again. */
+    public Path pidFile() {
+        return runDir.resolve("qemu.pid");
     }
 
     /** The same command with {@code accel} set (used to resolve {@link Accel#AUTO}). */
@@ -267,6 +287,8 @@ public record QemuCommand(
         private boolean incoming;
         private boolean startPaused;
         private Path hookLibrary;
+        private Path leaseFile;
+        private Path leaseLibrary;
         private List<String> extraArgs = new ArrayList<>();
 
         public Builder binary(Path v) {
@@ -353,6 +375,13 @@ public record QemuCommand(
             return this;
         }
 
+        /** The guest stops (SIGSTOP, by the kernel) at the deadline in {@code file}, enforced by {@code library}. */
+        public Builder lease(Path file, Path library) {
+            leaseFile = file;
+            leaseLibrary = library;
+            return this;
+        }
+
         public Builder extraArgs(String... v) {
             extraArgs.addAll(List.of(v));
             return this;
@@ -376,6 +405,8 @@ public record QemuCommand(
                     incoming,
                     startPaused,
                     hookLibrary,
+                    leaseFile,
+                    leaseLibrary,
                     extraArgs);
         }
     }

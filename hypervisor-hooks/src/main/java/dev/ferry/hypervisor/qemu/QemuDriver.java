@@ -154,6 +154,42 @@ public final class QemuDriver implements HypervisorDriver {
     }
 
     @Override
+    public java.util.Optional<VmInstance> adopt(VmSpec spec, VmPaths paths) throws HypervisorException {
+        QemuCommand command = command(spec, paths, false);
+        java.util.Optional<QemuProcess> p = QemuProcess.adopt(command, settings.startTimeout());
+        if (p.isEmpty()) {
+            return java.util.Optional.empty();
+        }
+        RamFile ram;
+        try {
+            ram = RamFile.open(paths.ramFile(), spec.getMemoryBytes());
+        } catch (HypervisorException e) {
+            p.get().detach();
+            throw e;
+        }
+        QemuVm vm = new QemuVm(spec, command, ram, this, false);
+        vm.adopted(p.get());
+        return java.util.Optional.of(vm);
+    }
+
+    @Override
+    public void discardLeftover(VmPaths paths) {
+        java.util.Set<ProcessHandle> leftovers = new java.util.LinkedHashSet<>();
+        QemuProcess.recorded(paths.runDir().resolve("qemu.pid")).ifPresent(leftovers::add);
+        leftovers.addAll(QemuProcess.runningUnder(paths.runDir()));
+        leftovers.forEach(h -> {
+            log.warn("killing QEMU pid {} left by an earlier agent in {}", h.pid(), paths.runDir());
+            // SIGKILL: it may be stopped by its lease, and nothing of it may run again.
+            h.destroyForcibly();
+            try {
+                h.onExit().get(10, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (Exception e) {
+                log.error("QEMU pid {} did not end: {}", h.pid(), e.toString());
+            }
+        });
+    }
+
+    @Override
     public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
         validate(spec);
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
@@ -184,6 +220,9 @@ public final class QemuDriver implements HypervisorDriver {
                 .runDir(paths.runDir())
                 .incoming(incoming)
                 .startPaused(incoming);
+        if (paths.leaseFile() != null) {
+            b.lease(paths.leaseFile(), natives.hookLibrary());
+        }
         if (probe.present()) {
             // Destinations too: a VM that arrives here may leave again, and only a hook loaded at
             // QEMU's start can track its writes.

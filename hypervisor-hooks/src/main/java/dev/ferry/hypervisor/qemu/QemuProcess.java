@@ -67,7 +67,7 @@ public final class QemuProcess implements Closeable {
 
     private final QemuCommand command;
     private final Accel.Detection accel;
-    private final Process process;
+    private final Proc process;
     private final long logOffset;
     private final long launchedNanos;
     private final List<Consumer<QemuExit>> exitListeners = new CopyOnWriteArrayList<>();
@@ -80,6 +80,7 @@ public final class QemuProcess implements Closeable {
     // Guarded by lock.
     private State state = State.STARTING;
     private boolean closeRequested;
+    private boolean detached;
     private QemuExit exit;
 
     // Set once during start. Volatile: the exit handler may run on another thread meanwhile.
@@ -88,8 +89,125 @@ public final class QemuProcess implements Closeable {
     private boolean kvmEnabled;
     private Duration startup;
 
-    private QemuProcess(
-            QemuCommand command, Accel.Detection accel, Process process, long logOffset, long launchedNanos) {
+    /**
+     * The OS process: a child this agent launched (exit status known), or one a previous agent
+     * launched and this one adopted (only its handle: no exit status, no pipes).
+     */
+    private interface Proc {
+        long pid();
+
+        boolean isAlive();
+
+        boolean waitFor(long timeout, TimeUnit unit) throws InterruptedException;
+
+        /** The exit value as Java reports it, or null when this process is not our child. */
+        Integer exitValue();
+
+        java.util.concurrent.CompletableFuture<?> onExit();
+
+        void destroy();
+
+        void destroyForcibly();
+
+        java.util.stream.Stream<ProcessHandle> descendants();
+
+        static Proc of(Process p) {
+            return new Proc() {
+                @Override
+                public long pid() {
+                    return p.pid();
+                }
+
+                @Override
+                public boolean isAlive() {
+                    return p.isAlive();
+                }
+
+                @Override
+                public boolean waitFor(long timeout, TimeUnit unit) throws InterruptedException {
+                    return p.waitFor(timeout, unit);
+                }
+
+                @Override
+                public Integer exitValue() {
+                    return p.exitValue();
+                }
+
+                @Override
+                public java.util.concurrent.CompletableFuture<?> onExit() {
+                    return p.onExit();
+                }
+
+                @Override
+                public void destroy() {
+                    p.destroy();
+                }
+
+                @Override
+                public void destroyForcibly() {
+                    p.destroyForcibly();
+                }
+
+                @Override
+                public java.util.stream.Stream<ProcessHandle> descendants() {
+                    return p.descendants();
+                }
+            };
+        }
+
+        static Proc of(ProcessHandle h) {
+            return new Proc() {
+                @Override
+                public long pid() {
+                    return h.pid();
+                }
+
+                @Override
+                public boolean isAlive() {
+                    return h.isAlive();
+                }
+
+                @Override
+                public boolean waitFor(long timeout, TimeUnit unit) throws InterruptedException {
+                    try {
+                        h.onExit().get(timeout, unit);
+                        return true;
+                    } catch (java.util.concurrent.TimeoutException e) {
+                        return false;
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        return !h.isAlive();
+                    }
+                }
+
+                @Override
+                public Integer exitValue() {
+                    return null;
+                }
+
+                @Override
+                public java.util.concurrent.CompletableFuture<?> onExit() {
+                    return h.onExit();
+                }
+
+                @Override
+                public void destroy() {
+                    h.destroy();
+                }
+
+                @Override
+                public void destroyForcibly() {
+                    h.destroyForcibly();
+                }
+
+                @Override
+                public java.util.stream.Stream<ProcessHandle> descendants() {
+                    return h.descendants();
+                }
+            };
+        }
+    }
+
+    private QemuProcess(QemuCommand command, Accel.Detection accel, Proc process, long logOffset, long launchedNanos) {
         this.command = command;
         this.accel = accel;
         this.process = process;
@@ -117,7 +235,12 @@ public final class QemuProcess implements Closeable {
                             + (resolved.binary().isAbsolute() ? "" : " on PATH"),
                     null);
         }
-        ProcessBuilder pb = new ProcessBuilder(ProcessLauncher.withParentDeathSignal(resolved.argv()));
+        // A guest with a lease outlives its agent on purpose: the lease stops it if nobody renews it,
+        // and a restarted agent adopts it. Without a lease (standalone), QEMU dies with the agent.
+        ProcessBuilder pb = new ProcessBuilder(
+                resolved.leaseFile() != null
+                        ? resolved.argv()
+                        : ProcessLauncher.withParentDeathSignal(resolved.argv()));
         resolved.environmentToRemove().forEach(pb.environment()::remove);
         pb.environment().putAll(resolved.environment());
         pb.directory(resolved.runDir().toFile());
@@ -131,7 +254,7 @@ public final class QemuProcess implements Closeable {
         } catch (IOException e) {
             throw new QemuStartException(Step.LAUNCH, "cannot run " + resolved.binary() + ": " + e.getMessage(), e);
         }
-        QemuProcess qp = new QemuProcess(resolved, accel, process, logOffset, launched);
+        QemuProcess qp = new QemuProcess(resolved, accel, Proc.of(process), logOffset, launched);
         log.info(
                 "QEMU {} launched: pid {}, accel {} ({})",
                 resolved.name(),
@@ -141,11 +264,141 @@ public final class QemuProcess implements Closeable {
         log.debug("QEMU {} command line: {}", resolved.name(), String.join(" ", resolved.argv()));
         process.onExit().thenRun(qp::processEnded);
         try {
+            qp.writePidFile();
             qp.connect(deadline);
             return qp;
         } catch (QemuStartException | RuntimeException e) {
             qp.close();
             throw e;
+        }
+    }
+
+    /**
+     * Adopts the QEMU that a previous agent process started for {@code command} and left running
+     * (an agent restarted for an upgrade): found by the pid file in its run directory, checked by
+     * pid and start time (a reused pid is not it), reconnected over its QMP socket. Empty when no
+     * such process runs (it ended, or never started); then nothing was changed.
+     */
+    public static Optional<QemuProcess> adopt(QemuCommand command, Duration timeout) throws QemuStartException {
+        Optional<long[]> recorded = readPidFile(command.pidFile());
+        if (recorded.isEmpty()) {
+            return Optional.empty();
+        }
+        long pid = recorded.get()[0];
+        Optional<ProcessHandle> handle = ProcessHandle.of(pid);
+        if (handle.isEmpty() || !handle.get().isAlive() || startTime(pid) != recorded.get()[1]) {
+            return Optional.empty();
+        }
+        Accel.Detection accel = new Accel.Detection(
+                command.accel() == Accel.AUTO ? Accel.detect().accel() : command.accel(), "adopted");
+        long logOffset;
+        try {
+            logOffset = Files.size(command.qemuLog());
+        } catch (IOException e) {
+            logOffset = 0;
+        }
+        QemuCommand resolved = command.withAccel(accel.accel());
+        QemuProcess qp = new QemuProcess(resolved, accel, Proc.of(handle.get()), logOffset, System.nanoTime());
+        handle.get().onExit().thenRun(qp::processEnded);
+        // A QEMU stopped by its lapsed lease answers nothing until thawed, and thawing it is the
+        // caller's decision (only once it owns the VM again): then it calls connectAdopted.
+        if (qp.runState() != 'T') {
+            qp.connectAdopted(timeout);
+        }
+        log.info(
+                "QEMU {} adopted: pid {} left by an earlier agent ({})",
+                command.name(),
+                pid,
+                qp.qmp == null ? "stopped by its lease" : "running");
+        return Optional.of(qp);
+    }
+
+    /** Connects QMP to an adopted QEMU, if not yet connected (it was stopped when adopted). */
+    public void connectAdopted(Duration timeout) throws QemuStartException {
+        if (qmp == null) {
+            connect(System.nanoTime() + timeout.toNanos());
+        }
+    }
+
+    private void writePidFile() throws QemuStartException {
+        long start = startTime(process.pid());
+        try {
+            Path tmp = command.pidFile().resolveSibling("qemu.pid.tmp");
+            Files.writeString(tmp, process.pid() + " " + start + "\n", StandardCharsets.US_ASCII);
+            Files.setPosixFilePermissions(tmp, FILE_MODE);
+            Files.move(
+                    tmp,
+                    command.pidFile(),
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            throw new QemuStartException(Step.LAUNCH, "cannot write " + command.pidFile() + ": " + e, e);
+        }
+    }
+
+    /**
+     * The process a pid file names, if it still runs (same pid and start time): for tools that clean
+     * up guests an agent left behind.
+     */
+    public static Optional<ProcessHandle> recorded(Path pidFile) {
+        return readPidFile(pidFile)
+                .filter(r -> startTime(r[0]) == r[1])
+                .flatMap(r -> ProcessHandle.of(r[0]))
+                .filter(ProcessHandle::isAlive);
+    }
+
+    /**
+     * Every live QEMU whose command line names a path under {@code dir}: for the leftovers a pid file
+     * cannot find (an agent killed between QEMU's launch and writing its pid file).
+     */
+    public static List<ProcessHandle> runningUnder(Path dir) {
+        String needle = dir.toAbsolutePath().normalize().toString();
+        List<ProcessHandle> found = new ArrayList<>();
+        ProcessHandle.allProcesses().forEach(p -> {
+            try {
+                String cmd = new String(
+                        Files.readAllBytes(Path.of("/proc", Long.toString(p.pid()), "cmdline")),
+                        StandardCharsets.UTF_8);
+                if (cmd.contains("qemu-system") && cmd.contains(needle) && p.isAlive()) {
+                    found.add(p);
+                }
+            } catch (IOException | RuntimeException e) {
+                // gone meanwhile, or not ours to read
+            }
+        });
+        return found;
+    }
+
+    /** (pid, start time) from a pid file, or empty if there is none or it is unreadable. */
+    static Optional<long[]> readPidFile(Path file) {
+        try {
+            String[] f =
+                    Files.readString(file, StandardCharsets.US_ASCII).trim().split(" ");
+            return Optional.of(new long[] {Long.parseLong(f[0]), Long.parseLong(f[1])});
+        } catch (IOException | RuntimeException e) {
+            return Optional.empty();
+        }
+    }
+
+    /** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or -1 if the process is gone. */
+    static long startTime(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"), StandardCharsets.US_ASCII);
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return Long.parseLong(f[19]);
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
+    /** The process's state letter from /proc/PID/stat ('T': stopped by a signal), or '?' if it is gone. */
+    public char runState() {
+        try {
+            String stat =
+                    Files.readString(Path.of("/proc", Long.toString(process.pid()), "stat"), StandardCharsets.US_ASCII);
+            return stat.charAt(stat.lastIndexOf(')') + 2);
+        } catch (IOException | RuntimeException e) {
+            return '?';
         }
     }
 
@@ -249,9 +502,10 @@ public final class QemuProcess implements Closeable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        Integer value = process.isAlive() ? null : process.exitValue();
         String how = process.isAlive()
                 ? "QEMU stopped answering"
-                : QemuExit.of(false, process.exitValue(), null, List.of()).reason();
+                : QemuExit.of(false, value == null ? 0 : value, null, List.of()).reason();
         return how + " during start-up" + tailSuffix();
     }
 
@@ -367,9 +621,28 @@ public final class QemuProcess implements Closeable {
         return tail(command.qemuLog(), logOffset, STDERR_TAIL_LINES);
     }
 
+    /**
+     * Lets go of QEMU without ending it (the agent exits; a later agent adopts it): the QMP
+     * connection closes, the process and its files stay. Exit listeners are not told.
+     */
+    public void detach() {
+        synchronized (lock) {
+            if (state == State.CLOSED) {
+                return;
+            }
+            state = State.CLOSED;
+            detached = true;
+            exitListeners.clear();
+        }
+        if (qmp != null) {
+            qmp.close();
+        }
+        log.info("QEMU {} (pid {}) left running for the next agent", command.name(), pid());
+    }
+
     private void qmpDied(String reason) {
         synchronized (lock) {
-            if (closeRequested) {
+            if (closeRequested || detached) {
                 return;
             }
         }
@@ -399,6 +672,11 @@ public final class QemuProcess implements Closeable {
         if (process.isAlive()) {
             return;
         }
+        synchronized (lock) {
+            if (detached) {
+                return;
+            }
+        }
         QmpEvent shutdown = null;
         String qmpEnd = null;
         if (qmp != null) {
@@ -425,7 +703,19 @@ public final class QemuProcess implements Closeable {
                 if (qmpEnd != null && !closeRequested) {
                     append(context, qmpEnd);
                 }
-                exit = QemuExit.of(closeRequested, process.exitValue(), context.toString(), stderrTail());
+                Integer value = process.exitValue();
+                if (value == null) {
+                    // Not our child: the kernel tells only the parent how it ended.
+                    exit = new QemuExit(
+                            closeRequested,
+                            -1,
+                            0,
+                            "QEMU ended (adopted from an earlier agent: exit status unknown)"
+                                    + (context.isEmpty() ? "" : "; " + context),
+                            stderrTail());
+                } else {
+                    exit = QemuExit.of(closeRequested, value, context.toString(), stderrTail());
+                }
                 e = exit;
                 if (state != State.CLOSED) {
                     state = State.EXITED;
@@ -498,6 +788,13 @@ public final class QemuProcess implements Closeable {
         }
         List<ProcessHandle> children = process.descendants().toList();
         try {
+            if (process.isAlive() && runState() == 'T') {
+                // Stopped (fenced, or its lease lapsed): continuing it to let it quit would run guest
+                // code it may no longer run. SIGKILL ends a stopped process as it is.
+                log.info("QEMU {} (pid {}) is stopped; killing it as it is", command.name(), pid());
+                process.destroyForcibly();
+                waitFor(Duration.ofSeconds(10));
+            }
             if (process.isAlive() && qmp != null && qmp.state() == QmpClient.State.READY) {
                 boolean answered = true;
                 try {

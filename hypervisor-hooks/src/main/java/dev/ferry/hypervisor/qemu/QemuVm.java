@@ -82,7 +82,24 @@ final class QemuVm implements VmInstance {
         if (process != null) {
             throw new HypervisorException("launch QEMU", "VM " + spec.getName() + " already has a QEMU process");
         }
-        QemuProcess p = QemuProcess.start(command, driver.settings().startTimeout());
+        attach(QemuProcess.start(command, driver.settings().startTimeout()));
+    }
+
+    /** An adopted QEMU (left by an earlier agent): running, paused, or frozen by its lease. */
+    synchronized void adopted(QemuProcess p) throws HypervisorException {
+        attach(p);
+        if (p.qmp() != null) {
+            try {
+                state = "running".equals(status(p.qmp())) ? InstanceState.RUNNING : InstanceState.PAUSED;
+            } catch (QmpException e) {
+                state = InstanceState.RUNNING;
+            }
+        } else {
+            state = InstanceState.RUNNING; // frozen by its lease: thaw() connects and reads it again
+        }
+    }
+
+    private void attach(QemuProcess p) {
         process = p;
         p.onExit(exit -> {
             if (exit.requested() || exitExpected) {
@@ -108,7 +125,88 @@ final class QemuVm implements VmInstance {
         if (p == null) {
             throw new HypervisorException("QMP", "VM " + spec.getName() + " has no QEMU process");
         }
+        if (p.qmp() == null) {
+            throw new HypervisorException("QMP", "VM " + spec.getName() + " is frozen (its QEMU is stopped)");
+        }
         return p.qmp();
+    }
+
+    @Override
+    public void freeze() throws HypervisorException {
+        long pid = pid();
+        if (pid <= 0) {
+            return;
+        }
+        try {
+            // SIGSTOP needs nothing from QEMU: every thread stops, the guest runs no more code.
+            dev.ferry.hypervisor.linux.Linux.kill(pid, dev.ferry.hypervisor.linux.Linux.SIGSTOP);
+        } catch (dev.ferry.hypervisor.linux.LinuxException e) {
+            throw new HypervisorException("freeze", "cannot stop QEMU " + pid + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void thaw() throws HypervisorException {
+        QemuProcess p;
+        synchronized (this) {
+            p = process;
+        }
+        if (p == null) {
+            return;
+        }
+        try {
+            dev.ferry.hypervisor.linux.Linux.kill(p.pid(), dev.ferry.hypervisor.linux.Linux.SIGCONT);
+        } catch (dev.ferry.hypervisor.linux.LinuxException e) {
+            throw new HypervisorException("thaw", "cannot continue QEMU " + p.pid() + ": " + e.getMessage(), e);
+        }
+        if (p.qmp() == null) {
+            // Adopted while stopped: its monitor answers now.
+            p.connectAdopted(driver.settings().startTimeout());
+            synchronized (this) {
+                try {
+                    if (state == InstanceState.RUNNING || state == InstanceState.PAUSED) {
+                        state = "running".equals(status(p.qmp())) ? InstanceState.RUNNING : InstanceState.PAUSED;
+                    }
+                } catch (QmpException e) {
+                    log.debug("query-status after thaw: {}", e.getMessage());
+                }
+            }
+        }
+    }
+
+    @Override
+    public boolean frozen() {
+        QemuProcess p;
+        synchronized (this) {
+            p = process;
+        }
+        return p != null && p.runState() == 'T';
+    }
+
+    @Override
+    public boolean survivesAgent() {
+        return command.leaseFile() != null;
+    }
+
+    @Override
+    public void detach() {
+        if (!survivesAgent()) {
+            close();
+            return;
+        }
+        QemuProcess p;
+        synchronized (this) {
+            if (state == InstanceState.CLOSED) {
+                return;
+            }
+            exitExpected = true;
+            state = InstanceState.CLOSED;
+            p = process;
+        }
+        if (p != null) {
+            p.detach();
+        }
+        ram.detach();
     }
 
     private synchronized boolean processAlive() {

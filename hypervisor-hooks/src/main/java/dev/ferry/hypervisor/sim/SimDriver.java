@@ -43,7 +43,13 @@ public final class SimDriver implements HypervisorDriver {
     public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
         validate(spec);
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
-        SimVm vm = new SimVm(spec, ram, InstanceState.CREATED);
+        SimVm vm;
+        try {
+            vm = new SimVm(spec, ram, InstanceState.CREATED, paths.leaseFile());
+        } catch (HypervisorException e) {
+            ram.close();
+            throw e;
+        }
         try {
             vm.fill();
         } catch (HypervisorException e) {
@@ -60,7 +66,13 @@ public final class SimDriver implements HypervisorDriver {
             throw new HypervisorException(
                     "prepare incoming", "the sim driver has no hypervisor-native migration stream; use pre-copy");
         }
-        return new SimVm(spec, RamFile.create(paths.ramFile(), spec.getMemoryBytes()), InstanceState.INCOMING);
+        RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
+        try {
+            return new SimVm(spec, ram, InstanceState.INCOMING, paths.leaseFile());
+        } catch (HypervisorException e) {
+            ram.close();
+            throw e;
+        }
     }
 
     @Override

@@ -47,6 +47,11 @@ final class SimGuest {
     private final Condition resumed = vcpu.newCondition();
     private boolean running;
     private boolean shutdown;
+    // The fence (freeze) and the lease: the vCPU does not run while either says so. The lease is
+    // checked by this guest itself, in the agent's process: it mirrors QEMU's behaviour, but cannot
+    // protect against a frozen agent (the sim guest freezes with it anyway).
+    private boolean frozen;
+    private volatile dev.ferry.hypervisor.lease.LeaseFile lease;
     private Thread thread;
 
     // vCPU registers: the device state.
@@ -150,6 +155,53 @@ final class SimGuest {
         }
     }
 
+    /** Stops the vCPU at once (the fence); returns once no write is in flight. */
+    void freeze() {
+        vcpu.lock();
+        try {
+            frozen = true;
+        } finally {
+            vcpu.unlock();
+        }
+    }
+
+    void thaw() {
+        vcpu.lock();
+        try {
+            frozen = false;
+            resumed.signalAll();
+        } finally {
+            vcpu.unlock();
+        }
+    }
+
+    /** True while the vCPU may not run: frozen, or its lease lapsed. */
+    boolean frozen() {
+        vcpu.lock();
+        try {
+            return frozen || leaseLapsed();
+        } finally {
+            vcpu.unlock();
+        }
+    }
+
+    void lease(dev.ferry.hypervisor.lease.LeaseFile l) {
+        lease = l;
+    }
+
+    private boolean leaseLapsed() {
+        dev.ferry.hypervisor.lease.LeaseFile l = lease;
+        try {
+            return l != null && l.lapsed();
+        } catch (IllegalStateException closed) {
+            return true;
+        }
+    }
+
+    private boolean executes() {
+        return running && !frozen && !leaseLapsed();
+    }
+
     /** Stops the vCPU; returns once no write is in flight. */
     void pause() {
         vcpu.lock();
@@ -212,8 +264,14 @@ final class SimGuest {
         while (true) {
             vcpu.lock();
             try {
-                while (!running && !shutdown) {
-                    resumed.awaitUninterruptibly();
+                while (!executes() && !shutdown) {
+                    // Polls too: a renewed lease is noticed without a signal.
+                    try {
+                        resumed.await(20, java.util.concurrent.TimeUnit.MILLISECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        return;
+                    }
                     last = System.nanoTime();
                 }
                 if (shutdown) {
@@ -230,7 +288,7 @@ final class SimGuest {
             for (int i = 0; i < burst; i++) {
                 vcpu.lock();
                 try {
-                    if (!running) {
+                    if (!executes()) {
                         break;
                     }
                     writeOne();

@@ -22,12 +22,37 @@ public final class SimVm implements VmInstance {
     private final SimGuest guest;
     private InstanceState state;
 
-    SimVm(VmSpec spec, RamFile ram, InstanceState initial) {
+    private final dev.ferry.hypervisor.lease.LeaseFile lease;
+
+    SimVm(VmSpec spec, RamFile ram, InstanceState initial, java.nio.file.Path leaseFile) throws HypervisorException {
         this.spec = spec;
         this.ram = ram;
         this.dirtyLog = new SimDirtyLog(ram.pageCount());
         this.guest = new SimGuest(spec.getName(), ram.segment(), ram.pageSize(), spec.getWorkload(), dirtyLog);
         this.state = initial;
+        try {
+            this.lease = leaseFile == null ? null : dev.ferry.hypervisor.lease.LeaseFile.open(leaseFile);
+        } catch (java.io.IOException e) {
+            ram.close();
+            throw new HypervisorException(
+                    "open lease", "cannot open the lease " + leaseFile + ": " + e.getMessage(), e);
+        }
+        guest.lease(lease);
+    }
+
+    @Override
+    public void freeze() {
+        guest.freeze();
+    }
+
+    @Override
+    public void thaw() {
+        guest.thaw();
+    }
+
+    @Override
+    public boolean frozen() {
+        return guest.frozen();
     }
 
     void fill() throws HypervisorException {
@@ -187,6 +212,9 @@ public final class SimVm implements VmInstance {
         guest.shutdown();
         dirtyLog.stop();
         ram.close();
+        if (lease != null) {
+            lease.close();
+        }
         state = InstanceState.CLOSED;
     }
 

@@ -62,11 +62,37 @@ public final class ClusterAgent implements Closeable {
         this.member = member;
     }
 
+    /** How long an agent keeps its guests running through a ZooKeeper outage that every coordinator confirms. */
+    public static final Duration DEFAULT_OUTAGE_HOLD = Duration.ofMinutes(2);
+
     /** Starts the agent, then joins the cluster (registration completes in the background). */
     public static ClusterAgent start(
             AgentConfig config, HypervisorDriver driver, ZkClients zk, Capacity capacity, Duration auditInterval)
             throws IOException {
-        ClusterMember member = new ClusterMember(zk, config.hostId(), auditInterval);
+        return start(config, driver, zk, capacity, auditInterval, DEFAULT_OUTAGE_HOLD);
+    }
+
+    /**
+     * @param outageHold the longest the agent keeps its guests running, after losing ZooKeeper, on
+     *     the coordinators' word that they cannot reach it either (zero: never)
+     */
+    public static ClusterAgent start(
+            AgentConfig config,
+            HypervisorDriver driver,
+            ZkClients zk,
+            Capacity capacity,
+            Duration auditInterval,
+            Duration outageHold)
+            throws IOException {
+        java.nio.file.Files.createDirectories(config.dataDir());
+        ClusterMember member = new ClusterMember(
+                zk,
+                config.hostId(),
+                auditInterval,
+                new ClusterMember.Options(
+                        config.dataDir().resolve(ClusterMember.SESSION_FILE),
+                        outageHold.isZero() ? null : new OutageWitnesses(config.hostId(), config.transport()),
+                        outageHold));
         Agent agent = new Agent(config, driver, member.commits(), member.ownership());
         try {
             agent.start();
@@ -98,6 +124,16 @@ public final class ClusterAgent implements Closeable {
             }
 
             @Override
+            public Map<String, String> reclaim() {
+                return agent.reclaim();
+            }
+
+            @Override
+            public boolean anyFenced() {
+                return agent.anyFenced();
+            }
+
+            @Override
             public boolean holds(String vm) {
                 return agent.holds(vm);
             }
@@ -118,5 +154,17 @@ public final class ClusterAgent implements Closeable {
     public void close() {
         agent.close();
         member.close();
+    }
+
+    /**
+     * Exits for a restart (an upgrade): guests that run outside the agent keep running, and the
+     * ZooKeeper session stays open with their run locks, for the next agent process on this host
+     * (same host id and data directory) to resume within the session timeout. Returns the VMs left
+     * running.
+     */
+    public List<String> closeLeavingGuests() {
+        List<String> left = agent.closeLeavingGuests();
+        member.abandon();
+        return left;
     }
 }

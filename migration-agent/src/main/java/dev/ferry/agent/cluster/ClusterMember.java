@@ -12,8 +12,17 @@ import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import io.grpc.Status;
 import java.io.Closeable;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -31,20 +40,34 @@ import org.slf4j.LoggerFactory;
 
 /**
  * An agent's membership of the cluster: its ZooKeeper session, its registration under
- * {@code /hosts/<id>}, and self-fencing.
+ * {@code /hosts/<id>}, the evidence that keeps its guests' leases current, and the fence.
  *
- * <p>The session is the host's lease. While it lives, the host's ephemeral nodes (its
- * registration and the run locks of its VMs) keep every other host from starting those VMs. When
- * the client loses its connection (Curator SUSPENDED) the host stops trusting its ownership: it
- * starts nothing and arms a fence deadline ({@link FencePolicy#fenceDelay}, on the monotonic
- * clock). Reconnecting to the same session before then disarms it. Otherwise, or as soon as the
- * session is known lost (LOST, or a reconnection with another session), it kills every VM and
- * discards every incoming migration; then it gives up the old session for good and joins afresh,
- * with nothing, under a new one. The registration is written by hand rather than with Curator's
- * PersistentNode because it must not reappear under a new session before the fence has run.
+ * <p>The session is the host's lease on its VMs. While it lives, the host's ephemeral nodes (its
+ * registration and the run locks of its VMs) keep every other host from starting those VMs, and
+ * ZooKeeper cannot expire it before T (the session timeout) after it last heard from the host. So
+ * a probe that ZooKeeper answered, sent at P, proves nobody can restart this host's VMs before P +
+ * T (+ the coordinator's failover margin): each guest's lease runs to P + 5T/6 ({@link
+ * FencePolicy#leaseValidity}), renewed with every answered probe. That lease is enforced below the
+ * agent (the hypervisor stops the guest at the deadline by itself), so a frozen or dead agent
+ * cannot leave a guest running into a restart elsewhere.
+ *
+ * <p>When the client loses its connection (Curator SUSPENDED) the host starts nothing, commits
+ * nothing, and asks the coordinator replicas whether they can reach ZooKeeper ({@link
+ * OutageWitnesses}): if none can, and each promises to decide no restart for a while, nobody can
+ * start this host's VMs elsewhere meanwhile and the guests run on, their leases extended by those
+ * promises, for at most the outage hold; if one can, this host alone is cut off. When the lease
+ * deadline passes it fences: every guest freezes (FENCED), nothing is killed. Reconnected to the
+ * same session, it carries on (the run locks never went away). Told the session is gone (LOST, or
+ * reconnected under another one), it joins afresh under a new session and asks, VM by VM, whether
+ * it still owns what it froze ({@link Ownership#reclaim}): the guest runs on, or is killed when
+ * the cluster has given it to another host.
+ *
+ * <p>A restarted agent resumes its predecessor's session (id and password in {@code
+ * <data-dir>/cluster-session}) if it has not expired: its registration and its guests' run locks
+ * carry over, and the guests it adopts run on without a pause.
  *
  * <p>State changes run on one thread, in the order Curator reports them. Lifecycle: LATENT, then
- * {@link #start}, then {@link #close} (CLOSED); in between JOINING, MEMBER, SUSPENDED, FENCING.
+ * {@link #start}, then {@link #close} (CLOSED); in between JOINING, MEMBER, SUSPENDED, FENCED.
  */
 public final class ClusterMember implements Closeable {
     private static final Logger log = LoggerFactory.getLogger(ClusterMember.class);
@@ -52,16 +75,19 @@ public final class ClusterMember implements Closeable {
     /** The reason every fenced VM carries. */
     public static final String FENCE_REASON = "fenced: lost the cluster session";
 
+    /** The file a restarted agent finds its predecessor's session in. */
+    public static final String SESSION_FILE = "cluster-session";
+
     public enum State {
         LATENT,
-        /** Connecting and registering; owns nothing. */
+        /** Connecting and registering; trusts nothing. */
         JOINING,
         /** Registered; runs what the cluster gives it. */
         MEMBER,
-        /** Connection lost; trusts nothing, fence deadline armed. */
+        /** Connection lost; starts and commits nothing; guests run on only as far as the evidence reaches. */
         SUSPENDED,
-        /** Killing its VMs; will join afresh. */
-        FENCING,
+        /** The evidence ran out: every guest frozen, waiting to learn whether this host still owns it. */
+        FENCED,
         CLOSED
     }
 
@@ -70,11 +96,28 @@ public final class ClusterMember implements Closeable {
         /** The registration record (endpoint, capacity, labels, driver). */
         HostRecord describe();
 
-        /** Kills every VM with {@code reason}; returns their names. */
+        /** Freezes every guest with {@code reason}; returns their names. */
         List<String> fence(String reason);
 
-        /** True while {@code vm} runs or is paused here and so needs its run lock. */
+        /** For every frozen VM: this host's again (runs on), another's (killed), or unknown yet. */
+        Map<String, String> reclaim();
+
+        /** True while a frozen VM waits for {@link #reclaim}. */
+        boolean anyFenced();
+
+        /** True while {@code vm} runs, is paused or frozen here and so needs its run lock. */
         boolean holds(String vm);
+    }
+
+    /**
+     * @param sessionFile where the session id and password are kept for a restarted agent, or null
+     * @param witnesses asks coordinator replicas during a loss of contact, or null (no hold)
+     * @param outageHold the longest a host keeps its guests running on witnesses' promises alone
+     */
+    public record Options(Path sessionFile, OutageWitnesses witnesses, Duration outageHold) {
+        public static Options none() {
+            return new Options(null, null, Duration.ZERO);
+        }
     }
 
     /** One ZooKeeper session and what was learned about it. */
@@ -85,6 +128,8 @@ public final class ClusterMember implements Closeable {
         volatile Duration timeout;
         /** Send time (monotonic) of the last probe ZooKeeper answered: the server saw us no earlier. */
         final AtomicLong lastAnsweredProbe = new AtomicLong(Long.MIN_VALUE);
+        /** Until when (monotonic) every coordinator replica promised no restart: an outage being ridden out. */
+        final AtomicLong heldUntil = new AtomicLong(Long.MIN_VALUE);
 
         volatile ScheduledFuture<?> prober;
 
@@ -97,6 +142,7 @@ public final class ClusterMember implements Closeable {
     private final ZkClients zk;
     private final String hostId;
     private final Duration auditInterval;
+    private final Options options;
     private final ScheduledExecutorService events;
     private final ScheduledExecutorService background;
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
@@ -105,27 +151,37 @@ public final class ClusterMember implements Closeable {
     private final AtomicLong fences = new AtomicLong();
     private volatile Session session;
     private volatile Host host;
-    private ScheduledFuture<?> fenceTimer;
+    private ScheduledFuture<?> outageTicker;
     private long suspendedAtNanos;
+    private long lastWitnessNanos;
+    private boolean witnessBusy;
     private boolean waitingLogged;
+    private boolean firstSession = true;
     private volatile Consumer<CommitRequest> beforeCommitWrite = r -> {};
 
     /**
      * @param auditInterval how often the member checks that it holds run locks only for VMs that
      *     run here (a lock whose release was lost, or taken by a start that then failed)
      */
-    public ClusterMember(ZkClients zk, String hostId, Duration auditInterval) {
+    public ClusterMember(ZkClients zk, String hostId, Duration auditInterval, Options options) {
         this.zk = zk;
         this.hostId = ClusterPaths.checkName("host id", hostId);
         this.auditInterval = auditInterval;
+        this.options = options;
         this.events = Executors.newSingleThreadScheduledExecutor(
                 Thread.ofPlatform().daemon().name("ferry-member-" + hostId).factory());
-        this.background = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform()
-                .daemon()
-                .name("ferry-member-audit-" + hostId)
-                .factory());
+        this.background = Executors.newScheduledThreadPool(
+                2,
+                Thread.ofPlatform()
+                        .daemon()
+                        .name("ferry-member-bg-" + hostId, 0)
+                        .factory());
         this.ownership = new ZkOwnership(this);
         this.commit = new ZkOwnershipCommit(this);
+    }
+
+    public ClusterMember(ZkClients zk, String hostId, Duration auditInterval) {
+        this(zk, hostId, auditInterval, Options.none());
     }
 
     public ClusterMember(ZkClients zk, String hostId) {
@@ -143,6 +199,12 @@ public final class ClusterMember implements Closeable {
     /** How many times this member fenced. */
     public long fences() {
         return fences.get();
+    }
+
+    /** The current session's id, or 0 (tests and diagnostics). */
+    public long sessionId() {
+        Session s = session;
+        return s == null ? 0 : s.id;
     }
 
     /** The agent's run-lock hook. */
@@ -183,6 +245,7 @@ public final class ClusterMember implements Closeable {
         events.execute(this::openSession);
         background.scheduleWithFixedDelay(
                 ownership::audit, auditInterval.toMillis(), auditInterval.toMillis(), TimeUnit.MILLISECONDS);
+        background.scheduleWithFixedDelay(this::reclaimIfFenced, 500, 500, TimeUnit.MILLISECONDS);
         return this;
     }
 
@@ -216,6 +279,24 @@ public final class ClusterMember implements Closeable {
         return session;
     }
 
+    /**
+     * How far this host's evidence for {@code s} reaches (System.nanoTime), or 0: the last answered
+     * probe's send time + 5T/6, or the witnesses' promises during an outage, whichever is later;
+     * nothing once the member has fenced or the session is not the current one.
+     */
+    long leaseDeadline(Session s) {
+        State st = state.get();
+        if (s == null || s != session || (st != State.MEMBER && st != State.SUSPENDED)) {
+            return 0;
+        }
+        long p = s.lastAnsweredProbe.get();
+        long fromProbe = p == Long.MIN_VALUE
+                ? Long.MIN_VALUE
+                : p + FencePolicy.leaseValidity(s.timeout).toNanos();
+        long d = Math.max(fromProbe, s.heldUntil.get());
+        return d == Long.MIN_VALUE ? 0 : d;
+    }
+
     void ownershipTrack(String vm, long epoch, long sessionId) {
         ownership.track(vm, epoch, sessionId);
     }
@@ -234,7 +315,21 @@ public final class ClusterMember implements Closeable {
         if (state.get() == State.CLOSED) {
             return;
         }
-        CuratorFramework client = zk.singleAttempt();
+        CuratorFramework client = null;
+        if (firstSession) {
+            firstSession = false;
+            SavedSession saved = readSessionFile();
+            if (saved != null) {
+                log.info(
+                        "{}: resuming the session 0x{} of an earlier agent process",
+                        hostId,
+                        Long.toHexString(saved.id));
+                client = zk.singleAttemptResuming(saved.id, saved.password);
+            }
+        }
+        if (client == null) {
+            client = zk.singleAttempt();
+        }
         Session s = new Session(client);
         client.getConnectionStateListenable().addListener((c, newState) -> events.execute(() -> onState(s, newState)));
         session = s;
@@ -252,53 +347,112 @@ public final class ClusterMember implements Closeable {
             case SUSPENDED -> {
                 if (state.compareAndSet(State.MEMBER, State.SUSPENDED)) {
                     suspendedAtNanos = System.nanoTime();
-                    long deadline = FencePolicy.fenceDeadline(s.timeout, suspendedAtNanos, s.lastAnsweredProbe.get());
-                    long delay = Math.max(0, deadline - suspendedAtNanos);
-                    fenceTimer = events.schedule(
-                            () -> {
-                                if (s == session && state.get() == State.SUSPENDED) {
-                                    fence(
-                                            s,
-                                            "no contact with ZooKeeper for " + delay / 1_000_000
-                                                    + " ms after the connection was lost");
-                                }
-                            },
-                            delay,
-                            TimeUnit.NANOSECONDS);
+                    lastWitnessNanos = Long.MIN_VALUE;
+                    long tick = Math.max(20, Math.min(100, s.timeout.toMillis() / 40));
+                    outageTicker = events.scheduleWithFixedDelay(() -> outageTick(s), 0, tick, TimeUnit.MILLISECONDS);
                     log.warn(
-                            "{}: lost contact with ZooKeeper (session 0x{}); VMs are killed in {} ms unless it comes back",
+                            "{}: lost contact with ZooKeeper (session 0x{}); guests run on for {} ms unless it comes back "
+                                    + "or every coordinator confirms an outage",
                             hostId,
                             Long.toHexString(s.id),
-                            delay / 1_000_000);
+                            Math.max(0, (leaseDeadline(s) - suspendedAtNanos) / 1_000_000));
                 }
             }
             case RECONNECTED -> {
                 long now = s.store.sessionId();
-                if (state.get() == State.SUSPENDED) {
-                    if (now == s.id) {
-                        cancelFenceTimer();
-                        state.set(State.MEMBER);
-                        log.info(
-                                "{}: back in touch with ZooKeeper after {} ms; session 0x{} kept, nothing fenced",
-                                hostId,
-                                (System.nanoTime() - suspendedAtNanos) / 1_000_000,
-                                Long.toHexString(now));
-                    } else {
-                        fence(s, "the session was replaced (0x" + Long.toHexString(s.id) + " expired)");
-                    }
-                } else if (state.get() == State.MEMBER && now != s.id) {
-                    fence(s, "the session was replaced (0x" + Long.toHexString(s.id) + " expired)");
-                } else if (state.get() == State.JOINING) {
+                State st = state.get();
+                if (now != s.id) {
+                    sessionGone(s, "the session was replaced (0x" + Long.toHexString(s.id) + " expired)");
+                } else if (st == State.SUSPENDED || st == State.FENCED) {
+                    stopOutageTicker();
+                    s.heldUntil.set(Long.MIN_VALUE);
+                    state.set(State.MEMBER);
+                    log.info(
+                            "{}: back in touch with ZooKeeper after {} ms; session 0x{} kept{}",
+                            hostId,
+                            (System.nanoTime() - suspendedAtNanos) / 1_000_000,
+                            Long.toHexString(now),
+                            st == State.FENCED ? "; its frozen guests run on once confirmed" : ", nothing fenced");
+                    // A probe now, so that the leases renew without waiting for the next one.
+                    background.execute(() -> probe(s));
+                } else if (st == State.JOINING) {
                     tryRegister(s);
                 }
             }
             case LOST -> {
                 State st = state.get();
-                if (st == State.MEMBER || st == State.SUSPENDED) {
-                    fence(s, "the session expired");
+                if (st == State.MEMBER || st == State.SUSPENDED || st == State.FENCED) {
+                    sessionGone(s, "the session expired");
                 }
             }
             default -> {}
+        }
+    }
+
+    /** While SUSPENDED: fence once the evidence runs out; meanwhile ask the witnesses now and then. */
+    private void outageTick(Session s) {
+        if (s != session || state.get() != State.SUSPENDED) {
+            return;
+        }
+        long now = System.nanoTime();
+        if (now - leaseDeadline(s) >= 0) {
+            fence(
+                    s,
+                    "no contact with ZooKeeper for " + (now - suspendedAtNanos) / 1_000_000
+                            + " ms after the connection was lost, and no proof of an outage");
+            return;
+        }
+        OutageWitnesses w = options.witnesses();
+        long every = FencePolicy.probeInterval(s.timeout).toNanos();
+        if (w != null && !witnessBusy && (lastWitnessNanos == Long.MIN_VALUE || now - lastWitnessNanos >= every)) {
+            witnessBusy = true;
+            lastWitnessNanos = now;
+            background.execute(() -> askWitnesses(s, w));
+        }
+    }
+
+    private void askWitnesses(Session s, OutageWitnesses w) {
+        OutageWitnesses.Answer a;
+        try {
+            a = w.ask(Duration.ofMillis(Math.max(200, Math.min(1000, s.timeout.toMillis() / 6))));
+        } catch (RuntimeException e) {
+            a = new OutageWitnesses.Answer(OutageWitnesses.Verdict.UNKNOWN, Long.MIN_VALUE, e.toString());
+        }
+        OutageWitnesses.Answer answer = a;
+        events.execute(() -> {
+            witnessBusy = false;
+            if (s != session || state.get() != State.SUSPENDED) {
+                return;
+            }
+            switch (answer.verdict()) {
+                case OUTAGE -> {
+                    long p = s.lastAnsweredProbe.get();
+                    long cap = (p == Long.MIN_VALUE ? suspendedAtNanos : p)
+                            + options.outageHold().toNanos();
+                    long until = Math.min(answer.until(), cap);
+                    long was = s.heldUntil.getAndAccumulate(until, Math::max);
+                    if (was == Long.MIN_VALUE && until > System.nanoTime()) {
+                        log.warn(
+                                "{}: the whole cluster has lost ZooKeeper ({}); guests keep running (at most {} s)",
+                                hostId,
+                                answer.detail(),
+                                options.outageHold().toSeconds());
+                    }
+                }
+                case ISOLATED ->
+                    log.warn(
+                            "{}: cut off from ZooKeeper on its own ({}); guests stop when their leases end",
+                            hostId,
+                            answer.detail());
+                case UNKNOWN -> log.debug("{}: outage not proven: {}", hostId, answer.detail());
+            }
+        });
+    }
+
+    private void stopOutageTicker() {
+        if (outageTicker != null) {
+            outageTicker.cancel(false);
+            outageTicker = null;
         }
     }
 
@@ -311,6 +465,7 @@ public final class ClusterMember implements Closeable {
                 events.schedule(() -> tryRegister(s), 200, TimeUnit.MILLISECONDS);
                 return;
             }
+            long sent = System.nanoTime();
             s.id = s.store.sessionId();
             s.timeout = Duration.ofMillis(
                     s.client.getZookeeperClient().getZooKeeper().getSessionTimeout());
@@ -339,21 +494,29 @@ public final class ClusterMember implements Closeable {
                     events.schedule(() -> tryRegister(s), 250, TimeUnit.MILLISECONDS);
                     return;
                 }
+                // Our own registration, from the session this process resumed: bring it up to date
+                // (the endpoint may have changed with the restart).
+                s.client.setData().withVersion(stat.getVersion()).forPath(path, Records.encode(record));
             }
             if (s.store.sessionId() != s.id) {
                 // The session changed under us while registering: start over with the new one.
                 events.schedule(() -> tryRegister(s), 50, TimeUnit.MILLISECONDS);
                 return;
             }
+            // The registration was answered: the server saw the session after `sent`.
+            s.lastAnsweredProbe.accumulateAndGet(sent, Math::max);
             if (state.compareAndSet(State.JOINING, State.MEMBER)) {
                 long every = FencePolicy.probeInterval(s.timeout).toMillis();
                 s.prober = background.scheduleWithFixedDelay(() -> probe(s), 0, every, TimeUnit.MILLISECONDS);
+                writeSessionFile(s);
                 log.info(
-                        "{}: joined the cluster (session 0x{}, timeout {} ms; fences {} ms after losing contact)",
+                        "{}: joined the cluster (session 0x{}, timeout {} ms; guests' leases run {} ms past each answered "
+                                + "probe)",
                         hostId,
                         Long.toHexString(s.id),
                         s.timeout.toMillis(),
-                        FencePolicy.fenceDelay(s.timeout).toMillis());
+                        FencePolicy.leaseValidity(s.timeout).toMillis());
+                background.execute(() -> refreshReplicas(s));
             }
         } catch (Exception e) {
             log.debug("{}: registration attempt failed: {}", hostId, e.toString());
@@ -363,7 +526,8 @@ public final class ClusterMember implements Closeable {
 
     /**
      * Proves the session alive: a read answered by ZooKeeper means the server saw the session no
-     * earlier than when the read was sent. Stops with its session.
+     * earlier than when the read was sent. Stops with its session. Every few probes, also reads
+     * who the coordinator replicas are, for the witnesses.
      */
     private void probe(Session s) {
         if (s != session) {
@@ -383,40 +547,158 @@ public final class ClusterMember implements Closeable {
         } catch (Exception e) {
             log.debug("{}: probe not sent: {}", hostId, e.toString());
         }
+        if (probes.incrementAndGet() % 6 == 0) {
+            refreshReplicas(s);
+        }
     }
 
+    private final AtomicLong probes = new AtomicLong();
+
+    /** Reads the coordinator replicas (the leader latch's participants) for the witnesses. */
+    private void refreshReplicas(Session s) {
+        OutageWitnesses w = options.witnesses();
+        if (w == null || s != session || state.get() != State.MEMBER) {
+            return;
+        }
+        try {
+            List<String> found = new ArrayList<>();
+            for (String child : s.client.getChildren().forPath(ClusterPaths.LEADER)) {
+                try {
+                    byte[] id = s.client.getData().forPath(ClusterPaths.LEADER + "/" + child);
+                    String endpoint = new String(id, StandardCharsets.UTF_8).trim();
+                    if (!endpoint.isEmpty() && !found.contains(endpoint)) {
+                        found.add(endpoint);
+                    }
+                } catch (KeeperException.NoNodeException gone) {
+                    // that replica just left
+                }
+            }
+            found.sort(null);
+            if (!found.equals(w.replicas())) {
+                log.info("{}: coordinator replicas to ask during an outage: {}", hostId, found);
+            }
+            w.replicas(found);
+        } catch (KeeperException.NoNodeException e) {
+            w.replicas(List.of());
+        } catch (Exception e) {
+            log.debug("{}: cannot read the coordinator replicas: {}", hostId, e.toString());
+        }
+    }
+
+    /** The evidence ran out: every guest freezes; the session may still come back. */
     private void fence(Session s, String why) {
-        State was = state.getAndSet(State.FENCING);
+        if (!state.compareAndSet(State.SUSPENDED, State.FENCED)) {
+            return;
+        }
+        stopOutageTicker();
+        long t0 = System.nanoTime();
+        List<String> frozen = host.fence(FENCE_REASON);
+        fences.incrementAndGet();
+        log.warn(
+                "{}: fenced ({}): froze {} in {} ms; they run on if the cluster confirms this host still owns them",
+                hostId,
+                why,
+                frozen.isEmpty() ? "no VM" : frozen,
+                (System.nanoTime() - t0) / 1_000_000);
+    }
+
+    /** The session is gone for good: freeze what still runs, then join afresh under a new session. */
+    private void sessionGone(Session s, String why) {
+        State was = state.getAndSet(State.FENCED);
         if (was == State.CLOSED) {
             state.set(State.CLOSED);
             return;
         }
-        cancelFenceTimer();
+        stopOutageTicker();
+        if (was != State.FENCED) {
+            List<String> frozen = host.fence(FENCE_REASON);
+            fences.incrementAndGet();
+            log.warn(
+                    "{}: fenced ({}): froze {}; joining afresh under a new session",
+                    hostId,
+                    why,
+                    frozen.isEmpty() ? "no VM" : frozen);
+        } else {
+            log.warn("{}: {}; joining afresh under a new session", hostId, why);
+        }
         if (s.prober != null) {
             s.prober.cancel(false);
         }
-        long t0 = System.nanoTime();
-        List<String> killed = host.fence(FENCE_REASON);
-        fences.incrementAndGet();
-        log.warn(
-                "{}: fenced ({}): killed {} in {} ms; joining afresh under a new session",
-                hostId,
-                why,
-                killed.isEmpty() ? "no VM" : killed,
-                (System.nanoTime() - t0) / 1_000_000);
         ownership.forgetAll();
+        deleteSessionFile();
         // The old session goes for good: closing it deletes what is left of its nodes at once if the
         // ensemble is reachable, otherwise ZooKeeper expires it.
         Thread.ofPlatform().daemon().name("ferry-member-close-" + hostId).start(s.client::close);
-        if (state.compareAndSet(State.FENCING, State.JOINING)) {
+        if (state.compareAndSet(State.FENCED, State.JOINING)) {
             openSession();
         }
     }
 
-    private void cancelFenceTimer() {
-        if (fenceTimer != null) {
-            fenceTimer.cancel(false);
-            fenceTimer = null;
+    /** While a member, frozen guests are asked about until each is settled. */
+    private void reclaimIfFenced() {
+        Host h = host;
+        if (h == null || state.get() != State.MEMBER || !h.anyFenced()) {
+            return;
+        }
+        try {
+            Map<String, String> outcome = h.reclaim();
+            if (!outcome.isEmpty()) {
+                log.info("{}: frozen guests: {}", hostId, outcome);
+            }
+        } catch (RuntimeException e) {
+            log.warn("{}: reclaiming frozen guests failed: {}", hostId, e.toString());
+        }
+    }
+
+    // ---- the session file of a restarted agent
+
+    private record SavedSession(long id, byte[] password) {}
+
+    private SavedSession readSessionFile() {
+        Path f = options.sessionFile();
+        if (f == null || !Files.exists(f)) {
+            return null;
+        }
+        try {
+            String[] parts =
+                    Files.readString(f, StandardCharsets.US_ASCII).trim().split(" ");
+            return new SavedSession(
+                    Long.parseUnsignedLong(parts[0], 16), HexFormat.of().parseHex(parts[1]));
+        } catch (IOException | RuntimeException e) {
+            log.warn("{}: ignoring an unreadable {}: {}", hostId, f, e.toString());
+            return null;
+        }
+    }
+
+    private void writeSessionFile(Session s) {
+        Path f = options.sessionFile();
+        if (f == null) {
+            return;
+        }
+        try {
+            byte[] password = s.client.getZookeeperClient().getZooKeeper().getSessionPasswd();
+            Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
+            Files.deleteIfExists(tmp);
+            // The password lets whoever reads it act as this host in ZooKeeper: owner-only.
+            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+            Files.writeString(
+                    tmp,
+                    Long.toHexString(s.id) + " " + HexFormat.of().formatHex(password) + "\n",
+                    StandardCharsets.US_ASCII);
+            Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (Exception e) {
+            log.warn("{}: cannot keep the session for a restarted agent: {}", hostId, e.toString());
+        }
+    }
+
+    private void deleteSessionFile() {
+        Path f = options.sessionFile();
+        if (f != null) {
+            try {
+                Files.deleteIfExists(f);
+            } catch (IOException e) {
+                log.debug("{}: cannot delete {}: {}", hostId, f, e.toString());
+            }
         }
     }
 
@@ -433,5 +715,28 @@ public final class ClusterMember implements Closeable {
         if (s != null) {
             s.client.close();
         }
+        deleteSessionFile();
+        if (options.witnesses() != null) {
+            options.witnesses().close();
+        }
+    }
+
+    /**
+     * Leaves for a restart (an upgrade): the session is not closed, so the registration and the run
+     * locks of the guests left running stay until the next agent process resumes the session (or
+     * ZooKeeper expires it). The process should exit soon after: the client's connection stays open
+     * until then.
+     */
+    public void abandon() {
+        State was = state.getAndSet(State.CLOSED);
+        if (was == State.CLOSED) {
+            return;
+        }
+        events.shutdownNow();
+        background.shutdownNow();
+        if (options.witnesses() != null) {
+            options.witnesses().close();
+        }
+        log.info("{}: leaving session 0x{} open for the next agent process", hostId, Long.toHexString(sessionId()));
     }
 }

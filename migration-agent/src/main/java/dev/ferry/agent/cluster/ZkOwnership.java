@@ -100,6 +100,94 @@ final class ZkOwnership implements Ownership {
     }
 
     @Override
+    public boolean leases() {
+        return true;
+    }
+
+    @Override
+    public long leaseDeadline(String vm, long epoch) {
+        ClusterMember.Session s = member.anySession();
+        Tracked t = tracked.get(vm);
+        if (s == null || t == null || !t.wanted() || t.sessionId() != s.id || t.epoch() != epoch) {
+            return 0;
+        }
+        return member.leaseDeadline(s);
+    }
+
+    @Override
+    public long arrivalLeaseDeadline() {
+        return member.leaseDeadline(member.anySession());
+    }
+
+    /**
+     * Takes the run lock back for a guest that exists here already. Under a session that still
+     * holds the lock (the agent reconnected, or resumed its predecessor's session) it is only
+     * tracked again. Otherwise, while the record names this host at {@code epoch}: one transaction
+     * rewrites the record unchanged at the version read (so that a leader restarting the VM at
+     * that version fails, and a restart that got in first makes this fail) and creates the lock.
+     */
+    @Override
+    public void reclaim(String vm, long epoch) throws AgentException {
+        ClusterMember.Session s = member.memberSession("reclaim VM '" + vm + "'");
+        String host = member.hostId();
+        for (int attempt = 0; ; attempt++) {
+            try {
+                s.store.sync(ClusterPaths.vm(vm), java.time.Duration.ofSeconds(5));
+                Optional<Versioned<VmRecord>> record = s.store.vm(vm);
+                if (record.isEmpty()) {
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION, "VM '" + vm + "' was deleted from the cluster");
+                }
+                VmRecord r = record.get().value();
+                if (!r.getOwner().equals(host) || r.getEpoch() != epoch) {
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION,
+                            "VM '" + vm + "' belongs to " + r.getOwner() + " at epoch " + r.getEpoch() + " now, not to "
+                                    + host + " at epoch " + epoch);
+                }
+                Optional<Versioned<RunningRecord>> lock = s.store.running(vm);
+                if (lock.isPresent()) {
+                    if (lock.get().ephemeralOwner() == s.id
+                            && lock.get().value().getEpoch() == epoch) {
+                        tracked.put(vm, new Tracked(epoch, s.id, true));
+                        return;
+                    }
+                    throw new AgentException(
+                            Status.Code.UNAVAILABLE,
+                            "the run lock of VM '" + vm + "' is still held by session 0x"
+                                    + Long.toHexString(lock.get().ephemeralOwner()) + " ("
+                                    + lock.get().value().getHostId() + "); waiting for it to end");
+                }
+                tracked.put(vm, new Tracked(epoch, s.id, true));
+                RunningRecord running = RunningRecord.newBuilder()
+                        .setSchemaVersion(Records.SCHEMA_VERSION)
+                        .setHostId(host)
+                        .setEpoch(epoch)
+                        .setSinceMs(System.currentTimeMillis())
+                        .build();
+                s.store.commit(
+                        s.store.set(record.get().path(), r, record.get().version()),
+                        s.store.create(ClusterPaths.running(vm), running, CreateMode.EPHEMERAL));
+                log.info("{} took the run lock of {} back at epoch {}", host, vm, epoch);
+                return;
+            } catch (KeeperException e) {
+                tracked.remove(vm);
+                if (ClusterStore.failedOp(e) >= 0 && attempt < CONFLICT_RETRIES) {
+                    continue; // the record or the lock changed between our read and our write: read again
+                }
+                throw new AgentException(
+                        Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "' back: " + e.getMessage());
+            } catch (AgentException e) {
+                throw e;
+            } catch (Exception e) {
+                tracked.remove(vm);
+                throw new AgentException(
+                        Status.Code.UNAVAILABLE, "cannot take the run lock of VM '" + vm + "' back: " + e, e);
+            }
+        }
+    }
+
+    @Override
     public void confirm(String vm, long epoch) throws AgentException {
         ClusterMember.Session s = member.memberSession("run VM '" + vm + "'");
         Tracked t = tracked.get(vm);

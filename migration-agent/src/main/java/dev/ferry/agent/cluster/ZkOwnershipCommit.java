@@ -124,7 +124,7 @@ final class ZkOwnershipCommit implements OwnershipCommit {
         while (true) {
             ClusterMember.Session s = member.anySession();
             ClusterMember.State st = member.state();
-            if (st == ClusterMember.State.FENCING || st == ClusterMember.State.CLOSED) {
+            if (st == ClusterMember.State.FENCED || st == ClusterMember.State.CLOSED) {
                 return false;
             }
             if (s != null && st == ClusterMember.State.MEMBER) {
