@@ -106,8 +106,9 @@ public final class PreCopySender {
             TransferMode mode,
             Timeouts timeouts) {
         public Options {
-            if (lanes < 1 || lanes > 64) {
-                throw new IllegalArgumentException("streams must be between 1 and 64, got " + lanes);
+            if (lanes < 1 || lanes > MigrationStreamRpc.MAX_LANES) {
+                throw new IllegalArgumentException(
+                        "streams must be between 1 and " + MigrationStreamRpc.MAX_LANES + ", got " + lanes);
             }
             if (maxBandwidth < 0) {
                 throw new IllegalArgumentException("max bandwidth must not be negative");

@@ -76,7 +76,13 @@ public final class IncomingMigration {
     private State state = State.PREPARED;
     private ReceiverLane[] lanes;
     private int attached;
+    /** Lanes that delivered their final round, each counted once. */
+    private boolean[] laneFinished;
+
     private int finalLanes;
+    /** The round every lane ended its pages with (uint32, unsigned); -1 until the first lane did. */
+    private long finalRound = -1;
+
     private DeviceState.Loader loader;
     /** The device-state loader opened as the migration starts (pre-copy), so the pause does not wait for its set-up. */
     private java.util.concurrent.CompletableFuture<DeviceState.Loader> arming;
@@ -125,10 +131,15 @@ public final class IncomingMigration {
         return discardReason;
     }
 
+    TransferMode mode() {
+        return expected.mode();
+    }
+
     /** Checks a lane's Hello and attaches it; returns the refusal reason instead when it does not fit. */
     synchronized String attach(Hello hello, ReceiverLane lane) {
         if (hello.getProtocolVersion() != MigrationStreamRpc.PROTOCOL_VERSION) {
-            return "protocol version " + hello.getProtocolVersion() + " is not supported (this agent speaks "
+            return "protocol version " + Integer.toUnsignedString(hello.getProtocolVersion())
+                    + " is not supported (this agent speaks "
                     + MigrationStreamRpc.PROTOCOL_VERSION + ")";
         }
         if (!constantTimeEquals(hello.getToken(), token)) {
@@ -151,11 +162,15 @@ public final class IncomingMigration {
         if (hello.getWindowPages() != MigrationStreamRpc.WINDOW_PAGES) {
             return "window of " + hello.getWindowPages() + " pages; this agent uses " + MigrationStreamRpc.WINDOW_PAGES;
         }
-        if (hello.getLaneCount() < 1 || hello.getLaneCount() > 64 || hello.getLane() >= hello.getLaneCount()) {
-            return "lane " + hello.getLane() + " of " + hello.getLaneCount();
+        // uint32 on the wire: read unsigned, so that 2^31 and more are refused, not taken as negative.
+        long laneIndex = Integer.toUnsignedLong(hello.getLane());
+        long laneCount = Integer.toUnsignedLong(hello.getLaneCount());
+        if (laneCount < 1 || laneCount > MigrationStreamRpc.MAX_LANES || laneIndex >= laneCount) {
+            return "lane " + laneIndex + " of " + laneCount;
         }
         if (lanes == null) {
             lanes = new ReceiverLane[hello.getLaneCount()];
+            laneFinished = new boolean[hello.getLaneCount()];
         } else if (lanes.length != hello.getLaneCount()) {
             return "lane count " + hello.getLaneCount() + " differs from the first lane's " + lanes.length;
         }
@@ -204,12 +219,23 @@ public final class IncomingMigration {
         }
     }
 
-    synchronized int laneCount() {
-        return lanes.length;
-    }
-
-    /** A lane saw its final RoundEnd. */
-    synchronized void laneFinished() {
+    /**
+     * Lane {@code lane} delivered its final round, {@code round}. Each lane counts once, and all end
+     * with the same round: a lane that ended early lost that round's pages on it.
+     */
+    synchronized void laneFinished(int lane, long round) throws MigrationException {
+        MigrationStep step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
+        if (laneFinished[lane]) {
+            throw new MigrationException(step, "lane " + lane + " sent its final round end twice");
+        }
+        if (finalRound >= 0 && finalRound != round) {
+            throw new MigrationException(
+                    step,
+                    "lane " + lane + " ended its pages with round " + round + ", others with final round "
+                            + finalRound);
+        }
+        finalRound = round;
+        laneFinished[lane] = true;
         finalLanes++;
         notifyAll();
     }
@@ -240,9 +266,30 @@ public final class IncomingMigration {
 
     /** The source is paused and everything is on its way: finish applying, then answer Ready. */
     void switchover(Switchover sw) throws MigrationException {
+        MigrationStep step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
         synchronized (this) {
             if (state != State.RECEIVING) {
-                throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "switchover while " + state);
+                throw new MigrationException(step, "switchover while " + state);
+            }
+            // What can never arrive any more is refused now rather than waited for until the apply
+            // timeout: lanes that never said hello, and what lane 0 carries before its Switchover
+            // (its final round end and the device state's last chunk).
+            if (attached < lanes.length) {
+                throw new MigrationException(
+                        step, "switchover with " + attached + " of " + lanes.length + " lanes attached");
+            }
+            if (!deviceStateComplete) {
+                throw new MigrationException(step, "switchover before the device state's last chunk");
+            }
+            if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+                long round = Integer.toUnsignedLong(sw.getFinalRound());
+                if (!laneFinished[0]) {
+                    throw new MigrationException(step, "switchover before lane 0's final round end");
+                }
+                if (round != finalRound) {
+                    throw new MigrationException(
+                            step, "switchover names final round " + round + ", the lanes ended with " + finalRound);
+                }
             }
             state = State.SWITCHING;
         }
