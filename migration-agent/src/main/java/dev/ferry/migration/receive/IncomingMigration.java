@@ -9,6 +9,7 @@ import dev.ferry.migration.RamDigest;
 import dev.ferry.migration.commit.CommitOutcome;
 import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.OwnershipCommit;
+import dev.ferry.migration.wire.MalformedFrameException;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
 import dev.ferry.proto.migration.Hello;
@@ -90,6 +91,12 @@ public final class IncomingMigration {
     private boolean deviceStateComplete;
     private long deviceStateBytes;
     private String discardReason;
+    /** Lanes write into the VM under the read side; a discard takes the write side before it closes the VM. */
+    private final java.util.concurrent.locks.ReentrantReadWriteLock vmWrites =
+            new java.util.concurrent.locks.ReentrantReadWriteLock();
+    /** Set (under this migration's lock) as the discard begins; from then on no write starts. */
+    private volatile boolean closing;
+
     private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
 
     public IncomingMigration(
@@ -198,7 +205,8 @@ public final class IncomingMigration {
     }
 
     /** The loader opened when the migration started; its failure is this step's. */
-    private DeviceState.Loader armedLoader() throws HypervisorException, MigrationException {
+    private DeviceState.Loader armedLoader(java.util.concurrent.CompletableFuture<DeviceState.Loader> arming)
+            throws HypervisorException, MigrationException {
         try {
             return arming.get(applyTimeout.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS);
         } catch (java.util.concurrent.ExecutionException e) {
@@ -240,27 +248,79 @@ public final class IncomingMigration {
         notifyAll();
     }
 
-    synchronized void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
+    /**
+     * A chunk of device state, from lane 0 (one at a time, in order). Opening the load and writing
+     * into it may wait for the hypervisor, so neither happens under this migration's lock: other
+     * lanes and a discard need it meanwhile.
+     */
+    void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
         MigrationStep step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
-        if (state != State.RECEIVING && state != State.SWITCHING) {
-            throw new MigrationException(step, "device state while " + state);
-        }
-        if (deviceStateComplete) {
-            throw new MigrationException(step, "device state after its last chunk");
+        DeviceState.Loader l;
+        java.util.concurrent.CompletableFuture<DeviceState.Loader> armed;
+        synchronized (this) {
+            if (state != State.RECEIVING && state != State.SWITCHING) {
+                throw new MigrationException(step, "device state while " + state);
+            }
+            if (deviceStateComplete) {
+                throw new MigrationException(step, "device state after its last chunk");
+            }
+            l = loader;
+            armed = arming;
         }
         try {
-            if (loader == null) {
-                loader = arming != null ? armedLoader() : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
+            if (l == null) {
+                l = armed != null ? armedLoader(armed) : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
+                synchronized (this) {
+                    if (state == State.DISCARDED) {
+                        // The discard did not see this loader; closing twice (the armed one) is harmless.
+                        l.close();
+                        return;
+                    }
+                    loader = l;
+                }
             }
-            deviceStateBytes += chunk.remaining();
-            if (chunk.hasRemaining()) {
-                loader.write(chunk);
+            int n = chunk.remaining();
+            DeviceState.Loader target = l;
+            if (n > 0
+                    && writeIntoVm(() -> {
+                                target.write(chunk);
+                                return Boolean.TRUE;
+                            })
+                            == null) {
+                return; // discarded meanwhile
             }
-        } catch (HypervisorException | java.io.IOException e) {
+            synchronized (this) {
+                deviceStateBytes += n;
+                if (last) {
+                    deviceStateComplete = true;
+                }
+            }
+        } catch (HypervisorException | java.io.IOException | MalformedFrameException e) {
             throw new MigrationException(step, "cannot load device state: " + e.getMessage(), e);
         }
-        if (last) {
-            deviceStateComplete = true;
+    }
+
+    /** What a lane writes into the VM: pages, or device state. */
+    @FunctionalInterface
+    interface VmWrite<T> {
+        T run() throws java.io.IOException, MalformedFrameException;
+    }
+
+    /**
+     * Runs a lane's write into the VM, or returns null without running it once the migration is
+     * being discarded. A discard closes the VM only after every write already running has ended:
+     * the RAM file's descriptor number may belong to another file (another guest's RAM) as soon as
+     * it is closed, so a late write would land there.
+     */
+    <T> T writeIntoVm(VmWrite<T> write) throws java.io.IOException, MalformedFrameException {
+        vmWrites.readLock().lock();
+        try {
+            if (closing) {
+                return null;
+            }
+            return write.run();
+        } finally {
+            vmWrites.readLock().unlock();
         }
     }
 
@@ -563,6 +623,7 @@ public final class IncomingMigration {
                 l = null;
             } else {
                 state = State.DISCARDED;
+                closing = true;
                 discardReason = reason;
                 toClose = lanes == null ? new ReceiverLane[0] : lanes;
                 l = loader;
@@ -593,6 +654,10 @@ public final class IncomingMigration {
             if (unclaimed != null) {
                 unclaimed.thenAccept(DeviceState.Loader::close);
             }
+            // Writes already running end first (the loader closed above cannot block one); later
+            // ones see closing and do nothing.
+            vmWrites.writeLock().lock();
+            vmWrites.writeLock().unlock();
             vm.close();
             listener.discarded(this, reason);
         } finally {

@@ -155,7 +155,10 @@ final class ReceiverLane {
                     "window " + Long.toUnsignedString(window) + " travels on lane " + owner + " of " + laneCount
                             + ", not on lane " + index);
         }
-        BatchCodec.Applied applied = codec.decode(batch, memory.pageCount(), sink);
+        BatchCodec.Applied applied = session.writeIntoVm(() -> codec.decode(batch, memory.pageCount(), sink));
+        if (applied == null) {
+            return false;
+        }
         rounds.batches++;
         rounds.pages += applied.dataPages() + applied.zeroPages();
         return true;
