@@ -8,6 +8,7 @@ import dev.ferry.hypervisor.DeviceState;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.sim.SimDriver;
+import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.wire.HostileBatches;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
@@ -47,9 +48,17 @@ class HostileSenderTest {
     private AgentPair pair;
     private ManagedChannel channel;
 
+    /** Short deadlines, so that a silent sender is let go of within the test's waits. */
+    private static final Duration HANDSHAKE = Timing.seconds(5);
+
+    private static final Duration IDLE = Timing.seconds(2);
+
     @BeforeEach
     void start() throws Exception {
-        pair = new AgentPair();
+        pair = new AgentPair(
+                Transport.plaintext(),
+                dir -> new SimDriver(),
+                c -> c.withTimeouts(c.timeouts(), HANDSHAKE).withIdleTimeout(IDLE));
         channel = Transport.plaintext().channel(pair.b.endpoint());
     }
 
@@ -448,6 +457,65 @@ class HostileSenderTest {
                         .setData(ByteString.copyFrom(ByteBuffer.allocate(Transport.MAX_MESSAGE_BYTES + 1)))));
         Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
         assertTrue(ended != null, "the call must end with an error");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * The handshake deadline as it was before lanes were counted: no lane at all within it. Passed
+     * before this suite grew (the old attach timeout covered it).
+     */
+    @Test
+    void aPreparedMigrationThatNoLaneJoinsIsDiscardedAtTheHandshakeDeadline() throws Exception {
+        prepare("m-nobody");
+        assertEquals(1, pair.ramFiles(pair.b));
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Only a migration without any lane was discarded at the handshake deadline: one whose second
+     * lane never came (its source blackholed meanwhile) held the VM's RAM and name for good.
+     */
+    @Test
+    void aMigrationWhoseSecondLaneNeverSaysHelloIsDiscardedAtTheHandshakeDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-half");
+        Lane lane0 = new Lane().attach(hello("m-half", p.getToken()).setLaneCount(2));
+        assertRefusal(
+                lane0.next(),
+                MigrationStep.MIGRATION_STEP_HANDSHAKE,
+                "1 of 2 lanes said hello within " + MigrationException.describe(HANDSHAKE) + " of the prepare");
+        assertDiscardedAndNameFree();
+    }
+
+    /** A source connected but silent (frozen, or its link blackholed) was waited for forever. */
+    @Test
+    void aSourceThatFallsSilentMidRoundIsDiscardedAtTheIdleDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-quiet");
+        Lane lane = new Lane().attach(hello("m-quiet", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        assertRefusal(
+                lane.next(),
+                MigrationStep.MIGRATION_STEP_PRECOPY,
+                "no frame from the source for " + MigrationException.describe(IDLE));
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * After the Switchover a lane that still owes its final pages and says nothing more was waited for
+     * until the whole apply timeout (minutes, by default), with the source paused all along.
+     */
+    @Test
+    void aLaneSilentAfterTheSwitchoverIsDiscardedAtTheIdleDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-owes");
+        SenderFrame.Builder state = deviceState();
+        Lane lane0 = new Lane().attach(hello("m-owes", p.getToken()).setLaneCount(2));
+        new Lane().attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
+        lane0.send(roundEnd(0, 0, 0, true));
+        lane0.send(state);
+        lane0.send(switchover(0));
+        assertRefusal(
+                lane0.next(),
+                MigrationStep.MIGRATION_STEP_FINAL_PAGES,
+                "no frame from the source for " + MigrationException.describe(IDLE));
         assertDiscardedAndNameFree();
     }
 }

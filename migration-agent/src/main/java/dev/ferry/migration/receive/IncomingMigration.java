@@ -67,12 +67,37 @@ public final class IncomingMigration {
     public record Expectation(
             String migrationId, String hostId, VmSpec spec, String sourceHost, TransferMode mode, long epoch) {}
 
+    /**
+     * What bounds the destination's waits for its source, so that a source gone silent (a blackholed
+     * link, a frozen host) cannot keep the VM's RAM file, hypervisor process and name here for long.
+     * A dead connection is noticed sooner by the transport's keepalive; these catch a connected
+     * source that no longer sends, and one that never came.
+     *
+     * @param handshake every lane says hello within this of the prepare
+     * @param idle once every lane is attached, and while pages or device state are still awaited,
+     *     the migration is discarded when no frame arrives on any lane for this long
+     * @param apply after the Switchover, everything is applied and loaded within this
+     */
+    public record Deadlines(Duration handshake, Duration idle, Duration apply) {
+        public Deadlines {
+            if (!handshake.isPositive() || !idle.isPositive() || !apply.isPositive()) {
+                throw new IllegalArgumentException("deadlines must be positive");
+            }
+        }
+    }
+
     private final Expectation expected;
     private final String token;
     private final VmInstance vm;
     private final OwnershipCommit commit;
     private final Listener listener;
+    private final Deadlines deadlines;
     private final Duration applyTimeout;
+    private final long preparedAt = System.nanoTime();
+    /** When a frame last arrived on any lane (a hello included). */
+    private volatile long lastFrameAt = preparedAt;
+    /** Lanes applying a frame right now: a lane busy writing is not a silent source. */
+    private final java.util.concurrent.atomic.AtomicInteger applying = new java.util.concurrent.atomic.AtomicInteger();
 
     private State state = State.PREPARED;
     private ReceiverLane[] lanes;
@@ -105,13 +130,14 @@ public final class IncomingMigration {
             VmInstance vm,
             OwnershipCommit commit,
             Listener listener,
-            Duration applyTimeout) {
+            Deadlines deadlines) {
         this.expected = expected;
         this.token = token;
         this.vm = vm;
         this.commit = commit;
         this.listener = listener;
-        this.applyTimeout = applyTimeout;
+        this.deadlines = deadlines;
+        this.applyTimeout = deadlines.apply();
     }
 
     public String migrationId() {
@@ -186,6 +212,7 @@ public final class IncomingMigration {
         }
         lanes[hello.getLane()] = lane;
         attached++;
+        lastFrameAt = System.nanoTime();
         state = State.RECEIVING;
         if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
             arming = new java.util.concurrent.CompletableFuture<>();
@@ -225,6 +252,103 @@ public final class IncomingMigration {
             Thread.currentThread().interrupt();
             throw new MigrationException(MigrationStep.MIGRATION_STEP_DEVICE_STATE, "interrupted");
         }
+    }
+
+    /** A lane took a frame off the wire and applies it. */
+    void frameArrived() {
+        applying.incrementAndGet();
+        lastFrameAt = System.nanoTime();
+    }
+
+    /** A lane finished applying a frame (whatever came of it). */
+    void frameApplied() {
+        lastFrameAt = System.nanoTime();
+        applying.decrementAndGet();
+    }
+
+    /**
+     * Starts watching the handshake and idle deadlines on {@code timers}; the checks run until the
+     * migration is committed or discarded. A deadline that passes fails the migration on a thread of
+     * its own (a discard closes the VM, which may take a moment), never on the timer.
+     */
+    public void watch(java.util.concurrent.ScheduledExecutorService timers) {
+        schedule(
+                timers,
+                Math.min(deadlines.handshake().toNanos(), deadlines.idle().toNanos()));
+    }
+
+    private void schedule(java.util.concurrent.ScheduledExecutorService timers, long delayNanos) {
+        try {
+            timers.schedule(
+                    () -> check(timers), Math.max(delayNanos, 1_000_000), java.util.concurrent.TimeUnit.NANOSECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // The agent is shutting down; it discards every incoming migration itself.
+        }
+    }
+
+    private void check(java.util.concurrent.ScheduledExecutorService timers) {
+        long now = System.nanoTime();
+        long idle = deadlines.idle().toNanos();
+        MigrationException expired = null;
+        long next = idle;
+        synchronized (this) {
+            switch (state) {
+                case COMMITTED, DISCARDED -> {
+                    return;
+                }
+                case PREPARED, RECEIVING -> {
+                    int laneCount = lanes == null ? 0 : lanes.length;
+                    if (lanes == null || attached < laneCount) {
+                        long left = preparedAt + deadlines.handshake().toNanos() - now;
+                        if (left <= 0) {
+                            expired = new MigrationException(
+                                    MigrationStep.MIGRATION_STEP_HANDSHAKE,
+                                    (lanes == null ? "no lane" : attached + " of " + laneCount + " lanes")
+                                            + " said hello within " + MigrationException.describe(deadlines.handshake())
+                                            + " of the prepare");
+                        } else {
+                            next = left;
+                        }
+                    } else {
+                        MigrationStep step = finalLanes > 0
+                                ? MigrationStep.MIGRATION_STEP_FINAL_PAGES
+                                : MigrationStep.MIGRATION_STEP_PRECOPY;
+                        expired = idleExpired(now, step);
+                        next = idle - (now - lastFrameAt);
+                    }
+                }
+                case SWITCHING -> {
+                    // Waiting for other lanes' final pages; once all are in, the load and the digest take
+                    // their time with the source rightly silent (the apply deadline bounds them).
+                    if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY && finalLanes < lanes.length) {
+                        expired = idleExpired(now, MigrationStep.MIGRATION_STEP_FINAL_PAGES);
+                        next = idle - (now - lastFrameAt);
+                    }
+                }
+                case READY -> {
+                    // The source is committing: its silence is expected, and a dead connection is
+                    // noticed by keepalive, which makes the commit decide (see streamLost).
+                }
+            }
+        }
+        if (expired != null) {
+            MigrationException e = expired;
+            Thread.ofPlatform()
+                    .daemon()
+                    .name("ferry-recv-deadline-" + expected.spec().getName())
+                    .start(() -> fail(e));
+            return;
+        }
+        schedule(timers, next <= 0 ? idle : next);
+    }
+
+    /** The idle deadline's failure at {@code step}, or null while the source is not silent for long enough. */
+    private MigrationException idleExpired(long now, MigrationStep step) {
+        if (applying.get() > 0 || now - lastFrameAt < deadlines.idle().toNanos()) {
+            return null;
+        }
+        return new MigrationException(
+                step, "no frame from the source for " + MigrationException.describe(deadlines.idle()));
     }
 
     /**

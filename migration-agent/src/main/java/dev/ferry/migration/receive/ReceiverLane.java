@@ -84,6 +84,15 @@ final class ReceiverLane {
     }
 
     void onFrame(SenderFrame frame) {
+        session.frameArrived();
+        try {
+            apply(frame);
+        } finally {
+            session.frameApplied();
+        }
+    }
+
+    private void apply(SenderFrame frame) {
         MigrationStep step =
                 rounds.finished ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
         try {

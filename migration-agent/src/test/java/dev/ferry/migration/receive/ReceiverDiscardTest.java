@@ -260,7 +260,7 @@ class ReceiverDiscardTest {
                     @Override
                     public void discarded(IncomingMigration migration, String reason) {}
                 },
-                Timing.seconds(10));
+                new IncomingMigration.Deadlines(Timing.seconds(10), Timing.seconds(10), Timing.seconds(10)));
     }
 
     private static ReceiverLane attach(IncomingMigration m, Call call, TransferMode mode) {
