@@ -592,7 +592,7 @@ public final class IncomingMigration {
         switch (outcome) {
             case COMMITTED -> resumeCommitted(how);
             case REJECTED ->
-                fail(new MigrationException(
+                abandon(new MigrationException(
                         MigrationStep.MIGRATION_STEP_COMMIT, "the commit did not happen (" + how + ")"));
             case UNKNOWN -> {
                 log.warn(
@@ -672,7 +672,7 @@ public final class IncomingMigration {
             } catch (InterruptedException e) {
                 return;
             } catch (MigrationException e) {
-                fail(e);
+                abandon(e);
                 return;
             }
         }
@@ -688,15 +688,7 @@ public final class IncomingMigration {
             case COMMITTED, DISCARDED -> {}
             case READY -> {
                 log.warn("migration {}: lane {} lost while waiting for the commit: {}", migrationId(), lane, why);
-                try {
-                    settle(
-                            commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)),
-                            "resolved after the stream was lost");
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                } catch (MigrationException e) {
-                    fail(e);
-                }
+                resolveFromReady("resolved after the stream was lost");
             }
             default -> discard("lane " + lane + " lost: " + why, null);
         }
@@ -726,11 +718,42 @@ public final class IncomingMigration {
                 null);
     }
 
-    /** Something here failed: tell the source which step, then discard. */
+    /**
+     * Something here failed: tell the source which step, then discard. Once Ready, though, the VM
+     * may be this host's already (the source's commit can land before its Commit frame arrives), so
+     * the commit decides, as when the stream is lost: in a cluster, asking it vetoes a commit not yet
+     * made.
+     */
     void fail(MigrationException e) {
+        boolean ready;
+        synchronized (this) {
+            ready = state == State.READY;
+        }
+        if (ready) {
+            log.warn("migration {}: {} while ready for the commit; the commit decides", migrationId(), e.getMessage());
+            resolveFromReady("resolved after " + e.getMessage());
+            return;
+        }
+        abandon(e);
+    }
+
+    /** Discards, telling the source which step failed: for failures known to leave the VM the source's. */
+    private void abandon(MigrationException e) {
         discard(
                 e.getMessage(),
                 Abort.newBuilder().setStep(e.step()).setReason(e.reason()).build());
+    }
+
+    /** While Ready: asks the commit which way it went and acts on it (resume, discard, or wait to know). */
+    private void resolveFromReady(String how) {
+        try {
+            settle(commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)), how);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (MigrationException e) {
+            // From the resume of a committed VM: past the commit, nothing is discarded.
+            abandon(e);
+        }
     }
 
     /** Ends the migration here: the VM and its files go, the source keeps running. Idempotent. */

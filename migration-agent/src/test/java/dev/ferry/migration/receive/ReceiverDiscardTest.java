@@ -12,12 +12,18 @@ import dev.ferry.hypervisor.InstanceState;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.commit.CommitOutcome;
+import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.LocalOwnershipCommit;
+import dev.ferry.migration.commit.OwnershipCommit;
 import dev.ferry.migration.wire.BatchCodec;
+import dev.ferry.proto.migration.Commit;
+import dev.ferry.proto.migration.DeviceStateChunk;
 import dev.ferry.proto.migration.Hello;
 import dev.ferry.proto.migration.MigrationStep;
 import dev.ferry.proto.migration.ReceiverFrame;
+import dev.ferry.proto.migration.RoundEnd;
 import dev.ferry.proto.migration.SenderFrame;
+import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.testing.Timing;
@@ -127,6 +133,7 @@ class ReceiverDiscardTest {
     /** A destination VM waiting for its state; closing it closes its memory. */
     static final class IncomingVm implements VmInstance {
         final WatchedMemory memory = new WatchedMemory();
+        volatile boolean resumed;
 
         @Override
         public VmSpec spec() {
@@ -145,7 +152,9 @@ class ReceiverDiscardTest {
         public void pause() {}
 
         @Override
-        public void resume() {}
+        public void resume() {
+            resumed = true;
+        }
 
         @Override
         public void stop() {}
@@ -248,11 +257,15 @@ class ReceiverDiscardTest {
     private final IncomingVm vm = new IncomingVm();
 
     private IncomingMigration migration(TransferMode mode) {
+        return migration(mode, new LocalOwnershipCommit((request, timeout) -> CommitOutcome.UNKNOWN));
+    }
+
+    private IncomingMigration migration(TransferMode mode, OwnershipCommit commit) {
         return new IncomingMigration(
                 new IncomingMigration.Expectation("m1", "host-b", SPEC, "host-a", mode, 1),
                 "token",
                 vm,
-                new LocalOwnershipCommit((request, timeout) -> CommitOutcome.UNKNOWN),
+                commit,
                 new IncomingMigration.Listener() {
                     @Override
                     public void committed(IncomingMigration migration, long epoch) {}
@@ -346,5 +359,95 @@ class ReceiverDiscardTest {
         assertTrue(
                 abort.getAbort().getReason().contains("HYPERVISOR_NATIVE"),
                 abort.getAbort().getReason());
+    }
+
+    /**
+     * The cluster's commit as the destination sees it: the source's commit may have landed already.
+     * Records every resolve; answers {@code outcome}.
+     */
+    static final class ClusterCommit implements OwnershipCommit {
+        final CommitOutcome outcome;
+        final AtomicInteger resolves = new AtomicInteger();
+
+        ClusterCommit(CommitOutcome outcome) {
+            this.outcome = outcome;
+        }
+
+        @Override
+        public CommitOutcome commit(CommitRequest request) {
+            throw new AssertionError("a destination does not commit");
+        }
+
+        @Override
+        public CommitOutcome confirm(CommitRequest request) {
+            return outcome;
+        }
+
+        @Override
+        public CommitOutcome resolve(CommitRequest request, Side side, Duration timeout) {
+            assertEquals(Side.DESTINATION, side);
+            resolves.incrementAndGet();
+            return outcome;
+        }
+    }
+
+    /** Drives a one-lane pre-copy migration to READY: its final round, device state, switchover. */
+    private static void toReady(IncomingMigration m, ReceiverLane lane, Call call) {
+        lane.onFrame(SenderFrame.newBuilder()
+                .setRoundEnd(RoundEnd.newBuilder().setRound(0).setFinal(true))
+                .build());
+        lane.onFrame(SenderFrame.newBuilder()
+                .setDeviceState(DeviceStateChunk.newBuilder().setLast(true))
+                .build());
+        lane.onFrame(SenderFrame.newBuilder()
+                .setSwitchover(Switchover.newBuilder().setFinalRound(0))
+                .build());
+        Timing.await(
+                "the destination is ready",
+                Duration.ofSeconds(10),
+                () -> call.sent.stream().anyMatch(ReceiverFrame::hasReady));
+        assertEquals(IncomingMigration.State.READY, m.state());
+    }
+
+    /**
+     * Once Ready, the commit decides: the source's commit may have landed (in a cluster, before its
+     * Commit frame arrives). A malformed Commit frame discarded the VM outright, and with the commit
+     * made the VM was lost: the destination had thrown it away and the source, committed, never
+     * resumes.
+     */
+    @Test
+    void aMalformedCommitWhileReadyIsSettledByTheCommitNotByADiscard() throws Exception {
+        ClusterCommit commit = new ClusterCommit(CommitOutcome.COMMITTED);
+        IncomingMigration m = migration(TransferMode.TRANSFER_MODE_PRECOPY, commit);
+        Call call = new Call();
+        ReceiverLane lane = attach(m, call, TransferMode.TRANSFER_MODE_PRECOPY);
+        toReady(m, lane, call);
+        lane.onFrame(SenderFrame.newBuilder()
+                .setCommit(Commit.newBuilder().setEpoch(99))
+                .build());
+        Timing.await("the commit settles it", Duration.ofSeconds(10), () -> m.state() != IncomingMigration.State.READY);
+        assertEquals(IncomingMigration.State.COMMITTED, m.state(), m.discardReason());
+        assertTrue(vm.resumed, "committed here: the VM runs here");
+        assertTrue(!vm.memory.closed);
+        assertEquals(1, commit.resolves.get());
+    }
+
+    /**
+     * A stray frame while Ready (pages after the final round, here) discarded without asking the
+     * commit; in a cluster that ask is what vetoes the migration, so that a commit the source tries
+     * afterwards is refused rather than made for a destination that threw the VM away.
+     */
+    @Test
+    void aStrayFrameWhileReadyAsksTheCommitBeforeDiscarding() throws Exception {
+        ClusterCommit commit = new ClusterCommit(CommitOutcome.REJECTED);
+        IncomingMigration m = migration(TransferMode.TRANSFER_MODE_PRECOPY, commit);
+        Call call = new Call();
+        ReceiverLane lane = attach(m, call, TransferMode.TRANSFER_MODE_PRECOPY);
+        toReady(m, lane, call);
+        lane.onFrame(dataBatch());
+        Timing.await("discarded", Duration.ofSeconds(10), () -> m.state() == IncomingMigration.State.DISCARDED);
+        assertEquals(1, commit.resolves.get(), "the commit was asked before the discard");
+        assertEquals(0, vm.memory.writes.get());
+        assertTrue(!vm.resumed);
     }
 }
