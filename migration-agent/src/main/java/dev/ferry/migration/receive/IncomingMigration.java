@@ -186,14 +186,16 @@ public final class IncomingMigration {
         }
         if (hello.getRamBytes() != vm.memory().sizeBytes()
                 || hello.getPageSize() != vm.memory().pageSize()) {
-            return "RAM of " + hello.getRamBytes() + " bytes in " + hello.getPageSize() + "-byte pages; prepared "
+            return "RAM of " + Long.toUnsignedString(hello.getRamBytes()) + " bytes in "
+                    + Integer.toUnsignedString(hello.getPageSize()) + "-byte pages; prepared "
                     + vm.memory().sizeBytes() + " in " + vm.memory().pageSize();
         }
         if (hello.getMode() != expected.mode()) {
             return "transfer mode " + hello.getMode() + ", prepared " + expected.mode();
         }
         if (hello.getWindowPages() != MigrationStreamRpc.WINDOW_PAGES) {
-            return "window of " + hello.getWindowPages() + " pages; this agent uses " + MigrationStreamRpc.WINDOW_PAGES;
+            return "window of " + Integer.toUnsignedString(hello.getWindowPages()) + " pages; this agent uses "
+                    + MigrationStreamRpc.WINDOW_PAGES;
         }
         // uint32 on the wire: read unsigned, so that 2^31 and more are refused, not taken as negative.
         long laneIndex = Integer.toUnsignedLong(hello.getLane());
@@ -710,12 +712,19 @@ public final class IncomingMigration {
         }
     }
 
-    /** The source aborted. */
+    /** The source aborted. While Ready the commit still decides: a source's word does not undo its commit. */
     void sourceAborted(Abort abort) {
-        discard(
-                (abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
-                        + MigrationException.describe(abort.getStep()) + ": " + abort.getReason(),
-                null);
+        String reason = (abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
+                + MigrationException.describe(abort.getStep()) + ": " + abort.getReason();
+        boolean ready;
+        synchronized (this) {
+            ready = state == State.READY;
+        }
+        if (ready) {
+            resolveFromReady("resolved after the " + reason);
+            return;
+        }
+        discard(reason, null);
     }
 
     /**

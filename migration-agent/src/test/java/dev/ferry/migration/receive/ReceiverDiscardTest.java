@@ -16,6 +16,7 @@ import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.LocalOwnershipCommit;
 import dev.ferry.migration.commit.OwnershipCommit;
 import dev.ferry.migration.wire.BatchCodec;
+import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
 import dev.ferry.proto.migration.DeviceStateChunk;
 import dev.ferry.proto.migration.Hello;
@@ -449,5 +450,26 @@ class ReceiverDiscardTest {
         assertEquals(1, commit.resolves.get(), "the commit was asked before the discard");
         assertEquals(0, vm.memory.writes.get());
         assertTrue(!vm.resumed);
+    }
+
+    /**
+     * The source's own Abort while Ready went straight to a discard too; a source that (by a bug)
+     * commits after its Abort would then lose the VM. The commit decides here as well.
+     */
+    @Test
+    void anAbortWhileReadyAsksTheCommitBeforeDiscarding() throws Exception {
+        ClusterCommit commit = new ClusterCommit(CommitOutcome.REJECTED);
+        IncomingMigration m = migration(TransferMode.TRANSFER_MODE_PRECOPY, commit);
+        Call call = new Call();
+        ReceiverLane lane = attach(m, call, TransferMode.TRANSFER_MODE_PRECOPY);
+        toReady(m, lane, call);
+        lane.onFrame(SenderFrame.newBuilder()
+                .setAbort(Abort.newBuilder()
+                        .setStep(MigrationStep.MIGRATION_STEP_VERIFY)
+                        .setReason("digests differ"))
+                .build());
+        Timing.await("discarded", Duration.ofSeconds(10), () -> m.state() == IncomingMigration.State.DISCARDED);
+        assertEquals(1, commit.resolves.get(), "the commit was asked before the discard");
+        assertTrue(m.discardReason().contains("digests differ"), m.discardReason());
     }
 }
