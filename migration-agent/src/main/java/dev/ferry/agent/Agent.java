@@ -90,8 +90,10 @@ public final class Agent implements AutoCloseable {
                 streams,
                 commits.incoming(),
                 timers,
-                config.incomingTimeout(),
-                config.timeouts().ready());
+                new dev.ferry.migration.receive.IncomingMigration.Deadlines(
+                        config.incomingTimeout(),
+                        config.idleTimeout(),
+                        config.timeouts().ready()));
         OutgoingMigrations outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
         AgentControlService control = new AgentControlService(registry, incoming, outgoing, streams, this::info);
         server = transport.startServer(

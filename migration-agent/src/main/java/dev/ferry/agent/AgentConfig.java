@@ -11,13 +11,24 @@ import java.util.regex.Pattern;
 /**
  * One agent's settings.
  *
+ * <p>What bounds an incoming migration whose source went away without a word (a blackholed link,
+ * a frozen or powered-off host), so that the destination lets go of the VM's RAM file, its
+ * hypervisor process and the reserved name: {@code incomingTimeout} until every lane said hello,
+ * then {@code idleTimeout} of silence on all lanes, and the transport's keepalive (see
+ * {@link Transport.Keepalive}) for a peer whose connection died; docs/ARCHITECTURE.md, "Deadlines",
+ * says which wait each one bounds.
+ *
  * @param hostId this host's name in the cluster
  * @param listen where the control API and the migration stream are served
  * @param dataDir per-VM run directories (logs, sockets)
  * @param ramDir guest RAM files; must be tmpfs so the hypervisor and the agent can share them
  * @param endpointFile if set, the bound endpoint is written there once serving (for port 0)
+ * @param transport builds the server and channels, with their keepalive settings
  * @param timeouts migration timeouts, already scaled
- * @param incomingTimeout how long a prepared migration waits for its lanes
+ * @param incomingTimeout the handshake deadline: a prepared migration is discarded unless every one
+ *     of its lanes said hello within this of the prepare
+ * @param idleTimeout the idle deadline: an incoming migration that gets no frame on any lane for
+ *     this long while it waits for pages or device state is discarded
  */
 public record AgentConfig(
         String hostId,
@@ -27,8 +38,22 @@ public record AgentConfig(
         Path endpointFile,
         Transport transport,
         PreCopySender.Timeouts timeouts,
-        Duration incomingTimeout) {
+        Duration incomingTimeout,
+        Duration idleTimeout) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+
+    /** Lanes to say hello after a prepare: the source's own handshake timeout (30 s) with room to spare. */
+    public static final Duration DEFAULT_INCOMING_TIMEOUT = Duration.ofSeconds(60);
+
+    /**
+     * Silence on every lane of a migration that is still receiving. A healthy source sends all the
+     * time (batches, round ends, device state); its longest quiet spells are between rounds and
+     * while the hypervisor sets up its save, well under a second or a few on a busy host. A dead
+     * connection is caught sooner by keepalive; this catches a source that is connected but no
+     * longer sends. Note: a bandwidth cap so low that one window (1 MiB) takes longer than this would
+     * trip it (below about 35 KB/s).
+     */
+    public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofSeconds(30);
 
     public AgentConfig {
         Objects.requireNonNull(listen, "listen");
@@ -37,10 +62,27 @@ public record AgentConfig(
         Objects.requireNonNull(transport, "transport");
         Objects.requireNonNull(timeouts, "timeouts");
         Objects.requireNonNull(incomingTimeout, "incomingTimeout");
+        Objects.requireNonNull(idleTimeout, "idleTimeout");
         if (hostId == null || !HOST_ID.matcher(hostId).matches()) {
             throw new IllegalArgumentException(
                     "host id must be 1-63 letters, digits, '.', '_' or '-', got '" + hostId + "'");
         }
+        if (!incomingTimeout.isPositive() || !idleTimeout.isPositive()) {
+            throw new IllegalArgumentException("the incoming and idle timeouts must be positive");
+        }
+    }
+
+    /** Settings with the default idle deadline (the form before it existed, kept for callers that build one). */
+    public AgentConfig(
+            String hostId,
+            Endpoint listen,
+            Path dataDir,
+            Path ramDir,
+            Path endpointFile,
+            Transport transport,
+            PreCopySender.Timeouts timeouts,
+            Duration incomingTimeout) {
+        this(hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, DEFAULT_IDLE_TIMEOUT);
     }
 
     /** Defaults for a host: RAM files under /dev/shm/ferry/HOST. */
@@ -53,18 +95,40 @@ public record AgentConfig(
                 null,
                 Transport.plaintext(),
                 PreCopySender.Timeouts.defaults(),
-                Duration.ofSeconds(60));
+                DEFAULT_INCOMING_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT);
     }
 
     public AgentConfig withRamDir(Path dir) {
-        return new AgentConfig(hostId, listen, dataDir, dir, endpointFile, transport, timeouts, incomingTimeout);
+        return new AgentConfig(
+                hostId, listen, dataDir, dir, endpointFile, transport, timeouts, incomingTimeout, idleTimeout);
     }
 
     public AgentConfig withEndpointFile(Path file) {
-        return new AgentConfig(hostId, listen, dataDir, ramDir, file, transport, timeouts, incomingTimeout);
+        return new AgentConfig(
+                hostId, listen, dataDir, ramDir, file, transport, timeouts, incomingTimeout, idleTimeout);
     }
 
     public AgentConfig withTimeouts(PreCopySender.Timeouts t, Duration incoming) {
-        return new AgentConfig(hostId, listen, dataDir, ramDir, endpointFile, transport, t, incoming);
+        return new AgentConfig(hostId, listen, dataDir, ramDir, endpointFile, transport, t, incoming, idleTimeout);
+    }
+
+    public AgentConfig withIdleTimeout(Duration idle) {
+        return new AgentConfig(
+                hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idle);
+    }
+
+    /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
+    public AgentConfig withKeepalive(Transport.Keepalive keepalive) {
+        return new AgentConfig(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport.withKeepalive(keepalive),
+                timeouts,
+                incomingTimeout,
+                idleTimeout);
     }
 }

@@ -13,10 +13,8 @@ import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.rpc.Endpoint;
 import io.grpc.Status;
 import java.security.SecureRandom;
-import java.time.Duration;
 import java.util.HexFormat;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,8 +27,7 @@ final class IncomingMigrations {
     private final MigrationStreamService streams;
     private final OwnershipCommit commit;
     private final ScheduledExecutorService timers;
-    private final Duration attachTimeout;
-    private final Duration applyTimeout;
+    private final IncomingMigration.Deadlines deadlines;
     private volatile Endpoint streamEndpoint;
     private volatile boolean closed;
 
@@ -39,14 +36,12 @@ final class IncomingMigrations {
             MigrationStreamService streams,
             OwnershipCommit commit,
             ScheduledExecutorService timers,
-            Duration attachTimeout,
-            Duration applyTimeout) {
+            IncomingMigration.Deadlines deadlines) {
         this.registry = registry;
         this.streams = streams;
         this.commit = commit;
         this.timers = timers;
-        this.attachTimeout = attachTimeout;
-        this.applyTimeout = applyTimeout;
+        this.deadlines = deadlines;
     }
 
     void streamEndpoint(Endpoint e) {
@@ -128,7 +123,7 @@ final class IncomingMigrations {
                         registry.unreserve(migration.spec().getName(), migration.migrationId());
                     }
                 },
-                applyTimeout);
+                deadlines);
         vm.onUnexpectedExit(m::hypervisorDied);
         synchronized (this) {
             if (!closed) {
@@ -140,14 +135,8 @@ final class IncomingMigrations {
             m.discard("agent shutting down", null);
             throw new AgentException(Status.Code.UNAVAILABLE, "agent " + registry.hostId() + " is shutting down");
         }
-        timers.schedule(
-                () -> {
-                    if (m.state() == IncomingMigration.State.PREPARED) {
-                        m.discard("no lane connected within " + attachTimeout.toSeconds() + " s", null);
-                    }
-                },
-                attachTimeout.toMillis(),
-                TimeUnit.MILLISECONDS);
+        // Until every lane said hello, then while pages arrive: a source gone silent is let go of.
+        m.watch(timers);
         log.info("expecting {} from {} (migration {})", name, req.getSourceHost(), req.getMigrationId());
         return PrepareIncomingResponse.newBuilder()
                 .setToken(token)

@@ -38,6 +38,11 @@ public final class MigrationException extends Exception {
         return step.name().replace("MIGRATION_STEP_", "").replace('_', ' ').toLowerCase(java.util.Locale.ROOT);
     }
 
+    /** A timeout in words, for error lines: "10 s", or "1500 ms" when not whole seconds. */
+    public static String describe(java.time.Duration d) {
+        return d.toMillis() % 1000 == 0 ? d.toSeconds() + " s" : d.toMillis() + " ms";
+    }
+
     @Override
     public String getMessage() {
         return describe(step) + ": " + super.getMessage();

@@ -11,6 +11,8 @@ public final class MigrationStreamRpc {
     public static final int PROTOCOL_VERSION = 1;
     /** Pages per window: a batch carries at most one window, 1 MiB of 4 KiB pages. */
     public static final int WINDOW_PAGES = 256;
+    /** Most lanes one migration may open. */
+    public static final int MAX_LANES = 64;
 
     public static final GrpcService SERVICE = GrpcService.of(MigrationProto.getDescriptor(), "MigrationStream");
     public static final MethodDescriptor<SenderFrame, ReceiverFrame> TRANSFER =

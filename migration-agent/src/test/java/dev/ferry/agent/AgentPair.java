@@ -34,13 +34,21 @@ final class AgentPair implements AutoCloseable {
     }
 
     private final DriverFactory drivers;
+    private final java.util.function.UnaryOperator<AgentConfig> tune;
 
     AgentPair(Transport transportA) throws IOException {
         this(transportA, dir -> new SimDriver());
     }
 
     AgentPair(Transport transportA, DriverFactory drivers) throws IOException {
+        this(transportA, drivers, c -> c);
+    }
+
+    /** Two agents whose settings {@code tune} changes (it sees each host's, by its host id). */
+    AgentPair(Transport transportA, DriverFactory drivers, java.util.function.UnaryOperator<AgentConfig> tune)
+            throws IOException {
         this.drivers = drivers;
+        this.tune = tune;
         root = TestDirs.ramDir("pair");
         a = start("host-a", transportA);
         b = start("host-b", Transport.plaintext());
@@ -84,7 +92,7 @@ final class AgentPair implements AutoCloseable {
 
     private Agent start(String host, Transport transport) throws IOException {
         PreCopySender.Timeouts t = PreCopySender.Timeouts.defaults().scaled(Timing.multiplier() / 4);
-        AgentConfig config = new AgentConfig(
+        AgentConfig config = tune.apply(new AgentConfig(
                 host,
                 Endpoint.parse("127.0.0.1:0"),
                 root.resolve(host + "-data"),
@@ -92,7 +100,7 @@ final class AgentPair implements AutoCloseable {
                 null,
                 transport,
                 t,
-                Timing.seconds(10));
+                Timing.seconds(10)));
         HypervisorDriver driver;
         try {
             driver = drivers.create(root.resolve(host + "-native"));

@@ -4,15 +4,25 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
+import dev.ferry.hypervisor.DeviceState;
+import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.hypervisor.VmPaths;
+import dev.ferry.hypervisor.sim.SimDriver;
+import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
+import dev.ferry.migration.wire.HostileBatches;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.agent.PrepareIncomingResponse;
 import dev.ferry.proto.migration.Compression;
+import dev.ferry.proto.migration.DeviceStateChunk;
 import dev.ferry.proto.migration.Hello;
 import dev.ferry.proto.migration.MigrationStep;
 import dev.ferry.proto.migration.PageBatch;
+import dev.ferry.proto.migration.PageRun;
 import dev.ferry.proto.migration.ReceiverFrame;
+import dev.ferry.proto.migration.RoundEnd;
 import dev.ferry.proto.migration.SenderFrame;
+import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.rpc.Transport;
@@ -21,6 +31,7 @@ import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.StreamObserver;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -37,9 +48,17 @@ class HostileSenderTest {
     private AgentPair pair;
     private ManagedChannel channel;
 
+    /** Short deadlines, so that a silent sender is let go of within the test's waits. */
+    private static final Duration HANDSHAKE = Timing.seconds(5);
+
+    private static final Duration IDLE = Timing.seconds(2);
+
     @BeforeEach
     void start() throws Exception {
-        pair = new AgentPair();
+        pair = new AgentPair(
+                Transport.plaintext(),
+                dir -> new SimDriver(),
+                c -> c.withTimeouts(c.timeouts(), HANDSHAKE).withIdleTimeout(IDLE));
         channel = Transport.plaintext().channel(pair.b.endpoint());
     }
 
@@ -69,6 +88,18 @@ class HostileSenderTest {
         @Override
         public void onCompleted() {
             ended.complete(null);
+        }
+
+        void send(SenderFrame.Builder frame) {
+            out.onNext(frame.build());
+        }
+
+        /** Says hello and expects the receiver's ack. */
+        Lane attach(Hello.Builder hello) throws InterruptedException {
+            send(SenderFrame.newBuilder().setHello(hello));
+            ReceiverFrame f = next();
+            assertTrue(f.hasHelloAck(), "expected a hello ack, got " + f);
+            return this;
         }
 
         ReceiverFrame next() throws InterruptedException {
@@ -203,5 +234,288 @@ class HostileSenderTest {
                         .setCompression(Compression.COMPRESSION_RAW))
                 .build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "not a window start below");
+    }
+
+    private static final int WINDOW = MigrationStreamRpc.WINDOW_PAGES;
+
+    /** Window {@code w} of round {@code round}, all zero pages, with a valid checksum. */
+    private static SenderFrame.Builder zeroWindow(long w, int round) {
+        return SenderFrame.newBuilder()
+                .setPages(HostileBatches.seal(
+                        PageBatch.newBuilder()
+                                .setRound(round)
+                                .setBasePage(w * WINDOW)
+                                .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                                .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(WINDOW))
+                                .setCompression(Compression.COMPRESSION_RAW)
+                                .setRawLength(0),
+                        4096,
+                        WINDOW,
+                        new byte[0]));
+    }
+
+    private static SenderFrame.Builder roundEnd(int round, long batches, long pages, boolean last) {
+        return SenderFrame.newBuilder()
+                .setRoundEnd(RoundEnd.newBuilder()
+                        .setRound(round)
+                        .setBatches(batches)
+                        .setPages(pages)
+                        .setFinal(last));
+    }
+
+    private static SenderFrame.Builder switchover(int finalRound) {
+        return SenderFrame.newBuilder().setSwitchover(Switchover.newBuilder().setFinalRound(finalRound));
+    }
+
+    /** Real device state of a sim guest like the prepared one, so the destination can load it. */
+    private SenderFrame.Builder deviceState() throws Exception {
+        SimDriver driver = new SimDriver();
+        VmInstance vm =
+                driver.create(spec(), new VmPaths(pair.root.resolve("state-run"), pair.root.resolve("state.ram")));
+        try {
+            vm.start();
+            vm.pause();
+            ByteString.Output bytes = ByteString.newOutput();
+            vm.deviceState()
+                    .save(
+                            DeviceState.Scope.DEVICES,
+                            chunk -> {
+                                byte[] b = new byte[chunk.remaining()];
+                                chunk.get(b);
+                                bytes.write(b);
+                            },
+                            DeviceState.SaveLimits.of(Duration.ofSeconds(5)));
+            return SenderFrame.newBuilder()
+                    .setDeviceState(DeviceStateChunk.newBuilder()
+                            .setData(bytes.toByteString())
+                            .setLast(true));
+        } finally {
+            vm.close();
+            driver.close();
+        }
+    }
+
+    /** The destination holds neither the VM nor its RAM file, and takes a new migration of it. */
+    private void assertDiscardedAndNameFree() throws Exception {
+        Timing.await("destination discards", Duration.ofSeconds(10), () -> {
+            try {
+                return pair.clientB.listVms().isEmpty() && pair.ramFiles(pair.b) == 0;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+        PrepareIncomingResponse again = prepare("after-" + System.nanoTime());
+        assertTrue(!again.getToken().isEmpty());
+    }
+
+    /**
+     * A uint32 lane index of 2^31 arrives as a negative int: it passed "lane < lane count", failed
+     * on the array index, and the half-done attach fixed the lane count of the real sender's lanes.
+     */
+    @Test
+    void aHelloForLaneTwoToThe31IsRefusedNotTakenAsNegative() throws Exception {
+        PrepareIncomingResponse p = prepare("m-lane");
+        Lane bad = new Lane();
+        bad.send(SenderFrame.newBuilder()
+                .setHello(hello("m-lane", p.getToken()).setLane(1 << 31).setLaneCount(2)));
+        assertRefusal(bad.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "lane 2147483648 of 2");
+        new Lane().attach(hello("m-lane", p.getToken()));
+    }
+
+    /**
+     * A lane that repeats its final RoundEnd was counted twice, so the destination answered Ready
+     * while another lane had not delivered its final pages.
+     */
+    @Test
+    void aRepeatedFinalRoundEndIsRefusedNotCountedTwice() throws Exception {
+        PrepareIncomingResponse p = prepare("m-final");
+        SenderFrame.Builder state = deviceState();
+        Lane lane0 = new Lane().attach(hello("m-final", p.getToken()).setLaneCount(2));
+        new Lane().attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
+        lane0.send(roundEnd(0, 0, 0, true));
+        lane0.send(roundEnd(0, 0, 0, true));
+        lane0.send(state);
+        lane0.send(switchover(0));
+        assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "final round end twice");
+        assertDiscardedAndNameFree();
+    }
+
+    /** Each new round number took an entry in the lane's table of rounds, without bound. */
+    @Test
+    void aBatchOfAnotherRoundThanTheLanesIsRefusedSoRoundsCannotPileUp() throws Exception {
+        PrepareIncomingResponse p = prepare("m-rounds");
+        Lane lane = new Lane().attach(hello("m-rounds", p.getToken()));
+        lane.send(zeroWindow(0, 7));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "round 7 during round 0");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Window w travels on lane w mod N so that a newer copy of a page never overtakes an older one;
+     * a window on another lane was applied, and could land after a newer copy of itself.
+     */
+    @Test
+    void aWindowOnAnotherLaneIsRefusedSoAnOlderCopyCannotOvertakeANewerOne() throws Exception {
+        PrepareIncomingResponse p = prepare("m-stripe");
+        new Lane().attach(hello("m-stripe", p.getToken()).setLaneCount(2));
+        Lane lane1 =
+                new Lane().attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
+        lane1.send(zeroWindow(2, 0));
+        assertRefusal(lane1.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "window 2 travels on lane 0");
+        assertDiscardedAndNameFree();
+    }
+
+    /** RoundEnd's page count was never compared with the pages that arrived. */
+    @Test
+    void aRoundEndWhosePageCountDiffersFromWhatArrivedIsRefused() throws Exception {
+        PrepareIncomingResponse p = prepare("m-pages");
+        Lane lane = new Lane().attach(hello("m-pages", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        lane.send(roundEnd(0, 1, 1000, false));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "1 batches of 1000 pages");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * A lane that ends its pages a round early (a sender bug) loses that round's pages on it; the
+     * destination answered Ready anyway, with stale pages.
+     */
+    @Test
+    void aLaneWhoseFinalRoundIsNotTheSwitchoversIsRefusedNotReportedReady() throws Exception {
+        PrepareIncomingResponse p = prepare("m-early");
+        SenderFrame.Builder state = deviceState();
+        Lane lane0 = new Lane().attach(hello("m-early", p.getToken()).setLaneCount(2));
+        Lane lane1 = new Lane().attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
+        lane1.send(roundEnd(0, 0, 0, true));
+        lane0.send(roundEnd(0, 0, 0, false));
+        lane0.send(roundEnd(1, 0, 0, true));
+        lane0.send(state);
+        lane0.send(switchover(1));
+        assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "final round");
+        assertDiscardedAndNameFree();
+    }
+
+    /** A switchover with a lane missing waited out the whole apply timeout for pages that could not come. */
+    @Test
+    void aSwitchoverBeforeEveryLaneSaidHelloIsRefusedAtOnce() throws Exception {
+        PrepareIncomingResponse p = prepare("m-missing");
+        SenderFrame.Builder state = deviceState();
+        Lane lane0 = new Lane().attach(hello("m-missing", p.getToken()).setLaneCount(2));
+        lane0.send(roundEnd(0, 0, 0, true));
+        lane0.send(state);
+        lane0.send(switchover(0));
+        assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "1 of 2 lanes");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Device state travels on lane 0 before the Switchover, so a Switchover without its last chunk
+     * can never complete; it waited out the whole apply timeout.
+     */
+    @Test
+    void aSwitchoverBeforeTheLastDeviceStateChunkIsRefusedAtOnce() throws Exception {
+        PrepareIncomingResponse p = prepare("m-nostate");
+        Lane lane = new Lane().attach(hello("m-nostate", p.getToken()));
+        lane.send(roundEnd(0, 0, 0, true));
+        lane.send(switchover(0));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "device state");
+        assertDiscardedAndNameFree();
+    }
+
+    /** Already handled before this suite grew: kept so that it stays handled. */
+    @Test
+    void aHelloRepeatedOnAnAttachedLaneEndsTheMigration() throws Exception {
+        PrepareIncomingResponse p = prepare("m-hello2");
+        Lane lane = new Lane().attach(hello("m-hello2", p.getToken()));
+        lane.send(SenderFrame.newBuilder().setHello(hello("m-hello2", p.getToken())));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "second hello");
+        assertDiscardedAndNameFree();
+    }
+
+    /** Already handled before this suite grew: kept so that it stays handled. */
+    @Test
+    void deviceStateAfterItsLastChunkEndsTheMigration() throws Exception {
+        PrepareIncomingResponse p = prepare("m-state2");
+        Lane lane = new Lane().attach(hello("m-state2", p.getToken()));
+        SenderFrame.Builder state = deviceState();
+        lane.send(state);
+        lane.send(state);
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_DEVICE_STATE, "after its last chunk");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Already handled before this suite grew (gRPC's message limit refuses the frame before it is
+     * buffered): kept so that memory per lane stays bounded by the limit.
+     */
+    @Test
+    void aDeviceStateChunkOverTheMessageLimitEndsTheMigration() throws Exception {
+        PrepareIncomingResponse p = prepare("m-huge");
+        Lane lane = new Lane().attach(hello("m-huge", p.getToken()));
+        lane.send(SenderFrame.newBuilder()
+                .setDeviceState(DeviceStateChunk.newBuilder()
+                        .setData(ByteString.copyFrom(ByteBuffer.allocate(Transport.MAX_MESSAGE_BYTES + 1)))));
+        Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(ended != null, "the call must end with an error");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * The handshake deadline as it was before lanes were counted: no lane at all within it. Passed
+     * before this suite grew (the old attach timeout covered it).
+     */
+    @Test
+    void aPreparedMigrationThatNoLaneJoinsIsDiscardedAtTheHandshakeDeadline() throws Exception {
+        prepare("m-nobody");
+        assertEquals(1, pair.ramFiles(pair.b));
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Only a migration without any lane was discarded at the handshake deadline: one whose second
+     * lane never came (its source blackholed meanwhile) held the VM's RAM and name for good.
+     */
+    @Test
+    void aMigrationWhoseSecondLaneNeverSaysHelloIsDiscardedAtTheHandshakeDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-half");
+        Lane lane0 = new Lane().attach(hello("m-half", p.getToken()).setLaneCount(2));
+        assertRefusal(
+                lane0.next(),
+                MigrationStep.MIGRATION_STEP_HANDSHAKE,
+                "1 of 2 lanes said hello within " + MigrationException.describe(HANDSHAKE) + " of the prepare");
+        assertDiscardedAndNameFree();
+    }
+
+    /** A source connected but silent (frozen, or its link blackholed) was waited for forever. */
+    @Test
+    void aSourceThatFallsSilentMidRoundIsDiscardedAtTheIdleDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-quiet");
+        Lane lane = new Lane().attach(hello("m-quiet", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        assertRefusal(
+                lane.next(),
+                MigrationStep.MIGRATION_STEP_PRECOPY,
+                "no frame from the source for " + MigrationException.describe(IDLE));
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * After the Switchover a lane that still owes its final pages and says nothing more was waited for
+     * until the whole apply timeout (minutes, by default), with the source paused all along.
+     */
+    @Test
+    void aLaneSilentAfterTheSwitchoverIsDiscardedAtTheIdleDeadline() throws Exception {
+        PrepareIncomingResponse p = prepare("m-owes");
+        SenderFrame.Builder state = deviceState();
+        Lane lane0 = new Lane().attach(hello("m-owes", p.getToken()).setLaneCount(2));
+        new Lane().attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
+        lane0.send(roundEnd(0, 0, 0, true));
+        lane0.send(state);
+        lane0.send(switchover(0));
+        assertRefusal(
+                lane0.next(),
+                MigrationStep.MIGRATION_STEP_FINAL_PAGES,
+                "no frame from the source for " + MigrationException.describe(IDLE));
+        assertDiscardedAndNameFree();
     }
 }

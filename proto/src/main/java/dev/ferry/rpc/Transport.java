@@ -9,6 +9,7 @@ import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import java.io.IOException;
+import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.Executor;
@@ -32,16 +33,61 @@ public final class Transport {
      */
     public static final int FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 
-    private final TransportSecurity security;
-    private final List<ClientInterceptor> interceptors;
+    /**
+     * How often a client may ping a server of ours. Below the shortest keepalive time gRPC lets a
+     * client use (10 s), so that no client of ours is ever told it pings too often (a GOAWAY that
+     * would end its calls).
+     */
+    static final Duration PERMIT_KEEPALIVE_TIME = Duration.ofSeconds(5);
 
-    public Transport(TransportSecurity security) {
-        this(security, List.of());
+    /**
+     * HTTP/2 keepalive: after {@code time} without reading anything on a connection, the side pings;
+     * without an answer within {@code timeout} it closes the connection and every call on it fails.
+     * A peer that is gone without a FIN or RST (a blackholed link, a host powered off) is so noticed
+     * within about {@code time + timeout} of its last byte, on both ends, instead of after TCP's
+     * retransmission timeout (many minutes) or never (an idle stream sends nothing to time out).
+     *
+     * <p>A healthy peer answers at once, whatever its application is doing: pings are answered by
+     * the transport. Only a connection that reads nothing for {@code time} pings at all, and a
+     * sender's queue is then empty, so the answer is not stuck behind data; {@code timeout} need only
+     * cover a round trip, a few lost packets and a scheduling hiccup. gRPC raises {@code time} to at
+     * least 10 s, on servers and clients alike.
+     */
+    public record Keepalive(Duration time, Duration timeout) {
+        /** Noticed within about 20 s on any network; a ping every 10 s on a quiet connection costs nothing. */
+        public static final Keepalive DEFAULT = new Keepalive(Duration.ofSeconds(10), Duration.ofSeconds(10));
+
+        public Keepalive {
+            Objects.requireNonNull(time, "time");
+            Objects.requireNonNull(timeout, "timeout");
+            if (time.isNegative() || time.isZero() || timeout.isNegative() || timeout.isZero()) {
+                throw new IllegalArgumentException(
+                        "keepalive time and timeout must be positive, got " + time + " and " + timeout);
+            }
+        }
     }
 
-    private Transport(TransportSecurity security, List<ClientInterceptor> interceptors) {
+    private final TransportSecurity security;
+    private final List<ClientInterceptor> interceptors;
+    private final Keepalive keepalive;
+
+    public Transport(TransportSecurity security) {
+        this(security, List.of(), Keepalive.DEFAULT);
+    }
+
+    private Transport(TransportSecurity security, List<ClientInterceptor> interceptors, Keepalive keepalive) {
         this.security = Objects.requireNonNull(security, "security");
         this.interceptors = List.copyOf(interceptors);
+        this.keepalive = Objects.requireNonNull(keepalive, "keepalive");
+    }
+
+    /** The same transport with these keepalive settings on the servers and channels it builds. */
+    public Transport withKeepalive(Keepalive k) {
+        return new Transport(security, interceptors, k);
+    }
+
+    public Keepalive keepalive() {
+        return keepalive;
     }
 
     /**
@@ -51,7 +97,7 @@ public final class Transport {
     public Transport withClientInterceptor(ClientInterceptor interceptor) {
         List<ClientInterceptor> all = new java.util.ArrayList<>(interceptors);
         all.add(interceptor);
-        return new Transport(security, all);
+        return new Transport(security, all, keepalive);
     }
 
     public static Transport plaintext() {
@@ -71,7 +117,11 @@ public final class Transport {
                                 tcp.socketAddress(), ComposingCumulation.server(serverCredentials()))
                         .flowControlWindow(FLOW_CONTROL_WINDOW)
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)
-                        .permitKeepAliveTime(5, TimeUnit.SECONDS)
+                        // The server pings too: a client gone silent (a migration's source behind a
+                        // blackholed link) ends its calls, so the destination lets go of what it held.
+                        .keepAliveTime(keepalive.time().toNanos(), TimeUnit.NANOSECONDS)
+                        .keepAliveTimeout(keepalive.timeout().toNanos(), TimeUnit.NANOSECONDS)
+                        .permitKeepAliveTime(PERMIT_KEEPALIVE_TIME.toNanos(), TimeUnit.NANOSECONDS)
                         .permitKeepAliveWithoutCalls(true)
                         .executor(executor);
                 services.forEach(b::addService);
@@ -114,13 +164,27 @@ public final class Transport {
      * flow-control window and event loop.
      */
     public ManagedChannel channel(Endpoint target) {
+        return channel(target, false);
+    }
+
+    /**
+     * A channel for one migration lane: like {@link #channel}, and it also pings while no call is
+     * open on it, so that a connection to a dead destination fails its lane even before (or
+     * between) calls. Servers built here permit that.
+     */
+    public ManagedChannel laneChannel(Endpoint target) {
+        return channel(target, true);
+    }
+
+    private ManagedChannel channel(Endpoint target, boolean keepAliveWithoutCalls) {
         return switch (target) {
             case Endpoint.Tcp tcp ->
                 NettyChannelBuilder.forAddress(tcp.host(), tcp.port(), ComposingCumulation.client(channelCredentials()))
                         .flowControlWindow(FLOW_CONTROL_WINDOW)
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)
-                        .keepAliveTime(10, TimeUnit.SECONDS)
-                        .keepAliveTimeout(5, TimeUnit.SECONDS)
+                        .keepAliveTime(keepalive.time().toNanos(), TimeUnit.NANOSECONDS)
+                        .keepAliveTimeout(keepalive.timeout().toNanos(), TimeUnit.NANOSECONDS)
+                        .keepAliveWithoutCalls(keepAliveWithoutCalls)
                         .intercept(interceptors)
                         .build();
             case Endpoint.InProcess ip ->

@@ -77,15 +77,38 @@ public final class PreCopySender {
         void onEvent(MigrationEvent event);
     }
 
-    public record Timeouts(Duration handshake, Duration ready, Duration resumed, Duration resolve) {
+    /**
+     * What bounds the source's waits for its destination (docs/ARCHITECTURE.md, "Deadlines", lists
+     * every wait and what bounds it). A destination whose connection died is noticed sooner by the
+     * transport's keepalive; these bound a connected destination that does not answer or take data.
+     *
+     * @param handshake every lane's hello acknowledged, counted from when the lanes are opened
+     * @param ready the destination applied the final pages and device state (and its digest, when
+     *     verifying), counted from the Switchover: the guest is paused meanwhile
+     * @param resumed the destination says it resumed, after the commit
+     * @param resolve learning a commit's outcome when it is unknown
+     * @param stall a lane's stream takes no data (its flow-control window stays shut) for this long:
+     *     a destination that stopped reading, whether pre-copy runs or the guest is paused
+     */
+    public record Timeouts(Duration handshake, Duration ready, Duration resumed, Duration resolve, Duration stall) {
         public static Timeouts defaults() {
             return new Timeouts(
-                    Duration.ofSeconds(30), Duration.ofSeconds(120), Duration.ofSeconds(30), Duration.ofSeconds(30));
+                    Duration.ofSeconds(30),
+                    Duration.ofSeconds(120),
+                    Duration.ofSeconds(30),
+                    Duration.ofSeconds(30),
+                    // A destination applies a window in milliseconds; a stream shut for this long is
+                    // one that stopped reading, even across a slow link (8 MiB window at 10 Mbit/s: 7 s).
+                    Duration.ofSeconds(30));
         }
 
         public Timeouts scaled(double factor) {
             return new Timeouts(
-                    scale(handshake, factor), scale(ready, factor), scale(resumed, factor), scale(resolve, factor));
+                    scale(handshake, factor),
+                    scale(ready, factor),
+                    scale(resumed, factor),
+                    scale(resolve, factor),
+                    scale(stall, factor));
         }
 
         private static Duration scale(Duration d, double f) {
@@ -106,8 +129,9 @@ public final class PreCopySender {
             TransferMode mode,
             Timeouts timeouts) {
         public Options {
-            if (lanes < 1 || lanes > 64) {
-                throw new IllegalArgumentException("streams must be between 1 and 64, got " + lanes);
+            if (lanes < 1 || lanes > MigrationStreamRpc.MAX_LANES) {
+                throw new IllegalArgumentException(
+                        "streams must be between 1 and " + MigrationStreamRpc.MAX_LANES + ", got " + lanes);
             }
             if (maxBandwidth < 0) {
                 throw new IllegalArgumentException("max bandwidth must not be negative");
@@ -268,7 +292,11 @@ public final class PreCopySender {
             throw new MigrationException(step, "destination gave a bad stream endpoint: " + e.getMessage());
         }
         for (int i = 0; i < options.lanes(); i++) {
-            SenderLane lane = new SenderLane(i, transport.channel(endpoint), () -> cancelRequested && !commitStarted);
+            SenderLane lane = new SenderLane(
+                    i,
+                    transport.laneChannel(endpoint),
+                    () -> cancelRequested && !commitStarted,
+                    options.timeouts().stall());
             lanes.add(lane);
             lane.open();
         }
@@ -855,12 +883,14 @@ public final class PreCopySender {
         for (SenderLane lane : lanes) {
             lane.abort(abort);
         }
-        if (prepared) {
-            preparer.abandon(parties.migrationId(), e.getMessage());
-        }
         if (maybePaused) {
+            // Resume first: telling an unreachable destination to abandon may take until its call's
+            // deadline, and the guest must not stay paused for that.
             awaitDeviceSaveEnd();
             resumeIfAllowed();
+        }
+        if (prepared) {
+            preparer.abandon(parties.migrationId(), e.getMessage());
         }
         log.info(
                 "migration {} of {} to {} {}: {}",

@@ -32,6 +32,7 @@ final class SenderLane implements AutoCloseable {
     final int index;
     private final ManagedChannel channel;
     private final BooleanSupplier cancelled;
+    private final java.time.Duration stall;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition writable = lock.newCondition();
     private ClientCallStreamObserver<SenderFrame> out;
@@ -45,10 +46,11 @@ final class SenderLane implements AutoCloseable {
     /** What broke a lane: the destination's own Abort (with its step) or the transport. */
     record LaneFailure(MigrationStep remoteStep, String message, boolean remoteCancel) {}
 
-    SenderLane(int index, ManagedChannel channel, BooleanSupplier cancelled) {
+    SenderLane(int index, ManagedChannel channel, BooleanSupplier cancelled, java.time.Duration stall) {
         this.index = index;
         this.channel = channel;
         this.cancelled = cancelled;
+        this.stall = stall;
     }
 
     void open() {
@@ -121,10 +123,15 @@ final class SenderLane implements AutoCloseable {
         return failure;
     }
 
-    /** Sends one frame once the stream can take it. */
+    /**
+     * Sends one frame once the stream can take it. A stream that takes nothing for the stall timeout
+     * fails the step: a destination that stopped reading (or a connection that is not up yet, for
+     * the hello) must not hold the source, perhaps paused, for longer.
+     */
     void send(SenderFrame frame, MigrationStep step) throws MigrationException, InterruptedException {
         lock.lock();
         try {
+            long deadline = System.nanoTime() + stall.toNanos();
             while (true) {
                 throwIfBroken(step);
                 if (cancelled.getAsBoolean()) {
@@ -132,6 +139,12 @@ final class SenderLane implements AutoCloseable {
                 }
                 if (out.isReady()) {
                     break;
+                }
+                if (System.nanoTime() - deadline >= 0) {
+                    throw new MigrationException(
+                            step,
+                            "the destination took no data on lane " + index + " for "
+                                    + MigrationException.describe(stall));
                 }
                 if (!writable.await(50, TimeUnit.MILLISECONDS)) {
                     continue; // not signalled: look at cancel and readiness again
@@ -174,7 +187,11 @@ final class SenderLane implements AutoCloseable {
         }
     }
 
-    /** Best effort: tells the destination why, then ends the call. Never blocks on flow control. */
+    /**
+     * Best effort: tells the destination why, then ends the call. Never blocks on flow control. A
+     * send still waiting on this lane (the device-state save, say) fails at once rather than at its
+     * stall timeout: the source may be paused until it has.
+     */
     void abort(Abort abort) {
         lock.lock();
         try {
@@ -188,6 +205,7 @@ final class SenderLane implements AutoCloseable {
         } finally {
             lock.unlock();
         }
+        fail(new LaneFailure(null, "lane " + index + " aborted: " + abort.getReason(), false));
     }
 
     void finish() {

@@ -9,6 +9,7 @@ import dev.ferry.migration.RamDigest;
 import dev.ferry.migration.commit.CommitOutcome;
 import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.OwnershipCommit;
+import dev.ferry.migration.wire.MalformedFrameException;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
 import dev.ferry.proto.migration.Hello;
@@ -66,17 +67,48 @@ public final class IncomingMigration {
     public record Expectation(
             String migrationId, String hostId, VmSpec spec, String sourceHost, TransferMode mode, long epoch) {}
 
+    /**
+     * What bounds the destination's waits for its source, so that a source gone silent (a blackholed
+     * link, a frozen host) cannot keep the VM's RAM file, hypervisor process and name here for long.
+     * A dead connection is noticed sooner by the transport's keepalive; these catch a connected
+     * source that no longer sends, and one that never came.
+     *
+     * @param handshake every lane says hello within this of the prepare
+     * @param idle once every lane is attached, and while pages or device state are still awaited,
+     *     the migration is discarded when no frame arrives on any lane for this long
+     * @param apply after the Switchover, everything is applied and loaded within this
+     */
+    public record Deadlines(Duration handshake, Duration idle, Duration apply) {
+        public Deadlines {
+            if (!handshake.isPositive() || !idle.isPositive() || !apply.isPositive()) {
+                throw new IllegalArgumentException("deadlines must be positive");
+            }
+        }
+    }
+
     private final Expectation expected;
     private final String token;
     private final VmInstance vm;
     private final OwnershipCommit commit;
     private final Listener listener;
+    private final Deadlines deadlines;
     private final Duration applyTimeout;
+    private final long preparedAt = System.nanoTime();
+    /** When a frame last arrived on any lane (a hello included). */
+    private volatile long lastFrameAt = preparedAt;
+    /** Lanes applying a frame right now: a lane busy writing is not a silent source. */
+    private final java.util.concurrent.atomic.AtomicInteger applying = new java.util.concurrent.atomic.AtomicInteger();
 
     private State state = State.PREPARED;
     private ReceiverLane[] lanes;
     private int attached;
+    /** Lanes that delivered their final round, each counted once. */
+    private boolean[] laneFinished;
+
     private int finalLanes;
+    /** The round every lane ended its pages with (uint32, unsigned); -1 until the first lane did. */
+    private long finalRound = -1;
+
     private DeviceState.Loader loader;
     /** The device-state loader opened as the migration starts (pre-copy), so the pause does not wait for its set-up. */
     private java.util.concurrent.CompletableFuture<DeviceState.Loader> arming;
@@ -84,6 +116,12 @@ public final class IncomingMigration {
     private boolean deviceStateComplete;
     private long deviceStateBytes;
     private String discardReason;
+    /** Lanes write into the VM under the read side; a discard takes the write side before it closes the VM. */
+    private final java.util.concurrent.locks.ReentrantReadWriteLock vmWrites =
+            new java.util.concurrent.locks.ReentrantReadWriteLock();
+    /** Set (under this migration's lock) as the discard begins; from then on no write starts. */
+    private volatile boolean closing;
+
     private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
 
     public IncomingMigration(
@@ -92,13 +130,14 @@ public final class IncomingMigration {
             VmInstance vm,
             OwnershipCommit commit,
             Listener listener,
-            Duration applyTimeout) {
+            Deadlines deadlines) {
         this.expected = expected;
         this.token = token;
         this.vm = vm;
         this.commit = commit;
         this.listener = listener;
-        this.applyTimeout = applyTimeout;
+        this.deadlines = deadlines;
+        this.applyTimeout = deadlines.apply();
     }
 
     public String migrationId() {
@@ -125,10 +164,15 @@ public final class IncomingMigration {
         return discardReason;
     }
 
+    TransferMode mode() {
+        return expected.mode();
+    }
+
     /** Checks a lane's Hello and attaches it; returns the refusal reason instead when it does not fit. */
     synchronized String attach(Hello hello, ReceiverLane lane) {
         if (hello.getProtocolVersion() != MigrationStreamRpc.PROTOCOL_VERSION) {
-            return "protocol version " + hello.getProtocolVersion() + " is not supported (this agent speaks "
+            return "protocol version " + Integer.toUnsignedString(hello.getProtocolVersion())
+                    + " is not supported (this agent speaks "
                     + MigrationStreamRpc.PROTOCOL_VERSION + ")";
         }
         if (!constantTimeEquals(hello.getToken(), token)) {
@@ -142,20 +186,26 @@ public final class IncomingMigration {
         }
         if (hello.getRamBytes() != vm.memory().sizeBytes()
                 || hello.getPageSize() != vm.memory().pageSize()) {
-            return "RAM of " + hello.getRamBytes() + " bytes in " + hello.getPageSize() + "-byte pages; prepared "
+            return "RAM of " + Long.toUnsignedString(hello.getRamBytes()) + " bytes in "
+                    + Integer.toUnsignedString(hello.getPageSize()) + "-byte pages; prepared "
                     + vm.memory().sizeBytes() + " in " + vm.memory().pageSize();
         }
         if (hello.getMode() != expected.mode()) {
             return "transfer mode " + hello.getMode() + ", prepared " + expected.mode();
         }
         if (hello.getWindowPages() != MigrationStreamRpc.WINDOW_PAGES) {
-            return "window of " + hello.getWindowPages() + " pages; this agent uses " + MigrationStreamRpc.WINDOW_PAGES;
+            return "window of " + Integer.toUnsignedString(hello.getWindowPages()) + " pages; this agent uses "
+                    + MigrationStreamRpc.WINDOW_PAGES;
         }
-        if (hello.getLaneCount() < 1 || hello.getLaneCount() > 64 || hello.getLane() >= hello.getLaneCount()) {
-            return "lane " + hello.getLane() + " of " + hello.getLaneCount();
+        // uint32 on the wire: read unsigned, so that 2^31 and more are refused, not taken as negative.
+        long laneIndex = Integer.toUnsignedLong(hello.getLane());
+        long laneCount = Integer.toUnsignedLong(hello.getLaneCount());
+        if (laneCount < 1 || laneCount > MigrationStreamRpc.MAX_LANES || laneIndex >= laneCount) {
+            return "lane " + laneIndex + " of " + laneCount;
         }
         if (lanes == null) {
             lanes = new ReceiverLane[hello.getLaneCount()];
+            laneFinished = new boolean[hello.getLaneCount()];
         } else if (lanes.length != hello.getLaneCount()) {
             return "lane count " + hello.getLaneCount() + " differs from the first lane's " + lanes.length;
         }
@@ -164,6 +214,7 @@ public final class IncomingMigration {
         }
         lanes[hello.getLane()] = lane;
         attached++;
+        lastFrameAt = System.nanoTime();
         state = State.RECEIVING;
         if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
             arming = new java.util.concurrent.CompletableFuture<>();
@@ -183,7 +234,8 @@ public final class IncomingMigration {
     }
 
     /** The loader opened when the migration started; its failure is this step's. */
-    private DeviceState.Loader armedLoader() throws HypervisorException, MigrationException {
+    private DeviceState.Loader armedLoader(java.util.concurrent.CompletableFuture<DeviceState.Loader> arming)
+            throws HypervisorException, MigrationException {
         try {
             return arming.get(applyTimeout.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS);
         } catch (java.util.concurrent.ExecutionException e) {
@@ -204,45 +256,226 @@ public final class IncomingMigration {
         }
     }
 
-    synchronized int laneCount() {
-        return lanes.length;
+    /** A lane took a frame off the wire and applies it. */
+    void frameArrived() {
+        applying.incrementAndGet();
+        lastFrameAt = System.nanoTime();
     }
 
-    /** A lane saw its final RoundEnd. */
-    synchronized void laneFinished() {
+    /** A lane finished applying a frame (whatever came of it). */
+    void frameApplied() {
+        lastFrameAt = System.nanoTime();
+        applying.decrementAndGet();
+    }
+
+    /**
+     * Starts watching the handshake and idle deadlines on {@code timers}; the checks run until the
+     * migration is committed or discarded. A deadline that passes fails the migration on a thread of
+     * its own (a discard closes the VM, which may take a moment), never on the timer.
+     */
+    public void watch(java.util.concurrent.ScheduledExecutorService timers) {
+        schedule(
+                timers,
+                Math.min(deadlines.handshake().toNanos(), deadlines.idle().toNanos()));
+    }
+
+    private void schedule(java.util.concurrent.ScheduledExecutorService timers, long delayNanos) {
+        try {
+            timers.schedule(
+                    () -> check(timers), Math.max(delayNanos, 1_000_000), java.util.concurrent.TimeUnit.NANOSECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // The agent is shutting down; it discards every incoming migration itself.
+        }
+    }
+
+    private void check(java.util.concurrent.ScheduledExecutorService timers) {
+        long now = System.nanoTime();
+        long idle = deadlines.idle().toNanos();
+        MigrationException expired = null;
+        long next = idle;
+        synchronized (this) {
+            switch (state) {
+                case COMMITTED, DISCARDED -> {
+                    return;
+                }
+                case PREPARED, RECEIVING -> {
+                    int laneCount = lanes == null ? 0 : lanes.length;
+                    if (lanes == null || attached < laneCount) {
+                        long left = preparedAt + deadlines.handshake().toNanos() - now;
+                        if (left <= 0) {
+                            expired = new MigrationException(
+                                    MigrationStep.MIGRATION_STEP_HANDSHAKE,
+                                    (lanes == null ? "no lane" : attached + " of " + laneCount + " lanes")
+                                            + " said hello within " + MigrationException.describe(deadlines.handshake())
+                                            + " of the prepare");
+                        } else {
+                            next = left;
+                        }
+                    } else {
+                        MigrationStep step = finalLanes > 0
+                                ? MigrationStep.MIGRATION_STEP_FINAL_PAGES
+                                : MigrationStep.MIGRATION_STEP_PRECOPY;
+                        expired = idleExpired(now, step);
+                        next = idle - (now - lastFrameAt);
+                    }
+                }
+                case SWITCHING -> {
+                    // Waiting for other lanes' final pages; once all are in, the load and the digest take
+                    // their time with the source rightly silent (the apply deadline bounds them).
+                    if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY && finalLanes < lanes.length) {
+                        expired = idleExpired(now, MigrationStep.MIGRATION_STEP_FINAL_PAGES);
+                        next = idle - (now - lastFrameAt);
+                    }
+                }
+                case READY -> {
+                    // The source is committing: its silence is expected, and a dead connection is
+                    // noticed by keepalive, which makes the commit decide (see streamLost).
+                }
+            }
+        }
+        if (expired != null) {
+            MigrationException e = expired;
+            Thread.ofPlatform()
+                    .daemon()
+                    .name("ferry-recv-deadline-" + expected.spec().getName())
+                    .start(() -> fail(e));
+            return;
+        }
+        schedule(timers, next <= 0 ? idle : next);
+    }
+
+    /** The idle deadline's failure at {@code step}, or null while the source is not silent for long enough. */
+    private MigrationException idleExpired(long now, MigrationStep step) {
+        if (applying.get() > 0 || now - lastFrameAt < deadlines.idle().toNanos()) {
+            return null;
+        }
+        return new MigrationException(
+                step, "no frame from the source for " + MigrationException.describe(deadlines.idle()));
+    }
+
+    /**
+     * Lane {@code lane} delivered its final round, {@code round}. Each lane counts once, and all end
+     * with the same round: a lane that ended early lost that round's pages on it.
+     */
+    synchronized void laneFinished(int lane, long round) throws MigrationException {
+        MigrationStep step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
+        if (laneFinished[lane]) {
+            throw new MigrationException(step, "lane " + lane + " sent its final round end twice");
+        }
+        if (finalRound >= 0 && finalRound != round) {
+            throw new MigrationException(
+                    step,
+                    "lane " + lane + " ended its pages with round " + round + ", others with final round "
+                            + finalRound);
+        }
+        finalRound = round;
+        laneFinished[lane] = true;
         finalLanes++;
         notifyAll();
     }
 
-    synchronized void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
+    /**
+     * A chunk of device state, from lane 0 (one at a time, in order). Opening the load and writing
+     * into it may wait for the hypervisor, so neither happens under this migration's lock: other
+     * lanes and a discard need it meanwhile.
+     */
+    void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
         MigrationStep step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
-        if (state != State.RECEIVING && state != State.SWITCHING) {
-            throw new MigrationException(step, "device state while " + state);
-        }
-        if (deviceStateComplete) {
-            throw new MigrationException(step, "device state after its last chunk");
+        DeviceState.Loader l;
+        java.util.concurrent.CompletableFuture<DeviceState.Loader> armed;
+        synchronized (this) {
+            if (state != State.RECEIVING && state != State.SWITCHING) {
+                throw new MigrationException(step, "device state while " + state);
+            }
+            if (deviceStateComplete) {
+                throw new MigrationException(step, "device state after its last chunk");
+            }
+            l = loader;
+            armed = arming;
         }
         try {
-            if (loader == null) {
-                loader = arming != null ? armedLoader() : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
+            if (l == null) {
+                l = armed != null ? armedLoader(armed) : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
+                synchronized (this) {
+                    if (state == State.DISCARDED) {
+                        // The discard did not see this loader; closing twice (the armed one) is harmless.
+                        l.close();
+                        return;
+                    }
+                    loader = l;
+                }
             }
-            deviceStateBytes += chunk.remaining();
-            if (chunk.hasRemaining()) {
-                loader.write(chunk);
+            int n = chunk.remaining();
+            DeviceState.Loader target = l;
+            if (n > 0
+                    && writeIntoVm(() -> {
+                                target.write(chunk);
+                                return Boolean.TRUE;
+                            })
+                            == null) {
+                return; // discarded meanwhile
             }
-        } catch (HypervisorException | java.io.IOException e) {
+            synchronized (this) {
+                deviceStateBytes += n;
+                if (last) {
+                    deviceStateComplete = true;
+                }
+            }
+        } catch (HypervisorException | java.io.IOException | MalformedFrameException e) {
             throw new MigrationException(step, "cannot load device state: " + e.getMessage(), e);
         }
-        if (last) {
-            deviceStateComplete = true;
+    }
+
+    /** What a lane writes into the VM: pages, or device state. */
+    @FunctionalInterface
+    interface VmWrite<T> {
+        T run() throws java.io.IOException, MalformedFrameException;
+    }
+
+    /**
+     * Runs a lane's write into the VM, or returns null without running it once the migration is
+     * being discarded. A discard closes the VM only after every write already running has ended:
+     * the RAM file's descriptor number may belong to another file (another guest's RAM) as soon as
+     * it is closed, so a late write would land there.
+     */
+    <T> T writeIntoVm(VmWrite<T> write) throws java.io.IOException, MalformedFrameException {
+        vmWrites.readLock().lock();
+        try {
+            if (closing) {
+                return null;
+            }
+            return write.run();
+        } finally {
+            vmWrites.readLock().unlock();
         }
     }
 
     /** The source is paused and everything is on its way: finish applying, then answer Ready. */
     void switchover(Switchover sw) throws MigrationException {
+        MigrationStep step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
         synchronized (this) {
             if (state != State.RECEIVING) {
-                throw new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "switchover while " + state);
+                throw new MigrationException(step, "switchover while " + state);
+            }
+            // What can never arrive any more is refused now rather than waited for until the apply
+            // timeout: lanes that never said hello, and what lane 0 carries before its Switchover
+            // (its final round end and the device state's last chunk).
+            if (attached < lanes.length) {
+                throw new MigrationException(
+                        step, "switchover with " + attached + " of " + lanes.length + " lanes attached");
+            }
+            if (!deviceStateComplete) {
+                throw new MigrationException(step, "switchover before the device state's last chunk");
+            }
+            if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+                long round = Integer.toUnsignedLong(sw.getFinalRound());
+                if (!laneFinished[0]) {
+                    throw new MigrationException(step, "switchover before lane 0's final round end");
+                }
+                if (round != finalRound) {
+                    throw new MigrationException(
+                            step, "switchover names final round " + round + ", the lanes ended with " + finalRound);
+                }
             }
             state = State.SWITCHING;
         }
@@ -361,7 +594,7 @@ public final class IncomingMigration {
         switch (outcome) {
             case COMMITTED -> resumeCommitted(how);
             case REJECTED ->
-                fail(new MigrationException(
+                abandon(new MigrationException(
                         MigrationStep.MIGRATION_STEP_COMMIT, "the commit did not happen (" + how + ")"));
             case UNKNOWN -> {
                 log.warn(
@@ -441,7 +674,7 @@ public final class IncomingMigration {
             } catch (InterruptedException e) {
                 return;
             } catch (MigrationException e) {
-                fail(e);
+                abandon(e);
                 return;
             }
         }
@@ -457,15 +690,7 @@ public final class IncomingMigration {
             case COMMITTED, DISCARDED -> {}
             case READY -> {
                 log.warn("migration {}: lane {} lost while waiting for the commit: {}", migrationId(), lane, why);
-                try {
-                    settle(
-                            commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)),
-                            "resolved after the stream was lost");
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                } catch (MigrationException e) {
-                    fail(e);
-                }
+                resolveFromReady("resolved after the stream was lost");
             }
             default -> discard("lane " + lane + " lost: " + why, null);
         }
@@ -487,19 +712,57 @@ public final class IncomingMigration {
         }
     }
 
-    /** The source aborted. */
+    /** The source aborted. While Ready the commit still decides: a source's word does not undo its commit. */
     void sourceAborted(Abort abort) {
-        discard(
-                (abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
-                        + MigrationException.describe(abort.getStep()) + ": " + abort.getReason(),
-                null);
+        String reason = (abort.getCancelled() ? "cancelled on the source" : "source aborted") + " at "
+                + MigrationException.describe(abort.getStep()) + ": " + abort.getReason();
+        boolean ready;
+        synchronized (this) {
+            ready = state == State.READY;
+        }
+        if (ready) {
+            resolveFromReady("resolved after the " + reason);
+            return;
+        }
+        discard(reason, null);
     }
 
-    /** Something here failed: tell the source which step, then discard. */
+    /**
+     * Something here failed: tell the source which step, then discard. Once Ready, though, the VM
+     * may be this host's already (the source's commit can land before its Commit frame arrives), so
+     * the commit decides, as when the stream is lost: in a cluster, asking it vetoes a commit not yet
+     * made.
+     */
     void fail(MigrationException e) {
+        boolean ready;
+        synchronized (this) {
+            ready = state == State.READY;
+        }
+        if (ready) {
+            log.warn("migration {}: {} while ready for the commit; the commit decides", migrationId(), e.getMessage());
+            resolveFromReady("resolved after " + e.getMessage());
+            return;
+        }
+        abandon(e);
+    }
+
+    /** Discards, telling the source which step failed: for failures known to leave the VM the source's. */
+    private void abandon(MigrationException e) {
         discard(
                 e.getMessage(),
                 Abort.newBuilder().setStep(e.step()).setReason(e.reason()).build());
+    }
+
+    /** While Ready: asks the commit which way it went and acts on it (resume, discard, or wait to know). */
+    private void resolveFromReady(String how) {
+        try {
+            settle(commit.resolve(commitRequest(), OwnershipCommit.Side.DESTINATION, Duration.ofSeconds(10)), how);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (MigrationException e) {
+            // From the resume of a committed VM: past the commit, nothing is discarded.
+            abandon(e);
+        }
     }
 
     /** Ends the migration here: the VM and its files go, the source keeps running. Idempotent. */
@@ -516,6 +779,7 @@ public final class IncomingMigration {
                 l = null;
             } else {
                 state = State.DISCARDED;
+                closing = true;
                 discardReason = reason;
                 toClose = lanes == null ? new ReceiverLane[0] : lanes;
                 l = loader;
@@ -546,6 +810,10 @@ public final class IncomingMigration {
             if (unclaimed != null) {
                 unclaimed.thenAccept(DeviceState.Loader::close);
             }
+            // Writes already running end first (the loader closed above cannot block one); later
+            // ones see closing and do nothing.
+            vmWrites.writeLock().lock();
+            vmWrites.writeLock().unlock();
             vm.close();
             listener.discarded(this, reason);
         } finally {

@@ -74,7 +74,7 @@ public final class MigrationStreamService {
                     refuse("this agent is not expecting migration '" + hello.getMigrationId() + "'");
                     return;
                 }
-                ReceiverLane candidate = new ReceiverLane(m, hello.getLane(), out);
+                ReceiverLane candidate = new ReceiverLane(m, hello.getLane(), hello.getLaneCount(), out);
                 String refusal = m.attach(hello, candidate);
                 if (refusal != null) {
                     refuse(refusal);

@@ -7,19 +7,24 @@ import dev.ferry.migration.wire.BatchCodec;
 import dev.ferry.migration.wire.MalformedFrameException;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.MigrationStep;
+import dev.ferry.proto.migration.PageBatch;
 import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.RoundEnd;
 import dev.ferry.proto.migration.SenderFrame;
+import dev.ferry.proto.migration.TransferMode;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
-import java.util.HashMap;
-import java.util.Map;
 
 /**
  * One lane of an incoming migration. Frames are applied on the gRPC executor thread that
  * delivers them (never the transport's event loop), and the next frame is requested only once
  * this one is applied: memory in flight stays bounded by the flow-control window however fast
  * the source sends.
+ *
+ * <p>A lane's rounds come in order: round r's batches, then round r's RoundEnd, then round r + 1.
+ * The lane keeps only the counts of the round it is in, so a sender cannot make it remember
+ * anything else, and every window it carries is one striped to it (window w on lane w mod N): a
+ * newer copy of a page can never overtake an older one on another lane.
  */
 final class ReceiverLane {
     /** Frames requested ahead, so the network and the apply overlap. */
@@ -27,20 +32,34 @@ final class ReceiverLane {
 
     private final IncomingMigration session;
     private final int index;
+    private final int laneCount;
     private final ServerCallStreamObserver<ReceiverFrame> out;
-    private final BatchCodec codec;
     private final GuestMemory memory;
     private final BatchCodec.PageSink sink;
-    private final Map<Integer, Long> batchesByRound = new HashMap<>();
-    private boolean finished;
+    /** Created once the lane is attached: its buffers are a window's worth, not spent on refused hellos. */
+    private BatchCodec codec;
+
+    /** Touched only by the thread applying this lane's frames (gRPC delivers them one at a time, in order). */
+    private final Rounds rounds = new Rounds();
+
+    /** Where this lane is in its rounds. */
+    private static final class Rounds {
+        /** The round this lane is in (a uint32 on the wire, kept unsigned). */
+        long round;
+
+        long batches;
+        long pages;
+        boolean finished;
+    }
+
     private boolean closed;
 
-    ReceiverLane(IncomingMigration session, int index, ServerCallStreamObserver<ReceiverFrame> out) {
+    ReceiverLane(IncomingMigration session, int index, int laneCount, ServerCallStreamObserver<ReceiverFrame> out) {
         this.session = session;
         this.index = index;
+        this.laneCount = laneCount;
         this.out = out;
         this.memory = session.vm().memory();
-        this.codec = new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES);
         this.sink = new BatchCodec.PageSink() {
             @Override
             public void write(long firstPage, java.lang.foreign.MemorySegment pages) throws java.io.IOException {
@@ -54,38 +73,40 @@ final class ReceiverLane {
         };
     }
 
+    int index() {
+        return index;
+    }
+
     /** Called once the Hello is accepted. */
     void start() {
+        codec = new BatchCodec(memory.pageSize(), MigrationStreamRpc.WINDOW_PAGES);
         out.request(PREFETCH);
     }
 
     void onFrame(SenderFrame frame) {
-        MigrationStep step = MigrationStep.MIGRATION_STEP_PRECOPY;
+        session.frameArrived();
+        try {
+            apply(frame);
+        } finally {
+            session.frameApplied();
+        }
+    }
+
+    private void apply(SenderFrame frame) {
+        MigrationStep step =
+                rounds.finished ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
         try {
             switch (frame.getBodyCase()) {
                 case PAGES -> {
-                    step = finished ? MigrationStep.MIGRATION_STEP_FINAL_PAGES : MigrationStep.MIGRATION_STEP_PRECOPY;
-                    if (finished) {
+                    if (rounds.finished) {
                         throw new MigrationException(step, "pages after the final round on lane " + index);
                     }
-                    codec.decode(frame.getPages(), memory.pageCount(), sink);
-                    batchesByRound.merge(frame.getPages().getRound(), 1L, Long::sum);
-                }
-                case ROUND_END -> {
-                    RoundEnd end = frame.getRoundEnd();
-                    long applied = batchesByRound.getOrDefault(end.getRound(), 0L);
-                    if (applied != end.getBatches()) {
-                        throw new MigrationException(
-                                step,
-                                "lane " + index + " round " + end.getRound() + ": source sent " + end.getBatches()
-                                        + " batches, " + applied + " arrived");
-                    }
-                    batchesByRound.remove(end.getRound());
-                    if (end.getFinal()) {
-                        finished = true;
-                        session.laneFinished();
+                    requirePrecopy(step, "pages");
+                    if (!pages(frame.getPages(), step)) {
+                        return; // discarded meanwhile: nothing more is asked for
                     }
                 }
+                case ROUND_END -> roundEnd(frame.getRoundEnd());
                 case DEVICE_STATE -> {
                     step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
                     requireControlLane(step, "device state");
@@ -104,6 +125,7 @@ final class ReceiverLane {
                     session.commit(frame.getCommit());
                 }
                 case ABORT -> {
+                    // Nothing more is requested: whatever the source sends after its Abort is never read.
                     session.sourceAborted(frame.getAbort());
                     return;
                 }
@@ -126,9 +148,74 @@ final class ReceiverLane {
         }
     }
 
+    /** Checks and applies one batch; false when the migration was discarded and nothing was written. */
+    private boolean pages(PageBatch batch, MigrationStep step)
+            throws MigrationException, MalformedFrameException, java.io.IOException {
+        long batchRound = Integer.toUnsignedLong(batch.getRound());
+        if (batchRound != rounds.round) {
+            throw new MigrationException(
+                    step, "lane " + index + " got a batch of round " + batchRound + " during round " + rounds.round);
+        }
+        long window = Long.divideUnsigned(batch.getBasePage(), MigrationStreamRpc.WINDOW_PAGES);
+        long owner = Long.remainderUnsigned(window, laneCount);
+        if (owner != index) {
+            throw new MigrationException(
+                    step,
+                    "window " + Long.toUnsignedString(window) + " travels on lane " + owner + " of " + laneCount
+                            + ", not on lane " + index);
+        }
+        BatchCodec.Applied applied = session.writeIntoVm(() -> codec.decode(batch, memory.pageCount(), sink));
+        if (applied == null) {
+            return false;
+        }
+        rounds.batches++;
+        rounds.pages += applied.dataPages() + applied.zeroPages();
+        return true;
+    }
+
+    private void roundEnd(RoundEnd end) throws MigrationException {
+        MigrationStep step = end.getFinal() || rounds.finished
+                ? MigrationStep.MIGRATION_STEP_FINAL_PAGES
+                : MigrationStep.MIGRATION_STEP_PRECOPY;
+        requirePrecopy(step, "a round end");
+        if (rounds.finished) {
+            // Counted again, it would make the destination Ready before another lane's final pages arrived.
+            throw new MigrationException(step, "lane " + index + " sent its final round end twice");
+        }
+        long round = rounds.round;
+        long endRound = Integer.toUnsignedLong(end.getRound());
+        if (endRound != round) {
+            throw new MigrationException(step, "lane " + index + " ended round " + endRound + " during round " + round);
+        }
+        // uint64 counts compared bit for bit with what arrived (never negative): a count of 2^63 or
+        // more cannot match by wrapping around.
+        if (end.getBatches() != rounds.batches || end.getPages() != rounds.pages) {
+            throw new MigrationException(
+                    step,
+                    "lane " + index + " round " + round + ": source sent " + Long.toUnsignedString(end.getBatches())
+                            + " batches of " + Long.toUnsignedString(end.getPages()) + " pages, " + rounds.batches
+                            + " of " + rounds.pages + " arrived");
+        }
+        if (end.getFinal()) {
+            rounds.finished = true;
+            session.laneFinished(index, round);
+            return;
+        }
+        rounds.round = round + 1;
+        rounds.batches = 0;
+        rounds.pages = 0;
+    }
+
     private void requireControlLane(MigrationStep step, String what) throws MigrationException {
         if (index != 0) {
             throw new MigrationException(step, what + " on lane " + index + "; only lane 0 carries it");
+        }
+    }
+
+    /** Guest pages travel on lanes only in Ferry's pre-copy; in the hypervisor's own migration it moves RAM itself. */
+    private void requirePrecopy(MigrationStep step, String what) throws MigrationException {
+        if (session.mode() != TransferMode.TRANSFER_MODE_PRECOPY) {
+            throw new MigrationException(step, what + " on lane " + index + " of a " + session.mode() + " migration");
         }
     }
 

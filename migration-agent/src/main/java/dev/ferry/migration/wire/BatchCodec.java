@@ -221,9 +221,12 @@ public final class BatchCodec {
      * then writes its pages into {@code sink}. Nothing is applied from a batch that fails.
      */
     public Applied decode(PageBatch batch, long pageCount, PageSink sink) throws MalformedFrameException, IOException {
+        // Protobuf's uint32 and uint64 arrive as Java int and long: a value of 2^31 (2^63) or more is
+        // negative and would pass every "x < limit" check. Every count and offset is read unsigned.
         long base = batch.getBasePage();
-        if (base < 0 || base % windowPages != 0 || base >= pageCount) {
-            throw new MalformedFrameException("batch base page " + base + " is not a window start below " + pageCount);
+        if (Long.remainderUnsigned(base, windowPages) != 0 || Long.compareUnsigned(base, pageCount) >= 0) {
+            throw new MalformedFrameException(
+                    "batch base page " + Long.toUnsignedString(base) + " is not a window start below " + pageCount);
         }
         int span = (int) Math.min(windowPages, pageCount - base);
         ByteString bitmapBytes = batch.getDataPages();
@@ -241,26 +244,31 @@ public final class BatchCodec {
                 dataPages++;
             }
         }
+        // Runs are ordered, disjoint, non-empty and inside the window, so there are at most span of
+        // them and their pages add up to at most span.
         int zeroPages = 0;
-        int lastEnd = 0;
+        long lastEnd = 0;
         for (PageRun run : batch.getZeroRunsList()) {
-            long end = (long) run.getOffset() + run.getCount();
-            if (run.getCount() == 0 || run.getOffset() < lastEnd || end > span) {
+            long offset = Integer.toUnsignedLong(run.getOffset());
+            long count = Integer.toUnsignedLong(run.getCount());
+            long end = offset + count;
+            if (count == 0 || offset < lastEnd || end > span) {
                 throw new MalformedFrameException(
-                        "zero run " + run.getOffset() + "+" + run.getCount() + " out of order or out of window");
+                        "zero run " + offset + "+" + count + " out of order or out of window of " + span + " pages");
             }
-            for (int i = run.getOffset(); i < end; i++) {
-                if ((bitmap[i >>> 3] & (1 << (i & 7))) != 0) {
+            for (long i = offset; i < end; i++) {
+                if ((bitmap[(int) (i >>> 3)] & (1 << (i & 7))) != 0) {
                     throw new MalformedFrameException("page " + (base + i) + " is both data and zero");
                 }
             }
-            zeroPages += run.getCount();
-            lastEnd = (int) end;
+            zeroPages += (int) count;
+            lastEnd = end;
         }
-        int rawLength = batch.getRawLength();
-        if ((long) dataPages * pageSize != rawLength) {
-            throw new MalformedFrameException("raw length " + rawLength + " for " + dataPages + " data pages");
+        if ((long) dataPages * pageSize != Integer.toUnsignedLong(batch.getRawLength())) {
+            throw new MalformedFrameException("raw length " + Integer.toUnsignedString(batch.getRawLength()) + " for "
+                    + dataPages + " data pages");
         }
+        int rawLength = dataPages * pageSize;
         Backing data = Backing.of(batch.getData());
         byte[] pages;
         int pagesOffset;
@@ -292,7 +300,7 @@ public final class BatchCodec {
         if (expected != batch.getChecksum()) {
             throw new MalformedFrameException(String.format(
                     "checksum mismatch in batch at page %d (round %d): got %016x, computed %016x",
-                    base, batch.getRound(), batch.getChecksum(), expected));
+                    base, Integer.toUnsignedLong(batch.getRound()), batch.getChecksum(), expected));
         }
         MemorySegment src = MemorySegment.ofArray(pages);
         // Contiguous data pages go out in one write each.
@@ -312,6 +320,7 @@ public final class BatchCodec {
             i = runEnd;
         }
         for (PageRun run : batch.getZeroRunsList()) {
+            // Checked above: inside the window, so both fit an int as non-negative values.
             sink.zero(base + run.getOffset(), run.getCount());
         }
         return new Applied(dataPages, zeroPages);
@@ -357,7 +366,8 @@ public final class BatchCodec {
         }
     }
 
-    private long checksum(PageBatch.Builder b, byte[] data, int offset, int length) {
+    /** Package-private so that tests can seal hand-made (hostile) batches with a valid checksum. */
+    long checksum(PageBatch.Builder b, byte[] data, int offset, int length) {
         header.clear();
         header.putInt(b.getRound()).putLong(b.getBasePage());
         header.put(b.getDataPages().asReadOnlyByteBuffer());

@@ -223,6 +223,69 @@ class BatchCodecTest {
                 "out of window");
     }
 
+    /**
+     * Protobuf's uint32 arrives in Java as an int: a run of 2^31 pages read as Integer.MIN_VALUE made
+     * offset + count negative, so it passed the window check, the batch was accepted, and the pages
+     * the run named kept whatever stale contents they had.
+     */
+    @Test
+    void aZeroRunOfTwoToThe31PagesIsRefusedNotTakenAsNegative() {
+        PageBatch bad = HostileBatches.seal(
+                PageBatch.newBuilder()
+                        .setRound(1)
+                        .setBasePage(0)
+                        .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(1 << 31))
+                        .setCompression(Compression.COMPRESSION_RAW)
+                        .setRawLength(0),
+                PAGE,
+                WINDOW,
+                new byte[0]);
+        assertRejected(bad, "zero run 0+2147483648");
+    }
+
+    /** The same mistake let a run of 2^32 - 1 pages (-1) end before it started and hide an overlap. */
+    @Test
+    void aZeroRunOfTwoToThe32MinusOnePagesIsRefusedNotTakenAsNegative() {
+        PageBatch bad = HostileBatches.seal(
+                PageBatch.newBuilder()
+                        .setRound(1)
+                        .setBasePage(0)
+                        .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(4))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(10).setCount(-1))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(9).setCount(1))
+                        .setCompression(Compression.COMPRESSION_RAW)
+                        .setRawLength(0),
+                PAGE,
+                WINDOW,
+                new byte[0]);
+        assertRejected(bad, "zero run 10+4294967295");
+    }
+
+    /** A well-formed hand-sealed batch decodes: the tests above fail for their counts, not their checksums. */
+    @Test
+    void aHandSealedBatchWithValidRunsDecodes() throws Exception {
+        PageBatch ok = HostileBatches.seal(
+                PageBatch.newBuilder()
+                        .setRound(1)
+                        .setBasePage(0)
+                        .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(4))
+                        .addZeroRuns(PageRun.newBuilder().setOffset(10).setCount(WINDOW - 10))
+                        .setCompression(Compression.COMPRESSION_RAW)
+                        .setRawLength(0),
+                PAGE,
+                WINDOW,
+                new byte[0]);
+        MemorySegment dst = memory(WINDOW);
+        dst.fill((byte) 9);
+        BatchCodec.Applied a = apply(new BatchCodec(PAGE, WINDOW), ok, dst);
+        assertEquals(WINDOW - 6, a.zeroPages());
+        assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, 0));
+        assertEquals(9, dst.get(ValueLayout.JAVA_BYTE, 4L * PAGE));
+    }
+
     @Test
     void aWindowKnownToBeAHoleIsSentAsZeroRunsWithoutBeingRead() throws Exception {
         MemorySegment src = memory(WINDOW * 2);
