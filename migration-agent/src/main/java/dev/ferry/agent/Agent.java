@@ -38,6 +38,7 @@ public final class Agent implements AutoCloseable {
     private final AgentConfig config;
     private final HypervisorDriver driver;
     private final CommitProvider commits;
+    private final boolean clustered;
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
     private final VmRegistry registry;
     private final MigrationStreamService streams = new MigrationStreamService();
@@ -59,6 +60,7 @@ public final class Agent implements AutoCloseable {
         this.config = config;
         this.driver = driver;
         this.commits = commits;
+        this.clustered = ownership.clustered();
         this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir(), ownership);
     }
 
@@ -81,7 +83,8 @@ public final class Agent implements AutoCloseable {
                 config.incomingTimeout(),
                 config.timeouts().ready());
         OutgoingMigrations outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
-        AgentControlService control = new AgentControlService(registry, incoming, outgoing, streams, this::info);
+        AgentControlService control = new AgentControlService(
+                registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
         server = transport.startServer(
                 config.listen(), serverExecutor, List.of(control.definition(), streams.definition()));
         endpoint = Transport.boundEndpoint(config.listen(), server);
