@@ -186,6 +186,19 @@ public final class TestCluster implements AutoCloseable {
      * Returns its API endpoint once it serves.
      */
     public String coordinatorProcess(String name, Duration failoverMargin, Path holdRestartsFile) throws Exception {
+        return coordinatorProcess(
+                name,
+                CoordinatorProcess.class,
+                failoverMargin,
+                holdRestartsFile == null ? List.of() : List.of("hold-restarts-file=" + holdRestartsFile));
+    }
+
+    /**
+     * A coordinator replica run by {@code main} (a class that takes CoordinatorProcess's arguments,
+     * plus {@code extra}) in a process of its own. Returns its API endpoint once it serves.
+     */
+    public String coordinatorProcess(String name, Class<?> main, Duration failoverMargin, List<String> extra)
+            throws Exception {
         Path endpointFile = root.resolve(name + ".endpoint");
         Files.deleteIfExists(endpointFile);
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
@@ -196,15 +209,13 @@ public final class TestCluster implements AutoCloseable {
                 "-XX:TieredStopAtLevel=1",
                 "-cp",
                 System.getProperty("java.class.path"),
-                CoordinatorProcess.class.getName(),
+                main.getName(),
                 "zk=" + zk.getConnectString(),
                 "cluster=" + NAME,
                 "session-ms=" + Timing.seconds(3).toMillis(),
                 "margin-ms=" + Timing.scaled(failoverMargin).toMillis(),
                 "endpoint-file=" + endpointFile));
-        if (holdRestartsFile != null) {
-            cmd.add("hold-restarts-file=" + holdRestartsFile);
-        }
+        cmd.addAll(extra);
         Process p = new ProcessBuilder(cmd)
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(
@@ -220,6 +231,20 @@ public final class TestCluster implements AutoCloseable {
             throw new AssertionError(name + " exited: see " + root.resolve(name + ".log"));
         }
         return Files.readString(endpointFile).trim();
+    }
+
+    /**
+     * Sends {@code signal} (STOP, CONT, ...) to a process this cluster started: SIGSTOP freezes a
+     * replica as a long GC pause or an overloaded host would, sockets open and session unattended.
+     */
+    public void signal(String name, String signal) throws Exception {
+        Process p = processes.get(name);
+        Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(p.pid()))
+                .redirectErrorStream(true)
+                .start();
+        if (!kill.waitFor(10, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+            throw new AssertionError("kill -" + signal + " " + name + " failed");
+        }
     }
 
     /** kill -9 of a process this cluster started (no run-log bookkeeping: for coordinators). */
@@ -310,6 +335,8 @@ public final class TestCluster implements AutoCloseable {
             c.close();
         }
         for (Process p : processes.values()) {
+            // A stopped process dies of SIGKILL too; CONT first anyway so that nothing lingers frozen.
+            new ProcessBuilder("kill", "-CONT", Long.toString(p.pid())).start().waitFor(10, TimeUnit.SECONDS);
             p.destroyForcibly();
             p.waitFor(10, TimeUnit.SECONDS);
         }
