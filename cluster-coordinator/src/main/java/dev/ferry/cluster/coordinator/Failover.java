@@ -176,11 +176,16 @@ final class Failover implements ClusterView.HostListener {
                 plan.waiting().isEmpty()
                         ? ""
                         : "; waiting for capacity: " + plan.waiting().keySet());
-        for (RestartPolicy.Candidate c : RestartPolicy.order(candidates)) {
+        List<RestartPolicy.Candidate> ordered = RestartPolicy.order(candidates);
+        for (RestartPolicy.Candidate c : ordered) {
+            slots.expect(restartId(c.vm(), records.get(c.vm()).value().getEpoch()), c);
+        }
+        for (RestartPolicy.Candidate c : ordered) {
             VmRecord r = records.get(c.vm()).value();
+            String id = restartId(c.vm(), r.getEpoch());
             String target = plan.placed().getOrDefault(c.vm(), "");
             Long lostAt = losses.lostAtMillis(r.getOwner());
-            Intent intent = Intents.intent(IntentKind.INTENT_KIND_RESTART, restartId(c.vm(), r.getEpoch()))
+            Intent intent = Intents.intent(IntentKind.INTENT_KIND_RESTART, id)
                     .setVm(c.vm())
                     .setSource(r.getOwner())
                     .setFromEpoch(r.getEpoch())
@@ -193,13 +198,16 @@ final class Failover implements ClusterView.HostListener {
                     .build();
             try {
                 IntentRun run = intents.submit(intent);
+                run.outcome.whenComplete((end, error) -> slots.forget(id));
                 if (run.outcome.isDone()) {
                     capacity.settle(c.vm()); // it had ended already: nothing will use the reservation
                 }
             } catch (NotLeaderException e) {
+                slots.forget(id);
                 throw e;
             } catch (Exception e) {
                 log.error("cannot start the restart of {}: {}", c.vm(), e.toString());
+                slots.forget(id);
                 capacity.settle(c.vm());
             }
         }
@@ -229,6 +237,7 @@ final class Failover implements ClusterView.HostListener {
         String name = cur.value().getVm();
         Versioned<VmRecord> known = view.vm(name);
         slots.acquire(
+                cur.value().getId(),
                 known != null ? candidate(known.value().getSpec()) : new RestartPolicy.Candidate(name, 0, 0, 1, ""));
         try {
             Set<String> triedHosts = new HashSet<>();

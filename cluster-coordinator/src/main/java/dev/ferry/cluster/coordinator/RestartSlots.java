@@ -1,8 +1,8 @@
 package dev.ferry.cluster.coordinator;
 
 import dev.ferry.cluster.policy.RestartPolicy;
-import java.util.ArrayList;
-import java.util.List;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /**
  * The cluster-wide limit of restarts in flight (within one leader's term): a restart takes a slot
@@ -13,7 +13,9 @@ import java.util.List;
  */
 final class RestartSlots {
     private final int limit;
-    private final List<RestartPolicy.Candidate> waiting = new ArrayList<>();
+    /** Restarts waiting for a slot, by intent id: arrived, or announced by a plan and on their way. */
+    private final Map<String, RestartPolicy.Candidate> waiting = new LinkedHashMap<>();
+
     private int inFlight;
 
     RestartSlots(int limit) {
@@ -23,23 +25,40 @@ final class RestartSlots {
         this.limit = limit;
     }
 
-    /** Waits until {@code c} may go (interrupted: the term ends). */
-    synchronized void acquire(RestartPolicy.Candidate c) throws InterruptedException {
-        waiting.add(c);
+    /**
+     * A plan is about to start the restart {@code intentId}: it waits from now, so that the
+     * restarts of one plan are admitted in their order, not in the order their runs happen to
+     * arrive. The plan {@link #forget}s it when the run ends without asking.
+     */
+    synchronized void expect(String intentId, RestartPolicy.Candidate c) {
+        waiting.putIfAbsent(intentId, c);
+    }
+
+    /** The restart {@code intentId} will not ask (its run ended, or never began). */
+    synchronized void forget(String intentId) {
+        if (waiting.remove(intentId) != null) {
+            notifyAll();
+        }
+    }
+
+    /** Waits until the restart {@code intentId} may go (interrupted: the term ends). */
+    synchronized void acquire(String intentId, RestartPolicy.Candidate c) throws InterruptedException {
+        waiting.putIfAbsent(intentId, c);
         try {
-            while (!admitted(c)) {
+            while (!admitted(intentId)) {
                 wait();
             }
             inFlight++;
         } finally {
-            waiting.remove(c);
+            waiting.remove(intentId);
             notifyAll(); // the next in order may be admitted now
         }
     }
 
-    private boolean admitted(RestartPolicy.Candidate c) {
-        for (RestartPolicy.Candidate a : RestartPolicy.admit(waiting, inFlight, limit)) {
-            if (a == c) {
+    private boolean admitted(String intentId) {
+        RestartPolicy.Candidate mine = waiting.get(intentId);
+        for (RestartPolicy.Candidate a : RestartPolicy.admit(waiting.values(), inFlight, limit)) {
+            if (a == mine) {
                 return true;
             }
         }

@@ -7,6 +7,7 @@ import dev.ferry.cluster.coordinator.AgentActions;
 import dev.ferry.cluster.coordinator.Coordinator;
 import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.coordinator.GrpcAgentActions;
+import dev.ferry.cluster.coordinator.RestartGate;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;
@@ -32,6 +33,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
 import org.apache.curator.test.InstanceSpec;
 import org.apache.curator.test.TestingServer;
 
@@ -87,10 +89,23 @@ public final class TestCluster implements AutoCloseable {
 
     /** A coordinator replica; {@code agents} null means real gRPC calls. */
     public Coordinator coordinator(Duration failoverMargin, AgentActions agents) throws IOException {
-        CoordinatorConfig config = CoordinatorConfig.of(
+        return coordinator(failoverMargin, agents, RestartGate.ALWAYS, UnaryOperator.identity());
+    }
+
+    /**
+     * A coordinator replica whose restarts ask {@code gate}, with settings changed by {@code
+     * settings}; {@code agents} null means real gRPC calls.
+     */
+    public Coordinator coordinator(
+            Duration failoverMargin, AgentActions agents, RestartGate gate, UnaryOperator<CoordinatorConfig> settings)
+            throws IOException {
+        CoordinatorConfig config = settings.apply(CoordinatorConfig.of(
                         zkClients(Timing.seconds(3)), Endpoint.parse("127.0.0.1:0"), Timing.scaled(failoverMargin))
-                .withReconcileInterval(Duration.ofMillis(500));
-        Coordinator c = agents == null ? new Coordinator(config) : new Coordinator(config, agents);
+                .withReconcileInterval(Duration.ofMillis(500)));
+        Coordinator c = new Coordinator(
+                config,
+                agents == null ? new GrpcAgentActions(config.transport(), config.agentDeadline()) : agents,
+                gate);
         coordinators.add(c.start());
         return c;
     }
