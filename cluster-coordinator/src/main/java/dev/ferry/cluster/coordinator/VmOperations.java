@@ -30,6 +30,7 @@ import io.grpc.Status;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.BiConsumer;
 
 /**
  * Create, start, stop and delete, each an intent carried out by the {@link IntentStep} recipe. The
@@ -333,21 +334,31 @@ final class VmOperations {
             return stopped;
         }
         return act(() -> {
-            try {
-                orders.stopVm(
-                        host,
-                        VmRequest.newBuilder()
-                                .setName(name)
-                                .setRequestId(i.getId())
-                                .build());
-            } catch (AgentCallException e) {
-                if (e.code() != Status.Code.NOT_FOUND) {
-                    // The desired state says stopped; the reconciler keeps asking until the host does.
-                    return refuse(i, "cannot stop " + name + " on " + r.getOwner() + ": " + e.getMessage());
-                }
-            }
-            return stopped;
+            // Refused: the desired state says stopped; the reconciler keeps asking until the host does.
+            String why = orderOwner("stop", host, r, i, orders::stopVm);
+            return why == null ? stopped : refuse(i, why);
         });
+    }
+
+    /**
+     * Sends the intent's order about its VM to the owner; null when it is carried out (or the
+     * owner no longer has the VM), else why not.
+     */
+    private static String orderOwner(
+            String verb, HostRecord host, VmRecord r, Intent i, BiConsumer<HostRecord, VmRequest> order) {
+        try {
+            order.accept(
+                    host,
+                    VmRequest.newBuilder()
+                            .setName(i.getVm())
+                            .setRequestId(i.getId())
+                            .build());
+            return null;
+        } catch (AgentCallException e) {
+            return e.code() == Status.Code.NOT_FOUND
+                    ? null
+                    : "cannot " + verb + " " + i.getVm() + " on " + r.getOwner() + ": " + e.getMessage();
+        }
     }
 
     /** The record says the VM is meant to be stopped, under this intent (stop, delete). */
@@ -385,19 +396,9 @@ final class VmOperations {
         }
         HostRecord host = view.hostRecord(r.getOwner());
         return act(() -> {
-            if (host != null) {
-                try {
-                    orders.deleteVm(
-                            host,
-                            VmRequest.newBuilder()
-                                    .setName(name)
-                                    .setRequestId(i.getId())
-                                    .build());
-                } catch (AgentCallException e) {
-                    if (e.code() != Status.Code.NOT_FOUND) {
-                        return refuse(i, "cannot delete " + name + " on " + r.getOwner() + ": " + e.getMessage());
-                    }
-                }
+            String why = host == null ? null : orderOwner("delete", host, r, i, orders::deleteVm);
+            if (why != null) {
+                return refuse(i, why);
             }
             // The run lock goes with the VM (released in the background by its host): wait for it, so
             // that a VM of the same name created next cannot meet it.

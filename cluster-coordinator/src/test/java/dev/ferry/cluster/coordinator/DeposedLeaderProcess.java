@@ -3,31 +3,22 @@ package dev.ferry.cluster.coordinator;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
-import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.cluster.testing.CoordinatorProcess;
+import dev.ferry.cluster.testing.ForwardingAgentActions;
 import dev.ferry.cluster.testing.TestCluster;
-import dev.ferry.proto.agent.CancelMigrationRequest;
-import dev.ferry.proto.agent.CancelMigrationResponse;
-import dev.ferry.proto.agent.CreateVmRequest;
-import dev.ferry.proto.agent.LeaderTermRequest;
-import dev.ferry.proto.agent.LeaderTermResponse;
-import dev.ferry.proto.agent.MigrateRequest;
-import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.IntentKind;
 import dev.ferry.proto.vm.VmStatus;
-import dev.ferry.rpc.Endpoint;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.Consumer;
 import org.apache.curator.framework.api.transaction.CuratorOp;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
@@ -50,31 +41,20 @@ public final class DeposedLeaderProcess {
     private DeposedLeaderProcess() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> a = new HashMap<>();
-        for (String arg : args) {
-            int eq = arg.indexOf('=');
-            a.put(arg.substring(0, eq), arg.substring(eq + 1));
-        }
+        Map<String, String> a = CoordinatorProcess.arguments(args);
         Path held = Path.of(a.get("held-file"));
         Path release = Path.of(a.get("release-file"));
         Path result = Path.of(a.get("result-file"));
-        CoordinatorConfig config = CoordinatorConfig.of(
-                        ZkClients.of(
-                                a.get("zk"), a.get("cluster"), Duration.ofMillis(Long.parseLong(a.get("session-ms")))),
-                        Endpoint.parse("127.0.0.1:0"),
-                        Duration.ofMillis(Long.parseLong(a.get("margin-ms"))))
-                .withReconcileInterval(Duration.ofMillis(500));
         AtomicReference<Coordinator> self = new AtomicReference<>();
         AgentActions real = TestCluster.grpcAgents();
-        AgentActions late = new Delegating(real) {
-            private volatile boolean first = true;
+        AgentActions late = new ForwardingAgentActions(real) {
+            private final AtomicBoolean first = new AtomicBoolean(true);
 
             @Override
             public VmStatus stopVm(HostRecord host, VmRequest request) {
-                if (!first) {
+                if (!first.getAndSet(false)) {
                     return real.stopVm(host, request);
                 }
-                first = false;
                 try {
                     return stopLate(self.get(), real, host, request, held, release, result);
                 } catch (AgentCallException e) {
@@ -84,18 +64,9 @@ public final class DeposedLeaderProcess {
                 }
             }
         };
-        Coordinator c = new Coordinator(config, late).start();
+        Coordinator c = new Coordinator(CoordinatorProcess.config(a), late);
         self.set(c);
-        Path endpointFile = Path.of(a.get("endpoint-file"));
-        Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
-        Files.writeString(tmp, c.endpoint().toString());
-        Files.move(tmp, endpointFile);
-        CountDownLatch stop = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            c.close();
-            stop.countDown();
-        }));
-        stop.await();
+        CoordinatorProcess.serve(c, a);
     }
 
     private static VmStatus stopLate(
@@ -162,65 +133,6 @@ public final class DeposedLeaderProcess {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
-        }
-    }
-
-    /** Every call to {@code inner}; subclasses replace some. */
-    private static class Delegating implements AgentActions {
-        private final AgentActions inner;
-
-        Delegating(AgentActions inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public VmStatus createVm(HostRecord host, CreateVmRequest request) {
-            return inner.createVm(host, request);
-        }
-
-        @Override
-        public VmStatus startVm(HostRecord host, VmRequest request) {
-            return inner.startVm(host, request);
-        }
-
-        @Override
-        public VmStatus stopVm(HostRecord host, VmRequest request) {
-            return inner.stopVm(host, request);
-        }
-
-        @Override
-        public VmStatus deleteVm(HostRecord host, VmRequest request) {
-            return inner.deleteVm(host, request);
-        }
-
-        @Override
-        public VmStatus getVm(HostRecord host, String vm) {
-            return inner.getVm(host, vm);
-        }
-
-        @Override
-        public List<VmStatus> listVms(HostRecord host) {
-            return inner.listVms(host);
-        }
-
-        @Override
-        public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-            return inner.migrate(source, request, events);
-        }
-
-        @Override
-        public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
-            return inner.cancelMigration(source, request);
-        }
-
-        @Override
-        public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
-            return inner.announceLeaderTerm(host, request);
-        }
-
-        @Override
-        public void close() {
-            inner.close();
         }
     }
 }

@@ -2,14 +2,7 @@ package dev.ferry.cluster.testing;
 
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.AgentActions;
-import dev.ferry.proto.agent.CancelMigrationRequest;
-import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
-import dev.ferry.proto.agent.LeaderTermRequest;
-import dev.ferry.proto.agent.LeaderTermResponse;
-import dev.ferry.proto.agent.MigrateRequest;
-import dev.ferry.proto.agent.MigrationEvent;
-import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
 import io.grpc.Status;
@@ -18,7 +11,6 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Consumer;
 import java.util.function.Predicate;
 
 /**
@@ -32,8 +24,7 @@ import java.util.function.Predicate;
  * </ul>
  * Counts the CreateVm calls that went through.
  */
-public final class GatedAgentActions implements AgentActions {
-    private final AgentActions inner;
+public final class GatedAgentActions extends ForwardingAgentActions {
     private volatile Predicate<CreateVmRequest> hold = r -> false;
     private volatile Predicate<CreateVmRequest> pace = r -> false;
     private final CountDownLatch held = new CountDownLatch(1);
@@ -46,7 +37,7 @@ public final class GatedAgentActions implements AgentActions {
     private int peakInFlight;
 
     public GatedAgentActions(AgentActions inner) {
-        this.inner = inner;
+        super(inner);
     }
 
     public void hold(Predicate<CreateVmRequest> which) {
@@ -148,50 +139,5 @@ public final class GatedAgentActions implements AgentActions {
                 inFlight--;
             }
         }
-    }
-
-    @Override
-    public VmStatus startVm(HostRecord host, VmRequest request) {
-        return inner.startVm(host, request);
-    }
-
-    @Override
-    public VmStatus stopVm(HostRecord host, VmRequest request) {
-        return inner.stopVm(host, request);
-    }
-
-    @Override
-    public VmStatus deleteVm(HostRecord host, VmRequest request) {
-        return inner.deleteVm(host, request);
-    }
-
-    @Override
-    public VmStatus getVm(HostRecord host, String vm) {
-        return inner.getVm(host, vm);
-    }
-
-    @Override
-    public List<VmStatus> listVms(HostRecord host) {
-        return inner.listVms(host);
-    }
-
-    @Override
-    public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-        return inner.migrate(source, request, events);
-    }
-
-    @Override
-    public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
-        return inner.cancelMigration(source, request);
-    }
-
-    @Override
-    public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
-        return inner.announceLeaderTerm(host, request);
-    }
-
-    @Override
-    public void close() {
-        inner.close();
     }
 }
