@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -82,10 +83,57 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
                     "How long finished intents stay, so that a retried request finds its outcome (default: ${DEFAULT-VALUE}).")
     long intentRetentionMinutes;
 
+    @Option(
+            names = "--max-concurrent-restarts",
+            defaultValue = "4",
+            paramLabel = "N",
+            description =
+                    "Restarts of failed hosts' VMs the leader carries out at once, cluster-wide; the others wait, "
+                            + "highest restart priority first (default: ${DEFAULT-VALUE}).")
+    int maxConcurrentRestarts;
+
+    @Option(
+            names = "--restart-reset-after",
+            defaultValue = "10m",
+            paramLabel = "DURATION",
+            converter = DurationConverter.class,
+            description = "A VM that has run this long without a restart has its restart attempts counted from zero "
+                    + "again: 500ms, 90s, 10m, 1h (default: ${DEFAULT-VALUE}).")
+    Duration restartResetAfter;
+
+    /** 500ms, 90s, 10m, 1h (or ISO-8601, PT10M). */
+    static final class DurationConverter implements CommandLine.ITypeConverter<Duration> {
+        @Override
+        public Duration convert(String text) {
+            java.util.regex.Matcher m =
+                    java.util.regex.Pattern.compile("(\\d+)(ms|s|m|h)").matcher(text.trim());
+            if (m.matches()) {
+                long n = Long.parseLong(m.group(1));
+                return switch (m.group(2)) {
+                    case "ms" -> Duration.ofMillis(n);
+                    case "s" -> Duration.ofSeconds(n);
+                    case "m" -> Duration.ofMinutes(n);
+                    default -> Duration.ofHours(n);
+                };
+            }
+            try {
+                return Duration.parse(text.trim());
+            } catch (java.time.format.DateTimeParseException e) {
+                throw new CommandLine.TypeConversionException("'" + text + "' is not a duration (500ms, 90s, 10m, 1h)");
+            }
+        }
+    }
+
     @Override
     public Integer call() throws Exception {
         if ((zk == null) == (embeddedZk == null)) {
             throw new CliException("pass exactly one of --zk CONNECT and --embedded-zk DIR", 2);
+        }
+        if (maxConcurrentRestarts < 1) {
+            throw new CliException("--max-concurrent-restarts must be at least 1", 2);
+        }
+        if (restartResetAfter.isNegative() || restartResetAfter.isZero()) {
+            throw new CliException("--restart-reset-after must be positive", 2);
         }
         EmbeddedZooKeeper server = null;
         String connect = zk;
@@ -106,6 +154,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
             config = config.withAdvertise(Endpoint.parse(advertise));
         }
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
+        config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);
         Coordinator coordinator = new Coordinator(config);
         CountDownLatch stopped = new CountDownLatch(1);
         EmbeddedZooKeeper embedded = server;

@@ -52,16 +52,21 @@ public interface VmInstance extends AutoCloseable {
      * (QEMU: SIGSTOP of its process, which then answers nothing until thawed). Unlike {@link
      * #pause()} it needs no answer from the hypervisor, so it works on a wedged one. Idempotent.
      */
-    void freeze() throws HypervisorException;
+    default void freeze() throws HypervisorException {
+        // A driver that cannot freeze: the fence kills instead (VmRegistry falls back to close()).
+        throw new HypervisorException("freeze", "the VM cannot be frozen");
+    }
 
     /**
      * Lets a frozen guest execute again. Its lease must be current first: a guest whose lease has
      * lapsed stops again at once.
      */
-    void thaw() throws HypervisorException;
+    default void thaw() throws HypervisorException {}
 
     /** True while the guest cannot execute because it is frozen (by {@link #freeze} or by its lapsed lease). */
-    boolean frozen();
+    default boolean frozen() {
+        return false;
+    }
 
     /**
      * True when the guest keeps running if the agent process ends (a separate hypervisor process

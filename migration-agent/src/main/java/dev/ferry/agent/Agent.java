@@ -41,6 +41,7 @@ public final class Agent implements AutoCloseable {
     private final Ownership ownership;
     private final HypervisorDriver driver;
     private final CommitProvider commits;
+    private final boolean clustered;
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
     private final VmRegistry registry;
     private final MigrationStreamService streams = new MigrationStreamService();
@@ -63,6 +64,7 @@ public final class Agent implements AutoCloseable {
         this.ownership = ownership;
         this.driver = driver;
         this.commits = commits;
+        this.clustered = ownership.clustered();
         this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir(), ownership);
     }
 
@@ -95,7 +97,8 @@ public final class Agent implements AutoCloseable {
                         config.idleTimeout(),
                         config.timeouts().ready()));
         OutgoingMigrations outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
-        AgentControlService control = new AgentControlService(registry, incoming, outgoing, streams, this::info);
+        AgentControlService control = new AgentControlService(
+                registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
         server = transport.startServer(
                 config.listen(), serverExecutor, List.of(control.definition(), streams.definition()));
         endpoint = Transport.boundEndpoint(config.listen(), server);

@@ -6,6 +6,8 @@ import dev.ferry.proto.agent.AgentProto;
 import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.ListVmsRequest;
 import dev.ferry.proto.agent.ListVmsResponse;
 import dev.ferry.proto.agent.MigrateRequest;
@@ -41,6 +43,8 @@ public final class AgentControlRpc {
             SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
     public static final MethodDescriptor<CancelMigrationRequest, CancelMigrationResponse> CANCEL_MIGRATION =
             SERVICE.method("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class);
+    public static final MethodDescriptor<LeaderTermRequest, LeaderTermResponse> ANNOUNCE_LEADER_TERM =
+            SERVICE.method("AnnounceLeaderTerm", LeaderTermRequest.class, LeaderTermResponse.class);
 
     private AgentControlRpc() {}
 }

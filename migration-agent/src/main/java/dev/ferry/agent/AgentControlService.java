@@ -7,6 +7,8 @@ import dev.ferry.proto.agent.AgentInfoRequest;
 import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.ListVmsRequest;
 import dev.ferry.proto.agent.ListVmsResponse;
 import dev.ferry.proto.agent.MigrateRequest;
@@ -26,7 +28,12 @@ import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** The control API: maps each rpc to the registry or a migration, and errors to gRPC statuses. */
+/**
+ * The control API: maps each rpc to the registry or a migration, and errors to gRPC statuses.
+ * Every order that changes this host's VMs passes {@link LeaderTerms} first: in a cluster it must
+ * carry the coordinator leader's term, no older than the newest seen. The migration peers' own
+ * calls (prepare, discard of an incoming migration) and reads carry none.
+ */
 final class AgentControlService {
     private static final Logger log = LoggerFactory.getLogger(AgentControlService.class);
 
@@ -35,6 +42,7 @@ final class AgentControlService {
     private final OutgoingMigrations outgoing;
     private final MigrationStreamService streams;
     private final Supplier<AgentInfo> info;
+    private final LeaderTerms terms;
     private final RequestLog<VmStatus> requests = new RequestLog<>(4096);
 
     AgentControlService(
@@ -42,12 +50,14 @@ final class AgentControlService {
             IncomingMigrations incoming,
             OutgoingMigrations outgoing,
             MigrationStreamService streams,
-            Supplier<AgentInfo> info) {
+            Supplier<AgentInfo> info,
+            LeaderTerms terms) {
         this.registry = registry;
         this.incoming = incoming;
         this.outgoing = outgoing;
         this.streams = streams;
         this.info = info;
+        this.terms = terms;
     }
 
     ServerServiceDefinition definition() {
@@ -60,34 +70,28 @@ final class AgentControlService {
                         VmStatus.class,
                         (req, out) -> reply(
                                 out,
-                                () -> requests.once(
-                                        req.getRequestId(),
-                                        () -> registry.status(
-                                                registry.create(req.getSpec(), req.getStart(), req.getEpoch())))))
+                                () -> terms.order(
+                                        req.getLeaderTerm(),
+                                        "CreateVm " + req.getSpec().getName(),
+                                        () -> requests.once(
+                                                req.getRequestId(),
+                                                () -> registry.status(registry.create(
+                                                        req.getSpec(), req.getStart(), req.getEpoch()))))))
                 .unary(
                         "StartVm",
                         VmRequest.class,
                         VmStatus.class,
-                        (req, out) -> reply(
-                                out,
-                                () -> requests.once(
-                                        req.getRequestId(), () -> registry.status(registry.start(req.getName())))))
+                        (req, out) -> reply(out, () -> order(req, "StartVm", () -> registry.start(req.getName()))))
                 .unary(
                         "StopVm",
                         VmRequest.class,
                         VmStatus.class,
-                        (req, out) -> reply(
-                                out,
-                                () -> requests.once(
-                                        req.getRequestId(), () -> registry.status(registry.stop(req.getName())))))
+                        (req, out) -> reply(out, () -> order(req, "StopVm", () -> registry.stop(req.getName()))))
                 .unary(
                         "DeleteVm",
                         VmRequest.class,
                         VmStatus.class,
-                        (req, out) -> reply(
-                                out,
-                                () -> requests.once(
-                                        req.getRequestId(), () -> registry.status(registry.delete(req.getName())))))
+                        (req, out) -> reply(out, () -> order(req, "DeleteVm", () -> registry.delete(req.getName()))))
                 .unary("GetVm", VmRequest.class, VmStatus.class, (req, out) -> reply(out, () -> getVm(req.getName())))
                 .unary("ListVms", ListVmsRequest.class, ListVmsResponse.class, (req, out) -> reply(out, this::listVms))
                 .unary(
@@ -102,9 +106,12 @@ final class AgentControlService {
                         CancelMigrationResponse.class,
                         (req, out) -> reply(out, () -> {
                             if (!req.getMigrationId().isEmpty()) {
-                                return cancelIncoming(req);
+                                return cancelIncoming(req); // from the source agent, not an order
                             }
-                            boolean ok = outgoing.cancel(req.getVm());
+                            boolean ok = terms.order(
+                                    req.getLeaderTerm(),
+                                    "CancelMigration " + req.getVm(),
+                                    () -> outgoing.cancel(req.getVm()));
                             return CancelMigrationResponse.newBuilder()
                                     .setCancelled(ok)
                                     .setMessage(
@@ -114,7 +121,32 @@ final class AgentControlService {
                                                             + " has committed and will complete")
                                     .build();
                         }))
+                .unary(
+                        "AnnounceLeaderTerm",
+                        LeaderTermRequest.class,
+                        LeaderTermResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> terms.order(
+                                        req.getLeaderTerm(),
+                                        "the announcement of leader term " + req.getLeaderTerm() + " by "
+                                                + req.getLeader(),
+                                        () -> LeaderTermResponse.newBuilder()
+                                                .setNewestLeaderTerm(terms.newest())
+                                                .build())))
                 .build();
+    }
+
+    interface VmOrder {
+        ManagedVm run() throws AgentException;
+    }
+
+    /** A VM order: admitted by its leader term, run once per request id. */
+    private VmStatus order(VmRequest req, String op, VmOrder order) throws AgentException {
+        return terms.order(
+                req.getLeaderTerm(),
+                op + " " + req.getName(),
+                () -> requests.once(req.getRequestId(), () -> registry.status(order.run())));
     }
 
     private CancelMigrationResponse cancelIncoming(CancelMigrationRequest req) throws AgentException {
@@ -182,7 +214,9 @@ final class AgentControlService {
         ServerCallStreamObserver<MigrationEvent> out = (ServerCallStreamObserver<MigrationEvent>) responses;
         OutgoingMigrations.Claimed claimed;
         try {
-            claimed = outgoing.claim(req);
+            // The term admits the migration's start; once claimed it runs to its end (its commit is
+            // version-checked in the cluster store, whoever leads by then).
+            claimed = terms.order(req.getLeaderTerm(), "Migrate " + req.getVm(), () -> outgoing.claim(req));
         } catch (AgentException e) {
             out.onError(e.toStatus());
             return;

@@ -4,8 +4,11 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.AgentActions;
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.Records;
+import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.VmRequest;
@@ -220,8 +223,17 @@ public final class SimulatedAgents implements AgentActions {
     }
 
     @Override
-    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
+    public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
         throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
+    }
+
+    /** Simulated agents take every order: they stand for the coordinator's work, not the agents' checks. */
+    @Override
+    public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
+        alive(host);
+        return LeaderTermResponse.newBuilder()
+                .setNewestLeaderTerm(request.getLeaderTerm())
+                .build();
     }
 
     @Override

@@ -1,8 +1,11 @@
 package dev.ferry.cluster.coordinator;
 
 import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.VmRequest;
@@ -16,6 +19,9 @@ import java.util.function.Consumer;
  * What the coordinator asks of agents, addressed by their registration. Production calls each
  * agent's control API over gRPC ({@link GrpcAgentActions}); the coordinator benchmark plugs in
  * agents simulated on ZooKeeper. Every call fails with {@link AgentCallException}.
+ *
+ * <p>Requests that change an agent's VMs carry the leader's term ({@code leader_term}); a leader
+ * sends them through {@link LeaderOrders}, which sets it on every one.
  */
 public interface AgentActions extends Closeable {
     VmStatus createVm(HostRecord host, CreateVmRequest request) throws AgentCallException;
@@ -34,7 +40,11 @@ public interface AgentActions extends Closeable {
     MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events)
             throws AgentCallException;
 
-    CancelMigrationResponse cancelMigration(HostRecord source, String vm) throws AgentCallException;
+    CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request)
+            throws AgentCallException;
+
+    /** Tells an agent that a leader took office with {@code request}'s term. */
+    LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) throws AgentCallException;
 
     @Override
     void close();

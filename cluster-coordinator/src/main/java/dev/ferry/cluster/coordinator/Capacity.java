@@ -23,11 +23,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * account for each other.
  */
 final class Capacity {
-    private final Term term;
+    private final ClusterView view;
     private final Map<String, String> reserved = new ConcurrentHashMap<>();
 
-    Capacity(Term term) {
-        this.term = term;
+    Capacity(ClusterView view) {
+        this.view = view;
     }
 
     static boolean counts(VmRecord r) {
@@ -36,10 +36,10 @@ final class Capacity {
 
     /** Every host that is alive or named by a record, with what it has left. */
     synchronized List<Placement.Host> hosts() {
-        Map<String, Versioned<HostRecord>> alive = term.view.hosts();
+        Map<String, Versioned<HostRecord>> alive = view.hosts();
         Map<String, long[]> used = new HashMap<>();
         Map<String, Set<String>> groups = new HashMap<>();
-        Map<String, Versioned<VmRecord>> vms = term.view.vms();
+        Map<String, Versioned<VmRecord>> vms = view.vms();
         for (Versioned<VmRecord> v : vms.values()) {
             VmRecord r = v.value();
             String owner = reserved.getOrDefault(r.getSpec().getName(), r.getOwner());
@@ -57,7 +57,7 @@ final class Capacity {
             out.add(new Placement.Host(
                     id,
                     h != null,
-                    term.view.inMaintenance(id),
+                    view.inMaintenance(id),
                     h == null ? 0 : h.value().getMemoryBytes(),
                     h == null ? 0 : h.value().getVcpus(),
                     u[0],
@@ -81,7 +81,7 @@ final class Capacity {
 
     /** The hosts as they would be without {@code vm} (to check whether it still fits where it is). */
     synchronized List<Placement.Host> hostsWithout(String vm) {
-        Versioned<VmRecord> v = term.view.vm(vm);
+        Versioned<VmRecord> v = view.vm(vm);
         List<Placement.Host> all = hosts();
         if (v == null || !counts(v.value())) {
             return all;
@@ -112,7 +112,7 @@ final class Capacity {
     synchronized List<Placement.Host> hostsExcept(Set<String> vms) {
         List<Placement.Host> out = hosts();
         for (String vm : vms) {
-            Versioned<VmRecord> v = term.view.vm(vm);
+            Versioned<VmRecord> v = view.vm(vm);
             if (v == null || !counts(v.value()) || reserved.containsKey(vm)) {
                 continue;
             }
@@ -165,7 +165,7 @@ final class Capacity {
                 .toList();
         if (only.isEmpty() || !only.getFirst().alive()) {
             // The picture may not have a host that joined a moment ago: ZooKeeper has the last word.
-            HostRecord r = term.hostRecord(host);
+            HostRecord r = view.hostRecord(host);
             if (r == null) {
                 return host + " is not alive in the cluster";
             }
@@ -173,7 +173,7 @@ final class Capacity {
             only = List.of(new Placement.Host(
                     host,
                     true,
-                    term.view.inMaintenance(host),
+                    view.inMaintenance(host),
                     r.getMemoryBytes(),
                     r.getVcpus(),
                     known == null ? 0 : known.usedMemoryBytes(),

@@ -2,6 +2,7 @@ package dev.ferry.cluster.coordinator;
 
 import com.google.protobuf.Message;
 import dev.ferry.cluster.store.ClusterPaths;
+import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.RecordException;
 import dev.ferry.cluster.store.Records;
 import dev.ferry.cluster.store.Versioned;
@@ -46,7 +47,15 @@ final class ClusterView implements Closeable {
         void hostJoined(String host, long session);
     }
 
+    private final ClusterStore store;
     private final List<CuratorCache> caches = new ArrayList<>();
+    private volatile HostListener hostListener = new HostListener() {
+        @Override
+        public void hostLost(String host, long session) {}
+
+        @Override
+        public void hostJoined(String host, long session) {}
+    };
     private final Map<String, Versioned<HostRecord>> hosts = new ConcurrentHashMap<>();
     private final Map<String, Versioned<Maintenance>> maintenance = new ConcurrentHashMap<>();
     private final Map<String, Versioned<VmRecord>> vms = new ConcurrentHashMap<>();
@@ -55,7 +64,9 @@ final class ClusterView implements Closeable {
     private final Map<String, Versioned<Intent>> intents = new ConcurrentHashMap<>();
     private final CountDownLatch initialized = new CountDownLatch(5);
 
-    ClusterView(CuratorFramework zk, HostListener hostListener) {
+    ClusterView(ClusterStore store) {
+        this.store = store;
+        CuratorFramework zk = store.client();
         watch(zk, ClusterPaths.HOSTS, Records::host, hosts, (before, after) -> {
             if (before != null && (after == null || after.ephemeralOwner() != before.ephemeralOwner())) {
                 hostListener.hostLost(name(before.path()), before.ephemeralOwner());
@@ -119,7 +130,9 @@ final class ClusterView implements Closeable {
         caches.add(cache);
     }
 
-    void start() {
+    /** Starts the caches; host events go to {@code listener} from then on. */
+    void start(HostListener listener) {
+        this.hostListener = listener;
         caches.forEach(CuratorCache::start);
     }
 
@@ -143,6 +156,27 @@ final class ClusterView implements Closeable {
 
     Versioned<HostRecord> host(String id) {
         return hosts.get(id);
+    }
+
+    /**
+     * A live host's registration: from the picture, or, when the picture does not have it yet (a
+     * host that joined a moment ago), from ZooKeeper. Null when the host is not alive.
+     */
+    HostRecord hostRecord(String id) {
+        Versioned<HostRecord> h = hosts.get(id);
+        if (h != null) {
+            return h.value();
+        }
+        try {
+            return store.host(id).map(Versioned::value).orElse(null);
+        } catch (Exception e) {
+            return null;
+        }
+    }
+
+    /** Alive by the picture or, for a host that joined a moment ago, by ZooKeeper. */
+    boolean registered(String host) {
+        return hostRecord(host) != null;
     }
 
     boolean inMaintenance(String host) {

@@ -27,7 +27,9 @@ import org.slf4j.LoggerFactory;
  * under {@code /leader}, with their API endpoint as participant id (so clients find the leader).
  * The latch gives up leadership on SUSPENDED and re-checks it on RECONNECTED; this replica
  * follows it: a {@link Term} starts when it leads and is closed (its work interrupted) when it
- * stops. Whatever a deposed leader still tries to write fails: each write checks its latch node.
+ * stops. Taking office allocates the next leader term in ZooKeeper ({@link WriteGuard}); whatever a
+ * deposed leader still tries to write fails (each write checks its latch node and its term), and
+ * whatever it still orders an agent is refused (each order carries its term).
  *
  * <p>Lifecycle LATENT, STARTED, CLOSED.
  */
@@ -42,6 +44,8 @@ public final class Coordinator implements Closeable {
 
     private final CoordinatorConfig config;
     private final AgentActions agents;
+    private final RestartGate gate;
+    private final Clocks clocks;
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
     private final ExecutorService serverExecutor = Executors.newVirtualThreadPerTaskExecutor();
     private final ExecutorService leadership = Executors.newSingleThreadExecutor(
@@ -63,8 +67,19 @@ public final class Coordinator implements Closeable {
     }
 
     public Coordinator(CoordinatorConfig config, AgentActions agents) {
+        this(config, agents, RestartGate.ALWAYS);
+    }
+
+    /** A coordinator whose restarts also ask {@code gate} (see {@link RestartGate}). */
+    public Coordinator(CoordinatorConfig config, AgentActions agents, RestartGate gate) {
+        this(config, agents, gate, Clocks.SYSTEM);
+    }
+
+    Coordinator(CoordinatorConfig config, AgentActions agents, RestartGate gate, Clocks clocks) {
         this.config = config;
         this.agents = agents;
+        this.gate = gate;
+        this.clocks = clocks;
     }
 
     public Coordinator start() throws IOException {
@@ -129,13 +144,17 @@ public final class Coordinator implements Closeable {
             return;
         }
         String path = latch.getOurPath();
-        Term t = new Term(config, endpoint.toString(), store, agents, path);
+        Term t = null;
         try {
+            WriteGuard guard = WriteGuard.takeOffice(store, endpoint.toString(), path, clocks.wallMillis());
+            t = new Term(config, guard, agents, outageFirst(gate), clocks);
             t.start();
             term = t;
         } catch (Exception e) {
             log.error("{} could not take up leadership: {}; giving it up", endpoint, e.toString());
-            t.close();
+            if (t != null) {
+                t.close();
+            }
             relinquish();
         }
     }
@@ -182,6 +201,15 @@ public final class Coordinator implements Closeable {
         return endpoint;
     }
 
+    /** Restarts ask this replica's outage promises first, then {@code other}. */
+    private RestartGate outageFirst(RestartGate other) {
+        RestartGate outage = promises.gate();
+        return (host, vm, nowNanos) -> {
+            RestartGate.Verdict v = outage.check(host, vm, nowNanos);
+            return v instanceof RestartGate.Now ? other.check(host, vm, nowNanos) : v;
+        };
+    }
+
     /** This replica's promises to agents riding out a ZooKeeper outage (restart decisions consult them). */
     OutagePromises promises() {
         return promises;
@@ -221,7 +249,11 @@ public final class Coordinator implements Closeable {
                 .setZookeeper(config.zk().connect())
                 .setAnsweredBy(endpoint.toString())
                 .setLeader(leaderEndpoint())
-                .setFailoverMarginMs(config.failoverMargin().toMillis());
+                .setFailoverMarginMs(config.failoverMargin().toMillis())
+                .setMaxConcurrentRestarts(config.maxConcurrentRestarts());
+        if (!b.getLeader().isEmpty()) {
+            store.leaderTerm().ifPresent(lt -> b.setLeaderTerm(lt.value().getTerm()));
+        }
         List<String> replicas = new ArrayList<>();
         for (Participant p : latch.getParticipants()) {
             replicas.add(p.getId());
@@ -234,8 +266,9 @@ public final class Coordinator implements Closeable {
         Term t = term();
         if (t != null) {
             b.setOpenIntents((int) t.view.intents().values().stream()
-                    .filter(v -> Term.isOpen(v.value()))
+                    .filter(v -> Intents.isOpen(v.value()))
                     .count());
+            b.setRestartsInFlight(t.slots.inFlight());
         }
         return b.build();
     }

@@ -1,5 +1,6 @@
 package dev.ferry.cluster.coordinator;
 
+import dev.ferry.cluster.policy.RestartPolicy;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
@@ -17,6 +18,10 @@ import java.util.Objects;
  * @param reconcileInterval how often the leader compares desired and actual state
  * @param agentDeadline how long a call to an agent may take (migrations excepted)
  * @param intentRetention how long finished intents stay (so that a retried request finds them)
+ * @param maxConcurrentRestarts restarts the leader carries out at once, cluster-wide; the others
+ *     wait, in restart order ({@link RestartPolicy#DEFAULT_MAX_CONCURRENT} by default)
+ * @param restartResetAfter how long a VM must run at one epoch before its restart attempts count
+ *     from zero again ({@link RestartPolicy#DEFAULT_ATTEMPTS_RESET_AFTER} by default)
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -26,16 +31,26 @@ public record CoordinatorConfig(
         Duration failoverMargin,
         Duration reconcileInterval,
         Duration agentDeadline,
-        Duration intentRetention) {
+        Duration intentRetention,
+        int maxConcurrentRestarts,
+        Duration restartResetAfter) {
     public CoordinatorConfig {
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
         Objects.requireNonNull(transport, "transport");
+        Objects.requireNonNull(restartResetAfter, "restartResetAfter");
         if (failoverMargin.isNegative()) {
             throw new IllegalArgumentException("failover margin must not be negative");
         }
         if (reconcileInterval.toMillis() < 50) {
             throw new IllegalArgumentException("reconcile interval must be at least 50 ms");
+        }
+        if (maxConcurrentRestarts < 1) {
+            throw new IllegalArgumentException(
+                    "the limit of concurrent restarts must be at least 1, got " + maxConcurrentRestarts);
+        }
+        if (restartResetAfter.isNegative() || restartResetAfter.isZero()) {
+            throw new IllegalArgumentException("the restart reset time must be positive");
         }
     }
 
@@ -48,21 +63,78 @@ public record CoordinatorConfig(
                 failoverMargin,
                 Duration.ofSeconds(2),
                 Duration.ofSeconds(120),
-                Duration.ofHours(1));
+                Duration.ofHours(1),
+                RestartPolicy.DEFAULT_MAX_CONCURRENT,
+                RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
         return new CoordinatorConfig(
-                zk, listen, advertise, transport, failoverMargin, d, agentDeadline, intentRetention);
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                d,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
         return new CoordinatorConfig(
-                zk, listen, e, transport, failoverMargin, reconcileInterval, agentDeadline, intentRetention);
+                zk,
+                listen,
+                e,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
         return new CoordinatorConfig(
-                zk, listen, advertise, transport, failoverMargin, reconcileInterval, agentDeadline, d);
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                d,
+                maxConcurrentRestarts,
+                restartResetAfter);
+    }
+
+    public CoordinatorConfig withMaxConcurrentRestarts(int n) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                n,
+                restartResetAfter);
+    }
+
+    public CoordinatorConfig withRestartResetAfter(Duration d) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                d);
     }
 }

@@ -6,6 +6,7 @@ import dev.ferry.cluster.client.CoordinatorRpc;
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.Records;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationPhase;
@@ -212,7 +213,7 @@ final class CoordinatorService {
         if (spec.getSchemaVersion() == 0) {
             spec = spec.toBuilder().setSchemaVersion(Records.SCHEMA_VERSION).build();
         }
-        Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_CREATE, id)
+        Intent end = await(t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_CREATE, id)
                 .setVm(spec.getName())
                 .setSpec(spec)
                 .setStart(req.getStart())
@@ -230,7 +231,8 @@ final class CoordinatorService {
         if (earlier(t, id).isEmpty() && t.view.vm(req.getName()) == null) {
             throw CoordinatorException.noVm(req.getName());
         }
-        Intent end = await(t.submit(Term.intent(kind, id).setVm(req.getName()).build()));
+        Intent end = await(
+                t.intents.submit(Intents.intent(kind, id).setVm(req.getName()).build()));
         if (end.getState() != IntentState.INTENT_STATE_DONE) {
             throw failed(end);
         }
@@ -268,7 +270,7 @@ final class CoordinatorService {
                     throw CoordinatorException.noHost(req.getTargetHost());
                 }
             }
-            run = t.submit(Term.intent(IntentKind.INTENT_KIND_MIGRATE, id)
+            run = t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_MIGRATE, id)
                     .setVm(req.getVm())
                     .setHost(req.getTargetHost())
                     .setMigration(req.getOptions())
@@ -318,7 +320,8 @@ final class CoordinatorService {
             throw new CoordinatorException(
                     Status.Code.FAILED_PRECONDITION, v.value().getOwner() + " is not alive");
         }
-        return t.agents.cancelMigration(source, req.getName());
+        return t.orders.cancelMigration(
+                source, CancelMigrationRequest.newBuilder().setVm(req.getName()).build());
     }
 
     // ---- drain
@@ -342,7 +345,7 @@ final class CoordinatorService {
             if (earlier(t, id).isEmpty() && !t.moves.knownHost(req.getHost())) {
                 throw CoordinatorException.noHost(req.getHost());
             }
-            run = t.submit(Term.intent(IntentKind.INTENT_KIND_DRAIN, id)
+            run = t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_DRAIN, id)
                     .setHost(req.getHost())
                     .setParallel(Math.max(1, req.getParallel()))
                     .setMigration(req.getOptions())
@@ -374,7 +377,7 @@ final class CoordinatorService {
     private HostView activate(HostRef req) throws Exception {
         Term t = leader();
         String id = requestId(req.getRequestId());
-        Intent end = await(t.submit(Term.intent(IntentKind.INTENT_KIND_ACTIVATE, id)
+        Intent end = await(t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_ACTIVATE, id)
                 .setHost(req.getHost())
                 .build()));
         if (end.getState() != IntentState.INTENT_STATE_DONE) {

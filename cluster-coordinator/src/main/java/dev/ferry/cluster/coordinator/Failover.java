@@ -1,6 +1,17 @@
 package dev.ferry.cluster.coordinator;
 
+import static dev.ferry.cluster.coordinator.IntentStep.KEEP;
+import static dev.ferry.cluster.coordinator.IntentStep.STAY;
+import static dev.ferry.cluster.coordinator.IntentStep.act;
+import static dev.ferry.cluster.coordinator.IntentStep.advance;
+import static dev.ferry.cluster.coordinator.IntentStep.done;
+import static dev.ferry.cluster.coordinator.IntentStep.failed;
+import static dev.ferry.cluster.coordinator.IntentStep.park;
+import static dev.ferry.cluster.coordinator.IntentStep.set;
+
 import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.cluster.coordinator.IntentStep.Fresh;
+import dev.ferry.cluster.coordinator.IntentStep.Step;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.policy.RestartPolicy;
 import dev.ferry.cluster.store.Versioned;
@@ -19,14 +30,14 @@ import dev.ferry.proto.vm.VmStatus;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collection;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import org.apache.zookeeper.KeeperException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,54 +48,85 @@ import org.slf4j.LoggerFactory;
  * {@link RestartPolicy} (priority, capacity, anti-affinity), its record moved (owner, epoch + 1,
  * attempts + 1) in the same transaction as the intent, then started cold from its spec by the new
  * owner, which takes the run lock only if the record names it at that epoch.
+ *
+ * <p>At most {@code max-concurrent-restarts} restarts are in flight at once ({@link RestartSlots},
+ * in restart order), and each asks the {@link RestartGate} before it moves the record.
  */
 final class Failover implements ClusterView.HostListener {
     private static final Logger log = LoggerFactory.getLogger(Failover.class);
     /** How long a restart waits for a stale run lock to go before it tries another host. */
     private static final Duration LOCK_WAIT = Duration.ofSeconds(30);
 
-    private final Term term;
-    /** When this term saw each host go (wall clock ms). */
-    private final Map<String, Long> lostAt = new ConcurrentHashMap<>();
+    private final IntentStep steps;
+    private final Intents intents;
+    private final Claims claims;
+    private final ClusterView view;
+    private final Capacity capacity;
+    private final AgentActions orders;
+    private final WriteGuard guard;
+    private final HostLosses losses;
+    private final RestartSlots slots;
+    private final RestartGate gate;
+    private final Clocks clocks;
+    private final Duration margin;
+    private final ScheduledExecutorService timers;
+    private final ExecutorService workers;
 
-    Failover(Term term) {
-        this.term = term;
-    }
-
-    Long lostAt(String host) {
-        return lostAt.get(host);
-    }
-
-    /** Hosts this term saw go. */
-    java.util.Set<String> lostHosts() {
-        return lostAt.keySet();
+    Failover(
+            IntentStep steps,
+            Intents intents,
+            Claims claims,
+            ClusterView view,
+            Capacity capacity,
+            AgentActions orders,
+            WriteGuard guard,
+            HostLosses losses,
+            RestartSlots slots,
+            RestartGate gate,
+            Clocks clocks,
+            Duration margin,
+            ScheduledExecutorService timers,
+            ExecutorService workers) {
+        this.steps = steps;
+        this.intents = intents;
+        this.claims = claims;
+        this.view = view;
+        this.capacity = capacity;
+        this.orders = orders;
+        this.guard = guard;
+        this.losses = losses;
+        this.slots = slots;
+        this.gate = gate;
+        this.clocks = clocks;
+        this.margin = margin;
+        this.timers = timers;
+        this.workers = workers;
     }
 
     @Override
     public void hostLost(String host, long session) {
-        if (term.closed()) {
+        if (guard.closed()) {
             return;
         }
-        long now = System.currentTimeMillis();
-        lostAt.put(host, now);
-        Duration margin = term.config.failoverMargin();
+        HostLosses.Loss loss = losses.lost(host);
         log.warn(
                 "host {} is gone (session 0x{} ended); restarting its VMs in {} ms",
                 host,
                 Long.toHexString(session),
                 margin.toMillis());
-        term.timers.schedule(
-                () -> term.workers.execute(() -> {
+        // The scheduler waits on the monotonic clock.
+        timers.schedule(
+                () -> workers.execute(() -> {
                     try {
-                        restartOrphans(Set.of(host), now);
+                        restartOrphans(Set.of(host), loss.wallMillis());
                     } catch (NotLeaderException e) {
                         // the next leader does it
                     } catch (Exception e) {
                         log.error("failover of {} failed; the reconciler retries", host, e);
                     }
                 }),
-                margin.toMillis(),
-                TimeUnit.MILLISECONDS);
+                margin.toNanos(),
+                TimeUnit.NANOSECONDS);
     }
 
     @Override
@@ -95,40 +137,36 @@ final class Failover implements ClusterView.HostListener {
     /**
      * Restarts the VMs of {@code owners} that are meant to run and hold no run lock. Decided in one
      * plan (so capacity is shared fairly and by priority); each carried out by its own intent.
+     *
+     * @param hostLostAtMs when the host went (wall clock, for the intent's display), 0 if unknown
      */
     synchronized void restartOrphans(Set<String> owners, long hostLostAtMs) throws Exception {
-        term.checkOpen();
+        guard.checkOpen();
         List<RestartPolicy.Candidate> candidates = new ArrayList<>();
-        Map<String, Versioned<VmRecord>> records = new java.util.HashMap<>();
-        for (Versioned<VmRecord> v : term.view.vms().values()) {
+        Map<String, Versioned<VmRecord>> records = new HashMap<>();
+        for (Versioned<VmRecord> v : view.vms().values()) {
             VmRecord r = v.value();
             String name = r.getSpec().getName();
             if (!owners.contains(r.getOwner())
                     || !orphan(r)
-                    || term.claimedBy(name) != null
-                    || term.running(restartId(name, r.getEpoch())) != null) {
+                    || claims.claimedBy(name) != null
+                    || intents.running(restartId(name, r.getEpoch())) != null) {
                 continue;
             }
-            if (term.view.running(name) != null) {
+            if (view.running(name) != null) {
                 continue;
             }
             records.put(name, v);
-            VmSpec s = r.getSpec();
-            candidates.add(new RestartPolicy.Candidate(
-                    name,
-                    s.getHa().getRestartPriority(),
-                    s.getMemoryBytes(),
-                    Math.max(1, s.getVcpus()),
-                    s.getHa().getAntiAffinityGroup()));
+            candidates.add(candidate(r.getSpec()));
         }
         if (candidates.isEmpty()) {
             return;
         }
         RestartPolicy.Plan plan;
-        synchronized (term.capacity) {
+        synchronized (capacity) {
             Set<String> exclude = new HashSet<>(owners);
-            plan = RestartPolicy.plan(candidates, term.capacity.hostsExcept(records.keySet()), exclude);
-            plan.placed().forEach(term.capacity::reserve);
+            plan = RestartPolicy.plan(candidates, capacity.hostsExcept(records.keySet()), exclude);
+            plan.placed().forEach(capacity::reserve);
         }
         log.info(
                 "restarting {} VM(s) of {}: {}{}",
@@ -138,32 +176,50 @@ final class Failover implements ClusterView.HostListener {
                 plan.waiting().isEmpty()
                         ? ""
                         : "; waiting for capacity: " + plan.waiting().keySet());
-        for (RestartPolicy.Candidate c : RestartPolicy.order(candidates)) {
+        List<RestartPolicy.Candidate> ordered = RestartPolicy.order(candidates);
+        for (RestartPolicy.Candidate c : ordered) {
+            slots.expect(restartId(c.vm(), records.get(c.vm()).value().getEpoch()), c);
+        }
+        for (RestartPolicy.Candidate c : ordered) {
             VmRecord r = records.get(c.vm()).value();
+            String id = restartId(c.vm(), r.getEpoch());
             String target = plan.placed().getOrDefault(c.vm(), "");
-            Intent intent = Term.intent(IntentKind.INTENT_KIND_RESTART, restartId(c.vm(), r.getEpoch()))
+            Long lostAt = losses.lostAtMillis(r.getOwner());
+            Intent intent = Intents.intent(IntentKind.INTENT_KIND_RESTART, id)
                     .setVm(c.vm())
                     .setSource(r.getOwner())
                     .setFromEpoch(r.getEpoch())
                     .setHost(target)
-                    .setHostLostAtMs(hostLostAtMs > 0 ? hostLostAtMs : lostAt.getOrDefault(r.getOwner(), 0L))
+                    .setHostLostAtMs(hostLostAtMs > 0 ? hostLostAtMs : lostAt == null ? 0L : lostAt)
                     .setError(
                             target.isEmpty()
                                     ? "waiting for capacity: " + plan.waiting().get(c.vm())
                                     : "")
                     .build();
             try {
-                IntentRun run = term.submit(intent);
+                IntentRun run = intents.submit(intent);
+                run.outcome.whenComplete((end, error) -> slots.forget(id));
                 if (run.outcome.isDone()) {
-                    term.capacity.settle(c.vm()); // it had ended already: nothing will use the reservation
+                    capacity.settle(c.vm()); // it had ended already: nothing will use the reservation
                 }
             } catch (NotLeaderException e) {
+                slots.forget(id);
                 throw e;
             } catch (Exception e) {
                 log.error("cannot start the restart of {}: {}", c.vm(), e.toString());
-                term.capacity.settle(c.vm());
+                slots.forget(id);
+                capacity.settle(c.vm());
             }
         }
+    }
+
+    static RestartPolicy.Candidate candidate(VmSpec s) {
+        return new RestartPolicy.Candidate(
+                s.getName(),
+                s.getHa().getRestartPriority(),
+                s.getMemoryBytes(),
+                Math.max(1, s.getVcpus()),
+                s.getHa().getAntiAffinityGroup());
     }
 
     /** A VM whose record says it should run and has not been given up on. */
@@ -178,219 +234,181 @@ final class Failover implements ClusterView.HostListener {
     // ---- one VM's restart
 
     Intent restart(IntentRun run, Versioned<Intent> cur) throws Exception {
-        Intent i = cur.value();
-        String name = i.getVm();
-        if (!term.claim(name, i.getId())) {
-            // Another intent works on it (a stop, a start): the reconciler looks again later.
-            term.capacity.settle(name);
-            return i;
-        }
-        Set<String> triedHosts = new HashSet<>();
-        triedHosts.add(i.getSource());
+        String name = cur.value().getVm();
+        Versioned<VmRecord> known = view.vm(name);
+        slots.acquire(
+                cur.value().getId(),
+                known != null ? candidate(known.value().getSpec()) : new RestartPolicy.Candidate(name, 0, 0, 1, ""));
         try {
-            while (true) {
-                term.checkOpen();
-                Versioned<VmRecord> rec = term.freshVm(name);
-                if (rec == null) {
-                    return term.finish(
-                            term.tx(), cur, IntentState.INTENT_STATE_DONE, name + " was deleted; nothing to restart");
-                }
-                VmRecord r = rec.value();
-                boolean decided = r.getIntentId().equals(i.getId())
-                        && r.getOwner().equals(i.getHost())
-                        && r.getEpoch() == i.getToEpoch()
-                        && i.getToEpoch() > 0;
-                if (!decided) {
-                    if (r.getDesired() != DesiredState.DESIRED_STATE_RUNNING) {
-                        return term.finish(
-                                term.tx(), cur, IntentState.INTENT_STATE_DONE, name + " is meant to be stopped now");
-                    }
-                    if (r.getEpoch() != i.getFromEpoch() || !r.getOwner().equals(i.getSource())) {
-                        return term.finish(
-                                term.tx(),
-                                cur,
-                                IntentState.INTENT_STATE_DONE,
-                                name + " already moved to " + r.getOwner() + " at epoch " + r.getEpoch());
-                    }
-                    Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
-                    if (lock != null) {
-                        return term.finish(
-                                term.tx(),
-                                cur,
-                                IntentState.INTENT_STATE_DONE,
-                                name + " runs on " + lock.value().getHostId() + " at epoch "
-                                        + lock.value().getEpoch() + "; not restarted");
-                    }
-                    int max = RestartPolicy.maxAttempts(r.getSpec().getHa().getMaxRestartAttempts());
-                    if (!RestartPolicy.mayRestart(
-                            r.getRestartAttempts(), r.getSpec().getHa().getMaxRestartAttempts())) {
-                        String why = "host " + i.getSource() + " failed; gave up after " + r.getRestartAttempts()
-                                + " restart attempt" + (r.getRestartAttempts() == 1 ? "" : "s") + " (max " + max + ")";
-                        Term.Tx tx = term.tx()
-                                .setVm(
-                                        rec,
-                                        r.toBuilder()
-                                                .setPhase(VmPhase.VM_PHASE_FAILED)
-                                                .setFailureReason(why)
-                                                .setIntentId("")
-                                                .build());
-                        term.capacity.settle(name);
-                        return term.finish(tx, cur, IntentState.INTENT_STATE_FAILED, name + ": " + why);
-                    }
-                    String target = i.getHost();
-                    if (target.isEmpty()
-                            || triedHosts.contains(target)
-                            || !term.view.alive(target)
-                            || term.view.inMaintenance(target)) {
-                        Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), triedHosts);
-                        if (d instanceof Placement.NoHost n) {
-                            String waitingFor = "waiting for capacity: " + n.reason();
-                            if (i.getState() == IntentState.INTENT_STATE_PENDING
-                                    && waitingFor.equals(i.getError())
-                                    && waitingFor.equals(r.getFailureReason())) {
-                                return i; // nothing new; the reconciler tries again
-                            }
-                            Term.Tx tx = term.tx()
-                                    .setVm(
-                                            rec,
-                                            r.toBuilder()
-                                                    .setPhase(VmPhase.VM_PHASE_RESTARTING)
-                                                    .setFailureReason(waitingFor)
-                                                    .build());
-                            Versioned<Intent> waiting = tx.setIntent(
-                                    cur,
-                                    i.toBuilder()
-                                            .setState(IntentState.INTENT_STATE_PENDING)
-                                            .setHost("")
-                                            .setError("waiting for capacity: " + n.reason())
-                                            .build());
-                            try {
-                                tx.commit();
-                            } catch (KeeperException.BadVersionException e) {
-                                cur = term.store.intent(i.getId()).orElseThrow();
-                                i = cur.value();
-                                if (!Term.isOpen(i)) {
-                                    return i; // our own write landed before the conflict: it is over
-                                }
-                                continue;
-                            }
-                            log.warn("{} waits for capacity: {}", name, n.reason());
-                            return waiting.value();
-                        }
-                        target = ((Placement.Placed) d).host();
-                    }
-                    long epoch = r.getEpoch() + 1;
-                    Term.Tx tx = term.tx()
-                            .setVm(
-                                    rec,
-                                    r.toBuilder()
-                                            .setOwner(target)
-                                            .setEpoch(epoch)
-                                            .setRestartAttempts(r.getRestartAttempts() + 1)
-                                            .setPhase(VmPhase.VM_PHASE_RESTARTING)
-                                            .setFailureReason("")
-                                            .setIntentId(i.getId())
-                                            .build());
-                    Versioned<Intent> ni = tx.setIntent(
-                            cur,
-                            i.toBuilder()
-                                    .setState(IntentState.INTENT_STATE_RUNNING)
-                                    .setHost(target)
-                                    .setToEpoch(epoch)
-                                    .setError("")
-                                    .build());
-                    try {
-                        tx.commit();
-                    } catch (KeeperException.BadVersionException e) {
-                        term.capacity.settle(name);
-                        cur = term.store.intent(i.getId()).orElseThrow();
-                        i = cur.value();
-                        if (!Term.isOpen(i)) {
-                            return i; // our own write landed before the conflict: it is over
-                        }
-                        continue;
-                    }
-                    term.capacity.settle(name);
-                    log.info(
-                            "restart {}: {} at epoch {} -> {} at epoch {} (attempt {})",
-                            i.getId(),
-                            r.getOwner(),
-                            r.getEpoch(),
-                            target,
-                            epoch,
-                            r.getRestartAttempts() + 1);
-                    cur = ni;
-                    i = ni.value();
-                    continue;
-                }
-                // Decided: the record names the target at the new epoch. Start it there.
-                String failure = startOn(r, i);
-                if (failure == null) {
-                    Term.Tx tx = term.tx()
-                            .setVm(
-                                    rec,
-                                    r.toBuilder()
-                                            .setPhase(VmPhase.VM_PHASE_RUNNING)
-                                            .setIntentId("")
-                                            .build());
-                    try {
-                        return term.finish(
-                                tx,
-                                cur,
-                                IntentState.INTENT_STATE_DONE,
-                                name + " runs on " + r.getOwner() + " at epoch " + r.getEpoch());
-                    } catch (KeeperException.BadVersionException e) {
-                        cur = term.store.intent(i.getId()).orElseThrow();
-                        i = cur.value();
-                        if (!Term.isOpen(i)) {
-                            return i; // our own write landed before the conflict: it is over
-                        }
-                        continue;
-                    }
-                }
-                // That host could not start it: the next attempt goes elsewhere (from the epoch it is at now).
-                log.warn("restart {}: {} could not start {}: {}", i.getId(), r.getOwner(), name, failure);
-                triedHosts.add(r.getOwner());
-                Term.Tx tx = term.tx();
-                Versioned<Intent> ni = tx.setIntent(
-                        cur,
-                        i.toBuilder()
-                                .setSource(r.getOwner())
-                                .setFromEpoch(r.getEpoch())
-                                .setHost("")
-                                .setToEpoch(0)
-                                .setError(r.getOwner() + " could not start it: " + failure)
-                                .build());
-                tx.setVm(rec, r.toBuilder().setIntentId("").build());
-                try {
-                    tx.commit();
-                } catch (KeeperException.BadVersionException e) {
-                    cur = term.store.intent(i.getId()).orElseThrow();
-                    i = cur.value();
-                    if (!Term.isOpen(i)) {
-                        return i; // our own write landed before the conflict: it is over
-                    }
-                    continue;
-                }
-                cur = ni;
-                i = ni.value();
-            }
+            Set<String> triedHosts = new HashSet<>();
+            triedHosts.add(cur.value().getSource());
+            return steps.claimed(
+                    cur,
+                    name,
+                    // Another intent works on it (a stop, a start): the reconciler looks again later.
+                    (c, why) -> c.value(),
+                    held -> steps.run(
+                                    held,
+                                    name,
+                                    IntentStep.Read.PLAIN,
+                                    IntentStep.UNBOUNDED,
+                                    (fresh, i) -> decideRestart(fresh, i, triedHosts))
+                            .value());
         } finally {
-            term.unclaim(name, i.getId());
+            // Whichever way the run ended, its placement is in the record now or abandoned.
+            capacity.settle(name);
+            slots.release();
         }
+    }
+
+    private Step decideRestart(Fresh fresh, Intent i, Set<String> triedHosts) throws Exception {
+        String name = i.getVm();
+        if (!fresh.exists()) {
+            return done(i, KEEP, name + " was deleted; nothing to restart");
+        }
+        VmRecord r = fresh.record();
+        boolean decided = r.getIntentId().equals(i.getId())
+                && r.getOwner().equals(i.getHost())
+                && r.getEpoch() == i.getToEpoch()
+                && i.getToEpoch() > 0;
+        if (decided) {
+            // The record names the target at the new epoch. Start it there.
+            return act(() -> startDecided(fresh, i, triedHosts));
+        }
+        if (r.getDesired() != DesiredState.DESIRED_STATE_RUNNING) {
+            return done(i, KEEP, name + " is meant to be stopped now");
+        }
+        if (r.getEpoch() != i.getFromEpoch() || !r.getOwner().equals(i.getSource())) {
+            return done(i, KEEP, name + " already moved to " + r.getOwner() + " at epoch " + r.getEpoch());
+        }
+        Versioned<RunningRecord> lock = fresh.lock();
+        if (lock != null) {
+            return done(
+                    i,
+                    KEEP,
+                    name + " runs on " + lock.value().getHostId() + " at epoch "
+                            + lock.value().getEpoch() + "; not restarted");
+        }
+        if (!RestartPolicy.mayRestart(
+                r.getRestartAttempts(), r.getSpec().getHa().getMaxRestartAttempts())) {
+            int max = RestartPolicy.maxAttempts(r.getSpec().getHa().getMaxRestartAttempts());
+            String why = "host " + i.getSource() + " failed; gave up after " + r.getRestartAttempts()
+                    + " restart attempt" + (r.getRestartAttempts() == 1 ? "" : "s") + " (max " + max + ")";
+            return failed(
+                    i,
+                    set(
+                            fresh.versioned(),
+                            r.toBuilder()
+                                    .setPhase(VmPhase.VM_PHASE_FAILED)
+                                    .setFailureReason(why)
+                                    .setIntentId("")
+                                    .build()),
+                    name + ": " + why);
+        }
+        if (gate.check(i.getSource(), name, clocks.nanoTime()) instanceof RestartGate.NotBefore held) {
+            return waitFor(fresh, i, "restart held: " + held.reason());
+        }
+        String target = i.getHost();
+        if (target.isEmpty() || triedHosts.contains(target) || !view.alive(target) || view.inMaintenance(target)) {
+            Placement.Decision d = capacity.placeAndReserve(r.getSpec(), triedHosts);
+            if (d instanceof Placement.NoHost n) {
+                return waitFor(fresh, i, "waiting for capacity: " + n.reason());
+            }
+            target = ((Placement.Placed) d).host();
+        }
+        long epoch = r.getEpoch() + 1;
+        String to = target;
+        return advance(
+                        set(
+                                fresh.versioned(),
+                                r.toBuilder()
+                                        .setOwner(target)
+                                        .setEpoch(epoch)
+                                        .setRestartAttempts(r.getRestartAttempts() + 1)
+                                        .setPhase(VmPhase.VM_PHASE_RESTARTING)
+                                        .setFailureReason("")
+                                        .setIntentId(i.getId())
+                                        .build()),
+                        i.toBuilder()
+                                .setState(IntentState.INTENT_STATE_RUNNING)
+                                .setHost(target)
+                                .setToEpoch(epoch)
+                                .setError("")
+                                .build())
+                .releasing(() -> capacity.settle(name))
+                .onCommit(() -> log.info(
+                        "restart {}: {} at epoch {} -> {} at epoch {} (attempt {})",
+                        i.getId(),
+                        r.getOwner(),
+                        r.getEpoch(),
+                        to,
+                        epoch,
+                        r.getRestartAttempts() + 1));
+    }
+
+    /** The restart cannot happen now: the intent waits (PENDING) with the reason, written once. */
+    private static Step waitFor(Fresh fresh, Intent i, String why) {
+        VmRecord r = fresh.record();
+        if (i.getState() == IntentState.INTENT_STATE_PENDING
+                && why.equals(i.getError())
+                && why.equals(r.getFailureReason())) {
+            return STAY; // nothing new; the reconciler tries again
+        }
+        return park(
+                        set(
+                                fresh.versioned(),
+                                r.toBuilder()
+                                        .setPhase(VmPhase.VM_PHASE_RESTARTING)
+                                        .setFailureReason(why)
+                                        .build()),
+                        i.toBuilder()
+                                .setState(IntentState.INTENT_STATE_PENDING)
+                                .setHost("")
+                                .setError(why)
+                                .build())
+                .onCommit(() -> log.warn("{}: {}", i.getVm(), why));
+    }
+
+    /** The decided restart runs on its target; if that host cannot start it, the next attempt goes elsewhere. */
+    private Step startDecided(Fresh fresh, Intent i, Set<String> triedHosts) throws InterruptedException {
+        VmRecord r = fresh.record();
+        String failure = startOn(r, i);
+        if (failure == null) {
+            return done(
+                    i,
+                    set(
+                            fresh.versioned(),
+                            r.toBuilder()
+                                    .setPhase(VmPhase.VM_PHASE_RUNNING)
+                                    .setIntentId("")
+                                    .build()),
+                    i.getVm() + " runs on " + r.getOwner() + " at epoch " + r.getEpoch());
+        }
+        // From the epoch it is at now.
+        log.warn("restart {}: {} could not start {}: {}", i.getId(), r.getOwner(), i.getVm(), failure);
+        triedHosts.add(r.getOwner());
+        return advance(
+                set(fresh.versioned(), r.toBuilder().setIntentId("").build()),
+                i.toBuilder()
+                        .setSource(r.getOwner())
+                        .setFromEpoch(r.getEpoch())
+                        .setHost("")
+                        .setToEpoch(0)
+                        .setError(r.getOwner() + " could not start it: " + failure)
+                        .build());
     }
 
     /** Asks the record's owner to start the VM at the record's epoch; null on success, else why not. */
     private String startOn(VmRecord r, Intent i) throws InterruptedException {
         String name = r.getSpec().getName();
-        long deadline = System.nanoTime() + LOCK_WAIT.toNanos();
+        long deadline = clocks.nanoTime() + LOCK_WAIT.toNanos();
         while (true) {
-            HostRecord host = term.hostRecord(r.getOwner());
+            HostRecord host = view.hostRecord(r.getOwner());
             if (host == null) {
                 return r.getOwner() + " is not alive";
             }
             try {
-                term.agents.createVm(
+                orders.createVm(
                         host,
                         CreateVmRequest.newBuilder()
                                 .setSpec(r.getSpec())
@@ -402,7 +420,7 @@ final class Failover implements ClusterView.HostListener {
             } catch (AgentCallException e) {
                 if (e.code() == Status.Code.ALREADY_EXISTS) {
                     try {
-                        VmStatus s = term.agents.getVm(host, name);
+                        VmStatus s = orders.getVm(host, name);
                         if (s.getEpoch() == r.getEpoch() && s.getState() == VmState.VM_STATE_RUNNING) {
                             return null;
                         }
@@ -414,23 +432,11 @@ final class Failover implements ClusterView.HostListener {
                 // The lock of the old owner may linger a moment (a session closing): wait, then give up on this host.
                 boolean lockHeld = e.code() == Status.Code.FAILED_PRECONDITION
                         && e.getMessage().contains("run lock");
-                if (!lockHeld || System.nanoTime() > deadline) {
+                if (!lockHeld || clocks.nanoTime() - deadline > 0) {
                     return e.getMessage();
                 }
-                term.pause(Duration.ofMillis(250));
+                guard.pause(Duration.ofMillis(250));
             }
         }
-    }
-
-    /** VMs to look at again: open RESTART intents waiting for capacity. */
-    Collection<String> waitingRestarts() {
-        List<String> out = new ArrayList<>();
-        for (Versioned<Intent> v : term.view.intents().values()) {
-            Intent i = v.value();
-            if (i.getKind() == IntentKind.INTENT_KIND_RESTART && i.getState() == IntentState.INTENT_STATE_PENDING) {
-                out.add(i.getId());
-            }
-        }
-        return out;
     }
 }

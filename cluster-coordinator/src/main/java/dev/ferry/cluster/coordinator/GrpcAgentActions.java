@@ -2,8 +2,11 @@ package dev.ferry.cluster.coordinator;
 
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
+import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.VmRequest;
@@ -81,8 +84,13 @@ public final class GrpcAgentActions implements AgentActions {
     }
 
     @Override
-    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
-        return client(source).cancelMigration(vm);
+    public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
+        return client(source).cancelMigration(request);
+    }
+
+    @Override
+    public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
+        return client(host).announceLeaderTerm(request);
     }
 
     @Override

@@ -1,8 +1,19 @@
 package dev.ferry.cluster.coordinator;
 
+import static dev.ferry.cluster.coordinator.IntentStep.KEEP;
+import static dev.ferry.cluster.coordinator.IntentStep.STAY;
+import static dev.ferry.cluster.coordinator.IntentStep.advance;
+import static dev.ferry.cluster.coordinator.IntentStep.done;
+import static dev.ferry.cluster.coordinator.IntentStep.failed;
+import static dev.ferry.cluster.coordinator.IntentStep.refuse;
+import static dev.ferry.cluster.coordinator.IntentStep.set;
+
 import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.cluster.coordinator.IntentStep.Fresh;
+import dev.ferry.cluster.coordinator.IntentStep.Step;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.ClusterPaths;
+import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Records;
 import dev.ferry.cluster.store.Versioned;
 import dev.ferry.proto.agent.MigrateRequest;
@@ -36,7 +47,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.zookeeper.CreateMode;
-import org.apache.zookeeper.KeeperException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -60,78 +70,109 @@ final class Moves {
     private static final Logger log = LoggerFactory.getLogger(Moves.class);
     private static final Duration POLL = Duration.ofMillis(250);
 
-    private final Term term;
+    private final IntentStep steps;
+    private final Intents intents;
+    private final Claims claims;
+    private final ClusterView view;
+    private final Capacity capacity;
+    private final AgentActions orders;
+    private final Tx.Factory writes;
+    private final WriteGuard guard;
+    private final ClusterStore store;
+    private final HostLosses losses;
+    private final Clocks clocks;
 
-    Moves(Term term) {
-        this.term = term;
+    Moves(
+            IntentStep steps,
+            Intents intents,
+            Claims claims,
+            ClusterView view,
+            Capacity capacity,
+            AgentActions orders,
+            Tx.Factory writes,
+            HostLosses losses) {
+        this.steps = steps;
+        this.intents = intents;
+        this.claims = claims;
+        this.view = view;
+        this.capacity = capacity;
+        this.orders = orders;
+        this.writes = writes;
+        this.guard = writes.guard();
+        this.store = guard.store();
+        this.losses = losses;
+        this.clocks = writes.clocks();
     }
 
     // ---- migrate
 
     Intent migrate(IntentRun run, Versioned<Intent> cur) throws Exception {
-        Intent i = cur.value();
-        String name = i.getVm();
-        if (!term.claim(name, i.getId())) {
-            return term.fail(cur, term.vmOps.busy(name));
-        }
-        try {
-            Versioned<VmRecord> rec = term.freshVm(name);
-            if (rec == null) {
-                return term.fail(cur, CoordinatorException.noVm(name).getMessage());
+        String name = cur.value().getVm();
+        return steps.claimed(cur, name, held -> {
+            Versioned<Intent> marked =
+                    steps.run(held, name, IntentStep.Read.PLAIN, IntentStep.CONFLICTS, this::decideStart);
+            if (!Intents.isOpen(marked.value())) {
+                return marked.value();
             }
-            VmRecord r = rec.value();
-            if (i.getState() == IntentState.INTENT_STATE_PENDING) {
-                String problem = checkMigration(r, i.getHost());
-                if (problem != null) {
-                    return term.fail(cur, problem);
-                }
-                String target = i.getHost();
-                if (target.isEmpty()) {
-                    Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
-                    if (d instanceof Placement.NoHost n) {
-                        return term.fail(cur, "cannot migrate " + name + ": " + n.reason());
-                    }
-                    target = ((Placement.Placed) d).host();
-                } else {
-                    String why = term.capacity.fitOn(r.getSpec(), target);
-                    if (why != null) {
-                        return term.fail(cur, "cannot migrate " + name + " to " + target + ": " + why);
-                    }
-                }
-                Term.Tx tx = term.tx()
-                        .setVm(
-                                rec,
+            MigrationSummary summary = runOrAwait(run, marked.value());
+            // How it ended is what the record says, whatever the source reported: the commit is the
+            // source's own write, so read past any lag of our server.
+            return steps.run(
+                            marked,
+                            name,
+                            IntentStep.Read.SYNCED,
+                            IntentStep.CONFLICTS,
+                            (fresh, i) -> decideEnd(fresh, i, summary))
+                    .value();
+        });
+    }
+
+    /** A new migration: checks, the target, and the record marked MIGRATING with the intent. */
+    private Step decideStart(Fresh fresh, Intent i) throws Exception {
+        String name = i.getVm();
+        if (!fresh.exists()) {
+            return refuse(i, CoordinatorException.noVm(name).getMessage());
+        }
+        if (i.getState() != IntentState.INTENT_STATE_PENDING) {
+            return STAY; // marked already: the migration runs (or ran) on the source
+        }
+        VmRecord r = fresh.record();
+        String problem = checkMigration(r, fresh.lock(), i.getHost());
+        if (problem != null) {
+            return refuse(i, problem);
+        }
+        String target = i.getHost();
+        if (target.isEmpty()) {
+            Placement.Decision d = capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
+            if (d instanceof Placement.NoHost n) {
+                return refuse(i, "cannot migrate " + name + ": " + n.reason());
+            }
+            target = ((Placement.Placed) d).host();
+        } else {
+            String why = capacity.fitOn(r.getSpec(), target);
+            if (why != null) {
+                return refuse(i, "cannot migrate " + name + " to " + target + ": " + why);
+            }
+        }
+        return advance(
+                        set(
+                                fresh.versioned(),
                                 r.toBuilder()
                                         .setPhase(VmPhase.VM_PHASE_MIGRATING)
                                         .setIntentId(i.getId())
-                                        .build());
-                Versioned<Intent> ni = tx.setIntent(
-                        cur,
+                                        .build()),
                         i.toBuilder()
                                 .setState(IntentState.INTENT_STATE_RUNNING)
                                 .setSource(r.getOwner())
                                 .setFromEpoch(r.getEpoch())
                                 .setHost(target)
-                                .build());
-                try {
-                    tx.commit();
-                } finally {
-                    term.capacity.settle(name);
-                }
-                cur = ni;
-                i = ni.value();
-            }
-            MigrationSummary summary = runOrAwait(run, i);
-            return finishMigration(cur, summary);
-        } finally {
-            term.unclaim(name, i.getId());
-        }
+                                .build())
+                .releasing(() -> capacity.settle(name));
     }
 
-    /** Why {@code r} cannot migrate to {@code target} (empty: anywhere), or null. */
-    private String checkMigration(VmRecord r, String target) throws Exception {
+    /** Why {@code r} (with its run lock {@code lock}) cannot migrate to {@code target} (empty: anywhere), or null. */
+    private String checkMigration(VmRecord r, Versioned<RunningRecord> lock, String target) {
         String name = r.getSpec().getName();
-        Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
         boolean running = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING
                 && lock != null
                 && lock.value().getHostId().equals(r.getOwner())
@@ -139,19 +180,19 @@ final class Moves {
         if (!running) {
             return "VM '" + name + "' is not running (" + describe(r) + "); only a running VM can be migrated live";
         }
-        if (!term.view.alive(r.getOwner())) {
+        if (!view.alive(r.getOwner())) {
             return "VM '" + name + "' is on " + r.getOwner() + ", which is not alive in the cluster";
         }
         if (!target.isEmpty()) {
             if (target.equals(r.getOwner())) {
                 return "VM '" + name + "' is already on " + target;
             }
-            if (!term.alive(target)) {
+            if (!view.registered(target)) {
                 return knownHost(target)
                         ? "host " + target + " is unreachable: it is not alive in the cluster"
                         : CoordinatorException.noHost(target).getMessage();
             }
-            if (term.view.inMaintenance(target)) {
+            if (view.inMaintenance(target)) {
                 return "host " + target + " is in maintenance";
             }
         }
@@ -165,22 +206,21 @@ final class Moves {
     }
 
     boolean knownHost(String host) {
-        if (term.alive(host) || term.view.inMaintenance(host) || term.failover.lostAt(host) != null) {
+        if (view.registered(host) || view.inMaintenance(host) || losses.lostAtMillis(host) != null) {
             return true;
         }
-        return term.view.vms().values().stream()
-                .anyMatch(v -> v.value().getOwner().equals(host));
+        return view.vms().values().stream().anyMatch(v -> v.value().getOwner().equals(host));
     }
 
     /** Runs the migration on the source (or waits for the one it already runs); the summary it ended with. */
     private MigrationSummary runOrAwait(IntentRun run, Intent i) throws Exception {
         String name = i.getVm();
-        Versioned<VmRecord> rec = term.freshVm(name);
+        Versioned<VmRecord> rec = freshVm(name);
         if (rec != null && committed(rec.value(), i)) {
             return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
         }
-        HostRecord source = term.hostRecord(i.getSource());
-        HostRecord target = term.hostRecord(i.getHost());
+        HostRecord source = view.hostRecord(i.getSource());
+        HostRecord target = view.hostRecord(i.getHost());
         if (source == null) {
             return syntheticSummary(
                     i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " is not alive in the cluster");
@@ -200,7 +240,7 @@ final class Moves {
                 .build();
         log.info("migrating {} from {} to {} (intent {})", name, i.getSource(), i.getHost(), i.getId());
         try {
-            MigrationEvent last = term.agents.migrate(source, req, run::emit);
+            MigrationEvent last = orders.migrate(source, req, run::emit);
             return last.getSummary();
         } catch (AgentCallException e) {
             if (e.code() == Status.Code.FAILED_PRECONDITION && e.getMessage().contains("is migrating")) {
@@ -217,22 +257,22 @@ final class Moves {
     private MigrationSummary awaitSource(Intent i, String why) throws Exception {
         log.info("migration {} of {}: waiting for the source to finish ({})", i.getId(), i.getVm(), why);
         while (true) {
-            Versioned<VmRecord> rec = term.freshVm(i.getVm());
+            Versioned<VmRecord> rec = freshVm(i.getVm());
             if (rec == null) {
                 return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, "the VM was deleted");
             }
             if (committed(rec.value(), i)) {
                 return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_COMPLETED, "");
             }
-            HostRecord source = term.hostRecord(i.getSource());
+            HostRecord source = view.hostRecord(i.getSource());
             if (source == null) {
                 return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, i.getSource() + " left the cluster");
             }
             try {
-                VmStatus s = term.agents.getVm(source, i.getVm());
+                VmStatus s = orders.getVm(source, i.getVm());
                 if (s.getState() != VmState.VM_STATE_MIGRATING_OUT) {
-                    term.pause(POLL);
-                    Versioned<VmRecord> after = term.freshVm(i.getVm());
+                    guard.pause(POLL);
+                    Versioned<VmRecord> after = freshVm(i.getVm());
                     return syntheticSummary(
                             i,
                             after != null && committed(after.value(), i)
@@ -242,8 +282,8 @@ final class Moves {
                 }
             } catch (AgentCallException e) {
                 if (e.code() == Status.Code.NOT_FOUND) {
-                    term.pause(POLL);
-                    Versioned<VmRecord> after = term.freshVm(i.getVm());
+                    guard.pause(POLL);
+                    Versioned<VmRecord> after = freshVm(i.getVm());
                     return syntheticSummary(
                             i,
                             after != null && committed(after.value(), i)
@@ -252,7 +292,7 @@ final class Moves {
                             "the source no longer has it");
                 }
             }
-            term.pause(POLL);
+            guard.pause(POLL);
         }
     }
 
@@ -275,66 +315,45 @@ final class Moves {
     }
 
     /** How it ended is what the record says, whatever the source reported. */
-    private Intent finishMigration(Versioned<Intent> cur, MigrationSummary summary) throws Exception {
-        Intent i = cur.value();
-        for (int attempt = 0; ; attempt++) {
-            term.store.sync(ClusterPaths.vm(i.getVm()), Duration.ofSeconds(10));
-            Versioned<VmRecord> rec = term.freshVm(i.getVm());
-            if (rec == null) {
-                return term.finish(
-                        term.tx(), cur, IntentState.INTENT_STATE_FAILED, "VM '" + i.getVm() + "' was deleted");
+    private static Step decideEnd(Fresh fresh, Intent i, MigrationSummary summary) {
+        if (!fresh.exists()) {
+            return failed(i, KEEP, "VM '" + i.getVm() + "' was deleted");
+        }
+        VmRecord r = fresh.record();
+        MigrationSummary s = summary;
+        if (committed(r, i)) {
+            if (s.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+                s = s.toBuilder()
+                        .setStatus(MigrationPhase.MIGRATION_PHASE_COMPLETED)
+                        .setEpoch(r.getEpoch())
+                        .build();
             }
-            VmRecord r = rec.value();
-            Term.Tx tx = term.tx();
-            IntentState state;
-            String text;
-            MigrationSummary s = summary;
-            if (committed(r, i)) {
-                tx.setVm(
-                        rec,
-                        r.toBuilder()
-                                .setPhase(VmPhase.VM_PHASE_RUNNING)
-                                .setIntentId("")
-                                .build());
-                state = IntentState.INTENT_STATE_DONE;
-                text = "migrated " + i.getVm() + " from " + i.getSource() + " to " + i.getHost() + " (epoch "
-                        + r.getEpoch() + ")";
-                if (s.getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
-                    s = s.toBuilder()
-                            .setStatus(MigrationPhase.MIGRATION_PHASE_COMPLETED)
-                            .setEpoch(r.getEpoch())
-                            .build();
-                }
-            } else {
-                if (r.getIntentId().equals(i.getId())) {
-                    tx.setVm(
-                            rec,
+            return done(
+                    i.toBuilder().setSummary(s).build(),
+                    set(
+                            fresh.versioned(),
                             r.toBuilder()
                                     .setPhase(VmPhase.VM_PHASE_RUNNING)
                                     .setIntentId("")
-                                    .setFailureReason(
-                                            s.getError().isEmpty() ? "" : "last migration failed: " + s.getError())
-                                    .build());
-                }
-                state = IntentState.INTENT_STATE_FAILED;
-                text = s.getError().isEmpty() ? "the migration of " + i.getVm() + " did not complete" : s.getError();
-                if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
-                    s = s.toBuilder()
-                            .setStatus(MigrationPhase.MIGRATION_PHASE_FAILED)
-                            .build();
-                }
-            }
-            Versioned<Intent> latest = term.store.intent(i.getId()).orElse(cur);
-            Versioned<Intent> withSummary = new Versioned<>(
-                    latest.path(), latest.value().toBuilder().setSummary(s).build(), latest.version(), 0);
-            try {
-                return term.finish(tx, withSummary, state, text);
-            } catch (KeeperException.BadVersionException e) {
-                if (attempt > 5) {
-                    throw e;
-                }
-            }
+                                    .build()),
+                    "migrated " + i.getVm() + " from " + i.getSource() + " to " + i.getHost() + " (epoch "
+                            + r.getEpoch() + ")");
         }
+        IntentStep.VmChange change = KEEP;
+        if (r.getIntentId().equals(i.getId())) {
+            change = set(
+                    fresh.versioned(),
+                    r.toBuilder()
+                            .setPhase(VmPhase.VM_PHASE_RUNNING)
+                            .setIntentId("")
+                            .setFailureReason(s.getError().isEmpty() ? "" : "last migration failed: " + s.getError())
+                            .build());
+        }
+        String text = s.getError().isEmpty() ? "the migration of " + i.getVm() + " did not complete" : s.getError();
+        if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+            s = s.toBuilder().setStatus(MigrationPhase.MIGRATION_PHASE_FAILED).build();
+        }
+        return failed(i.toBuilder().setSummary(s).build(), change, text);
     }
 
     // ---- drain
@@ -345,10 +364,10 @@ final class Moves {
         long start = System.nanoTime();
         if (i.getState() == IntentState.INTENT_STATE_PENDING) {
             if (!knownHost(host)) {
-                return term.fail(cur, CoordinatorException.noHost(host).getMessage());
+                return intents.fail(cur, CoordinatorException.noHost(host).getMessage());
             }
             List<VmMove> moves = new ArrayList<>();
-            for (Versioned<VmRecord> v : term.view.vms().values().stream()
+            for (Versioned<VmRecord> v : view.vms().values().stream()
                     .sorted(java.util.Comparator.comparing(
                             v -> v.value().getSpec().getName()))
                     .toList()) {
@@ -356,7 +375,7 @@ final class Moves {
                 if (!r.getOwner().equals(host)) {
                     continue;
                 }
-                Versioned<RunningRecord> lock = term.view.running(r.getSpec().getName());
+                Versioned<RunningRecord> lock = view.running(r.getSpec().getName());
                 boolean live = r.getDesired() == DesiredState.DESIRED_STATE_RUNNING
                         && lock != null
                         && lock.value().getHostId().equals(host);
@@ -366,16 +385,16 @@ final class Moves {
                         .setCold(!live)
                         .build());
             }
-            Term.Tx tx = term.tx();
-            if (term.store.maintenance(host).isEmpty()) {
-                tx.op(term.store.create(
+            Tx tx = writes.tx();
+            if (store.maintenance(host).isEmpty()) {
+                tx.op(store.create(
                         ClusterPaths.maintenance(host),
                         Maintenance.newBuilder()
                                 .setSchemaVersion(Records.SCHEMA_VERSION)
                                 .setHostId(host)
                                 .setReason("drain")
                                 .setIntentId(i.getId())
-                                .setSinceMs(System.currentTimeMillis())
+                                .setSinceMs(clocks.wallMillis())
                                 .build(),
                         CreateMode.PERSISTENT));
             }
@@ -400,10 +419,10 @@ final class Moves {
             }
         }
         while (true) {
-            term.checkOpen();
+            guard.checkOpen();
             Intent.Builder next = i.toBuilder();
             boolean changed = false;
-            boolean activated = term.store.maintenance(host).isEmpty();
+            boolean activated = store.maintenance(host).isEmpty();
             // Moves that ended.
             for (int k = 0; k < next.getMovesCount(); k++) {
                 VmMove m = next.getMoves(k);
@@ -435,7 +454,7 @@ final class Moves {
                 changed = true;
             }
             if (changed) {
-                Term.Tx tx = term.tx();
+                Tx tx = writes.tx();
                 Versioned<Intent> n = tx.setIntent(cur, next.build());
                 tx.commit();
                 cur = n;
@@ -456,7 +475,7 @@ final class Moves {
                     // look again
                 }
             } else {
-                term.pause(Duration.ofMillis(100));
+                guard.pause(Duration.ofMillis(100));
             }
         }
         List<String> failed = new ArrayList<>();
@@ -469,13 +488,13 @@ final class Moves {
             }
         }
         Intent end = failed.isEmpty()
-                ? term.finish(
-                        term.tx(),
+                ? intents.finish(
+                        writes.tx(),
                         cur,
                         IntentState.INTENT_STATE_DONE,
                         "moved " + moved + " VM(s) off " + host + "; it stays in maintenance until activated")
-                : term.finish(
-                        term.tx(),
+                : intents.finish(
+                        writes.tx(),
                         cur,
                         IntentState.INTENT_STATE_FAILED,
                         failed.size() + " of " + i.getMovesCount() + " VM(s) could not move off " + host + ": "
@@ -489,7 +508,7 @@ final class Moves {
     }
 
     private CompletableFuture<Intent> childOutcome(String id) throws Exception {
-        Optional<Versioned<Intent>> child = term.store.intent(id);
+        Optional<Versioned<Intent>> child = store.intent(id);
         if (child.isEmpty()) {
             return CompletableFuture.completedFuture(Intent.newBuilder()
                     .setId(id)
@@ -497,10 +516,10 @@ final class Moves {
                     .setError("its migration was never written")
                     .build());
         }
-        if (!Term.isOpen(child.get().value())) {
+        if (!Intents.isOpen(child.get().value())) {
             return CompletableFuture.completedFuture(child.get().value());
         }
-        return term.resume(child.get()).outcome;
+        return intents.resume(child.get()).outcome;
     }
 
     private VmMove settled(VmMove m, CompletableFuture<Intent> f) {
@@ -523,7 +542,7 @@ final class Moves {
     }
 
     private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight) throws Exception {
-        Versioned<VmRecord> rec = term.freshVm(m.getVm());
+        Versioned<VmRecord> rec = freshVm(m.getVm());
         if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
             return m.toBuilder()
                     .setState(MoveState.MOVE_STATE_DONE)
@@ -533,7 +552,7 @@ final class Moves {
                                     : "already on " + rec.value().getOwner())
                     .build();
         }
-        Placement.Decision d = term.capacity.placeAndReserve(rec.value().getSpec(), Set.of(drain.getHost()));
+        Placement.Decision d = capacity.placeAndReserve(rec.value().getSpec(), Set.of(drain.getHost()));
         if (d instanceof Placement.NoHost n) {
             return m.toBuilder()
                     .setState(MoveState.MOVE_STATE_FAILED)
@@ -541,16 +560,16 @@ final class Moves {
                     .build();
         }
         String target = ((Placement.Placed) d).host();
-        Intent child = Term.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm()))
+        Intent child = Intents.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm()))
                 .setVm(m.getVm())
                 .setHost(target)
                 .setMigration(drain.getMigration())
                 .build();
         IntentRun run;
         try {
-            run = term.submit(child);
+            run = intents.submit(child);
         } finally {
-            term.capacity.settle(m.getVm());
+            capacity.settle(m.getVm());
         }
         inFlight.put(m.getVm(), run.outcome);
         return m.toBuilder()
@@ -562,14 +581,14 @@ final class Moves {
     /** A VM that does not run moves by ownership only: its record names another host (epoch + 1). */
     private VmMove moveCold(Intent drain, VmMove m) throws Exception {
         String name = m.getVm();
-        if (!term.claim(name, drain.getId())) {
+        if (!claims.claim(name, drain.getId())) {
             return m.toBuilder()
                     .setState(MoveState.MOVE_STATE_FAILED)
-                    .setReason(term.vmOps.busy(name))
+                    .setReason(claims.busy(name))
                     .build();
         }
         try {
-            Versioned<VmRecord> rec = term.freshVm(name);
+            Versioned<VmRecord> rec = freshVm(name);
             if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
                 return m.toBuilder()
                         .setState(MoveState.MOVE_STATE_DONE)
@@ -580,14 +599,14 @@ final class Moves {
                         .build();
             }
             VmRecord r = rec.value();
-            Versioned<RunningRecord> lock = term.store.running(name).orElse(null);
+            Versioned<RunningRecord> lock = store.running(name).orElse(null);
             if (lock != null) {
                 return m.toBuilder()
                         .setState(MoveState.MOVE_STATE_FAILED)
                         .setReason("it started on " + lock.value().getHostId() + " during the drain")
                         .build();
             }
-            Placement.Decision d = term.capacity.placeAndReserve(r.getSpec(), Set.of(drain.getHost()));
+            Placement.Decision d = capacity.placeAndReserve(r.getSpec(), Set.of(drain.getHost()));
             String target;
             if (d instanceof Placement.NoHost n) {
                 if (r.getDesired() == DesiredState.DESIRED_STATE_RUNNING) {
@@ -597,8 +616,8 @@ final class Moves {
                             .build();
                 }
                 // A stopped VM needs no room now; any other live host will do.
-                target = term.view.hosts().keySet().stream()
-                        .filter(h -> !h.equals(drain.getHost()) && !term.view.inMaintenance(h))
+                target = view.hosts().keySet().stream()
+                        .filter(h -> !h.equals(drain.getHost()) && !view.inMaintenance(h))
                         .sorted()
                         .findFirst()
                         .orElse(null);
@@ -612,7 +631,7 @@ final class Moves {
                 target = ((Placement.Placed) d).host();
             }
             try {
-                term.tx()
+                writes.tx()
                         .setVm(
                                 rec,
                                 r.toBuilder()
@@ -621,12 +640,12 @@ final class Moves {
                                         .build())
                         .commit();
             } finally {
-                term.capacity.settle(name);
+                capacity.settle(name);
             }
-            HostRecord old = term.hostRecord(drain.getHost());
+            HostRecord old = view.hostRecord(drain.getHost());
             if (old != null) {
                 try {
-                    term.agents.deleteVm(
+                    orders.deleteVm(
                             old,
                             VmRequest.newBuilder()
                                     .setName(name)
@@ -642,8 +661,12 @@ final class Moves {
                     .setReason("")
                     .build();
         } finally {
-            term.unclaim(name, drain.getId());
+            claims.unclaim(name, drain.getId());
         }
+    }
+
+    private Versioned<VmRecord> freshVm(String name) throws Exception {
+        return store.vm(name).orElse(null);
     }
 
     private static void progress(IntentRun run, Intent i, long startNanos, String message) {
@@ -664,14 +687,14 @@ final class Moves {
     Intent activate(IntentRun run, Versioned<Intent> cur) throws Exception {
         Intent i = cur.value();
         String host = i.getHost();
-        Optional<Versioned<Maintenance>> m = term.store.maintenance(host);
+        Optional<Versioned<Maintenance>> m = store.maintenance(host);
         if (m.isEmpty()) {
             if (!knownHost(host)) {
-                return term.fail(cur, CoordinatorException.noHost(host).getMessage());
+                return intents.fail(cur, CoordinatorException.noHost(host).getMessage());
             }
-            return term.finish(term.tx(), cur, IntentState.INTENT_STATE_DONE, host + " was not in maintenance");
+            return intents.finish(writes.tx(), cur, IntentState.INTENT_STATE_DONE, host + " was not in maintenance");
         }
-        Term.Tx tx = term.tx().op(term.store.delete(m.get().path(), m.get().version()));
-        return term.finish(tx, cur, IntentState.INTENT_STATE_DONE, host + " is active: it takes VMs again");
+        Tx tx = writes.tx().op(store.delete(m.get().path(), m.get().version()));
+        return intents.finish(tx, cur, IntentState.INTENT_STATE_DONE, host + " is active: it takes VMs again");
     }
 }

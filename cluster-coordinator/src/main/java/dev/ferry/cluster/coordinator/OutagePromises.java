@@ -67,8 +67,7 @@ public final class OutagePromises {
 
     /**
      * Defaults from the failover margin, which is T/5 of the agents' session timeout T unless
-     * configured: promises of T/2, agents' outage hold of two minutes, a window of 2T in which an
-     * agent may not know a replica that just started.
+     * configured: promises of T/2 (at least a second).
      */
     static OutagePromises forMargin(Duration failoverMargin, BooleanSupplier inContact) {
         Duration t = failoverMargin.multipliedBy(5);
@@ -76,7 +75,11 @@ public final class OutagePromises {
                 "",
                 t.dividedBy(2).compareTo(Duration.ofSeconds(1)) < 0 ? Duration.ofSeconds(1) : t.dividedBy(2),
                 Duration.ofMinutes(2),
-                t.multipliedBy(2),
+                // Agents ask replicas by endpoint: a replica restarted at its address is known to
+                // them. Only one added at a new address during an outage is not (ARCHITECTURE.md,
+                // limits); holding every failover after a coordinator start back for that would cost
+                // more than it protects, so no window.
+                Duration.ZERO,
                 inContact);
     }
 
@@ -138,6 +141,32 @@ public final class OutagePromises {
             at = Math.max(at, startedAt + outageHold.toNanos());
         }
         return at;
+    }
+
+    private final java.util.Map<String, Long> firstAsked = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * The promises as a restart gate. A host's loss is dated by the first time a restart of one of
+     * its VMs is asked about here (after the failover margin, so later than the loss itself: the
+     * window of {@link #forMargin} covers the margin too).
+     */
+    RestartGate gate() {
+        return (host, vm, nowNanos) -> {
+            long lost = firstAsked.computeIfAbsent(host, h -> nowNanos);
+            long at = restartsAllowedAt(lost);
+            if (nowNanos - at >= 0) {
+                if (firstAsked.size() > 10_000) {
+                    firstAsked.clear(); // a bound; a host asked about again is dated afresh, later
+                }
+                return RestartGate.NOW;
+            }
+            return new RestartGate.NotBefore(
+                    at,
+                    promisedUntil.get() - nowNanos > 0
+                            ? "this coordinator promised agents riding out a ZooKeeper outage no restart meanwhile"
+                            : "this coordinator started moments ago; " + host
+                                    + "'s agent may be riding out an outage without knowing of it");
+        };
     }
 
     /** The Witness service, served beside the coordinator API. */

@@ -80,7 +80,7 @@ final class Views {
                             CompletableFuture.supplyAsync(
                                     () -> {
                                         try {
-                                            return t.agents.listVms(h);
+                                            return t.orders.listVms(h);
                                         } catch (AgentCallException e) {
                                             return List.of();
                                         }
@@ -111,7 +111,7 @@ final class Views {
             return null;
         }
         try {
-            return t.agents.getVm(h, r.getSpec().getName());
+            return t.orders.getVm(h, r.getSpec().getName());
         } catch (AgentCallException e) {
             return null;
         }
@@ -132,7 +132,7 @@ final class Views {
         java.util.TreeSet<String> ids = new java.util.TreeSet<>(alive.keySet());
         ids.addAll(maintenance.keySet());
         ids.addAll(vms.keySet());
-        ids.addAll(t.failover.lostHosts());
+        ids.addAll(t.losses.hosts());
         List<HostView> out = new ArrayList<>();
         for (String id : ids) {
             HostView.Builder b = HostView.newBuilder()
@@ -157,7 +157,7 @@ final class Views {
             if (m != null) {
                 b.setMaintenanceReason(m.value().getReason());
             }
-            Long lost = t.failover.lostAt(id);
+            Long lost = t.losses.lostAtMillis(id);
             if (lost != null && h == null) {
                 b.setLostAtMs(lost);
             }

@@ -63,4 +63,20 @@ class OutagePromisesTest {
         long lostLater = now + window.toNanos() + 1;
         assertTrue(p.restartsAllowedAt(lostLater) - lostLater <= 0, "hosts lost later are restarted as usual");
     }
+
+    @Test
+    void asARestartGateAPromiseHoldsTheRestartBackWithTheReasonUntilItEnds() {
+        AtomicBoolean connected = new AtomicBoolean(false);
+        OutagePromises p = new OutagePromises("r1", Duration.ofMillis(300), HOLD, Duration.ZERO, connected::get);
+        RestartGate gate = p.gate();
+        long now = System.nanoTime();
+        assertTrue(gate.check("h1", "v", now) instanceof RestartGate.Now, "nothing promised yet");
+        p.attest(Q);
+        connected.set(true);
+        RestartGate.Verdict held = gate.check("h1", "v", System.nanoTime());
+        assertTrue(held instanceof RestartGate.NotBefore, held.toString());
+        assertTrue(((RestartGate.NotBefore) held).reason().contains("promised"), held.toString());
+        long after = ((RestartGate.NotBefore) held).nanoTime() + 1;
+        assertTrue(gate.check("h1", "v", after) instanceof RestartGate.Now, "the promise has ended");
+    }
 }

@@ -22,18 +22,44 @@ import java.util.concurrent.CountDownLatch;
 public final class CoordinatorProcess {
     private CoordinatorProcess() {}
 
-    public static void main(String[] args) throws Exception {
+    /** The key=value arguments. */
+    public static Map<String, String> arguments(String[] args) {
         Map<String, String> a = new HashMap<>();
         for (String arg : args) {
             int eq = arg.indexOf('=');
             a.put(arg.substring(0, eq), arg.substring(eq + 1));
         }
-        CoordinatorConfig config = CoordinatorConfig.of(
+        return a;
+    }
+
+    /** The replica's settings from its arguments (zk, cluster, session-ms, margin-ms). */
+    public static CoordinatorConfig config(Map<String, String> a) {
+        return CoordinatorConfig.of(
                         ZkClients.of(
                                 a.get("zk"), a.get("cluster"), Duration.ofMillis(Long.parseLong(a.get("session-ms")))),
                         Endpoint.parse("127.0.0.1:0"),
                         Duration.ofMillis(Long.parseLong(a.get("margin-ms"))))
                 .withReconcileInterval(Duration.ofMillis(500));
+    }
+
+    /** Starts {@code c}, writes its endpoint to endpoint-file and serves until the process is told to stop. */
+    public static void serve(Coordinator c, Map<String, String> a) throws Exception {
+        c.start();
+        Path endpointFile = Path.of(a.get("endpoint-file"));
+        Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
+        Files.writeString(tmp, c.endpoint().toString());
+        Files.move(tmp, endpointFile);
+        CountDownLatch stop = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            c.close();
+            stop.countDown();
+        }));
+        stop.await();
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> a = arguments(args);
+        CoordinatorConfig config = config(a);
         AgentActions agents = TestCluster.grpcAgents();
         if (a.containsKey("hold-restarts-file")) {
             GatedAgentActions gated = new GatedAgentActions(agents);
@@ -51,16 +77,6 @@ public final class CoordinatorProcess {
             });
             agents = gated;
         }
-        Coordinator c = new Coordinator(config, agents).start();
-        Path endpointFile = Path.of(a.get("endpoint-file"));
-        Path tmp = endpointFile.resolveSibling(endpointFile.getFileName() + ".tmp");
-        Files.writeString(tmp, c.endpoint().toString());
-        Files.move(tmp, endpointFile);
-        CountDownLatch stop = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            c.close();
-            stop.countDown();
-        }));
-        stop.await();
+        serve(new Coordinator(config, agents), a);
     }
 }

@@ -2,37 +2,55 @@ package dev.ferry.cluster.testing;
 
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.AgentActions;
-import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
-import dev.ferry.proto.agent.MigrateRequest;
-import dev.ferry.proto.agent.MigrationEvent;
-import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
 import io.grpc.Status;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Consumer;
 import java.util.function.Predicate;
 
 /**
- * Real agent calls, with a gate for fault injection: a CreateVm the predicate picks never reaches
- * its agent; the calling thread hangs there (as if its coordinator froze mid-step) until it is
- * interrupted. Counts the CreateVm calls that went through.
+ * Real agent calls, with gates for fault injection and pacing:
+ * <ul>
+ *   <li>{@link #hold}: a CreateVm the predicate picks never reaches its agent; the calling thread
+ *       hangs there (as if its coordinator froze mid-step) until it is interrupted;
+ *   <li>{@link #pace}: a CreateVm the predicate picks waits until the test {@link #release}s it,
+ *       then goes through; the gate counts how many such calls are in progress at once (waiting
+ *       or on their way to the agent) and the most there ever were.
+ * </ul>
+ * Counts the CreateVm calls that went through.
  */
-public final class GatedAgentActions implements AgentActions {
-    private final AgentActions inner;
+public final class GatedAgentActions extends ForwardingAgentActions {
     private volatile Predicate<CreateVmRequest> hold = r -> false;
+    private volatile Predicate<CreateVmRequest> pace = r -> false;
     private final CountDownLatch held = new CountDownLatch(1);
     private final AtomicInteger creates = new AtomicInteger();
+    private final Semaphore releases = new Semaphore(0);
+    private final Object paced = new Object();
+    private final List<String> arrivals = new ArrayList<>();
+    private int waiting;
+    private int inFlight;
+    private int peakInFlight;
 
     public GatedAgentActions(AgentActions inner) {
-        this.inner = inner;
+        super(inner);
     }
 
     public void hold(Predicate<CreateVmRequest> which) {
         this.hold = which;
+    }
+
+    public void pace(Predicate<CreateVmRequest> which) {
+        this.pace = which;
+    }
+
+    /** Lets {@code n} paced calls through (in the order they wait, roughly: a semaphore's). */
+    public void release(int n) {
+        releases.release(n);
     }
 
     public CountDownLatch held() {
@@ -41,6 +59,34 @@ public final class GatedAgentActions implements AgentActions {
 
     public int creates() {
         return creates.get();
+    }
+
+    /** Paced calls waiting for a release now. */
+    public int waiting() {
+        synchronized (paced) {
+            return waiting;
+        }
+    }
+
+    /** Paced calls in progress now (waiting, or on their way to the agent). */
+    public int inFlight() {
+        synchronized (paced) {
+            return inFlight;
+        }
+    }
+
+    /** The most paced calls there ever were in progress at once. */
+    public int peakInFlight() {
+        synchronized (paced) {
+            return peakInFlight;
+        }
+    }
+
+    /** The VMs of paced calls, in the order they arrived. */
+    public List<String> arrivals() {
+        synchronized (paced) {
+            return List.copyOf(arrivals);
+        }
     }
 
     @Override
@@ -54,47 +100,44 @@ public final class GatedAgentActions implements AgentActions {
             }
             throw new AgentCallException(Status.Code.CANCELLED, "interrupted", null);
         }
+        if (pace.test(request)) {
+            return paced(host, request);
+        }
         creates.incrementAndGet();
         return inner.createVm(host, request);
     }
 
-    @Override
-    public VmStatus startVm(HostRecord host, VmRequest request) {
-        return inner.startVm(host, request);
-    }
-
-    @Override
-    public VmStatus stopVm(HostRecord host, VmRequest request) {
-        return inner.stopVm(host, request);
-    }
-
-    @Override
-    public VmStatus deleteVm(HostRecord host, VmRequest request) {
-        return inner.deleteVm(host, request);
-    }
-
-    @Override
-    public VmStatus getVm(HostRecord host, String vm) {
-        return inner.getVm(host, vm);
-    }
-
-    @Override
-    public List<VmStatus> listVms(HostRecord host) {
-        return inner.listVms(host);
-    }
-
-    @Override
-    public MigrationEvent migrate(HostRecord source, MigrateRequest request, Consumer<MigrationEvent> events) {
-        return inner.migrate(source, request, events);
-    }
-
-    @Override
-    public CancelMigrationResponse cancelMigration(HostRecord source, String vm) {
-        return inner.cancelMigration(source, vm);
-    }
-
-    @Override
-    public void close() {
-        inner.close();
+    private VmStatus paced(HostRecord host, CreateVmRequest request) {
+        synchronized (paced) {
+            arrivals.add(request.getSpec().getName());
+            waiting++;
+            inFlight++;
+            peakInFlight = Math.max(peakInFlight, inFlight);
+        }
+        boolean released = false;
+        try {
+            releases.acquire();
+            released = true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            synchronized (paced) {
+                waiting--;
+                if (!released) {
+                    inFlight--;
+                }
+            }
+        }
+        if (!released) {
+            throw new AgentCallException(Status.Code.CANCELLED, "interrupted", null);
+        }
+        try {
+            creates.incrementAndGet();
+            return inner.createVm(host, request);
+        } finally {
+            synchronized (paced) {
+                inFlight--;
+            }
+        }
     }
 }

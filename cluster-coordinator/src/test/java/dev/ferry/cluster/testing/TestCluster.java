@@ -7,6 +7,7 @@ import dev.ferry.cluster.coordinator.AgentActions;
 import dev.ferry.cluster.coordinator.Coordinator;
 import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.coordinator.GrpcAgentActions;
+import dev.ferry.cluster.coordinator.RestartGate;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;
@@ -32,6 +33,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
 import org.apache.curator.test.InstanceSpec;
 import org.apache.curator.test.TestingServer;
 
@@ -87,10 +89,23 @@ public final class TestCluster implements AutoCloseable {
 
     /** A coordinator replica; {@code agents} null means real gRPC calls. */
     public Coordinator coordinator(Duration failoverMargin, AgentActions agents) throws IOException {
-        CoordinatorConfig config = CoordinatorConfig.of(
+        return coordinator(failoverMargin, agents, RestartGate.ALWAYS, UnaryOperator.identity());
+    }
+
+    /**
+     * A coordinator replica whose restarts ask {@code gate}, with settings changed by {@code
+     * settings}; {@code agents} null means real gRPC calls.
+     */
+    public Coordinator coordinator(
+            Duration failoverMargin, AgentActions agents, RestartGate gate, UnaryOperator<CoordinatorConfig> settings)
+            throws IOException {
+        CoordinatorConfig config = settings.apply(CoordinatorConfig.of(
                         zkClients(Timing.seconds(3)), Endpoint.parse("127.0.0.1:0"), Timing.scaled(failoverMargin))
-                .withReconcileInterval(Duration.ofMillis(500));
-        Coordinator c = agents == null ? new Coordinator(config) : new Coordinator(config, agents);
+                .withReconcileInterval(Duration.ofMillis(500)));
+        Coordinator c = new Coordinator(
+                config,
+                agents == null ? new GrpcAgentActions(config.transport(), config.agentDeadline()) : agents,
+                gate);
         coordinators.add(c.start());
         return c;
     }
@@ -186,6 +201,19 @@ public final class TestCluster implements AutoCloseable {
      * Returns its API endpoint once it serves.
      */
     public String coordinatorProcess(String name, Duration failoverMargin, Path holdRestartsFile) throws Exception {
+        return coordinatorProcess(
+                name,
+                CoordinatorProcess.class,
+                failoverMargin,
+                holdRestartsFile == null ? List.of() : List.of("hold-restarts-file=" + holdRestartsFile));
+    }
+
+    /**
+     * A coordinator replica run by {@code main} (a class that takes CoordinatorProcess's arguments,
+     * plus {@code extra}) in a process of its own. Returns its API endpoint once it serves.
+     */
+    public String coordinatorProcess(String name, Class<?> main, Duration failoverMargin, List<String> extra)
+            throws Exception {
         Path endpointFile = root.resolve(name + ".endpoint");
         Files.deleteIfExists(endpointFile);
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
@@ -196,15 +224,13 @@ public final class TestCluster implements AutoCloseable {
                 "-XX:TieredStopAtLevel=1",
                 "-cp",
                 System.getProperty("java.class.path"),
-                CoordinatorProcess.class.getName(),
+                main.getName(),
                 "zk=" + zk.getConnectString(),
                 "cluster=" + NAME,
                 "session-ms=" + Timing.seconds(3).toMillis(),
                 "margin-ms=" + Timing.scaled(failoverMargin).toMillis(),
                 "endpoint-file=" + endpointFile));
-        if (holdRestartsFile != null) {
-            cmd.add("hold-restarts-file=" + holdRestartsFile);
-        }
+        cmd.addAll(extra);
         Process p = new ProcessBuilder(cmd)
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(
@@ -220,6 +246,20 @@ public final class TestCluster implements AutoCloseable {
             throw new AssertionError(name + " exited: see " + root.resolve(name + ".log"));
         }
         return Files.readString(endpointFile).trim();
+    }
+
+    /**
+     * Sends {@code signal} (STOP, CONT, ...) to a process this cluster started: SIGSTOP freezes a
+     * replica as a long GC pause or an overloaded host would, sockets open and session unattended.
+     */
+    public void signal(String name, String signal) throws Exception {
+        Process p = processes.get(name);
+        Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(p.pid()))
+                .redirectErrorStream(true)
+                .start();
+        if (!kill.waitFor(10, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+            throw new AssertionError("kill -" + signal + " " + name + " failed");
+        }
     }
 
     /** kill -9 of a process this cluster started (no run-log bookkeeping: for coordinators). */
@@ -310,6 +350,8 @@ public final class TestCluster implements AutoCloseable {
             c.close();
         }
         for (Process p : processes.values()) {
+            // A stopped process dies of SIGKILL too; CONT first anyway so that nothing lingers frozen.
+            new ProcessBuilder("kill", "-CONT", Long.toString(p.pid())).start().waitFor(10, TimeUnit.SECONDS);
             p.destroyForcibly();
             p.waitFor(10, TimeUnit.SECONDS);
         }

@@ -25,6 +25,8 @@ public final class ClusterPaths {
     public static final String INTENTS = "/intents";
     /** The coordinators' leader latch. */
     public static final String LEADER = "/leader";
+    /** Persistent: the newest coordinator leader term (the leaders' fencing token). */
+    public static final String TERM = "/term";
 
     /** The Curator namespace of a cluster (no leading slash). */
     public static String namespace(String cluster) {

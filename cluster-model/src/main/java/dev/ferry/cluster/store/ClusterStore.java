@@ -3,6 +3,7 @@ package dev.ferry.cluster.store;
 import com.google.protobuf.Message;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.Intent;
+import dev.ferry.proto.cluster.LeaderTerm;
 import dev.ferry.proto.cluster.Maintenance;
 import dev.ferry.proto.cluster.RunningRecord;
 import dev.ferry.proto.cluster.VmRecord;
@@ -88,6 +89,10 @@ public final class ClusterStore {
 
     public Optional<Versioned<Maintenance>> maintenance(String host) throws Exception {
         return read(ClusterPaths.maintenance(host), Records::maintenance);
+    }
+
+    public Optional<Versioned<LeaderTerm>> leaderTerm() throws Exception {
+        return read(ClusterPaths.TERM, Records::leaderTerm);
     }
 
     public List<String> children(String path) throws Exception {

@@ -5,6 +5,7 @@ import com.google.protobuf.Message;
 import com.google.protobuf.Parser;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.Intent;
+import dev.ferry.proto.cluster.LeaderTerm;
 import dev.ferry.proto.cluster.Maintenance;
 import dev.ferry.proto.cluster.RunningRecord;
 import dev.ferry.proto.cluster.VmRecord;
@@ -42,6 +43,10 @@ public final class Records {
 
     public static Intent intent(String path, byte[] data) {
         return decode(path, data, Intent.parser(), Intent::getSchemaVersion);
+    }
+
+    public static LeaderTerm leaderTerm(String path, byte[] data) {
+        return decode(path, data, LeaderTerm.parser(), LeaderTerm::getSchemaVersion);
     }
 
     static <T extends Message> T decode(String path, byte[] data, Parser<T> parser, ToIntFunction<T> version) {

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -65,5 +66,41 @@ class RestartPolicyTest {
         assertFalse(RestartPolicy.mayRestart(3, 0));
         assertTrue(RestartPolicy.mayRestart(4, 5));
         assertFalse(RestartPolicy.mayRestart(1, 1));
+    }
+
+    @Test
+    void afterAnOutageOnlyTheLimitRestartsAtOnceHighestPriorityAndBiggestFirst() {
+        List<RestartPolicy.Candidate> waiting =
+                List.of(vm("small", 0, 1), vm("low", 0, 2), vm("vip", 9, 1), vm("big", 0, 8), vm("mid", 5, 1));
+        assertEquals(
+                List.of("vip", "mid"),
+                RestartPolicy.admit(waiting, 0, 2).stream()
+                        .map(RestartPolicy.Candidate::vm)
+                        .toList());
+        assertEquals(
+                List.of("vip"),
+                RestartPolicy.admit(waiting, 3, 4).stream()
+                        .map(RestartPolicy.Candidate::vm)
+                        .toList());
+        assertTrue(RestartPolicy.admit(waiting, 4, 4).isEmpty(), "none while the limit is reached");
+        assertTrue(RestartPolicy.admit(waiting, 6, 4).isEmpty(), "none while over it (a lowered limit)");
+        assertEquals(5, RestartPolicy.admit(waiting, 0, 100).size());
+    }
+
+    @Test
+    void restartAttemptsCountFromZeroOnlyAfterAWholeStableRun() {
+        Duration resetAfter = Duration.ofMinutes(10);
+        assertFalse(RestartPolicy.attemptsExpire(2, Duration.ofMinutes(9).plusSeconds(59), resetAfter));
+        assertTrue(RestartPolicy.attemptsExpire(2, Duration.ofMinutes(10), resetAfter));
+        assertFalse(RestartPolicy.attemptsExpire(0, Duration.ofDays(30), resetAfter), "nothing to reset");
+    }
+
+    @Test
+    void theFailoverMarginIsMeasuredOnTheMonotonicClockEvenAcrossItsWrapAround() {
+        Duration margin = Duration.ofSeconds(2);
+        long lostAt = Long.MAX_VALUE - 1_000_000_000L; // nanoTime may be anywhere, and wraps
+        assertFalse(RestartPolicy.marginPassed(lostAt, lostAt + 1_999_999_999L, margin));
+        assertTrue(RestartPolicy.marginPassed(lostAt, lostAt + 2_000_000_000L, margin));
+        assertFalse(RestartPolicy.marginPassed(lostAt, lostAt - 5, margin), "a reading before the loss");
     }
 }

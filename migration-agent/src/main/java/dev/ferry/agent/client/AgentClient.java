@@ -6,6 +6,8 @@ import dev.ferry.proto.agent.AgentInfoRequest;
 import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.CreateVmRequest;
+import dev.ferry.proto.agent.LeaderTermRequest;
+import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.ListVmsRequest;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
@@ -122,9 +124,17 @@ public final class AgentClient implements AutoCloseable {
     }
 
     public CancelMigrationResponse cancelMigration(String vm) {
-        return unary(
-                AgentControlRpc.CANCEL_MIGRATION,
-                CancelMigrationRequest.newBuilder().setVm(vm).build());
+        return cancelMigration(CancelMigrationRequest.newBuilder().setVm(vm).build());
+    }
+
+    /** Cancels the outgoing migration of {@code request.vm} (with the coordinator leader's term, in a cluster). */
+    public CancelMigrationResponse cancelMigration(CancelMigrationRequest request) {
+        return unary(AgentControlRpc.CANCEL_MIGRATION, request);
+    }
+
+    /** Tells the agent a coordinator leader took office with this term. */
+    public LeaderTermResponse announceLeaderTerm(LeaderTermRequest request) {
+        return unary(AgentControlRpc.ANNOUNCE_LEADER_TERM, request);
     }
 
     /** Asks a destination agent to discard an incoming migration it prepared. */
