@@ -722,6 +722,9 @@ final class VmRegistry {
                         m.state(
                                 VmState.VM_STATE_FAILED,
                                 "fenced, and the cluster gave it to another host: " + e.getMessage());
+                        // Not this host's any more: nothing of it stays (the log says why it went).
+                        vms.remove(m.name, m);
+                        deleteTree(dataDir.resolve("vms").resolve(m.name));
                         outcome.put(m.name, "killed: " + e.getMessage());
                     } else {
                         outcome.put(m.name, "still fenced: " + e.getMessage());

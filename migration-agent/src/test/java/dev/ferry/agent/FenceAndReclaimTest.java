@@ -130,14 +130,14 @@ class FenceAndReclaimTest {
             agent.registryForTests().create(spec("v", 4L << 20), true, 1);
             agent.fence("fenced: lost the cluster session");
             ownership.owned = false;
+            VmInstance vm = agent.instance("v");
             String outcome = agent.reclaim().get("v");
-            assertTrue(outcome.startsWith("killed"), outcome);
-            ManagedVm m = agent.registryForTests().get("v");
-            assertEquals(VmState.VM_STATE_FAILED, m.state());
-            assertNull(m.instance());
-            assertTrue(
-                    m.status("host-a", "sim").getReason().startsWith("fenced, and the cluster gave it to another host"),
-                    m.status("host-a", "sim").getReason());
+            assertTrue(outcome.startsWith("killed: v belongs to host-b"), outcome);
+            assertFalse(agent.holds("v"));
+            assertNull(agent.instance("v"), "the copy is gone, and with it the entry");
+            assertEquals(dev.ferry.hypervisor.InstanceState.CLOSED, vm.state());
+            assertFalse(Files.exists(root.resolve("data").resolve("vms").resolve("v")), "no run directory left");
+            assertFalse(Files.exists(root.resolve("ram").resolve("v.ram")), "no RAM file left");
         }
     }
 

@@ -95,9 +95,12 @@ class PartitionTest {
                     Transport.plaintext(), "h1", cluster.agent("h1").agent().endpoint(), Duration.ofSeconds(10))) {
                 for (String vm : VMS) {
                     Timing.await(vm + ": h1's frozen copy killed", Duration.ofSeconds(20), () -> {
-                        VmStatus s = agent.getVm(vm);
-                        return s.getState() == VmState.VM_STATE_FAILED
-                                && s.getReason().startsWith("fenced, and the cluster gave it to another host");
+                        try {
+                            agent.getVm(vm);
+                            return false;
+                        } catch (dev.ferry.agent.client.AgentCallException e) {
+                            return e.code() == io.grpc.Status.Code.NOT_FOUND;
+                        }
                     });
                 }
             }
