@@ -45,7 +45,7 @@ public final class SimDriver implements HypervisorDriver {
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
         SimVm vm;
         try {
-            vm = new SimVm(spec, ram, InstanceState.CREATED, paths.leaseFile());
+            vm = new SimVm(spec, ram, InstanceState.CREATED, paths.leaseFile(), paths.runDir());
         } catch (HypervisorException e) {
             ram.close();
             throw e;
@@ -68,7 +68,7 @@ public final class SimDriver implements HypervisorDriver {
         }
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
         try {
-            return new SimVm(spec, ram, InstanceState.INCOMING, paths.leaseFile());
+            return new SimVm(spec, ram, InstanceState.INCOMING, paths.leaseFile(), paths.runDir());
         } catch (HypervisorException e) {
             ram.close();
             throw e;

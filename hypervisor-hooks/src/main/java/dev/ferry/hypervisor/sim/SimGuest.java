@@ -53,6 +53,11 @@ final class SimGuest {
     private boolean frozen;
     private volatile dev.ferry.hypervisor.lease.LeaseFile lease;
     private Thread thread;
+    // The guest's "serial console": a line per CONSOLE_TICKS heartbeats, appended to a file in the
+    // VM's run directory, so that progress is seen from outside the agent (the chaos suite's I1,
+    // as the test guest's console under QEMU). Null: no console.
+    static final int CONSOLE_TICKS = 10;
+    private volatile java.nio.file.Path console;
 
     // vCPU registers: the device state.
     private long heartbeat;
@@ -278,6 +283,9 @@ final class SimGuest {
                     return;
                 }
                 heartbeat++;
+                if (heartbeat % CONSOLE_TICKS == 0) {
+                    print("FERRY-GUEST hb=" + heartbeat / CONSOLE_TICKS + " gen=" + writes + " stale=" + stale + "\n");
+                }
             } finally {
                 vcpu.unlock();
             }
@@ -301,6 +309,28 @@ final class SimGuest {
             if (sleep > 0) {
                 LockSupport.parkNanos(sleep);
             }
+        }
+    }
+
+    /** Where the guest prints its heartbeat lines ({@code FERRY-GUEST hb=N gen=W stale=S}, as the test guest does). */
+    void console(java.nio.file.Path file) {
+        this.console = file;
+    }
+
+    private void print(String line) {
+        java.nio.file.Path file = console;
+        if (file == null) {
+            return;
+        }
+        // One O_APPEND write per line: a reader never sees half a line followed by another's start.
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+                file,
+                java.nio.file.StandardOpenOption.CREATE,
+                java.nio.file.StandardOpenOption.WRITE,
+                java.nio.file.StandardOpenOption.APPEND)) {
+            ch.write(java.nio.ByteBuffer.wrap(line.getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
+        } catch (java.io.IOException e) {
+            console = null; // the run directory went away (the VM was discarded): stop printing
         }
     }
 

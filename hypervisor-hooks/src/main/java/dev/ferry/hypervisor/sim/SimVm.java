@@ -24,7 +24,11 @@ public final class SimVm implements VmInstance {
 
     private final dev.ferry.hypervisor.lease.LeaseFile lease;
 
-    SimVm(VmSpec spec, RamFile ram, InstanceState initial, java.nio.file.Path leaseFile) throws HypervisorException {
+    /** The file the guest prints its heartbeat lines to, in the VM's run directory. */
+    public static final String CONSOLE = "console.log";
+
+    SimVm(VmSpec spec, RamFile ram, InstanceState initial, java.nio.file.Path leaseFile, java.nio.file.Path runDir)
+            throws HypervisorException {
         this.spec = spec;
         this.ram = ram;
         this.dirtyLog = new SimDirtyLog(ram.pageCount());
@@ -38,6 +42,9 @@ public final class SimVm implements VmInstance {
                     "open lease", "cannot open the lease " + leaseFile + ": " + e.getMessage(), e);
         }
         guest.lease(lease);
+        if (runDir != null) {
+            guest.console(runDir.resolve(CONSOLE));
+        }
     }
 
     @Override
