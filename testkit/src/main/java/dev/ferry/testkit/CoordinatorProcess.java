@@ -1,4 +1,4 @@
-package dev.ferry.cluster.testing;
+package dev.ferry.testkit;
 
 import dev.ferry.cluster.coordinator.AgentActions;
 import dev.ferry.cluster.coordinator.Coordinator;

@@ -1,4 +1,4 @@
-package dev.ferry.cluster.testing;
+package dev.ferry.testkit;
 
 import dev.ferry.agent.AgentConfig;
 import dev.ferry.agent.cluster.ClusterAgent;

@@ -1,4 +1,4 @@
-package dev.ferry.cluster.testing;
+package dev.ferry.testkit;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.agent.MigrationOptions;
 import dev.ferry.proto.cluster.IntentState;
 import dev.ferry.proto.cluster.MoveState;
@@ -14,6 +13,7 @@ import dev.ferry.proto.coordinator.DrainRequest;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.testing.Timing;
+import dev.ferry.testkit.TestCluster;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

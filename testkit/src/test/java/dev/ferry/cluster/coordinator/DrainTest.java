@@ -6,8 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.testing.RunLog;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.cluster.IntentState;
 import dev.ferry.proto.cluster.MoveState;
 import dev.ferry.proto.cluster.VmMove;
@@ -17,6 +15,8 @@ import dev.ferry.proto.coordinator.HostView;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.testing.Timing;
+import dev.ferry.testkit.RunLog;
+import dev.ferry.testkit.TestCluster;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;

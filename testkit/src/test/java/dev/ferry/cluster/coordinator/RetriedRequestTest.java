@@ -5,13 +5,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import dev.ferry.cluster.client.CoordinatorCallException;
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.testing.GatedAgentActions;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.coordinator.CreateVmRequest;
 import dev.ferry.proto.coordinator.MigrateRequest;
 import dev.ferry.proto.coordinator.VmView;
+import dev.ferry.testkit.GatedAgentActions;
+import dev.ferry.testkit.TestCluster;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.List;

@@ -5,12 +5,12 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.HaPolicy;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.testing.Timing;
+import dev.ferry.testkit.TestCluster;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;

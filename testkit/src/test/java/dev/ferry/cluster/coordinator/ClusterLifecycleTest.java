@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.cluster.client.CoordinatorCallException;
 import dev.ferry.cluster.client.CoordinatorClient;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationOptions;
 import dev.ferry.proto.agent.MigrationPhase;
@@ -15,6 +14,7 @@ import dev.ferry.proto.coordinator.MigrateRequest;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.testing.Timing;
+import dev.ferry.testkit.TestCluster;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.ArrayList;

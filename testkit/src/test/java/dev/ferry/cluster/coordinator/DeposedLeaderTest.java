@@ -5,11 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.cluster.client.CoordinatorClient;
 import dev.ferry.cluster.store.ClusterStore;
-import dev.ferry.cluster.testing.TestCluster;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.rpc.Transport;
 import dev.ferry.testing.Timing;
+import dev.ferry.testkit.TestCluster;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -1,0 +1,109 @@
+package dev.ferry.testkit.netns;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.ferry.testing.Timing;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A cluster of real hosts in network namespaces: a three-server ZooKeeper ensemble, two
+ * coordinator replicas and two agents, each its own process with its own address, driven by the
+ * CLI from a control namespace as an operator would.
+ */
+class NetnsClusterTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    static void requireNetns() {
+        String why = NetnsCluster.unavailableReason();
+        boolean required = Boolean.getBoolean("ferry.qemu.required") || System.getenv("CI") != null;
+        if (why != null && required) {
+            throw new AssertionError(why + ", and these tests are required here");
+        }
+        assumeTrue(why == null, why);
+    }
+
+    private static JsonNode vm(NetnsCluster c, String name) throws Exception {
+        JsonNode list = JSON.readTree(c.cliOk("vm", "list", "--json"));
+        for (JsonNode v : list.get("vms")) {
+            if (v.get("name").asText().equals(name)) {
+                return v;
+            }
+        }
+        throw new AssertionError("no VM " + name + " in " + list);
+    }
+
+    @Test
+    void simVmMovesBetweenHostsAndSurvivesTheLossOfOneZooKeeperServer() throws Exception {
+        requireNetns();
+        NetnsCluster c = NetnsCluster.builder()
+                .zookeepers(3)
+                .coordinators(2)
+                .agent(AgentSpec.sim("host-1"))
+                .agent(AgentSpec.sim("host-2"))
+                .sessionTimeout(Timing.seconds(4))
+                .startTimeout(Timing.seconds(120))
+                .start();
+        try (c) {
+            // Each daemon is a process of its own, in its own namespace, at its own address.
+            assertEquals(7, c.daemons().size());
+            for (Daemon d : c.daemons()) {
+                assertTrue(d.isAlive(), d + " is not running");
+                assertTrue(c.pidsOn(d.host()).contains(d.pid()), d + " is not in its namespace");
+            }
+            String hosts = c.cliOk("host", "list", "--json");
+            assertTrue(hosts.contains(c.agent("host-1").endpoint()), hosts);
+            assertTrue(hosts.contains(c.agent("host-2").endpoint()), hosts);
+
+            c.cliOk(
+                    "vm",
+                    "create",
+                    "web",
+                    "--memory",
+                    "64M",
+                    "--dirty-rate",
+                    "1M",
+                    "--working-set",
+                    "16M",
+                    "--host",
+                    "host-1");
+            assertEquals("host-1", vm(c, "web").get("host").asText());
+            JsonNode m = JSON.readTree(c.cliOk("migrate", "web", "--to", "host-2", "--verify", "--json"));
+            assertEquals("completed", m.get("status").asText(), m.toString());
+            JsonNode after = vm(c, "web");
+            assertEquals("host-2", after.get("host").asText());
+            assertEquals(2, after.get("epoch").asInt(), after.toString());
+
+            // One of three ZooKeeper servers dies: the other two are a quorum, and the cluster works on.
+            int leader = c.zkLeader().orElseThrow();
+            c.zookeeper(leader).kill();
+            c.awaitZooKeeperQuorum(Timing.seconds(30));
+            JsonNode back = JSON.readTree(c.cliOk("migrate", "web", "--to", "host-1", "--json"));
+            assertEquals("completed", back.get("status").asText(), back.toString());
+            assertEquals("host-1", vm(c, "web").get("host").asText());
+            c.zookeeper(leader).restart(Timing.seconds(30));
+            c.awaitZooKeeperQuorum(Timing.seconds(30));
+        }
+        // close removes everything: no namespace, no process, no file.
+        assertFalse(c.anyNamespaceLeft(), "namespaces of " + c.id() + " left");
+        for (Daemon d : c.daemons()) {
+            assertFalse(d.isAlive(), d + " still running");
+        }
+        assertFalse(Files.exists(c.root()), c.root() + " left");
+        assertEquals(NetnsCluster.State.CLOSED, c.state());
+        c.close(); // idempotent
+        assertTrue(StaleNamespaces.namespacesOf(c.id()).isEmpty());
+        assertEquals(List.of(), StaleNamespaces.namespacesOf(c.id()));
+    }
+
+    static Duration unused() {
+        return Duration.ZERO;
+    }
+}
