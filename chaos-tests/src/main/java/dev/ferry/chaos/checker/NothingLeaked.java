@@ -24,19 +24,31 @@ public final class NothingLeaked implements Checker {
 
     @Override
     public List<Violation> check(History history) {
+        // Each leftover is judged by the records read last before it was seen (a run looks twice:
+        // before and after it deletes its VMs).
         Map<String, RecordView> records = new HashMap<>();
-        for (Observation o : history.observations(Observations.RECORD)) {
-            records.put(o.vm(), RecordView.parse(o.value()));
-        }
         List<Violation> out = new ArrayList<>();
-        for (String kind : List.of(
+        Map<String, Integer> count = new HashMap<>();
+        List<String> kinds = List.of(
                 Observations.FINAL_QEMU,
                 Observations.FINAL_RAM_FILE,
                 Observations.FINAL_RUN_DIR,
-                Observations.FINAL_RUN_LOCK)) {
-            Map<String, Integer> count = new HashMap<>();
+                Observations.FINAL_RUN_LOCK);
+        for (dev.ferry.chaos.history.Event e : history.events()) {
+            if (!(e instanceof Observation o)) {
+                continue;
+            }
+            if (o.kind().equals(Observations.RECORD)) {
+                records.put(o.vm(), RecordView.parse(o.value()));
+                count.clear();
+                continue;
+            }
+            String kind = o.kind();
+            if (!kinds.contains(kind)) {
+                continue;
+            }
             boolean needsRunning = kind.equals(Observations.FINAL_QEMU) || kind.equals(Observations.FINAL_RUN_LOCK);
-            for (Observation o : history.observations(kind)) {
+            {
                 RecordView r = records.getOrDefault(o.vm(), RecordView.ABSENT);
                 String what = kind.substring("final-".length()) + " " + o.value() + " on " + o.copy();
                 if (o.vm().isEmpty()) {
@@ -47,7 +59,7 @@ public final class NothingLeaked implements Checker {
                     out.add(new Violation(invariant(), o.vm(), what + ": the VM is " + r.owner() + "'s"));
                 } else if (needsRunning && !r.desiredRunning()) {
                     out.add(new Violation(invariant(), o.vm(), what + ": the VM is " + r.desired()));
-                } else if (count.merge(o.vm(), 1, Integer::sum) > 1) {
+                } else if (count.merge(kind + " " + o.vm(), 1, Integer::sum) > 1) {
                     out.add(new Violation(invariant(), o.vm(), what + ": more than one"));
                 }
             }

@@ -11,11 +11,12 @@ import java.util.Map;
 /**
  * When each copy of each VM made progress, from the {@link Observations#PROGRESS} samples: a copy
  * progressed within (previous sample, this sample] whenever its counter changed to a value &gt;= 0
- * between two of its samples. These brackets are all the checkers know: a copy certainly executed
+ * between two of its samples. A copy's first sample is only a baseline: what it shows may have been
+ * printed before the sampler knew the copy (a console file left by an earlier copy on that host). These brackets are all the checkers know: a copy certainly executed
  * at some instant inside each one, and nothing is assumed about when inside.
  */
 public final class Progress {
-    /** A copy executed at some instant in (lo, hi]; lo is Long.MIN_VALUE when nothing bounds it. */
+    /** A copy executed at some instant in (lo, hi]. */
     public record Bracket(long lo, long hi) {}
 
     /** Every bracket of one copy, in time order. */
@@ -62,8 +63,8 @@ public final class Progress {
             if (value < 0) {
                 continue;
             }
-            if (prev == null || prev.longValue() != value) {
-                long lo = prev == null ? Long.MIN_VALUE : prev.time();
+            if (prev != null && prev.longValue() != value) {
+                long lo = prev.time();
                 byVm.computeIfAbsent(o.vm(), k -> new LinkedHashMap<>())
                         .computeIfAbsent(o.copy(), k -> new ArrayList<>())
                         .add(new Bracket(lo, o.time()));

@@ -1,0 +1,139 @@
+package dev.ferry.chaos.scenario;
+
+import dev.ferry.chaos.history.History;
+import dev.ferry.chaos.history.ProgressSampler;
+import dev.ferry.chaos.history.RecordView;
+import dev.ferry.chaos.history.Records;
+import dev.ferry.chaos.nemesis.ClockNemesis;
+import dev.ferry.chaos.nemesis.DiskNemesis;
+import dev.ferry.chaos.nemesis.Faults;
+import dev.ferry.chaos.nemesis.NetemNemesis;
+import dev.ferry.chaos.nemesis.PartitionNemesis;
+import dev.ferry.chaos.nemesis.ProcessNemesis;
+import dev.ferry.chaos.workload.Client;
+import dev.ferry.testkit.netns.AgentDaemon;
+import dev.ferry.testkit.netns.NetnsCluster;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.function.BooleanSupplier;
+
+/**
+ * What a scenario works with: the cluster, the history, the nemeses (healed by the runner), a
+ * workload client, the progress sampler and the record reader. Names of the VMs a scenario
+ * creates are prefixed with its run's prefix, so that scenarios sharing a cluster never collide.
+ */
+public final class Run {
+    private final NetnsCluster cluster;
+    private final History history;
+    private final Faults faults;
+    private final ProgressSampler sampler;
+    private final Records records;
+    private final String prefix;
+    private final List<String> vms = new ArrayList<>();
+    public final ProcessNemesis processes;
+    public final PartitionNemesis partitions;
+    public final NetemNemesis netem;
+    public final ClockNemesis clocks;
+    public final DiskNemesis disks;
+    public final Client client;
+
+    public Run(NetnsCluster cluster, History history, ProgressSampler sampler, String prefix) {
+        this.cluster = cluster;
+        this.history = history;
+        this.sampler = sampler;
+        this.prefix = prefix;
+        this.faults = new Faults(history);
+        this.records = new Records(cluster, history);
+        this.processes = faults.add(new ProcessNemesis(history, Duration.ofSeconds(90)));
+        this.partitions = faults.add(new PartitionNemesis(history));
+        this.netem = faults.add(new NetemNemesis(history));
+        this.clocks = faults.add(new ClockNemesis(history));
+        this.disks = faults.add(new DiskNemesis(history));
+        this.client = new Client(cluster, history, "client-1");
+    }
+
+    public NetnsCluster cluster() {
+        return cluster;
+    }
+
+    public History history() {
+        return history;
+    }
+
+    public Faults faults() {
+        return faults;
+    }
+
+    public ProgressSampler sampler() {
+        return sampler;
+    }
+
+    public Records records() {
+        return records;
+    }
+
+    /** The name of this run's VM {@code n}. */
+    public String vm(String n) {
+        return prefix + n;
+    }
+
+    /** VMs this run created (the runner deletes them at the end). */
+    public List<String> vms() {
+        return List.copyOf(vms);
+    }
+
+    public AgentDaemon agent(String host) {
+        return cluster.agent(host);
+    }
+
+    /** Creates a VM on {@code host} and waits until it is seen progressing from outside. */
+    public void createRunning(String name, String host, String memory, String... extra) {
+        vms.add(name);
+        Client.Result r = client.create(name, host, memory, extra);
+        if (!r.ok()) {
+            throw new IllegalStateException(
+                    "create " + name + ": " + r.command().describe());
+        }
+        await("VM " + name + " progressing on " + host, Duration.ofSeconds(90), () -> progressing(name, host));
+    }
+
+    /** Whether a copy of {@code vm} on {@code host} moved its heartbeat within the last second or so. */
+    public boolean progressing(String vm, String host) {
+        Path console = agent(host).dataDir().resolve("vms").resolve(vm).resolve("console.log");
+        long a = dev.ferry.chaos.history.Consoles.read(console).heartbeat();
+        sleep(Duration.ofMillis(700));
+        long b = dev.ferry.chaos.history.Consoles.read(console).heartbeat();
+        return a >= 0 && b > a;
+    }
+
+    public Map<String, RecordView> readRecords() {
+        return records.read(Duration.ofSeconds(90));
+    }
+
+    public RecordView record(String vm) {
+        return readRecords().getOrDefault(vm, RecordView.ABSENT);
+    }
+
+    public static void await(String what, Duration timeout, BooleanSupplier condition) {
+        long deadline =
+                System.nanoTime() + dev.ferry.testing.Timing.scaled(timeout).toNanos();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("timed out waiting for " + what);
+            }
+            sleep(Duration.ofMillis(200));
+        }
+    }
+
+    public static void sleep(Duration d) {
+        try {
+            Thread.sleep(d.toMillis());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
+}
