@@ -52,7 +52,7 @@ public final class Runner implements AutoCloseable {
     private final Report report = new Report();
     private NetnsCluster qemuCluster;
     private NetnsCluster simCluster;
-    private int runNumber;
+    private final java.util.concurrent.atomic.AtomicInteger runNumber = new java.util.concurrent.atomic.AtomicInteger();
 
     public Runner(Settings settings) {
         this.settings = settings;
@@ -96,7 +96,7 @@ public final class Runner implements AutoCloseable {
         List<Long> recoveries = new ArrayList<>();
         String error = "";
         NetnsCluster cluster = cluster(scenario.qemu());
-        String prefix = "r" + (++runNumber) + "-";
+        String prefix = "r" + runNumber.incrementAndGet() + "-";
         Run run;
         try (ProgressSampler sampler = new ProgressSampler(history, cluster.agents(), Duration.ofMillis(100)).start()) {
             run = new Run(cluster, history, sampler, prefix);
@@ -180,7 +180,7 @@ public final class Runner implements AutoCloseable {
             lines.addAll(history.lines());
             lines.add("result: " + (r.passed() ? "passed" : r.violations() + " " + r.error()));
             Files.write(
-                    settings.logDir().resolve(scenario.id() + "-" + seed + "-" + runNumber + ".history"),
+                    settings.logDir().resolve(scenario.id() + "-" + seed + "-" + runNumber.get() + ".history"),
                     lines,
                     StandardCharsets.UTF_8);
         } catch (java.io.IOException e) {

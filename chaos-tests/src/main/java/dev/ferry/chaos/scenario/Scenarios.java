@@ -1,0 +1,647 @@
+package dev.ferry.chaos.scenario;
+
+import dev.ferry.chaos.history.Consoles;
+import dev.ferry.chaos.schedule.Schedule;
+import dev.ferry.chaos.workload.Client;
+import dev.ferry.testkit.netns.AgentDaemon;
+import dev.ferry.testkit.netns.CommandResult;
+import dev.ferry.testkit.netns.Daemon;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+
+/** The named scenarios of issue 9, and the negative controls. */
+public final class Scenarios {
+    private Scenarios() {}
+
+    /** Every scenario by id, in order; negative controls are not among them (they must fail). */
+    public static Map<String, Scenario> all() {
+        Map<String, Scenario> m = new LinkedHashMap<>();
+        for (Scenario s : List.of(
+                new KillDestination(),
+                new KillSource(),
+                new CancelMigration(),
+                new BlackholeMigration(),
+                new FreezeLeader(),
+                new FreezeAgent(),
+                new AgentZooKeeperPartition(),
+                new ZooKeeperMinority(),
+                new ZooKeeperOutage(),
+                new ClockJumps(),
+                new NetemMigration(),
+                new FullTmpfs(),
+                new LeaderKilledAfterDecision(),
+                new RandomKills())) {
+            m.put(s.id(), s);
+        }
+        return m;
+    }
+
+    /** Scenarios selected by number ("1,7,10") or id; all when {@code spec} is empty. */
+    public static List<Scenario> select(String spec) {
+        if (spec == null || spec.isBlank()) {
+            return List.copyOf(all().values());
+        }
+        List<Scenario> out = new ArrayList<>();
+        for (String s : spec.split(",")) {
+            String want = s.trim();
+            Scenario found = all().values().stream()
+                    .filter(x -> x.id().equals(want) || x.id().startsWith(want + "-"))
+                    .findFirst()
+                    .orElseThrow(
+                            () -> new IllegalArgumentException("no scenario " + want + "; known: " + all().keySet()));
+            out.add(found);
+        }
+        return out;
+    }
+
+    /** 1: the destination agent is killed -9 in the middle of pre-copy. */
+    static final class KillDestination extends Base {
+        KillDestination() {
+            super("1-kill-destination", false, "kill -9 of the destination agent mid pre-copy");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M")
+                    .step(p.between(800, 2500), "kill", "target", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            run.readRecords();
+            CompletableFuture<Client.Result> m =
+                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            sleepMs(plan.steps("kill").getFirst().atMillis());
+            run.processes.kill(run.agent("host-2"));
+            join(m, Duration.ofMinutes(2));
+            run.readRecords();
+            sleepMs(6000); // I2: the source is seen running on
+        }
+    }
+
+    /** 2: the source agent is killed -9 mid pre-copy: its guest dies with it and restarts elsewhere. */
+    static final class KillSource extends Base {
+        KillSource() {
+            super("2-kill-source", false, "kill -9 of the source agent mid pre-copy");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M")
+                    .step(p.between(800, 2500), "kill", "target", "host-1")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            run.readRecords();
+            CompletableFuture<Client.Result> m =
+                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            sleepMs(plan.steps("kill").getFirst().atMillis());
+            run.processes.kill(run.agent("host-1"));
+            join(m, Duration.ofMinutes(2));
+            Run.await("the VM running again elsewhere", Duration.ofSeconds(60), () -> {
+                var r = run.record(vm);
+                return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
+            });
+        }
+    }
+
+    /** 3: cancel at a moment the seed picks, from the first instant of the migration to late pre-copy. */
+    static final class CancelMigration extends Base {
+        CancelMigration() {
+            super("3-cancel", false, "cancel at a seeded moment of the migration (handshake to late pre-copy)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            p.step(0, "create", "vm", "a", "host", "host-1");
+            for (int i = 0; i < 3; i++) {
+                p.step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M");
+                p.step(p.between(0, 3000), "cancel", "vm", "a");
+            }
+            return p.build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            for (Schedule.Step cancel : plan.steps("cancel")) {
+                var before = run.record(vm);
+                String to = before.owner().equals("host-1") ? "host-2" : "host-1";
+                CompletableFuture<Client.Result> m =
+                        background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
+                sleepMs(cancel.atMillis());
+                run.client.cancel(vm);
+                join(m, Duration.ofMinutes(2));
+                run.readRecords();
+                sleepMs(6000);
+            }
+        }
+    }
+
+    /** 4: source and destination blackholed from each other mid pre-copy. */
+    static final class BlackholeMigration extends Base {
+        BlackholeMigration() {
+            super("4-blackhole", false, "blackhole between source and destination mid pre-copy");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M")
+                    .step(p.between(800, 2500), "partition", "a", "host-1", "b", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            run.readRecords();
+            CompletableFuture<Client.Result> m =
+                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            sleepMs(plan.steps("partition").getFirst().atMillis());
+            run.partitions.partition(
+                    List.of(run.agent("host-1").host()),
+                    List.of(run.agent("host-2").host()));
+            join(m, Duration.ofMinutes(3));
+            run.readRecords();
+            sleepMs(6000);
+        }
+    }
+
+    /** 6: the coordinator leader frozen past its session timeout, then thawed: its late orders are refused. */
+    static final class FreezeLeader extends Base {
+        FreezeLeader() {
+            super("6-freeze-leader", false, "SIGSTOP of the coordinator leader past its session timeout, then SIGCONT");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "freeze", "target", "leader", "ms", Long.toString(p.between(20_000, 26_000)))
+                    .step(500, "migrate", "vm", "a", "to", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            run.readRecords();
+            Daemon leader = leader(run);
+            run.processes.freeze(leader);
+            sleepMs(500);
+            Client.Result r = run.client.migrate(vm, "host-2");
+            sleepMs(Math.max(0, Long.parseLong(plan.steps("freeze").getFirst().param("ms")) - 500));
+            run.processes.thaw(leader);
+            run.readRecords();
+            sleepMs(4000);
+            if (!r.ok()) {
+                throw new IllegalStateException("the migration did not go through the new leader: "
+                        + r.command().describe());
+            }
+        }
+    }
+
+    /** 7: a host agent frozen past its session timeout, with a QEMU guest: it stops before it runs elsewhere. */
+    static final class FreezeAgent extends Base {
+        FreezeAgent() {
+            super("7-freeze-agent", true, "SIGSTOP of a host agent past its session timeout (QEMU guest)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "g", "host", "host-1")
+                    .step(0, "freeze", "target", "host-1", "after-restart-ms", Long.toString(p.between(0, 3000)))
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("g");
+            run.createRunning(vm, "host-1", "64M", SMALL_QEMU);
+            run.readRecords();
+            AgentDaemon a = run.agent("host-1");
+            run.processes.freeze(a);
+            Run.await("the VM running elsewhere", Duration.ofSeconds(90), () -> {
+                var r = run.record(vm);
+                return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
+            });
+            sleepMs(Long.parseLong(plan.steps("freeze").getFirst().param("after-restart-ms")));
+            run.processes.thaw(a);
+        }
+    }
+
+    /** 8: one agent cut off from every ZooKeeper server, still reaching everything else. */
+    static final class AgentZooKeeperPartition extends Base {
+        AgentZooKeeperPartition() {
+            super("8-agent-zk-partition", false, "an agent partitioned from ZooKeeper only");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "partition", "a", "host-1", "b", "zk", "extra-ms", Long.toString(p.between(0, 4000)))
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            run.readRecords();
+            run.partitions.partition(List.of(run.agent("host-1").host()), zkHosts(run));
+            Run.await("the VM running elsewhere", Duration.ofSeconds(90), () -> {
+                var r = run.record(vm);
+                return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
+            });
+            sleepMs(Long.parseLong(plan.steps("partition").getFirst().param("extra-ms")));
+        }
+    }
+
+    /** 9: one, then two of three ZooKeeper servers killed; guests keep running, operations resume. */
+    static final class ZooKeeperMinority extends Base {
+        ZooKeeperMinority() {
+            super("9-zk-kill-one-then-two", false, "kill one, then two of three ZooKeeper servers");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            List<Integer> order = new ArrayList<>(List.of(1, 2, 3));
+            int first = p.pick(order);
+            order.remove(Integer.valueOf(first));
+            int second = p.pick(order);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "kill", "zk", Integer.toString(first))
+                    .step(0, "migrate", "vm", "a", "to", "host-2")
+                    .step(0, "kill", "zk", Integer.toString(second), "hold-ms", "8000")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            run.readRecords();
+            List<Schedule.Step> kills = plan.steps("kill");
+            run.processes.kill(
+                    run.cluster().zookeeper(Integer.parseInt(kills.get(0).param("zk"))));
+            Client.Result m = run.client.migrate(vm, "host-2");
+            if (!m.ok()) {
+                throw new IllegalStateException("a migration with 2 of 3 ZooKeeper servers failed: "
+                        + m.command().describe());
+            }
+            run.readRecords();
+            run.processes.kill(
+                    run.cluster().zookeeper(Integer.parseInt(kills.get(1).param("zk"))));
+            sleepMs(Long.parseLong(kills.get(1).param("hold-ms")));
+            requireProgress(run, vm, "host-2", "while ZooKeeper had no quorum");
+        }
+    }
+
+    /** 10: the whole ensemble down for twice the session timeout: no guest stops, then every VM runs once. */
+    static final class ZooKeeperOutage extends Base {
+        ZooKeeperOutage() {
+            super("10-zk-outage", false, "the whole ZooKeeper ensemble down for 2x the session timeout");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "create", "vm", "b", "host", "host-2")
+                    .step(0, "create", "vm", "c", "host", "host-1")
+                    .step(0, "kill-ensemble", "factor", "2", "extra-ms", Long.toString(p.between(0, 2000)))
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            Map<String, String> where = Map.of(run.vm("a"), "host-1", run.vm("b"), "host-2", run.vm("c"), "host-1");
+            for (var e : where.entrySet()) {
+                run.createRunning(e.getKey(), e.getValue(), "48M", SLOW_SIM);
+            }
+            run.readRecords();
+            for (Daemon z : run.cluster().zookeepers()) {
+                run.processes.kill(z);
+            }
+            long hold = 2 * run.cluster().sessionTimeout().toMillis()
+                    + Long.parseLong(plan.steps("kill-ensemble").getFirst().param("extra-ms"));
+            long end = System.nanoTime() + hold * 1_000_000L;
+            List<String> stopped = new ArrayList<>();
+            while (System.nanoTime() < end) {
+                sleepMs(1000);
+            }
+            for (var e : where.entrySet()) {
+                if (!run.progressing(e.getKey(), e.getValue())) {
+                    stopped.add(e.getKey());
+                }
+            }
+            if (!stopped.isEmpty()) {
+                throw new IllegalStateException("guests stopped during the outage: " + stopped);
+            }
+        }
+    }
+
+    /** 11: an agent's wall clock jumps forward an hour, then back, while it migrates. */
+    static final class ClockJumps extends Base {
+        ClockJumps() {
+            super("11-clock-jumps", false, "an agent's wall clock jumps forward and back");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "jump", "host", "host-1", "seconds", Long.toString(p.between(600, 7200)))
+                    .step(0, "migrate", "vm", "a", "to", "host-2")
+                    .step(0, "jump", "host", "host-1", "seconds", Long.toString(-p.between(600, 7200)))
+                    .step(0, "migrate", "vm", "a", "to", "host-1")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            List<Schedule.Step> jumps = plan.steps("jump");
+            run.clocks.jump(
+                    run.agent("host-1"),
+                    Duration.ofSeconds(Long.parseLong(jumps.get(0).param("seconds"))));
+            sleepMs(2 * run.cluster().sessionTimeout().toMillis());
+            requireProgress(run, vm, "host-1", "after a jump of its agent's wall clock");
+            Client.Result m1 = run.client.migrate(vm, "host-2");
+            run.clocks.jump(
+                    run.agent("host-1"),
+                    Duration.ofSeconds(Long.parseLong(jumps.get(1).param("seconds"))));
+            sleepMs(2 * run.cluster().sessionTimeout().toMillis());
+            Client.Result m2 = run.client.migrate(vm, "host-1");
+            if (!m1.ok() || !m2.ok()) {
+                throw new IllegalStateException("migrations across clock jumps failed: "
+                        + m1.command().describe() + " / " + m2.command().describe());
+            }
+        }
+    }
+
+    /** 12: delay, loss, reordering and corruption on the migration link. */
+    static final class NetemMigration extends Base {
+        NetemMigration() {
+            super("12-netem", false, "delay, loss, reordering and corruption on the migration link");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            String netem = "delay " + p.between(5, 40) + "ms " + p.between(1, 10) + "ms loss " + p.between(0, 3)
+                    + "% reorder " + p.between(5, 30) + "% 50% corrupt " + p.between(0, 1) + "%";
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "netem", "a", "host-1", "b", "host-2", "netem", netem)
+                    .step(0, "migrate", "vm", "a", "to", "host-2")
+                    .step(0, "migrate", "vm", "a", "to", "host-1")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            run.netem.shape(
+                    run.agent("host-1").host(),
+                    run.agent("host-2").host(),
+                    plan.steps("netem").getFirst().param("netem"));
+            for (Schedule.Step s : plan.steps("migrate")) {
+                run.readRecords();
+                run.client.migrate(vm, s.param("to"), "--verify");
+                run.readRecords();
+                sleepMs(6000);
+            }
+        }
+    }
+
+    /** 16: the destination's RAM tmpfs is full: the migration fails, the source runs on. */
+    static final class FullTmpfs extends Base {
+        FullTmpfs() {
+            super("16-full-tmpfs", false, "the destination's RAM tmpfs full during a migration");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "fill", "host", "host-2", "leave-mib", Long.toString(p.between(1, 16)))
+                    .step(0, "migrate", "vm", "a", "to", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            run.readRecords();
+            run.disks.fill(
+                    run.agent("host-2"),
+                    Long.parseLong(plan.steps("fill").getFirst().param("leave-mib")) << 20);
+            run.client.migrate(vm, "host-2");
+            run.readRecords();
+            sleepMs(6000);
+        }
+    }
+
+    /** 18: the leader killed right after it decided to restart a dead host's VM. */
+    static final class LeaderKilledAfterDecision extends Base {
+        LeaderKilledAfterDecision() {
+            super("18-leader-killed-after-decision", false, "the leader killed after a failover decision");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "kill", "target", "host-1")
+                    .step(p.between(3000, 6000), "kill", "target", "leader")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            run.readRecords();
+            Daemon leader = leader(run);
+            run.processes.kill(run.agent("host-1"));
+            sleepMs(plan.steps("kill").get(1).atMillis());
+            run.processes.kill(leader);
+            Run.await("the VM running elsewhere", Duration.ofSeconds(90), () -> {
+                var r = run.record(vm);
+                return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
+            });
+        }
+    }
+
+    /** 19: random daemons killed -9 and restarted, again and again, while a VM migrates back and forth. */
+    static final class RandomKills extends Base {
+        RandomKills() {
+            super("19-random-kills", false, "repeated kill -9 of random daemons");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            p.step(0, "create", "vm", "a", "host", "host-1");
+            p.step(0, "create", "vm", "b", "host", "host-2");
+            List<String> targets =
+                    List.of("host-1", "host-2", "host-3", "coordinator-1", "coordinator-2", "zk-1", "zk-2", "zk-3");
+            long t = 0;
+            for (int i = 0; i < 4; i++) {
+                t += p.between(2000, 6000);
+                p.step(t, "kill", "target", p.pick(targets), "down-ms", Long.toString(p.between(500, 6000)));
+            }
+            return p.build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            run.createRunning(run.vm("a"), "host-1", "48M", SLOW_SIM);
+            run.createRunning(run.vm("b"), "host-2", "48M", SLOW_SIM);
+            run.readRecords();
+            for (Schedule.Step s : plan.steps("kill")) {
+                String target = s.param("target");
+                Daemon d = target.startsWith("host-")
+                        ? run.agent(target)
+                        : target.startsWith("zk-")
+                                ? run.cluster().zookeeper(Integer.parseInt(target.substring(3)))
+                                : run.cluster().coordinator(Integer.parseInt(target.substring(12)));
+                run.processes.kill(d);
+                sleepMs(Long.parseLong(s.param("down-ms")));
+                run.processes.restart(d);
+                run.readRecords();
+            }
+        }
+    }
+
+    /** Negative control for I1: a second copy of a QEMU guest started behind the cluster's back. */
+    public static final class SecondCopy extends Base {
+        public SecondCopy() {
+            super("control-i1-second-copy", true, "a second copy of a VM deliberately started (I1 must fire)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            return planner(seed)
+                    .step(0, "create", "vm", "g", "host", "host-1")
+                    .step(0, "second-copy", "vm", "g", "host", "host-1", "ms", "4000")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("g");
+            run.createRunning(vm, "host-1", "64M", SMALL_QEMU);
+            AgentDaemon a = run.agent("host-1");
+            Path runDir = a.dataDir().resolve("vms").resolve(vm);
+            long pid = Long.parseLong(
+                    Files.readString(runDir.resolve("qemu.pid")).trim().split("\\s+")[0]);
+            byte[] raw = Files.readAllBytes(Path.of("/proc", Long.toString(pid), "cmdline"));
+            Path clone = Files.createTempDirectory(a.dataDir(), "ch-clone");
+            String ram = a.ramDir().resolve(vm + ".ram").toString();
+            List<String> cmd = new ArrayList<>();
+            for (String arg : new String(raw, StandardCharsets.UTF_8).split("\0")) {
+                cmd.add(arg.replace(runDir.toString(), clone.toString())
+                        .replace(ram, clone.resolve("ram").toString()));
+            }
+            Path console = clone.resolve("console.log");
+            run.sampler().watch(vm, "host-1/second-copy", console);
+            run.history().fault("second-copy", true, "a second QEMU of " + vm + " on host-1: " + cmd.getFirst());
+            Process p = new ProcessBuilder(a.host().wrap(cmd))
+                    .redirectErrorStream(true)
+                    .redirectOutput(clone.resolve("qemu.out").toFile())
+                    .start();
+            try {
+                Run.await(
+                        "the second copy's heartbeat",
+                        Duration.ofSeconds(60),
+                        () -> Consoles.read(console).heartbeat() >= 3);
+            } finally {
+                p.destroyForcibly();
+                p.waitFor();
+                run.history().fault("second-copy", false, "killed");
+                try (var walk = Files.walk(clone)) {
+                    walk.sorted(java.util.Comparator.reverseOrder())
+                            .forEach(f -> f.toFile().delete());
+                }
+            }
+        }
+    }
+
+    /** Negative control for I2: an ownership change slipped into a migration that fails. */
+    public static final class SlippedOwnership extends Base {
+        public SlippedOwnership() {
+            super("control-i2-slipped-ownership", false, "ownership changed inside a failed migration (I2 must fire)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            return planner(seed)
+                    .step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M")
+                    .step(1500, "slip", "vm", "a", "owner", "host-3")
+                    .step(2000, "cancel", "vm", "a")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            run.readRecords();
+            CompletableFuture<Client.Result> m =
+                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            sleepMs(1500);
+            List<String> java = new ArrayList<>(List.of(
+                    Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "-cp",
+                    System.getProperty("java.class.path"),
+                    dev.ferry.chaos.nemesis.SlipOwnership.class.getName(),
+                    run.cluster().zkConnect(),
+                    run.cluster().clusterName(),
+                    vm,
+                    "host-3"));
+            run.history().fault("slip-ownership", true, vm + " to host-3 behind the cluster's back");
+            CommandResult r = run.cluster().control().exec(Duration.ofSeconds(60), java);
+            run.history()
+                    .fault(
+                            "slip-ownership",
+                            false,
+                            r.stdout().strip() + r.stderr().strip());
+            sleepMs(500);
+            run.client.cancel(vm);
+            join(m, Duration.ofMinutes(2));
+            run.readRecords();
+        }
+    }
+}
