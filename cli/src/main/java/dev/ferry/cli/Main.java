@@ -24,6 +24,15 @@ public final class Main {
 
     public static CommandLine commandLine() {
         CommandLine cmd = new CommandLine(new FerryCommand());
+        // `ferry chaos` lives in chaos-tests (which builds on the CLI); the launcher puts it on the
+        // class path for that command only.
+        try {
+            cmd.addSubcommand(Class.forName("dev.ferry.chaos.runner.ChaosCommand")
+                    .getDeclaredConstructor()
+                    .newInstance());
+        } catch (ReflectiveOperationException | LinkageError e) {
+            // not on the class path: the plain CLI
+        }
         cmd.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
             PrintWriter err = commandLine.getErr();
             boolean debug = System.getenv("FERRY_DEBUG") != null;
