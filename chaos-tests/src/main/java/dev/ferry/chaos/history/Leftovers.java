@@ -33,7 +33,8 @@ public final class Leftovers {
             }
             list(a.ramDir(), f -> {
                 String name = f.getFileName().toString();
-                if (name.startsWith("ch-filler")) {
+                // The nemesis's filler, the agent's own directory lock, and a tmpfs's lost+found are no VM's.
+                if (name.startsWith("ch-filler") || name.startsWith(".") || name.equals("lost+found")) {
                     return;
                 }
                 history.observe(

@@ -18,10 +18,16 @@ import picocli.CommandLine.Option;
         name = "chaos",
         description = "Run the chaos scenarios (faults, workload, checkers I1-I5) on a cluster of network namespaces.")
 public final class ChaosCommand implements Callable<Integer> {
-    @Option(names = "--seed", defaultValue = "1", description = "The first run's seed (later runs' seeds are drawn from it).")
+    @Option(
+            names = "--seed",
+            defaultValue = "1",
+            description = "The first run's seed (later runs' seeds are drawn from it).")
     long seed;
 
-    @Option(names = "--duration", defaultValue = "0s", description = "Keep running the scenarios this long (e.g. 1h); 0: once each.")
+    @Option(
+            names = "--duration",
+            defaultValue = "0s",
+            description = "Keep running the scenarios this long (e.g. 1h); 0: once each.")
     String duration;
 
     @Option(names = "--hosts", defaultValue = "3", description = "Agents per cluster (at least 3).")
@@ -30,7 +36,10 @@ public final class ChaosCommand implements Callable<Integer> {
     @Option(names = "--scenarios", defaultValue = "", description = "Numbers or ids, e.g. 1,7,10 (default: all).")
     String scenarios;
 
-    @Option(names = "--session-timeout-ms", defaultValue = "4000", description = "The agents' ZooKeeper session timeout.")
+    @Option(
+            names = "--session-timeout-ms",
+            defaultValue = "4000",
+            description = "The agents' ZooKeeper session timeout.")
     long sessionMs;
 
     @Option(names = "--history-dir", description = "Write each run's history here.")
@@ -43,12 +52,13 @@ public final class ChaosCommand implements Callable<Integer> {
         }
         List<Scenario> list = Scenarios.select(scenarios);
         Duration d = parse(duration);
-        System.out.println("chaos: seed " + seed + ", scenarios " + list.stream().map(Scenario::id).toList()
-                + ", duration " + d);
-        try (Runner runner = new Runner(
-                new Runner.Settings(hosts, Duration.ofMillis(sessionMs), historyDir, System.out))) {
+        System.out.println("chaos: seed " + seed + ", scenarios "
+                + list.stream().map(Scenario::id).toList() + ", duration " + d);
+        try (Runner runner =
+                new Runner(new Runner.Settings(hosts, Duration.ofMillis(sessionMs), historyDir, System.out))) {
             // Sim scenarios first, then QEMU ones: each driver's cluster is started once.
-            List<Scenario> ordered = new java.util.ArrayList<>(list.stream().filter(s -> !s.qemu()).toList());
+            List<Scenario> ordered = new java.util.ArrayList<>(
+                    list.stream().filter(s -> !s.qemu()).toList());
             ordered.addAll(list.stream().filter(Scenario::qemu).toList());
             Report r = runner.soak(ordered, seed, d);
             System.out.print(r.table());

@@ -72,15 +72,20 @@ public final class Client {
     private Result run(String f, Map<String, String> args, List<String> command, Duration timeout) {
         Op invoke = history.invoke(name, f, args);
         CommandResult r = cluster.cli(timeout, command);
+        String err = r.stderr()
+                .lines()
+                .filter(l -> !l.startsWith("WARNING:"))
+                .collect(java.util.stream.Collectors.joining("\n"));
         OpType type;
         if (r.ok()) {
             type = OpType.OK;
-        } else if (r.timedOut() || r.exitCode() != 1 || unknown(r.stderr())) {
+        } else if (r.timedOut() || r.exitCode() != 1 || unknown(err)) {
             type = OpType.INFO;
         } else {
             type = OpType.FAIL;
         }
-        String said = (r.stderr().isBlank() ? r.stdout() : r.stderr()).strip();
+        // The JVM's own warnings (sun.misc.Unsafe from a dependency) are not the command's answer.
+        String said = (err.isBlank() ? r.stdout() : err).strip();
         history.complete(invoke, type, said.length() > 200 ? said.substring(0, 200) : said);
         return new Result(type, r);
     }

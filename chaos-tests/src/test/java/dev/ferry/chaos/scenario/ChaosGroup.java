@@ -20,8 +20,8 @@ abstract class ChaosGroup {
         String why = NetnsCluster.unavailableReason();
         assumeTrue(why == null, why);
         Runner.Settings s = Runner.Settings.ci(System.out);
-        runner = new Runner(new Runner.Settings(
-                s.hosts(), s.sessionTimeout(), Path.of("target", "chaos-histories"), System.out));
+        runner = new Runner(
+                new Runner.Settings(s.hosts(), s.sessionTimeout(), Path.of("target", "chaos-histories"), System.out));
     }
 
     @AfterAll

@@ -1,0 +1,100 @@
+package dev.ferry.chaos.scenario;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.chaos.runner.RunResult;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+
+/** The scenarios on sim guests, one seed each, on one cluster; and I2's negative control. */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class SimChaosTest extends ChaosGroup {
+    @Test
+    @Order(0)
+    void negativeControlAnOwnershipChangeInAFailedMigrationIsCaughtByI2() {
+        RunResult r = runner.run(new Scenarios.SlippedOwnership(), SEED);
+        assertTrue(
+                r.violations().stream().anyMatch(v -> v.invariant().equals("I2")),
+                "I2 did not fire on a slipped ownership change: " + r.violations() + " " + r.error());
+    }
+
+    @Test
+    @Order(1)
+    void scenario1KillDestinationMidPreCopy() {
+        pass("1");
+    }
+
+    @Test
+    @Order(2)
+    void scenario2KillSourceMidPreCopy() {
+        pass("2");
+    }
+
+    @Test
+    @Order(3)
+    void scenario3CancelAtSeededMoments() {
+        pass("3");
+    }
+
+    @Test
+    @Order(4)
+    void scenario4BlackholeSourceDestination() {
+        pass("4");
+    }
+
+    @Test
+    @Order(6)
+    void scenario6FrozenLeaderThawedLate() {
+        pass("6");
+    }
+
+    @Test
+    @Order(8)
+    void scenario8AgentCutOffFromZooKeeper() {
+        pass("8");
+    }
+
+    @Test
+    @Order(9)
+    void scenario9OneThenTwoZooKeeperServersKilled() {
+        pass("9");
+    }
+
+    @Test
+    @Order(10)
+    void scenario10WholeEnsembleDownTwiceTheSessionTimeout() {
+        pass("10");
+    }
+
+    @Test
+    @Order(11)
+    void scenario11ClockJumps() {
+        pass("11");
+    }
+
+    @Test
+    @Order(12)
+    void scenario12NetemOnTheMigrationLink() {
+        pass("12");
+    }
+
+    @Test
+    @Order(16)
+    void scenario16FullDestinationTmpfs() {
+        pass("16");
+    }
+
+    @Test
+    @Order(18)
+    void scenario18LeaderKilledAfterAFailoverDecision() {
+        pass("18");
+    }
+
+    @Test
+    @Order(19)
+    void scenario19RandomKills() {
+        pass("19");
+    }
+}
