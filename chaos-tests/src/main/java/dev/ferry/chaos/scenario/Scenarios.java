@@ -591,8 +591,13 @@ public final class Scenarios {
                 p.waitFor();
                 run.history().fault("second-copy", false, "killed");
                 try (var walk = Files.walk(clone)) {
-                    walk.sorted(java.util.Comparator.reverseOrder())
-                            .forEach(f -> f.toFile().delete());
+                    walk.sorted(java.util.Comparator.reverseOrder()).forEach(f -> {
+                        try {
+                            Files.deleteIfExists(f);
+                        } catch (java.io.IOException e) {
+                            // scratch: what cannot go now goes with the cluster's teardown
+                        }
+                    });
                 }
             }
         }
