@@ -16,7 +16,12 @@ import java.nio.file.Path;
 public final class Leftovers {
     private Leftovers() {}
 
-    public static void record(NetnsCluster cluster, History history) {
+    /** Other runs' VMs (named r&lt;n&gt;-...) are theirs to judge; anything else found counts. */
+    static boolean others(String vm, String prefix) {
+        return vm.matches("r[0-9]+-.*") && !vm.startsWith(prefix);
+    }
+
+    public static void record(NetnsCluster cluster, History history, String prefix) {
         for (AgentDaemon a : cluster.agents()) {
             String host = a.hostId();
             long agentPid = a.isAlive() ? a.pid() : -1;
@@ -28,13 +33,19 @@ public final class Leftovers {
                 if (cmdline.isEmpty()) {
                     continue; // exited meanwhile
                 }
+                if (others(vmOf(cmdline, a.ramDir()), prefix)) {
+                    continue;
+                }
                 history.observe(
                         Observations.FINAL_QEMU, vmOf(cmdline, a.ramDir()), host, "pid " + pid + " " + brief(cmdline));
             }
             list(a.ramDir(), f -> {
                 String name = f.getFileName().toString();
                 // The nemesis's filler, the agent's own directory lock, and a tmpfs's lost+found are no VM's.
-                if (name.startsWith("ch-filler") || name.startsWith(".") || name.equals("lost+found")) {
+                if (name.startsWith("ch-filler")
+                        || name.startsWith(".")
+                        || name.equals("lost+found")
+                        || others(name, prefix)) {
                     return;
                 }
                 history.observe(

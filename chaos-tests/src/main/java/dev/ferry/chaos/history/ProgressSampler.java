@@ -33,7 +33,11 @@ public final class ProgressSampler implements AutoCloseable {
 
     private record Extra(String vm, Path console) {}
 
-    public ProgressSampler(History history, List<AgentDaemon> agents, Duration period) {
+    private final String prefix;
+
+    /** Samples the copies of VMs whose names start with {@code prefix} (a run's own VMs). */
+    public ProgressSampler(History history, List<AgentDaemon> agents, Duration period, String prefix) {
+        this.prefix = prefix;
         this.history = history;
         this.agents = List.copyOf(agents);
         this.period = period;
@@ -79,6 +83,9 @@ public final class ProgressSampler implements AutoCloseable {
                         continue;
                     }
                     String vm = dir.getFileName().toString();
+                    if (!vm.startsWith(prefix)) {
+                        continue;
+                    }
                     String copy = copyOf(a, dir);
                     if (copy != null) {
                         sample(vm, copy, console);

@@ -23,9 +23,13 @@ public final class Records {
     private final History history;
     private final Set<String> known = new java.util.LinkedHashSet<>();
 
-    public Records(NetnsCluster cluster, History history) {
+    private final String prefix;
+
+    /** Records of the VMs whose names start with {@code prefix} (a run's own VMs). */
+    public Records(NetnsCluster cluster, History history, String prefix) {
         this.cluster = cluster;
         this.history = history;
+        this.prefix = prefix;
     }
 
     /** Reads and records every record; retries while no coordinator answers, up to {@code timeout}. */
@@ -60,7 +64,9 @@ public final class Records {
                         v.path("epoch").asLong(),
                         v.path("desired").asText().toUpperCase(Locale.ROOT),
                         v.path("state").asText().toUpperCase(Locale.ROOT));
-                out.put(v.path("name").asText(), r);
+                if (v.path("name").asText().startsWith(prefix)) {
+                    out.put(v.path("name").asText(), r);
+                }
             }
         } catch (java.io.IOException e) {
             throw new IllegalStateException("vm list --json printed no JSON: " + json, e);

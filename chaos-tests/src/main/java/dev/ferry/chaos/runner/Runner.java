@@ -100,7 +100,8 @@ public final class Runner implements AutoCloseable {
         NetnsCluster cluster = cluster(scenario.qemu());
         String prefix = "r" + runNumber.incrementAndGet() + "-";
         Run run;
-        try (ProgressSampler sampler = new ProgressSampler(history, cluster.agents(), Duration.ofMillis(100)).start()) {
+        try (ProgressSampler sampler =
+                new ProgressSampler(history, cluster.agents(), Duration.ofMillis(100), prefix).start()) {
             run = new Run(cluster, history, sampler, prefix);
             try {
                 scenario.run(run, plan);
@@ -118,7 +119,7 @@ public final class Runner implements AutoCloseable {
                 Run.sleep(Duration.ofSeconds(3)); // the final window I4 counts copies in
                 sampler.sampleOnce();
                 run.readRecords();
-                Leftovers.record(cluster, history);
+                Leftovers.record(cluster, history, prefix);
                 for (String vm : run.vms()) {
                     run.client.vm("delete", vm);
                 }
@@ -127,7 +128,7 @@ public final class Runner implements AutoCloseable {
                     return run.vms().stream().noneMatch(r::containsKey);
                 });
                 Run.sleep(Duration.ofSeconds(2));
-                Leftovers.record(cluster, history);
+                Leftovers.record(cluster, history, prefix);
             } catch (RuntimeException e) {
                 error = error + (error.isEmpty() ? "" : "; ") + "after the heal: " + e;
             }

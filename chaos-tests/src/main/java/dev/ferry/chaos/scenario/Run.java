@@ -46,7 +46,7 @@ public final class Run {
         this.sampler = sampler;
         this.prefix = prefix;
         this.faults = new Faults(history);
-        this.records = new Records(cluster, history);
+        this.records = new Records(cluster, history, prefix);
         this.processes = faults.add(new ProcessNemesis(history, Duration.ofSeconds(90)));
         this.partitions = faults.add(new PartitionNemesis(history));
         this.netem = faults.add(new NetemNemesis(history));
