@@ -7,6 +7,7 @@ import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
 import dev.ferry.migration.precopy.PreCopySender;
+import dev.ferry.migration.precopy.SenderFaults;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationOptions;
@@ -36,6 +37,7 @@ final class OutgoingMigrations {
     private final Transport transport;
     private final CommitProvider commits;
     private final PreCopySender.Timeouts timeouts;
+    private volatile SenderFaults faults = SenderFaults.NONE;
 
     OutgoingMigrations(
             VmRegistry registry, Transport transport, CommitProvider commits, PreCopySender.Timeouts timeouts) {
@@ -43,6 +45,11 @@ final class OutgoingMigrations {
         this.transport = transport;
         this.commits = commits;
         this.timeouts = timeouts;
+    }
+
+    /** Test only, through {@link Agent#injectSenderFaults}. */
+    void faults(SenderFaults f) {
+        faults = f;
     }
 
     /** Checks a request and claims the VM for it; the migration itself runs in {@link Claimed#run}. */
@@ -174,6 +181,7 @@ final class OutgoingMigrations {
                         },
                         commits.outgoing(targetAgent),
                         events::accept);
+                sender.injectFaults(faults);
                 vm.migration(sender);
                 log.info(
                         "migrating {} to {} at {} (migration {}, {} streams{})",

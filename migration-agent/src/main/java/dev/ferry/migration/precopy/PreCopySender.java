@@ -155,6 +155,7 @@ public final class PreCopySender {
     private final OwnershipCommit commit;
     private final Listener listener;
 
+    private volatile SenderFaults faults = SenderFaults.NONE;
     private volatile boolean cancelRequested;
     /** The device-state save of the switchover, once started. */
     private volatile CompletableFuture<Long> deviceSave;
@@ -199,6 +200,11 @@ public final class PreCopySender {
     public boolean cancel() {
         cancelRequested = true;
         return !commitStarted;
+    }
+
+    /** A test's faults for this migration (never set in production; see {@link SenderFaults}). */
+    public void injectFaults(SenderFaults faults) {
+        this.faults = Objects.requireNonNull(faults);
     }
 
     /** True once the commit was attempted: from then on the source must not resume on its own. */
@@ -449,6 +455,7 @@ public final class PreCopySender {
             } catch (HypervisorException e) {
                 throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
             }
+            faults.finalPages(last);
             log.info(
                     "migration {} of {}: paused in {} ms, final dirty log read in {} ms ({} pages)",
                     parties.migrationId(),
@@ -505,6 +512,8 @@ public final class PreCopySender {
         }
         long deviceStateMs = (System.nanoTime() - pauseNanos) / 1_000_000 - finalPagesMs;
 
+        faults.beforeCommit(() -> lanes.forEach(SenderLane::cut));
+
         // The commit point. Past here, cancel is refused and the source never resumes unless the commit is known to
         // have failed.
         checkCancel();
@@ -538,13 +547,19 @@ public final class PreCopySender {
         step = MigrationStep.MIGRATION_STEP_RESUME;
         long resumeStart = System.nanoTime();
         try {
-            control.send(
-                    SenderFrame.newBuilder()
-                            .setCommit(Commit.newBuilder().setEpoch(request.newEpoch()))
-                            .build(),
-                    step);
+            if (faults.deliverCommit()) {
+                control.send(
+                        SenderFrame.newBuilder()
+                                .setCommit(Commit.newBuilder().setEpoch(request.newEpoch()))
+                                .build(),
+                        step);
+            }
             control.await(
-                    control.resumed, step, options.timeouts().resumed().toNanos(), false, "the destination to resume");
+                    faults.hearResumed() ? control.resumed : new CompletableFuture<>(),
+                    step,
+                    options.timeouts().resumed().toNanos(),
+                    false,
+                    "the destination to resume");
         } catch (MigrationException e) {
             // The destination owns the VM now. If it cannot confirm, the outcome decides; never resume here.
             // Closing the lanes first lets a destination still waiting for the commit resolve it on its side.
