@@ -272,7 +272,10 @@ public final class PreCopySender {
             MigrationException me = new MigrationException(step, "interrupted");
             fail(me, paused);
             throw me;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            // A bug or an Error (a class that failed to load, a stack overflow) ends the migration like
+            // any failure: the source is restored as the failure table says and the caller is answered.
+            log.error("migration {} of {} ended abnormally", parties.migrationId(), parties.vmName(), e);
             MigrationException me = new MigrationException(step, "internal error: " + e, e);
             fail(me, paused);
             throw me;
