@@ -163,9 +163,17 @@ class LocalClusterCliTest {
         // 256 MiB at 32 MiB/s: about eight seconds of round 0, plenty of time to kill the destination.
         CompletableFuture<CliRun> migration = CompletableFuture.supplyAsync(
                 () -> ferry("migrate", "db", "--to", "host-3", "--max-bandwidth", "32M", "--json"));
-        Thread.sleep(Timing.seconds(2).toMillis());
+        // Under way: the destination prepared the guest's RAM file (round 0 takes seconds from here).
+        Path destinationRam = Path.of(f.host("host-3").ramDir());
+        Timing.await("host-3 to prepare db", Duration.ofSeconds(30), () -> {
+            try (var files = Files.list(destinationRam)) {
+                return files.anyMatch(p -> p.toString().endsWith(".ram"));
+            } catch (java.io.IOException e) {
+                return false;
+            }
+        });
         destination.destroyForcibly();
-        CliRun r = migration.get();
+        CliRun r = migration.get(Timing.seconds(120).toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
         assertEquals(1, r.exit(), r.out());
         JsonNode m = json(r);
         assertEquals("failed", m.get("status").asText());

@@ -368,7 +368,11 @@ class QemuMigrationTest {
 
     private static void signal(long pid, String sig) {
         try {
-            new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).start().waitFor();
+            Process kill = new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).start();
+            if (!kill.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+                kill.destroyForcibly();
+                throw new AssertionError("kill -" + sig + " " + pid + " did not return");
+            }
         } catch (IOException | InterruptedException e) {
             throw new AssertionError(e);
         }

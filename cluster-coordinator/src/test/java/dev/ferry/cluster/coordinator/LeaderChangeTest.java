@@ -135,7 +135,22 @@ class LeaderChangeTest {
                         && p.getMovesList().stream().anyMatch(m -> m.getState() == MoveState.MOVE_STATE_DONE)
                         && p.getMovesList().stream().anyMatch(m -> m.getState() == MoveState.MOVE_STATE_MIGRATING);
             });
-            Thread.sleep(500); // into the second move's pre-copy
+            // Into the second move's pre-copy: its source agent holds the VM for the migration.
+            String moving = seen.get().getMovesList().stream()
+                    .filter(m -> m.getState() == MoveState.MOVE_STATE_MIGRATING)
+                    .findFirst()
+                    .orElseThrow()
+                    .getVm();
+            try (dev.ferry.agent.client.AgentClient h1 = new dev.ferry.agent.client.AgentClient(
+                    dev.ferry.rpc.Transport.plaintext(),
+                    "h1",
+                    cluster.agent("h1").agent().endpoint(),
+                    Duration.ofSeconds(5))) {
+                Timing.await(
+                        moving + " migrating out of h1",
+                        Duration.ofSeconds(20),
+                        () -> h1.getVm(moving).getState() == dev.ferry.proto.vm.VmState.VM_STATE_MIGRATING_OUT);
+            }
 
             cluster.killProcess("c1");
 
