@@ -65,7 +65,7 @@ class DroppedPageTest {
     void aPageDroppedFromTheFinalRoundFailsVerifyAndTheSourceRunsOn() throws Exception {
         SimVm source = runningGuest("v1");
         AtomicLong dropped = new AtomicLong(-2);
-        pair.a.injectSenderFaults(Faults.dropLastPageOfTheFinalRound(dropped));
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(dropped));
 
         MigrationSummary s = migrate("v1", true);
 
@@ -95,7 +95,7 @@ class DroppedPageTest {
     void aPageDroppedFromTheFinalRoundIsCaughtByTheGuestAndThePatternCheck() throws Exception {
         runningGuest("v2");
         AtomicLong dropped = new AtomicLong(-2);
-        pair.a.injectSenderFaults(Faults.dropLastPageOfTheFinalRound(dropped));
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(dropped));
 
         MigrationSummary s = migrate("v2", false);
 

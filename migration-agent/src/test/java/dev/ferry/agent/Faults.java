@@ -9,21 +9,22 @@ final class Faults {
     private Faults() {}
 
     /**
-     * Drops the last page of the final round (the working set lies high in both test guests, so it
-     * is a page the guest wrote and will come back to); {@code dropped} says which, -1 if the final
-     * round was empty.
+     * Drops from the final round the last page (below {@code limit}: a guest's working set) that the
+     * guest wrote after the last pre-copy round had been sent, so the destination's copy of it is
+     * certainly older; the guest first runs on for a tenth of a second after pre-copy, so that it has
+     * written some. {@code dropped} says which page, -1 if none.
      */
-    static SenderFaults dropLastPageOfTheFinalRound(AtomicLong dropped) {
-        return dropLastPageOfTheFinalRoundBelow(Long.MAX_VALUE, dropped);
-    }
-
-    /** The same among the pages below {@code limit} (a guest's working set). */
-    static SenderFaults dropLastPageOfTheFinalRoundBelow(long limit, AtomicLong dropped) {
+    static SenderFaults dropAPageWrittenAfterTheLastRound(long limit, AtomicLong dropped) {
         return new SenderFaults() {
             @Override
-            public void finalPages(PageBitmap pages) {
+            public void beforeSwitchover() throws InterruptedException {
+                Thread.sleep(100); // the fault's shape (a late switchover), not a wait for anything
+            }
+
+            @Override
+            public void finalPages(PageBitmap pages, PageBitmap late) {
                 long page = -1;
-                for (long p = pages.nextSetBit(0); p >= 0 && p < limit; p = pages.nextSetBit(p + 1)) {
+                for (long p = late.nextSetBit(0); p >= 0 && p < limit; p = late.nextSetBit(p + 1)) {
                     page = p;
                 }
                 if (page >= 0) {
@@ -32,6 +33,10 @@ final class Faults {
                 dropped.set(page);
             }
         };
+    }
+
+    static SenderFaults dropAPageWrittenAfterTheLastRound(AtomicLong dropped) {
+        return dropAPageWrittenAfterTheLastRound(Long.MAX_VALUE, dropped);
     }
 
     /** The source believes it sent its Commit; the destination never gets it. */

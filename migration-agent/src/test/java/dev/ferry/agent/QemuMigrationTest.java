@@ -197,7 +197,7 @@ class QemuMigrationTest {
     void aPageDroppedFromTheFinalRoundFailsVerifyAndTheSourceRunsOn() throws Exception {
         createRunning(smallWorkingSet("d1"));
         AtomicLong dropped = new AtomicLong(-2);
-        pair.a.injectSenderFaults(Faults.dropLastPageOfTheFinalRoundBelow(SMALL_WORKING_SET_END, dropped));
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(SMALL_WORKING_SET_END, dropped));
 
         MigrationSummary s =
                 migrate("d1", MigrationOptions.newBuilder().setVerify(true).build(), e -> {});
@@ -213,7 +213,7 @@ class QemuMigrationTest {
     void aPageDroppedFromTheFinalRoundIsCaughtByTheTestGuestsOwnCheck() throws Exception {
         createRunning(smallWorkingSet("d2"));
         AtomicLong dropped = new AtomicLong(-2);
-        pair.a.injectSenderFaults(Faults.dropLastPageOfTheFinalRoundBelow(SMALL_WORKING_SET_END, dropped));
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(SMALL_WORKING_SET_END, dropped));
 
         MigrationSummary s = migrate("d2", MigrationOptions.newBuilder().build(), e -> {});
 

@@ -262,6 +262,7 @@ public final class PreCopySender {
             } else {
                 plan = new SwitchoverPlan(null, false, null);
             }
+            faults.beforeSwitchover();
             paused = true; // from here on, a failure must resume the source
             return switchover(memory, dirtyLog, plan);
         } catch (MigrationException e) {
@@ -452,13 +453,20 @@ public final class PreCopySender {
             long paused = System.nanoTime();
             step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
             PageBitmap last = plan.pending();
+            SenderFaults f = faults;
             try {
                 // The guest is paused: no re-protection needed, the log is not used again.
-                dirtyLog.collect(last, false);
+                if (f == SenderFaults.NONE) {
+                    dirtyLog.collect(last, false);
+                } else {
+                    PageBitmap late = new PageBitmap(last.pageCount());
+                    dirtyLog.collect(late, false);
+                    last.or(late);
+                    f.finalPages(last, late);
+                }
             } catch (HypervisorException e) {
                 throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
             }
-            faults.finalPages(last);
             log.info(
                     "migration {} of {}: paused in {} ms, final dirty log read in {} ms ({} pages)",
                     parties.migrationId(),

@@ -21,11 +21,16 @@ public interface SenderFaults {
         void cut();
     }
 
+    /** Pre-copy is over and the switchover is next; the guest still runs. */
+    default void beforeSwitchover() throws InterruptedException {}
+
     /**
      * The pages of the final round (the guest is paused), before they are sent: clearing a bit
-     * drops that page from the migration.
+     * drops that page from the migration. {@code writtenAfterTheLastRound} are those the guest wrote
+     * after the last round had been sent, so the destination's copy of each is older than the
+     * source's.
      */
-    default void finalPages(PageBitmap pages) {}
+    default void finalPages(PageBitmap pages, PageBitmap writtenAfterTheLastRound) {}
 
     /** The destination said Ready and the commit is next; {@code lanes} may be cut here. */
     default void beforeCommit(Lanes lanes) throws InterruptedException {}
