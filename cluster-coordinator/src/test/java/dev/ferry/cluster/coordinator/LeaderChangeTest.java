@@ -56,10 +56,13 @@ class LeaderChangeTest {
             assertNotEquals(VmState.VM_STATE_RUNNING, decided.getState());
 
             cluster.killProcess("c1"); // between its decision and the agent call
-            Timing.await(
-                    "r1 running after the leader change",
-                    Duration.ofSeconds(30),
-                    () -> client.vm("r1").getState() == VmState.VM_STATE_RUNNING);
+            Timing.await("r1 running after the leader change", Duration.ofSeconds(30), () -> {
+                try {
+                    return client.vm("r1").getState() == VmState.VM_STATE_RUNNING;
+                } catch (dev.ferry.cluster.client.CoordinatorCallException e) {
+                    return false; // the killed leader's channel closing under the call: ask again
+                }
+            });
             assertEquals(second, client.status().getLeader());
             VmView after = client.vm("r1");
             assertEquals(decided.getOwner(), after.getOwner(), "the new leader carried out the old one's decision");
