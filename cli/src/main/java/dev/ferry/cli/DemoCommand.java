@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.cluster.ClusterFile;
 import dev.ferry.cli.cluster.LocalCluster;
 import dev.ferry.cluster.client.CoordinatorClient;
@@ -14,6 +15,7 @@ import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
+import dev.ferry.proto.vm.VmStatus;
 import dev.ferry.proto.vm.Workload;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -70,6 +72,7 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
         ClusterFile cluster = LocalCluster.up(
                 dir, LocalCluster.Options.of(3, driver).withSessionTimeout(SESSION_TIMEOUT), Duration.ofSeconds(90));
         Map<String, Object> out = new LinkedHashMap<>();
+        out.put("dir", dir.toString());
         List<Map<String, Object>> migrations = new ArrayList<>();
         out.put("migrations", migrations);
         boolean ok = false;
@@ -128,8 +131,14 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
                 Thread.sleep(100);
                 arrived = c.vm(vm).getHeartbeat();
             }
-            Thread.sleep(1000);
-            VmView after = c.vm(vm);
+            VmView after = awaitHeartbeatPast(c, vm, arrived);
+            Map<String, Object> guest = new LinkedHashMap<>();
+            guest.put("host", after.getOwner());
+            guest.put("epoch", after.getEpoch());
+            guest.put("heartbeatBefore", beforeBeat);
+            guest.put("heartbeatArrived", arrived);
+            guest.put("heartbeatLater", after.getHeartbeat());
+            out.put("guest", guest);
             say.printf(
                     "%s runs on %s at epoch %d; its heartbeat went %d -> %d -> %d: the guest kept counting, no restart%n",
                     vm, after.getOwner(), after.getEpoch(), beforeBeat, arrived, after.getHeartbeat());
@@ -230,16 +239,33 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
                             .toList());
             out.put("failover", failover);
             long beat = c.vm(vm).getHeartbeat();
-            Thread.sleep(500);
+            long later = awaitHeartbeatPast(c, vm, beat).getHeartbeat();
+            failover.put("heartbeatBefore", beat);
+            failover.put("heartbeatLater", later);
+            // Every VM runs on exactly one host: what each live agent says it runs, asked directly.
+            Map<String, List<String>> running = new java.util.TreeMap<>();
+            for (ClusterFile.Host h : cluster.hosts()) {
+                if (h.id().equals(victim)) {
+                    continue;
+                }
+                try (AgentClient a = new AgentClient(
+                        dev.ferry.rpc.Transport.plaintext(),
+                        h.id(),
+                        dev.ferry.rpc.Endpoint.parse(h.endpoint()),
+                        Duration.ofSeconds(10))) {
+                    for (VmStatus st : a.listVms()) {
+                        if (st.getState() == VmState.VM_STATE_RUNNING) {
+                            running.computeIfAbsent(st.getSpec().getName(), k -> new ArrayList<>())
+                                    .add(h.id());
+                        }
+                    }
+                }
+            }
+            out.put("runningOn", running);
             say.printf(
                     "%s was back %d ms after the kill (session timeout %d ms + failover margin + cold start); "
                             + "heartbeat %d -> %d on %s%n",
-                    vm,
-                    restartMs.get(vm),
-                    SESSION_TIMEOUT.toMillis(),
-                    beat,
-                    c.vm(vm).getHeartbeat(),
-                    back.getOwner());
+                    vm, restartMs.get(vm), SESSION_TIMEOUT.toMillis(), beat, later, back.getOwner());
             ok = true;
             return finish(out, 0);
         } finally {
@@ -252,6 +278,17 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
                 say.println("stopped the cluster; nothing is left running");
             }
         }
+    }
+
+    /** The VM's view once its heartbeat passed {@code beat}, or after 10 s (the view then says it did not). */
+    private static VmView awaitHeartbeatPast(CoordinatorClient c, String vm, long beat) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        VmView v = c.vm(vm);
+        while (v.getHeartbeat() <= beat && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+            v = c.vm(vm);
+        }
+        return v;
     }
 
     private static void create(CoordinatorClient c, VmSpec spec, String host) {

@@ -163,9 +163,29 @@ class LocalClusterCliTest {
         // 256 MiB at 32 MiB/s: about eight seconds of round 0, plenty of time to kill the destination.
         CompletableFuture<CliRun> migration = CompletableFuture.supplyAsync(
                 () -> ferry("migrate", "db", "--to", "host-3", "--max-bandwidth", "32M", "--json"));
-        Thread.sleep(Timing.seconds(2).toMillis());
+        // Mid-stream: pages are arriving on host-3 (its copy's first data page, after the sim guest's
+        // 64-page table, is no longer zero; round 0 takes seconds from there).
+        Path destinationRam = Path.of(f.host("host-3").ramDir());
+        Timing.await("pages arriving on host-3", Duration.ofSeconds(30), () -> {
+            try (var files = Files.list(destinationRam)) {
+                for (Path p : files.filter(x -> x.toString().endsWith(".ram")).toList()) {
+                    try (var ch = java.nio.channels.FileChannel.open(p)) {
+                        java.nio.ByteBuffer page = java.nio.ByteBuffer.allocate(4096);
+                        ch.read(page, 64L * 4096);
+                        for (int i = 0; i < page.position(); i++) {
+                            if (page.get(i) != 0) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+                return false;
+            } catch (java.io.IOException e) {
+                return false;
+            }
+        });
         destination.destroyForcibly();
-        CliRun r = migration.get();
+        CliRun r = migration.get(Timing.seconds(120).toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
         assertEquals(1, r.exit(), r.out());
         JsonNode m = json(r);
         assertEquals("failed", m.get("status").asText());

@@ -122,7 +122,7 @@ class QemuClusterCliTest {
                 Duration.ofSeconds(20),
                 () -> !qemusUsing(host1Ram).isEmpty());
         host1.destroyForcibly();
-        CliRun failed = back.get();
+        CliRun failed = back.get(Timing.seconds(120).toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
         assertEquals(1, failed.exit(), failed.out());
         List<Long> orphans = qemusUsing(host1Ram);
         Timing.await(

@@ -44,6 +44,25 @@ public final class PageBitmap {
         }
     }
 
+    public void clear(long page) {
+        check(page);
+        words[(int) (page >>> 6)] &= ~(1L << page);
+    }
+
+    /** The last set page, or -1. */
+    public long lastSetBit() {
+        for (int w = words.length - 1; w >= 0; w--) {
+            long bits = words[w];
+            if (w == words.length - 1 && (pageCount & 63) != 0) {
+                bits &= (1L << pageCount) - 1; // orWord may have set bits past the end
+            }
+            if (bits != 0) {
+                return ((long) w << 6) + 63 - Long.numberOfLeadingZeros(bits);
+            }
+        }
+        return -1;
+    }
+
     public boolean get(long page) {
         check(page);
         return (words[(int) (page >>> 6)] & (1L << page)) != 0;

@@ -29,6 +29,19 @@ class PageBitmapTest {
         b.orWord(1, -1L);
         assertEquals(64, b.nextSetBit(0));
         assertEquals(-1, b.nextSetBit(70));
+        assertEquals(69, b.lastSetBit());
+    }
+
+    @Test
+    void clearsOnePageAndFindsTheLastOne() {
+        PageBitmap b = new PageBitmap(200);
+        assertEquals(-1, b.lastSetBit());
+        b.setRange(60, 140);
+        assertEquals(139, b.lastSetBit());
+        b.clear(139);
+        assertFalse(b.get(139));
+        assertEquals(138, b.lastSetBit());
+        assertEquals(79, b.cardinality());
     }
 
     @Test

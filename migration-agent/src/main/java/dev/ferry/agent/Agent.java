@@ -2,6 +2,7 @@ package dev.ferry.agent;
 
 import dev.ferry.hypervisor.HostCapabilities;
 import dev.ferry.hypervisor.HypervisorDriver;
+import dev.ferry.migration.precopy.SenderFaults;
 import dev.ferry.migration.receive.MigrationStreamService;
 import dev.ferry.proto.agent.AgentInfo;
 import dev.ferry.rpc.Endpoint;
@@ -58,6 +59,9 @@ public final class Agent implements AutoCloseable {
         this(config, driver, commits, Ownership.standalone());
     }
 
+    private volatile OutgoingMigrations outgoing;
+    private volatile SenderFaults senderFaults = SenderFaults.NONE;
+
     /** An agent whose VMs run only while {@code ownership} says so (a cluster member). */
     public Agent(AgentConfig config, HypervisorDriver driver, CommitProvider commits, Ownership ownership) {
         this.config = config;
@@ -96,7 +100,8 @@ public final class Agent implements AutoCloseable {
                         config.incomingTimeout(),
                         config.idleTimeout(),
                         config.timeouts().ready()));
-        OutgoingMigrations outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
+        outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
+        outgoing.faults(senderFaults);
         AgentControlService control = new AgentControlService(
                 registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
         server = transport.startServer(
@@ -125,6 +130,20 @@ public final class Agent implements AutoCloseable {
 
     public String hostId() {
         return config.hostId();
+    }
+
+    /**
+     * Test only: faults every later outgoing migration of this agent runs with (a page dropped from
+     * the final round, a lost Commit or Resumed, lanes cut at Ready), to show that the checks meant
+     * to catch them fire. No flag, setting or RPC reaches this; production agents run with
+     * {@link SenderFaults#NONE}.
+     */
+    public void injectSenderFaults(SenderFaults faults) {
+        senderFaults = java.util.Objects.requireNonNull(faults);
+        OutgoingMigrations o = outgoing;
+        if (o != null) {
+            o.faults(faults);
+        }
     }
 
     public State state() {

@@ -224,27 +224,51 @@ final class AgentControlService {
         // The migration outlives the caller: if the CLI goes away, the migration still finishes.
         Thread.ofPlatform().name("ferry-migrate-" + req.getVm()).start(() -> {
             Object lock = new Object();
-            claimed.run(event -> {
+            try {
+                runMigration(claimed, req, out, lock);
+            } catch (RuntimeException | Error e) {
+                // Claimed.run answers every end itself; this is the last line, so the call never hangs.
+                log.error("migration of {} ended abnormally", req.getVm(), e);
                 synchronized (lock) {
                     if (!out.isCancelled()) {
                         try {
-                            out.onNext(event);
-                        } catch (RuntimeException e) {
-                            log.debug("progress for {} not delivered: {}", req.getVm(), e.toString());
+                            out.onError(Status.INTERNAL
+                                    .withDescription("the migration ended abnormally: " + e)
+                                    .asRuntimeException());
+                        } catch (RuntimeException gone) {
+                            // caller gone
                         }
-                    }
-                }
-            });
-            synchronized (lock) {
-                if (!out.isCancelled()) {
-                    try {
-                        out.onCompleted();
-                    } catch (RuntimeException e) {
-                        // caller gone
                     }
                 }
             }
         });
+    }
+
+    private static void runMigration(
+            OutgoingMigrations.Claimed claimed,
+            MigrateRequest req,
+            ServerCallStreamObserver<MigrationEvent> out,
+            Object lock) {
+        claimed.run(event -> {
+            synchronized (lock) {
+                if (!out.isCancelled()) {
+                    try {
+                        out.onNext(event);
+                    } catch (RuntimeException e) {
+                        log.debug("progress for {} not delivered: {}", req.getVm(), e.toString());
+                    }
+                }
+            }
+        });
+        synchronized (lock) {
+            if (!out.isCancelled()) {
+                try {
+                    out.onCompleted();
+                } catch (RuntimeException e) {
+                    // caller gone
+                }
+            }
+        }
     }
 
     interface Call<T> {

@@ -7,6 +7,7 @@ import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
 import dev.ferry.migration.precopy.PreCopySender;
+import dev.ferry.migration.precopy.SenderFaults;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationOptions;
@@ -36,6 +37,7 @@ final class OutgoingMigrations {
     private final Transport transport;
     private final CommitProvider commits;
     private final PreCopySender.Timeouts timeouts;
+    private volatile SenderFaults faults = SenderFaults.NONE;
 
     OutgoingMigrations(
             VmRegistry registry, Transport transport, CommitProvider commits, PreCopySender.Timeouts timeouts) {
@@ -43,6 +45,11 @@ final class OutgoingMigrations {
         this.transport = transport;
         this.commits = commits;
         this.timeouts = timeouts;
+    }
+
+    /** Test only, through {@link Agent#injectSenderFaults}. */
+    void faults(SenderFaults f) {
+        faults = f;
     }
 
     /** Checks a request and claims the VM for it; the migration itself runs in {@link Claimed#run}. */
@@ -127,11 +134,55 @@ final class OutgoingMigrations {
             this.options = options;
         }
 
-        /** Runs the migration to its end; every event, the terminal one last, goes to {@code events}. */
+        /**
+         * Runs the migration to its end; every event, the terminal one last, goes to {@code events}.
+         * Whatever happens, it ends with a terminal event and the VM no longer MIGRATING_OUT: a
+         * migration that ended abnormally used to leave both (the caller waiting forever, the VM
+         * claimed for good).
+         */
         MigrationSummary run(Consumer<MigrationEvent> events) {
             String migrationId =
                     req.getRequestId().isBlank() ? UUID.randomUUID().toString() : req.getRequestId();
             VmInstance instance = vm.instance();
+            PreCopySender[] sender = {null};
+            try {
+                return run(migrationId, instance, sender, events);
+            } catch (RuntimeException | Error e) {
+                log.error("migration {} of {} ended abnormally", migrationId, vm.name, e);
+                MigrationStep step = sender[0] == null ? MigrationStep.MIGRATION_STEP_PREPARE : sender[0].currentStep();
+                MigrationException me = new MigrationException(step, "internal error: " + e, e);
+                boolean commitStarted = sender[0] != null && sender[0].commitStarted();
+                try {
+                    settleAfterFailure(vm, instance, me, commitStarted);
+                } catch (RuntimeException | Error again) {
+                    log.error("VM {}: cannot settle after the abnormal end of its migration", vm.name, again);
+                }
+                synchronized (vm) {
+                    if (vm.state() == VmState.VM_STATE_MIGRATING_OUT) {
+                        vm.state(VmState.VM_STATE_FAILED, me.getMessage());
+                    }
+                }
+                MigrationSummary s = MigrationSummary.newBuilder()
+                        .setMigrationId(migrationId)
+                        .setVm(vm.name)
+                        .setSource(registry.hostId())
+                        .setTarget(req.getTargetHost())
+                        .setStatus(MigrationPhase.MIGRATION_PHASE_FAILED)
+                        .setFailedStep(step)
+                        .setError(me.getMessage())
+                        .build();
+                events.accept(MigrationEvent.newBuilder()
+                        .setPhase(MigrationPhase.MIGRATION_PHASE_FAILED)
+                        .setMigrationId(migrationId)
+                        .setSummary(s)
+                        .setMessage(me.getMessage())
+                        .build());
+                return s;
+            }
+        }
+
+        private MigrationSummary run(
+                String migrationId, VmInstance instance, PreCopySender[] created, Consumer<MigrationEvent> events) {
             PreCopySender.Options opts = new PreCopySender.Options(
                     options.lanes(),
                     options.maxBandwidth(),
@@ -174,6 +225,8 @@ final class OutgoingMigrations {
                         },
                         commits.outgoing(targetAgent),
                         events::accept);
+                created[0] = sender;
+                sender.injectFaults(faults);
                 vm.migration(sender);
                 log.info(
                         "migrating {} to {} at {} (migration {}, {} streams{})",

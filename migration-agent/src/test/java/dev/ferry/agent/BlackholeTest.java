@@ -241,7 +241,7 @@ class BlackholeTest {
                 migrateIntoBlackhole(e -> e.getPhase() == MigrationPhase.MIGRATION_PHASE_SWITCHOVER);
         // Paused, the source waits at most its ready timeout (10 s here) for a destination that does not answer.
         assertSourceRunsIntact(outcome, Duration.ofSeconds(20));
-        MigrationException e = outcome.get();
+        MigrationException e = outcome.get(Timing.seconds(60).toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
         assertTrue(
                 e.step().getNumber() >= MigrationStep.MIGRATION_STEP_PAUSE.getNumber(),
                 "failed in the switchover: " + e.getMessage());

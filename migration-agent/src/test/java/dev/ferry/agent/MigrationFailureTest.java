@@ -34,6 +34,7 @@ import io.grpc.MethodDescriptor;
 import java.time.Duration;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.AfterEach;
@@ -186,15 +187,11 @@ class MigrationFailureTest {
 
     @Test
     void cancelMidRoundStopsTheRound() throws Exception {
-        // 64 MiB at 16 MiB/s: round 0 takes about four seconds; cancel one second in.
-        PreCopySender s = sender(Transport.plaintext(), 16L << 20, x -> {}, (x, ev) -> {});
-        CompletableFuture.runAsync(() -> {
-            try {
-                Thread.sleep(1000);
-            } catch (InterruptedException ignored) {
-                Thread.currentThread().interrupt();
+        // 64 MiB at 16 MiB/s: round 0 takes about four seconds; cancel at its first progress report.
+        PreCopySender s = sender(Transport.plaintext(), 16L << 20, x -> {}, (x, ev) -> {
+            if (ev.hasRound() && ev.getRound().getPartial() && ev.getRound().getRound() == 0) {
+                x.cancel();
             }
-            s.cancel();
         });
         MigrationException e = runExpectingFailure(s);
         assertTrue(e.cancelled());
@@ -249,14 +246,12 @@ class MigrationFailureTest {
 
     @Test
     void destinationAgentDyingMidStreamLeavesTheSourceRunning() throws Exception {
-        PreCopySender s = sender(Transport.plaintext(), 16L << 20, x -> {}, (x, ev) -> {});
-        CompletableFuture.runAsync(() -> {
-            try {
-                Thread.sleep(1000);
-            } catch (InterruptedException ignored) {
-                Thread.currentThread().interrupt();
+        // Closed at round 0's first progress report (the cap keeps it going for seconds), off the sender's threads.
+        AtomicBoolean closing = new AtomicBoolean();
+        PreCopySender s = sender(Transport.plaintext(), 16L << 20, x -> {}, (x, ev) -> {
+            if (ev.hasRound() && ev.getRound().getPartial() && closing.compareAndSet(false, true)) {
+                CompletableFuture.runAsync(pair.b::close);
             }
-            pair.b.close();
         });
         MigrationException e = runExpectingFailure(s);
         assertFalse(e.cancelled());

@@ -27,6 +27,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -178,6 +179,57 @@ class QemuMigrationTest {
         assertFalse(console.contains("STALE"), "the guest found a page Ferry lost:\n" + console);
     }
 
+    /**
+     * The test guest's working set for the negative controls: 4 MiB (1024 pages) at 2000 writes/s,
+     * so the guest comes back to any page of it within a second or two. It starts at 2 MiB plus its
+     * generation table (8 KiB), and ends at page 0x602.
+     */
+    private static VmSpec smallWorkingSet(String name) {
+        VmSpec g = guest(name, 2000);
+        return g.toBuilder()
+                .setWorkload(g.getWorkload().toBuilder().setWorkingSetBytes(4L << 20))
+                .build();
+    }
+
+    private static final long SMALL_WORKING_SET_END = 0x602;
+
+    @Test
+    void aPageDroppedFromTheFinalRoundFailsVerifyAndTheSourceRunsOn() throws Exception {
+        createRunning(smallWorkingSet("d1"));
+        AtomicLong dropped = new AtomicLong(-2);
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(SMALL_WORKING_SET_END, dropped));
+
+        MigrationSummary s =
+                migrate("d1", MigrationOptions.newBuilder().setVerify(true).build(), e -> {});
+
+        assertTrue(dropped.get() >= 0, "the final round had a working-set page to drop");
+        assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus(), s.toString());
+        assertEquals(MigrationStep.MIGRATION_STEP_VERIFY, s.getFailedStep(), s.getError());
+        assertTrue(s.getError().contains("destination RAM differs from the source"), s.getError());
+        assertSourceRunningAndDestinationClean("d1");
+    }
+
+    @Test
+    void aPageDroppedFromTheFinalRoundIsCaughtByTheTestGuestsOwnCheck() throws Exception {
+        createRunning(smallWorkingSet("d2"));
+        AtomicLong dropped = new AtomicLong(-2);
+        pair.a.injectSenderFaults(Faults.dropAPageWrittenAfterTheLastRound(SMALL_WORKING_SET_END, dropped));
+
+        MigrationSummary s = migrate("d2", MigrationOptions.newBuilder().build(), e -> {});
+
+        // Nobody compared the two sides: the migration completes with the page missing.
+        assertEquals(MigrationPhase.MIGRATION_PHASE_COMPLETED, s.getStatus(), s.getError());
+        assertTrue(dropped.get() >= 0, "the final round had a working-set page to drop");
+        String line = "STALE pfn=" + dropped.get() + " ";
+        Timing.await("the guest on B to report page " + dropped.get() + " stale", Duration.ofSeconds(30), () -> {
+            try {
+                return console(runDir(pair.b, "d2")).contains(line);
+            } catch (IOException e) {
+                return false;
+            }
+        });
+    }
+
     @Test
     void cancelDuringPrecopyLeavesTheSourceRunning() throws Exception {
         createRunning(guest("g2", 1000));
@@ -316,7 +368,11 @@ class QemuMigrationTest {
 
     private static void signal(long pid, String sig) {
         try {
-            new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).start().waitFor();
+            Process kill = new ProcessBuilder("kill", "-" + sig, Long.toString(pid)).start();
+            if (!kill.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+                kill.destroyForcibly();
+                throw new AssertionError("kill -" + sig + " " + pid + " did not return");
+            }
         } catch (IOException | InterruptedException e) {
             throw new AssertionError(e);
         }

@@ -137,9 +137,48 @@ public final class RecordingDriver implements HypervisorDriver {
             return vm.dirtyLog();
         }
 
+        /**
+         * A hypervisor that pauses the guest itself for its save (QEMU) stops it without a call to
+         * {@link #pause}: its STOP is recorded when the hypervisor reports it, and the end of a
+         * whole-VM save (which leaves the guest stopped) when the save returns.
+         */
         @Override
         public DeviceState deviceState() {
-            return vm.deviceState();
+            DeviceState inner = vm.deviceState();
+            return new DeviceState() {
+                @Override
+                public void prepareSave(Scope scope, SaveLimits limits) throws HypervisorException {
+                    inner.prepareSave(scope, limits);
+                }
+
+                @Override
+                public long save(Scope scope, Sink sink, SaveLimits limits) throws HypervisorException {
+                    long n = inner.save(scope, sink, limits);
+                    if (scope == Scope.EVERYTHING) {
+                        log.record(host, name(), RunLog.Event.END);
+                    }
+                    return n;
+                }
+
+                @Override
+                public Loader load(Scope scope) throws HypervisorException {
+                    return inner.load(scope);
+                }
+
+                @Override
+                public boolean pausesForSave() {
+                    return inner.pausesForSave();
+                }
+
+                @Override
+                public long saveAndPause(Sink sink, SaveLimits limits, Consumer<java.time.Instant> pausedAt)
+                        throws HypervisorException {
+                    return inner.saveAndPause(sink, limits, at -> {
+                        log.record(host, name(), RunLog.Event.END);
+                        pausedAt.accept(at);
+                    });
+                }
+            };
         }
 
         @Override

@@ -155,6 +155,7 @@ public final class PreCopySender {
     private final OwnershipCommit commit;
     private final Listener listener;
 
+    private volatile SenderFaults faults = SenderFaults.NONE;
     private volatile boolean cancelRequested;
     /** The device-state save of the switchover, once started. */
     private volatile CompletableFuture<Long> deviceSave;
@@ -199,6 +200,11 @@ public final class PreCopySender {
     public boolean cancel() {
         cancelRequested = true;
         return !commitStarted;
+    }
+
+    /** A test's faults for this migration (never set in production; see {@link SenderFaults}). */
+    public void injectFaults(SenderFaults faults) {
+        this.faults = Objects.requireNonNull(faults);
     }
 
     /** True once the commit was attempted: from then on the source must not resume on its own. */
@@ -256,6 +262,7 @@ public final class PreCopySender {
             } else {
                 plan = new SwitchoverPlan(null, false, null);
             }
+            faults.beforeSwitchover();
             paused = true; // from here on, a failure must resume the source
             return switchover(memory, dirtyLog, plan);
         } catch (MigrationException e) {
@@ -266,7 +273,10 @@ public final class PreCopySender {
             MigrationException me = new MigrationException(step, "interrupted");
             fail(me, paused);
             throw me;
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+            // A bug or an Error (a class that failed to load, a stack overflow) ends the migration like
+            // any failure: the source is restored as the failure table says and the caller is answered.
+            log.error("migration {} of {} ended abnormally", parties.migrationId(), parties.vmName(), e);
             MigrationException me = new MigrationException(step, "internal error: " + e, e);
             fail(me, paused);
             throw me;
@@ -443,9 +453,17 @@ public final class PreCopySender {
             long paused = System.nanoTime();
             step = MigrationStep.MIGRATION_STEP_FINAL_PAGES;
             PageBitmap last = plan.pending();
+            SenderFaults f = faults;
             try {
                 // The guest is paused: no re-protection needed, the log is not used again.
-                dirtyLog.collect(last, false);
+                if (f == SenderFaults.NONE) {
+                    dirtyLog.collect(last, false);
+                } else {
+                    PageBitmap late = new PageBitmap(last.pageCount());
+                    dirtyLog.collect(late, false);
+                    last.or(late);
+                    f.finalPages(last, late);
+                }
             } catch (HypervisorException e) {
                 throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
             }
@@ -505,6 +523,8 @@ public final class PreCopySender {
         }
         long deviceStateMs = (System.nanoTime() - pauseNanos) / 1_000_000 - finalPagesMs;
 
+        faults.beforeCommit(() -> lanes.forEach(SenderLane::cut));
+
         // The commit point. Past here, cancel is refused and the source never resumes unless the commit is known to
         // have failed.
         checkCancel();
@@ -538,13 +558,19 @@ public final class PreCopySender {
         step = MigrationStep.MIGRATION_STEP_RESUME;
         long resumeStart = System.nanoTime();
         try {
-            control.send(
-                    SenderFrame.newBuilder()
-                            .setCommit(Commit.newBuilder().setEpoch(request.newEpoch()))
-                            .build(),
-                    step);
+            if (faults.deliverCommit()) {
+                control.send(
+                        SenderFrame.newBuilder()
+                                .setCommit(Commit.newBuilder().setEpoch(request.newEpoch()))
+                                .build(),
+                        step);
+            }
             control.await(
-                    control.resumed, step, options.timeouts().resumed().toNanos(), false, "the destination to resume");
+                    faults.hearResumed() ? control.resumed : new CompletableFuture<>(),
+                    step,
+                    options.timeouts().resumed().toNanos(),
+                    false,
+                    "the destination to resume");
         } catch (MigrationException e) {
             // The destination owns the VM now. If it cannot confirm, the outcome decides; never resume here.
             // Closing the lanes first lets a destination still waiting for the commit resolve it on its side.

@@ -222,6 +222,12 @@ final class SenderLane implements AutoCloseable {
         }
     }
 
+    /** Ends the stream at once, without an Abort, and fails the lane (a fault a test injects). */
+    void cut() {
+        close();
+        fail(new LaneFailure(null, "lane " + index + " was cut", false));
+    }
+
     @Override
     public void close() {
         lock.lock();

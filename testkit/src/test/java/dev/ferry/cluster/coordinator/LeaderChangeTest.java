@@ -56,10 +56,13 @@ class LeaderChangeTest {
             assertNotEquals(VmState.VM_STATE_RUNNING, decided.getState());
 
             cluster.killProcess("c1"); // between its decision and the agent call
-            Timing.await(
-                    "r1 running after the leader change",
-                    Duration.ofSeconds(30),
-                    () -> client.vm("r1").getState() == VmState.VM_STATE_RUNNING);
+            Timing.await("r1 running after the leader change", Duration.ofSeconds(30), () -> {
+                try {
+                    return client.vm("r1").getState() == VmState.VM_STATE_RUNNING;
+                } catch (dev.ferry.cluster.client.CoordinatorCallException e) {
+                    return false; // the killed leader's channel closing under the call: ask again
+                }
+            });
             assertEquals(second, client.status().getLeader());
             VmView after = client.vm("r1");
             assertEquals(decided.getOwner(), after.getOwner(), "the new leader carried out the old one's decision");
@@ -135,7 +138,22 @@ class LeaderChangeTest {
                         && p.getMovesList().stream().anyMatch(m -> m.getState() == MoveState.MOVE_STATE_DONE)
                         && p.getMovesList().stream().anyMatch(m -> m.getState() == MoveState.MOVE_STATE_MIGRATING);
             });
-            Thread.sleep(500); // into the second move's pre-copy
+            // Into the second move's pre-copy: its source agent holds the VM for the migration.
+            String moving = seen.get().getMovesList().stream()
+                    .filter(m -> m.getState() == MoveState.MOVE_STATE_MIGRATING)
+                    .findFirst()
+                    .orElseThrow()
+                    .getVm();
+            try (dev.ferry.agent.client.AgentClient h1 = new dev.ferry.agent.client.AgentClient(
+                    dev.ferry.rpc.Transport.plaintext(),
+                    "h1",
+                    cluster.agent("h1").agent().endpoint(),
+                    Duration.ofSeconds(5))) {
+                Timing.await(
+                        moving + " migrating out of h1",
+                        Duration.ofSeconds(20),
+                        () -> h1.getVm(moving).getState() == dev.ferry.proto.vm.VmState.VM_STATE_MIGRATING_OUT);
+            }
 
             cluster.killProcess("c1");
 

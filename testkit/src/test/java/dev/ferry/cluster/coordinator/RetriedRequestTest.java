@@ -12,6 +12,7 @@ import dev.ferry.proto.coordinator.MigrateRequest;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.testkit.GatedAgentActions;
 import dev.ferry.testkit.TestCluster;
+import dev.ferry.testing.Timing;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.List;
@@ -50,7 +51,10 @@ class RetriedRequestTest {
                     .build();
             CompletableFuture<MigrationEvent> a = CompletableFuture.supplyAsync(() -> client.migrate(migrate, e -> {}));
             CompletableFuture<MigrationEvent> b = CompletableFuture.supplyAsync(() -> client.migrate(migrate, e -> {}));
-            for (MigrationEvent e : List.of(a.get(), b.get())) {
+            long bound = Timing.seconds(60).toMillis();
+            for (MigrationEvent e : List.of(
+                    a.get(bound, java.util.concurrent.TimeUnit.MILLISECONDS),
+                    b.get(bound, java.util.concurrent.TimeUnit.MILLISECONDS))) {
                 assertEquals(
                         MigrationPhase.MIGRATION_PHASE_COMPLETED, e.getSummary().getStatus(), e.toString());
             }
