@@ -101,25 +101,27 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
                     + "again: 500ms, 90s, 10m, 1h (default: ${DEFAULT-VALUE}).")
     Duration restartResetAfter;
 
-    /** 500ms, 90s, 10m, 1h (or ISO-8601, PT10M). */
+    /** 500ms, 90s, 10m, 1h, 30d (or ISO-8601, PT10M). */
     static final class DurationConverter implements CommandLine.ITypeConverter<Duration> {
         @Override
         public Duration convert(String text) {
             java.util.regex.Matcher m =
-                    java.util.regex.Pattern.compile("(\\d+)(ms|s|m|h)").matcher(text.trim());
+                    java.util.regex.Pattern.compile("(\\d+)(ms|s|m|h|d)").matcher(text.trim());
             if (m.matches()) {
                 long n = Long.parseLong(m.group(1));
                 return switch (m.group(2)) {
                     case "ms" -> Duration.ofMillis(n);
                     case "s" -> Duration.ofSeconds(n);
                     case "m" -> Duration.ofMinutes(n);
-                    default -> Duration.ofHours(n);
+                    case "h" -> Duration.ofHours(n);
+                    default -> Duration.ofDays(n);
                 };
             }
             try {
                 return Duration.parse(text.trim());
             } catch (java.time.format.DateTimeParseException e) {
-                throw new CommandLine.TypeConversionException("'" + text + "' is not a duration (500ms, 90s, 10m, 1h)");
+                throw new CommandLine.TypeConversionException(
+                        "'" + text + "' is not a duration (500ms, 90s, 10m, 1h, 30d)");
             }
         }
     }

@@ -19,6 +19,7 @@ import picocli.CommandLine.Command;
             CancelCommand.class,
             DemoCommand.class,
             BenchCommand.class,
+            PkiCommand.class,
         },
         footer = {
             "",

@@ -46,6 +46,11 @@ public final class Main {
                 err.flush();
                 return ce.code() == io.grpc.Status.Code.INVALID_ARGUMENT ? 2 : 1;
             }
+            if (e instanceof dev.ferry.pki.PkiException pe) {
+                err.println("ferry: " + pe.getMessage());
+                err.flush();
+                return 1;
+            }
             if (e instanceof AgentCallException ae) {
                 err.println("ferry: " + ae.getMessage());
                 err.flush();
