@@ -31,6 +31,9 @@ import org.slf4j.LoggerFactory;
  */
 public final class StaleNamespaces {
     private static final Logger log = LoggerFactory.getLogger(StaleNamespaces.class);
+    /** Serialises sweeps within one JVM (other JVMs' clusters are protected by their live owners). */
+    private static final Object SWEEP_LOCK = new Object();
+
     static final Path OWNERS = Path.of("/run/ferry-testkit");
     static final Pattern ID = Pattern.compile("fk[0-9a-z]{4}");
     private static final Pattern NAMESPACE = Pattern.compile("^(fk[0-9a-z]{4})-\\S+");
@@ -126,7 +129,13 @@ public final class StaleNamespaces {
      * Removes every cluster whose owning JVM is gone. Returns the ids removed. Safe to call while
      * other JVMs run clusters: theirs have live owners.
      */
-    public static synchronized List<String> sweep() {
+    public static List<String> sweep() {
+        synchronized (SWEEP_LOCK) {
+            return sweepLocked();
+        }
+    }
+
+    private static List<String> sweepLocked() {
         List<String> removed = new ArrayList<>();
         for (String id : clusterIds()) {
             Optional<Owner> owner = Owner.read(id);
