@@ -34,6 +34,8 @@ public final class StaleNamespaces {
     static final Path OWNERS = Path.of("/run/ferry-testkit");
     static final Pattern ID = Pattern.compile("fk[0-9a-z]{4}");
     private static final Pattern NAMESPACE = Pattern.compile("^(fk[0-9a-z]{4})-\\S+");
+    /** Sweeps of this JVM run one at a time (two clusters starting at once must not remove the same leftovers twice). */
+    private static final Object SWEEP = new Object();
 
     private StaleNamespaces() {}
 
@@ -126,7 +128,13 @@ public final class StaleNamespaces {
      * Removes every cluster whose owning JVM is gone. Returns the ids removed. Safe to call while
      * other JVMs run clusters: theirs have live owners.
      */
-    public static synchronized List<String> sweep() {
+    public static List<String> sweep() {
+        synchronized (SWEEP) {
+            return sweepLocked();
+        }
+    }
+
+    private static List<String> sweepLocked() {
         List<String> removed = new ArrayList<>();
         for (String id : clusterIds()) {
             Optional<Owner> owner = Owner.read(id);
