@@ -41,6 +41,20 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     String listen;
 
     @Option(
+            names = "--advertise",
+            paramLabel = "ADDR",
+            description = "HOST:PORT other hosts reach this agent at, registered in ZooKeeper (default: the --listen "
+                    + "address with the bound port). Required with --zk when --listen is a wildcard (0.0.0.0); never "
+                    + "loopback unless --single-machine.")
+    String advertise;
+
+    @Option(
+            names = "--single-machine",
+            description = "Every daemon of this cluster runs on this machine (as `ferry cluster up` starts them): "
+                    + "allows a loopback --listen/--advertise address with --zk.")
+    boolean singleMachine;
+
+    @Option(
             names = "--data-dir",
             required = true,
             paramLabel = "DIR",
@@ -112,8 +126,20 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Endpoint endpoint = Endpoint.parse(listen);
+        Endpoint endpoint;
+        try {
+            endpoint = Endpoint.parse(listen);
+        } catch (IllegalArgumentException e) {
+            throw new CliException("--listen: " + e.getMessage(), 2);
+        }
         AgentConfig config = AgentConfig.of(hostId, endpoint, dataDir.toAbsolutePath());
+        if (zk != null) {
+            // A cluster member's endpoint goes into ZooKeeper for every other host to dial.
+            config = config.withAdvertise(AdvertisedEndpoint.choose("agent", listen, advertise, singleMachine));
+        } else if (advertise != null) {
+            throw new CliException(
+                    "--advertise is for cluster agents (with --zk): a standalone agent registers nowhere", 2);
+        }
         if (ramDir != null) {
             config = config.withRamDir(ramDir.toAbsolutePath());
         }

@@ -29,6 +29,21 @@ final class ClusterCommand implements Runnable {
         return dirOption != null ? dirOption : cluster.dir();
     }
 
+    /**
+     * `cluster up` and `cluster down` manage a one-machine cluster with its own ZooKeeper, found by
+     * its directory; --zk and --cluster-name (accepted through the shared option set) would be
+     * silently ignored, so they are refused.
+     */
+    static void refuseExternalZooKeeper(String command, ClusterOption cluster) {
+        if (cluster.zk != null || cluster.clusterName != null) {
+            throw new CliException(
+                    "cluster " + command + " manages a local cluster with its own embedded ZooKeeper (--dir); "
+                            + "--zk and --cluster-name are not for it. On an external ensemble, run `ferry coordinator "
+                            + "--zk CONNECT` and `ferry agent --zk CONNECT` on each host (README, The CLI)",
+                    2);
+        }
+    }
+
     @Command(
             name = "up",
             description = {
@@ -60,6 +75,7 @@ final class ClusterCommand implements Runnable {
 
         @Override
         public void run() {
+            refuseExternalZooKeeper("up", cluster);
             Drivers.checkName(driver);
             if (sessionTimeoutMs < 1000) {
                 throw new IllegalArgumentException("--session-timeout-ms must be at least 1000");
@@ -100,6 +116,7 @@ final class ClusterCommand implements Runnable {
 
         @Override
         public void run() {
+            refuseExternalZooKeeper("down", cluster);
             Path d = dir(dir, cluster);
             for (String line : LocalCluster.down(d, Duration.ofSeconds(20))) {
                 System.out.println(line);

@@ -54,8 +54,16 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     @Option(
             names = "--advertise",
             paramLabel = "ADDR",
-            description = "HOST:PORT clients reach this replica at (default: the bound one).")
+            description = "HOST:PORT clients and agents reach this replica at, registered in ZooKeeper (default: the "
+                    + "--listen address with the bound port). Required when --listen is a wildcard (0.0.0.0); never "
+                    + "loopback unless --single-machine.")
     String advertise;
+
+    @Option(
+            names = "--single-machine",
+            description = "Every daemon of this cluster runs on this machine (as `ferry cluster up` starts them): "
+                    + "allows a loopback --listen/--advertise address.")
+    boolean singleMachine;
 
     @Option(
             names = "--endpoint-file",
@@ -137,6 +145,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         if (restartResetAfter.isNegative() || restartResetAfter.isZero()) {
             throw new CliException("--restart-reset-after must be positive", 2);
         }
+        // Checked before anything starts: the replica's endpoint goes into ZooKeeper for CLIs and agents to dial.
+        Endpoint advertised = AdvertisedEndpoint.choose("coordinator", listen, advertise, singleMachine);
         EmbeddedZooKeeper server = null;
         String connect = zk;
         if (embeddedZk != null) {
@@ -152,8 +162,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
                 : FencePolicy.defaultFailoverMargin(Duration.ofMillis(agentSessionTimeoutMs));
         CoordinatorConfig config = CoordinatorConfig.of(
                 ZkClients.of(connect, clusterName, Duration.ofSeconds(10)), Endpoint.parse(listen), margin);
-        if (advertise != null) {
-            config = config.withAdvertise(Endpoint.parse(advertise));
+        if (advertised != null) {
+            config = config.withAdvertise(advertised);
         }
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
         config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);

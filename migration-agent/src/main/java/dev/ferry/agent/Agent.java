@@ -106,7 +106,9 @@ public final class Agent implements AutoCloseable {
                 registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
         server = transport.startServer(
                 config.listen(), serverExecutor, List.of(control.definition(), streams.definition()));
-        endpoint = Transport.boundEndpoint(config.listen(), server);
+        Endpoint bound = Transport.boundEndpoint(config.listen(), server);
+        // What other hosts are told (registration, stream endpoint): a wildcard or NATed bind is not an address.
+        endpoint = config.advertise() != null ? config.advertise() : bound;
         incoming.streamEndpoint(endpoint);
         if (config.endpointFile() != null) {
             Path tmp =
@@ -116,8 +118,9 @@ public final class Agent implements AutoCloseable {
         }
         HostCapabilities caps = driver.capabilities();
         log.info(
-                "agent {} serving on {} with the {} driver; dirty tracking: {}",
+                "agent {} serving on {} (advertised as {}) with the {} driver; dirty tracking: {}",
                 config.hostId(),
+                bound,
                 endpoint,
                 driver.name(),
                 caps.dirtyTrackingDetail());

@@ -29,6 +29,9 @@ import java.util.regex.Pattern;
  *     of its lanes said hello within this of the prepare
  * @param idleTimeout the idle deadline: an incoming migration that gets no frame on any lane for
  *     this long while it waits for pages or device state is discarded
+ * @param advertise the endpoint other hosts reach this agent at (registered in ZooKeeper, and given
+ *     to migration sources as the stream endpoint); null: the bound endpoint. It differs from the
+ *     bound one when the agent listens on a wildcard address (0.0.0.0:7070) or behind NAT
  */
 public record AgentConfig(
         String hostId,
@@ -39,7 +42,8 @@ public record AgentConfig(
         Transport transport,
         PreCopySender.Timeouts timeouts,
         Duration incomingTimeout,
-        Duration idleTimeout) {
+        Duration idleTimeout,
+        Endpoint advertise) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
 
     /** Lanes to say hello after a prepare: the source's own handshake timeout (30 s) with room to spare. */
@@ -72,6 +76,20 @@ public record AgentConfig(
         }
     }
 
+    /** Settings advertising the bound endpoint (the form before --advertise existed). */
+    public AgentConfig(
+            String hostId,
+            Endpoint listen,
+            Path dataDir,
+            Path ramDir,
+            Path endpointFile,
+            Transport transport,
+            PreCopySender.Timeouts timeouts,
+            Duration incomingTimeout,
+            Duration idleTimeout) {
+        this(hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idleTimeout, null);
+    }
+
     /** Settings with the default idle deadline (the form before it existed, kept for callers that build one). */
     public AgentConfig(
             String hostId,
@@ -82,7 +100,17 @@ public record AgentConfig(
             Transport transport,
             PreCopySender.Timeouts timeouts,
             Duration incomingTimeout) {
-        this(hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, DEFAULT_IDLE_TIMEOUT);
+        this(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                DEFAULT_IDLE_TIMEOUT,
+                null);
     }
 
     /** Defaults for a host: RAM files under /dev/shm/ferry/HOST. */
@@ -96,26 +124,37 @@ public record AgentConfig(
                 Transport.plaintext(),
                 PreCopySender.Timeouts.defaults(),
                 DEFAULT_INCOMING_TIMEOUT,
-                DEFAULT_IDLE_TIMEOUT);
+                DEFAULT_IDLE_TIMEOUT,
+                null);
     }
 
     public AgentConfig withRamDir(Path dir) {
         return new AgentConfig(
-                hostId, listen, dataDir, dir, endpointFile, transport, timeouts, incomingTimeout, idleTimeout);
+                hostId,
+                listen,
+                dataDir,
+                dir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                advertise);
     }
 
     public AgentConfig withEndpointFile(Path file) {
         return new AgentConfig(
-                hostId, listen, dataDir, ramDir, file, transport, timeouts, incomingTimeout, idleTimeout);
+                hostId, listen, dataDir, ramDir, file, transport, timeouts, incomingTimeout, idleTimeout, advertise);
     }
 
     public AgentConfig withTimeouts(PreCopySender.Timeouts t, Duration incoming) {
-        return new AgentConfig(hostId, listen, dataDir, ramDir, endpointFile, transport, t, incoming, idleTimeout);
+        return new AgentConfig(
+                hostId, listen, dataDir, ramDir, endpointFile, transport, t, incoming, idleTimeout, advertise);
     }
 
     public AgentConfig withIdleTimeout(Duration idle) {
         return new AgentConfig(
-                hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idle);
+                hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idle, advertise);
     }
 
     /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
@@ -129,6 +168,22 @@ public record AgentConfig(
                 transport.withKeepalive(keepalive),
                 timeouts,
                 incomingTimeout,
-                idleTimeout);
+                idleTimeout,
+                advertise);
+    }
+
+    /** The endpoint to register and give to migration sources instead of the bound one (null: the bound one). */
+    public AgentConfig withAdvertise(Endpoint endpoint) {
+        return new AgentConfig(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                endpoint);
     }
 }

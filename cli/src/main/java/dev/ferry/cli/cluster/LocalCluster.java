@@ -110,6 +110,7 @@ public final class LocalCluster {
                         NAME,
                         "--listen",
                         "127.0.0.1:0",
+                        "--single-machine",
                         "--endpoint-file",
                         endpointFile.toString(),
                         "--agent-session-timeout-ms",
@@ -191,6 +192,7 @@ public final class LocalCluster {
             args.addAll(List.of(
                     "--zk",
                     zk,
+                    "--single-machine",
                     "--cluster-name",
                     NAME,
                     "--session-timeout-ms",

@@ -20,6 +20,8 @@ import java.util.regex.Pattern;
  * @param faketime start the agent under libfaketime with a wall-clock offset the test can change
  *     ({@link AgentDaemon#setClockOffset})
  * @param extraArgs more {@code ferry agent} arguments ({@code --label rack=a}, {@code --outage-hold-ms 0})
+ * @param wildcardListen listen on {@code 0.0.0.0:7070} and {@code --advertise} the host's address
+ *     (as the README's production example); otherwise {@code --listen ADDR:7070}
  */
 public record AgentSpec(
         String hostId,
@@ -28,7 +30,8 @@ public record AgentSpec(
         int vcpus,
         long ramTmpfsBytes,
         boolean faketime,
-        List<String> extraArgs) {
+        List<String> extraArgs,
+        boolean wildcardListen) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
 
     public AgentSpec {
@@ -50,16 +53,16 @@ public record AgentSpec(
 
     /** A sim-driver agent offering 4 GiB and 16 vCPUs. */
     public static AgentSpec sim(String hostId) {
-        return new AgentSpec(hostId, "sim", "4G", 16, 0, false, List.of());
+        return new AgentSpec(hostId, "sim", "4G", 16, 0, false, List.of(), false);
     }
 
     /** A qemu-driver agent (guests run the Ferry test guest unless told otherwise) offering 4 GiB and 16 vCPUs. */
     public static AgentSpec qemu(String hostId) {
-        return new AgentSpec(hostId, "qemu", "4G", 16, 0, false, List.of());
+        return new AgentSpec(hostId, "qemu", "4G", 16, 0, false, List.of(), false);
     }
 
     public AgentSpec withCapacity(String memory, int vcpus) {
-        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, faketime, extraArgs);
+        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, faketime, extraArgs, wildcardListen);
     }
 
     /** The RAM directory becomes a tmpfs of {@code bytes} (a full destination tmpfs is a nemesis). */
@@ -67,17 +70,22 @@ public record AgentSpec(
         if (bytes <= 0) {
             throw new IllegalArgumentException("a tmpfs needs a positive size");
         }
-        return new AgentSpec(hostId, driver, memory, vcpus, bytes, faketime, extraArgs);
+        return new AgentSpec(hostId, driver, memory, vcpus, bytes, faketime, extraArgs, wildcardListen);
     }
 
     /** The agent's JVM runs under libfaketime (wall clock only; see {@link AgentDaemon#setClockOffset}). */
     public AgentSpec withFaketime() {
-        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, true, extraArgs);
+        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, true, extraArgs, wildcardListen);
     }
 
     public AgentSpec withArgs(String... args) {
         List<String> all = new ArrayList<>(extraArgs);
         all.addAll(List.of(args));
-        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, faketime, all);
+        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, faketime, all, wildcardListen);
+    }
+
+    /** {@code --listen 0.0.0.0:7070 --advertise ADDR:7070} instead of {@code --listen ADDR:7070}. */
+    public AgentSpec withWildcardListen() {
+        return new AgentSpec(hostId, driver, memory, vcpus, ramTmpfsBytes, faketime, extraArgs, true);
     }
 }

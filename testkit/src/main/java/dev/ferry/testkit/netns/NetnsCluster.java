@@ -588,8 +588,6 @@ public final class NetnsCluster implements AutoCloseable {
                     "agent",
                     "--host-id",
                     spec.hostId(),
-                    "--listen",
-                    h.address() + ":" + AGENT_PORT,
                     "--data-dir",
                     data.toString(),
                     "--ram-dir",
@@ -608,6 +606,11 @@ public final class NetnsCluster implements AutoCloseable {
                     Integer.toString(spec.vcpus()),
                     "--endpoint-file",
                     endpointFile.toString()));
+            if (spec.wildcardListen()) {
+                cmd.addAll(List.of("--listen", "0.0.0.0:" + AGENT_PORT, "--advertise", h.address() + ":" + AGENT_PORT));
+            } else {
+                cmd.addAll(List.of("--listen", h.address() + ":" + AGENT_PORT));
+            }
             cmd.addAll(spec.extraArgs());
             agents.put(
                     spec.hostId(),

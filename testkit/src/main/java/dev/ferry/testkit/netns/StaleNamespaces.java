@@ -31,12 +31,11 @@ import org.slf4j.LoggerFactory;
  */
 public final class StaleNamespaces {
     private static final Logger log = LoggerFactory.getLogger(StaleNamespaces.class);
-    /** Serialises sweeps within one JVM (other JVMs' clusters are protected by their live owners). */
-    private static final Object SWEEP_LOCK = new Object();
-
     static final Path OWNERS = Path.of("/run/ferry-testkit");
     static final Pattern ID = Pattern.compile("fk[0-9a-z]{4}");
     private static final Pattern NAMESPACE = Pattern.compile("^(fk[0-9a-z]{4})-\\S+");
+    /** Sweeps of this JVM run one at a time (two clusters starting at once must not remove the same leftovers twice). */
+    private static final Object SWEEP = new Object();
 
     private StaleNamespaces() {}
 
@@ -130,7 +129,7 @@ public final class StaleNamespaces {
      * other JVMs run clusters: theirs have live owners.
      */
     public static List<String> sweep() {
-        synchronized (SWEEP_LOCK) {
+        synchronized (SWEEP) {
             return sweepLocked();
         }
     }

@@ -9,7 +9,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.ferry.testing.Timing;
 import java.nio.file.Files;
-import java.time.Duration;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -47,7 +46,7 @@ class NetnsClusterTest {
                 .zookeepers(3)
                 .coordinators(2)
                 .agent(AgentSpec.sim("host-1"))
-                .agent(AgentSpec.sim("host-2"))
+                .agent(AgentSpec.sim("host-2").withWildcardListen())
                 .sessionTimeout(Timing.seconds(4))
                 .startTimeout(Timing.seconds(120))
                 .start();
@@ -58,7 +57,9 @@ class NetnsClusterTest {
                 assertTrue(d.isAlive(), d + " is not running");
                 assertTrue(c.pidsOn(d.host()).contains(d.pid()), d + " is not in its namespace");
             }
+            // host-2 listens on 0.0.0.0 and advertises its address: what it registered is dialable.
             String hosts = c.cliOk("host", "list", "--json");
+            assertFalse(hosts.contains("0.0.0.0"), hosts);
             assertTrue(hosts.contains(c.agent("host-1").endpoint()), hosts);
             assertTrue(hosts.contains(c.agent("host-2").endpoint()), hosts);
 
@@ -81,6 +82,22 @@ class NetnsClusterTest {
             assertEquals("host-2", after.get("host").asText());
             assertEquals(2, after.get("epoch").asInt(), after.toString());
 
+            // A third agent on the wildcard address without --advertise is refused before it registers anything.
+            CommandResult refused = c.cli(
+                    "agent",
+                    "--host-id",
+                    "host-9",
+                    "--listen",
+                    "0.0.0.0:7071",
+                    "--data-dir",
+                    c.root().resolve("host-9").toString(),
+                    "--zk",
+                    c.zkConnect(),
+                    "--cluster-name",
+                    c.clusterName());
+            assertEquals(2, refused.exitCode(), refused.describe());
+            assertTrue(refused.stderr().contains("--advertise"), refused.describe());
+
             // One of three ZooKeeper servers dies: the other two are a quorum, and the cluster works on.
             int leader = c.zkLeader().orElseThrow();
             c.zookeeper(leader).kill();
@@ -101,9 +118,5 @@ class NetnsClusterTest {
         c.close(); // idempotent
         assertTrue(StaleNamespaces.namespacesOf(c.id()).isEmpty());
         assertEquals(List.of(), StaleNamespaces.namespacesOf(c.id()));
-    }
-
-    static Duration unused() {
-        return Duration.ZERO;
     }
 }
