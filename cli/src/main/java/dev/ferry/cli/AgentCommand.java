@@ -6,6 +6,7 @@ import dev.ferry.agent.CommitProvider;
 import dev.ferry.agent.cluster.ClusterAgent;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.hypervisor.HypervisorDriver;
+import dev.ferry.pki.Role;
 import dev.ferry.rpc.Endpoint;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -124,6 +125,9 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
                     + "confirms it cannot reach ZooKeeper either; 0 never holds (default: ${DEFAULT-VALUE}).")
     long outageHoldMs;
 
+    @picocli.CommandLine.Mixin
+    TlsOptions tls;
+
     @Override
     public Integer call() throws Exception {
         Endpoint endpoint;
@@ -143,6 +147,7 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         if (ramDir != null) {
             config = config.withRamDir(ramDir.toAbsolutePath());
         }
+        config = config.withTransport(tls.daemon("agent " + hostId, Role.AGENT, hostId));
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
         }

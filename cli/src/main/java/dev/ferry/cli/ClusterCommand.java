@@ -76,6 +76,12 @@ final class ClusterCommand implements Runnable {
         @Override
         public void run() {
             refuseExternalZooKeeper("up", cluster);
+            if (cluster.tls.given()) {
+                throw new CliException(
+                        "cluster up makes its own CA and certificates (in DIR/pki); --cert/--key/--ca are for "
+                                + "commands using a cluster",
+                        2);
+            }
             Drivers.checkName(driver);
             if (sessionTimeoutMs < 1000) {
                 throw new IllegalArgumentException("--session-timeout-ms must be at least 1000");
@@ -83,7 +89,9 @@ final class ClusterCommand implements Runnable {
             Path d = dir(dir, cluster).toAbsolutePath().normalize();
             ClusterFile f = LocalCluster.up(
                     d,
-                    LocalCluster.Options.of(hosts, driver).withSessionTimeout(Duration.ofMillis(sessionTimeoutMs)),
+                    LocalCluster.Options.of(hosts, driver)
+                            .withSessionTimeout(Duration.ofMillis(sessionTimeoutMs))
+                            .insecure(cluster.tls.insecure),
                     Duration.ofSeconds(90));
             System.out.printf(
                     "coordinator  %s  pid %d  log %s%n",
@@ -97,6 +105,11 @@ final class ClusterCommand implements Runnable {
                 System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
             }
             System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
+            System.out.println(
+                    f.pki() == null
+                            ? "WITHOUT TLS (--insecure): anyone who reaches these ports can take VMs and read guest memory"
+                            : "mutual TLS: CA and certificates in " + f.pki() + " (commands of this cluster use "
+                                    + f.pki() + "/operator)");
             System.out.println("use it with: export FERRY_CLUSTER=" + d + "   (or --zk " + f.zookeeper() + ")");
         }
     }

@@ -2,12 +2,14 @@ package dev.ferry.cli;
 
 import dev.ferry.cli.cluster.ClusterFile;
 import dev.ferry.cli.cluster.LocalCluster;
+import dev.ferry.cli.cluster.LocalPki;
 import dev.ferry.cluster.client.CoordinatorClient;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Transport;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -29,6 +31,10 @@ public final class ClusterOption {
             paramLabel = "NAME",
             description = "With --zk: the cluster's name in ZooKeeper (default: $FERRY_CLUSTER_NAME or 'default').")
     String clusterName;
+
+    /** Mutual TLS to the cluster; a local cluster's own operator certificate when none is given. */
+    @Mixin
+    TlsOptions tls;
 
     Path dir() {
         if (cluster != null) {
@@ -57,8 +63,10 @@ public final class ClusterOption {
     CoordinatorClient client() {
         ZkClients zkClients;
         CoordinatorClient.Locator locator;
+        Transport transport;
         try {
             if (zk != null) {
+                transport = tls.client("ferry");
                 zkClients = ZkClients.of(zk, name(), Duration.ofSeconds(10));
                 locator = CoordinatorClient.zookeeper(zkClients);
             } else {
@@ -67,6 +75,7 @@ public final class ClusterOption {
                     throw new CliException(
                             "the cluster at " + dir() + " has no coordinator (it was started for a benchmark)");
                 }
+                transport = tls.given() || tls.insecure ? tls.client("ferry") : LocalPki.transport(f);
                 zkClients = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
                 // The recorded coordinator first (no ZooKeeper session needed); ZooKeeper when it does not answer.
                 locator = new RecordedThenZooKeeper(f.coordinator().endpoint(), zkClients);
@@ -74,14 +83,14 @@ public final class ClusterOption {
         } catch (IllegalArgumentException e) {
             throw new CliException(e.getMessage(), 2);
         }
-        return new CoordinatorClient(Transport.plaintext(), locator, Duration.ofMinutes(30), Duration.ofSeconds(30));
+        return new CoordinatorClient(transport, locator, Duration.ofMinutes(30), Duration.ofSeconds(30));
     }
 
     /** A client of a local cluster's coordinator (the demo, benchmarks); the caller closes it. */
     static CoordinatorClient client(ClusterFile f) {
         ZkClients zk = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
         return new CoordinatorClient(
-                Transport.plaintext(),
+                LocalPki.transport(f),
                 new RecordedThenZooKeeper(f.coordinator().endpoint(), zk),
                 Duration.ofMinutes(30),
                 Duration.ofSeconds(30));

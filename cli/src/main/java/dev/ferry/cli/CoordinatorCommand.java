@@ -5,7 +5,9 @@ import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.policy.FencePolicy;
 import dev.ferry.cluster.store.EmbeddedZooKeeper;
 import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.pki.Role;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.Transport;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -134,6 +136,9 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         }
     }
 
+    @picocli.CommandLine.Mixin
+    TlsOptions tls;
+
     @Override
     public Integer call() throws Exception {
         if ((zk == null) == (embeddedZk == null)) {
@@ -147,6 +152,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         }
         // Checked before anything starts: the replica's endpoint goes into ZooKeeper for CLIs and agents to dial.
         Endpoint advertised = AdvertisedEndpoint.choose("coordinator", listen, advertise, singleMachine);
+        // Checked before anything starts: a coordinator's certificate, or the explicit --insecure.
+        Transport transport = tls.daemon("coordinator", Role.COORDINATOR, null);
         EmbeddedZooKeeper server = null;
         String connect = zk;
         if (embeddedZk != null) {
@@ -162,6 +169,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
                 : FencePolicy.defaultFailoverMargin(Duration.ofMillis(agentSessionTimeoutMs));
         CoordinatorConfig config = CoordinatorConfig.of(
                 ZkClients.of(connect, clusterName, Duration.ofSeconds(10)), Endpoint.parse(listen), margin);
+        config = config.withTransport(transport);
         if (advertised != null) {
             config = config.withAdvertise(advertised);
         }

@@ -60,6 +60,12 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--keep", description = "Leave the cluster running at the end (it prints how to stop it).")
     boolean keep;
 
+    @Option(
+            names = "--insecure",
+            description = "Run the demo's cluster without TLS (by default it gets its own CA and a certificate for "
+                    + "every part).")
+    boolean insecure;
+
     @Override
     public Integer call() throws IOException, InterruptedException {
         Drivers.checkName(driver);
@@ -68,9 +74,14 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
         Path dir = Files.createTempDirectory("ferry-demo-");
         say.println("Ferry demo: starting a cluster on loopback in " + dir
                 + ": a coordinator with an embedded ZooKeeper " + "server, and 3 agents (" + driver
-                + " driver, ZooKeeper session timeout " + SESSION_TIMEOUT.toMillis() + " ms)");
+                + " driver, ZooKeeper session timeout " + SESSION_TIMEOUT.toMillis() + " ms), "
+                + (insecure ? "WITHOUT TLS (--insecure)" : "all talking mutual TLS with certificates from its own CA"));
         ClusterFile cluster = LocalCluster.up(
-                dir, LocalCluster.Options.of(3, driver).withSessionTimeout(SESSION_TIMEOUT), Duration.ofSeconds(90));
+                dir,
+                LocalCluster.Options.of(3, driver)
+                        .withSessionTimeout(SESSION_TIMEOUT)
+                        .insecure(insecure),
+                Duration.ofSeconds(90));
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("dir", dir.toString());
         List<Map<String, Object>> migrations = new ArrayList<>();
@@ -248,11 +259,7 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
                 if (h.id().equals(victim)) {
                     continue;
                 }
-                try (AgentClient a = new AgentClient(
-                        dev.ferry.rpc.Transport.plaintext(),
-                        h.id(),
-                        dev.ferry.rpc.Endpoint.parse(h.endpoint()),
-                        Duration.ofSeconds(10))) {
+                try (AgentClient a = LocalCluster.client(cluster, h, Duration.ofSeconds(10))) {
                     for (VmStatus st : a.listVms()) {
                         if (st.getState() == VmState.VM_STATE_RUNNING) {
                             running.computeIfAbsent(st.getSpec().getName(), k -> new ArrayList<>())

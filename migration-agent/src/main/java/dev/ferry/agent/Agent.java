@@ -105,7 +105,10 @@ public final class Agent implements AutoCloseable {
         AgentControlService control = new AgentControlService(
                 registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
         server = transport.startServer(
-                config.listen(), serverExecutor, List.of(control.definition(), streams.definition()));
+                config.listen(),
+                serverExecutor,
+                List.of(control.definition(), streams.definition()),
+                AgentAccess.policy(clustered));
         Endpoint bound = Transport.boundEndpoint(config.listen(), server);
         // What other hosts are told (registration, stream endpoint): a wildcard or NATed bind is not an address.
         endpoint = config.advertise() != null ? config.advertise() : bound;

@@ -157,6 +157,21 @@ public record AgentConfig(
                 hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idle, advertise);
     }
 
+    /** The transport of this agent's server and of every channel it opens (mutual TLS or plaintext). */
+    public AgentConfig withTransport(Transport t) {
+        return new AgentConfig(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                t.withKeepalive(transport.keepalive()),
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                advertise);
+    }
+
     /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
     public AgentConfig withKeepalive(Transport.Keepalive keepalive) {
         return new AgentConfig(

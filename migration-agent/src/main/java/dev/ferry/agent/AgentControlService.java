@@ -2,6 +2,7 @@ package dev.ferry.agent;
 
 import dev.ferry.migration.receive.IncomingMigration;
 import dev.ferry.migration.receive.MigrationStreamService;
+import dev.ferry.pki.Role;
 import dev.ferry.proto.agent.AgentInfo;
 import dev.ferry.proto.agent.AgentInfoRequest;
 import dev.ferry.proto.agent.CancelMigrationRequest;
@@ -18,12 +19,14 @@ import dev.ferry.proto.agent.PrepareIncomingResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.proto.vm.VmStatus;
+import dev.ferry.rpc.Callers;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -98,7 +101,18 @@ final class AgentControlService {
                         "PrepareIncoming",
                         PrepareIncomingRequest.class,
                         PrepareIncomingResponse.class,
-                        (req, out) -> reply(out, () -> incoming.prepare(req)))
+                        (req, out) -> reply(out, () -> {
+                            // Only the source agent prepares its target (a lane from any other host
+                            // would be refused anyway; refusing here keeps disks and memory unclaimed).
+                            Optional<String> stranger = Callers.unlessAgent(
+                                    Callers.current(),
+                                    req.getSourceHost(),
+                                    "a prepare naming source " + req.getSourceHost());
+                            if (stranger.isPresent()) {
+                                throw new AgentException(Status.Code.PERMISSION_DENIED, stranger.get());
+                            }
+                            return incoming.prepare(req);
+                        }))
                 .serverStreaming("Migrate", MigrateRequest.class, MigrationEvent.class, this::migrate)
                 .unary(
                         "CancelMigration",
@@ -107,6 +121,11 @@ final class AgentControlService {
                         (req, out) -> reply(out, () -> {
                             if (!req.getMigrationId().isEmpty()) {
                                 return cancelIncoming(req); // from the source agent, not an order
+                            }
+                            if (Callers.currentIs(Role.AGENT)) {
+                                throw new AgentException(
+                                        Status.Code.PERMISSION_DENIED,
+                                        "an agent may cancel only an incoming migration it is the source of");
                             }
                             boolean ok = terms.order(
                                     req.getLeaderTerm(),
@@ -155,6 +174,13 @@ final class AgentControlService {
             throw new AgentException(
                     Status.Code.NOT_FOUND,
                     "no incoming migration " + req.getMigrationId() + " on " + registry.hostId());
+        }
+        if (Callers.currentIs(Role.AGENT)) {
+            Optional<String> stranger =
+                    Callers.unlessAgent(Callers.current(), m.sourceHost(), "migration " + m.migrationId());
+            if (stranger.isPresent()) {
+                throw new AgentException(Status.Code.PERMISSION_DENIED, stranger.get());
+            }
         }
         if (m.state() == IncomingMigration.State.READY) {
             throw new AgentException(

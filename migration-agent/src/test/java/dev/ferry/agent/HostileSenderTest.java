@@ -59,7 +59,7 @@ class HostileSenderTest {
                 Transport.plaintext(),
                 dir -> new SimDriver(),
                 c -> c.withTimeouts(c.timeouts(), HANDSHAKE).withIdleTimeout(IDLE));
-        channel = Transport.plaintext().channel(pair.b.endpoint());
+        channel = Transport.plaintext().channel(pair.b.endpoint(), dev.ferry.rpc.PeerRequirement.agent("host-b"));
     }
 
     @AfterEach

@@ -71,6 +71,15 @@ public final class GrpcService {
         return grpcDescriptor;
     }
 
+    /** The full gRPC name of method {@code name} ("pkg.Service/Method"); fails if there is none. */
+    public String fullMethodName(String name) {
+        MethodDescriptor<Message, Message> md = methods.get(name);
+        if (md == null) {
+            throw new IllegalArgumentException("service " + fullName() + " has no method " + name);
+        }
+        return md.getFullMethodName();
+    }
+
     /**
      * The client-side descriptor of one method, typed. Fails if the method does not exist or its
      * request or response type is not the one the caller expects.

@@ -3,6 +3,7 @@ package dev.ferry.rpc;
 import io.grpc.ClientInterceptor;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
+import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
@@ -68,22 +69,44 @@ public final class Transport {
     }
 
     private final TransportSecurity security;
+    /** The TLS contexts of {@link TransportSecurity.MutualTls}; null for plaintext. */
+    private final TlsContexts tls;
+
     private final List<ClientInterceptor> interceptors;
     private final Keepalive keepalive;
 
     public Transport(TransportSecurity security) {
-        this(security, List.of(), Keepalive.DEFAULT);
+        this(security, tlsOf(security), List.of(), Keepalive.DEFAULT);
     }
 
-    private Transport(TransportSecurity security, List<ClientInterceptor> interceptors, Keepalive keepalive) {
+    private Transport(
+            TransportSecurity security, TlsContexts tls, List<ClientInterceptor> interceptors, Keepalive keepalive) {
         this.security = Objects.requireNonNull(security, "security");
+        this.tls = tls;
         this.interceptors = List.copyOf(interceptors);
         this.keepalive = Objects.requireNonNull(keepalive, "keepalive");
     }
 
+    private static TlsContexts tlsOf(TransportSecurity security) {
+        return switch (security) {
+            case TransportSecurity.Plaintext p -> null;
+            case TransportSecurity.MutualTls m -> new TlsContexts(m.credentials(), java.time.Clock.systemUTC());
+        };
+    }
+
+    /** A transport with mutual TLS on every server and channel, from {@code credentials}. */
+    public static Transport mutualTls(dev.ferry.pki.Credentials credentials) {
+        return new Transport(TransportSecurity.mutualTls(credentials));
+    }
+
+    /** Whether servers and channels built here authenticate both ends. */
+    public boolean secure() {
+        return tls != null;
+    }
+
     /** The same transport with these keepalive settings on the servers and channels it builds. */
     public Transport withKeepalive(Keepalive k) {
-        return new Transport(security, interceptors, k);
+        return new Transport(security, tls, interceptors, k);
     }
 
     public Keepalive keepalive() {
@@ -97,7 +120,7 @@ public final class Transport {
     public Transport withClientInterceptor(ClientInterceptor interceptor) {
         List<ClientInterceptor> all = new java.util.ArrayList<>(interceptors);
         all.add(interceptor);
-        return new Transport(security, all, keepalive);
+        return new Transport(security, tls, all, keepalive);
     }
 
     public static Transport plaintext() {
@@ -108,9 +131,26 @@ public final class Transport {
         return security;
     }
 
-    /** Starts a server on {@code listen} (port 0 picks a free port; see {@link #boundEndpoint}). */
-    public Server startServer(Endpoint listen, Executor executor, List<ServerServiceDefinition> services)
+    /**
+     * Starts a server on {@code listen} (port 0 picks a free port; see {@link #boundEndpoint}). With
+     * mutual TLS every call carries its caller's identity ({@link Callers}) and is refused unless
+     * {@code policy} allows the caller's role; the policy must name every method of {@code services}
+     * whatever the security, so a plaintext test also catches a method nobody decided on.
+     */
+    public Server startServer(
+            Endpoint listen, Executor executor, List<ServerServiceDefinition> rawServices, AccessPolicy policy)
             throws IOException {
+        policy.requireCovers(rawServices);
+        List<ServerServiceDefinition> services = tls == null
+                ? rawServices
+                : rawServices.stream()
+                        // The last interceptor runs first: the identity is known before the policy asks.
+                        .map(s -> ServerInterceptors.intercept(s, policy.interceptor(), Callers.fromTlsSession()))
+                        .toList();
+        if (tls != null && listen instanceof Endpoint.InProcess) {
+            throw new IllegalArgumentException(
+                    "an in-process server carries no certificates; use plaintext for " + listen);
+        }
         Server server = switch (listen) {
             case Endpoint.Tcp tcp -> {
                 NettyServerBuilder b = NettyServerBuilder.forAddress(
@@ -139,15 +179,11 @@ public final class Transport {
     }
 
     private io.grpc.ServerCredentials serverCredentials() {
-        return switch (security) {
-            case TransportSecurity.Plaintext p -> io.grpc.InsecureServerCredentials.create();
-        };
+        return tls == null ? io.grpc.InsecureServerCredentials.create() : tls.server();
     }
 
-    private io.grpc.ChannelCredentials channelCredentials() {
-        return switch (security) {
-            case TransportSecurity.Plaintext p -> io.grpc.InsecureChannelCredentials.create();
-        };
+    private io.grpc.ChannelCredentials channelCredentials(PeerRequirement peer) {
+        return tls == null ? io.grpc.InsecureChannelCredentials.create() : tls.client(peer);
     }
 
     /** The endpoint a started server actually listens on (resolves port 0). */
@@ -161,10 +197,11 @@ public final class Transport {
     /**
      * A channel to {@code target}. Each call returns a new channel and so, for TCP, a new
      * connection: migration lanes each take their own so that they do not share one connection's
-     * flow-control window and event loop.
+     * flow-control window and event loop. With mutual TLS the handshake fails unless the server's
+     * certificate is one {@code peer} accepts.
      */
-    public ManagedChannel channel(Endpoint target) {
-        return channel(target, false);
+    public ManagedChannel channel(Endpoint target, PeerRequirement peer) {
+        return channel(target, peer, false);
     }
 
     /**
@@ -172,14 +209,16 @@ public final class Transport {
      * open on it, so that a connection to a dead destination fails its lane even before (or
      * between) calls. Servers built here permit that.
      */
-    public ManagedChannel laneChannel(Endpoint target) {
-        return channel(target, true);
+    public ManagedChannel laneChannel(Endpoint target, PeerRequirement peer) {
+        return channel(target, peer, true);
     }
 
-    private ManagedChannel channel(Endpoint target, boolean keepAliveWithoutCalls) {
+    private ManagedChannel channel(Endpoint target, PeerRequirement peer, boolean keepAliveWithoutCalls) {
+        Objects.requireNonNull(peer, "peer");
         return switch (target) {
             case Endpoint.Tcp tcp ->
-                NettyChannelBuilder.forAddress(tcp.host(), tcp.port(), ComposingCumulation.client(channelCredentials()))
+                NettyChannelBuilder.forAddress(
+                                tcp.host(), tcp.port(), ComposingCumulation.client(channelCredentials(peer)))
                         .flowControlWindow(FLOW_CONTROL_WINDOW)
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)
                         .keepAliveTime(keepalive.time().toNanos(), TimeUnit.NANOSECONDS)
@@ -187,6 +226,10 @@ public final class Transport {
                         .keepAliveWithoutCalls(keepAliveWithoutCalls)
                         .intercept(interceptors)
                         .build();
+            case Endpoint.InProcess ip
+            when tls != null ->
+                throw new IllegalArgumentException(
+                        "an in-process channel carries no certificates; use plaintext for " + target);
             case Endpoint.InProcess ip ->
                 InProcessChannelBuilder.forName(ip.name())
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)

@@ -33,8 +33,14 @@ class GrpcServiceTest {
     @BeforeEach
     void start() throws Exception {
         Endpoint endpoint = new Endpoint.InProcess("echo-" + UUID.randomUUID());
-        server = transport.startServer(endpoint, Executors.newCachedThreadPool(), List.of(echoService()));
-        channel = transport.channel(endpoint);
+        server = transport.startServer(
+                endpoint,
+                Executors.newCachedThreadPool(),
+                List.of(echoService()),
+                AccessPolicy.builder()
+                        .allowAll(ECHO, dev.ferry.pki.Role.OPERATOR)
+                        .build());
+        channel = transport.channel(endpoint, PeerRequirement.anyOf(dev.ferry.pki.Role.OPERATOR));
     }
 
     @AfterEach

@@ -3,7 +3,10 @@ package dev.ferry.cli.bench;
 import dev.ferry.hypervisor.GuestMemory;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.memory.RamFile;
+import dev.ferry.pki.Role;
+import dev.ferry.rpc.AccessPolicy;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.PeerRequirement;
 import dev.ferry.rpc.Transport;
 import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
@@ -141,12 +144,16 @@ final class GrpcBytes {
                 .build();
         return Transport.plaintext()
                 .startServer(
-                        new Endpoint.Tcp("127.0.0.1", 0), Executors.newVirtualThreadPerTaskExecutor(), List.of(def));
+                        new Endpoint.Tcp("127.0.0.1", 0),
+                        Executors.newVirtualThreadPerTaskExecutor(),
+                        List.of(def),
+                        // The floor is plaintext gRPC; the policy only has to name the method.
+                        AccessPolicy.builder().allow(PUSH, Role.AGENT).build());
     }
 
     /** Sends all of {@code memory} (pread into a fresh array per message, as Ferry's sender does). */
     static void send(Endpoint.Tcp to, GuestMemory memory) throws IOException {
-        ManagedChannel channel = Transport.plaintext().channel(to);
+        ManagedChannel channel = Transport.plaintext().channel(to, PeerRequirement.agent("bench-sink"));
         try {
             CompletableFuture<byte[]> reply = new CompletableFuture<>();
             Thread sender = Thread.currentThread();

@@ -450,8 +450,8 @@ public final class QemuBench {
         Path srcRam = Path.of(src.ramDir(), name + ".ram");
         Path dstRam = Path.of(dst.ramDir(), name + ".ram");
         Map<String, Object> d = new LinkedHashMap<>();
-        try (AgentClient a = LocalCluster.client(src, Duration.ofSeconds(600));
-                AgentClient b = LocalCluster.client(dst, Duration.ofSeconds(600));
+        try (AgentClient a = LocalCluster.client(cluster, src, Duration.ofSeconds(600));
+                AgentClient b = LocalCluster.client(cluster, dst, Duration.ofSeconds(600));
                 Ballast ballast = new Ballast(ramDir.resolve("ballast"))) {
             try {
                 a.createVm(CreateVmRequest.newBuilder()
@@ -589,8 +589,8 @@ public final class QemuBench {
                 + " unmeasured migrations of a 512 MiB guest (ws256m)");
         String name = "qb-warmup";
         List<ClusterFile.Host> hosts = cluster.hosts();
-        try (AgentClient a = LocalCluster.client(hosts.get(0), Duration.ofSeconds(300));
-                AgentClient b = LocalCluster.client(hosts.get(1), Duration.ofSeconds(300))) {
+        try (AgentClient a = LocalCluster.client(cluster, hosts.get(0), Duration.ofSeconds(300));
+                AgentClient b = LocalCluster.client(cluster, hosts.get(1), Duration.ofSeconds(300))) {
             try {
                 a.createVm(CreateVmRequest.newBuilder()
                         .setSpec(BenchWorkload.WS256M.spec(name, 512L << 20))
@@ -788,6 +788,12 @@ public final class QemuBench {
                     maxThrottle = Math.max(maxThrottle, q.cpuThrottlePercent());
                 }
                 if (q.ended()) {
+                    // QEMU 7.2 sets "completed" before it computes total-time and downtime (its
+                    // migration thread fills them in a moment later): a query in between reads 0.
+                    for (int i = 0; i < 40 && q.completed() && q.totalTimeMs() == 0; i++) {
+                        Thread.sleep(25);
+                        q = QueryMigrate.parse(sq.execute("query-migrate", QMP));
+                    }
                     break;
                 }
                 if (!cancelled && System.nanoTime() > deadline) {

@@ -182,6 +182,9 @@ public final class TransferBench {
     private static final long WARM_SLACK = 256L << 20;
 
     private Path scratchDir;
+    /** The benchmark's two agents (their clients speak the cluster's TLS). */
+    private ClusterFile cluster;
+
     private final Settings settings;
     private final PrintStream say;
 
@@ -197,8 +200,7 @@ public final class TransferBench {
         scratchDir = ramDir;
         warmHostMemory(ramDir, 2 * Math.max(settings.size(), settings.memorySize()) + (1L << 30));
         say.println("starting 2 agents and a raw TCP receiver in " + dir);
-        ClusterFile cluster =
-                LocalCluster.up(dir, LocalCluster.Options.of(2, "sim").standalone(), Duration.ofSeconds(60));
+        cluster = LocalCluster.up(dir, LocalCluster.Options.of(2, "sim").standalone(), Duration.ofSeconds(60));
         Process sink = startSink(ramDir.resolve("sink"), dir.resolve("sink.endpoint"));
         List<Case> cases = new ArrayList<>();
         List<MemoryRun> memory = new ArrayList<>();
@@ -402,8 +404,8 @@ public final class TransferBench {
             int streams,
             ProcessMemory s,
             ProcessMemory r) {
-        try (AgentClient a = LocalCluster.client(source, Duration.ofSeconds(300));
-                AgentClient b = LocalCluster.client(target, Duration.ofSeconds(300))) {
+        try (AgentClient a = LocalCluster.client(cluster, source, Duration.ofSeconds(300));
+                AgentClient b = LocalCluster.client(cluster, target, Duration.ofSeconds(300))) {
             a.createVm(CreateVmRequest.newBuilder()
                     .setSpec(spec(vm, p, size))
                     .setStart(true)

@@ -26,8 +26,10 @@ public record ClusterFile(
         String clusterName,
         long sessionTimeoutMs,
         Coordinator coordinator,
-        List<Host> hosts) {
-    public static final int VERSION = 2;
+        List<Host> hosts,
+        String pki) {
+    /** 3: the cluster's certificates ({@code pki}, null when it was started with --insecure). */
+    public static final int VERSION = 3;
 
     /** The coordinator process (it also runs the embedded ZooKeeper server). */
     public record Coordinator(String endpoint, long pid, String log, String zkDataDir) {}
@@ -45,6 +47,12 @@ public record ClusterFile(
         }
         throw new CliException("no host '" + id + "' in this cluster (hosts: "
                 + String.join(", ", hosts.stream().map(Host::id).toList()) + ")");
+    }
+
+    /** The same cluster with {@code hosts} instead (an agent restarted). */
+    public ClusterFile withHosts(List<Host> newHosts) {
+        return new ClusterFile(
+                version, driver, createdAt, zookeeper, clusterName, sessionTimeoutMs, coordinator, newHosts, pki);
     }
 
     /** True when a coordinator and ZooKeeper run this cluster (every cluster `ferry cluster up` starts). */

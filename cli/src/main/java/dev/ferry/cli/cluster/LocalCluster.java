@@ -46,18 +46,29 @@ public final class LocalCluster {
             boolean withCoordinator,
             Duration sessionTimeout,
             long hostMemory,
-            int hostVcpus) {
+            int hostVcpus,
+            boolean insecure) {
         public static Options of(int hosts, String driver) {
-            return new Options(hosts, driver, true, Duration.ofSeconds(10), 0, 0);
+            return new Options(hosts, driver, true, Duration.ofSeconds(10), 0, 0, false);
         }
 
         public Options withSessionTimeout(Duration t) {
-            return new Options(hosts, driver, withCoordinator, t, hostMemory, hostVcpus);
+            return new Options(hosts, driver, withCoordinator, t, hostMemory, hostVcpus, insecure);
         }
 
         public Options standalone() {
-            return new Options(hosts, driver, false, sessionTimeout, hostMemory, hostVcpus);
+            return new Options(hosts, driver, false, sessionTimeout, hostMemory, hostVcpus, insecure);
         }
+
+        /** Without TLS: every part plaintext (benchmarks comparing the cost); each daemon logs it. */
+        public Options insecure(boolean yes) {
+            return new Options(hosts, driver, withCoordinator, sessionTimeout, hostMemory, hostVcpus, yes);
+        }
+    }
+
+    /** The TLS flags of a daemon of the cluster at {@code dir}: its certificate, or --insecure. */
+    private static List<String> tlsArgs(String pki, String sub, String name) {
+        return pki == null ? List.of("--insecure") : LocalPki.daemonArgs(Path.of(pki), sub, name);
     }
 
     public static ClusterFile up(Path dir, int hosts, String driver, Duration timeout) {
@@ -91,6 +102,17 @@ public final class LocalCluster {
         }
         List<Process> processes = new ArrayList<>();
         long deadline = System.nanoTime() + timeout.toNanos();
+        List<String> hostIds = new ArrayList<>();
+        for (int i = 1; i <= o.hosts(); i++) {
+            hostIds.add("host-" + i);
+        }
+        String pki;
+        if (o.insecure()) {
+            deleteTree(dir.resolve(LocalPki.DIR)); // no stale certificates suggesting otherwise
+            pki = null;
+        } else {
+            pki = LocalPki.create(dir, NAME, hostIds).toString();
+        }
         try {
             ClusterFile.Coordinator coordinator = null;
             String zk = null;
@@ -115,6 +137,7 @@ public final class LocalCluster {
                         endpointFile.toString(),
                         "--agent-session-timeout-ms",
                         Long.toString(o.sessionTimeout().toMillis())));
+                args.addAll(tlsArgs(pki, "coordinator", LocalPki.COORDINATOR));
                 Process p = spawn(DaemonJvm.COORDINATOR, args, log);
                 processes.add(p);
                 Map<String, String> ends = awaitEndpoints(endpointFile, p, log, "the coordinator", deadline, timeout);
@@ -124,9 +147,8 @@ public final class LocalCluster {
             }
             String ramBase = ramBase(dir);
             List<ClusterFile.Host> started = new ArrayList<>();
-            for (int i = 1; i <= o.hosts(); i++) {
-                String id = "host-" + i;
-                started.add(startAgentProcess(dir, id, o, zk, ramBase, processes));
+            for (String id : hostIds) {
+                started.add(startAgentProcess(dir, id, o, zk, ramBase, pki, processes));
             }
             List<ClusterFile.Host> ready = new ArrayList<>();
             for (int i = 0; i < started.size(); i++) {
@@ -146,7 +168,8 @@ public final class LocalCluster {
                     o.withCoordinator() ? NAME : null,
                     o.sessionTimeout().toMillis(),
                     coordinator,
-                    ready);
+                    ready,
+                    pki);
             file.write(dir);
             return file;
         } catch (IOException e) {
@@ -167,7 +190,8 @@ public final class LocalCluster {
     }
 
     private static ClusterFile.Host startAgentProcess(
-            Path dir, String id, Options o, String zk, String ramBase, List<Process> processes) throws IOException {
+            Path dir, String id, Options o, String zk, String ramBase, String pki, List<Process> processes)
+            throws IOException {
         Path data = dir.resolve(id);
         Path ram = Path.of(ramBase, id);
         Path endpointFile = data.resolve("endpoint");
@@ -188,6 +212,7 @@ public final class LocalCluster {
                 o.driver(),
                 "--endpoint-file",
                 endpointFile.toString()));
+        args.addAll(tlsArgs(pki, "agents", id));
         if (zk != null) {
             args.addAll(List.of(
                     "--zk",
@@ -220,12 +245,18 @@ public final class LocalCluster {
         if (alive(old).isPresent()) {
             throw new CliException("agent " + id + " is still running (pid " + old.pid() + ")");
         }
-        Options o =
-                new Options(f.hosts().size(), f.driver(), f.clustered(), Duration.ofMillis(f.sessionTimeoutMs()), 0, 0);
+        Options o = new Options(
+                f.hosts().size(),
+                f.driver(),
+                f.clustered(),
+                Duration.ofMillis(f.sessionTimeoutMs()),
+                0,
+                0,
+                f.pki() == null);
         List<Process> processes = new ArrayList<>();
         try {
             ClusterFile.Host h = startAgentProcess(
-                    dir, id, o, f.zookeeper(), Path.of(old.ramDir()).getParent().toString(), processes);
+                    dir, id, o, f.zookeeper(), Path.of(old.ramDir()).getParent().toString(), f.pki(), processes);
             Map<String, String> ends = awaitEndpoints(
                     Path.of(h.dataDir(), "endpoint"),
                     processes.getFirst(),
@@ -241,15 +272,7 @@ public final class LocalCluster {
                                         id, ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(), h.log())
                                 : x);
             }
-            ClusterFile updated = new ClusterFile(
-                    f.version(),
-                    f.driver(),
-                    f.createdAt(),
-                    f.zookeeper(),
-                    f.clusterName(),
-                    f.sessionTimeoutMs(),
-                    f.coordinator(),
-                    hosts);
+            ClusterFile updated = f.withHosts(hosts);
             updated.write(dir);
             return updated;
         } catch (IOException e) {
@@ -480,15 +503,17 @@ public final class LocalCluster {
         return root == null || root.isBlank() ? "/dev/shm/ferry" : root;
     }
 
-    public static AgentClient client(ClusterFile.Host h, Duration deadline) {
-        return new AgentClient(Transport.plaintext(), h.id(), Endpoint.parse(h.endpoint()), deadline);
+    /** A client of agent {@code h} of {@code file}'s cluster, as its operator (or plaintext if --insecure). */
+    public static AgentClient client(ClusterFile file, ClusterFile.Host h, Duration deadline) {
+        return new AgentClient(LocalPki.transport(file), h.id(), Endpoint.parse(h.endpoint()), deadline);
     }
 
     /** Opens clients to every host; callers close them. */
     public static List<AgentClient> clients(ClusterFile file, Duration deadline) {
+        Transport t = LocalPki.transport(file);
         List<AgentClient> out = new ArrayList<>();
         for (ClusterFile.Host h : file.hosts()) {
-            out.add(client(h, deadline));
+            out.add(new AgentClient(t, h.id(), Endpoint.parse(h.endpoint()), deadline));
         }
         return out;
     }
@@ -497,7 +522,7 @@ public final class LocalCluster {
     public static ClusterFile.Host locate(ClusterFile file, String vm, Duration deadline) {
         List<String> unreachable = new ArrayList<>();
         for (ClusterFile.Host h : file.hosts()) {
-            try (AgentClient c = client(h, deadline)) {
+            try (AgentClient c = client(file, h, deadline)) {
                 var status = c.getVm(vm);
                 if (status.getState() != dev.ferry.proto.vm.VmState.VM_STATE_INCOMING) {
                     return h;

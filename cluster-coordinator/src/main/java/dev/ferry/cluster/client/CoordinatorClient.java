@@ -17,6 +17,7 @@ import dev.ferry.proto.coordinator.StatusRequest;
 import dev.ferry.proto.coordinator.VmRef;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.PeerRequirement;
 import dev.ferry.rpc.Transport;
 import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
@@ -224,7 +225,8 @@ public final class CoordinatorClient implements AutoCloseable {
     // ---- calls, leader-following and retries
 
     private ManagedChannel channel(String endpoint) {
-        return channels.computeIfAbsent(endpoint, e -> transport.channel(Endpoint.parse(e)));
+        return channels.computeIfAbsent(
+                endpoint, e -> transport.channel(Endpoint.parse(e), PeerRequirement.anyCoordinator()));
     }
 
     /** The replica to ask: the last one that answered, or one looked up, retrying until {@code deadline}. */

@@ -106,7 +106,11 @@ public final class Coordinator implements Closeable {
         promises = OutagePromises.forMargin(
                 config.failoverMargin(), () -> client.getZookeeperClient().isConnected());
         server = config.transport()
-                .startServer(config.listen(), serverExecutor, List.of(service.definition(), promises.definition()));
+                .startServer(
+                        config.listen(),
+                        serverExecutor,
+                        List.of(service.definition(), promises.definition()),
+                        CoordinatorAccess.policy());
         endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
         promises.replica(endpoint.toString());
         OutagePromises p = promises;

@@ -82,6 +82,21 @@ public record CoordinatorConfig(
                 restartResetAfter);
     }
 
+    /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
+    public CoordinatorConfig withTransport(Transport t) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                t,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter);
+    }
+
     public CoordinatorConfig withAdvertise(Endpoint e) {
         return new CoordinatorConfig(
                 zk,

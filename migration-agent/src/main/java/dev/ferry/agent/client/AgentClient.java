@@ -16,6 +16,7 @@ import dev.ferry.proto.agent.PrepareIncomingResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.vm.VmStatus;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.PeerRequirement;
 import dev.ferry.rpc.Transport;
 import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
@@ -39,7 +40,7 @@ public final class AgentClient implements AutoCloseable {
     public AgentClient(Transport transport, String name, Endpoint endpoint, Duration deadline) {
         this.name = name;
         this.endpoint = endpoint;
-        this.channel = transport.channel(endpoint);
+        this.channel = transport.channel(endpoint, PeerRequirement.agent(name));
         this.deadline = deadline;
     }
 

@@ -5,6 +5,7 @@ import dev.ferry.proto.coordinator.OutageAnswer;
 import dev.ferry.proto.coordinator.OutageQuestion;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.GrpcService;
+import dev.ferry.rpc.PeerRequirement;
 import dev.ferry.rpc.Transport;
 import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
@@ -106,7 +107,8 @@ final class OutageWitnesses implements Closeable {
     }
 
     private ManagedChannel channel(String endpoint) {
-        return channels.computeIfAbsent(endpoint, e -> transport.channel(Endpoint.parse(e)));
+        return channels.computeIfAbsent(
+                endpoint, e -> transport.channel(Endpoint.parse(e), PeerRequirement.anyCoordinator()));
     }
 
     @Override

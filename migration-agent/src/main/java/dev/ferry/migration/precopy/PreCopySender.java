@@ -32,6 +32,7 @@ import dev.ferry.proto.migration.SenderFrame;
 import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.PeerRequirement;
 import dev.ferry.rpc.Transport;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -304,7 +305,7 @@ public final class PreCopySender {
         for (int i = 0; i < options.lanes(); i++) {
             SenderLane lane = new SenderLane(
                     i,
-                    transport.laneChannel(endpoint),
+                    transport.laneChannel(endpoint, PeerRequirement.agent(parties.targetHost())),
                     () -> cancelRequested && !commitStarted,
                     options.timeouts().stall());
             lanes.add(lane);

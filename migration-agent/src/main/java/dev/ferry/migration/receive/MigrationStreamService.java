@@ -1,16 +1,19 @@
 package dev.ferry.migration.receive;
 
 import dev.ferry.migration.MigrationStreamRpc;
+import dev.ferry.pki.Identity;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.HelloAck;
 import dev.ferry.proto.migration.MigrationStep;
 import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.SenderFrame;
+import dev.ferry.rpc.Callers;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.Collection;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import org.slf4j.Logger;
@@ -50,6 +53,8 @@ public final class MigrationStreamService {
     }
 
     private StreamObserver<SenderFrame> transfer(StreamObserver<ReceiverFrame> responses) {
+        // Who opened this lane, from its certificate (empty on a plaintext agent).
+        Optional<Identity> caller = Callers.current();
         ServerCallStreamObserver<ReceiverFrame> out = (ServerCallStreamObserver<ReceiverFrame>) responses;
         out.disableAutoRequest();
         out.request(1);
@@ -72,6 +77,13 @@ public final class MigrationStreamService {
                 IncomingMigration m = incoming.get(hello.getMigrationId());
                 if (m == null) {
                     refuse("this agent is not expecting migration '" + hello.getMigrationId() + "'");
+                    return;
+                }
+                // Another host of the cluster, even knowing the migration id, must not feed this
+                // guest's memory: only the source the prepare named may.
+                Optional<String> stranger = Callers.unlessAgent(caller, m.sourceHost(), "migration " + m.migrationId());
+                if (stranger.isPresent()) {
+                    refuse(stranger.get());
                     return;
                 }
                 ReceiverLane candidate = new ReceiverLane(m, hello.getLane(), hello.getLaneCount(), out);

@@ -1,6 +1,8 @@
 package dev.ferry.testkit.netns;
 
 import dev.ferry.cli.DaemonJvm;
+import dev.ferry.pki.CertificateAuthority;
+import dev.ferry.pki.Role;
 import dev.ferry.testing.TestDirs;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -8,6 +10,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
+import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -297,6 +300,7 @@ public final class NetnsCluster implements AutoCloseable {
             a++;
             plug(new NetnsHost(spec.hostId(), id + "-h" + a, SUBNET + "." + (100 + a), switchNamespace, "v-h" + a));
         }
+        createPki();
         createZooKeepers();
         zookeepers.forEach(Daemon::start);
         awaitZooKeeperQuorum(remaining(deadline));
@@ -508,6 +512,45 @@ public final class NetnsCluster implements AutoCloseable {
         return Optional.empty();
     }
 
+    // ---- certificates
+
+    /**
+     * The cluster's CA and a certificate for every coordinator, agent and the operator, as an
+     * operator would make them with `ferry pki`: every daemon and command of this cluster speaks
+     * mutual TLS, so the chaos suite exercises the transport production runs.
+     */
+    private void createPki() {
+        Path pki = root.resolve("pki");
+        Clock utc = Clock.systemUTC();
+        CertificateAuthority ca = CertificateAuthority.create(pki, settings.clusterName, Duration.ofDays(30), utc);
+        for (int i = 1; i <= settings.coordinators; i++) {
+            ca.issue(
+                    "coordinator-" + i,
+                    Role.COORDINATOR,
+                    Duration.ofDays(7),
+                    List.of(),
+                    List.of(),
+                    pki.resolve("c"),
+                    utc);
+        }
+        for (AgentSpec spec : settings.agentSpecs) {
+            ca.issue(spec.hostId(), Role.AGENT, Duration.ofDays(7), List.of(), List.of(), pki.resolve("a"), utc);
+        }
+        ca.issue("operator", Role.OPERATOR, Duration.ofDays(7), List.of(), List.of(), pki.resolve("o"), utc);
+    }
+
+    /** The TLS flags of {@code name}'s certificate in pki/{@code sub}. */
+    private List<String> tlsArgs(String sub, String name) {
+        Path d = root.resolve("pki").resolve(sub);
+        return List.of(
+                "--cert",
+                d.resolve(name + ".crt").toString(),
+                "--key",
+                d.resolve(name + ".key").toString(),
+                "--ca",
+                d.resolve(CertificateAuthority.CA_CERT).toString());
+    }
+
     // ---- coordinators
 
     private void createCoordinators() {
@@ -527,6 +570,7 @@ public final class NetnsCluster implements AutoCloseable {
                     Long.toString(settings.sessionTimeout.toMillis()),
                     "--endpoint-file",
                     endpointFile.toString()));
+            cmd.addAll(tlsArgs("c", "coordinator-" + i));
             if (settings.failoverMargin != null) {
                 cmd.addAll(List.of("--failover-margin-ms", Long.toString(settings.failoverMargin.toMillis())));
             }
@@ -606,6 +650,7 @@ public final class NetnsCluster implements AutoCloseable {
                     Integer.toString(spec.vcpus()),
                     "--endpoint-file",
                     endpointFile.toString()));
+            cmd.addAll(tlsArgs("a", spec.hostId()));
             if (spec.wildcardListen()) {
                 cmd.addAll(List.of("--listen", "0.0.0.0:" + AGENT_PORT, "--advertise", h.address() + ":" + AGENT_PORT));
             } else {
@@ -645,6 +690,7 @@ public final class NetnsCluster implements AutoCloseable {
         List<String> all = new ArrayList<>(args);
         if (!all.contains("--zk") && !all.contains("--cluster")) {
             all.addAll(List.of("--zk", zkConnect(), "--cluster-name", settings.clusterName));
+            all.addAll(tlsArgs("o", "operator"));
         }
         List<String> cmd = new ArrayList<>(settings.launcher.cli());
         cmd.addAll(all);

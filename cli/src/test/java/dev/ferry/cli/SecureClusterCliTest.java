@@ -1,0 +1,186 @@
+package dev.ferry.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.agent.client.AgentClient;
+import dev.ferry.cli.cluster.ClusterFile;
+import dev.ferry.cli.cluster.LocalCluster;
+import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.Transport;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A local cluster is secure by default: `cluster up` makes a CA and certificates, every part talks
+ * mutual TLS, and whoever lacks a certificate of the cluster's CA, or has the wrong role, is
+ * refused. The attacks are the ones issue 10 tried against a plaintext cluster.
+ */
+class SecureClusterCliTest {
+    @TempDir
+    static Path tmp;
+
+    static Path dir;
+    static ClusterFile cluster;
+
+    @BeforeAll
+    static void up() {
+        dir = tmp.resolve("cluster");
+        CliRun r = CliRun.of("cluster", "up", "--dir", dir.toString(), "--hosts", "2");
+        assertEquals(0, r.exit(), r.err());
+        assertTrue(r.out().contains("mutual TLS"), r.out());
+        cluster = ClusterFile.read(dir);
+        CliRun created = ferry("vm", "create", "web", "--memory", "64M", "--host", "host-1");
+        assertEquals(0, created.exit(), created.err());
+    }
+
+    @AfterAll
+    static void down() {
+        if (Files.exists(dir.resolve("cluster.json"))) {
+            assertEquals(
+                    0, CliRun.of("cluster", "down", "--dir", dir.toString()).exit());
+        }
+    }
+
+    private static CliRun ferry(String... args) {
+        List<String> all = new ArrayList<>(List.of(args));
+        all.addAll(List.of("--cluster", dir.toString()));
+        return CliRun.of(all.toArray(String[]::new));
+    }
+
+    private static List<String> as(Path certDir, String name) {
+        return List.of(
+                "--cert",
+                certDir.resolve(name + ".crt").toString(),
+                "--key",
+                certDir.resolve(name + ".key").toString(),
+                "--ca",
+                certDir.resolve("ca.crt").toString());
+    }
+
+    private static CliRun zk(List<String> who, String... args) {
+        List<String> all = new ArrayList<>(List.of(args));
+        all.addAll(List.of("--zk", cluster.zookeeper()));
+        all.addAll(who);
+        return CliRun.of(all.toArray(String[]::new));
+    }
+
+    @Test
+    void everyPartHasACertificateAndKeysAreOwnerOnly() throws Exception {
+        assertNotNull(cluster.pki(), "cluster.json records the cluster's certificates");
+        Path pki = Path.of(cluster.pki());
+        for (Path key : List.of(
+                pki.resolve("ca.key"),
+                pki.resolve("agents/host-1.key"),
+                pki.resolve("coordinator/coordinator-1.key"),
+                pki.resolve("operator/operator.key"))) {
+            assertEquals(
+                    "rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(key)), key.toString());
+        }
+        // The cluster's own commands use the operator certificate without being told.
+        CliRun list = ferry("vm", "list");
+        assertEquals(0, list.exit(), list.err());
+        assertTrue(list.out().contains("web"), list.out());
+    }
+
+    @Test
+    void aClientWithoutACertificateGetsNothing() {
+        CliRun plain = zk(List.of("--insecure"), "vm", "list");
+        assertNotEquals(0, plain.exit(), plain.out());
+        CliRun none = zk(List.of(), "vm", "list");
+        assertEquals(2, none.exit(), none.err());
+        assertTrue(none.err().contains("--insecure"), none.err());
+    }
+
+    @Test
+    void aCertificateFromAnotherCaIsRefusedThoughItClaimsTheSameClusterAndRole() {
+        Path evil = tmp.resolve("evil");
+        assertEquals(
+                0,
+                CliRun.of("pki", "init", "--dir", evil.toString(), "--cluster-name", "default")
+                        .exit());
+        CliRun issued = CliRun.of("pki", "issue", "operator", "--role", "operator", "--dir", evil.toString());
+        assertEquals(0, issued.exit(), issued.err());
+        CliRun r = zk(as(evil, "operator"), "vm", "stop", "web");
+        assertNotEquals(0, r.exit(), r.out());
+        CliRun still = ferry("vm", "show", "web", "--json");
+        assertTrue(still.out().contains("\"running\""), still.out());
+    }
+
+    @Test
+    void aViewerMayListButNotStop() {
+        Path people = tmp.resolve("people");
+        CliRun issued = CliRun.of(
+                "pki", "issue", "bob", "--role", "viewer", "--dir", cluster.pki(), "--out", people.toString());
+        assertEquals(0, issued.exit(), issued.err());
+        CliRun list = zk(as(people, "bob"), "vm", "list");
+        assertEquals(0, list.exit(), list.err());
+        assertTrue(list.out().contains("web"), list.out());
+        CliRun stop = zk(as(people, "bob"), "vm", "stop", "web");
+        assertNotEquals(0, stop.exit(), stop.out());
+        assertTrue(stop.err().contains("viewer"), stop.err());
+        CliRun still = ferry("vm", "show", "web", "--json");
+        assertTrue(still.out().contains("\"running\""), still.out());
+    }
+
+    @Test
+    void anOperatorCannotOrderAClusterAgentDirectly() {
+        // In a cluster only the coordinator orders agents (every order is then an intent with an
+        // epoch); an operator certificate may look at an agent but not stop its VMs behind the
+        // cluster's back.
+        ClusterFile.Host h1 = cluster.host("host-1");
+        try (AgentClient a = LocalCluster.client(cluster, h1, Duration.ofSeconds(20))) {
+            assertTrue(a.listVms().stream().anyMatch(v -> v.getSpec().getName().equals("web")));
+            AgentCallException x = assertThrows(AgentCallException.class, () -> a.stopVm("web"));
+            assertTrue(x.getMessage().contains("coordinator"), x.getMessage());
+        }
+        // And plaintext gets no answer at all from an agent.
+        try (AgentClient a = new AgentClient(
+                Transport.plaintext(), "host-1", Endpoint.parse(h1.endpoint()), Duration.ofSeconds(20))) {
+            assertThrows(AgentCallException.class, a::listVms);
+        }
+    }
+
+    @Test
+    void aDaemonWithoutTlsFilesOrInsecureRefusesToStart() {
+        CliRun r = CliRun.of(
+                "agent",
+                "--host-id",
+                "host-9",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                tmp.resolve("h9").toString());
+        assertEquals(2, r.exit(), r.err());
+        assertTrue(r.err().contains("--cert") && r.err().contains("--insecure"), r.err());
+        Path agents = Path.of(cluster.pki()).resolve("agents");
+        CliRun wrongName = CliRun.of(
+                "agent",
+                "--host-id",
+                "host-9",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                tmp.resolve("h9").toString(),
+                "--cert",
+                agents.resolve("host-1.crt").toString(),
+                "--key",
+                agents.resolve("host-1.key").toString(),
+                "--ca",
+                agents.resolve("ca.crt").toString());
+        assertEquals(2, wrongName.exit(), wrongName.err());
+        assertTrue(wrongName.err().contains("ferry://default/agent/host-1"), wrongName.err());
+    }
+}

@@ -1,0 +1,270 @@
+package dev.ferry.rpc;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.ferry.pki.CertificateAuthority;
+import dev.ferry.pki.Credentials;
+import dev.ferry.pki.Role;
+import dev.ferry.rpc.testproto.EchoTest;
+import dev.ferry.rpc.testproto.EchoTest.Ping;
+import dev.ferry.rpc.testproto.EchoTest.Pong;
+import io.grpc.CallOptions;
+import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
+import io.grpc.Server;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ClientCalls;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.X509TrustManager;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Mutual TLS as {@link Transport} builds it, on real TCP connections: who gets in, who is
+ * refused and why, and what a caller's identity is inside a handler.
+ */
+class MutualTlsTest {
+    private static final GrpcService ECHO = GrpcService.of(EchoTest.getDescriptor(), "Echo");
+    private static final Clock CLOCK = Clock.systemUTC();
+
+    @TempDir
+    static Path dir;
+
+    static Credentials host1;
+    static Credentials host2;
+    static Credentials operator;
+    static Credentials viewer;
+    static Credentials otherCluster;
+
+    private final List<AutoCloseable> closing = new ArrayList<>();
+
+    @BeforeAll
+    static void issue() {
+        CertificateAuthority ca = CertificateAuthority.create(dir.resolve("ca"), "prod", Duration.ofDays(30), CLOCK);
+        host1 = issue(ca, "host-1", Role.AGENT, "agents");
+        host2 = issue(ca, "host-2", Role.AGENT, "agents");
+        operator = issue(ca, "alice", Role.OPERATOR, "people");
+        viewer = issue(ca, "bob", Role.VIEWER, "people");
+        CertificateAuthority foreign =
+                CertificateAuthority.create(dir.resolve("foreign"), "prod", Duration.ofDays(30), CLOCK);
+        // Same cluster name, same role and name as a real agent: only the CA differs.
+        otherCluster = issue(foreign, "host-2", Role.AGENT, "foreign-agents");
+    }
+
+    private static Credentials issue(CertificateAuthority ca, String name, Role role, String sub) {
+        Credentials c = ca.issue(name, role, Duration.ofDays(1), List.of(), List.of(), dir.resolve(sub), CLOCK);
+        return Credentials.load(c.certificate(), c.key(), c.ca(), CLOCK);
+    }
+
+    @AfterEach
+    void close() throws Exception {
+        for (AutoCloseable c : closing.reversed()) {
+            c.close();
+        }
+    }
+
+    /** "Once" answers with the caller's identity; "Fanout" is for operators only. */
+    private static ServerServiceDefinition whoAmI() {
+        return ECHO.bind()
+                .unary("Once", Ping.class, Pong.class, (req, out) -> {
+                    out.onNext(Pong.newBuilder()
+                            .setText(Callers.current().map(Object::toString).orElse("nobody"))
+                            .build());
+                    out.onCompleted();
+                })
+                .serverStreaming("Fanout", Ping.class, Pong.class, (req, out) -> {
+                    out.onNext(Pong.newBuilder().setText("changed").build());
+                    out.onCompleted();
+                })
+                .clientStreaming("Gather", Ping.class, Pong.class, out -> null)
+                .bidiStreaming("Chat", Ping.class, Pong.class, out -> null)
+                .build();
+    }
+
+    private static AccessPolicy policy() {
+        return AccessPolicy.builder()
+                .allow(ECHO, List.of("Once"), Role.AGENT, Role.OPERATOR, Role.VIEWER)
+                .allow(ECHO, List.of("Fanout", "Gather", "Chat"), Role.OPERATOR)
+                .build();
+    }
+
+    private Endpoint serve(Credentials as) throws Exception {
+        Transport t = Transport.mutualTls(as);
+        Server server = t.startServer(
+                new Endpoint.Tcp("127.0.0.1", 0), Executors.newCachedThreadPool(), List.of(whoAmI()), policy());
+        closing.add(() -> server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
+        return Transport.boundEndpoint(new Endpoint.Tcp("127.0.0.1", 0), server);
+    }
+
+    private String once(Transport client, Endpoint to, PeerRequirement peer) {
+        ManagedChannel ch = client.channel(to, peer);
+        closing.add(() -> ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
+        MethodDescriptor<Ping, Pong> m = ECHO.method("Once", Ping.class, Pong.class);
+        return ClientCalls.blockingUnaryCall(
+                        ch, m, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS), Ping.getDefaultInstance())
+                .getText();
+    }
+
+    private void fanout(Transport client, Endpoint to, PeerRequirement peer) {
+        ManagedChannel ch = client.channel(to, peer);
+        closing.add(() -> ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
+        MethodDescriptor<Ping, Pong> m = ECHO.method("Fanout", Ping.class, Pong.class);
+        ClientCalls.blockingServerStreamingCall(
+                        ch, m, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS), Ping.getDefaultInstance())
+                .forEachRemaining(p -> {});
+    }
+
+    @Test
+    void aHandlerKnowsItsCallerFromTheCallersCertificate() throws Exception {
+        Endpoint e = serve(host1);
+        assertEquals("ferry://prod/agent/host-2", once(Transport.mutualTls(host2), e, PeerRequirement.agent("host-1")));
+        assertEquals(
+                "ferry://prod/operator/alice", once(Transport.mutualTls(operator), e, PeerRequirement.agent("host-1")));
+    }
+
+    @Test
+    void aChannelForOneHostRefusesAnotherHostsCertificate() throws Exception {
+        // A migration lane built for host-2 must not hand memory to host-1, although host-1's
+        // certificate is valid for this cluster.
+        Endpoint e = serve(host1);
+        StatusRuntimeException x = assertThrows(
+                StatusRuntimeException.class,
+                () -> once(Transport.mutualTls(operator), e, PeerRequirement.agent("host-2")));
+        assertEquals(Status.Code.UNAVAILABLE, x.getStatus().getCode());
+        assertTrue(causes(x).contains("ferry://prod/agent/host-1 but this connection is for agent host-2"), causes(x));
+    }
+
+    @Test
+    void aCertificateOfAnotherCaIsRefusedEvenWithTheSameName() throws Exception {
+        Endpoint e = serve(host1);
+        StatusRuntimeException x = assertThrows(
+                StatusRuntimeException.class,
+                () -> once(Transport.mutualTls(otherCluster), e, PeerRequirement.agent("host-1")));
+        assertEquals(Status.Code.UNAVAILABLE, x.getStatus().getCode());
+        // And the other way round: a server with the foreign certificate is not believed.
+        Endpoint rogue = serve(otherCluster);
+        StatusRuntimeException y = assertThrows(
+                StatusRuntimeException.class,
+                () -> once(Transport.mutualTls(host1), rogue, PeerRequirement.agent("host-2")));
+        assertTrue(causes(y).contains("not issued by cluster prod's CA"), causes(y));
+    }
+
+    @Test
+    void aPlaintextClientGetsNoHttp2FromASecureServer() throws Exception {
+        Endpoint e = serve(host1);
+        StatusRuntimeException x = assertThrows(
+                StatusRuntimeException.class, () -> once(Transport.plaintext(), e, PeerRequirement.agent("host-1")));
+        assertEquals(Status.Code.UNAVAILABLE, x.getStatus().getCode());
+        // What the issue saw: a bare HTTP/2 preface got SETTINGS back. Now nothing HTTP/2 comes back.
+        Endpoint.Tcp tcp = (Endpoint.Tcp) e;
+        try (Socket s = new Socket()) {
+            s.connect(new InetSocketAddress(tcp.host(), tcp.port()), 5000);
+            s.setSoTimeout(5000);
+            OutputStream out = s.getOutputStream();
+            out.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            out.write(new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0}); // an empty SETTINGS frame
+            out.flush();
+            InputStream in = s.getInputStream();
+            int first;
+            try {
+                first = in.read();
+            } catch (java.net.SocketException reset) {
+                first = -1;
+            }
+            // An HTTP/2 frame starts with its 24-bit length, 0 for SETTINGS; TLS alerts start with 0x15.
+            assertNotEquals(0, first, "the server answered in HTTP/2");
+        }
+    }
+
+    @Test
+    void olderTlsVersionsAreRefused() throws Exception {
+        Endpoint.Tcp e = (Endpoint.Tcp) serve(host1);
+        SSLContext ctx = SSLContext.getInstance("TLSv1.2");
+        ctx.init(null, new TrustManager[] {new TrustingEverything()}, null);
+        try (SSLSocket s = (SSLSocket) ctx.getSocketFactory().createSocket(e.host(), e.port())) {
+            s.setEnabledProtocols(new String[] {"TLSv1.2"});
+            s.setSoTimeout(5000);
+            assertThrows(java.io.IOException.class, s::startHandshake);
+        }
+    }
+
+    @Test
+    void aViewerMayLookButNotChange() throws Exception {
+        Endpoint e = serve(host1);
+        Transport bob = Transport.mutualTls(viewer);
+        assertEquals("ferry://prod/viewer/bob", once(bob, e, PeerRequirement.agent("host-1")));
+        StatusRuntimeException x =
+                assertThrows(StatusRuntimeException.class, () -> fanout(bob, e, PeerRequirement.agent("host-1")));
+        assertEquals(Status.Code.PERMISSION_DENIED, x.getStatus().getCode());
+        assertTrue(
+                x.getStatus().getDescription().contains("needs the role [operator]; ferry://prod/viewer/bob is viewer"),
+                x.getStatus().getDescription());
+        fanout(Transport.mutualTls(operator), e, PeerRequirement.agent("host-1"));
+    }
+
+    @Test
+    void aServerWhosePolicyMissesAMethodDoesNotStart() {
+        AccessPolicy partial = AccessPolicy.builder()
+                .allow(ECHO, List.of("Once"), Role.OPERATOR)
+                .build();
+        IllegalStateException x = assertThrows(
+                IllegalStateException.class,
+                () -> Transport.plaintext()
+                        .startServer(new Endpoint.Tcp("127.0.0.1", 0), Runnable::run, List.of(whoAmI()), partial));
+        assertTrue(x.getMessage().contains("Fanout"), x.getMessage());
+    }
+
+    @Test
+    void policyDecisionsArePure() {
+        AccessPolicy p = policy();
+        var alice = new dev.ferry.pki.Identity("prod", Role.OPERATOR, "alice");
+        var bob = new dev.ferry.pki.Identity("prod", Role.VIEWER, "bob");
+        String fanout = ECHO.fullMethodName("Fanout");
+        assertEquals(new AccessPolicy.Decision.Allowed(), p.decide(fanout, alice));
+        assertTrue(p.decide(fanout, bob) instanceof AccessPolicy.Decision.Denied);
+        assertTrue(p.decide("ferry.Unknown/Method", alice) instanceof AccessPolicy.Decision.Denied);
+    }
+
+    private static String causes(Throwable t) {
+        StringBuilder all = new StringBuilder();
+        for (Throwable c = t; c != null; c = c.getCause()) {
+            all.append(c).append(" | ");
+        }
+        return all.toString();
+    }
+
+    /** Accepts any server, so that only the protocol version decides the handshake. */
+    private static final class TrustingEverything implements X509TrustManager {
+        @Override
+        public void checkClientTrusted(java.security.cert.X509Certificate[] chain, String authType) {}
+
+        @Override
+        public void checkServerTrusted(java.security.cert.X509Certificate[] chain, String authType) {}
+
+        @Override
+        public java.security.cert.X509Certificate[] getAcceptedIssuers() {
+            return new java.security.cert.X509Certificate[0];
+        }
+    }
+}
