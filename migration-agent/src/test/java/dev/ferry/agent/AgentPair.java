@@ -47,13 +47,24 @@ final class AgentPair implements AutoCloseable {
     /** Two agents whose settings {@code tune} changes (it sees each host's, by its host id). */
     AgentPair(Transport transportA, DriverFactory drivers, java.util.function.UnaryOperator<AgentConfig> tune)
             throws IOException {
+        this(transportA, Transport.plaintext(), Transport.plaintext(), drivers, tune);
+    }
+
+    /** Two agents with transports of their own (mutual TLS), ordered through {@code operator}'s. */
+    AgentPair(
+            Transport transportA,
+            Transport transportB,
+            Transport operator,
+            DriverFactory drivers,
+            java.util.function.UnaryOperator<AgentConfig> tune)
+            throws IOException {
         this.drivers = drivers;
         this.tune = tune;
         root = TestDirs.ramDir("pair");
         a = start("host-a", transportA);
-        b = start("host-b", Transport.plaintext());
-        clientA = new AgentClient(Transport.plaintext(), "host-a", a.endpoint(), Duration.ofSeconds(30));
-        clientB = new AgentClient(Transport.plaintext(), "host-b", b.endpoint(), Duration.ofSeconds(30));
+        b = start("host-b", transportB);
+        clientA = new AgentClient(operator, "host-a", a.endpoint(), Duration.ofSeconds(30));
+        clientB = new AgentClient(operator, "host-b", b.endpoint(), Duration.ofSeconds(30));
     }
 
     AgentPair() throws IOException {
