@@ -271,9 +271,21 @@ class LocalClusterCliTest {
                 ferry("vm", "create", "late", "--memory", "16M", "--host", "host-1")
                         .exit());
 
-        // Any cluster command also works with only the ZooKeeper connect string.
+        // Any cluster command also works with only the ZooKeeper connect string (and a certificate).
         ClusterFile f = ClusterFile.read(dir);
-        CliRun status = CliRun.of("cluster", "status", "--zk", f.zookeeper(), "--json");
+        Path op = Path.of(f.pki(), "operator");
+        CliRun status = CliRun.of(
+                "cluster",
+                "status",
+                "--zk",
+                f.zookeeper(),
+                "--json",
+                "--cert",
+                op.resolve("operator.crt").toString(),
+                "--key",
+                op.resolve("operator.key").toString(),
+                "--ca",
+                op.resolve("ca.crt").toString());
         assertEquals(0, status.exit(), status.err());
         JsonNode st = json(status);
         assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
