@@ -290,7 +290,18 @@ class LocalClusterCliTest {
         JsonNode st = json(status);
         assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
         assertEquals(2, st.get("hostsAlive").asInt());
-        CliRun vms = CliRun.of("vm", "list", "--zk", f.zookeeper(), "--json");
+        CliRun vms = CliRun.of(
+                "vm",
+                "list",
+                "--zk",
+                f.zookeeper(),
+                "--json",
+                "--cert",
+                op.resolve("operator.crt").toString(),
+                "--key",
+                op.resolve("operator.key").toString(),
+                "--ca",
+                op.resolve("ca.crt").toString());
         assertEquals(0, vms.exit(), vms.err());
         assertEquals(4, json(vms).get("vms").size(), vms.out()); // web, db, app, late
     }
