@@ -74,6 +74,20 @@ class LocalClusterCliTest {
         return CliRun.of(all);
     }
 
+    /** {@code args} run with the local cluster's operator certificate (what --zk needs). */
+    private static CliRun withOperator(ClusterFile f, String... args) {
+        Path op = Path.of(f.pki(), "operator");
+        List<String> all = new java.util.ArrayList<>(List.of(args));
+        all.addAll(List.of(
+                "--cert",
+                op.resolve("operator.crt").toString(),
+                "--key",
+                op.resolve("operator.key").toString(),
+                "--ca",
+                op.resolve("ca.crt").toString()));
+        return CliRun.of(all.toArray(String[]::new));
+    }
+
     private static JsonNode json(CliRun r) throws Exception {
         return Json.MAPPER.readTree(r.out());
     }
@@ -273,35 +287,12 @@ class LocalClusterCliTest {
 
         // Any cluster command also works with only the ZooKeeper connect string (and a certificate).
         ClusterFile f = ClusterFile.read(dir);
-        Path op = Path.of(f.pki(), "operator");
-        CliRun status = CliRun.of(
-                "cluster",
-                "status",
-                "--zk",
-                f.zookeeper(),
-                "--json",
-                "--cert",
-                op.resolve("operator.crt").toString(),
-                "--key",
-                op.resolve("operator.key").toString(),
-                "--ca",
-                op.resolve("ca.crt").toString());
+        CliRun status = withOperator(f, "cluster", "status", "--zk", f.zookeeper(), "--json");
         assertEquals(0, status.exit(), status.err());
         JsonNode st = json(status);
         assertEquals(f.coordinator().endpoint(), st.get("leader").asText());
         assertEquals(2, st.get("hostsAlive").asInt());
-        CliRun vms = CliRun.of(
-                "vm",
-                "list",
-                "--zk",
-                f.zookeeper(),
-                "--json",
-                "--cert",
-                op.resolve("operator.crt").toString(),
-                "--key",
-                op.resolve("operator.key").toString(),
-                "--ca",
-                op.resolve("ca.crt").toString());
+        CliRun vms = withOperator(f, "vm", "list", "--zk", f.zookeeper(), "--json");
         assertEquals(0, vms.exit(), vms.err());
         assertEquals(4, json(vms).get("vms").size(), vms.out()); // web, db, app, late
     }
