@@ -75,7 +75,8 @@ final class PkiCommand implements Runnable {
                 names = "--role",
                 required = true,
                 paramLabel = "ROLE",
-                description = "agent, coordinator, operator or viewer.")
+                description = "agent, coordinator, operator, viewer or zookeeper (a server of the ensemble: give its "
+                        + "addresses with --san, which Ferry's ZooKeeper clients check).")
         String role;
 
         @Option(names = "--dir", required = true, paramLabel = "DIR", description = "The CA's directory.")

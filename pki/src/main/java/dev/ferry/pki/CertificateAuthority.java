@@ -19,6 +19,7 @@ import java.util.ArrayList;
 import java.util.Date;
 import java.util.List;
 import java.util.Optional;
+import javax.security.auth.x500.X500Principal;
 import org.bouncycastle.asn1.x500.X500Name;
 import org.bouncycastle.asn1.x500.X500NameBuilder;
 import org.bouncycastle.asn1.x500.style.BCStyle;
@@ -201,11 +202,7 @@ public final class CertificateAuthority {
         }
         try {
             KeyPair pair = newKeyPair();
-            X500Name subject = new X500NameBuilder(BCStyle.INSTANCE)
-                    .addRDN(BCStyle.O, "Ferry")
-                    .addRDN(BCStyle.OU, role.token())
-                    .addRDN(BCStyle.CN, name)
-                    .build();
+            X500Name subject = subjectName(cluster, role);
             X509v3CertificateBuilder b = new JcaX509v3CertificateBuilder(
                     certificate,
                     serial(),
@@ -241,6 +238,35 @@ public final class CertificateAuthority {
             return new Credentials(identity, certFile, keyFile, caCopy);
         } catch (GeneralSecurityException | CertIOException | OperatorCreationException e) {
             throw new PkiException(PkiException.Step.ISSUE, "cannot issue for " + identity + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The subject of every certificate of {@code role} in {@code cluster}: the same for all its
+     * holders, and without the holder's name (which is in the identity URI), because the subject
+     * is what ZooKeeper's x509 authentication names a client by, and its ACLs match names exactly:
+     * a subject shared by a role is what lets one ACL entry stand for every agent, present or
+     * future (see docs/SECURITY.md). The cluster is in it so that clusters sharing an ensemble
+     * (with both CAs trusted) are told apart.
+     */
+    static X500Name subjectName(String cluster, Role role) {
+        return new X500NameBuilder(BCStyle.INSTANCE)
+                .addRDN(BCStyle.O, "Ferry")
+                .addRDN(BCStyle.OU, "cluster " + cluster)
+                .addRDN(BCStyle.CN, role.token())
+                .build();
+    }
+
+    /**
+     * {@link #subjectName} as ZooKeeper's {@code X509AuthenticationProvider} writes it (RFC 2253,
+     * {@link X500Principal#getName()}): the id its ACLs name a role by.
+     */
+    public static String zooKeeperId(String cluster, Role role) {
+        Identity.requireName("cluster", cluster);
+        try {
+            return new X500Principal(subjectName(cluster, role).getEncoded()).getName();
+        } catch (java.io.IOException e) {
+            throw new PkiException(PkiException.Step.WRITE, "cannot encode a subject: " + e.getMessage(), e);
         }
     }
 

@@ -15,7 +15,13 @@ public enum Role {
     /** A person or tool that changes the cluster (create, migrate, drain, stop, delete). */
     OPERATOR,
     /** A person or tool that may only look (list, status, watch). */
-    VIEWER;
+    VIEWER,
+    /**
+     * A server of the cluster's ZooKeeper ensemble: presents this certificate to Ferry's ZooKeeper
+     * clients (which also check that it names the address they dialled). It is granted nothing in
+     * Ferry's API nor in the cluster's znodes.
+     */
+    ZOOKEEPER;
 
     /** The role's name as it appears in identities and on the command line. */
     public String token() {
@@ -29,6 +35,6 @@ public enum Role {
             }
         }
         throw new IllegalArgumentException(
-                "unknown role '" + token + "' (one of agent, coordinator, operator, viewer)");
+                "unknown role '" + token + "' (one of agent, coordinator, operator, viewer, zookeeper)");
     }
 }

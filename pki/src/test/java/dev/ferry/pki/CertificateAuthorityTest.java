@@ -44,6 +44,22 @@ class CertificateAuthorityTest {
     }
 
     @Test
+    void theSubjectIsTheRoleOfTheClusterWhichZooKeeperAclsName() throws Exception {
+        CertificateAuthority ca = CertificateAuthority.create(dir, "prod", Duration.ofDays(3650), NOW);
+        var one = ca.issue("host-1", Role.AGENT, Duration.ofDays(30), List.of(), List.of(), dir, NOW)
+                .loadCertificate();
+        var two = ca.issue("host-2", Role.AGENT, Duration.ofDays(30), List.of(), List.of(), dir, NOW)
+                .loadCertificate();
+        // ZooKeeper's X509AuthenticationProvider names a client by getSubjectX500Principal().getName().
+        String id = one.getSubjectX500Principal().getName();
+        assertEquals(CertificateAuthority.zooKeeperId("prod", Role.AGENT), id);
+        assertEquals(id, two.getSubjectX500Principal().getName(), "one id for every agent");
+        assertEquals("CN=agent,OU=cluster prod,O=Ferry", id);
+        assertTrue(!id.equals(CertificateAuthority.zooKeeperId("prod2", Role.AGENT)));
+        assertTrue(!id.equals(CertificateAuthority.zooKeeperId("prod", Role.COORDINATOR)));
+    }
+
+    @Test
     void keysAreReadableByTheirOwnerOnly() throws Exception {
         CertificateAuthority ca = CertificateAuthority.create(dir, "prod", Duration.ofDays(3650), NOW);
         Credentials c = ca.issue("alice", Role.OPERATOR, Duration.ofDays(30), List.of(), List.of(), dir, NOW);

@@ -6,10 +6,14 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.zookeeper.server.ServerCnxnFactory;
 import org.apache.zookeeper.server.ZKDatabase;
 import org.apache.zookeeper.server.ZooKeeperServer;
+import org.apache.zookeeper.server.auth.ProviderRegistry;
 import org.apache.zookeeper.server.persistence.FileTxnSnapLog;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -22,6 +26,14 @@ import org.slf4j.LoggerFactory;
  * <p>The tick is short (200 ms) so that session expiry is detected promptly, and the session
  * timeout bounds are wide (1 s to 2 min) so that clients get the timeout they ask for: ZooKeeper's
  * defaults would clamp it to 2 to 20 ticks.
+ *
+ * <p>Given {@link ZkSecurity.X509} credentials, it serves one secure client port and no plaintext
+ * one, with the settings of {@link ZkTls#serverConfig} (TLS 1.3, a client certificate of the
+ * cluster CA required, clients named by their role, so the ACLs of {@link ZkAcls} apply), the
+ * credentials' certificate as the server's (it must name the listen address, which clients
+ * check). ZooKeeper
+ * reads a server's TLS settings from system properties, so these are set while it runs, and one
+ * JVM runs at most one secure embedded server at a time.
  */
 public final class EmbeddedZooKeeper implements Closeable {
     private static final Logger log = LoggerFactory.getLogger(EmbeddedZooKeeper.class);
@@ -34,16 +46,29 @@ public final class EmbeddedZooKeeper implements Closeable {
 
     public static final Duration TICK = Duration.ofMillis(200);
 
+    private static final Object SECURE_LOCK = new Object();
+    /** The secure embedded server of this JVM, if one runs (guarded by SECURE_LOCK). */
+    private static EmbeddedZooKeeper secureRunning;
+
     private final Path dataDir;
     private final InetSocketAddress listen;
+    private final ZkSecurity security;
+    /** System properties this server set, with the values they had before (null: unset). */
+    private final Map<String, String> previousProperties = new LinkedHashMap<>();
+
     private final AtomicReference<State> state = new AtomicReference<>(State.LATENT);
     private ZooKeeperServer server;
     private ServerCnxnFactory connections;
 
     /** {@code listen} with port 0 picks a free port; {@link #connectString()} tells which. */
     public EmbeddedZooKeeper(Path dataDir, InetSocketAddress listen) {
+        this(dataDir, listen, ZkSecurity.plaintext());
+    }
+
+    public EmbeddedZooKeeper(Path dataDir, InetSocketAddress listen, ZkSecurity security) {
         this.dataDir = dataDir;
         this.listen = listen;
+        this.security = Objects.requireNonNull(security, "security");
     }
 
     public EmbeddedZooKeeper start() throws IOException {
@@ -55,15 +80,70 @@ public final class EmbeddedZooKeeper implements Closeable {
         int tick = (int) TICK.toMillis();
         server = new ZooKeeperServer(snapLog, tick, 1000, 120_000, -1, new ZKDatabase(snapLog), "");
         // 0: no limit on connections per client address; every local agent connects from loopback.
-        connections = ServerCnxnFactory.createFactory(listen, 0, -1);
+        connections = switch (security) {
+            case ZkSecurity.Plaintext p -> ServerCnxnFactory.createFactory(listen, 0, -1);
+            case ZkSecurity.X509 x -> secureConnections(x);
+        };
         try {
             connections.startup(server);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted while starting ZooKeeper", e);
         }
-        log.info("embedded ZooKeeper serving on {} with data in {}", connectString(), dataDir);
+        log.info(
+                "embedded ZooKeeper serving on {} ({}) with data in {}",
+                connectString(),
+                secure() ? "TLS with client certificates only" : "plaintext, no authentication",
+                dataDir);
         return this;
+    }
+
+    private ServerCnxnFactory secureConnections(ZkSecurity.X509 x) throws IOException {
+        synchronized (SECURE_LOCK) {
+            if (secureRunning != null) {
+                throw new IllegalStateException("a secure embedded ZooKeeper already runs in this JVM ("
+                        + secureRunning.connectString() + "): ZooKeeper's server TLS settings are per JVM");
+            }
+            var creds = x.credentials();
+            Map<String, String> config = ZkTls.serverConfig(ZkTls.keyStore(creds), creds.ca());
+            String factoryKey = "zookeeper.serverCnxnFactory";
+            config.forEach((k, v) -> {
+                String key = "zookeeper." + k;
+                if (!key.equals(factoryKey)) {
+                    previousProperties.put(key, System.getProperty(key));
+                    System.setProperty(key, v);
+                }
+            });
+            // (Re)creates the provider from the properties just set: ZooKeeper keeps providers per
+            // JVM, and an earlier server's would trust another CA.
+            ProviderRegistry.addOrUpdateProvider("zookeeper.authProvider.x509");
+            // The connection factory's class is also a system property, read once here: set only
+            // for this call, so that plaintext servers started later keep ZooKeeper's default.
+            String before = System.getProperty(factoryKey);
+            ServerCnxnFactory f;
+            try {
+                System.setProperty(factoryKey, config.get("serverCnxnFactory"));
+                f = ServerCnxnFactory.createFactory();
+            } finally {
+                restore(factoryKey, before);
+            }
+            f.configure(listen, 0, -1, true);
+            secureRunning = this;
+            return f;
+        }
+    }
+
+    private static void restore(String key, String value) {
+        if (value == null) {
+            System.clearProperty(key);
+        } else {
+            System.setProperty(key, value);
+        }
+    }
+
+    /** Whether clients must use TLS with a certificate (no plaintext port). */
+    public boolean secure() {
+        return security instanceof ZkSecurity.X509;
     }
 
     public String connectString() {
@@ -85,6 +165,13 @@ public final class EmbeddedZooKeeper implements Closeable {
             connections.join();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+        synchronized (SECURE_LOCK) {
+            if (secureRunning == this) {
+                previousProperties.forEach(EmbeddedZooKeeper::restore);
+                ProviderRegistry.removeProvider("x509");
+                secureRunning = null;
+            }
         }
     }
 }

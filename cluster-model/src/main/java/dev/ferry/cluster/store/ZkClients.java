@@ -7,6 +7,12 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.curator.retry.RetryNTimes;
+import org.apache.curator.utils.ZookeeperFactory;
+import org.apache.zookeeper.Watcher;
+import org.apache.zookeeper.ZooKeeper;
+import org.apache.zookeeper.client.ConnectStringParser;
+import org.apache.zookeeper.client.StaticHostProvider;
+import org.apache.zookeeper.client.ZKClientConfig;
 
 /**
  * Curator clients built one way for the whole of Ferry.
@@ -16,10 +22,18 @@ import org.apache.curator.retry.RetryNTimes;
  * @param sessionTimeout asked of ZooKeeper; the ensemble may grant another (its min/max session
  *     timeout), and fencing uses the granted one
  * @param connectionTimeout how long an operation waits for a connection before failing
+ * @param security plaintext, or TLS with a client certificate and ACLs on every node created
  */
-public record ZkClients(String connect, String cluster, Duration sessionTimeout, Duration connectionTimeout) {
+public record ZkClients(
+        String connect, String cluster, Duration sessionTimeout, Duration connectionTimeout, ZkSecurity security) {
     public ZkClients {
         Objects.requireNonNull(connect, "connect");
+        Objects.requireNonNull(security, "security");
+        if (security instanceof ZkSecurity.X509 x
+                && !x.credentials().identity().cluster().equals(cluster)) {
+            throw new IllegalArgumentException(
+                    "the certificate of " + x.credentials().identity() + " is not of cluster " + cluster);
+        }
         if (connect.isBlank()) {
             throw new IllegalArgumentException("empty ZooKeeper connect string");
         }
@@ -30,16 +44,26 @@ public record ZkClients(String connect, String cluster, Duration sessionTimeout,
         }
     }
 
+    /** Plaintext clients (clusters run with --insecure, tests of other things). */
     public static ZkClients of(String connect, String cluster, Duration sessionTimeout) {
+        return of(connect, cluster, sessionTimeout, ZkSecurity.plaintext());
+    }
+
+    public static ZkClients of(String connect, String cluster, Duration sessionTimeout, ZkSecurity security) {
         return new ZkClients(
                 connect,
                 cluster,
                 sessionTimeout,
-                Duration.ofMillis(Math.max(1000, Math.min(15_000, sessionTimeout.toMillis() / 2))));
+                Duration.ofMillis(Math.max(1000, Math.min(15_000, sessionTimeout.toMillis() / 2))),
+                security);
     }
 
     public ZkClients withSessionTimeout(Duration t) {
-        return of(connect, cluster, t);
+        return of(connect, cluster, t, security);
+    }
+
+    public ZkClients withSecurity(ZkSecurity s) {
+        return new ZkClients(connect, cluster, sessionTimeout, connectionTimeout, s);
     }
 
     /** For services built on Curator recipes: failed operations retry a few times. */
@@ -65,10 +89,32 @@ public record ZkClients(String connect, String cluster, Duration sessionTimeout,
     public CuratorFramework singleAttemptResuming(long sessionId, byte[] password) {
         java.util.concurrent.atomic.AtomicBoolean first = new java.util.concurrent.atomic.AtomicBoolean(true);
         return builder(new RetryNTimes(0, 0))
-                .zookeeperFactory((connectString, timeout, watcher, canBeReadOnly) -> first.getAndSet(false)
-                        ? new org.apache.zookeeper.ZooKeeper(
-                                connectString, timeout, watcher, sessionId, password.clone(), canBeReadOnly)
-                        : new org.apache.zookeeper.ZooKeeper(connectString, timeout, watcher, canBeReadOnly))
+                .zookeeperFactory(new ZookeeperFactory() {
+                    @Override
+                    public ZooKeeper newZooKeeper(String connectString, int timeout, Watcher watcher, boolean ro)
+                            throws Exception {
+                        return newZooKeeper(connectString, timeout, watcher, ro, new ZKClientConfig());
+                    }
+
+                    // Curator calls this one with the builder's client config (TLS settings).
+                    @Override
+                    public ZooKeeper newZooKeeper(
+                            String connectString, int timeout, Watcher watcher, boolean ro, ZKClientConfig config)
+                            throws Exception {
+                        if (!first.getAndSet(false)) {
+                            return new ZooKeeper(connectString, timeout, watcher, ro, config);
+                        }
+                        return new ZooKeeper(
+                                connectString,
+                                timeout,
+                                watcher,
+                                sessionId,
+                                password.clone(),
+                                ro,
+                                new StaticHostProvider(new ConnectStringParser(connectString).getServerAddresses()),
+                                config);
+                    }
+                })
                 .build();
     }
 
@@ -77,12 +123,18 @@ public record ZkClients(String connect, String cluster, Duration sessionTimeout,
     }
 
     private CuratorFrameworkFactory.Builder builder(RetryPolicy retry) {
-        return CuratorFrameworkFactory.builder()
+        CuratorFrameworkFactory.Builder b = CuratorFrameworkFactory.builder()
                 .connectString(connect)
                 .namespace(ClusterPaths.namespace(cluster))
                 .sessionTimeoutMs((int) sessionTimeout.toMillis())
                 .connectionTimeoutMs((int) connectionTimeout.toMillis())
                 .maxCloseWaitMs(1000)
                 .retryPolicy(retry);
+        return switch (security) {
+            case ZkSecurity.Plaintext p -> b;
+            // A fresh config per client: ZooKeeper keeps per-connection state in it.
+            case ZkSecurity.X509 x ->
+                b.zkClientConfig(ZkTls.clientConfig(x.credentials())).aclProvider(new ZkAcls(cluster));
+        };
     }
 }

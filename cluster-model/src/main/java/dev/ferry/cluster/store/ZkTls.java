@@ -1,0 +1,121 @@
+package dev.ferry.cluster.store;
+
+import dev.ferry.pki.Credentials;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.zookeeper.client.ZKClientConfig;
+import org.apache.zookeeper.common.ClientX509Util;
+
+/**
+ * ZooKeeper's TLS settings for Ferry, client side and server side, with stock ZooKeeper only:
+ * Netty sockets, TLS 1.3, a client certificate of the cluster CA required, clients named by
+ * ZooKeeper's own {@code X509AuthenticationProvider} (their certificate's subject, which Ferry's CA
+ * makes the cluster and role: see {@link dev.ferry.pki.CertificateAuthority#zooKeeperId}), so an
+ * external ensemble needs configuration only, no Ferry code.
+ *
+ * <p>Host names: clients check the server's ({@code ssl.hostnameVerification=true}), so a
+ * ZooKeeper server's certificate must name the address or DNS name clients dial (`ferry pki issue
+ * --role zookeeper --san ADDRESS`); then another certificate of the cluster CA, an agent's say,
+ * cannot stand in for a ZooKeeper server. Servers do not check clients' host names: a client is
+ * the role its certificate names, wherever it connects from.
+ */
+public final class ZkTls {
+    public static final String PROTOCOL = "TLSv1.3";
+    private static final String NETTY_SOCKET = "org.apache.zookeeper.ClientCnxnSocketNetty";
+    private static final Map<Credentials, Path> KEY_STORES = new ConcurrentHashMap<>();
+
+    private ZkTls() {}
+
+    /**
+     * A client's settings: a {@link ZKClientConfig} of its own, never system properties, since one
+     * JVM may hold clients of several identities (and an embedded server's properties). Every TLS
+     * setting is set explicitly: ZooKeeper copies {@code zookeeper.ssl.*} system properties into
+     * each new config, and a server in the same JVM sets some.
+     */
+    static ZKClientConfig clientConfig(Credentials credentials) {
+        ZKClientConfig c = new ZKClientConfig();
+        c.setProperty(ZKClientConfig.ZOOKEEPER_CLIENT_CNXN_SOCKET, NETTY_SOCKET);
+        c.setProperty(ZKClientConfig.SECURE_CLIENT, "true");
+        // The certificate authenticates; SASL would only be attempted if a JAAS file happened to exist.
+        c.setProperty(ZKClientConfig.ENABLE_CLIENT_SASL_KEY, "false");
+        try (ClientX509Util x = new ClientX509Util()) {
+            c.setProperty(
+                    x.getSslKeystoreLocationProperty(), keyStore(credentials).toString());
+            c.setProperty(x.getSslKeystoreTypeProperty(), "PEM");
+            c.setProperty(x.getSslKeystorePasswdProperty(), "");
+            c.setProperty(
+                    x.getSslTruststoreLocationProperty(),
+                    credentials.ca().toAbsolutePath().toString());
+            c.setProperty(x.getSslTruststoreTypeProperty(), "PEM");
+            c.setProperty(x.getSslTruststorePasswdProperty(), "");
+            c.setProperty(x.getSslProtocolProperty(), PROTOCOL);
+            c.setProperty(x.getSslEnabledProtocolsProperty(), PROTOCOL);
+            c.setProperty(x.getSslHostnameVerificationEnabledProperty(), "true");
+            // A reverse lookup would let whoever controls PTR records choose the name checked.
+            c.setProperty(x.getSslAllowReverseDnsLookupProperty(), "false");
+        }
+        return c;
+    }
+
+    /**
+     * A server's settings, keyed as in zoo.cfg (ZooKeeper turns zoo.cfg keys it does not know into
+     * {@code zookeeper.}-prefixed system properties; the embedded server sets those directly).
+     * Not the port lines ({@code secureClientPort}, {@code secureClientPortAddress}), which differ
+     * per server. {@code keyStore} is the server's key and certificate in one PEM file (see {@link
+     * #keyStore}).
+     */
+    public static Map<String, String> serverConfig(Path keyStore, Path ca) {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("serverCnxnFactory", "org.apache.zookeeper.server.NettyServerCnxnFactory");
+        m.put("authProvider.x509", "org.apache.zookeeper.server.auth.X509AuthenticationProvider");
+        m.put("ssl.authProvider", "x509");
+        m.put("ssl.clientAuth", "need");
+        m.put("ssl.keyStore.location", keyStore.toAbsolutePath().toString());
+        m.put("ssl.keyStore.type", "PEM");
+        m.put("ssl.trustStore.location", ca.toAbsolutePath().toString());
+        m.put("ssl.trustStore.type", "PEM");
+        m.put("ssl.protocol", PROTOCOL);
+        m.put("ssl.enabledProtocols", PROTOCOL);
+        m.put("ssl.hostnameVerification", "false");
+        m.put("ssl.clientHostnameVerification", "false");
+        return m;
+    }
+
+    /**
+     * ZooKeeper's PEM key store is one file holding the key and the certificate, where Ferry keeps
+     * two: they are joined once per process into a file only this user can read (0600, in a 0700
+     * temporary directory), removed when the JVM exits.
+     */
+    public static Path keyStore(Credentials credentials) {
+        return KEY_STORES.computeIfAbsent(credentials, c -> {
+            try {
+                Path dir = Files.createTempDirectory(
+                        "ferry-zk-",
+                        PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+                dir.toFile().deleteOnExit();
+                Path file = dir.resolve(c.identity().name() + ".pem");
+                writeKeyStore(c, file);
+                file.toFile().deleteOnExit();
+                return file;
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot prepare the ZooKeeper key store: " + e.getMessage(), e);
+            }
+        });
+    }
+
+    /** Writes {@code credentials}' key and certificate into one new PEM file, 0600. */
+    public static void writeKeyStore(Credentials credentials, Path file) throws IOException {
+        Files.createFile(file, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+        String text = Files.readString(credentials.key(), StandardCharsets.US_ASCII) + "\n"
+                + Files.readString(credentials.certificate(), StandardCharsets.US_ASCII);
+        Files.writeString(file, text, StandardCharsets.US_ASCII, StandardOpenOption.TRUNCATE_EXISTING);
+    }
+}
