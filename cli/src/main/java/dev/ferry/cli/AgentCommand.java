@@ -185,7 +185,8 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
             if (outageHoldMs < 0) {
                 throw new IllegalArgumentException("--outage-hold-ms must not be negative");
             }
-            clients = ZkClients.of(zk, clusterName, Duration.ofMillis(sessionTimeoutMs));
+            clients = ZkClients.of(
+                    zk, clusterName, Duration.ofMillis(sessionTimeoutMs), tls.zooKeeper("agent " + hostId));
             ClusterAgent.Capacity machine = ClusterAgent.Capacity.ofThisMachine();
             capacity = new ClusterAgent.Capacity(
                     memory == null ? machine.memoryBytes() : Sizes.parseSize(memory),

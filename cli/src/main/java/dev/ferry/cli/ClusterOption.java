@@ -67,7 +67,7 @@ public final class ClusterOption {
         try {
             if (zk != null) {
                 transport = tls.client("ferry");
-                zkClients = ZkClients.of(zk, name(), Duration.ofSeconds(10));
+                zkClients = ZkClients.of(zk, name(), Duration.ofSeconds(10), tls.zooKeeper("ferry"));
                 locator = CoordinatorClient.zookeeper(zkClients);
             } else {
                 ClusterFile f = load();
@@ -75,8 +75,13 @@ public final class ClusterOption {
                     throw new CliException(
                             "the cluster at " + dir() + " has no coordinator (it was started for a benchmark)");
                 }
-                transport = tls.given() || tls.insecure ? tls.client("ferry") : LocalPki.transport(f);
-                zkClients = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
+                boolean own = tls.given() || tls.insecure;
+                transport = own ? tls.client("ferry") : LocalPki.transport(f);
+                zkClients = ZkClients.of(
+                        f.zookeeper(),
+                        f.clusterName(),
+                        Duration.ofSeconds(10),
+                        own ? tls.zooKeeper("ferry") : LocalPki.zooKeeper(f));
                 // The recorded coordinator first (no ZooKeeper session needed); ZooKeeper when it does not answer.
                 locator = new RecordedThenZooKeeper(f.coordinator().endpoint(), zkClients);
             }
@@ -88,7 +93,7 @@ public final class ClusterOption {
 
     /** A client of a local cluster's coordinator (the demo, benchmarks); the caller closes it. */
     static CoordinatorClient client(ClusterFile f) {
-        ZkClients zk = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10));
+        ZkClients zk = ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10), LocalPki.zooKeeper(f));
         return new CoordinatorClient(
                 LocalPki.transport(f),
                 new RecordedThenZooKeeper(f.coordinator().endpoint(), zk),

@@ -5,6 +5,7 @@ import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.policy.FencePolicy;
 import dev.ferry.cluster.store.EmbeddedZooKeeper;
 import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.Role;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
@@ -154,6 +155,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         Endpoint advertised = AdvertisedEndpoint.choose("coordinator", listen, advertise, singleMachine);
         // Checked before anything starts: a coordinator's certificate, or the explicit --insecure.
         Transport transport = tls.daemon("coordinator", Role.COORDINATOR, null);
+        ZkSecurity zkSecurity = tls.zooKeeper("coordinator");
         EmbeddedZooKeeper server = null;
         String connect = zk;
         if (embeddedZk != null) {
@@ -161,14 +163,16 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
             if (!(at instanceof Endpoint.Tcp tcp)) {
                 throw new CliException("--zk-listen must be HOST:PORT", 2);
             }
-            server = new EmbeddedZooKeeper(embeddedZk.toAbsolutePath(), tcp.socketAddress()).start();
+            // Secure unless --insecure: the embedded server presents this replica's certificate (a
+            // local cluster's names 127.0.0.1, which clients check) and serves TLS only.
+            server = new EmbeddedZooKeeper(embeddedZk.toAbsolutePath(), tcp.socketAddress(), zkSecurity).start();
             connect = server.connectString();
         }
         Duration margin = failoverMarginMs != null
                 ? Duration.ofMillis(failoverMarginMs)
                 : FencePolicy.defaultFailoverMargin(Duration.ofMillis(agentSessionTimeoutMs));
         CoordinatorConfig config = CoordinatorConfig.of(
-                ZkClients.of(connect, clusterName, Duration.ofSeconds(10)), Endpoint.parse(listen), margin);
+                ZkClients.of(connect, clusterName, Duration.ofSeconds(10), zkSecurity), Endpoint.parse(listen), margin);
         config = config.withTransport(transport);
         if (advertised != null) {
             config = config.withAdvertise(advertised);

@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.Identity;
 import dev.ferry.pki.PkiException;
@@ -118,6 +119,14 @@ public final class TlsOptions {
         }
         log.info("{}: mutual TLS as {}", who, id);
         return Transport.mutualTls(creds.get());
+    }
+
+    /**
+     * How this party talks to ZooKeeper: with the same certificate as over gRPC (TLS to the
+     * ensemble's secure port, ACLs on what it creates), or plaintext with --insecure.
+     */
+    ZkSecurity zooKeeper(String who) {
+        return credentials(who).map(ZkSecurity::x509).orElseGet(ZkSecurity::plaintext);
     }
 
     /** The transport of a client command (operator or viewer certificate, or --insecure). */

@@ -1,6 +1,7 @@
 package dev.ferry.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -10,6 +11,10 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.cluster.ClusterFile;
 import dev.ferry.cli.cluster.LocalCluster;
+import dev.ferry.cli.cluster.LocalPki;
+import dev.ferry.cluster.store.ClusterPaths;
+import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
 import java.nio.file.Files;
@@ -18,6 +23,10 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.data.ACL;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -102,6 +111,39 @@ class SecureClusterCliTest {
         CliRun none = zk(List.of(), "vm", "list");
         assertEquals(2, none.exit(), none.err());
         assertTrue(none.err().contains("--insecure"), none.err());
+    }
+
+    @Test
+    void anAnonymousZooKeeperClientCannotReadOrWriteTheClustersTree() throws Exception {
+        // The attack of issue 10: a plain ZooKeeper client writing into /ferry/NAME.
+        try (CuratorFramework anonymous = ZkClients.of(
+                        cluster.zookeeper(), cluster.clusterName(), Duration.ofSeconds(4))
+                .singleAttempt()) {
+            anonymous.start();
+            assertFalse(anonymous.blockUntilConnected(4, TimeUnit.SECONDS), "the embedded ZooKeeper serves TLS only");
+            assertThrows(Exception.class, () -> anonymous.getChildren().forPath(ClusterPaths.VMS));
+            assertThrows(Exception.class, () -> anonymous.create().forPath("/intruder", new byte[0]));
+        }
+        // The cluster's own operator, over TLS: reads, but writes only through the coordinator.
+        try (CuratorFramework operator = ZkClients.of(
+                        cluster.zookeeper(),
+                        cluster.clusterName(),
+                        Duration.ofSeconds(10),
+                        ZkSecurity.x509(LocalPki.operator(Path.of(cluster.pki()))))
+                .singleAttempt()) {
+            operator.start();
+            assertTrue(operator.blockUntilConnected(10, TimeUnit.SECONDS));
+            assertTrue(operator.getChildren().forPath(ClusterPaths.VMS).contains("web"));
+            assertThrows(
+                    KeeperException.NoAuthException.class,
+                    () -> operator.create().forPath("/intruder", new byte[0]));
+            assertThrows(
+                    KeeperException.NoAuthException.class,
+                    () -> operator.setData().forPath(ClusterPaths.vm("web"), new byte[0]));
+            for (ACL a : operator.getACL().forPath("/")) {
+                assertNotEquals("world", a.getId().getScheme(), "the namespace grants nothing to anyone");
+            }
+        }
     }
 
     @Test

@@ -187,8 +187,11 @@ public final class FailoverBench {
     private static CoordinatorClient client(ClusterFile f) {
         return new CoordinatorClient(
                 dev.ferry.rpc.Transport.plaintext(),
-                CoordinatorClient.zookeeper(
-                        dev.ferry.cluster.store.ZkClients.of(f.zookeeper(), f.clusterName(), Duration.ofSeconds(10))),
+                CoordinatorClient.zookeeper(dev.ferry.cluster.store.ZkClients.of(
+                        f.zookeeper(),
+                        f.clusterName(),
+                        Duration.ofSeconds(10),
+                        dev.ferry.cli.cluster.LocalPki.zooKeeper(f))),
                 Duration.ofMinutes(5),
                 Duration.ofSeconds(30));
     }

@@ -1,11 +1,13 @@
 package dev.ferry.cli.cluster;
 
 import dev.ferry.cli.CliException;
+import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.CertificateAuthority;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.PkiException;
 import dev.ferry.pki.Role;
 import dev.ferry.rpc.Transport;
+import java.net.InetAddress;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
@@ -36,7 +38,16 @@ public final class LocalPki {
             LocalCluster.deleteTree(root);
             CertificateAuthority ca =
                     CertificateAuthority.create(root, clusterName, CertificateAuthority.DEFAULT_CA_VALIDITY, clock);
-            ca.issue(COORDINATOR, Role.COORDINATOR, VALIDITY, List.of(), List.of(), root.resolve("coordinator"), clock);
+            // The coordinator also runs the embedded ZooKeeper server, which presents this
+            // certificate: ZooKeeper clients check that it names the address they dial.
+            ca.issue(
+                    COORDINATOR,
+                    Role.COORDINATOR,
+                    VALIDITY,
+                    List.of("localhost"),
+                    List.of(InetAddress.getLoopbackAddress()),
+                    root.resolve("coordinator"),
+                    clock);
             for (String h : hosts) {
                 ca.issue(h, Role.AGENT, VALIDITY, List.of(), List.of(), root.resolve("agents"), clock);
             }
@@ -71,6 +82,11 @@ public final class LocalPki {
         } catch (PkiException e) {
             throw new CliException("the local cluster's operator certificate: " + e.getMessage());
         }
+    }
+
+    /** How commands reach {@code f}'s ZooKeeper: as its operator, or plaintext if it was started --insecure. */
+    public static ZkSecurity zooKeeper(ClusterFile f) {
+        return f.pki() == null ? ZkSecurity.plaintext() : ZkSecurity.x509(operator(Path.of(f.pki())));
     }
 
     /** How commands reach the parts of {@code f}: as its operator, or plaintext if it was started --insecure. */

@@ -80,10 +80,9 @@ public final class ZkAcls implements ACLProvider {
                     new ACL(Perms.ALL, role(cluster, Role.COORDINATOR)),
                     new ACL(Perms.CREATE, ZooDefs.Ids.ANYONE_ID_UNSAFE));
         }
-        if (!path.equals(root) && !path.startsWith(root + "/")) {
-            return getDefaultAcl();
-        }
-        String rel = path.substring(root.length());
+        // Curator passes namespaced paths for plain creates, and paths within the namespace for
+        // creates in a transaction; nothing Ferry creates lies outside its namespace but /ferry.
+        String rel = path.equals(root) || path.startsWith(root + "/") ? path.substring(root.length()) : path;
         int agents = Perms.READ;
         if (rel.equals(ClusterPaths.HOSTS)) {
             agents |= Perms.CREATE;

@@ -73,7 +73,9 @@ class SecureZooKeeperTest {
                 .start();
         try (CuratorFramework c = client(coordinator)) {
             new ClusterStore(c).ensureLayout();
-            c.create().forPath(ClusterPaths.vm("vm-1"), new byte[] {1});
+            // In a transaction, as the coordinator creates VM records (Curator hands the provider
+            // another form of path there).
+            c.transaction().forOperations(c.transactionOp().create().forPath(ClusterPaths.vm("vm-1"), new byte[] {1}));
             c.create().forPath(ClusterPaths.TERM, new byte[] {1});
             // As a latch node, but outliving this client.
             c.create().withMode(CreateMode.PERSISTENT_SEQUENTIAL).forPath(ClusterPaths.LEADER + "/latch-", new byte[0]);
