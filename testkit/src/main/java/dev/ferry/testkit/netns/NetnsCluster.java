@@ -1,7 +1,9 @@
 package dev.ferry.testkit.netns;
 
 import dev.ferry.cli.DaemonJvm;
+import dev.ferry.cluster.store.ZkTls;
 import dev.ferry.pki.CertificateAuthority;
+import dev.ferry.pki.Credentials;
 import dev.ferry.pki.Role;
 import dev.ferry.testing.TestDirs;
 import java.io.IOException;
@@ -410,8 +412,11 @@ public final class NetnsCluster implements AutoCloseable {
                             + "initLimit=" + Math.max(10, 10_000 / settings.zkTickMs) + "\n"
                             + "syncLimit=" + Math.max(5, 2_000 / settings.zkTickMs) + "\n"
                             + "dataDir=" + data + "\n"
-                            + "clientPortAddress=" + h.address() + "\n"
-                            + "clientPort=" + ZK_CLIENT_PORT + "\n"
+                            // TLS only (no plaintext port): client certificates of the
+                            // cluster CA, clients named by role; see ZkTls.serverConfig.
+                            + "secureClientPortAddress=" + h.address() + "\n"
+                            + "secureClientPort=" + ZK_CLIENT_PORT + "\n"
+                            + zkTlsConfig(i, dir)
                             + "minSessionTimeout=1000\n"
                             + "maxSessionTimeout=60000\n"
                             + "4lw.commands.whitelist=srvr,ruok,stat,mntr\n"
@@ -440,6 +445,30 @@ public final class NetnsCluster implements AutoCloseable {
         }
     }
 
+    /**
+     * Server {@code i}'s TLS lines of zoo.cfg: its certificate (issued by {@link #createPki} for
+     * its address, which clients check) joined with its key into the one PEM file ZooKeeper reads.
+     * Quorum traffic between the servers stays plaintext (ZooKeeper's quorum TLS is not set up).
+     */
+    private String zkTlsConfig(int i, Path dir) {
+        Path pki = root.resolve("pki");
+        Path keyStore = dir.resolve("zk.pem");
+        try {
+            Credentials c = Credentials.load(
+                    pki.resolve("z").resolve("zk-" + i + ".crt"),
+                    pki.resolve("z").resolve("zk-" + i + ".key"),
+                    pki.resolve("z").resolve(CertificateAuthority.CA_CERT),
+                    Clock.systemUTC());
+            ZkTls.writeKeyStore(c, keyStore);
+            StringBuilder b = new StringBuilder();
+            ZkTls.serverConfig(keyStore, c.ca())
+                    .forEach((k, v) -> b.append(k).append('=').append(v).append('\n'));
+            return b.toString();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     /** The ensemble's connect string: every server's ADDR:2181. */
     public String zkConnect() {
         return zookeepers.stream()
@@ -454,6 +483,8 @@ public final class NetnsCluster implements AutoCloseable {
      */
     public String zkMode(int i) {
         Daemon d = zookeeper(i);
+        // The client port is TLS with client certificates only: ask over TLS, as the operator.
+        Path o = root.resolve("pki").resolve("o");
         CommandResult r = control.exec(
                 Duration.ofSeconds(5),
                 List.of(
@@ -461,8 +492,11 @@ public final class NetnsCluster implements AutoCloseable {
                         "3",
                         "bash",
                         "-c",
-                        "exec 3<>/dev/tcp/" + d.host().address() + "/" + ZK_CLIENT_PORT
-                                + " && printf srvr >&3 && cat <&3"));
+                        "printf srvr | openssl s_client -quiet -ign_eof -tls1_3 -connect "
+                                + d.host().address() + ":"
+                                + ZK_CLIENT_PORT + " -cert " + o.resolve("operator.crt") + " -key "
+                                + o.resolve("operator.key") + " -CAfile " + o.resolve(CertificateAuthority.CA_CERT)
+                                + " 2>/dev/null"));
         String out = r.stdout();
         for (String line : out.split("\n")) {
             if (line.startsWith("Mode: ")) {
@@ -537,6 +571,21 @@ public final class NetnsCluster implements AutoCloseable {
             ca.issue(spec.hostId(), Role.AGENT, Duration.ofDays(7), List.of(), List.of(), pki.resolve("a"), utc);
         }
         ca.issue("operator", Role.OPERATOR, Duration.ofDays(7), List.of(), List.of(), pki.resolve("o"), utc);
+        for (int i = 1; i <= settings.zookeepers; i++) {
+            // Clients check that a ZooKeeper server's certificate names the address they dial.
+            try {
+                ca.issue(
+                        "zk-" + i,
+                        Role.ZOOKEEPER,
+                        Duration.ofDays(7),
+                        List.of(),
+                        List.of(java.net.InetAddress.getByName(host("zk-" + i).address())),
+                        pki.resolve("z"),
+                        utc);
+            } catch (java.net.UnknownHostException e) {
+                throw new IllegalStateException(e);
+            }
+        }
     }
 
     /** The TLS flags of {@code name}'s certificate in pki/{@code sub}. */
