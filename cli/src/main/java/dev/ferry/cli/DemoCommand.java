@@ -130,6 +130,7 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
                             .setVerify(true)
                             .setDowntimeMs(300)
                             .build(),
+                    UUID.randomUUID().toString(),
                     new ProgressPrinter(say, false),
                     true);
             migrations.add(Json.migration(s));

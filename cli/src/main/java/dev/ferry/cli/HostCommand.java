@@ -15,7 +15,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -125,6 +124,9 @@ final class HostCommand implements Runnable {
         @Option(names = "--json", description = "Print the final progress as JSON.")
         boolean json;
 
+        @Mixin
+        RequestIdOption requestId;
+
         @Override
         public Integer call() {
             if (parallel < 1 || parallel > 64) {
@@ -138,7 +140,7 @@ final class HostCommand implements Runnable {
                     .setHost(host)
                     .setParallel(parallel)
                     .setOptions(o)
-                    .setRequestId(UUID.randomUUID().toString())
+                    .setRequestId(requestId.id())
                     .build();
             PrintStream say = json ? System.err : System.out;
             try (CoordinatorClient c = cluster.client()) {
@@ -237,10 +239,13 @@ final class HostCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "HOST")
         String host;
 
+        @Mixin
+        RequestIdOption requestId;
+
         @Override
         public void run() {
             try (CoordinatorClient c = cluster.client()) {
-                HostView h = c.activate(host, UUID.randomUUID().toString());
+                HostView h = c.activate(host, requestId.id());
                 System.out.println(host + " is active" + (h.getAlive() ? "" : " (but not alive in the cluster)"));
             }
         }

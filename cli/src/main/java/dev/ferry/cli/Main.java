@@ -43,6 +43,14 @@ public final class Main {
             }
             if (e instanceof dev.ferry.cluster.client.CoordinatorCallException ce) {
                 err.println("ferry: " + ce.getMessage());
+                String id = RequestIdOption.lastSent();
+                if (id != null
+                        && (ce.code() == io.grpc.Status.Code.DEADLINE_EXCEEDED
+                                || ce.code() == io.grpc.Status.Code.UNAVAILABLE)) {
+                    // The request may have run: only the same id asks without acting twice.
+                    err.println("ferry: the request's outcome is unknown; run the same command again with "
+                            + "--request-id " + id + " to learn it (the cluster runs one id at most once)");
+                }
                 err.flush();
                 return ce.code() == io.grpc.Status.Code.INVALID_ARGUMENT ? 2 : 1;
             }

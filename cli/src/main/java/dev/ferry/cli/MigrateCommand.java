@@ -7,7 +7,6 @@ import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.OnTimeout;
 import dev.ferry.proto.coordinator.MigrateRequest;
 import dev.ferry.proto.migration.TransferMode;
-import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
@@ -81,12 +80,15 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of progress.")
     boolean json;
 
+    @Mixin
+    RequestIdOption requestId;
+
     @Override
     public Integer call() {
         MigrationOptions options = options();
         MigrationSummary s;
         try (CoordinatorClient c = cluster.client()) {
-            s = run(c, vm, to == null ? "" : to, options, new ProgressPrinter(System.out, json), true);
+            s = run(c, vm, to == null ? "" : to, options, requestId.id(), new ProgressPrinter(System.out, json), true);
         }
         if (json) {
             System.out.println(Json.write(Json.migration(s)));
@@ -138,6 +140,7 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
             String vm,
             String to,
             MigrationOptions options,
+            String requestId,
             ProgressPrinter printer,
             boolean cancelOnInterrupt) {
         CountDownLatch ended = new CountDownLatch(1);
@@ -165,7 +168,7 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                     .setVm(vm)
                     .setTargetHost(to)
                     .setOptions(options)
-                    .setRequestId(UUID.randomUUID().toString())
+                    .setRequestId(requestId)
                     .build();
             MigrationSummary s = c.migrate(req, printer::event).getSummary();
             printer.finish(s);

@@ -18,7 +18,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -133,6 +132,9 @@ final class VmCommand implements Runnable {
         @Option(names = "--no-start", description = "Define the VM without starting it.")
         boolean noStart;
 
+        @Mixin
+        RequestIdOption requestId;
+
         @Option(names = "--json", description = "Print JSON.")
         boolean json;
 
@@ -144,7 +146,7 @@ final class VmCommand implements Runnable {
                         .setSpec(spec)
                         .setStart(!noStart)
                         .setHost(host == null ? "" : host)
-                        .setRequestId(UUID.randomUUID().toString())
+                        .setRequestId(requestId.id())
                         .build());
                 if (json) {
                     System.out.println(Json.write(row(v)));
@@ -360,6 +362,9 @@ final class VmCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "NAME")
         String name;
 
+        @Mixin
+        RequestIdOption requestId;
+
         abstract VmView act(CoordinatorClient c, String requestId);
 
         abstract String verb();
@@ -367,7 +372,7 @@ final class VmCommand implements Runnable {
         @Override
         public void run() {
             try (CoordinatorClient c = cluster.client()) {
-                VmView v = act(c, UUID.randomUUID().toString());
+                VmView v = act(c, requestId.id());
                 System.out.println(verb() + " " + name
                         + (v.getOwner().isEmpty() ? "" : " on " + v.getOwner() + " (" + state(v.getState()) + ")"));
             }

@@ -20,6 +20,11 @@ import java.util.Map;
  * and, when the VM was running there, its copy on that owner is seen progressing after the
  * completion, unless a fault began in between (a fault may stop it legitimately) or the history
  * ends sooner than {@code grace} after it.
+ *
+ * <p>A migration whose source host itself failed while it ran (its agent killed or frozen, or the
+ * host cut off from ZooKeeper) is not judged here: the failure is the cluster's to repair by
+ * restarting the VM elsewhere, and that restart is judged by I1 and I4. A fault anywhere else
+ * (the destination, the link between them, one ZooKeeper server) excuses no ownership change.
  */
 public final class FailedMigrationKeepsSource implements Checker {
     private final long graceNanos;
@@ -74,6 +79,9 @@ public final class FailedMigrationKeepsSource implements Checker {
                                 + (before == null ? "before" : "after") + " it (the run cannot show I2)"));
                 continue;
             }
+            if (sourceFailed(events, before.owner(), invoke.time(), afterTime)) {
+                continue;
+            }
             if (!after.owner().equals(before.owner()) || after.epoch() != before.epoch()) {
                 out.add(new Violation(
                         invariant(),
@@ -104,5 +112,29 @@ public final class FailedMigrationKeepsSource implements Checker {
             }
         }
         return out;
+    }
+
+    /**
+     * Whether a fault that takes {@code host} out of the cluster began in [from, to]: a kill or a
+     * freeze of it (the nemesis names its target first), or a partition with it on one side and a
+     * ZooKeeper server on the other.
+     */
+    static boolean sourceFailed(List<Event> events, String host, long from, long to) {
+        for (Event e : events) {
+            if (!(e instanceof Event.Fault f) || !f.start() || f.time() < from || f.time() > to) {
+                continue;
+            }
+            String d = f.detail();
+            boolean process = (f.nemesis().equals("kill") || f.nemesis().equals("freeze")) && d.startsWith(host + " ");
+            boolean cutOff = f.nemesis().equals("partition")
+                    && java.util.regex.Pattern.compile("\\b" + java.util.regex.Pattern.quote(host) + "\\b")
+                            .matcher(d)
+                            .find()
+                    && d.contains("zk-");
+            if (process || cutOff) {
+                return true;
+            }
+        }
+        return false;
     }
 }

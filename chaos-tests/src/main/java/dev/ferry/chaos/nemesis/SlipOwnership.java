@@ -4,7 +4,11 @@ import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Versioned;
 import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.cluster.store.ZkSecurity;
+import dev.ferry.pki.Credentials;
 import dev.ferry.proto.cluster.VmRecord;
+import java.nio.file.Path;
+import java.time.Clock;
 import java.time.Duration;
 import org.apache.curator.framework.CuratorFramework;
 
@@ -12,13 +16,15 @@ import org.apache.curator.framework.CuratorFramework;
  * I2's negative control, run as a process on the control host (the runner's JVM cannot reach the
  * cluster's namespaces): moves a VM's record to another owner at epoch + 1 behind the cluster's
  * back, version-checked, as a bug that let a failed migration change ownership would. Arguments:
- * ZK-CONNECT CLUSTER-NAME VM NEW-OWNER. Prints the record it wrote.
+ * ZK-CONNECT CLUSTER-NAME VM NEW-OWNER CERT KEY CA (a coordinator's certificate: the ensemble
+ * speaks only TLS to cluster identities). Prints the record it wrote.
  */
 public final class SlipOwnership {
     private SlipOwnership() {}
 
     public static void main(String[] args) throws Exception {
-        ZkClients zk = ZkClients.of(args[0], args[1], Duration.ofSeconds(10));
+        Credentials creds = Credentials.load(Path.of(args[4]), Path.of(args[5]), Path.of(args[6]), Clock.systemUTC());
+        ZkClients zk = ZkClients.of(args[0], args[1], Duration.ofSeconds(10), ZkSecurity.x509(creds));
         try (CuratorFramework c = zk.retrying()) {
             c.start();
             if (!c.blockUntilConnected(30, java.util.concurrent.TimeUnit.SECONDS)) {

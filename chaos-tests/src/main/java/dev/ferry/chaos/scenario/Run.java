@@ -117,6 +117,49 @@ public final class Run {
         return readRecords().getOrDefault(vm, RecordView.ABSENT);
     }
 
+    /** How far {@code d}'s log has been written: the mark {@link #awaitLog} reads on from. */
+    public static long logMark(dev.ferry.testkit.netns.Daemon d) {
+        try {
+            return java.nio.file.Files.size(d.logFile());
+        } catch (java.io.IOException e) {
+            return 0;
+        }
+    }
+
+    /**
+     * Waits until {@code d} logs a line matching {@code pattern} after {@code mark}, polling every
+     * 5 ms (a scenario that must act inside a migration's switchover pause reacts within a few
+     * milliseconds of the line); returns the line.
+     */
+    public static String awaitLog(
+            dev.ferry.testkit.netns.Daemon d, long mark, java.util.regex.Pattern pattern, Duration timeout) {
+        long deadline =
+                System.nanoTime() + dev.ferry.testing.Timing.scaled(timeout).toNanos();
+        long at = mark;
+        StringBuilder partial = new StringBuilder();
+        while (System.nanoTime() < deadline) {
+            try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(d.logFile())) {
+                if (ch.size() > at) {
+                    java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate((int) Math.min(1 << 20, ch.size() - at));
+                    at += ch.read(buf, at);
+                    partial.append(new String(buf.array(), 0, buf.position(), java.nio.charset.StandardCharsets.UTF_8));
+                    int nl;
+                    while ((nl = partial.indexOf("\n")) >= 0) {
+                        String line = partial.substring(0, nl);
+                        partial.delete(0, nl + 1);
+                        if (pattern.matcher(line).find()) {
+                            return line;
+                        }
+                    }
+                }
+            } catch (java.io.IOException e) {
+                // the log is created at start; until then there is nothing to read
+            }
+            sleep(Duration.ofMillis(5));
+        }
+        throw new IllegalStateException("timed out waiting for " + d.name() + " to log /" + pattern + "/");
+    }
+
     public static void await(String what, Duration timeout, BooleanSupplier condition) {
         long deadline =
                 System.nanoTime() + dev.ferry.testing.Timing.scaled(timeout).toNanos();

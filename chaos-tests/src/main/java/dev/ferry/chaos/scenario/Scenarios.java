@@ -28,6 +28,7 @@ public final class Scenarios {
                 new KillSource(),
                 new CancelMigration(),
                 new BlackholeMigration(),
+                new PartitionAtSwitchover(),
                 new FreezeLeader(),
                 new FreezeAgent(),
                 new AgentZooKeeperPartition(),
@@ -36,6 +37,7 @@ public final class Scenarios {
                 new ClockJumps(),
                 new NetemMigration(),
                 new FullTmpfs(),
+                new LostReply(),
                 new LeaderKilledAfterDecision(),
                 new RandomKills())) {
             m.put(s.id(), s);
@@ -187,6 +189,70 @@ public final class Scenarios {
             join(m, Duration.ofMinutes(3));
             run.readRecords();
             sleepMs(6000);
+        }
+    }
+
+    /**
+     * 5: a partition that begins inside the switchover pause: between source and destination, or
+     * either of them and every ZooKeeper server. The migration runs with {@code --verify}, whose
+     * digest of all guest RAM inside the pause holds the window open for hundreds of milliseconds
+     * on a sim guest of this size; the cut follows the source's "paused" log line by a seeded
+     * delay, so runs land before, at and after the ownership commit. Held past two session
+     * timeouts (fences and failovers play out), then healed: the VM runs exactly once (I1, I4)
+     * with intact memory (I3), wherever the commit decided.
+     */
+    static final class PartitionAtSwitchover extends Base {
+        PartitionAtSwitchover() {
+            super(
+                    "5-partition-at-switchover",
+                    false,
+                    "partition at the switchover (source-destination, source-ZooKeeper, destination-ZooKeeper)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "verify", "true")
+                    .step(
+                            p.between(0, 150),
+                            "partition",
+                            "cut",
+                            p.pick(List.of("source-destination", "source-zk", "destination-zk")),
+                            "after",
+                            "paused",
+                            "hold-ms",
+                            Long.toString(p.between(0, 2000)))
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "192M", SLOW_SIM);
+            run.readRecords();
+            AgentDaemon source = run.agent("host-1");
+            AgentDaemon destination = run.agent("host-2");
+            Schedule.Step cut = plan.steps("partition").getFirst();
+            long mark = Run.logMark(source);
+            CompletableFuture<Client.Result> m = background(() -> run.client.migrate(vm, "host-2", "--verify"));
+            Run.awaitLog(
+                    source,
+                    mark,
+                    java.util.regex.Pattern.compile(
+                            "migration \\S+ of " + java.util.regex.Pattern.quote(vm) + ": paused in"),
+                    Duration.ofMinutes(2));
+            sleepMs(cut.atMillis());
+            switch (cut.param("cut")) {
+                case "source-destination" ->
+                    run.partitions.partition(List.of(source.host()), List.of(destination.host()));
+                case "source-zk" -> run.partitions.partition(List.of(source.host()), zkHosts(run));
+                default -> run.partitions.partition(List.of(destination.host()), zkHosts(run));
+            }
+            sleepMs(2 * run.cluster().sessionTimeout().toMillis() + Long.parseLong(cut.param("hold-ms")));
+            run.faults().healAll();
+            join(m, Duration.ofMinutes(2));
+            run.readRecords();
         }
     }
 
@@ -472,6 +538,60 @@ public final class Scenarios {
         }
     }
 
+    /**
+     * 17: the reply to a migration is lost: the coordinators' packets to the operator's host are
+     * dropped and the command is killed while the migration runs (its client gave up); after the
+     * heal the operator runs the same command with the same {@code --request-id}. The retry must
+     * report the first migration's outcome and the VM must have moved once: one epoch up, not two,
+     * and no second migration back or again.
+     */
+    static final class LostReply extends Base {
+        LostReply() {
+            super("17-lost-reply", false, "a lost reply to a migration, retried with its request id");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            long giveUp = p.between(3000, 8000);
+            return p.step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M", "request-id", "lost-" + seed)
+                    .step(Math.max(0, giveUp - 1500), "drop", "from", "coordinators", "to", "control")
+                    .step(giveUp, "give-up")
+                    .step(0, "retry", "vm", "a", "to", "host-2", "request-id", "lost-" + seed)
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            var before = run.record(vm);
+            String id = plan.steps("migrate").getFirst().param("request-id") + "-" + vm;
+            long giveUp = plan.steps("give-up").getFirst().atMillis();
+            long dropAt = plan.steps("drop").getFirst().atMillis();
+            CompletableFuture<Client.Result> first = background(() -> run.client.migrateWithin(
+                    Duration.ofMillis(giveUp), vm, "host-2", "--max-bandwidth", "4M", "--request-id", id));
+            sleepMs(dropAt);
+            run.partitions.oneWay(
+                    run.cluster().coordinators().stream().map(Daemon::host).toList(),
+                    List.of(run.cluster().control()));
+            // Whatever the first command said (normally nothing: it was killed), the retry must agree.
+            join(first, Duration.ofMinutes(1));
+            run.partitions.heal();
+            Client.Result retry = run.client.migrate(vm, "host-2", "--request-id", id);
+            var after = run.record(vm);
+            if (!retry.ok()) {
+                throw new IllegalStateException("the retry with the same request id did not report the first "
+                        + "migration's success: " + retry.command().describe());
+            }
+            if (!after.owner().equals("host-2") || after.epoch() != before.epoch() + 1) {
+                throw new IllegalStateException(
+                        "the VM did not move exactly once: " + before.value() + " -> " + after.value());
+            }
+        }
+    }
+
     /** 18: the leader killed right after it decided to restart a dead host's VM. */
     static final class LeaderKilledAfterDecision extends Base {
         LeaderKilledAfterDecision() {
@@ -636,6 +756,7 @@ public final class Scenarios {
                     run.cluster().clusterName(),
                     vm,
                     "host-3"));
+            run.cluster().credentialFiles("c", "coordinator-1").forEach(f -> java.add(f.toString()));
             run.history().fault("slip-ownership", true, vm + " to host-3 behind the cluster's back");
             CommandResult r = run.cluster().control().exec(Duration.ofSeconds(60), java);
             run.history()

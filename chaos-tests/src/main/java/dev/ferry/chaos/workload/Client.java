@@ -36,12 +36,20 @@ public final class Client {
     }
 
     public Result migrate(String vm, String to, String... extra) {
+        return migrateWithin(Duration.ofMinutes(3), vm, to, extra);
+    }
+
+    /**
+     * A migration whose command is killed after {@code patience} if it has not ended (an operator
+     * whose terminal or client machine died): its reply is lost and its outcome unknown.
+     */
+    public Result migrateWithin(Duration patience, String vm, String to, String... extra) {
         List<String> args = new ArrayList<>(List.of("migrate", vm));
         if (to != null) {
             args.addAll(List.of("--to", to));
         }
         args.addAll(List.of(extra));
-        return run("migrate", kv("vm", vm, "to", to == null ? "" : to), args, Duration.ofMinutes(3));
+        return run("migrate", kv("vm", vm, "to", to == null ? "" : to), args, patience);
     }
 
     public Result cancel(String vm) {

@@ -3,6 +3,7 @@ package dev.ferry.chaos.checker;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.chaos.history.Event;
 import dev.ferry.chaos.history.Event.OpType;
 import dev.ferry.chaos.history.History;
 import dev.ferry.chaos.history.Observations;
@@ -99,6 +100,41 @@ class CheckersTest {
                 .op(2000, 3000, "migrate", args, OpType.INFO, "unknown")
                 .build();
         assertEquals(List.of(), i2.check(faulted));
+    }
+
+    @Test
+    void i2LeavesAMigrationWhoseSourceDiedToI4ButNotOneWhoseDestinationOrLinkFailed() {
+        Map<String, String> args = Map.of("vm", "v", "from", "h1", "to", "h2");
+        FailedMigrationKeepsSource i2 = new FailedMigrationKeepsSource(2 * S);
+        // Scenario 2: the source agent killed mid pre-copy, the VM restarted on h2 at epoch 2.
+        for (Event.Fault sourceDown : List.of(
+                new Event.Fault(1000 * Hist.MS, "kill", true, "h1 pid 42"),
+                new Event.Fault(1000 * Hist.MS, "freeze", true, "h1 pid 42"),
+                new Event.Fault(1000 * Hist.MS, "partition", true, "[h1] <-/-> [zk-1, zk-2, zk-3]"))) {
+            History h = new Hist()
+                    .record(0, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                    .op(500, 1500, "migrate", args, OpType.FAIL, "h1 left the cluster")
+                    .event(sourceDown)
+                    .record(9000, "v", "owner=h2 epoch=2 desired=RUNNING phase=RUNNING")
+                    .build();
+            assertEquals(List.of(), i2.check(h), sourceDown.toString());
+        }
+        // The destination killed, the link cut, or a host with a longer name than the source's
+        // (h10 is not h1): none of these may move the VM.
+        for (Event.Fault elsewhere : List.of(
+                new Event.Fault(1000 * Hist.MS, "kill", true, "h2 pid 43"),
+                new Event.Fault(1000 * Hist.MS, "kill", true, "h10 pid 44"),
+                new Event.Fault(1000 * Hist.MS, "partition", true, "[h1] <-/-> [h2]"),
+                new Event.Fault(1000 * Hist.MS, "slip-ownership", true, "v to h3 behind the cluster's back"))) {
+            History h = new Hist()
+                    .record(0, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                    .runs("v", "h1/1", 0, 8000)
+                    .op(500, 1500, "migrate", args, OpType.FAIL, "stream broke")
+                    .event(elsewhere)
+                    .record(1600, "v", "owner=h3 epoch=2 desired=RUNNING phase=RUNNING")
+                    .build();
+            assertEquals(1, i2.check(h).size(), elsewhere + ": " + i2.check(h));
+        }
     }
 
     @Test

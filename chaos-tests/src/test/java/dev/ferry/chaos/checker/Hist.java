@@ -54,6 +54,11 @@ final class Hist {
         return this;
     }
 
+    Hist event(Event e) {
+        events.add(e);
+        return this;
+    }
+
     History build() {
         List<Event> sorted = new ArrayList<>(events);
         sorted.sort((a, b) -> Long.compare(a.time(), b.time()));

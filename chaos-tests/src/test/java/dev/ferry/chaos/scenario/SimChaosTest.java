@@ -54,6 +54,12 @@ class SimChaosTest extends ChaosGroup {
     }
 
     @Test
+    @Order(5)
+    void scenario5PartitionAtTheSwitchover() {
+        pass("5");
+    }
+
+    @Test
     @Order(6)
     void scenario6FrozenLeaderThawedLate() {
         pass("6");
@@ -93,6 +99,12 @@ class SimChaosTest extends ChaosGroup {
     @Order(16)
     void scenario16FullDestinationTmpfs() {
         pass("16");
+    }
+
+    @Test
+    @Order(17)
+    void scenario17LostReplyRetriedWithItsRequestId() {
+        pass("17");
     }
 
     @Test

@@ -100,11 +100,13 @@ final class Intents {
             }
         }
         Intent i = stored.orElseThrow().value();
-        if (i.getKind() != fresh.getKind()) {
+        // An operator retrying with --request-id after a lost reply sends the same request; the
+        // same id on another request (a copied command line) must not return the first one's outcome.
+        if (i.getKind() != fresh.getKind() || !i.getVm().equals(fresh.getVm())) {
             throw new CoordinatorException(
                     Status.Code.INVALID_ARGUMENT,
                     "request id " + fresh.getId() + " was already used for another request (" + kindName(i.getKind())
-                            + ")");
+                            + (i.getVm().isEmpty() ? "" : " of " + i.getVm()) + ")");
         }
         if (!isOpen(i)) {
             return IntentRun.finished(i);

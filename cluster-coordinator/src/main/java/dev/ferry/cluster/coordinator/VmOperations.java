@@ -330,19 +330,44 @@ final class VmOperations {
                                 .build()),
                 "stopped " + name
                         + (host == null ? " (its host " + r.getOwner() + " is down)" : " on " + r.getOwner()));
-        if (host == null) {
+        HostRecord stale = staleHolder(r);
+        if (host == null && stale == null) {
             return stopped;
         }
         return act(() -> {
             // Refused: the desired state says stopped; the reconciler keeps asking until the host does.
-            String why = orderOwner("stop", host, r, i, orders::stopVm);
+            String why = host == null ? null : orderOwner("stop", host, r, i, orders::stopVm);
+            if (why == null && stale != null) {
+                why = orderOwner("stop", stale, r, i, orders::stopVm);
+            }
             return why == null ? stopped : refuse(i, why);
         });
     }
 
     /**
-     * Sends the intent's order about its VM to the owner; null when it is carried out (or the
-     * owner no longer has the VM), else why not.
+     * The live host that holds {@code r}'s run lock at an older epoch than the record's while the
+     * record names another owner, or null. Its copy can never be resumed there (the agent keeps a
+     * copy paused when it learns it may no longer own it, and holds the lock so that nobody else
+     * starts the VM meanwhile); stopping or deleting the VM must reach that copy too, or it stays
+     * paused forever and a delete waits in vain for the lock. The holder's lower epoch is the
+     * proof that the order cannot hit a legitimate copy: a migration hands the lock over only
+     * after the commit raised the epoch, under the migration's claim, which stop and delete wait for.
+     */
+    private HostRecord staleHolder(VmRecord r) {
+        var lock = view.running(r.getSpec().getName());
+        if (lock == null) {
+            return null;
+        }
+        RunningRecord held = lock.value();
+        if (held.getHostId().equals(r.getOwner()) || held.getEpoch() >= r.getEpoch()) {
+            return null;
+        }
+        return view.hostRecord(held.getHostId());
+    }
+
+    /**
+     * Sends the intent's order about its VM to {@code host} (its owner, or the holder of a stale
+     * copy); null when it is carried out (or the host no longer has the VM), else why not.
      */
     private static String orderOwner(
             String verb, HostRecord host, VmRecord r, Intent i, BiConsumer<HostRecord, VmRequest> order) {
@@ -357,7 +382,7 @@ final class VmOperations {
         } catch (AgentCallException e) {
             return e.code() == Status.Code.NOT_FOUND
                     ? null
-                    : "cannot " + verb + " " + i.getVm() + " on " + r.getOwner() + ": " + e.getMessage();
+                    : "cannot " + verb + " " + i.getVm() + " on " + host.getHostId() + ": " + e.getMessage();
         }
     }
 
@@ -395,8 +420,12 @@ final class VmOperations {
             return markStopping(fresh, i);
         }
         HostRecord host = view.hostRecord(r.getOwner());
+        HostRecord stale = staleHolder(r);
         return act(() -> {
             String why = host == null ? null : orderOwner("delete", host, r, i, orders::deleteVm);
+            if (why == null && stale != null) {
+                why = orderOwner("delete", stale, r, i, orders::deleteVm);
+            }
             if (why != null) {
                 return refuse(i, why);
             }

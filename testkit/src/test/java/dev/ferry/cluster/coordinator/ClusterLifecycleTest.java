@@ -84,4 +84,37 @@ class ClusterLifecycleTest {
         assertEquals(Status.Code.NOT_FOUND, gone.code());
         assertEquals("no VM named 'web' in the cluster", gone.getMessage());
     }
+
+    /**
+     * The I2 negative control of the chaos suite left a copy paused for ever: the record named
+     * another host at a higher epoch, the old host kept its copy and run lock, and stop and delete
+     * went only to the record's owner, so the delete waited in vain for the lock.
+     */
+    @Test
+    void aStaleCopyOnAHostTheRecordNoLongerNamesIsStoppedAndDeletedToo() throws Exception {
+        cluster.create(client, TestCluster.spec("stale", 32L << 20, 0), "h1");
+        // Ownership moved behind the cluster's back (what a bug would do): h2 at epoch 2, while h1
+        // still runs the copy at epoch 1 and holds its run lock.
+        try (var c = cluster.zkClients(Duration.ofSeconds(10)).retrying()) {
+            c.start();
+            assertTrue(c.blockUntilConnected(30, java.util.concurrent.TimeUnit.SECONDS));
+            var store = new dev.ferry.cluster.store.ClusterStore(c);
+            var v = store.vm("stale").orElseThrow();
+            store.commit(store.set(
+                    dev.ferry.cluster.store.ClusterPaths.vm("stale"),
+                    v.value().toBuilder().setOwner("h2").setEpoch(2).build(),
+                    v.version()));
+            client.stopVm("stale", UUID.randomUUID().toString());
+            Timing.await("h1's stale copy stopped and its run lock released", Duration.ofSeconds(10), () -> {
+                try {
+                    return store.running("stale").isEmpty();
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+        }
+        client.deleteVm("stale", UUID.randomUUID().toString());
+        CoordinatorCallException gone = assertThrows(CoordinatorCallException.class, () -> client.vm("stale"));
+        assertEquals(Status.Code.NOT_FOUND, gone.code());
+    }
 }
