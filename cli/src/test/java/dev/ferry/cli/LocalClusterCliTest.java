@@ -165,6 +165,36 @@ class LocalClusterCliTest {
         assertTrue(noCluster.err().contains("no cluster at"), noCluster.err());
     }
 
+    /**
+     * An operator whose command lost its reply re-runs it with the id the command used: the
+     * cluster answers with the first outcome instead of acting again, and refuses the id on
+     * another request.
+     */
+    @Test
+    @Order(2)
+    void aCommandRetriedWithItsRequestIdRunsOnceAndTheIdServesNoOtherRequest() throws Exception {
+        CliRun first = ferry("vm", "create", "once", "--memory", "16M", "--host", "host-1", "--request-id", "op-7");
+        assertEquals(0, first.exit(), first.err());
+        CliRun again = ferry("vm", "create", "once", "--memory", "16M", "--host", "host-1", "--request-id", "op-7");
+        assertEquals(0, again.exit(), "the retry got the first outcome, not 'already exists': " + again.err());
+        assertEquals(first.out(), again.out());
+        assertEquals(1, json(ferry("vm", "show", "once", "--json")).get("epoch").asInt());
+
+        CliRun reused = ferry("vm", "stop", "once", "--request-id", "op-7");
+        assertEquals(2, reused.exit(), reused.err());
+        assertTrue(
+                reused.err().contains("request id op-7 was already used for another request (create of once)"),
+                reused.err());
+        assertEquals(
+                "running",
+                json(ferry("vm", "show", "once", "--json")).get("state").asText());
+
+        CliRun bad = ferry("vm", "stop", "once", "--request-id", "no spaces");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.err().startsWith("ferry: --request-id: request id must be"), bad.err());
+        assertEquals(0, ferry("vm", "delete", "once").exit());
+    }
+
     @Test
     @Order(3)
     void killingTheDestinationAgentMidMigrationLeavesTheVmRunningOnTheSource() throws Exception {

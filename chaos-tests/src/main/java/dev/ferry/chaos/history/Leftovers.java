@@ -11,7 +11,8 @@ import java.nio.file.Path;
 /**
  * What exists at the end on each agent host, looked at from outside (for I5): every process in the
  * host's namespace other than its agent (a QEMU: its VM is named by the RAM file on its command
- * line), every file in its RAM directory, every run directory in its data directory.
+ * line), every file in its RAM directory, every run directory in its data directory; and every run
+ * lock of the run's VMs in ZooKeeper.
  */
 public final class Leftovers {
     private Leftovers() {}
@@ -59,6 +60,14 @@ public final class Leftovers {
                     d -> history.observe(
                             Observations.FINAL_RUN_DIR, d.getFileName().toString(), host, d.toString()));
         }
+        var locks = ControlTool.run(cluster, RunLocks.class, java.time.Duration.ofSeconds(60), prefix);
+        if (!locks.ok()) {
+            throw new IllegalStateException("cannot read the run locks: " + locks.describe());
+        }
+        locks.stdout().lines().filter(l -> !l.isBlank()).forEach(l -> {
+            String[] f = l.trim().split(" ");
+            history.observe(Observations.FINAL_RUN_LOCK, f[0], f[1], "epoch " + f[2]);
+        });
     }
 
     private interface Each {

@@ -747,18 +747,9 @@ public final class Scenarios {
             CompletableFuture<Client.Result> m =
                     background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
             sleepMs(1500);
-            List<String> java = new ArrayList<>(List.of(
-                    Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "-cp",
-                    System.getProperty("java.class.path"),
-                    dev.ferry.chaos.nemesis.SlipOwnership.class.getName(),
-                    run.cluster().zkConnect(),
-                    run.cluster().clusterName(),
-                    vm,
-                    "host-3"));
-            run.cluster().credentialFiles("c", "coordinator-1").forEach(f -> java.add(f.toString()));
             run.history().fault("slip-ownership", true, vm + " to host-3 behind the cluster's back");
-            CommandResult r = run.cluster().control().exec(Duration.ofSeconds(60), java);
+            CommandResult r = dev.ferry.chaos.history.ControlTool.run(
+                    run.cluster(), dev.ferry.chaos.nemesis.SlipOwnership.class, Duration.ofSeconds(60), vm, "host-3");
             run.history()
                     .fault(
                             "slip-ownership",

@@ -1,0 +1,39 @@
+package dev.ferry.chaos.history;
+
+import dev.ferry.testkit.netns.CommandResult;
+import dev.ferry.testkit.netns.NetnsCluster;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Runs a small tool of the chaos suite as a process on the cluster's control host (the runner's
+ * JVM cannot reach the cluster's namespaces), with this JVM's class path. Its arguments are
+ * ZK-CONNECT CLUSTER-NAME CERT KEY CA (a coordinator's certificate: the ensemble speaks only TLS
+ * to cluster identities) followed by the tool's own.
+ */
+public final class ControlTool {
+    private ControlTool() {}
+
+    public static CommandResult run(NetnsCluster cluster, Class<?> main, Duration timeout, String... args) {
+        List<String> cmd = new ArrayList<>(List.of(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp",
+                System.getProperty("java.class.path"),
+                main.getName(),
+                cluster.zkConnect(),
+                cluster.clusterName()));
+        cluster.credentialFiles("c", "coordinator-1").forEach(f -> cmd.add(f.toString()));
+        cmd.addAll(List.of(args));
+        return cluster.control().exec(timeout, cmd);
+    }
+
+    /** The ZooKeeper clients of a tool started by {@link #run}, from its first five arguments. */
+    public static dev.ferry.cluster.store.ZkClients zk(String[] args) {
+        var creds = dev.ferry.pki.Credentials.load(
+                Path.of(args[2]), Path.of(args[3]), Path.of(args[4]), java.time.Clock.systemUTC());
+        return dev.ferry.cluster.store.ZkClients.of(
+                args[0], args[1], Duration.ofSeconds(10), dev.ferry.cluster.store.ZkSecurity.x509(creds));
+    }
+}
