@@ -76,7 +76,7 @@ final class IncomingMigrations {
         }
         registry.reserve(name, req.getMigrationId(), req.getEpoch());
         VmInstance vm;
-        VmPaths paths;
+        VmPaths paths = null;
         try {
             paths = registry.arrivalPaths(name);
             vm = driver.prepareIncoming(
@@ -86,13 +86,13 @@ final class IncomingMigrations {
                             ? HypervisorDriver.IncomingKind.PRECOPY
                             : HypervisorDriver.IncomingKind.HYPERVISOR_NATIVE);
         } catch (HypervisorException e) {
-            registry.unreserve(name, req.getMigrationId());
+            abandonPrepare(name, req.getMigrationId(), paths);
             throw new AgentException(
                     Status.Code.INTERNAL,
                     "cannot prepare VM '" + name + "' on " + registry.hostId() + ": " + e.getMessage(),
                     e);
         } catch (AgentException e) {
-            registry.unreserve(name, req.getMigrationId());
+            abandonPrepare(name, req.getMigrationId(), paths);
             throw e;
         }
         byte[] secret = new byte[16];
@@ -142,6 +142,20 @@ final class IncomingMigrations {
                 .setToken(token)
                 .setStreamEndpoint(streamEndpoint.toString())
                 .build();
+    }
+
+    /**
+     * A prepare that failed (no room for the guest's RAM, a hypervisor that would not start)
+     * leaves nothing: the name is free again and the run directory, with the lease written into
+     * it first, goes. The chaos suite's full-tmpfs scenario found the directory left behind (I5).
+     * The name was reserved for this migration and no VM of that name lives here, so the
+     * directory is this prepare's alone.
+     */
+    private void abandonPrepare(String name, String migrationId, VmPaths paths) {
+        registry.unreserve(name, migrationId);
+        if (paths != null) {
+            VmRegistry.deleteTree(paths.runDir());
+        }
     }
 
     void closeAll(String reason) {

@@ -150,6 +150,17 @@ final class AgentPair implements AutoCloseable {
         }
     }
 
+    /** Run directories in {@code agent}'s data directory (one per VM it holds or receives). */
+    long runDirs(Agent agent) throws IOException {
+        Path dir = root.resolve(agent.hostId() + "-data").resolve("vms");
+        if (!Files.isDirectory(dir)) {
+            return 0;
+        }
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.filter(Files::isDirectory).count();
+        }
+    }
+
     @Override
     public void close() throws IOException {
         clientA.close();

@@ -117,14 +117,17 @@ class MigrationFailureTest {
         return self[0];
     }
 
-    /** The source runs and keeps writing; B holds neither the VM nor any file of it. */
+    /**
+     * The source runs and keeps writing; B holds neither the VM nor any file of it (RAM file, run
+     * directory: a prepare refused for want of room once left its run directory behind).
+     */
     private void assertSourceRunningAndDestinationClean() throws Exception {
         assertEquals(InstanceState.RUNNING, source.state());
         long beat = source.heartbeat();
         Timing.await("source keeps running", Duration.ofSeconds(5), () -> source.heartbeat() > beat + 3);
         Timing.await("destination discards", Duration.ofSeconds(10), () -> {
             try {
-                return pair.clientB.listVms().isEmpty() && pair.ramFiles(pair.b) == 0;
+                return pair.clientB.listVms().isEmpty() && pair.ramFiles(pair.b) == 0 && pair.runDirs(pair.b) == 0;
             } catch (Exception e) {
                 return false;
             }

@@ -53,9 +53,12 @@ public final class CertificateAuthority {
     public static final String CA_KEY = "ca.key";
     public static final Duration DEFAULT_CA_VALIDITY = Duration.ofDays(3650);
     public static final Duration DEFAULT_VALIDITY = Duration.ofDays(365);
-    // Certificates are valid a little before they are issued: hosts' clocks disagree by seconds to
-    // minutes, and a certificate that is "not yet valid" on a peer is an outage.
-    static final Duration BACKDATE = Duration.ofMinutes(5);
+    // Certificates are valid a day before they are issued: hosts' clocks disagree, and a certificate
+    // that is "not yet valid" on a peer is an outage. Five minutes was not enough: the chaos suite's
+    // clock nemesis (scenario 11) set an agent's wall clock 73 minutes back, and that agent refused
+    // every peer's fresh certificate ("ssl exception"), so no migration could reach it. A day covers
+    // any step NTP would leave uncorrected; expiry is unaffected.
+    static final Duration BACKDATE = Duration.ofDays(1);
     private static final String SIGNATURE = "SHA256withECDSA";
     private static final SecureRandom RANDOM = new SecureRandom();
 

@@ -55,10 +55,11 @@ public final class Leftovers {
                         host,
                         f.toString());
             });
-            list(
-                    a.dataDir().resolve("vms"),
-                    d -> history.observe(
-                            Observations.FINAL_RUN_DIR, d.getFileName().toString(), host, d.toString()));
+            list(a.dataDir().resolve("vms"), d -> {
+                if (!others(d.getFileName().toString(), prefix)) {
+                    history.observe(Observations.FINAL_RUN_DIR, d.getFileName().toString(), host, d.toString());
+                }
+            });
         }
         var locks = ControlTool.run(cluster, RunLocks.class, java.time.Duration.ofSeconds(60), prefix);
         if (!locks.ok()) {

@@ -461,11 +461,13 @@ public final class Scenarios {
                     Duration.ofSeconds(Long.parseLong(jumps.get(0).param("seconds"))));
             sleepMs(2 * run.cluster().sessionTimeout().toMillis());
             requireProgress(run, vm, "host-1", "after a jump of its agent's wall clock");
+            run.readRecords();
             Client.Result m1 = run.client.migrate(vm, "host-2");
             run.clocks.jump(
                     run.agent("host-1"),
                     Duration.ofSeconds(Long.parseLong(jumps.get(1).param("seconds"))));
             sleepMs(2 * run.cluster().sessionTimeout().toMillis());
+            run.readRecords();
             Client.Result m2 = run.client.migrate(vm, "host-1");
             if (!m1.ok() || !m2.ok()) {
                 throw new IllegalStateException("migrations across clock jumps failed: "
@@ -483,10 +485,26 @@ public final class Scenarios {
         @Override
         public Schedule plan(long seed) {
             Schedule.Planner p = planner(seed);
-            String netem = "delay " + p.between(5, 40) + "ms " + p.between(1, 10) + "ms loss " + p.between(0, 3)
-                    + "% reorder " + p.between(5, 30) + "% 50% corrupt " + p.between(0, 1) + "%";
             return p.step(0, "create", "vm", "a", "host", "host-1")
-                    .step(0, "netem", "a", "host-1", "b", "host-2", "netem", netem)
+                    .step(
+                            0,
+                            "netem",
+                            "a",
+                            "host-1",
+                            "b",
+                            "host-2",
+                            "delay-ms",
+                            Long.toString(p.between(5, 40)),
+                            "jitter-ms",
+                            Long.toString(p.between(1, 10)),
+                            "loss-percent",
+                            Long.toString(p.between(1, 5)),
+                            "reorder-percent",
+                            Long.toString(p.between(5, 30)),
+                            "corrupt-percent",
+                            Long.toString(p.between(0, 1)),
+                            "rate-kbit",
+                            Long.toString(p.between(20_000, 80_000)))
                     .step(0, "migrate", "vm", "a", "to", "host-2")
                     .step(0, "migrate", "vm", "a", "to", "host-1")
                     .build();
@@ -496,14 +514,25 @@ public final class Scenarios {
         public void run(Run run, Schedule plan) throws Exception {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            Schedule.Step s = plan.steps("netem").getFirst();
             run.netem.shape(
                     run.agent("host-1").host(),
                     run.agent("host-2").host(),
-                    plan.steps("netem").getFirst().param("netem"));
-            for (Schedule.Step s : plan.steps("migrate")) {
+                    new dev.ferry.chaos.nemesis.NetemNemesis.Link(
+                            Integer.parseInt(s.param("delay-ms")),
+                            Integer.parseInt(s.param("jitter-ms")),
+                            Integer.parseInt(s.param("loss-percent")),
+                            Integer.parseInt(s.param("reorder-percent")),
+                            Integer.parseInt(s.param("corrupt-percent")),
+                            Integer.parseInt(s.param("rate-kbit"))));
+            for (Schedule.Step m : plan.steps("migrate")) {
                 run.readRecords();
-                run.client.migrate(vm, s.param("to"), "--verify");
+                Client.Result r = run.client.migrate(vm, m.param("to"), "--verify");
                 run.readRecords();
+                if (!r.ok()) {
+                    throw new IllegalStateException("a migration over a lossy link failed: "
+                            + r.command().describe());
+                }
                 sleepMs(6000);
             }
         }

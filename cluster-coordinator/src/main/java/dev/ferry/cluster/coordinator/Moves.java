@@ -178,7 +178,18 @@ final class Moves {
                 && lock.value().getHostId().equals(r.getOwner())
                 && lock.value().getEpoch() == r.getEpoch();
         if (!running) {
-            return "VM '" + name + "' is not running (" + describe(r) + "); only a running VM can be migrated live";
+            // Say which half is missing: "desired running, running" alone reads as a contradiction
+            // when the record and the run lock disagree.
+            String copy = lock == null
+                    ? "no host runs it"
+                    : lock.value().getHostId().equals(r.getOwner())
+                                    && lock.value().getEpoch() == r.getEpoch()
+                            ? "it runs on " + r.getOwner()
+                            : "its record names " + r.getOwner() + " at epoch " + r.getEpoch() + " but "
+                                    + lock.value().getHostId() + " holds its run lock at epoch "
+                                    + lock.value().getEpoch();
+            return "VM '" + name + "' is not running (" + describe(r) + "; " + copy
+                    + "); only a running VM can be migrated live";
         }
         if (!view.alive(r.getOwner())) {
             return "VM '" + name + "' is on " + r.getOwner() + ", which is not alive in the cluster";
