@@ -7,6 +7,7 @@ import dev.ferry.proto.coordinator.ClusterStatus;
 import dev.ferry.proto.coordinator.HostView;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -138,7 +139,11 @@ final class ClusterCommand implements Runnable {
         }
     }
 
-    @Command(name = "status", description = "Show the cluster: its coordinators and leader, hosts and VMs.")
+    @Command(
+            name = "status",
+            description =
+                    "Show the cluster: its coordinators and leader, hosts and VMs, and when every certificate expires "
+                            + "(a WARNING line for each that expires within 30 days).")
     static final class Status implements Runnable {
         @Option(
                 names = "--dir",
@@ -160,6 +165,7 @@ final class ClusterCommand implements Runnable {
             try (CoordinatorClient c = cluster.client()) {
                 ClusterStatus s = c.status();
                 List<HostView> hosts = c.hosts();
+                CertificateReport certs = CertificateReport.gather(c, s, hosts, Instant.now());
                 if (json) {
                     Map<String, Object> out = new LinkedHashMap<>();
                     out.put("cluster", s.getCluster());
@@ -173,6 +179,8 @@ final class ClusterCommand implements Runnable {
                     out.put("openIntents", s.getOpenIntents());
                     out.put("failoverMarginMs", s.getFailoverMarginMs());
                     out.put("hosts", hosts.stream().map(HostCommand::row).toList());
+                    out.put("certificates", certs.json());
+                    out.put("certificateWarnings", certs.warnings());
                     System.out.println(Json.write(out));
                     return;
                 }
@@ -186,6 +194,8 @@ final class ClusterCommand implements Runnable {
                         + "; open intents: " + s.getOpenIntents());
                 System.out.println();
                 HostCommand.printHosts(hosts, false, System.out);
+                System.out.println();
+                certs.print(System.out);
             }
         }
     }

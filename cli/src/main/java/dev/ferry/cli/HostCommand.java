@@ -65,6 +65,10 @@ final class HostCommand implements Runnable {
         if (h.getLostAtMs() > 0) {
             r.put("lostAtMs", h.getLostAtMs());
         }
+        if (h.getCertificateNotAfterMs() > 0) {
+            r.put("certificateNotAfterMs", h.getCertificateNotAfterMs());
+            r.put("caNotAfterMs", h.getCaNotAfterMs());
+        }
         return r;
     }
 

@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import dev.ferry.cluster.store.ClusterPaths;
 import java.util.UUID;
+import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine.Option;
 
 /**
@@ -13,8 +14,12 @@ import picocli.CommandLine.Option;
  * to make their retries safe.
  */
 public final class RequestIdOption {
-    /** The id the last mutating command of this process sent (for the unknown-outcome hint). */
-    private static volatile String lastSent;
+    /**
+     * The id the last mutating command of this process sent (for the unknown-outcome hint). A
+     * reference held in a final field: {@link #id} is synchronized on its instance, which guards
+     * that instance's id, not this process-wide value.
+     */
+    private static final AtomicReference<String> LAST_SENT = new AtomicReference<>();
 
     @Option(
             names = "--request-id",
@@ -37,13 +42,13 @@ public final class RequestIdOption {
             } else {
                 id = UUID.randomUUID().toString();
             }
-            lastSent = id;
+            LAST_SENT.set(id);
         }
         return id;
     }
 
     /** The id of this process's mutating command, or null if it sent none. */
     static String lastSent() {
-        return lastSent;
+        return LAST_SENT.get();
     }
 }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.cluster.ClusterFile;
@@ -224,5 +225,93 @@ class SecureClusterCliTest {
                 agents.resolve("ca.crt").toString());
         assertEquals(2, wrongName.exit(), wrongName.err());
         assertTrue(wrongName.err().contains("ferry://default/agent/host-1"), wrongName.err());
+    }
+
+    /**
+     * `cluster status` warns about a certificate that expires within 30 days, naming its holder and
+     * what to do, and about no other: host-2's agent is restarted with a 10-day certificate (the
+     * one it reports in its registration is what it loaded), the coordinator, host-1, the operator
+     * and the CA keep their year-long (or ten-year) ones.
+     */
+    @Test
+    void clusterStatusWarnsAboutTheAgentCertificateThatExpiresWithinThirtyDaysAndNoOther() throws Exception {
+        Path pki = Path.of(cluster.pki());
+        Path shortLived = tmp.resolve("short-lived");
+        CliRun issued = CliRun.of(
+                "pki",
+                "issue",
+                "host-2",
+                "--role",
+                "agent",
+                "--dir",
+                pki.toString(),
+                "--out",
+                shortLived.toString(),
+                "--valid-for",
+                "10d");
+        assertEquals(0, issued.exit(), issued.err());
+        // Where the local cluster's host-2 reads its files; written in place, so the key stays 0600.
+        for (String f : List.of("host-2.crt", "host-2.key")) {
+            Files.write(pki.resolve("agents").resolve(f), Files.readAllBytes(shortLived.resolve(f)));
+        }
+        ProcessHandle old = LocalCluster.alive(cluster.host("host-2")).orElseThrow();
+        old.destroy();
+        old.onExit().get(30, TimeUnit.SECONDS);
+        cluster = LocalCluster.restartAgent(dir, "host-2", Duration.ofSeconds(60));
+        long soon = System.currentTimeMillis() + Duration.ofDays(30).toMillis();
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        JsonNode status;
+        while (true) {
+            CliRun r = ferry("cluster", "status", "--json");
+            assertEquals(0, r.exit(), r.err());
+            status = Json.MAPPER.readTree(r.out());
+            JsonNode host2 = null;
+            for (JsonNode h : status.get("hosts")) {
+                if (h.get("id").asText().equals("host-2") && h.get("alive").asBoolean()) {
+                    host2 = h;
+                }
+            }
+            if (host2 != null
+                    && host2.has("certificateNotAfterMs")
+                    && host2.get("certificateNotAfterMs").asLong() < soon) {
+                break;
+            }
+            assertTrue(System.nanoTime() < deadline, "host-2 never registered its new certificate: " + r.out());
+            Thread.sleep(250);
+        }
+        List<String> warnings = new ArrayList<>();
+        status.get("certificateWarnings").forEach(w -> warnings.add(w.asText()));
+        assertEquals(1, warnings.size(), warnings.toString());
+        assertTrue(
+                warnings.getFirst().startsWith("WARNING: the certificate of agent host-2 expires"),
+                warnings.toString());
+        assertTrue(warnings.getFirst().contains("ferry pki issue host-2 --role agent"), warnings.toString());
+        // Every holder is listed with its expiry: the CA, the operator, the coordinator, both hosts.
+        List<String> holders = new ArrayList<>();
+        for (JsonNode c : status.get("certificates")) {
+            assertTrue(c.has("notAfterMs"), c.toString());
+            holders.add(c.get("role").asText() + ":" + c.path("name").asText());
+            assertEquals(
+                    c.get("role").asText().equals("agent")
+                            && c.get("name").asText().equals("host-2"),
+                    c.has("warning"),
+                    c.toString());
+        }
+        assertTrue(
+                holders.containsAll(List.of(
+                        "ca:",
+                        "operator:operator",
+                        "coordinator:" + LocalPki.COORDINATOR,
+                        "agent:host-1",
+                        "agent:host-2")),
+                holders.toString());
+
+        CliRun text = ferry("cluster", "status");
+        assertEquals(0, text.exit(), text.err());
+        List<String> lines =
+                text.out().lines().filter(l -> l.startsWith("WARNING")).toList();
+        assertEquals(1, lines.size(), text.out());
+        assertTrue(lines.getFirst().contains("agent host-2") && lines.getFirst().contains("restart"), text.out());
+        assertTrue(text.out().contains("agent host-1"), text.out());
     }
 }

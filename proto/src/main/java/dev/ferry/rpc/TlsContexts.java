@@ -1,5 +1,6 @@
 package dev.ferry.rpc;
 
+import dev.ferry.pki.CertificateExpiry;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.Pem;
 import io.grpc.ChannelCredentials;
@@ -56,6 +57,11 @@ final class TlsContexts {
 
     ServerCredentials server() {
         return server;
+    }
+
+    /** The certificate presented and the CA trusted, as read at construction (what peers see until a restart). */
+    CertificateExpiry expiry() {
+        return CertificateExpiry.of(certificate, ca);
     }
 
     ChannelCredentials client(PeerRequirement peer) {

@@ -1,5 +1,6 @@
 package dev.ferry.rpc;
 
+import dev.ferry.pki.CertificateExpiry;
 import io.grpc.ClientInterceptor;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
@@ -13,6 +14,7 @@ import java.io.IOException;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 
@@ -111,6 +113,15 @@ public final class Transport {
 
     public Keepalive keepalive() {
         return keepalive;
+    }
+
+    /**
+     * The identity this transport presents and when its certificate and CA expire, as read when it
+     * was built: a renewed file on disk changes nothing until the holder restarts, so this (not the
+     * file) is the holder's expiry to report. Empty for plaintext.
+     */
+    public Optional<CertificateExpiry> expiry() {
+        return tls == null ? Optional.empty() : Optional.of(tls.expiry());
     }
 
     /**

@@ -154,6 +154,27 @@ public final class CoordinatorClient implements AutoCloseable {
         return unary(CoordinatorRpc.GET_STATUS, StatusRequest.getDefaultInstance());
     }
 
+    /**
+     * The status as {@code endpoint} (one replica, leader or not) answers it: one call, no
+     * redirect and no retry, so that `cluster status` learns each replica's own certificate.
+     */
+    public ClusterStatus statusOf(String endpoint) {
+        try {
+            return ClientCalls.blockingUnaryCall(
+                    channel(endpoint),
+                    CoordinatorRpc.GET_STATUS,
+                    CallOptions.DEFAULT.withDeadlineAfter(callDeadline.toMillis(), TimeUnit.MILLISECONDS),
+                    StatusRequest.getDefaultInstance());
+        } catch (StatusRuntimeException e) {
+            throw translate(e);
+        }
+    }
+
+    /** The transport this client calls with (the caller's own certificate, if any). */
+    public Transport transport() {
+        return transport;
+    }
+
     public List<HostView> hosts() {
         return unary(CoordinatorRpc.LIST_HOSTS, ListHostsRequest.getDefaultInstance())
                 .getHostsList();

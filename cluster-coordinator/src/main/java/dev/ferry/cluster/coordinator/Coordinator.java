@@ -255,6 +255,13 @@ public final class Coordinator implements Closeable {
                 .setLeader(leaderEndpoint())
                 .setFailoverMarginMs(config.failoverMargin().toMillis())
                 .setMaxConcurrentRestarts(config.maxConcurrentRestarts());
+        // This replica's own certificate: coordinators have no registration of their own, so
+        // `cluster status` asks each replica for it.
+        config.transport()
+                .expiry()
+                .ifPresent(e -> b.setCertificateIdentity(e.identity().toString())
+                        .setCertificateNotAfterMs(e.notAfter().toEpochMilli())
+                        .setCaNotAfterMs(e.caNotAfter().toEpochMilli()));
         if (!b.getLeader().isEmpty()) {
             store.leaderTerm().ifPresent(lt -> b.setLeaderTerm(lt.value().getTerm()));
         }

@@ -145,7 +145,9 @@ final class Views {
                         .setMemoryBytes(h.value().getMemoryBytes())
                         .setVcpus(h.value().getVcpus())
                         .setDriver(h.value().getDriver())
-                        .putAllLabels(h.value().getLabelsMap());
+                        .putAllLabels(h.value().getLabelsMap())
+                        .setCertificateNotAfterMs(h.value().getCertificateNotAfterMs())
+                        .setCaNotAfterMs(h.value().getCaNotAfterMs());
             }
             Placement.Host c = capacity.get(id);
             if (c != null) {

@@ -105,7 +105,7 @@ public final class ClusterAgent implements Closeable {
             @Override
             public HostRecord describe() {
                 AgentInfo info = agent.describe();
-                return HostRecord.newBuilder()
+                HostRecord.Builder b = HostRecord.newBuilder()
                         .setSchemaVersion(Records.SCHEMA_VERSION)
                         .setHostId(config.hostId())
                         .setEndpoint(agent.endpoint().toString())
@@ -114,8 +114,13 @@ public final class ClusterAgent implements Closeable {
                         .putAllLabels(capacity.labels())
                         .setDriver(info.getDriver())
                         .setAgentVersion(info.getVersion())
-                        .setPid(info.getPid())
-                        .build();
+                        .setPid(info.getPid());
+                // What this agent presents until it restarts, for `cluster status` to warn about.
+                config.transport()
+                        .expiry()
+                        .ifPresent(e -> b.setCertificateNotAfterMs(e.notAfter().toEpochMilli())
+                                .setCaNotAfterMs(e.caNotAfter().toEpochMilli()));
+                return b.build();
             }
 
             @Override

@@ -7,10 +7,15 @@ import dev.ferry.cluster.store.Versioned;
 import dev.ferry.migration.commit.CommitOutcome;
 import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.OwnershipCommit;
+import dev.ferry.proto.cluster.Intent;
+import dev.ferry.proto.cluster.IntentKind;
+import dev.ferry.proto.cluster.IntentState;
 import dev.ferry.proto.cluster.RunningRecord;
 import dev.ferry.proto.cluster.VmRecord;
 import java.time.Duration;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
 import org.slf4j.Logger;
@@ -21,8 +26,12 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Source S, destination T, VM v at epoch e. S, paused, commits with one multi-op: set
  * {@code /vms/v} at the version it read (owner S to T, epoch e to e+1) and delete its own run
- * lock {@code /running/v}. It commits only while the record names S at e, nobody vetoed this
- * migration, and S holds the lock. Success: COMMITTED. The record changed: read it again and
+ * lock {@code /running/v}, with a version check of the coordinator's intent {@code /intents/<id>}
+ * (the migration id is the intent's id). It commits only while the record names S at e, nobody
+ * vetoed this migration, S holds the lock, and the intent is a migrate intent of v from S at e to
+ * T that is still RUNNING: a source cannot move a VM to a host the coordinator did not choose, nor
+ * complete a migration whose intent ended (failed, or was finished by a new leader) meanwhile.
+ * Success: COMMITTED. The record changed: read it again and
  * decide (T at e+1 is COMMITTED; S at e, not vetoed, is tried again; anything else REJECTED). The
  * connection went: UNKNOWN, and both sides stay paused until {@link #resolve} learns the outcome
  * with a sync and a read.
@@ -42,9 +51,22 @@ final class ZkOwnershipCommit implements OwnershipCommit {
     private static final long RETRY_PAUSE_MS = 200;
 
     private final ClusterMember member;
+    /** Why a commit was refused, by migration id, until the sender asks ({@link #whyRejected}). */
+    private final Map<String, String> refusals = new ConcurrentHashMap<>();
 
     ZkOwnershipCommit(ClusterMember member) {
         this.member = member;
+    }
+
+    private CommitOutcome refuse(CommitRequest r, String why) {
+        log.warn("migration {}: not committing: {}", r.migrationId(), why);
+        refusals.put(r.migrationId(), why);
+        return CommitOutcome.REJECTED;
+    }
+
+    @Override
+    public Optional<String> whyRejected(CommitRequest r) {
+        return Optional.ofNullable(refusals.remove(r.migrationId()));
     }
 
     // ---- source
@@ -56,38 +78,34 @@ final class ZkOwnershipCommit implements OwnershipCommit {
             s = member.memberSession("commit the migration of " + r.vm());
         } catch (dev.ferry.agent.AgentException e) {
             // Nothing was written: the commit did not happen.
-            log.warn("migration {}: not committing: {}", r.migrationId(), e.getMessage());
-            return CommitOutcome.REJECTED;
+            return refuse(r, e.getMessage());
         }
         for (int attempt = 0; attempt < 5; attempt++) {
             try {
                 Optional<Versioned<VmRecord>> read = s.store.vm(r.vm());
                 if (read.isEmpty()) {
-                    log.warn("migration {}: VM {} has no record: not committing", r.migrationId(), r.vm());
-                    return CommitOutcome.REJECTED;
+                    return refuse(r, "VM " + r.vm() + " has no record");
                 }
                 VmRecord v = read.get().value();
                 if (namesTarget(v, r)) {
                     return CommitOutcome.COMMITTED;
                 }
                 if (!namesSource(v, r) || r.migrationId().equals(v.getVetoedMigration())) {
-                    log.warn(
-                            "migration {}: record of {} names {} at epoch {}{}: not committing",
-                            r.migrationId(),
-                            r.vm(),
-                            v.getOwner(),
-                            v.getEpoch(),
-                            r.migrationId().equals(v.getVetoedMigration()) ? " and vetoes it" : "");
-                    return CommitOutcome.REJECTED;
+                    return refuse(
+                            r,
+                            "the record of " + r.vm() + " names " + v.getOwner() + " at epoch " + v.getEpoch()
+                                    + (r.migrationId().equals(v.getVetoedMigration())
+                                            ? " and the destination vetoed this migration"
+                                            : ", not " + r.source() + " at epoch " + r.epoch()));
                 }
                 Optional<Versioned<RunningRecord>> lock = s.store.running(r.vm());
                 if (lock.isEmpty() || lock.get().ephemeralOwner() != s.id) {
-                    log.warn(
-                            "migration {}: {} no longer holds the run lock of {}: not committing",
-                            r.migrationId(),
-                            r.source(),
-                            r.vm());
-                    return CommitOutcome.REJECTED;
+                    return refuse(r, r.source() + " no longer holds the run lock of " + r.vm());
+                }
+                Optional<Versioned<Intent>> intent = intent(s.store, r.migrationId());
+                String against = intentRefusal(intent, r);
+                if (against != null) {
+                    return refuse(r, against);
                 }
                 VmRecord moved = v.toBuilder()
                         .setOwner(r.target())
@@ -98,7 +116,10 @@ final class ZkOwnershipCommit implements OwnershipCommit {
                         .setUpdatedAtMs(System.currentTimeMillis())
                         .build();
                 member.beforeCommitWriteHook().accept(r);
+                // The intent's version check makes its reading above part of the commit: if the
+                // coordinator ended or rewrote the intent since, the transaction fails and we read again.
                 s.store.commit(
+                        s.store.check(intent.get().path(), intent.get().version()),
                         s.store.set(read.get().path(), moved, read.get().version()),
                         s.store.delete(lock.get().path(), lock.get().version()));
                 return CommitOutcome.COMMITTED;
@@ -108,13 +129,55 @@ final class ZkOwnershipCommit implements OwnershipCommit {
                             "migration {}: the commit write's outcome is unknown: {}", r.migrationId(), e.getMessage());
                     return CommitOutcome.UNKNOWN;
                 }
-                // A conflict: the record or the lock changed since we read them. Read again and decide.
+                // A conflict: the record, the lock or the intent changed since we read them. Read again and decide.
             } catch (Exception e) {
                 log.warn("migration {}: the commit write's outcome is unknown: {}", r.migrationId(), e.toString());
                 return CommitOutcome.UNKNOWN;
             }
         }
-        return CommitOutcome.REJECTED;
+        return refuse(r, "the record, run lock or intent of " + r.vm() + " kept changing under the commit");
+    }
+
+    /** The coordinator's intent named by {@code migrationId}, if there is one. */
+    private static Optional<Versioned<Intent>> intent(ClusterStore store, String migrationId) throws Exception {
+        try {
+            return store.intent(migrationId);
+        } catch (IllegalArgumentException e) {
+            return Optional.empty(); // not even a valid intent id: no intent can name it
+        }
+    }
+
+    /**
+     * Why {@code read} does not allow this commit, or null when it does. The coordinator writes a
+     * migrate intent RUNNING with the source, its epoch and the target before it orders the source,
+     * and ends it (DONE or FAILED) only after the migration ended; so an intent that is missing,
+     * names other parties, or has ended means the cluster did not decide this commit.
+     */
+    static String intentRefusal(Optional<Versioned<Intent>> read, CommitRequest r) {
+        String id = r.migrationId();
+        if (read.isEmpty()) {
+            return "the coordinator has no intent " + id + ": the cluster did not decide this migration";
+        }
+        Intent i = read.get().value();
+        if (i.getKind() != IntentKind.INTENT_KIND_MIGRATE) {
+            return "intent " + id + " is not a migration but a " + i.getKind();
+        }
+        if (!i.getVm().equals(r.vm())) {
+            return "intent " + id + " migrates VM " + i.getVm() + ", not " + r.vm();
+        }
+        if (!i.getHost().equals(r.target())) {
+            return "intent " + id + " moves " + r.vm() + " to " + i.getHost() + ", not to " + r.target()
+                    + ": the coordinator did not choose " + r.target();
+        }
+        if (!i.getSource().equals(r.source()) || i.getFromEpoch() != r.epoch()) {
+            return "intent " + id + " moves " + r.vm() + " from " + i.getSource() + " at epoch " + i.getFromEpoch()
+                    + ", not from " + r.source() + " at epoch " + r.epoch();
+        }
+        if (i.getState() != IntentState.INTENT_STATE_RUNNING) {
+            return "intent " + id + " is " + i.getState() + (i.getError().isEmpty() ? "" : " (" + i.getError() + ")")
+                    + ": the coordinator no longer carries out this migration";
+        }
+        return null;
     }
 
     @Override

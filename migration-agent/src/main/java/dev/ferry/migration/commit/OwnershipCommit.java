@@ -1,6 +1,7 @@
 package dev.ferry.migration.commit;
 
 import java.time.Duration;
+import java.util.Optional;
 
 /**
  * The commit point of a live migration: the single step after which the destination, and only
@@ -15,6 +16,15 @@ public interface OwnershipCommit {
 
     /** Source side, VM paused, destination ready: moves ownership to the target. */
     CommitOutcome commit(CommitRequest request) throws InterruptedException;
+
+    /**
+     * Why {@link #commit} last answered {@link CommitOutcome#REJECTED} for {@code request}'s
+     * migration, for the migration's error (asked once, right after); empty when the commit has
+     * nothing to add.
+     */
+    default Optional<String> whyRejected(CommitRequest request) {
+        return Optional.empty();
+    }
 
     /** Destination side, on receiving the source's Commit frame: may the destination resume? */
     CommitOutcome confirm(CommitRequest request) throws InterruptedException;

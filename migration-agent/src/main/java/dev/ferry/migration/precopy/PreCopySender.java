@@ -540,8 +540,10 @@ public final class PreCopySender {
                 commitRejected = true;
                 throw new MigrationException(
                         step,
-                        "the ownership commit was rejected: " + parties.vmName() + " is no longer owned by "
-                                + parties.sourceHost() + " at epoch " + parties.epoch());
+                        "the ownership commit was rejected: "
+                                + commit.whyRejected(request)
+                                        .orElse(parties.vmName() + " is no longer owned by " + parties.sourceHost()
+                                                + " at epoch " + parties.epoch()));
             }
             case UNKNOWN -> outcome = resolveOrStayPaused(request, "the ownership commit's outcome is unknown");
             case COMMITTED -> {}
