@@ -95,6 +95,7 @@ final class IncomingMigrations {
             abandonPrepare(name, req.getMigrationId(), paths);
             throw e;
         }
+        VmPaths arrived = paths;
         byte[] secret = new byte[16];
         RANDOM.nextBytes(secret);
         String token = HexFormat.of().formatHex(secret);
@@ -119,7 +120,7 @@ final class IncomingMigrations {
                     @Override
                     public void discarded(IncomingMigration migration, String reason) {
                         streams.forget(migration);
-                        VmRegistry.deleteTree(paths.runDir());
+                        VmRegistry.deleteTree(arrived.runDir());
                         registry.unreserve(migration.spec().getName(), migration.migrationId());
                     }
                 },
