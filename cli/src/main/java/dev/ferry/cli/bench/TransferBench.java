@@ -38,8 +38,10 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * `ferry bench`: Ferry's migration throughput between two agent processes over loopback gRPC,
- * against one raw TCP stream moving the same memory between two processes, in the same run; then
+ * `ferry bench`: Ferry's migration throughput between two agent processes over loopback gRPC
+ * with mutual TLS (as every cluster runs), against the same migration between two agents started
+ * with {@code --insecure} (plaintext gRPC: what TLS costs) and one raw TCP stream moving the same
+ * memory between two processes, in the same run, cases taking turns; then
  * the agents' own memory (RssAnon: heap, direct buffers, native; guest RAM is shared memory and
  * reported apart) while a large guest moves.
  */
@@ -98,7 +100,7 @@ public final class TransferBench {
                             : ""));
             b.append(String.format(
                     Locale.ROOT,
-                    "%-13s %-10s %7s %10s %9s %10s %13s %13s%n",
+                    "%-13s %-16s %7s %10s %9s %10s %13s %13s%n",
                     "memory",
                     "transport",
                     "streams",
@@ -111,7 +113,7 @@ public final class TransferBench {
                 double raw = rawMedian(c.pattern());
                 b.append(String.format(
                         Locale.ROOT,
-                        "%-13s %-10s %7d %10.0f %8.0f%% %9.0f%% %13.2f %13.2f%n",
+                        "%-13s %-16s %7d %10.0f %8.0f%% %9.0f%% %13.2f %13.2f%n",
                         c.pattern(),
                         c.transport(),
                         c.streams(),
@@ -120,6 +122,38 @@ public final class TransferBench {
                         100 * c.wireRatio(),
                         medianOf(c.senderCpuPerGiB()),
                         medianOf(c.receiverCpuPerGiB())));
+            }
+            // What mutual TLS costs: the same migration between agents with and without it, in turns.
+            for (Case tls : cases) {
+                if (!tls.transport().equals("ferry-grpc")) {
+                    continue;
+                }
+                for (Case plain : cases) {
+                    if (plain.transport().equals("ferry-plaintext")
+                            && plain.pattern().equals(tls.pattern())
+                            && plain.streams() == tls.streams()
+                            && plain.median() > 0) {
+                        double cpuTls = medianOf(tls.senderCpuPerGiB()) + medianOf(tls.receiverCpuPerGiB());
+                        double cpuPlain = medianOf(plain.senderCpuPerGiB()) + medianOf(plain.receiverCpuPerGiB());
+                        b.append(String.format(
+                                Locale.ROOT,
+                                "%nTLS cost, %s, %d stream(s): %.0f vs %.0f MB/s plaintext (%+.0f%%), "
+                                        + "CPU per GiB both ends %.2f vs %.2f s (%+.0f%%); runs TLS %s, plaintext %s",
+                                tls.pattern(),
+                                tls.streams(),
+                                tls.median(),
+                                plain.median(),
+                                100 * (tls.median() / plain.median() - 1),
+                                cpuTls,
+                                cpuPlain,
+                                cpuPlain > 0 ? 100 * (cpuTls / cpuPlain - 1) : 0,
+                                tls.mbPerSec().stream().map(Math::round).toList(),
+                                plain.mbPerSec().stream().map(Math::round).toList()));
+                    }
+                }
+            }
+            if (cases.stream().anyMatch(c -> c.transport().equals("ferry-plaintext"))) {
+                b.append(String.format("%n"));
             }
             for (MemoryRun m : memory) {
                 b.append(String.format(
@@ -184,6 +218,8 @@ public final class TransferBench {
     private Path scratchDir;
     /** The benchmark's two agents (their clients speak the cluster's TLS). */
     private ClusterFile cluster;
+    /** Two more agents started with --insecure: plaintext gRPC, the baseline TLS is measured against. */
+    private ClusterFile plaintext;
 
     private final Settings settings;
     private final PrintStream say;
@@ -201,6 +237,11 @@ public final class TransferBench {
         warmHostMemory(ramDir, 2 * Math.max(settings.size(), settings.memorySize()) + (1L << 30));
         say.println("starting 2 agents and a raw TCP receiver in " + dir);
         cluster = LocalCluster.up(dir, LocalCluster.Options.of(2, "sim").standalone(), Duration.ofSeconds(60));
+        say.println("starting 2 agents with --insecure (plaintext gRPC) for the cost of TLS");
+        plaintext = LocalCluster.up(
+                dir.resolve("plaintext"),
+                LocalCluster.Options.of(2, "sim").standalone().insecure(true),
+                Duration.ofSeconds(60));
         Process sink = startSink(ramDir.resolve("sink"), dir.resolve("sink.endpoint"));
         List<Case> cases = new ArrayList<>();
         List<MemoryRun> memory = new ArrayList<>();
@@ -208,18 +249,23 @@ public final class TransferBench {
             SinkEndpoints sinkAt = endpoint(dir.resolve("sink.endpoint"), sink);
             ClusterFile.Host source = cluster.hosts().get(0);
             ClusterFile.Host target = cluster.hosts().get(1);
+            ClusterFile.Host plainSource = plaintext.hosts().get(0);
+            ClusterFile.Host plainTarget = plaintext.hosts().get(1);
             // Agents are long-lived daemons: the first migration of a fresh JVM runs interpreted while
             // it compiles, at a third of the speed of every later one, so it is run and not measured.
             say.println("  warm-up migration (not measured)");
-            migrate(
-                    source,
-                    target,
-                    "bench-warmup",
-                    Pattern.PATTERN_RANDOM,
-                    Math.min(settings.size(), 256L << 20),
-                    Collections.max(settings.streams()),
-                    null,
-                    null);
+            for (ClusterFile c : List.of(cluster, plaintext)) {
+                migrate(
+                        c,
+                        c.hosts().get(0),
+                        c.hosts().get(1),
+                        "bench-warmup",
+                        Pattern.PATTERN_RANDOM,
+                        Math.min(settings.size(), 256L << 20),
+                        Collections.max(settings.streams()),
+                        null,
+                        null);
+            }
             // Cases of one pattern take turns (raw, 1 stream, N streams, raw, ...) so that a change in
             // the machine's other load moves all of them, not only whichever ran in that minute.
             for (Pattern p : settings.patterns()) {
@@ -228,6 +274,8 @@ public final class TransferBench {
                 Runs checkedTcp = new Runs();
                 Runs grpc = new Runs();
                 List<Runs> ferry =
+                        settings.streams().stream().map(n -> new Runs()).toList();
+                List<Runs> insecure =
                         settings.streams().stream().map(n -> new Runs()).toList();
                 try (VmInstance rawSource = new SimDriver()
                         .create(
@@ -247,9 +295,22 @@ public final class TransferBench {
                         }
                         for (int k = 0; k < settings.streams().size(); k++) {
                             int streams = settings.streams().get(k);
-                            m = migrate(source, target, "bench-" + name, p, settings.size(), streams, null, null);
+                            m = migrate(
+                                    cluster, source, target, "bench-" + name, p, settings.size(), streams, null, null);
                             ferry.get(k).add(m);
-                            say.printf(Locale.ROOT, "  %-12s ferry %d stream(s): %s%n", name, streams, m);
+                            say.printf(Locale.ROOT, "  %-12s ferry %d stream(s), TLS: %s%n", name, streams, m);
+                            m = migrate(
+                                    plaintext,
+                                    plainSource,
+                                    plainTarget,
+                                    "bench-" + name,
+                                    p,
+                                    settings.size(),
+                                    streams,
+                                    null,
+                                    null);
+                            insecure.get(k).add(m);
+                            say.printf(Locale.ROOT, "  %-12s ferry %d stream(s), plaintext: %s%n", name, streams, m);
                         }
                     }
                 } catch (dev.ferry.hypervisor.HypervisorException e) {
@@ -263,6 +324,7 @@ public final class TransferBench {
                 for (int k = 0; k < settings.streams().size(); k++) {
                     cases.add(ferry.get(k)
                             .toCase(name, "ferry-grpc", settings.streams().get(k)));
+                    cases.add(insecure.get(k).toCase(name, "ferry-plaintext", settings.streams().get(k)));
                 }
             }
             if (settings.memorySize() > 0) {
@@ -270,7 +332,8 @@ public final class TransferBench {
                 for (long guest : List.of(settings.size(), settings.memorySize())) {
                     try (ProcessMemory s = new ProcessMemory(source.pid());
                             ProcessMemory r = new ProcessMemory(target.pid())) {
-                        Measured m = migrate(source, target, "bench-mem", Pattern.PATTERN_RANDOM, guest, streams, s, r);
+                        Measured m = migrate(
+                                cluster, source, target, "bench-mem", Pattern.PATTERN_RANDOM, guest, streams, s, r);
                         memory.add(new MemoryRun(
                                 guest,
                                 streams,
@@ -290,6 +353,7 @@ public final class TransferBench {
             }
         } finally {
             sink.destroyForcibly();
+            LocalCluster.down(dir.resolve("plaintext"), Duration.ofSeconds(20));
             LocalCluster.down(dir, Duration.ofSeconds(20));
             deleteTree(ramDir);
             deleteTree(dir);
@@ -396,6 +460,7 @@ public final class TransferBench {
     }
 
     private Measured migrate(
+            ClusterFile cluster,
             ClusterFile.Host source,
             ClusterFile.Host target,
             String vm,
