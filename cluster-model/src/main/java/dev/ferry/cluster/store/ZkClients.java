@@ -77,21 +77,7 @@ public record ZkClients(
      * not retried blindly.
      */
     public CuratorFramework singleAttempt() {
-        return agentSide().build();
-    }
-
-    /**
-     * One attempt per operation, and a session that ends only when ZooKeeper says so. Curator by
-     * default declares a session lost on its own once the connection has been down for a session
-     * timeout, and closes it: during a whole-ensemble outage (no quorum, so nobody can expire
-     * anything or restart anything elsewhere) that made agents freeze every guest though the
-     * ensemble would have kept their sessions (chaos scenario 9: "did not progress while ZooKeeper
-     * had no quorum"). The agent's fence does not need Curator's guess: its lease runs out on its
-     * own clock unless the witnesses prove an outage, and ZooKeeper's own expiry, told on
-     * reconnection, still ends the session.
-     */
-    private CuratorFrameworkFactory.Builder agentSide() {
-        return builder(new RetryNTimes(0, 0)).simulatedSessionExpirationPercent(0);
+        return build(new RetryNTimes(0, 0));
     }
 
     /**
@@ -102,7 +88,7 @@ public record ZkClients(
      */
     public CuratorFramework singleAttemptResuming(long sessionId, byte[] password) {
         java.util.concurrent.atomic.AtomicBoolean first = new java.util.concurrent.atomic.AtomicBoolean(true);
-        return agentSide()
+        return builder(new RetryNTimes(0, 0))
                 .zookeeperFactory(new ZookeeperFactory() {
                     @Override
                     public ZooKeeper newZooKeeper(String connectString, int timeout, Watcher watcher, boolean ro)

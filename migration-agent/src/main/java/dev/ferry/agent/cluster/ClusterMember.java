@@ -132,6 +132,12 @@ public final class ClusterMember implements Closeable {
         final AtomicLong heldUntil = new AtomicLong(Long.MIN_VALUE);
 
         volatile ScheduledFuture<?> prober;
+        /** The session's password once joined: what resuming it after a local expiry needs. */
+        volatile byte[] password;
+        /** ZooKeeper's client gave this session up during a proven outage; it is to be resumed. */
+        volatile boolean givenUp;
+        /** This client resumes its predecessor's session after ZooKeeper's client gave it up during an outage. */
+        volatile boolean resumed;
 
         Session(CuratorFramework client) {
             this.client = client;
@@ -343,7 +349,19 @@ public final class ClusterMember implements Closeable {
             return;
         }
         switch (newState) {
-            case CONNECTED -> tryRegister(s);
+            case CONNECTED -> {
+                if (s.resumed && s.prober == null) {
+                    // The resuming client's first connection: same session, or the ensemble expired it.
+                    long now = s.store.sessionId();
+                    if (now != s.id) {
+                        sessionGone(s, "session 0x" + Long.toHexString(s.id) + " could not be resumed");
+                    } else {
+                        backInTouch(s, now);
+                    }
+                } else {
+                    tryRegister(s);
+                }
+            }
             case SUSPENDED -> {
                 if (state.compareAndSet(State.MEMBER, State.SUSPENDED)) {
                     suspendedAtNanos = System.nanoTime();
@@ -364,29 +382,85 @@ public final class ClusterMember implements Closeable {
                 if (now != s.id) {
                     sessionGone(s, "the session was replaced (0x" + Long.toHexString(s.id) + " expired)");
                 } else if (st == State.SUSPENDED || st == State.FENCED) {
-                    stopOutageTicker();
-                    s.heldUntil.set(Long.MIN_VALUE);
-                    state.set(State.MEMBER);
-                    log.info(
-                            "{}: back in touch with ZooKeeper after {} ms; session 0x{} kept{}",
-                            hostId,
-                            (System.nanoTime() - suspendedAtNanos) / 1_000_000,
-                            Long.toHexString(now),
-                            st == State.FENCED ? "; its frozen guests run on once confirmed" : ", nothing fenced");
-                    // A probe now, so that the leases renew without waiting for the next one.
-                    background.execute(() -> probe(s));
+                    backInTouch(s, now);
                 } else if (st == State.JOINING) {
                     tryRegister(s);
                 }
             }
             case LOST -> {
                 State st = state.get();
-                if (st == State.MEMBER || st == State.SUSPENDED || st == State.FENCED) {
+                if (st == State.SUSPENDED
+                        && !s.resumed
+                        && s.password != null
+                        && s.heldUntil.get() - System.nanoTime() > 0) {
+                    // Resumed once a coordinator reaches ZooKeeper again: a handle started now would
+                    // give the session up again after another session timeout of silence.
+                    s.givenUp = true;
+                    log.warn(
+                            "{}: ZooKeeper's client gave session 0x{} up after {} ms without an answer; the outage is "
+                                    + "proven, so guests run on, and the session is resumed when the ensemble is back",
+                            hostId,
+                            Long.toHexString(s.id),
+                            (System.nanoTime() - suspendedAtNanos) / 1_000_000);
+                } else if (st == State.MEMBER || st == State.SUSPENDED || st == State.FENCED) {
                     sessionGone(s, "the session expired");
                 }
             }
             default -> {}
         }
+    }
+
+    /** Connected again to the session it had: a member again, its leases renewed by a probe now. */
+    private void backInTouch(Session s, long id) {
+        State st = state.get();
+        stopOutageTicker();
+        s.heldUntil.set(Long.MIN_VALUE);
+        state.set(State.MEMBER);
+        if (s.prober == null) {
+            long every = FencePolicy.probeInterval(s.timeout).toMillis();
+            s.prober = background.scheduleWithFixedDelay(() -> probe(s), 0, every, TimeUnit.MILLISECONDS);
+        }
+        log.info(
+                "{}: back in touch with ZooKeeper after {} ms; session 0x{} kept{}",
+                hostId,
+                (System.nanoTime() - suspendedAtNanos) / 1_000_000,
+                Long.toHexString(id),
+                st == State.FENCED ? "; its frozen guests run on once confirmed" : ", nothing fenced");
+        // A probe now, so that the leases renew without waiting for the next one.
+        background.execute(() -> probe(s));
+    }
+
+    /**
+     * ZooKeeper's client (3.9) closes a session on its own once it has heard nothing from any
+     * server for the session timeout, and Curator reports LOST; during a whole-ensemble outage that
+     * is not the ensemble's word (with no quorum nobody can expire a session, and the witnesses
+     * promised no restart). So while the promise holds, the guests run on and a new client asks to
+     * resume the same session (id and password) when the ensemble is back: if the ensemble kept it,
+     * the run locks never went away and nothing was fenced; if it expired it, the client hears so
+     * and the member fences and rejoins as for any lost session. The lease still ends the guests if
+     * the promise runs out first. Chaos scenarios 9 and 10 found every guest frozen without this.
+     */
+    private void resumeAfterOutage(Session old) {
+        CuratorFramework client = zk.singleAttemptResuming(old.id, old.password);
+        Session s = new Session(client);
+        s.id = old.id;
+        s.timeout = old.timeout;
+        s.password = old.password;
+        s.resumed = true;
+        s.lastAnsweredProbe.set(old.lastAnsweredProbe.get());
+        s.heldUntil.set(old.heldUntil.get());
+        if (old.prober != null) {
+            old.prober.cancel(false);
+        }
+        client.getConnectionStateListenable().addListener((c, newState) -> events.execute(() -> onState(s, newState)));
+        session = s;
+        stopOutageTicker();
+        long tick = Math.max(20, Math.min(100, s.timeout.toMillis() / 40));
+        outageTicker = events.scheduleWithFixedDelay(() -> outageTick(s), 0, tick, TimeUnit.MILLISECONDS);
+        log.info(
+                "{}: a coordinator reaches ZooKeeper again: resuming session 0x{}", hostId, Long.toHexString(s.id));
+        client.start();
+        Thread.ofPlatform().daemon().name("ferry-member-close-" + hostId).start(old.client::close);
     }
 
     /** While SUSPENDED: fence once the evidence runs out; meanwhile ask the witnesses now and then. */
@@ -395,6 +469,11 @@ public final class ClusterMember implements Closeable {
             return;
         }
         long now = System.nanoTime();
+        if (now - leaseDeadline(s) >= 0 && s.givenUp) {
+            // No client holds the session any more: fence and join afresh, as for a lost session.
+            sessionGone(s, "the outage outlasted the witnesses' promise");
+            return;
+        }
         if (now - leaseDeadline(s) >= 0) {
             fence(
                     s,
@@ -439,11 +518,16 @@ public final class ClusterMember implements Closeable {
                                 options.outageHold().toSeconds());
                     }
                 }
-                case ISOLATED ->
-                    log.warn(
-                            "{}: cut off from ZooKeeper on its own ({}); guests stop when their leases end",
-                            hostId,
-                            answer.detail());
+                case ISOLATED -> {
+                    if (s.givenUp) {
+                        resumeAfterOutage(s);
+                    } else {
+                        log.warn(
+                                "{}: cut off from ZooKeeper on its own ({}); guests stop when their leases end",
+                                hostId,
+                                answer.detail());
+                    }
+                }
                 case UNKNOWN -> log.debug("{}: outage not proven: {}", hostId, answer.detail());
             }
         });
@@ -505,6 +589,7 @@ public final class ClusterMember implements Closeable {
             }
             // The registration was answered: the server saw the session after `sent`.
             s.lastAnsweredProbe.accumulateAndGet(sent, Math::max);
+            s.password = s.client.getZookeeperClient().getZooKeeper().getSessionPasswd();
             if (state.compareAndSet(State.JOINING, State.MEMBER)) {
                 long every = FencePolicy.probeInterval(s.timeout).toMillis();
                 s.prober = background.scheduleWithFixedDelay(() -> probe(s), 0, every, TimeUnit.MILLISECONDS);
