@@ -69,6 +69,14 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     Path ramDir;
 
     @Option(
+            names = "--storage-root",
+            paramLabel = "DIR",
+            description = "A directory of VM images: the qemu driver takes a VM's kernel, initrd and disks only as "
+                    + "regular files under one of these (symlinks resolved); repeatable (default: DATA-DIR/images "
+                    + "and /var/lib/ferry/images).")
+    List<Path> storageRoots = List.of();
+
+    @Option(
             names = "--driver",
             defaultValue = "sim",
             description = "Hypervisor driver: sim or qemu (default: ${DEFAULT-VALUE}).")
@@ -151,7 +159,8 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
         }
-        HypervisorDriver hypervisor = Drivers.create(driver, config.dataDir());
+        HypervisorDriver hypervisor =
+                Drivers.create(driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()));
         CountDownLatch stopped = new CountDownLatch(1);
         if (zk == null) {
             Agent agent = new Agent(config, hypervisor, CommitProvider.local());

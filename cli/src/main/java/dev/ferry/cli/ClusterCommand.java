@@ -106,6 +106,10 @@ final class ClusterCommand implements Runnable {
                 System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
             }
             System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
+            if (driver.equals("qemu")) {
+                System.out.println("VM kernels, initrds and disks: put them in " + d.resolve("images")
+                        + " (the agents' storage root)");
+            }
             System.out.println(
                     f.pki() == null
                             ? "WITHOUT TLS (--insecure): anyone who reaches these ports can take VMs and read guest memory"

@@ -4,7 +4,11 @@ import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.qemu.QemuDriver;
 import dev.ferry.hypervisor.sim.SimDriver;
+import dev.ferry.hypervisor.storage.StorageRoots;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 /** Builds the hypervisor driver an agent runs with. */
 final class Drivers {
@@ -17,12 +21,44 @@ final class Drivers {
         }
     }
 
-    static HypervisorDriver create(String name, Path dataDir) {
+    /**
+     * The storage roots of an agent: those given, each an existing directory (a typo must not
+     * leave the agent admitting nothing, or silently something else); without any, DATA-DIR/images
+     * and {@link StorageRoots#SYSTEM}, neither of which the agent writes (its run directories are
+     * DATA-DIR/vms), so every file in them is one an operator put there.
+     */
+    static StorageRoots storageRoots(List<Path> given, Path dataDir) {
+        if (given.isEmpty()) {
+            List<Path> defaults = new ArrayList<>(List.of(dataDir.resolve("images")));
+            if (!defaults.contains(StorageRoots.SYSTEM)) {
+                defaults.add(StorageRoots.SYSTEM);
+            }
+            return new StorageRoots(defaults);
+        }
+        List<Path> roots = new ArrayList<>();
+        for (Path g : given) {
+            Path root = g.toAbsolutePath().normalize();
+            if (!Files.isDirectory(root)) {
+                throw new CliException("--storage-root " + g + " is not a directory", 2);
+            }
+            if (root.getNameCount() == 0) {
+                throw new CliException(
+                        "--storage-root / would let any VM spec name any file of this host (/dev/sda, keys): "
+                                + "give the directories that hold VM images",
+                        2);
+            }
+            roots.add(root);
+        }
+        return new StorageRoots(roots);
+    }
+
+    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots) {
         return switch (name) {
             case "sim" -> new SimDriver();
             case "qemu" -> {
                 try {
-                    yield QemuDriver.create(QemuDriver.Settings.defaults(), dataDir.resolve("native"));
+                    yield QemuDriver.create(
+                            QemuDriver.Settings.defaults().withStorageRoots(roots), dataDir.resolve("native"));
                 } catch (HypervisorException e) {
                     throw new CliException(e.getMessage());
                 }

@@ -4,6 +4,7 @@ import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
+import dev.ferry.hypervisor.storage.StorageRefusedException;
 import dev.ferry.migration.commit.OwnershipCommit;
 import dev.ferry.migration.receive.IncomingMigration;
 import dev.ferry.migration.receive.MigrationStreamService;
@@ -88,7 +89,9 @@ final class IncomingMigrations {
         } catch (HypervisorException e) {
             abandonPrepare(name, req.getMigrationId(), paths);
             throw new AgentException(
-                    Status.Code.INTERNAL,
+                    e.getCause() instanceof StorageRefusedException
+                            ? Status.Code.INVALID_ARGUMENT
+                            : Status.Code.INTERNAL,
                     "cannot prepare VM '" + name + "' on " + registry.hostId() + ": " + e.getMessage(),
                     e);
         } catch (AgentException e) {

@@ -6,6 +6,7 @@ import dev.ferry.hypervisor.InstanceState;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.lease.LeaseFile;
+import dev.ferry.hypervisor.storage.StorageRefusedException;
 import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
@@ -460,7 +461,12 @@ final class VmRegistry {
                 instance.close();
                 ownership.release(name, epoch);
                 m.state(VmState.VM_STATE_FAILED, e.getMessage());
-                throw new AgentException(Status.Code.INTERNAL, "cannot start VM '" + name + "': " + e.getMessage(), e);
+                throw new AgentException(
+                        e.getCause() instanceof StorageRefusedException
+                                ? Status.Code.INVALID_ARGUMENT
+                                : Status.Code.INTERNAL,
+                        "cannot start VM '" + name + "': " + e.getMessage(),
+                        e);
             }
             m.instance(instance);
         } finally {
@@ -487,6 +493,11 @@ final class VmRegistry {
     }
 
     private static Status.Code code(HypervisorException e) {
+        if (e.getCause() instanceof StorageRefusedException) {
+            // A file of the spec is outside the storage roots now (it was swapped after
+            // validation): the spec is what is wrong, not this host.
+            return Status.Code.INVALID_ARGUMENT;
+        }
         String msg = e.getMessage();
         return msg != null && msg.contains("MiB free") ? Status.Code.RESOURCE_EXHAUSTED : Status.Code.INTERNAL;
     }

@@ -75,7 +75,7 @@ final class AgentPair implements AutoCloseable {
     static AgentPair qemu() throws IOException {
         QemuDriver.Settings s = QemuDriver.Settings.defaults();
         // Short QMP timeouts so a frozen QEMU fails a step in seconds, not tens of seconds.
-        QemuDriver.Settings quick = new QemuDriver.Settings(s.binary(), s.accel(), s.startTimeout(), Timing.seconds(3));
+        QemuDriver.Settings quick = s.withQmpTimeout(Timing.seconds(3));
         return new AgentPair(Transport.plaintext(), dir -> QemuDriver.create(quick, dir));
     }
 

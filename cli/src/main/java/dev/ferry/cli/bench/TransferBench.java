@@ -324,7 +324,8 @@ public final class TransferBench {
                 for (int k = 0; k < settings.streams().size(); k++) {
                     cases.add(ferry.get(k)
                             .toCase(name, "ferry-grpc", settings.streams().get(k)));
-                    cases.add(insecure.get(k).toCase(name, "ferry-plaintext", settings.streams().get(k)));
+                    cases.add(insecure.get(k)
+                            .toCase(name, "ferry-plaintext", settings.streams().get(k)));
                 }
             }
             if (settings.memorySize() > 0) {

@@ -4,6 +4,7 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.cli.CliException;
 import dev.ferry.cli.DaemonJvm;
+import dev.ferry.hypervisor.storage.StorageRoots;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
 import java.io.File;
@@ -213,6 +214,13 @@ public final class LocalCluster {
                 "--endpoint-file",
                 endpointFile.toString()));
         args.addAll(tlsArgs(pki, "agents", id));
+        // One images directory for the whole cluster: a VM's files must be under a storage root of
+        // every host it may run on, and these hosts share one machine.
+        Path images = Files.createDirectories(dir.resolve("images"));
+        args.addAll(List.of("--storage-root", images.toString()));
+        if (Files.isDirectory(StorageRoots.SYSTEM)) {
+            args.addAll(List.of("--storage-root", StorageRoots.SYSTEM.toString()));
+        }
         if (zk != null) {
             args.addAll(List.of(
                     "--zk",

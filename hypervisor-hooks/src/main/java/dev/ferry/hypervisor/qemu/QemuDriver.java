@@ -7,6 +7,8 @@ import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.memory.RamFile;
 import dev.ferry.hypervisor.qemu.dirty.KernelProbe;
+import dev.ferry.hypervisor.storage.StorageRefusedException;
+import dev.ferry.hypervisor.storage.StorageRoots;
 import dev.ferry.proto.vm.Disk;
 import dev.ferry.proto.vm.DiskFormat;
 import dev.ferry.proto.vm.Pattern;
@@ -26,7 +28,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Guests boot either the Ferry test guest (from the jar, with the spec's workload on its
  * command line) or a kernel given in the spec; disks are attached as virtio drives and must be on
- * storage every host can reach.
+ * storage every host can reach. A spec's kernel, initrd and disks must be regular files under one
+ * of the {@link StorageRoots}: a spec comes from whoever may create a VM or prepare a migration,
+ * and must not hand a guest {@code /dev/sda} or any other file of the host.
  */
 public final class QemuDriver implements HypervisorDriver {
     private static final Logger log = LoggerFactory.getLogger(QemuDriver.class);
@@ -37,10 +41,27 @@ public final class QemuDriver implements HypervisorDriver {
      * @param accel AUTO uses KVM where /dev/kvm opens and is hardware-backed, TCG otherwise
      * @param startTimeout from launch to QMP ready
      * @param qmpTimeout for each QMP command
+     * @param storageRoots where a spec's kernel, initrd and disks may be (the test guest, which
+     *     the driver installs itself, needs none)
      */
-    public record Settings(Path binary, Accel accel, Duration startTimeout, Duration qmpTimeout) {
+    public record Settings(
+            Path binary, Accel accel, Duration startTimeout, Duration qmpTimeout, StorageRoots storageRoots) {
+        /** Roots: {@link StorageRoots#SYSTEM} only. */
         public static Settings defaults() {
-            return new Settings(QemuCommand.DEFAULT_BINARY, Accel.AUTO, Duration.ofSeconds(30), Duration.ofSeconds(10));
+            return new Settings(
+                    QemuCommand.DEFAULT_BINARY,
+                    Accel.AUTO,
+                    Duration.ofSeconds(30),
+                    Duration.ofSeconds(10),
+                    StorageRoots.of(StorageRoots.SYSTEM));
+        }
+
+        public Settings withStorageRoots(StorageRoots roots) {
+            return new Settings(binary, accel, startTimeout, qmpTimeout, roots);
+        }
+
+        public Settings withQmpTimeout(Duration timeout) {
+            return new Settings(binary, accel, startTimeout, timeout, storageRoots);
         }
     }
 
@@ -77,6 +98,12 @@ public final class QemuDriver implements HypervisorDriver {
                     "this kernel cannot track guest writes for Ferry's pre-copy: {}; only --mode qemu-native migrations "
                             + "will work",
                     probe.detail());
+        }
+        log.info(
+                "VM kernels, initrds and disks only from the storage roots {}",
+                settings.storageRoots().describe());
+        for (Path absent : settings.storageRoots().absent()) {
+            log.info("storage root {} does not exist (yet): it admits nothing until it is a directory", absent);
         }
         if (!ProcessLauncher.diesWithAgent()) {
             log.warn("setpriv not found: QEMU processes will outlive this agent if it is killed");
@@ -124,25 +151,28 @@ public final class QemuDriver implements HypervisorDriver {
         if (!spec.getMachine().isEmpty() && !MACHINE.matcher(spec.getMachine()).matches()) {
             throw new HypervisorException("validate", "bad machine type '" + spec.getMachine() + "'");
         }
-        if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
-            readable("kernel", spec.getBoot().getKernel());
-            if (!spec.getBoot().getInitrd().isEmpty()) {
-                readable("initrd", spec.getBoot().getInitrd());
-            }
-        }
-        for (Disk d : spec.getDisksList()) {
-            readable("disk", d.getPath());
-        }
+        checkFiles(spec, "validate");
     }
 
-    private static void readable(String what, String file) throws HypervisorException {
-        Path p = Path.of(file);
-        if (!p.isAbsolute()) {
-            throw new HypervisorException(
-                    "validate", what + " path must be absolute (every host resolves it): " + file);
-        }
-        if (!Files.isReadable(p)) {
-            throw new HypervisorException("validate", what + " " + file + " is not readable on this host");
+    /**
+     * Every file of {@code spec} QEMU would open is in a storage root; at validation, and again
+     * just before QEMU starts, since a file or a symlink in a root can change in between (a
+     * created VM may be started much later).
+     */
+    void checkFiles(VmSpec spec, String step) throws HypervisorException {
+        StorageRoots roots = settings.storageRoots();
+        try {
+            if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
+                roots.check("kernel", spec.getBoot().getKernel());
+                if (!spec.getBoot().getInitrd().isEmpty()) {
+                    roots.check("initrd", spec.getBoot().getInitrd());
+                }
+            }
+            for (Disk d : spec.getDisksList()) {
+                roots.check("disk", d.getPath());
+            }
+        } catch (StorageRefusedException e) {
+            throw new HypervisorException(step, e.getMessage(), e);
         }
     }
 

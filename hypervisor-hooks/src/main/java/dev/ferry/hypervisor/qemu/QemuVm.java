@@ -82,6 +82,7 @@ final class QemuVm implements VmInstance {
         if (process != null) {
             throw new HypervisorException("launch QEMU", "VM " + spec.getName() + " already has a QEMU process");
         }
+        driver.checkFiles(spec, "launch QEMU");
         attach(QemuProcess.start(command, driver.settings().startTimeout()));
     }
 
