@@ -17,7 +17,7 @@ import java.util.Set;
  * Samples every copy of every guest from outside the agents, every {@code period}, on the runner's
  * clock: for each agent's run directories ({@code DATA/vms/VM}), the guest's console (its last
  * heartbeat and stale reports) and, for QEMU, its process ({@code qemu.pid}) and run state from
- * /proc. A copy is a host and a process: {@code host-1/4711} for a QEMU, {@code host-1/sim@PID} for a
+ * /proc. A copy is a host and a process: {@code host-1/4711} for a QEMU, {@code host-1/sim@PID.INODE} (agent pid, console file) for a
  * sim guest (it lives in the agent's process {@code PID}). Copies started outside any agent (a
  * negative control's second copy) are watched with {@link #watch}.
  */
@@ -129,7 +129,19 @@ public final class ProgressSampler implements AutoCloseable {
         if (!a.isAlive()) {
             return null;
         }
-        return a.hostId() + "/sim@" + a.pid();
+        // A sim guest runs inside its agent, so the agent's pid alone would make a VM that left a
+        // host and came back look like one copy that never stopped (scenario 11 saw "two copies"
+        // that were one copy, then another at a later epoch). Each instance writes its own console
+        // file: its inode tells the instances apart.
+        try {
+            Object key = Files.readAttributes(
+                            dir.resolve("console.log"), java.nio.file.attribute.BasicFileAttributes.class)
+                    .fileKey();
+            String ino = key == null ? "" : key.toString().replaceAll(".*ino=([0-9]+).*", "$1");
+            return a.hostId() + "/sim@" + a.pid() + (ino.isEmpty() ? "" : "." + ino);
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     /** The state letter of /proc/PID/stat (R, S, T, Z, ...), "gone" when there is no such process. */

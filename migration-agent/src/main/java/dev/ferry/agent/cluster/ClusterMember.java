@@ -413,6 +413,9 @@ public final class ClusterMember implements Closeable {
     /** Connected again to the session it had: a member again, its leases renewed by a probe now. */
     private void backInTouch(Session s, long id) {
         State st = state.get();
+        // Resumed and held again: the next outage may be ridden out the same way.
+        s.resumed = false;
+        s.givenUp = false;
         stopOutageTicker();
         s.heldUntil.set(Long.MIN_VALUE);
         state.set(State.MEMBER);
@@ -457,8 +460,7 @@ public final class ClusterMember implements Closeable {
         stopOutageTicker();
         long tick = Math.max(20, Math.min(100, s.timeout.toMillis() / 40));
         outageTicker = events.scheduleWithFixedDelay(() -> outageTick(s), 0, tick, TimeUnit.MILLISECONDS);
-        log.info(
-                "{}: a coordinator reaches ZooKeeper again: resuming session 0x{}", hostId, Long.toHexString(s.id));
+        log.info("{}: a coordinator reaches ZooKeeper again: resuming session 0x{}", hostId, Long.toHexString(s.id));
         client.start();
         Thread.ofPlatform().daemon().name("ferry-member-close-" + hostId).start(old.client::close);
     }
