@@ -4,9 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
-import dev.ferry.hypervisor.DeviceState;
-import dev.ferry.hypervisor.VmInstance;
-import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
@@ -27,14 +24,9 @@ import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.rpc.Transport;
 import dev.ferry.testing.Timing;
-import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
-import io.grpc.stub.ClientCalls;
-import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.time.Duration;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -66,49 +58,6 @@ class HostileSenderTest {
     void stop() throws Exception {
         channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
         pair.close();
-    }
-
-    /** One lane's worth of conversation: what the receiver answered, and how the call ended. */
-    private final class Lane implements StreamObserver<ReceiverFrame> {
-        final LinkedBlockingQueue<ReceiverFrame> frames = new LinkedBlockingQueue<>();
-        final CompletableFuture<Throwable> ended = new CompletableFuture<>();
-        final StreamObserver<SenderFrame> out = ClientCalls.asyncBidiStreamingCall(
-                channel.newCall(MigrationStreamRpc.TRANSFER, CallOptions.DEFAULT), this);
-
-        @Override
-        public void onNext(ReceiverFrame value) {
-            frames.add(value);
-        }
-
-        @Override
-        public void onError(Throwable t) {
-            ended.complete(t);
-        }
-
-        @Override
-        public void onCompleted() {
-            ended.complete(null);
-        }
-
-        void send(SenderFrame.Builder frame) {
-            out.onNext(frame.build());
-        }
-
-        /** Says hello and expects the receiver's ack. */
-        Lane attach(Hello.Builder hello) throws InterruptedException {
-            send(SenderFrame.newBuilder().setHello(hello));
-            ReceiverFrame f = next();
-            assertTrue(f.hasHelloAck(), "expected a hello ack, got " + f);
-            return this;
-        }
-
-        ReceiverFrame next() throws InterruptedException {
-            ReceiverFrame f = frames.poll(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
-            if (f == null) {
-                throw new AssertionError("no answer from the receiver");
-            }
-            return f;
-        }
     }
 
     private static VmSpec spec() {
@@ -148,16 +97,16 @@ class HostileSenderTest {
 
     @Test
     void anUnexpectedMigrationIsRefused() throws Exception {
-        Lane lane = new Lane();
-        lane.out.onNext(
+        RawLane lane = new RawLane(channel);
+        lane.send(
                 SenderFrame.newBuilder().setHello(hello("never-prepared", "x")).build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "not expecting");
     }
 
     @Test
     void aFirstFrameThatIsNotAHelloIsRefused() throws Exception {
-        Lane lane = new Lane();
-        lane.out.onNext(SenderFrame.newBuilder()
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.getDefaultInstance())
                 .build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "must be a hello");
@@ -166,28 +115,26 @@ class HostileSenderTest {
     @Test
     void aWrongTokenVersionSpecOrSizeIsRefusedAndTheRightSenderStillGetsIn() throws Exception {
         PrepareIncomingResponse p = prepare("m1");
-        Lane badToken = new Lane();
-        badToken.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m1", "guess")).build());
+        RawLane badToken = new RawLane(channel);
+        badToken.send(SenderFrame.newBuilder().setHello(hello("m1", "guess")).build());
         assertRefusal(badToken.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "wrong token");
 
-        Lane future = new Lane();
-        future.out.onNext(SenderFrame.newBuilder()
+        RawLane future = new RawLane(channel);
+        future.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setProtocolVersion(99))
                 .build());
         assertRefusal(future.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "protocol version 99");
 
-        Lane otherVm = new Lane();
-        otherVm.out.onNext(SenderFrame.newBuilder()
+        RawLane otherVm = new RawLane(channel);
+        otherVm.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setSpec(spec().toBuilder().setMemoryBytes(32L << 20)))
                 .build());
         assertRefusal(otherVm.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "spec differs");
 
-        Lane good = new Lane();
-        good.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
+        RawLane good = new RawLane(channel);
+        good.send(SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
         assertTrue(good.next().hasHelloAck(), "a refused impostor must not spoil the prepared migration");
-        good.out.onCompleted();
+        good.halfClose();
         Timing.await(
                 "destination discards after the source goes away",
                 Duration.ofSeconds(10),
@@ -197,12 +144,11 @@ class HostileSenderTest {
     @Test
     void aMalformedBatchAbortsTheMigrationAndDiscardsTheDestination() throws Exception {
         PrepareIncomingResponse p = prepare("m2");
-        Lane lane = new Lane();
-        lane.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m2", p.getToken())).build());
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder().setHello(hello("m2", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
         assertEquals(1, pair.ramFiles(pair.b));
-        lane.out.onNext(SenderFrame.newBuilder()
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.newBuilder()
                         .setBasePage(0)
                         .setDataPages(ByteString.copyFrom(new byte[MigrationStreamRpc.WINDOW_PAGES / 8]))
@@ -223,11 +169,10 @@ class HostileSenderTest {
     @Test
     void pagesBeyondGuestMemoryAreRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m3");
-        Lane lane = new Lane();
-        lane.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m3", p.getToken())).build());
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder().setHello(hello("m3", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
-        lane.out.onNext(SenderFrame.newBuilder()
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.newBuilder()
                         .setBasePage(1L << 40)
                         .setDataPages(ByteString.copyFrom(new byte[MigrationStreamRpc.WINDOW_PAGES / 8]))
@@ -269,30 +214,10 @@ class HostileSenderTest {
 
     /** Real device state of a sim guest like the prepared one, so the destination can load it. */
     private SenderFrame.Builder deviceState() throws Exception {
-        SimDriver driver = new SimDriver();
-        VmInstance vm =
-                driver.create(spec(), new VmPaths(pair.root.resolve("state-run"), pair.root.resolve("state.ram")));
-        try {
-            vm.start();
-            vm.pause();
-            ByteString.Output bytes = ByteString.newOutput();
-            vm.deviceState()
-                    .save(
-                            DeviceState.Scope.DEVICES,
-                            chunk -> {
-                                byte[] b = new byte[chunk.remaining()];
-                                chunk.get(b);
-                                bytes.write(b);
-                            },
-                            DeviceState.SaveLimits.of(Duration.ofSeconds(5)));
-            return SenderFrame.newBuilder()
-                    .setDeviceState(DeviceStateChunk.newBuilder()
-                            .setData(bytes.toByteString())
-                            .setLast(true));
-        } finally {
-            vm.close();
-            driver.close();
-        }
+        return SenderFrame.newBuilder()
+                .setDeviceState(DeviceStateChunk.newBuilder()
+                        .setData(SimDeviceState.of(spec(), pair.root))
+                        .setLast(true));
     }
 
     /** The destination holds neither the VM nor its RAM file, and takes a new migration of it. */
@@ -315,11 +240,11 @@ class HostileSenderTest {
     @Test
     void aHelloForLaneTwoToThe31IsRefusedNotTakenAsNegative() throws Exception {
         PrepareIncomingResponse p = prepare("m-lane");
-        Lane bad = new Lane();
+        RawLane bad = new RawLane(channel);
         bad.send(SenderFrame.newBuilder()
                 .setHello(hello("m-lane", p.getToken()).setLane(1 << 31).setLaneCount(2)));
         assertRefusal(bad.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "lane 2147483648 of 2");
-        new Lane().attach(hello("m-lane", p.getToken()));
+        new RawLane(channel).attach(hello("m-lane", p.getToken()));
     }
 
     /**
@@ -330,8 +255,9 @@ class HostileSenderTest {
     void aRepeatedFinalRoundEndIsRefusedNotCountedTwice() throws Exception {
         PrepareIncomingResponse p = prepare("m-final");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-final", p.getToken()).setLaneCount(2));
-        new Lane().attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-final", p.getToken()).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
         lane0.send(roundEnd(0, 0, 0, true));
         lane0.send(roundEnd(0, 0, 0, true));
         lane0.send(state);
@@ -344,7 +270,7 @@ class HostileSenderTest {
     @Test
     void aBatchOfAnotherRoundThanTheLanesIsRefusedSoRoundsCannotPileUp() throws Exception {
         PrepareIncomingResponse p = prepare("m-rounds");
-        Lane lane = new Lane().attach(hello("m-rounds", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-rounds", p.getToken()));
         lane.send(zeroWindow(0, 7));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "round 7 during round 0");
         assertDiscardedAndNameFree();
@@ -357,9 +283,9 @@ class HostileSenderTest {
     @Test
     void aWindowOnAnotherLaneIsRefusedSoAnOlderCopyCannotOvertakeANewerOne() throws Exception {
         PrepareIncomingResponse p = prepare("m-stripe");
-        new Lane().attach(hello("m-stripe", p.getToken()).setLaneCount(2));
-        Lane lane1 =
-                new Lane().attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-stripe", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel)
+                .attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
         lane1.send(zeroWindow(2, 0));
         assertRefusal(lane1.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "window 2 travels on lane 0");
         assertDiscardedAndNameFree();
@@ -369,7 +295,7 @@ class HostileSenderTest {
     @Test
     void aRoundEndWhosePageCountDiffersFromWhatArrivedIsRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m-pages");
-        Lane lane = new Lane().attach(hello("m-pages", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-pages", p.getToken()));
         lane.send(zeroWindow(0, 0));
         lane.send(roundEnd(0, 1, 1000, false));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "1 batches of 1000 pages");
@@ -384,8 +310,10 @@ class HostileSenderTest {
     void aLaneWhoseFinalRoundIsNotTheSwitchoversIsRefusedNotReportedReady() throws Exception {
         PrepareIncomingResponse p = prepare("m-early");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-early", p.getToken()).setLaneCount(2));
-        Lane lane1 = new Lane().attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-early", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel)
+                .attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
         lane1.send(roundEnd(0, 0, 0, true));
         lane0.send(roundEnd(0, 0, 0, false));
         lane0.send(roundEnd(1, 0, 0, true));
@@ -400,7 +328,8 @@ class HostileSenderTest {
     void aSwitchoverBeforeEveryLaneSaidHelloIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-missing");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-missing", p.getToken()).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-missing", p.getToken()).setLaneCount(2));
         lane0.send(roundEnd(0, 0, 0, true));
         lane0.send(state);
         lane0.send(switchover(0));
@@ -415,7 +344,7 @@ class HostileSenderTest {
     @Test
     void aSwitchoverBeforeTheLastDeviceStateChunkIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-nostate");
-        Lane lane = new Lane().attach(hello("m-nostate", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-nostate", p.getToken()));
         lane.send(roundEnd(0, 0, 0, true));
         lane.send(switchover(0));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "device state");
@@ -426,7 +355,7 @@ class HostileSenderTest {
     @Test
     void aHelloRepeatedOnAnAttachedLaneEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-hello2");
-        Lane lane = new Lane().attach(hello("m-hello2", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-hello2", p.getToken()));
         lane.send(SenderFrame.newBuilder().setHello(hello("m-hello2", p.getToken())));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "second hello");
         assertDiscardedAndNameFree();
@@ -436,7 +365,7 @@ class HostileSenderTest {
     @Test
     void deviceStateAfterItsLastChunkEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-state2");
-        Lane lane = new Lane().attach(hello("m-state2", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-state2", p.getToken()));
         SenderFrame.Builder state = deviceState();
         lane.send(state);
         lane.send(state);
@@ -451,7 +380,7 @@ class HostileSenderTest {
     @Test
     void aDeviceStateChunkOverTheMessageLimitEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-huge");
-        Lane lane = new Lane().attach(hello("m-huge", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-huge", p.getToken()));
         lane.send(SenderFrame.newBuilder()
                 .setDeviceState(DeviceStateChunk.newBuilder()
                         .setData(ByteString.copyFrom(ByteBuffer.allocate(Transport.MAX_MESSAGE_BYTES + 1)))));
@@ -478,7 +407,8 @@ class HostileSenderTest {
     @Test
     void aMigrationWhoseSecondLaneNeverSaysHelloIsDiscardedAtTheHandshakeDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-half");
-        Lane lane0 = new Lane().attach(hello("m-half", p.getToken()).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-half", p.getToken()).setLaneCount(2));
         assertRefusal(
                 lane0.next(),
                 MigrationStep.MIGRATION_STEP_HANDSHAKE,
@@ -490,7 +420,7 @@ class HostileSenderTest {
     @Test
     void aSourceThatFallsSilentMidRoundIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-quiet");
-        Lane lane = new Lane().attach(hello("m-quiet", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-quiet", p.getToken()));
         lane.send(zeroWindow(0, 0));
         assertRefusal(
                 lane.next(),
@@ -507,8 +437,9 @@ class HostileSenderTest {
     void aLaneSilentAfterTheSwitchoverIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-owes");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-owes", p.getToken()).setLaneCount(2));
-        new Lane().attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-owes", p.getToken()).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
         lane0.send(roundEnd(0, 0, 0, true));
         lane0.send(state);
         lane0.send(switchover(0));
