@@ -208,6 +208,20 @@ class HostileSenderTest {
                         .setFinal(last));
     }
 
+    /**
+     * Lane {@code index} of {@code count}'s part of round 0, the full copy (every window of the
+     * lane, whole: all zero here), and its RoundEnd.
+     */
+    private static void firstRound(RawLane lane, int index, int count, boolean last) {
+        long windows = (16L << 20) / 4096 / WINDOW;
+        long batches = 0;
+        for (long w = index; w < windows; w += count) {
+            lane.send(zeroWindow(w, 0));
+            batches++;
+        }
+        lane.send(roundEnd(0, batches, batches * WINDOW, last));
+    }
+
     private static SenderFrame.Builder switchover(int finalRound) {
         return SenderFrame.newBuilder().setSwitchover(Switchover.newBuilder().setFinalRound(finalRound));
     }
@@ -258,8 +272,8 @@ class HostileSenderTest {
         RawLane lane0 =
                 new RawLane(channel).attach(hello("m-final", p.getToken()).setLaneCount(2));
         new RawLane(channel).attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
-        lane0.send(roundEnd(0, 0, 0, true));
+        firstRound(lane0, 0, 2, true);
+        lane0.send(roundEnd(0, 8, 8 * WINDOW, true));
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "final round end twice");
@@ -314,8 +328,8 @@ class HostileSenderTest {
                 new RawLane(channel).attach(hello("m-early", p.getToken()).setLaneCount(2));
         RawLane lane1 = new RawLane(channel)
                 .attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
-        lane1.send(roundEnd(0, 0, 0, true));
-        lane0.send(roundEnd(0, 0, 0, false));
+        firstRound(lane1, 1, 2, true);
+        firstRound(lane0, 0, 2, false);
         lane0.send(roundEnd(1, 0, 0, true));
         lane0.send(state);
         lane0.send(switchover(1));
@@ -330,7 +344,7 @@ class HostileSenderTest {
         SenderFrame.Builder state = deviceState();
         RawLane lane0 =
                 new RawLane(channel).attach(hello("m-missing", p.getToken()).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
+        firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "1 of 2 lanes");
@@ -345,7 +359,7 @@ class HostileSenderTest {
     void aSwitchoverBeforeTheLastDeviceStateChunkIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-nostate");
         RawLane lane = new RawLane(channel).attach(hello("m-nostate", p.getToken()));
-        lane.send(roundEnd(0, 0, 0, true));
+        firstRound(lane, 0, 1, true);
         lane.send(switchover(0));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "device state");
         assertDiscardedAndNameFree();
@@ -440,13 +454,59 @@ class HostileSenderTest {
         RawLane lane0 =
                 new RawLane(channel).attach(hello("m-owes", p.getToken()).setLaneCount(2));
         new RawLane(channel).attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
+        firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(
                 lane0.next(),
                 MigrationStep.MIGRATION_STEP_FINAL_PAGES,
                 "no frame from the source for " + MigrationException.describe(IDLE));
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Found by ReceiverFuzzTest (seed 77263547816287, case 399): a hello claiming one lane while the
+     * sender striped its windows over two sent only every other window, with matching counts; the
+     * destination answered Ready with the other windows never sent, and without verification the
+     * guest would have resumed on zeroed memory.
+     */
+    @Test
+    void aFirstRoundThatSkipsWindowsIsRefusedNotReadyWithPagesNeverSent() throws Exception {
+        PrepareIncomingResponse p = prepare("m-skip");
+        RawLane lane = new RawLane(channel).attach(hello("m-skip", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        lane.send(zeroWindow(2, 0));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "sent window 2 in round 0, expected window 1");
+        assertDiscardedAndNameFree();
+    }
+
+    /** As above, with a lane that ends round 0 before its last window. */
+    @Test
+    void aFirstRoundEndedBeforeItsLastWindowIsRefused() throws Exception {
+        PrepareIncomingResponse p = prepare("m-short");
+        RawLane lane = new RawLane(channel).attach(hello("m-short", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        lane.send(roundEnd(0, 1, WINDOW, false));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "ended round 0 before its window 1 of 16");
+        assertDiscardedAndNameFree();
+    }
+
+    /** As above, with a first-round batch that covers only part of its window. */
+    @Test
+    void aFirstRoundWindowNotWholeIsRefused() throws Exception {
+        PrepareIncomingResponse p = prepare("m-part");
+        RawLane lane = new RawLane(channel).attach(hello("m-part", p.getToken()));
+        lane.send(SenderFrame.newBuilder()
+                .setPages(HostileBatches.seal(
+                        PageBatch.newBuilder()
+                                .setBasePage(0)
+                                .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                                .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(100))
+                                .setCompression(Compression.COMPRESSION_RAW),
+                        4096,
+                        WINDOW,
+                        new byte[0])));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "covers 100 of its 256 pages");
         assertDiscardedAndNameFree();
     }
 }
