@@ -78,6 +78,9 @@ class ReceiverFuzzTest {
     private static final int CASES = Integer.getInteger("ferry.fuzz.cases", 1500);
     private static final int FIRST = Integer.getInteger("ferry.fuzz.first", 0);
     private static final long SEED = Long.getLong("ferry.fuzz.seed", 0x46455252595FL);
+    /** A soak that cannot run all its cases stops after this many minutes and reports the cases it ran. */
+    private static final long MINUTES = Long.getLong("ferry.fuzz.minutes", Long.MAX_VALUE / 60_000_000_000L);
+
     private static final int CHECK_EVERY = 500;
 
     private static final String VM = "fuzz";
@@ -370,7 +373,13 @@ class ReceiverFuzzTest {
         // Time spent per kind of outcome: where a run's time goes (deadline waits, mostly).
         Map<String, Long> caseMillis = new TreeMap<>();
         int committed = 0;
+        int ran = 0;
         for (int i = FIRST; i < FIRST + CASES; i++) {
+            if (System.nanoTime() - startNanos > TimeUnit.MINUTES.toNanos(MINUTES)) {
+                System.out.printf("receiver fuzz: time budget of %d minutes spent after %d cases%n", MINUTES, ran);
+                break;
+            }
+            ran++;
             long caseSeed = new SplittableRandom(SEED).split().nextLong() ^ (0x9E3779B97F4A7C15L * (i + 1));
             SplittableRandom r = new SplittableRandom(caseSeed);
             PrepareIncomingResponse p = prepare("fz-" + i);
@@ -401,7 +410,7 @@ class ReceiverFuzzTest {
                         i - FIRST + 1, (System.nanoTime() - startNanos) / 1_000_000_000L, committed, now);
             }
         }
-        healthCheck(FIRST + CASES);
+        healthCheck(FIRST + ran);
         Resources end = Resources.measure();
         peak = peak.max(end);
         if (base != null) {
@@ -411,7 +420,7 @@ class ReceiverFuzzTest {
         StringBuilder report = new StringBuilder();
         report.append(String.format(
                 "receiver fuzz: seed %d, %d cases in %d s, %d committed, %d refused; start %s, end %s, peak %s%n",
-                SEED, CASES, seconds, committed, CASES - committed, base, end, peak));
+                SEED, ran, seconds, committed, ran - committed, base, end, peak));
         outcomes.forEach((k, v) -> report.append(String.format("  %7d  %7d ms  %s%n", v, caseMillis.get(k), k)));
         System.out.print(report);
     }
