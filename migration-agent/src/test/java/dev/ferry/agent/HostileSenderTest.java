@@ -509,4 +509,18 @@ class HostileSenderTest {
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "covers 100 of its 256 pages");
         assertDiscardedAndNameFree();
     }
+
+    /**
+     * Found by ReceiverFuzzTest (seed 20250611, case 487): a lane call the source closed before it
+     * sent anything belonged to no migration, so nothing ever ended it; every such call stayed open
+     * on the destination until the connection went.
+     */
+    @Test
+    void aLaneClosedBeforeItsHelloIsEndedNotLeftOpen() throws Exception {
+        RawLane lane = new RawLane(channel);
+        lane.halfClose();
+        Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(ended != null, "the destination ends the call with a refusal");
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "closed before its hello");
+    }
 }

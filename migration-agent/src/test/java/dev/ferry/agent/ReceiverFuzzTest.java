@@ -94,7 +94,7 @@ class ReceiverFuzzTest {
     /** Short deadlines: cases where the sender goes silent or a lane never says hello end within them. */
     private static final Duration HANDSHAKE = Timing.seconds(1);
 
-    private static final Duration IDLE = Timing.seconds(0.5);
+    private static final Duration IDLE = Timing.seconds(2);
     /** How long the sender waits for Ready before it sends its Commit (as a real one would not). */
     private static final Duration READY_WAIT = Timing.seconds(1);
 
@@ -495,7 +495,18 @@ class ReceiverFuzzTest {
                 lane.ended.get(endWait.toMillis(), TimeUnit.MILLISECONDS);
             } catch (java.util.concurrent.TimeoutException e) {
                 if (!script.reset) {
-                    throw new CaseFailure(id + ": a lane was not ended by the destination within " + endWait);
+                    StringBuilder states = new StringBuilder();
+                    for (int k = 0; k < lanes.length; k++) {
+                        if (lanes[k] != null) {
+                            states.append(" lane ")
+                                    .append(k)
+                                    .append(lanes[k].ended.isDone() ? " ended" : " open")
+                                    .append(" answered ")
+                                    .append(lanes[k].frames);
+                        }
+                    }
+                    throw new CaseFailure(
+                            id + ": a lane was not ended by the destination within " + endWait + ":" + states);
                 }
             }
         }
