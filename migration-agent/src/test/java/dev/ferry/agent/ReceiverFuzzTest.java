@@ -457,7 +457,8 @@ class ReceiverFuzzTest {
             if (lanes[l] == null) {
                 lanes[l] = new RawLane(channel);
             }
-            if (st.raw() == null && st.frame().hasCommit()) {
+            // (Lane 0 carries Ready: with lane 0 never opened, no Ready can come.)
+            if (st.raw() == null && st.frame().hasCommit() && lanes[0] != null) {
                 // A sender commits only once the destination is Ready with the memory it sent.
                 ReceiverFrame ready = awaitReady(lanes[0], seen0);
                 if (ready != null) {
