@@ -96,7 +96,7 @@ class ReceiverFuzzTest {
 
     private static final Duration IDLE = Timing.seconds(2);
     /** How long the sender waits for Ready before it sends its Commit (as a real one would not). */
-    private static final Duration READY_WAIT = Timing.seconds(1);
+    private static final Duration READY_WAIT = Timing.seconds(1.5);
 
     /** Heap after GC may grow by this much over the run (a leak of a few KB per case would pass it in the soak). */
     private static final long HEAP_SLACK = 64L << 20;
@@ -476,6 +476,12 @@ class ReceiverFuzzTest {
             }
             lanes[l].sendBytes(st.bytes());
         }
+        if (commitGated) {
+            // As the real sender does: after its Commit it waits for Resumed before closing its lanes.
+            // Closed at once, another lane's end could reach the destination first, and without the
+            // Commit frame in hand the local commit rule says it never happened.
+            awaitFrame(lanes[0], seen0, ReceiverFrame::hasResumed, Timing.seconds(5));
+        }
         if (!script.silent) {
             for (RawLane lane : lanes) {
                 if (lane != null) {
@@ -550,9 +556,16 @@ class ReceiverFuzzTest {
     }
 
     private static ReceiverFrame awaitReady(RawLane lane, List<ReceiverFrame> seen) throws InterruptedException {
-        long deadline = System.nanoTime() + READY_WAIT.toNanos();
+        return awaitFrame(lane, seen, ReceiverFrame::hasReady, READY_WAIT);
+    }
+
+    /** The first answer on {@code lane} that {@code wanted} accepts, or null once the lane ends, refuses, or {@code wait} passes. */
+    private static ReceiverFrame awaitFrame(
+            RawLane lane, List<ReceiverFrame> seen, java.util.function.Predicate<ReceiverFrame> wanted, Duration wait)
+            throws InterruptedException {
+        long deadline = System.nanoTime() + wait.toNanos();
         for (ReceiverFrame f : seen) {
-            if (f.hasReady()) {
+            if (wanted.test(f)) {
                 return f;
             }
         }
@@ -560,7 +573,7 @@ class ReceiverFuzzTest {
             ReceiverFrame f = lane.next(Duration.ofMillis(20));
             if (f != null) {
                 seen.add(f);
-                if (f.hasReady()) {
+                if (wanted.test(f)) {
                     return f;
                 }
                 if (f.hasAbort()) {
