@@ -432,14 +432,29 @@ class ReceiverFuzzTest {
         System.out.print(report);
     }
 
-    private PrepareIncomingResponse prepare(String migrationId) {
-        return pair.clientB.prepareIncoming(PrepareIncomingRequest.newBuilder()
-                .setMigrationId(migrationId)
-                .setSpec(spec())
-                .setSourceHost("host-a")
-                .setMode(TransferMode.TRANSFER_MODE_PRECOPY)
-                .setEpoch(EPOCH)
-                .build());
+    /**
+     * Prepares the next case. The destination tells the source of a discard before it has released
+     * the VM's name (its files go first, then the name), so the name may still be held for a moment
+     * after the previous case left no file: it must be free within the deadline.
+     */
+    private PrepareIncomingResponse prepare(String migrationId) throws InterruptedException {
+        long deadline = System.nanoTime() + Timing.seconds(10).toNanos();
+        while (true) {
+            try {
+                return pair.clientB.prepareIncoming(PrepareIncomingRequest.newBuilder()
+                        .setMigrationId(migrationId)
+                        .setSpec(spec())
+                        .setSourceHost("host-a")
+                        .setMode(TransferMode.TRANSFER_MODE_PRECOPY)
+                        .setEpoch(EPOCH)
+                        .build());
+            } catch (dev.ferry.agent.client.AgentCallException e) {
+                if (e.code() != Status.Code.ALREADY_EXISTS || System.nanoTime() > deadline) {
+                    throw e;
+                }
+                Thread.sleep(2);
+            }
+        }
     }
 
     /** Sends one case's script as a sender would, then checks what the destination did with it. */
