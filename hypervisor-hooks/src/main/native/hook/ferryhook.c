@@ -93,7 +93,9 @@ static void write_status(const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n < 0) {
+    // n == 0 (an empty format) would make len 0 and write line[-1], below the buffer: nothing to
+    // record then, and a status file that is not written is itself the signal.
+    if (n <= 0) {
         return;
     }
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;

@@ -4,9 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
-import dev.ferry.hypervisor.DeviceState;
-import dev.ferry.hypervisor.VmInstance;
-import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
@@ -27,14 +24,9 @@ import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.rpc.Transport;
 import dev.ferry.testing.Timing;
-import io.grpc.CallOptions;
 import io.grpc.ManagedChannel;
-import io.grpc.stub.ClientCalls;
-import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.time.Duration;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -66,49 +58,6 @@ class HostileSenderTest {
     void stop() throws Exception {
         channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
         pair.close();
-    }
-
-    /** One lane's worth of conversation: what the receiver answered, and how the call ended. */
-    private final class Lane implements StreamObserver<ReceiverFrame> {
-        final LinkedBlockingQueue<ReceiverFrame> frames = new LinkedBlockingQueue<>();
-        final CompletableFuture<Throwable> ended = new CompletableFuture<>();
-        final StreamObserver<SenderFrame> out = ClientCalls.asyncBidiStreamingCall(
-                channel.newCall(MigrationStreamRpc.TRANSFER, CallOptions.DEFAULT), this);
-
-        @Override
-        public void onNext(ReceiverFrame value) {
-            frames.add(value);
-        }
-
-        @Override
-        public void onError(Throwable t) {
-            ended.complete(t);
-        }
-
-        @Override
-        public void onCompleted() {
-            ended.complete(null);
-        }
-
-        void send(SenderFrame.Builder frame) {
-            out.onNext(frame.build());
-        }
-
-        /** Says hello and expects the receiver's ack. */
-        Lane attach(Hello.Builder hello) throws InterruptedException {
-            send(SenderFrame.newBuilder().setHello(hello));
-            ReceiverFrame f = next();
-            assertTrue(f.hasHelloAck(), "expected a hello ack, got " + f);
-            return this;
-        }
-
-        ReceiverFrame next() throws InterruptedException {
-            ReceiverFrame f = frames.poll(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
-            if (f == null) {
-                throw new AssertionError("no answer from the receiver");
-            }
-            return f;
-        }
     }
 
     private static VmSpec spec() {
@@ -148,16 +97,16 @@ class HostileSenderTest {
 
     @Test
     void anUnexpectedMigrationIsRefused() throws Exception {
-        Lane lane = new Lane();
-        lane.out.onNext(
+        RawLane lane = new RawLane(channel);
+        lane.send(
                 SenderFrame.newBuilder().setHello(hello("never-prepared", "x")).build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "not expecting");
     }
 
     @Test
     void aFirstFrameThatIsNotAHelloIsRefused() throws Exception {
-        Lane lane = new Lane();
-        lane.out.onNext(SenderFrame.newBuilder()
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.getDefaultInstance())
                 .build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "must be a hello");
@@ -166,28 +115,26 @@ class HostileSenderTest {
     @Test
     void aWrongTokenVersionSpecOrSizeIsRefusedAndTheRightSenderStillGetsIn() throws Exception {
         PrepareIncomingResponse p = prepare("m1");
-        Lane badToken = new Lane();
-        badToken.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m1", "guess")).build());
+        RawLane badToken = new RawLane(channel);
+        badToken.send(SenderFrame.newBuilder().setHello(hello("m1", "guess")).build());
         assertRefusal(badToken.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "wrong token");
 
-        Lane future = new Lane();
-        future.out.onNext(SenderFrame.newBuilder()
+        RawLane future = new RawLane(channel);
+        future.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setProtocolVersion(99))
                 .build());
         assertRefusal(future.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "protocol version 99");
 
-        Lane otherVm = new Lane();
-        otherVm.out.onNext(SenderFrame.newBuilder()
+        RawLane otherVm = new RawLane(channel);
+        otherVm.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setSpec(spec().toBuilder().setMemoryBytes(32L << 20)))
                 .build());
         assertRefusal(otherVm.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "spec differs");
 
-        Lane good = new Lane();
-        good.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
+        RawLane good = new RawLane(channel);
+        good.send(SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
         assertTrue(good.next().hasHelloAck(), "a refused impostor must not spoil the prepared migration");
-        good.out.onCompleted();
+        good.halfClose();
         Timing.await(
                 "destination discards after the source goes away",
                 Duration.ofSeconds(10),
@@ -197,12 +144,11 @@ class HostileSenderTest {
     @Test
     void aMalformedBatchAbortsTheMigrationAndDiscardsTheDestination() throws Exception {
         PrepareIncomingResponse p = prepare("m2");
-        Lane lane = new Lane();
-        lane.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m2", p.getToken())).build());
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder().setHello(hello("m2", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
         assertEquals(1, pair.ramFiles(pair.b));
-        lane.out.onNext(SenderFrame.newBuilder()
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.newBuilder()
                         .setBasePage(0)
                         .setDataPages(ByteString.copyFrom(new byte[MigrationStreamRpc.WINDOW_PAGES / 8]))
@@ -223,11 +169,10 @@ class HostileSenderTest {
     @Test
     void pagesBeyondGuestMemoryAreRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m3");
-        Lane lane = new Lane();
-        lane.out.onNext(
-                SenderFrame.newBuilder().setHello(hello("m3", p.getToken())).build());
+        RawLane lane = new RawLane(channel);
+        lane.send(SenderFrame.newBuilder().setHello(hello("m3", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
-        lane.out.onNext(SenderFrame.newBuilder()
+        lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.newBuilder()
                         .setBasePage(1L << 40)
                         .setDataPages(ByteString.copyFrom(new byte[MigrationStreamRpc.WINDOW_PAGES / 8]))
@@ -263,36 +208,30 @@ class HostileSenderTest {
                         .setFinal(last));
     }
 
+    /**
+     * Lane {@code index} of {@code count}'s part of round 0, the full copy (every window of the
+     * lane, whole: all zero here), and its RoundEnd.
+     */
+    private static void firstRound(RawLane lane, int index, int count, boolean last) {
+        long windows = (16L << 20) / 4096 / WINDOW;
+        long batches = 0;
+        for (long w = index; w < windows; w += count) {
+            lane.send(zeroWindow(w, 0));
+            batches++;
+        }
+        lane.send(roundEnd(0, batches, batches * WINDOW, last));
+    }
+
     private static SenderFrame.Builder switchover(int finalRound) {
         return SenderFrame.newBuilder().setSwitchover(Switchover.newBuilder().setFinalRound(finalRound));
     }
 
     /** Real device state of a sim guest like the prepared one, so the destination can load it. */
     private SenderFrame.Builder deviceState() throws Exception {
-        SimDriver driver = new SimDriver();
-        VmInstance vm =
-                driver.create(spec(), new VmPaths(pair.root.resolve("state-run"), pair.root.resolve("state.ram")));
-        try {
-            vm.start();
-            vm.pause();
-            ByteString.Output bytes = ByteString.newOutput();
-            vm.deviceState()
-                    .save(
-                            DeviceState.Scope.DEVICES,
-                            chunk -> {
-                                byte[] b = new byte[chunk.remaining()];
-                                chunk.get(b);
-                                bytes.write(b);
-                            },
-                            DeviceState.SaveLimits.of(Duration.ofSeconds(5)));
-            return SenderFrame.newBuilder()
-                    .setDeviceState(DeviceStateChunk.newBuilder()
-                            .setData(bytes.toByteString())
-                            .setLast(true));
-        } finally {
-            vm.close();
-            driver.close();
-        }
+        return SenderFrame.newBuilder()
+                .setDeviceState(DeviceStateChunk.newBuilder()
+                        .setData(SimDeviceState.of(spec(), pair.root))
+                        .setLast(true));
     }
 
     /** The destination holds neither the VM nor its RAM file, and takes a new migration of it. */
@@ -315,11 +254,11 @@ class HostileSenderTest {
     @Test
     void aHelloForLaneTwoToThe31IsRefusedNotTakenAsNegative() throws Exception {
         PrepareIncomingResponse p = prepare("m-lane");
-        Lane bad = new Lane();
+        RawLane bad = new RawLane(channel);
         bad.send(SenderFrame.newBuilder()
                 .setHello(hello("m-lane", p.getToken()).setLane(1 << 31).setLaneCount(2)));
         assertRefusal(bad.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "lane 2147483648 of 2");
-        new Lane().attach(hello("m-lane", p.getToken()));
+        new RawLane(channel).attach(hello("m-lane", p.getToken()));
     }
 
     /**
@@ -330,10 +269,11 @@ class HostileSenderTest {
     void aRepeatedFinalRoundEndIsRefusedNotCountedTwice() throws Exception {
         PrepareIncomingResponse p = prepare("m-final");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-final", p.getToken()).setLaneCount(2));
-        new Lane().attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
-        lane0.send(roundEnd(0, 0, 0, true));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-final", p.getToken()).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
+        firstRound(lane0, 0, 2, true);
+        lane0.send(roundEnd(0, 8, 8 * WINDOW, true));
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "final round end twice");
@@ -344,7 +284,7 @@ class HostileSenderTest {
     @Test
     void aBatchOfAnotherRoundThanTheLanesIsRefusedSoRoundsCannotPileUp() throws Exception {
         PrepareIncomingResponse p = prepare("m-rounds");
-        Lane lane = new Lane().attach(hello("m-rounds", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-rounds", p.getToken()));
         lane.send(zeroWindow(0, 7));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "round 7 during round 0");
         assertDiscardedAndNameFree();
@@ -357,9 +297,9 @@ class HostileSenderTest {
     @Test
     void aWindowOnAnotherLaneIsRefusedSoAnOlderCopyCannotOvertakeANewerOne() throws Exception {
         PrepareIncomingResponse p = prepare("m-stripe");
-        new Lane().attach(hello("m-stripe", p.getToken()).setLaneCount(2));
-        Lane lane1 =
-                new Lane().attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-stripe", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel)
+                .attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
         lane1.send(zeroWindow(2, 0));
         assertRefusal(lane1.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "window 2 travels on lane 0");
         assertDiscardedAndNameFree();
@@ -369,7 +309,7 @@ class HostileSenderTest {
     @Test
     void aRoundEndWhosePageCountDiffersFromWhatArrivedIsRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m-pages");
-        Lane lane = new Lane().attach(hello("m-pages", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-pages", p.getToken()));
         lane.send(zeroWindow(0, 0));
         lane.send(roundEnd(0, 1, 1000, false));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "1 batches of 1000 pages");
@@ -384,10 +324,12 @@ class HostileSenderTest {
     void aLaneWhoseFinalRoundIsNotTheSwitchoversIsRefusedNotReportedReady() throws Exception {
         PrepareIncomingResponse p = prepare("m-early");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-early", p.getToken()).setLaneCount(2));
-        Lane lane1 = new Lane().attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
-        lane1.send(roundEnd(0, 0, 0, true));
-        lane0.send(roundEnd(0, 0, 0, false));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-early", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel)
+                .attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
+        firstRound(lane1, 1, 2, true);
+        firstRound(lane0, 0, 2, false);
         lane0.send(roundEnd(1, 0, 0, true));
         lane0.send(state);
         lane0.send(switchover(1));
@@ -400,8 +342,9 @@ class HostileSenderTest {
     void aSwitchoverBeforeEveryLaneSaidHelloIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-missing");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-missing", p.getToken()).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-missing", p.getToken()).setLaneCount(2));
+        firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(lane0.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "1 of 2 lanes");
@@ -415,8 +358,8 @@ class HostileSenderTest {
     @Test
     void aSwitchoverBeforeTheLastDeviceStateChunkIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-nostate");
-        Lane lane = new Lane().attach(hello("m-nostate", p.getToken()));
-        lane.send(roundEnd(0, 0, 0, true));
+        RawLane lane = new RawLane(channel).attach(hello("m-nostate", p.getToken()));
+        firstRound(lane, 0, 1, true);
         lane.send(switchover(0));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "device state");
         assertDiscardedAndNameFree();
@@ -426,7 +369,7 @@ class HostileSenderTest {
     @Test
     void aHelloRepeatedOnAnAttachedLaneEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-hello2");
-        Lane lane = new Lane().attach(hello("m-hello2", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-hello2", p.getToken()));
         lane.send(SenderFrame.newBuilder().setHello(hello("m-hello2", p.getToken())));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "second hello");
         assertDiscardedAndNameFree();
@@ -436,7 +379,7 @@ class HostileSenderTest {
     @Test
     void deviceStateAfterItsLastChunkEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-state2");
-        Lane lane = new Lane().attach(hello("m-state2", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-state2", p.getToken()));
         SenderFrame.Builder state = deviceState();
         lane.send(state);
         lane.send(state);
@@ -451,7 +394,7 @@ class HostileSenderTest {
     @Test
     void aDeviceStateChunkOverTheMessageLimitEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-huge");
-        Lane lane = new Lane().attach(hello("m-huge", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-huge", p.getToken()));
         lane.send(SenderFrame.newBuilder()
                 .setDeviceState(DeviceStateChunk.newBuilder()
                         .setData(ByteString.copyFrom(ByteBuffer.allocate(Transport.MAX_MESSAGE_BYTES + 1)))));
@@ -478,7 +421,8 @@ class HostileSenderTest {
     @Test
     void aMigrationWhoseSecondLaneNeverSaysHelloIsDiscardedAtTheHandshakeDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-half");
-        Lane lane0 = new Lane().attach(hello("m-half", p.getToken()).setLaneCount(2));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-half", p.getToken()).setLaneCount(2));
         assertRefusal(
                 lane0.next(),
                 MigrationStep.MIGRATION_STEP_HANDSHAKE,
@@ -490,7 +434,7 @@ class HostileSenderTest {
     @Test
     void aSourceThatFallsSilentMidRoundIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-quiet");
-        Lane lane = new Lane().attach(hello("m-quiet", p.getToken()));
+        RawLane lane = new RawLane(channel).attach(hello("m-quiet", p.getToken()));
         lane.send(zeroWindow(0, 0));
         assertRefusal(
                 lane.next(),
@@ -507,9 +451,10 @@ class HostileSenderTest {
     void aLaneSilentAfterTheSwitchoverIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-owes");
         SenderFrame.Builder state = deviceState();
-        Lane lane0 = new Lane().attach(hello("m-owes", p.getToken()).setLaneCount(2));
-        new Lane().attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
-        lane0.send(roundEnd(0, 0, 0, true));
+        RawLane lane0 =
+                new RawLane(channel).attach(hello("m-owes", p.getToken()).setLaneCount(2));
+        new RawLane(channel).attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
+        firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
         assertRefusal(
@@ -517,5 +462,65 @@ class HostileSenderTest {
                 MigrationStep.MIGRATION_STEP_FINAL_PAGES,
                 "no frame from the source for " + MigrationException.describe(IDLE));
         assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Found by ReceiverFuzzTest (seed 77263547816287, case 399): a hello claiming one lane while the
+     * sender striped its windows over two sent only every other window, with matching counts; the
+     * destination answered Ready with the other windows never sent, and without verification the
+     * guest would have resumed on zeroed memory.
+     */
+    @Test
+    void aFirstRoundThatSkipsWindowsIsRefusedNotReadyWithPagesNeverSent() throws Exception {
+        PrepareIncomingResponse p = prepare("m-skip");
+        RawLane lane = new RawLane(channel).attach(hello("m-skip", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        lane.send(zeroWindow(2, 0));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "sent window 2 in round 0, expected window 1");
+        assertDiscardedAndNameFree();
+    }
+
+    /** As above, with a lane that ends round 0 before its last window. */
+    @Test
+    void aFirstRoundEndedBeforeItsLastWindowIsRefused() throws Exception {
+        PrepareIncomingResponse p = prepare("m-short");
+        RawLane lane = new RawLane(channel).attach(hello("m-short", p.getToken()));
+        lane.send(zeroWindow(0, 0));
+        lane.send(roundEnd(0, 1, WINDOW, false));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "ended round 0 before its window 1 of 16");
+        assertDiscardedAndNameFree();
+    }
+
+    /** As above, with a first-round batch that covers only part of its window. */
+    @Test
+    void aFirstRoundWindowNotWholeIsRefused() throws Exception {
+        PrepareIncomingResponse p = prepare("m-part");
+        RawLane lane = new RawLane(channel).attach(hello("m-part", p.getToken()));
+        lane.send(SenderFrame.newBuilder()
+                .setPages(HostileBatches.seal(
+                        PageBatch.newBuilder()
+                                .setBasePage(0)
+                                .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
+                                .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(100))
+                                .setCompression(Compression.COMPRESSION_RAW),
+                        4096,
+                        WINDOW,
+                        new byte[0])));
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "covers 100 of its 256 pages");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * Found by ReceiverFuzzTest (seed 20250611, case 487): a lane call the source closed before it
+     * sent anything belonged to no migration, so nothing ever ended it; every such call stayed open
+     * on the destination until the connection went.
+     */
+    @Test
+    void aLaneClosedBeforeItsHelloIsEndedNotLeftOpen() throws Exception {
+        RawLane lane = new RawLane(channel);
+        lane.halfClose();
+        Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(ended != null, "the destination ends the call with a refusal");
+        assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "closed before its hello");
     }
 }

@@ -62,6 +62,8 @@ public final class MigrationStreamService {
             private ReceiverLane lane;
             private IncomingMigration session;
             private int laneIndex = -1;
+            /** The call was ended with a refusal: whatever the source does next is of no concern. */
+            private boolean refused;
 
             @Override
             public void onNext(SenderFrame frame) {
@@ -104,6 +106,7 @@ public final class MigrationStreamService {
             }
 
             private void refuse(String reason) {
+                refused = true;
                 log.warn("refused a migration lane: {}", reason);
                 try {
                     out.onNext(ReceiverFrame.newBuilder()
@@ -129,6 +132,12 @@ public final class MigrationStreamService {
             public void onCompleted() {
                 if (session != null) {
                     session.streamLost(laneIndex, "source closed the lane");
+                    return;
+                }
+                if (lane == null && !refused) {
+                    // A call closed before any hello belongs to no migration, so nothing else ever ends
+                    // it: left open, each such call would be held until the connection goes.
+                    refuse("the lane closed before its hello");
                 }
             }
         };

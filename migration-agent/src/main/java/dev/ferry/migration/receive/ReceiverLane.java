@@ -50,6 +50,8 @@ final class ReceiverLane {
         long batches;
         long pages;
         boolean finished;
+        /** In round 0, the next window this lane must send: its windows in order, each whole. */
+        long nextWindow;
     }
 
     private boolean closed;
@@ -58,6 +60,7 @@ final class ReceiverLane {
         this.session = session;
         this.index = index;
         this.laneCount = laneCount;
+        rounds.nextWindow = Integer.toUnsignedLong(index);
         this.out = out;
         this.memory = session.vm().memory();
         this.sink = new BatchCodec.PageSink() {
@@ -164,9 +167,34 @@ final class ReceiverLane {
                     "window " + Long.toUnsignedString(window) + " travels on lane " + owner + " of " + laneCount
                             + ", not on lane " + index);
         }
+        // The first round is the full copy: only its batches tell the destination what every page holds.
+        // Counts alone cannot show that a lane skipped or repeated a window (a sender whose lanes
+        // disagree on their number, a window lost with its count), and memory never sent would be
+        // taken for the guest's, so round 0 brings each of the lane's windows, in order, whole.
+        // (A window past the end of guest memory is left to the codec, which names that.)
+        if (rounds.round == 0
+                && window != rounds.nextWindow
+                && Long.compareUnsigned(batch.getBasePage(), memory.pageCount()) < 0) {
+            throw new MigrationException(
+                    step,
+                    "lane " + index + " sent window " + Long.toUnsignedString(window) + " in round 0, expected window "
+                            + rounds.nextWindow + ": the first round covers every window of its lane in order");
+        }
         BatchCodec.Applied applied = session.writeIntoVm(() -> codec.decode(batch, memory.pageCount(), sink));
         if (applied == null) {
             return false;
+        }
+        if (rounds.round == 0) {
+            // Decoded, so the window starts below the end of guest memory.
+            long span = Math.min(
+                    MigrationStreamRpc.WINDOW_PAGES, memory.pageCount() - window * MigrationStreamRpc.WINDOW_PAGES);
+            if (applied.dataPages() + applied.zeroPages() != span) {
+                throw new MigrationException(
+                        step,
+                        "window " + window + " in round 0 covers " + (applied.dataPages() + applied.zeroPages())
+                                + " of its " + span + " pages: the first round sends every page");
+            }
+            rounds.nextWindow += laneCount;
         }
         rounds.batches++;
         rounds.pages += applied.dataPages() + applied.zeroPages();
@@ -195,6 +223,13 @@ final class ReceiverLane {
                     "lane " + index + " round " + round + ": source sent " + Long.toUnsignedString(end.getBatches())
                             + " batches of " + Long.toUnsignedString(end.getPages()) + " pages, " + rounds.batches
                             + " of " + rounds.pages + " arrived");
+        }
+        long windows = (memory.pageCount() + MigrationStreamRpc.WINDOW_PAGES - 1) / MigrationStreamRpc.WINDOW_PAGES;
+        if (round == 0 && rounds.nextWindow < windows) {
+            throw new MigrationException(
+                    step,
+                    "lane " + index + " ended round 0 before its window " + rounds.nextWindow + " of " + windows
+                            + ": the first round sends every page");
         }
         if (end.getFinal()) {
             rounds.finished = true;

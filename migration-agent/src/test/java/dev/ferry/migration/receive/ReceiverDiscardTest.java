@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.protobuf.ByteString;
 import dev.ferry.hypervisor.DeviceState;
 import dev.ferry.hypervisor.DirtyLog;
 import dev.ferry.hypervisor.GuestMemory;
@@ -16,11 +17,15 @@ import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.LocalOwnershipCommit;
 import dev.ferry.migration.commit.OwnershipCommit;
 import dev.ferry.migration.wire.BatchCodec;
+import dev.ferry.migration.wire.HostileBatches;
 import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
+import dev.ferry.proto.migration.Compression;
 import dev.ferry.proto.migration.DeviceStateChunk;
 import dev.ferry.proto.migration.Hello;
 import dev.ferry.proto.migration.MigrationStep;
+import dev.ferry.proto.migration.PageBatch;
+import dev.ferry.proto.migration.PageRun;
 import dev.ferry.proto.migration.ReceiverFrame;
 import dev.ferry.proto.migration.RoundEnd;
 import dev.ferry.proto.migration.SenderFrame;
@@ -394,8 +399,26 @@ class ReceiverDiscardTest {
 
     /** Drives a one-lane pre-copy migration to READY: its final round, device state, switchover. */
     private static void toReady(IncomingMigration m, ReceiverLane lane, Call call) {
+        // Round 0 is the full copy: every window, whole (all zero here).
+        for (long base = 0; base < PAGES; base += MigrationStreamRpc.WINDOW_PAGES) {
+            lane.onFrame(SenderFrame.newBuilder()
+                    .setPages(HostileBatches.seal(
+                            PageBatch.newBuilder()
+                                    .setBasePage(base)
+                                    .setDataPages(ByteString.copyFrom(new byte[MigrationStreamRpc.WINDOW_PAGES / 8]))
+                                    .addZeroRuns(PageRun.newBuilder().setCount(MigrationStreamRpc.WINDOW_PAGES))
+                                    .setCompression(Compression.COMPRESSION_RAW),
+                            PAGE,
+                            MigrationStreamRpc.WINDOW_PAGES,
+                            new byte[0]))
+                    .build());
+        }
         lane.onFrame(SenderFrame.newBuilder()
-                .setRoundEnd(RoundEnd.newBuilder().setRound(0).setFinal(true))
+                .setRoundEnd(RoundEnd.newBuilder()
+                        .setRound(0)
+                        .setBatches(PAGES / MigrationStreamRpc.WINDOW_PAGES)
+                        .setPages(PAGES)
+                        .setFinal(true))
                 .build());
         lane.onFrame(SenderFrame.newBuilder()
                 .setDeviceState(DeviceStateChunk.newBuilder().setLast(true))

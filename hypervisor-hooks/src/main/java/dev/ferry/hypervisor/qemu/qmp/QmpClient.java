@@ -45,6 +45,12 @@ import org.slf4j.LoggerFactory;
 public final class QmpClient implements Closeable {
     private static final Logger log = LoggerFactory.getLogger(QmpClient.class);
     private static final int RECENT_EVENTS = 64;
+    /**
+     * Events handed to listeners and not yet taken: a QEMU that floods events faster than listeners
+     * take them ends the connection instead of growing the queue without bound. QEMU sends a handful
+     * per migration or state change, so this is never reached by a working QEMU.
+     */
+    static final int MAX_QUEUED_EVENTS = 4096;
 
     /** Lifecycle of the connection. */
     public enum State {
@@ -65,6 +71,9 @@ public final class QmpClient implements Closeable {
     private final ExecutorService eventThread;
     private final Thread reader;
     private final java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(1);
+    /** Listener deliveries posted to the event thread and not yet run. */
+    private final java.util.concurrent.atomic.AtomicInteger queuedEvents =
+            new java.util.concurrent.atomic.AtomicInteger();
 
     private final Object lock = new Object();
     // Guarded by lock.
@@ -388,6 +397,10 @@ public final class QmpClient implements Closeable {
             reason = "reading QMP from " + socket + " failed: " + e.getMessage();
         } catch (IllegalArgumentException e) {
             reason = "QEMU sent something that is not QMP: " + e.getMessage();
+        } catch (RuntimeException e) {
+            // Whatever else a broken or hostile QEMU provokes ends the connection with its reason:
+            // a reader thread that died silently left every command waiting out its timeout.
+            reason = "QEMU sent something this client cannot take: " + e;
         }
         die(reason);
         ended.countDown();
@@ -446,7 +459,12 @@ public final class QmpClient implements Closeable {
         }
         log.debug("QMP {} event {} {}", name, e.name(), e.data());
         for (Consumer<QmpEvent> l : listeners) {
+            if (queuedEvents.incrementAndGet() > MAX_QUEUED_EVENTS) {
+                throw new IllegalStateException(
+                        "more than " + MAX_QUEUED_EVENTS + " QMP events queued for listeners (QEMU floods events)");
+            }
             post(() -> {
+                queuedEvents.decrementAndGet();
                 try {
                     l.accept(e);
                 } catch (RuntimeException ex) {

@@ -57,9 +57,7 @@ public sealed interface QmpMessage {
                     error.path("desc").asText("?"));
         }
         if (node.has("event")) {
-            JsonNode ts = node.path("timestamp");
-            Instant timestamp = Instant.ofEpochSecond(
-                    ts.path("seconds").asLong(0), ts.path("microseconds").asLong(0) * 1000);
+            Instant timestamp = timestamp(node.path("timestamp"));
             JsonNode data = node.has("data") ? node.get("data") : JsonNodeFactory.instance.objectNode();
             return new Event(new QmpEvent(node.get("event").asText(), data, timestamp));
         }
@@ -92,6 +90,29 @@ public sealed interface QmpMessage {
         } catch (JsonProcessingException e) {
             throw new IllegalArgumentException("cannot encode QMP request " + command, e);
         }
+    }
+
+    /**
+     * QEMU's timestamp of an event, or the time it arrived when QEMU's does not read as one (not
+     * integers, microseconds out of range, seconds beyond what an Instant holds): a broken or
+     * hostile QEMU's timestamp must not cost the event, let alone the connection.
+     */
+    private static Instant timestamp(JsonNode ts) {
+        JsonNode seconds = ts.path("seconds");
+        JsonNode micros = ts.path("microseconds");
+        if (seconds.isIntegralNumber()
+                && seconds.canConvertToLong()
+                && micros.isIntegralNumber()
+                && micros.canConvertToLong()
+                && micros.asLong() >= 0
+                && micros.asLong() < 1_000_000) {
+            try {
+                return Instant.ofEpochSecond(seconds.asLong(), micros.asLong() * 1000);
+            } catch (java.time.DateTimeException e) {
+                // beyond Instant's range: fall through to the arrival time
+            }
+        }
+        return Instant.now();
     }
 
     private static Long id(JsonNode node) {
