@@ -773,8 +773,15 @@ public final class Scenarios {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "96M", SLOW_SIM);
             run.readRecords();
+            long mark = Run.logMark(run.agent("host-1"));
             CompletableFuture<Client.Result> m =
                     background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            // Inside the migration, not before it (a slow command start once put the slip first).
+            Run.awaitLog(
+                    run.agent("host-1"),
+                    mark,
+                    java.util.regex.Pattern.compile("migrating " + java.util.regex.Pattern.quote(vm) + " to host-2"),
+                    Duration.ofMinutes(1));
             sleepMs(1500);
             run.history().fault("slip-ownership", true, vm + " to host-3 behind the cluster's back");
             CommandResult r = dev.ferry.chaos.history.ControlTool.run(

@@ -7,17 +7,13 @@ import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
-import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
 /**
- * The scenarios on sim guests, one seed each, on one cluster; and I2's negative control.
- *
- * <p>Not part of `./run-tests` yet: these scenarios have not been seen passing (docs/RELIABILITY.md
- * lists them as unproven), and one run takes longer than CI's budget. Run them with
- * {@code mvn -pl chaos-tests -am verify -Dferry.chaos.all=true} or `ferry chaos`.
+ * The scenarios on sim guests, one seed each ({@code -Dferry.chaos.seed=S} for another), on one
+ * cluster of network namespaces; and I2's negative control. Part of `./run-tests`: about 20 minutes
+ * on 2 cores. docs/RELIABILITY.md has what each scenario proves.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
-@EnabledIfSystemProperty(named = "ferry.chaos.all", matches = "true")
 class SimChaosTest extends ChaosGroup {
     @Test
     @Order(0)
