@@ -117,7 +117,7 @@ public final class TlsOptions {
         if (!warning.isEmpty()) {
             log.warn("{}: {}", who, warning);
         }
-        log.info("{}: mutual TLS as {}", who, id);
+        log.info("{}: mutual TLS as {} ({})", who, id, Transport.tlsImplementation());
         return Transport.mutualTls(creds.get());
     }
 

@@ -9,6 +9,7 @@ import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.shaded.io.grpc.netty.NettySslContextChannelCredentials;
 import io.grpc.netty.shaded.io.grpc.netty.NettySslContextServerCredentials;
 import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
+import io.grpc.netty.shaded.io.netty.handler.ssl.OpenSsl;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
@@ -29,6 +30,39 @@ final class TlsContexts {
     /** TLS 1.3 only: no downgrade to older versions, no renegotiation, forward secrecy always. */
     static final String PROTOCOL = "TLSv1.3";
 
+    /**
+     * Which TLS implementation to use: {@code boringssl} (the default where grpc-netty-shaded's
+     * bundled netty-tcnative loads) or {@code jdk}. BoringSSL moves about twice the bytes per CPU
+     * second of the JDK's JSSE on these machines (docs/BENCHMARKS.md "The cost of mutual TLS"); the
+     * property exists so that the benchmark can measure both.
+     */
+    static final String PROVIDER_PROPERTY = "ferry.tls.provider";
+
+    /** The implementation every context of this process uses, chosen once. */
+    static final SslProvider PROVIDER = chooseProvider(System.getProperty(PROVIDER_PROPERTY, ""));
+
+    static SslProvider chooseProvider(String wanted) {
+        return switch (wanted) {
+            case "jdk" -> SslProvider.JDK;
+            case "boringssl" -> {
+                if (!OpenSsl.isAvailable()) {
+                    throw new IllegalStateException("-D" + PROVIDER_PROPERTY
+                            + "=boringssl but BoringSSL does not load here: " + OpenSsl.unavailabilityCause());
+                }
+                yield SslProvider.OPENSSL;
+            }
+            case "" -> OpenSsl.isAvailable() ? SslProvider.OPENSSL : SslProvider.JDK;
+            default ->
+                throw new IllegalArgumentException(
+                        "-D" + PROVIDER_PROPERTY + "=" + wanted + ": expected boringssl or jdk");
+        };
+    }
+
+    /** How start-up logs and benchmarks name the implementation in use. */
+    static String providerName() {
+        return PROVIDER == SslProvider.JDK ? "JDK" : OpenSsl.versionString();
+    }
+
     private final PrivateKey key;
     private final X509Certificate certificate;
     private final X509Certificate ca;
@@ -44,7 +78,7 @@ final class TlsContexts {
         this.cluster = credentials.identity().cluster();
         this.clock = clock;
         try {
-            SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forServer(key, certificate), SslProvider.JDK)
+            SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forServer(key, certificate), PROVIDER)
                     .protocols(PROTOCOL)
                     .clientAuth(ClientAuth.REQUIRE)
                     .trustManager(new IdentityTrustManager(ca, cluster, Optional.empty(), clock))
@@ -67,7 +101,7 @@ final class TlsContexts {
     ChannelCredentials client(PeerRequirement peer) {
         return clients.computeIfAbsent(peer, p -> {
             try {
-                SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forClient(), SslProvider.JDK)
+                SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forClient(), PROVIDER)
                         .protocols(PROTOCOL)
                         .keyManager(key, certificate)
                         .trustManager(new IdentityTrustManager(ca, cluster, Optional.of(p), clock))

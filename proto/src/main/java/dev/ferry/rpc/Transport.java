@@ -101,6 +101,14 @@ public final class Transport {
         return new Transport(TransportSecurity.mutualTls(credentials));
     }
 
+    /**
+     * The TLS implementation every secure transport of this process uses ("BoringSSL" via
+     * netty-tcnative, or "JDK"), for start-up logs and benchmark reports.
+     */
+    public static String tlsImplementation() {
+        return TlsContexts.providerName();
+    }
+
     /** Whether servers and channels built here authenticate both ends. */
     public boolean secure() {
         return tls != null;

@@ -92,9 +92,10 @@ public final class TransferBench {
             StringBuilder b = new StringBuilder();
             b.append(String.format(
                     Locale.ROOT,
-                    "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6)%s%n",
+                    "guest %s per run, median of %d; MB/s = guest bytes moved per second (10^6); TLS: %s%s%n",
                     Sizes.format(settings.size()),
                     settings.repeat(),
+                    dev.ferry.rpc.Transport.tlsImplementation(),
                     settings.linkRate() > 0
                             ? "; link emulated at " + Sizes.format(settings.linkRate()) + "/s (wire bytes)"
                             : ""));
@@ -186,6 +187,7 @@ public final class TransferBench {
             out.put("repeat", settings.repeat());
             out.put("linkRateBytesPerSec", settings.linkRate());
             out.put("machine", machine);
+            out.put("tls", dev.ferry.rpc.Transport.tlsImplementation());
             List<Map<String, Object>> rows = new ArrayList<>();
             for (Case c : cases) {
                 Map<String, Object> r = new LinkedHashMap<>();
