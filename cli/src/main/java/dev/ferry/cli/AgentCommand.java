@@ -133,6 +133,13 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
                     + "confirms it cannot reach ZooKeeper either; 0 never holds (default: ${DEFAULT-VALUE}).")
     long outageHoldMs;
 
+    @Option(
+            names = "--max-incoming",
+            defaultValue = "" + AgentConfig.DEFAULT_MAX_INCOMING,
+            description = "Migrations this host receives at once; a prepare beyond it is refused and the source keeps "
+                    + "its VM (default: ${DEFAULT-VALUE}).")
+    int maxIncoming;
+
     @picocli.CommandLine.Mixin
     TlsOptions tls;
 
@@ -155,6 +162,10 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         if (ramDir != null) {
             config = config.withRamDir(ramDir.toAbsolutePath());
         }
+        if (maxIncoming < 1) {
+            throw new CliException("--max-incoming must be at least 1, got " + maxIncoming, 2);
+        }
+        config = config.withMaxIncoming(maxIncoming);
         config = config.withTransport(tls.daemon("agent " + hostId, Role.AGENT, hostId));
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());

@@ -8,6 +8,7 @@ import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.Role;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.RateLimit;
 import dev.ferry.rpc.Transport;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -112,6 +113,23 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
                     + "again: 500ms, 90s, 10m, 1h (default: ${DEFAULT-VALUE}).")
     Duration restartResetAfter;
 
+    @Option(
+            names = "--change-rate",
+            defaultValue = "20",
+            paramLabel = "PER_SECOND",
+            description = "Requests that change the cluster (create, start, stop, delete, migrate, cancel, drain) each "
+                    + "operator identity may make per second once its burst is spent; more are refused with "
+                    + "RESOURCE_EXHAUSTED and write nothing (default: ${DEFAULT-VALUE}).")
+    double changeRate;
+
+    @Option(
+            names = "--change-burst",
+            defaultValue = "100",
+            paramLabel = "N",
+            description = "Requests that change the cluster each operator identity may make at once "
+                    + "(default: ${DEFAULT-VALUE}).")
+    int changeBurst;
+
     /** 500ms, 90s, 10m, 1h, 30d (or ISO-8601, PT10M). */
     static final class DurationConverter implements CommandLine.ITypeConverter<Duration> {
         @Override
@@ -179,6 +197,11 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         }
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
         config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);
+        try {
+            config = config.withChangeLimit(new RateLimit(changeRate, changeBurst));
+        } catch (IllegalArgumentException e) {
+            throw new CliException("--change-rate/--change-burst: " + e.getMessage(), 2);
+        }
         Coordinator coordinator = new Coordinator(config);
         CountDownLatch stopped = new CountDownLatch(1);
         EmbeddedZooKeeper embedded = server;

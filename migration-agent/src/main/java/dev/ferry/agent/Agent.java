@@ -99,7 +99,8 @@ public final class Agent implements AutoCloseable {
                 new dev.ferry.migration.receive.IncomingMigration.Deadlines(
                         config.incomingTimeout(),
                         config.idleTimeout(),
-                        config.timeouts().ready()));
+                        config.timeouts().ready()),
+                config.maxIncoming());
         outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
         outgoing.faults(senderFaults);
         AgentControlService control = new AgentControlService(
@@ -206,6 +207,11 @@ public final class Agent implements AutoCloseable {
      */
     public boolean holds(String vm) {
         return registry.holds(vm);
+    }
+
+    /** Migrations this agent is receiving now (prepared, not yet committed or discarded). */
+    public int incomingCount() {
+        return incoming.receiving();
     }
 
     /** The registry itself, for this package's tests. */

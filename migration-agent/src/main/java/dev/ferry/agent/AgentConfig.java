@@ -32,6 +32,10 @@ import java.util.regex.Pattern;
  * @param advertise the endpoint other hosts reach this agent at (registered in ZooKeeper, and given
  *     to migration sources as the stream endpoint); null: the bound endpoint. It differs from the
  *     bound one when the agent listens on a wildcard address (0.0.0.0:7070) or behind NAT
+ * @param maxIncoming how many migrations this agent receives at once (prepared and not yet
+ *     committed or discarded); a prepare beyond it is refused with RESOURCE_EXHAUSTED, so a
+ *     flood of prepares (a bug, or a stolen coordinator key) cannot start unbounded hypervisors
+ *     and RAM files on one host
  */
 public record AgentConfig(
         String hostId,
@@ -43,7 +47,8 @@ public record AgentConfig(
         PreCopySender.Timeouts timeouts,
         Duration incomingTimeout,
         Duration idleTimeout,
-        Endpoint advertise) {
+        Endpoint advertise,
+        int maxIncoming) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
 
     /** Lanes to say hello after a prepare: the source's own handshake timeout (30 s) with room to spare. */
@@ -59,7 +64,16 @@ public record AgentConfig(
      */
     public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofSeconds(30);
 
+    /**
+     * Receiving at once: a drain with {@code --parallel 2} sends at most two per destination, and
+     * a failover restarts without a prepare; four leaves room for two drains at a time.
+     */
+    public static final int DEFAULT_MAX_INCOMING = 4;
+
     public AgentConfig {
+        if (maxIncoming < 1) {
+            throw new IllegalArgumentException("max incoming migrations must be at least 1, got " + maxIncoming);
+        }
         Objects.requireNonNull(listen, "listen");
         Objects.requireNonNull(dataDir, "dataDir");
         Objects.requireNonNull(ramDir, "ramDir");
@@ -87,7 +101,18 @@ public record AgentConfig(
             PreCopySender.Timeouts timeouts,
             Duration incomingTimeout,
             Duration idleTimeout) {
-        this(hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idleTimeout, null);
+        this(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                null,
+                DEFAULT_MAX_INCOMING);
     }
 
     /** Settings with the default idle deadline (the form before it existed, kept for callers that build one). */
@@ -110,7 +135,8 @@ public record AgentConfig(
                 timeouts,
                 incomingTimeout,
                 DEFAULT_IDLE_TIMEOUT,
-                null);
+                null,
+                DEFAULT_MAX_INCOMING);
     }
 
     /** Defaults for a host: RAM files under /dev/shm/ferry/HOST. */
@@ -125,7 +151,8 @@ public record AgentConfig(
                 PreCopySender.Timeouts.defaults(),
                 DEFAULT_INCOMING_TIMEOUT,
                 DEFAULT_IDLE_TIMEOUT,
-                null);
+                null,
+                DEFAULT_MAX_INCOMING);
     }
 
     public AgentConfig withRamDir(Path dir) {
@@ -139,22 +166,53 @@ public record AgentConfig(
                 timeouts,
                 incomingTimeout,
                 idleTimeout,
-                advertise);
+                advertise,
+                maxIncoming);
     }
 
     public AgentConfig withEndpointFile(Path file) {
         return new AgentConfig(
-                hostId, listen, dataDir, ramDir, file, transport, timeouts, incomingTimeout, idleTimeout, advertise);
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                file,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                advertise,
+                maxIncoming);
     }
 
     public AgentConfig withTimeouts(PreCopySender.Timeouts t, Duration incoming) {
         return new AgentConfig(
-                hostId, listen, dataDir, ramDir, endpointFile, transport, t, incoming, idleTimeout, advertise);
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                t,
+                incoming,
+                idleTimeout,
+                advertise,
+                maxIncoming);
     }
 
     public AgentConfig withIdleTimeout(Duration idle) {
         return new AgentConfig(
-                hostId, listen, dataDir, ramDir, endpointFile, transport, timeouts, incomingTimeout, idle, advertise);
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idle,
+                advertise,
+                maxIncoming);
     }
 
     /** The transport of this agent's server and of every channel it opens (mutual TLS or plaintext). */
@@ -169,7 +227,8 @@ public record AgentConfig(
                 timeouts,
                 incomingTimeout,
                 idleTimeout,
-                advertise);
+                advertise,
+                maxIncoming);
     }
 
     /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
@@ -184,7 +243,8 @@ public record AgentConfig(
                 timeouts,
                 incomingTimeout,
                 idleTimeout,
-                advertise);
+                advertise,
+                maxIncoming);
     }
 
     /** The endpoint to register and give to migration sources instead of the bound one (null: the bound one). */
@@ -199,6 +259,23 @@ public record AgentConfig(
                 timeouts,
                 incomingTimeout,
                 idleTimeout,
-                endpoint);
+                endpoint,
+                maxIncoming);
+    }
+
+    /** At most {@code n} migrations received at once (see {@code maxIncoming}). */
+    public AgentConfig withMaxIncoming(int n) {
+        return new AgentConfig(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                advertise,
+                n);
     }
 }

@@ -29,6 +29,10 @@ final class IncomingMigrations {
     private final OwnershipCommit commit;
     private final ScheduledExecutorService timers;
     private final IncomingMigration.Deadlines deadlines;
+    private final int maxIncoming;
+    /** Prepared and not yet committed or discarded (guarded by this). */
+    private int receiving;
+
     private volatile Endpoint streamEndpoint;
     private volatile boolean closed;
 
@@ -37,7 +41,9 @@ final class IncomingMigrations {
             MigrationStreamService streams,
             OwnershipCommit commit,
             ScheduledExecutorService timers,
-            IncomingMigration.Deadlines deadlines) {
+            IncomingMigration.Deadlines deadlines,
+            int maxIncoming) {
+        this.maxIncoming = maxIncoming;
         this.registry = registry;
         this.streams = streams;
         this.commit = commit;
@@ -75,7 +81,13 @@ final class IncomingMigrations {
                     Status.Code.FAILED_PRECONDITION,
                     "the " + driver.name() + " driver on " + registry.hostId() + " has no hypervisor-native migration");
         }
-        registry.reserve(name, req.getMigrationId(), req.getEpoch());
+        Slot slot = takeSlot(name, req.getMigrationId());
+        try {
+            registry.reserve(name, req.getMigrationId(), req.getEpoch());
+        } catch (AgentException | RuntimeException e) {
+            slot.release();
+            throw e;
+        }
         VmInstance vm;
         VmPaths paths = null;
         try {
@@ -87,15 +99,15 @@ final class IncomingMigrations {
                             ? HypervisorDriver.IncomingKind.PRECOPY
                             : HypervisorDriver.IncomingKind.HYPERVISOR_NATIVE);
         } catch (HypervisorException e) {
-            abandonPrepare(name, req.getMigrationId(), paths);
+            abandonPrepare(name, req.getMigrationId(), paths, slot);
             throw new AgentException(
                     e.getCause() instanceof StorageRefusedException
                             ? Status.Code.INVALID_ARGUMENT
                             : Status.Code.INTERNAL,
                     "cannot prepare VM '" + name + "' on " + registry.hostId() + ": " + e.getMessage(),
                     e);
-        } catch (AgentException e) {
-            abandonPrepare(name, req.getMigrationId(), paths);
+        } catch (AgentException | RuntimeException e) {
+            abandonPrepare(name, req.getMigrationId(), paths, slot);
             throw e;
         }
         VmPaths arrived = paths;
@@ -118,6 +130,7 @@ final class IncomingMigrations {
                     public void committed(IncomingMigration migration, long epoch) {
                         registry.adopt(migration.spec(), migration.vm(), epoch, migration.migrationId());
                         streams.forget(migration);
+                        slot.release();
                     }
 
                     @Override
@@ -125,6 +138,7 @@ final class IncomingMigrations {
                         streams.forget(migration);
                         VmRegistry.deleteTree(arrived.runDir());
                         registry.unreserve(migration.spec().getName(), migration.migrationId());
+                        slot.release();
                     }
                 },
                 deadlines);
@@ -155,11 +169,46 @@ final class IncomingMigrations {
      * The name was reserved for this migration and no VM of that name lives here, so the
      * directory is this prepare's alone.
      */
-    private void abandonPrepare(String name, String migrationId, VmPaths paths) {
+    private void abandonPrepare(String name, String migrationId, VmPaths paths, Slot slot) {
+        slot.release();
         registry.unreserve(name, migrationId);
         if (paths != null) {
             VmRegistry.deleteTree(paths.runDir());
         }
+    }
+
+    /**
+     * One of the {@code maxIncoming} places for a migration being received, taken at the prepare
+     * and given back once, when it commits, is discarded, or the prepare fails.
+     */
+    private final class Slot {
+        private boolean held = true;
+
+        void release() {
+            synchronized (IncomingMigrations.this) {
+                if (held) {
+                    held = false;
+                    receiving--;
+                }
+            }
+        }
+    }
+
+    private synchronized Slot takeSlot(String name, String migrationId) throws AgentException {
+        if (receiving >= maxIncoming) {
+            throw new AgentException(
+                    Status.Code.RESOURCE_EXHAUSTED,
+                    registry.hostId() + " already receives " + receiving + " migration(s), its limit (--max-incoming "
+                            + maxIncoming + "); refusing VM '" + name + "' (migration " + migrationId
+                            + "): retry when one has finished, or choose another host");
+        }
+        receiving++;
+        return new Slot();
+    }
+
+    /** Migrations being received now (prepared, not yet committed or discarded). */
+    synchronized int receiving() {
+        return receiving;
     }
 
     void closeAll(String reason) {

@@ -34,9 +34,15 @@ public final class AccessPolicy {
     }
 
     private final Map<String, Set<Role>> byMethod;
+    /** Methods whose calls count against each caller's one budget, and that budget. */
+    private final Set<String> limited;
 
-    private AccessPolicy(Map<String, Set<Role>> byMethod) {
+    private final RateLimit limit;
+
+    private AccessPolicy(Map<String, Set<Role>> byMethod, Set<String> limited, RateLimit limit) {
         this.byMethod = Map.copyOf(byMethod);
+        this.limited = Set.copyOf(limited);
+        this.limit = limit;
     }
 
     public static Builder builder() {
@@ -77,18 +83,47 @@ public final class AccessPolicy {
         }
     }
 
+    /** Whether calls of {@code fullMethodName} count against the caller's rate limit. */
+    public boolean limits(String fullMethodName) {
+        return limited.contains(fullMethodName);
+    }
+
+    /** The rate limit on this policy's limited methods, per caller identity; empty when none. */
+    public Optional<RateLimit> rateLimit() {
+        return limited.isEmpty() ? Optional.empty() : Optional.ofNullable(limit);
+    }
+
+    /**
+     * The check a server runs on every call: the role first, then (for limited methods) the
+     * caller's own bucket. Each server gets its own buckets, keyed by the verified identity, so
+     * one operator's loop does not lock out another operator or the agents.
+     */
     ServerInterceptor interceptor() {
+        Map<Identity, RateLimit.Bucket> buckets = new java.util.concurrent.ConcurrentHashMap<>();
         return new ServerInterceptor() {
             @Override
             public <Q, R> ServerCall.Listener<Q> interceptCall(
                     ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
                 Optional<Identity> caller = Callers.current();
-                Decision d = caller.isEmpty()
-                        ? new Decision.Denied("no verified caller")
-                        : decide(call.getMethodDescriptor().getFullMethodName(), caller.get());
+                String method = call.getMethodDescriptor().getFullMethodName();
+                Decision d =
+                        caller.isEmpty() ? new Decision.Denied("no verified caller") : decide(method, caller.get());
                 if (d instanceof Decision.Denied denied) {
                     call.close(Status.PERMISSION_DENIED.withDescription(denied.reason()), new Metadata());
                     return new ServerCall.Listener<>() {};
+                }
+                if (limit != null && limited.contains(method)) {
+                    long now = System.nanoTime();
+                    long waitNanos = buckets.computeIfAbsent(caller.get(), id -> new RateLimit.Bucket(limit, now))
+                            .take(now);
+                    if (waitNanos > 0) {
+                        call.close(
+                                Status.RESOURCE_EXHAUSTED.withDescription(caller.get() + " made more than " + limit
+                                        + " requests that change the cluster; retry in "
+                                        + String.format(java.util.Locale.ROOT, "%.1f s", waitNanos / 1e9)),
+                                new Metadata());
+                        return new ServerCall.Listener<>() {};
+                    }
                 }
                 return next.startCall(call, headers);
             }
@@ -97,6 +132,8 @@ public final class AccessPolicy {
 
     public static final class Builder {
         private final Map<String, Set<Role>> byMethod = new HashMap<>();
+        private final Set<String> limited = new java.util.HashSet<>();
+        private RateLimit limit;
 
         private Builder() {}
 
@@ -130,8 +167,30 @@ public final class AccessPolicy {
             return this;
         }
 
+        /**
+         * Calls of {@code methods} count against one budget per caller identity, {@code limit}
+         * (the same budget for every limited method of this policy). Enforced with mutual TLS,
+         * where callers have identities; a plaintext (--insecure) server has none to key on.
+         */
+        public Builder limit(GrpcService service, List<String> methods, RateLimit limit) {
+            if (this.limit != null && !this.limit.equals(limit)) {
+                throw new IllegalArgumentException(
+                        "one rate limit per policy: " + this.limit + " already, not " + limit);
+            }
+            this.limit = java.util.Objects.requireNonNull(limit, "limit");
+            for (String m : methods) {
+                limited.add(service.fullMethodName(m));
+            }
+            return this;
+        }
+
         public AccessPolicy build() {
-            return new AccessPolicy(byMethod);
+            for (String m : limited) {
+                if (!byMethod.containsKey(m)) {
+                    throw new IllegalStateException("rate limit on " + m + ", which nobody may call");
+                }
+            }
+            return new AccessPolicy(byMethod, limited, limit);
         }
     }
 }

@@ -37,6 +37,14 @@ public final class Transport {
     public static final int FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 
     /**
+     * Calls one connection may have open at a server of ours (HTTP/2 MAX_CONCURRENT_STREAMS); a
+     * client that opens more waits for one to end. A migration uses one call per lane (at most 64)
+     * plus a few control calls, a coordinator a few per VM it is acting on; gRPC's own default is
+     * unbounded, so one peer could hold any number of handlers and buffers open at once.
+     */
+    public static final int MAX_CALLS_PER_CONNECTION = 256;
+
+    /**
      * How often a client may ping a server of ours. Below the shortest keepalive time gRPC lets a
      * client use (10 s), so that no client of ours is ever told it pings too often (a GOAWAY that
      * would end its calls).
@@ -176,6 +184,7 @@ public final class Transport {
                                 tcp.socketAddress(), ComposingCumulation.server(serverCredentials()))
                         .flowControlWindow(FLOW_CONTROL_WINDOW)
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                        .maxConcurrentCallsPerConnection(MAX_CALLS_PER_CONNECTION)
                         // The server pings too: a client gone silent (a migration's source behind a
                         // blackholed link) ends its calls, so the destination lets go of what it held.
                         .keepAliveTime(keepalive.time().toNanos(), TimeUnit.NANOSECONDS)

@@ -110,9 +110,13 @@ class MutualTlsTest {
     }
 
     private Endpoint serve(Credentials as) throws Exception {
+        return serve(as, policy());
+    }
+
+    private Endpoint serve(Credentials as, AccessPolicy policy) throws Exception {
         Transport t = Transport.mutualTls(as);
         Server server = t.startServer(
-                new Endpoint.Tcp("127.0.0.1", 0), Executors.newCachedThreadPool(), List.of(whoAmI()), policy());
+                new Endpoint.Tcp("127.0.0.1", 0), Executors.newCachedThreadPool(), List.of(whoAmI()), policy);
         closing.add(() -> server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
         return Transport.boundEndpoint(new Endpoint.Tcp("127.0.0.1", 0), server);
     }
@@ -133,6 +137,36 @@ class MutualTlsTest {
         ClientCalls.blockingServerStreamingCall(
                         ch, m, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS), Ping.getDefaultInstance())
                 .forEachRemaining(p -> {});
+    }
+
+    @Test
+    void aCallerOverItsRateLimitIsRefusedAndOtherCallersAreNot() throws Exception {
+        // One token per 100 s after a burst of 3: the fourth call is over the limit however slowly
+        // this machine runs the first three.
+        AccessPolicy limited = AccessPolicy.builder()
+                .allow(ECHO, List.of("Once"), Role.AGENT, Role.OPERATOR, Role.VIEWER)
+                .allow(ECHO, List.of("Fanout", "Gather", "Chat"), Role.OPERATOR)
+                .limit(ECHO, List.of("Fanout"), new RateLimit(0.01, 3))
+                .build();
+        Endpoint e = serve(host1, limited);
+        Transport alice = Transport.mutualTls(operator);
+        for (int i = 0; i < 3; i++) {
+            fanout(alice, e, PeerRequirement.agent("host-1"));
+        }
+        StatusRuntimeException x =
+                assertThrows(StatusRuntimeException.class, () -> fanout(alice, e, PeerRequirement.agent("host-1")));
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, x.getStatus().getCode());
+        assertTrue(
+                x.getStatus()
+                        .getDescription()
+                        .startsWith("ferry://prod/operator/alice made more than 0.01/s (burst 3) requests that change "
+                                + "the cluster; retry in "),
+                x.getStatus().getDescription());
+        // Methods outside the limit still answer her, and another operator has a budget of his own.
+        assertEquals("ferry://prod/operator/alice", once(alice, e, PeerRequirement.agent("host-1")));
+        CertificateAuthority ca = CertificateAuthority.load(dir.resolve("ca"));
+        Credentials carol = issue(ca, "carol", Role.OPERATOR, "carol");
+        fanout(Transport.mutualTls(carol), e, PeerRequirement.agent("host-1"));
     }
 
     @Test

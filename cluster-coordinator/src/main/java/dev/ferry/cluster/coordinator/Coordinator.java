@@ -110,7 +110,7 @@ public final class Coordinator implements Closeable {
                         config.listen(),
                         serverExecutor,
                         List.of(service.definition(), promises.definition()),
-                        CoordinatorAccess.policy());
+                        CoordinatorAccess.policy(config.changeLimit()));
         endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
         promises.replica(endpoint.toString());
         OutagePromises p = promises;

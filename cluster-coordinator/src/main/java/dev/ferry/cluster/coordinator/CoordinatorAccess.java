@@ -6,6 +6,7 @@ import static dev.ferry.pki.Role.VIEWER;
 
 import dev.ferry.cluster.client.CoordinatorRpc;
 import dev.ferry.rpc.AccessPolicy;
+import dev.ferry.rpc.RateLimit;
 import java.util.List;
 
 /**
@@ -15,21 +16,27 @@ import java.util.List;
 public final class CoordinatorAccess {
     private CoordinatorAccess() {}
 
+    /** Requests that change the cluster (each writes an intent or a record to ZooKeeper). */
+    static final List<String> CHANGES =
+            List.of("CreateVm", "StartVm", "StopVm", "DeleteVm", "Migrate", "CancelMigration", "Drain", "Activate");
+
+    /**
+     * Per operator identity: a script creating a hundred VMs in a loop goes through at once, and
+     * a loop gone wrong settles at 20 intents a second, which ZooKeeper and the coordinator take
+     * in their stride.
+     */
+    public static final RateLimit DEFAULT_CHANGE_LIMIT = new RateLimit(20, 100);
+
     public static AccessPolicy policy() {
+        return policy(DEFAULT_CHANGE_LIMIT);
+    }
+
+    /** The policy with {@code changes} as each operator's budget of requests that change the cluster. */
+    public static AccessPolicy policy(RateLimit changes) {
         return AccessPolicy.builder()
                 .allow(CoordinatorRpc.SERVICE, List.of("GetStatus", "ListHosts", "ListVms", "GetVm"), OPERATOR, VIEWER)
-                .allow(
-                        CoordinatorRpc.SERVICE,
-                        List.of(
-                                "CreateVm",
-                                "StartVm",
-                                "StopVm",
-                                "DeleteVm",
-                                "Migrate",
-                                "CancelMigration",
-                                "Drain",
-                                "Activate"),
-                        OPERATOR)
+                .allow(CoordinatorRpc.SERVICE, CHANGES, OPERATOR)
+                .limit(CoordinatorRpc.SERVICE, CHANGES, changes)
                 .allow(OutagePromises.SERVICE, List.of("AttestOutage"), AGENT)
                 .build();
     }

@@ -3,6 +3,7 @@ package dev.ferry.cluster.coordinator;
 import dev.ferry.cluster.policy.RestartPolicy;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.RateLimit;
 import dev.ferry.rpc.Transport;
 import java.time.Duration;
 import java.util.Objects;
@@ -22,6 +23,9 @@ import java.util.Objects;
  *     wait, in restart order ({@link RestartPolicy#DEFAULT_MAX_CONCURRENT} by default)
  * @param restartResetAfter how long a VM must run at one epoch before its restart attempts count
  *     from zero again ({@link RestartPolicy#DEFAULT_ATTEMPTS_RESET_AFTER} by default)
+ * @param changeLimit each operator identity's budget of requests that change the cluster
+ *     ({@link CoordinatorAccess#DEFAULT_CHANGE_LIMIT} by default); beyond it a request is refused
+ *     with RESOURCE_EXHAUSTED before it writes anything
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -33,12 +37,14 @@ public record CoordinatorConfig(
         Duration agentDeadline,
         Duration intentRetention,
         int maxConcurrentRestarts,
-        Duration restartResetAfter) {
+        Duration restartResetAfter,
+        RateLimit changeLimit) {
     public CoordinatorConfig {
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
         Objects.requireNonNull(transport, "transport");
         Objects.requireNonNull(restartResetAfter, "restartResetAfter");
+        Objects.requireNonNull(changeLimit, "changeLimit");
         if (failoverMargin.isNegative()) {
             throw new IllegalArgumentException("failover margin must not be negative");
         }
@@ -65,7 +71,8 @@ public record CoordinatorConfig(
                 Duration.ofSeconds(120),
                 Duration.ofHours(1),
                 RestartPolicy.DEFAULT_MAX_CONCURRENT,
-                RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER);
+                RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER,
+                CoordinatorAccess.DEFAULT_CHANGE_LIMIT);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
@@ -79,7 +86,8 @@ public record CoordinatorConfig(
                 agentDeadline,
                 intentRetention,
                 maxConcurrentRestarts,
-                restartResetAfter);
+                restartResetAfter,
+                changeLimit);
     }
 
     /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
@@ -94,7 +102,8 @@ public record CoordinatorConfig(
                 agentDeadline,
                 intentRetention,
                 maxConcurrentRestarts,
-                restartResetAfter);
+                restartResetAfter,
+                changeLimit);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
@@ -108,7 +117,8 @@ public record CoordinatorConfig(
                 agentDeadline,
                 intentRetention,
                 maxConcurrentRestarts,
-                restartResetAfter);
+                restartResetAfter,
+                changeLimit);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
@@ -122,7 +132,8 @@ public record CoordinatorConfig(
                 agentDeadline,
                 d,
                 maxConcurrentRestarts,
-                restartResetAfter);
+                restartResetAfter,
+                changeLimit);
     }
 
     public CoordinatorConfig withMaxConcurrentRestarts(int n) {
@@ -136,7 +147,8 @@ public record CoordinatorConfig(
                 agentDeadline,
                 intentRetention,
                 n,
-                restartResetAfter);
+                restartResetAfter,
+                changeLimit);
     }
 
     public CoordinatorConfig withRestartResetAfter(Duration d) {
@@ -150,6 +162,23 @@ public record CoordinatorConfig(
                 agentDeadline,
                 intentRetention,
                 maxConcurrentRestarts,
-                d);
+                d,
+                changeLimit);
+    }
+
+    /** Each operator's budget of requests that change the cluster. */
+    public CoordinatorConfig withChangeLimit(RateLimit limit) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter,
+                limit);
     }
 }
