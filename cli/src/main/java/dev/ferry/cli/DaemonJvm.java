@@ -21,6 +21,8 @@ public final class DaemonJvm {
      */
     public static final List<String> AGENT = List.of(
             "--enable-native-access=ALL-UNNAMED",
+            // ZooKeeper's unshaded Netty uses sun.misc.Unsafe: no JDK 25 warning in every daemon log.
+            "--sun-misc-unsafe-memory-access=allow",
             "-XX:+UseParallelGC",
             "-Xms128m",
             "-Xmn64m",
@@ -33,6 +35,8 @@ public final class DaemonJvm {
     /** The coordinator's (it holds the cluster's records in memory: the embedded server and the caches). */
     public static final List<String> COORDINATOR = List.of(
             "--enable-native-access=ALL-UNNAMED",
+            // ZooKeeper's unshaded Netty uses sun.misc.Unsafe: no JDK 25 warning in every daemon log.
+            "--sun-misc-unsafe-memory-access=allow",
             "-XX:+UseParallelGC",
             "-Xms64m",
             "-Xmx1g",
