@@ -29,8 +29,10 @@ import org.slf4j.LoggerFactory;
  * lock {@code /running/v}, with a version check of the coordinator's intent {@code /intents/<id>}
  * (the migration id is the intent's id). It commits only while the record names S at e, nobody
  * vetoed this migration, S holds the lock, and the intent is a migrate intent of v from S at e to
- * T that is still RUNNING: a source cannot move a VM to a host the coordinator did not choose, nor
- * complete a migration whose intent ended (failed, or was finished by a new leader) meanwhile.
+ * T that is still RUNNING, and while T is registered (its ephemeral {@code /hosts/T} exists, so
+ * its session lives): a source cannot move a VM to a host the coordinator did not choose, nor
+ * complete a migration whose intent ended (failed, or was finished by a new leader) meanwhile,
+ * nor hand the VM to a target that died after it said ready.
  * Success: COMMITTED. The record changed: read it again and
  * decide (T at e+1 is COMMITTED; S at e, not vetoed, is tried again; anything else REJECTED). The
  * connection went: UNKNOWN, and both sides stay paused until {@link #resolve} learns the outcome
@@ -107,6 +109,17 @@ final class ZkOwnershipCommit implements OwnershipCommit {
                 if (against != null) {
                     return refuse(r, against);
                 }
+                // The target's registration is ephemeral: it exists while the target's session
+                // lives. Committing to a target that died after it said ready would hand the VM
+                // to a dead host, to be restarted cold elsewhere; refusing keeps it running here.
+                Optional<Versioned<dev.ferry.proto.cluster.HostRecord>> target = s.store.host(r.target());
+                if (target.isEmpty()) {
+                    return refuse(
+                            r,
+                            "the target " + r.target() + " is no longer a live member of the cluster (its registration "
+                                    + "is gone: it died or lost its ZooKeeper session); " + r.vm() + " stays on "
+                                    + r.source());
+                }
                 VmRecord moved = v.toBuilder()
                         .setOwner(r.target())
                         .setEpoch(r.newEpoch())
@@ -120,6 +133,8 @@ final class ZkOwnershipCommit implements OwnershipCommit {
                 // coordinator ended or rewrote the intent since, the transaction fails and we read again.
                 s.store.commit(
                         s.store.check(intent.get().path(), intent.get().version()),
+                        // Any version: the target may rewrite its registration; it must exist.
+                        s.store.check(target.get().path(), -1),
                         s.store.set(read.get().path(), moved, read.get().version()),
                         s.store.delete(lock.get().path(), lock.get().version()));
                 return CommitOutcome.COMMITTED;

@@ -193,4 +193,34 @@ class CommitOutsideTheIntentTest {
         assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, end.getSummary().getStatus(), end.toString());
         assertStillOnSourceOnly();
     }
+
+    /**
+     * The target's session ends after it said ready and before the source's transaction (here its
+     * ephemeral registration is deleted at that moment, as ZooKeeper does when the session
+     * expires): the transaction's existence check fails, the source reads again, finds the target
+     * gone and refuses, so the VM runs on at the source instead of being handed to a dead host.
+     */
+    @Test
+    void aCommitToATargetThatLostItsSessionBeforeTheSwitchoverIsRefused() throws Exception {
+        AtomicBoolean gone = new AtomicBoolean();
+        cluster.agent("src").member().beforeCommitWrite(r -> {
+            try {
+                if (store().host("dst").isPresent()) {
+                    intruder.delete().forPath(dev.ferry.cluster.store.ClusterPaths.host("dst"));
+                    gone.set(true);
+                }
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        });
+        MigrationEvent end = migrate(UUID.randomUUID().toString());
+        assertTrue(gone.get(), "the target's registration was removed at the switchover");
+        assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, end.getSummary().getStatus(), end.toString());
+        String error = end.getSummary().getError();
+        assertTrue(
+                error.contains("is no longer a live member of the cluster")
+                        || error.contains("kept changing under the commit"),
+                error);
+        assertStillOnSourceOnly();
+    }
 }
