@@ -23,12 +23,12 @@ import picocli.CommandLine.Parameters;
         name = "pki",
         description = "The cluster's certificate authority and the certificates of its agents, coordinators and "
                 + "operators.",
-        subcommands = {PkiCommand.Init.class, PkiCommand.Issue.class, PkiCommand.Show.class})
+        subcommands = {PkiCommand.Init.class, PkiCommand.Issue.class, PkiCommand.Revoke.class, PkiCommand.Show.class})
 final class PkiCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(
-                new picocli.CommandLine(this), "missing subcommand: init, issue or show");
+                new picocli.CommandLine(this), "missing subcommand: init, issue, revoke or show");
     }
 
     @Command(
@@ -130,6 +130,89 @@ final class PkiCommand implements Runnable {
         private static boolean looksLikeAddress(String s) {
             // Literal addresses only: never resolve a name here (no DNS lookups while minting keys).
             return s.contains(":") || s.matches("[0-9.]+");
+        }
+    }
+
+    @Command(
+            name = "revoke",
+            description = "Revoke certificates: every certificate the CA issued to NAME (of --role, if given), or the "
+                    + "one in --cert. Writes the CA's signed revocation list, DIR/crl.pem; daemons and commands honour "
+                    + "it at their next TLS handshake once it is beside their --ca file (or where --crl points). "
+                    + "With --list, only prints the list.")
+    static final class Revoke implements Runnable {
+        @Parameters(index = "0", arity = "0..1", paramLabel = "NAME", description = "Host id, replica id or user name.")
+        String name;
+
+        @Option(names = "--role", paramLabel = "ROLE", description = "Only NAME's certificates of this role.")
+        String role;
+
+        @Option(names = "--cert", paramLabel = "FILE", description = "Revoke the certificate in FILE instead.")
+        Path cert;
+
+        @Option(names = "--list", description = "Print the revocation list and change nothing.")
+        boolean list;
+
+        @Option(names = "--dir", required = true, paramLabel = "DIR", description = "The CA's directory.")
+        Path dir;
+
+        @Override
+        public void run() {
+            CertificateAuthority ca = CertificateAuthority.load(dir);
+            if (list) {
+                if (name != null || cert != null || role != null) {
+                    throw new CliException("--list takes no NAME, --role or --cert", 2);
+                }
+                var current = ca.revocationList();
+                if (current.isEmpty()) {
+                    System.out.println("no revocation list in " + dir + ": nothing revoked");
+                    return;
+                }
+                System.out.println(ca.revocationListFile() + ": " + current.get());
+                for (var e : current.get().entries()) {
+                    System.out.println("  serial " + e.serial().toString(16) + " revoked " + e.revokedAt());
+                }
+                return;
+            }
+            if ((name == null) == (cert == null)) {
+                throw new CliException("pass NAME or --cert FILE (one of them)", 2);
+            }
+            if (cert != null && role != null) {
+                throw new CliException("--role goes with NAME, not with --cert", 2);
+            }
+            List<X509Certificate> certs;
+            if (cert != null) {
+                certs = List.of(Pem.readCertificate(cert));
+            } else {
+                java.util.Optional<Role> r;
+                try {
+                    r = role == null ? java.util.Optional.empty() : java.util.Optional.of(Role.parse(role));
+                } catch (IllegalArgumentException e) {
+                    throw new CliException("--role: " + e.getMessage(), 2);
+                }
+                certs = ca.issuedTo(name, r);
+                if (certs.isEmpty()) {
+                    throw new CliException(
+                            "the CA in " + dir + " has no record of a certificate for " + name
+                                    + (role == null ? "" : " as " + role) + " ("
+                                    + dir.resolve(CertificateAuthority.ISSUED)
+                                    + "/); revoke it by file with --cert FILE",
+                            1);
+                }
+            }
+            var before = ca.revocationList();
+            var after = ca.revoke(certs, Clock.systemUTC());
+            for (X509Certificate c : certs) {
+                boolean already =
+                        before.isPresent() && before.get().revokedAt(c).isPresent();
+                System.out.println((already ? "already revoked " : "revoked ")
+                        + Identity.of(c).map(Identity::toString).orElse("(no Ferry identity)") + " (serial "
+                        + c.getSerialNumber().toString(16) + ", valid until "
+                        + c.getNotAfter().toInstant() + ")");
+            }
+            System.out.println("wrote " + ca.revocationListFile() + ": " + after);
+            System.out.println("copy it beside ca.crt on every host and operator machine (as "
+                    + dev.ferry.pki.RevocationList.FILE
+                    + ", or where --crl points); each daemon honours it at its next TLS handshake, without a restart");
         }
     }
 

@@ -41,6 +41,13 @@ public final class TlsOptions {
     Path ca;
 
     @Option(
+            names = "--crl",
+            paramLabel = "FILE",
+            description = "The cluster's revocation list, from `ferry pki revoke`; it may appear or change while "
+                    + "running (default: $FERRY_CRL, else crl.pem beside the --ca file).")
+    Path crl;
+
+    @Option(
             names = "--insecure",
             description = "Run without TLS: anyone who reaches a port may call anything (benchmarks comparing the "
                     + "cost, trusted lab networks).")
@@ -68,8 +75,8 @@ public final class TlsOptions {
         Path k = orEnv(key, "FERRY_KEY");
         Path a = orEnv(ca, "FERRY_CA");
         boolean any = c != null || k != null || a != null;
-        if (insecure && (cert != null || key != null || ca != null)) {
-            throw new CliException("--insecure and --cert/--key/--ca contradict each other; pass one", 2);
+        if (insecure && (cert != null || key != null || ca != null || crl != null)) {
+            throw new CliException("--insecure and --cert/--key/--ca/--crl contradict each other; pass one", 2);
         }
         if (insecure) {
             return Optional.empty();
@@ -87,7 +94,9 @@ public final class TlsOptions {
                     2);
         }
         try {
-            return Optional.of(Credentials.load(c, k, a, Clock.systemUTC()));
+            Credentials loaded = Credentials.load(c, k, a, Clock.systemUTC());
+            Path r = orEnv(crl, "FERRY_CRL");
+            return Optional.of(r == null ? loaded : loaded.withRevocationList(r.toAbsolutePath()));
         } catch (PkiException e) {
             throw new CliException(e.getMessage(), 2);
         }

@@ -76,15 +76,10 @@ class LocalClusterCliTest {
 
     /** {@code args} run with the local cluster's operator certificate (what --zk needs). */
     private static CliRun withOperator(ClusterFile f, String... args) {
-        Path op = Path.of(f.pki(), "operator");
         List<String> all = new java.util.ArrayList<>(List.of(args));
-        all.addAll(List.of(
-                "--cert",
-                op.resolve("operator.crt").toString(),
-                "--key",
-                op.resolve("operator.key").toString(),
-                "--ca",
-                op.resolve("ca.crt").toString()));
+        all.addAll(dev.ferry.pki.CredentialFiles.in(
+                        Path.of(f.pki(), "operator"), "operator", Path.of(f.pki(), dev.ferry.pki.RevocationList.FILE))
+                .flags());
         return CliRun.of(all.toArray(String[]::new));
     }
 

@@ -70,14 +70,11 @@ class SecureClusterCliTest {
         return CliRun.of(all.toArray(String[]::new));
     }
 
+    /** The flags of {@code name}'s certificate in {@code certDir}, honouring the cluster's revocation list. */
     private static List<String> as(Path certDir, String name) {
-        return List.of(
-                "--cert",
-                certDir.resolve(name + ".crt").toString(),
-                "--key",
-                certDir.resolve(name + ".key").toString(),
-                "--ca",
-                certDir.resolve("ca.crt").toString());
+        return dev.ferry.pki.CredentialFiles.in(
+                        certDir, name, Path.of(cluster.pki()).resolve(dev.ferry.pki.RevocationList.FILE))
+                .flags();
     }
 
     private static CliRun zk(List<String> who, String... args) {
@@ -176,6 +173,33 @@ class SecureClusterCliTest {
         assertTrue(stop.err().contains("viewer"), stop.err());
         CliRun still = ferry("vm", "show", "web", "--json");
         assertTrue(still.out().contains("\"running\""), still.out());
+    }
+
+    @Test
+    void aRevokedOperatorIsRefusedByTheRunningClusterWithoutARestart() {
+        Path people = tmp.resolve("leaving");
+        CliRun issued = CliRun.of(
+                "pki", "issue", "mallory", "--role", "operator", "--dir", cluster.pki(), "--out", people.toString());
+        assertEquals(0, issued.exit(), issued.err());
+        assertEquals(0, zk(as(people, "mallory"), "vm", "list").exit());
+
+        CliRun revoked = CliRun.of("pki", "revoke", "mallory", "--dir", cluster.pki());
+        assertEquals(0, revoked.exit(), revoked.err());
+        assertTrue(revoked.out().contains("revoked ferry://default/operator/mallory (serial "), revoked.out());
+        assertTrue(revoked.out().contains("revocation list #1 (1 revoked"), revoked.out());
+        CliRun list = CliRun.of("pki", "revoke", "--list", "--dir", cluster.pki());
+        assertTrue(list.out().contains("1 revoked"), list.out());
+
+        // The daemons were started with --crl pki/crl.pem and read it at the next handshake.
+        CliRun stop = zk(as(people, "mallory"), "vm", "stop", "web");
+        assertNotEquals(0, stop.exit(), stop.out());
+        CliRun still = ferry("vm", "show", "web", "--json");
+        assertTrue(still.out().contains("\"running\""), still.out());
+        assertEquals(0, ferry("vm", "list").exit(), "the cluster's own operator is unaffected");
+
+        CliRun unknown = CliRun.of("pki", "revoke", "nobody", "--dir", cluster.pki());
+        assertEquals(1, unknown.exit(), unknown.out());
+        assertTrue(unknown.err().contains("has no record of a certificate for nobody"), unknown.err());
     }
 
     @Test

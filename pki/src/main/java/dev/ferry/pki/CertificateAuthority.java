@@ -51,6 +51,9 @@ import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
 public final class CertificateAuthority {
     public static final String CA_CERT = "ca.crt";
     public static final String CA_KEY = "ca.key";
+    /** Every certificate this CA issued, as SERIAL.crt: what `pki revoke NAME` looks names up in. */
+    public static final String ISSUED = "issued";
+
     public static final Duration DEFAULT_CA_VALIDITY = Duration.ofDays(3650);
     public static final Duration DEFAULT_VALIDITY = Duration.ofDays(365);
     // Certificates are valid a day before they are issued: hosts' clocks disagree, and a certificate
@@ -234,6 +237,7 @@ public final class CertificateAuthority {
             X509Certificate cert = sign(b, key);
             Pem.writeSecret(keyFile, Pem.privateKey(pair.getPrivate()));
             Pem.writePublic(certFile, Pem.certificate(cert));
+            Pem.writePublic(dir.resolve(ISSUED).resolve(RevocationList.serialOf(cert) + ".crt"), Pem.certificate(cert));
             Path caCopy = outDir.resolve(CA_CERT);
             if (!Files.exists(caCopy)) {
                 Pem.writePublic(caCopy, Pem.certificate(certificate));
@@ -241,6 +245,93 @@ public final class CertificateAuthority {
             return new Credentials(identity, certFile, keyFile, caCopy);
         } catch (GeneralSecurityException | CertIOException | OperatorCreationException e) {
             throw new PkiException(PkiException.Step.ISSUE, "cannot issue for " + identity + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Where this CA writes its revocation list ({@value RevocationList#FILE} beside ca.crt). */
+    public Path revocationListFile() {
+        return dir.resolve(RevocationList.FILE);
+    }
+
+    /** The revocation list this CA wrote last, or empty if it never revoked anything. */
+    public Optional<RevocationList> revocationList() {
+        Path f = revocationListFile();
+        return Files.exists(f) ? Optional.of(RevocationList.read(f, certificate)) : Optional.empty();
+    }
+
+    /**
+     * The certificates this CA issued to {@code name} (any role when {@code role} is empty), as
+     * recorded in {@value #ISSUED}/ at issue. Certificates issued before that record existed are
+     * not there: revoke those by file.
+     */
+    public List<X509Certificate> issuedTo(String name, Optional<Role> role) {
+        Path issued = dir.resolve(ISSUED);
+        List<X509Certificate> out = new ArrayList<>();
+        if (!Files.isDirectory(issued)) {
+            return out;
+        }
+        try (var files = Files.list(issued)) {
+            for (Path f : files.filter(p -> p.getFileName().toString().endsWith(".crt"))
+                    .sorted()
+                    .toList()) {
+                X509Certificate c = Pem.readCertificate(f);
+                Optional<Identity> id = Identity.of(c);
+                if (id.isPresent()
+                        && id.get().name().equals(name)
+                        && role.map(r -> r == id.get().role()).orElse(true)) {
+                    out.add(c);
+                }
+            }
+        } catch (java.io.IOException e) {
+            throw new PkiException(PkiException.Step.READ, "cannot list " + issued + ": " + e.getMessage(), e);
+        }
+        return out;
+    }
+
+    /**
+     * Adds {@code certs} to the revocation list (keeping what it named before) and writes the new
+     * list, signed, with its number one higher, atomically over the old one. Refuses a certificate
+     * this CA did not issue. The list's next-update time is the CA's expiry: Ferry treats the list
+     * as current until a newer one replaces it, so a list nobody re-signs never locks a cluster out.
+     */
+    public RevocationList revoke(List<X509Certificate> certs, Clock clock) {
+        for (X509Certificate c : certs) {
+            Credentials.verifyChain(
+                    c, certificate, c.getNotBefore().toInstant(), "certificate " + RevocationList.serialOf(c));
+        }
+        Instant now = clock.instant();
+        Optional<RevocationList> old = revocationList();
+        try {
+            var b = new org.bouncycastle.cert.jcajce.JcaX509v2CRLBuilder(certificate, Date.from(now));
+            b.setNextUpdate(certificate.getNotAfter());
+            java.util.Set<BigInteger> listed = new java.util.HashSet<>();
+            if (old.isPresent()) {
+                for (RevocationList.Entry e : old.get().entries()) {
+                    b.addCRLEntry(
+                            e.serial(), Date.from(e.revokedAt()), org.bouncycastle.asn1.x509.CRLReason.unspecified);
+                    listed.add(e.serial());
+                }
+            }
+            for (X509Certificate c : certs) {
+                if (listed.add(c.getSerialNumber())) {
+                    b.addCRLEntry(
+                            c.getSerialNumber(), Date.from(now), org.bouncycastle.asn1.x509.CRLReason.unspecified);
+                }
+            }
+            BigInteger number =
+                    old.map(RevocationList::number).orElse(BigInteger.ZERO).add(BigInteger.ONE);
+            b.addExtension(Extension.cRLNumber, false, new org.bouncycastle.asn1.x509.CRLNumber(number));
+            b.addExtension(
+                    Extension.authorityKeyIdentifier,
+                    false,
+                    new JcaX509ExtensionUtils().createAuthorityKeyIdentifier(certificate));
+            var crl = new org.bouncycastle.cert.jcajce.JcaX509CRLConverter()
+                    .getCRL(b.build(new JcaContentSignerBuilder(SIGNATURE).build(key)));
+            RevocationList list = RevocationList.of(crl, certificate, "the new revocation list");
+            Pem.replacePublic(revocationListFile(), Pem.crl(crl));
+            return list;
+        } catch (GeneralSecurityException | CertIOException | OperatorCreationException e) {
+            throw new PkiException(PkiException.Step.REVOKE, "cannot sign a revocation list: " + e.getMessage(), e);
         }
     }
 

@@ -22,7 +22,25 @@ import java.util.Set;
  * it is valid now), so a wrong file is a clear start-up error instead of a cluster that silently
  * cannot talk.
  */
-public record Credentials(Identity identity, Path certificate, Path key, Path ca) {
+public record Credentials(Identity identity, Path certificate, Path key, Path ca, Path revocationList) {
+
+    /**
+     * @param revocationList the cluster's revocation list to honour; it need not exist (yet):
+     *     see {@link RevocationWatch}
+     */
+    public Credentials {
+        java.util.Objects.requireNonNull(revocationList, "revocationList");
+    }
+
+    /** Credentials whose revocation list is {@value RevocationList#FILE} beside the CA file. */
+    public Credentials(Identity identity, Path certificate, Path key, Path ca) {
+        this(identity, certificate, key, ca, ca.toAbsolutePath().resolveSibling(RevocationList.FILE));
+    }
+
+    /** The same credentials honouring the revocation list in {@code file} instead. */
+    public Credentials withRevocationList(Path file) {
+        return new Credentials(identity, certificate, key, ca, file);
+    }
 
     public static Credentials load(Path certificate, Path key, Path ca, Clock clock) {
         X509Certificate cert = Pem.readCertificate(certificate);

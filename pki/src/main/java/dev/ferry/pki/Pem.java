@@ -110,6 +110,53 @@ public final class Pem {
         }
     }
 
+    public static String crl(java.security.cert.X509CRL crl) {
+        try {
+            return block("X509 CRL", crl.getEncoded());
+        } catch (java.security.cert.CRLException e) {
+            throw new PkiException(PkiException.Step.WRITE, "cannot encode a revocation list", e);
+        }
+    }
+
+    /** The first revocation list in {@code file} (PEM "X509 CRL", or DER). */
+    public static java.security.cert.X509CRL readCrl(Path file) {
+        try (InputStream in = Files.newInputStream(file)) {
+            return (java.security.cert.X509CRL)
+                    CertificateFactory.getInstance("X.509").generateCRL(in);
+        } catch (IOException | CertificateException | java.security.cert.CRLException | ClassCastException e) {
+            throw new PkiException(
+                    PkiException.Step.READ, "cannot read a revocation list from " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Writes {@code file} readable by everyone, replacing it atomically if it exists: for files
+     * that are meant to change (the revocation list), read by daemons at any moment, which must
+     * see the old or the new one, never half of either.
+     */
+    public static void replacePublic(Path file, String text) {
+        Path dir = file.toAbsolutePath().getParent();
+        Path tmp = dir.resolve("." + file.getFileName() + "." + UUID.randomUUID() + ".tmp");
+        try {
+            Files.createDirectories(dir);
+            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-r--r--")));
+            Files.writeString(tmp, text, StandardCharsets.US_ASCII, StandardOpenOption.TRUNCATE_EXISTING);
+            Files.move(
+                    tmp,
+                    file,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            throw new PkiException(PkiException.Step.WRITE, "cannot write " + file + ": " + e.getMessage(), e);
+        } finally {
+            try {
+                Files.deleteIfExists(tmp);
+            } catch (IOException ignored) {
+                // Best effort: a leftover hidden temporary file is harmless.
+            }
+        }
+    }
+
     /** Writes a new file readable by everyone (certificates are public); refuses to replace one. */
     public static void writePublic(Path file, String text) {
         write(file, text, "rw-r--r--");

@@ -9,6 +9,7 @@ public final class PkiException extends RuntimeException {
         CREATE_CA,
         LOAD_CA,
         ISSUE,
+        REVOKE,
         WRITE,
         READ
     }

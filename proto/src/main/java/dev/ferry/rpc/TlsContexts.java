@@ -3,6 +3,7 @@ package dev.ferry.rpc;
 import dev.ferry.pki.CertificateExpiry;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.Pem;
+import dev.ferry.pki.RevocationWatch;
 import io.grpc.ChannelCredentials;
 import io.grpc.ServerCredentials;
 import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
@@ -68,6 +69,7 @@ final class TlsContexts {
     private final X509Certificate ca;
     private final String cluster;
     private final Clock clock;
+    private final RevocationWatch revocations;
     private final ServerCredentials server;
     private final Map<PeerRequirement, ChannelCredentials> clients = new ConcurrentHashMap<>();
 
@@ -77,11 +79,14 @@ final class TlsContexts {
         this.ca = Pem.readCertificate(credentials.ca());
         this.cluster = credentials.identity().cluster();
         this.clock = clock;
+        this.revocations = new RevocationWatch(credentials.revocationList(), ca);
+        // Read now, so that a broken list is in the start-up log rather than at the first handshake.
+        revocations.list();
         try {
             SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forServer(key, certificate), PROVIDER)
                     .protocols(PROTOCOL)
                     .clientAuth(ClientAuth.REQUIRE)
-                    .trustManager(new IdentityTrustManager(ca, cluster, Optional.empty(), clock))
+                    .trustManager(new IdentityTrustManager(ca, cluster, Optional.empty(), clock, revocations))
                     .build();
             this.server = NettySslContextServerCredentials.create(ctx);
         } catch (SSLException e) {
@@ -104,7 +109,7 @@ final class TlsContexts {
                 SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forClient(), PROVIDER)
                         .protocols(PROTOCOL)
                         .keyManager(key, certificate)
-                        .trustManager(new IdentityTrustManager(ca, cluster, Optional.of(p), clock))
+                        .trustManager(new IdentityTrustManager(ca, cluster, Optional.of(p), clock, revocations))
                         .build();
                 return NettySslContextChannelCredentials.create(ctx);
             } catch (SSLException e) {

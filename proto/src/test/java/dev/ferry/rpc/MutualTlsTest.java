@@ -170,6 +170,49 @@ class MutualTlsTest {
     }
 
     @Test
+    void aRevokedCertificateIsRefusedAtTheNextHandshakeWithoutARestart() throws Exception {
+        // The server's CA directory is where `ferry pki revoke` writes crl.pem; host-1 honours
+        // the list there (as a local cluster's daemons do with --crl pki/crl.pem).
+        CertificateAuthority ca = CertificateAuthority.load(dir.resolve("ca"));
+        Credentials dave = issue(ca, "dave", Role.OPERATOR, "dave");
+        Credentials server = host1.withRevocationList(ca.revocationListFile());
+        Endpoint e = serve(server);
+        assertEquals("ferry://prod/operator/dave", once(Transport.mutualTls(dave), e, PeerRequirement.agent("host-1")));
+
+        ca.revoke(List.of(dave.loadCertificate()), CLOCK);
+        try {
+            // A new transport: a new connection, so a new handshake.
+            StatusRuntimeException x = assertThrows(
+                    StatusRuntimeException.class,
+                    () -> once(Transport.mutualTls(dave), e, PeerRequirement.agent("host-1")));
+            assertEquals(Status.Code.UNAVAILABLE, x.getStatus().getCode());
+            assertTrue(
+                    TlsFailure.explain(x, "host-1").orElseThrow().contains("it refused this certificate (revoked"),
+                    TlsFailure.explain(x, "host-1").toString());
+            // Others are unaffected; and a client honouring the list refuses a revoked server too.
+            assertEquals(
+                    "ferry://prod/operator/alice",
+                    once(Transport.mutualTls(operator), e, PeerRequirement.agent("host-1")));
+            Credentials revokedServer = issue(ca, "host-9", Role.AGENT, "host-9");
+            Endpoint gone = serve(revokedServer);
+            ca.revoke(List.of(revokedServer.loadCertificate()), CLOCK);
+            StatusRuntimeException y = assertThrows(
+                    StatusRuntimeException.class,
+                    () -> once(
+                            Transport.mutualTls(operator.withRevocationList(ca.revocationListFile())),
+                            gone,
+                            PeerRequirement.agent("host-9")));
+            assertTrue(causes(y).contains("ferry://prod/agent/host-9 (serial "), causes(y));
+            assertTrue(causes(y).contains("was revoked at"), causes(y));
+            assertTrue(
+                    TlsFailure.explain(y, "host-9").orElseThrow().startsWith("refused the certificate of host-9: "),
+                    TlsFailure.explain(y, "host-9").toString());
+        } finally {
+            java.nio.file.Files.delete(ca.revocationListFile());
+        }
+    }
+
+    @Test
     void aHandlerKnowsItsCallerFromTheCallersCertificate() throws Exception {
         Endpoint e = serve(host1);
         assertEquals("ferry://prod/agent/host-2", once(Transport.mutualTls(host2), e, PeerRequirement.agent("host-1")));

@@ -3,8 +3,10 @@ package dev.ferry.cli.cluster;
 import dev.ferry.cli.CliException;
 import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.CertificateAuthority;
+import dev.ferry.pki.CredentialFiles;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.PkiException;
+import dev.ferry.pki.RevocationList;
 import dev.ferry.pki.Role;
 import dev.ferry.rpc.Transport;
 import java.net.InetAddress;
@@ -58,27 +60,20 @@ public final class LocalPki {
         }
     }
 
-    /** The daemon flags of {@code name}'s certificate in {@code sub} (coordinator or agents). */
+    /**
+     * The daemon flags of {@code name}'s certificate in {@code sub} (coordinator or agents), with
+     * the cluster's revocation list (pki/crl.pem, where `ferry pki revoke NAME --dir pki` writes it).
+     */
     public static List<String> daemonArgs(Path pki, String sub, String name) {
-        Path d = pki.resolve(sub);
-        return List.of(
-                "--cert",
-                d.resolve(name + ".crt").toString(),
-                "--key",
-                d.resolve(name + ".key").toString(),
-                "--ca",
-                d.resolve(CertificateAuthority.CA_CERT).toString());
+        return CredentialFiles.in(pki.resolve(sub), name, pki.resolve(RevocationList.FILE))
+                .flags();
     }
 
     /** The operator's credentials of the cluster whose certificates are in {@code pki}. */
     public static Credentials operator(Path pki) {
-        Path d = pki.resolve("operator");
         try {
-            return Credentials.load(
-                    d.resolve(OPERATOR + ".crt"),
-                    d.resolve(OPERATOR + ".key"),
-                    d.resolve(CertificateAuthority.CA_CERT),
-                    Clock.systemUTC());
+            return CredentialFiles.in(pki.resolve("operator"), OPERATOR, pki.resolve(RevocationList.FILE))
+                    .load(Clock.systemUTC());
         } catch (PkiException e) {
             throw new CliException("the local cluster's operator certificate: " + e.getMessage());
         }

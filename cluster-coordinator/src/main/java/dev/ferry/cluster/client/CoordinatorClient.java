@@ -361,10 +361,13 @@ public final class CoordinatorClient implements AutoCloseable {
         Status s = e.getStatus();
         String what = switch (s.getCode()) {
             case UNAVAILABLE ->
-                s.getDescription() != null && !s.getDescription().contains("io exception")
-                        ? s.getDescription()
-                        : "no coordinator answers" + (current == null ? "" : " at " + current)
-                                + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")");
+                dev.ferry.rpc.TlsFailure.explain(e, "the coordinator" + (current == null ? "" : " at " + current))
+                        .orElse(
+                                s.getDescription() != null
+                                                && !s.getDescription().contains("io exception")
+                                        ? s.getDescription()
+                                        : "no coordinator answers" + (current == null ? "" : " at " + current)
+                                                + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")"));
             case DEADLINE_EXCEEDED -> "the coordinator did not answer within " + callDeadline.toSeconds() + " s";
             default ->
                 s.getDescription() != null ? s.getDescription() : s.getCode().toString();

@@ -68,8 +68,9 @@ public final class AgentClient implements AutoCloseable {
         Status s = e.getStatus();
         String what = switch (s.getCode()) {
             case UNAVAILABLE ->
-                "agent " + name + " at " + endpoint + " is unreachable"
-                        + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")");
+                dev.ferry.rpc.TlsFailure.explain(e, "agent " + name + " at " + endpoint)
+                        .orElse("agent " + name + " at " + endpoint + " is unreachable"
+                                + (s.getDescription() == null ? "" : " (" + s.getDescription() + ")"));
             case DEADLINE_EXCEEDED ->
                 "agent " + name + " at " + endpoint + " did not answer within " + deadline.toSeconds() + " s";
             default ->

@@ -3,7 +3,9 @@ package dev.ferry.testkit.netns;
 import dev.ferry.cli.DaemonJvm;
 import dev.ferry.cluster.store.ZkTls;
 import dev.ferry.pki.CertificateAuthority;
+import dev.ferry.pki.CredentialFiles;
 import dev.ferry.pki.Credentials;
+import dev.ferry.pki.RevocationList;
 import dev.ferry.pki.Role;
 import dev.ferry.testing.TestDirs;
 import java.io.IOException;
@@ -588,16 +590,14 @@ public final class NetnsCluster implements AutoCloseable {
         }
     }
 
-    /** The TLS flags of {@code name}'s certificate in pki/{@code sub}. */
+    /** The TLS flags of {@code name}'s certificate in pki/{@code sub}, with the cluster's revocation list. */
     private List<String> tlsArgs(String sub, String name) {
-        List<Path> f = credentialFiles(sub, name);
-        return List.of(
-                "--cert",
-                f.get(0).toString(),
-                "--key",
-                f.get(1).toString(),
-                "--ca",
-                f.get(2).toString());
+        return files(sub, name).flags();
+    }
+
+    private CredentialFiles files(String sub, String name) {
+        Path pki = root.resolve("pki");
+        return CredentialFiles.in(pki.resolve(sub), name, pki.resolve(RevocationList.FILE));
     }
 
     /**
@@ -606,8 +606,8 @@ public final class NetnsCluster implements AutoCloseable {
      * cluster's ZooKeeper or daemons themselves.
      */
     public List<Path> credentialFiles(String sub, String name) {
-        Path d = root.resolve("pki").resolve(sub);
-        return List.of(d.resolve(name + ".crt"), d.resolve(name + ".key"), d.resolve(CertificateAuthority.CA_CERT));
+        CredentialFiles f = files(sub, name);
+        return List.of(f.certificate(), f.key(), f.ca());
     }
 
     // ---- coordinators
