@@ -123,6 +123,13 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     double changeRate;
 
     @Option(
+            names = "--repair-acls",
+            description = "Set the cluster's ZooKeeper ACLs on every node of its tree at start, when some are "
+                    + "not the cluster's (a tree made by an --insecure run, or created by someone else before the "
+                    + "cluster first started); without it such a tree stops the start, naming the nodes.")
+    boolean repairAcls;
+
+    @Option(
             names = "--change-burst",
             defaultValue = "100",
             paramLabel = "N",
@@ -198,7 +205,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
         config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);
         try {
-            config = config.withChangeLimit(new RateLimit(changeRate, changeBurst));
+            config = config.withChangeLimit(new RateLimit(changeRate, changeBurst))
+                    .withRepairAcls(repairAcls);
         } catch (IllegalArgumentException e) {
             throw new CliException("--change-rate/--change-burst: " + e.getMessage(), 2);
         }

@@ -16,6 +16,7 @@ import dev.ferry.cli.cluster.LocalPki;
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.cluster.store.ZkSecurity;
+import dev.ferry.pki.Credentials;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
 import java.nio.file.Files;
@@ -141,6 +142,55 @@ class SecureClusterCliTest {
             for (ACL a : operator.getACL().forPath("/")) {
                 assertNotEquals("world", a.getId().getScheme(), "the namespace grants nothing to anyone");
             }
+        }
+    }
+
+    /**
+     * A coordinator joining a cluster whose tree has a node with open ACLs (left by an --insecure
+     * run, or created by someone before the cluster first started) refuses to start and names the
+     * node; the audit's repair (what --repair-acls runs) makes the tree the cluster's again.
+     */
+    @Test
+    void aCoordinatorRefusesToStartOnATreeWithOpenAcls() throws Exception {
+        Path c = Path.of(cluster.pki()).resolve("coordinator");
+        Credentials coordinator = dev.ferry.pki.CredentialFiles.in(
+                        c, LocalPki.COORDINATOR, Path.of(cluster.pki()).resolve(dev.ferry.pki.RevocationList.FILE))
+                .load(java.time.Clock.systemUTC());
+        try (CuratorFramework zk = ZkClients.of(
+                        cluster.zookeeper(),
+                        cluster.clusterName(),
+                        Duration.ofSeconds(10),
+                        ZkSecurity.x509(coordinator))
+                .singleAttempt()) {
+            zk.start();
+            assertTrue(zk.blockUntilConnected(10, TimeUnit.SECONDS));
+            zk.setACL()
+                    .withACL(org.apache.zookeeper.ZooDefs.Ids.OPEN_ACL_UNSAFE)
+                    .forPath(ClusterPaths.MAINTENANCE);
+            try {
+                List<String> args = new ArrayList<>(List.of(
+                        "coordinator",
+                        "--zk",
+                        cluster.zookeeper(),
+                        "--cluster-name",
+                        cluster.clusterName(),
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--single-machine"));
+                args.addAll(as(c, LocalPki.COORDINATOR));
+                CliRun r = CliRun.of(args.toArray(String[]::new));
+                assertNotEquals(0, r.exit(), r.out());
+                assertTrue(
+                        r.err().contains("/ferry/" + cluster.clusterName() + "/maintenance has [world:anyone=rwcda]"),
+                        r.err());
+                assertTrue(r.err().contains("--repair-acls"), r.err());
+            } finally {
+                dev.ferry.cluster.store.AclAudit.repair(zk, new dev.ferry.cluster.store.ZkAcls(cluster.clusterName()));
+            }
+            assertEquals(
+                    List.of(),
+                    dev.ferry.cluster.store.AclAudit.audit(
+                            zk, new dev.ferry.cluster.store.ZkAcls(cluster.clusterName())));
         }
     }
 

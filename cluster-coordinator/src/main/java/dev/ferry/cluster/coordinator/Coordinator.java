@@ -82,6 +82,31 @@ public final class Coordinator implements Closeable {
         this.clocks = clocks;
     }
 
+    /**
+     * With ZooKeeper x509 the cluster's tree must carry the cluster's ACLs: a namespace created
+     * before by someone else (or by an --insecure run) would leave every node open. Refuses to
+     * start on such a tree unless told to repair it.
+     */
+    private void auditAcls() throws Exception {
+        if (!(config.zk().security() instanceof dev.ferry.cluster.store.ZkSecurity.X509)) {
+            return;
+        }
+        dev.ferry.cluster.store.ZkAcls acls =
+                new dev.ferry.cluster.store.ZkAcls(config.zk().cluster());
+        List<dev.ferry.cluster.store.AclAudit.Finding> found = dev.ferry.cluster.store.AclAudit.audit(zk, acls);
+        if (found.isEmpty()) {
+            return;
+        }
+        if (!config.repairAcls()) {
+            throw new IOException("the cluster's ZooKeeper tree is not protected by its ACLs: " + found
+                    + ". It was created before this cluster first started securely (by an --insecure run, or by "
+                    + "someone else). Check what is in " + acls.root() + ", then start this coordinator once with "
+                    + "--repair-acls to set the cluster's ACLs on every node of it");
+        }
+        int changed = dev.ferry.cluster.store.AclAudit.repair(zk, acls);
+        log.warn("repaired the ACLs of {} node(s) under {} ({})", changed, acls.root(), found);
+    }
+
     public Coordinator start() throws IOException {
         if (!state.compareAndSet(State.LATENT, State.STARTED)) {
             throw new IllegalStateException("coordinator is " + state.get());
@@ -94,6 +119,7 @@ public final class Coordinator implements Closeable {
             }
             store = new ClusterStore(zk);
             store.ensureLayout();
+            auditAcls();
         } catch (IOException e) {
             close();
             throw e;

@@ -26,6 +26,9 @@ import java.util.Objects;
  * @param changeLimit each operator identity's budget of requests that change the cluster
  *     ({@link CoordinatorAccess#DEFAULT_CHANGE_LIMIT} by default); beyond it a request is refused
  *     with RESOURCE_EXHAUSTED before it writes anything
+ * @param repairAcls with ZooKeeper x509: set the cluster's ACLs on every node of its tree at start
+ *     when the audit finds nodes with others ({@link dev.ferry.cluster.store.AclAudit}); without
+ *     it such a tree stops the start
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -38,7 +41,8 @@ public record CoordinatorConfig(
         Duration intentRetention,
         int maxConcurrentRestarts,
         Duration restartResetAfter,
-        RateLimit changeLimit) {
+        RateLimit changeLimit,
+        boolean repairAcls) {
     public CoordinatorConfig {
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
@@ -72,7 +76,8 @@ public record CoordinatorConfig(
                 Duration.ofHours(1),
                 RestartPolicy.DEFAULT_MAX_CONCURRENT,
                 RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER,
-                CoordinatorAccess.DEFAULT_CHANGE_LIMIT);
+                CoordinatorAccess.DEFAULT_CHANGE_LIMIT,
+                false);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
@@ -87,7 +92,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
@@ -103,7 +109,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
@@ -118,7 +125,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
@@ -133,7 +141,8 @@ public record CoordinatorConfig(
                 d,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     public CoordinatorConfig withMaxConcurrentRestarts(int n) {
@@ -148,7 +157,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 n,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     public CoordinatorConfig withRestartResetAfter(Duration d) {
@@ -163,7 +173,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 d,
-                changeLimit);
+                changeLimit,
+                repairAcls);
     }
 
     /** Each operator's budget of requests that change the cluster. */
@@ -179,6 +190,24 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                limit);
+                limit,
+                repairAcls);
+    }
+
+    /** Whether to repair the ACLs of the cluster's tree at start (see {@code repairAcls}). */
+    public CoordinatorConfig withRepairAcls(boolean repair) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter,
+                changeLimit,
+                repair);
     }
 }

@@ -51,6 +51,11 @@ public final class ZkAcls implements ACLProvider {
         this.root = "/" + ClusterPaths.namespace(cluster);
     }
 
+    /** The cluster's namespace node, {@code /ferry/CLUSTER}. */
+    public String root() {
+        return root;
+    }
+
     /** The id every holder of {@code role} in {@code cluster} authenticates as. */
     public static Id role(String cluster, Role role) {
         return new Id("x509", CertificateAuthority.zooKeeperId(cluster, role));

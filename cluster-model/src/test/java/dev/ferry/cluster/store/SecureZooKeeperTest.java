@@ -249,4 +249,34 @@ class SecureZooKeeperTest {
                     "nor open a node up");
         }
     }
+
+    /**
+     * A cluster tree whose ACLs are open (made by an --insecure run of the cluster, or squatted
+     * before the cluster first started): the audit names the node, the repair sets the cluster's
+     * ACLs on the whole tree, and then an operator can no longer write there.
+     */
+    @Test
+    void anOpenLayoutNodeIsFoundByTheAuditAndRepaired() throws Exception {
+        ZkAcls acls = new ZkAcls(CLUSTER);
+        try (CuratorFramework c = client(coordinator)) {
+            assertEquals(List.of(), AclAudit.audit(c, acls), "a layout made securely passes");
+            c.setACL().withACL(org.apache.zookeeper.ZooDefs.Ids.OPEN_ACL_UNSAFE).forPath(ClusterPaths.HOSTS);
+            c.create()
+                    .withACL(org.apache.zookeeper.ZooDefs.Ids.OPEN_ACL_UNSAFE)
+                    .forPath(ClusterPaths.host("planted"), new byte[] {1});
+            List<AclAudit.Finding> found = AclAudit.audit(c, acls);
+            assertEquals(1, found.size(), found.toString());
+            assertTrue(
+                    found.getFirst().toString().startsWith("/ferry/sec/hosts has [world:anyone=rwcda], not ["),
+                    found.getFirst().toString());
+        }
+        try (CuratorFramework op = client(operator)) {
+            op.setData().forPath(ClusterPaths.host("planted"), new byte[] {2});
+        }
+        try (CuratorFramework c = client(coordinator)) {
+            assertEquals(2, AclAudit.repair(c, acls), "/hosts and the node planted under it");
+            assertEquals(List.of(), AclAudit.audit(c, acls));
+            c.delete().forPath(ClusterPaths.host("planted"));
+        }
+    }
 }
