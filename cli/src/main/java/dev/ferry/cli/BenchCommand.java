@@ -12,13 +12,14 @@ import picocli.CommandLine.Option;
             "Measure migration throughput against raw TCP, and the agents' memory.",
             "Starts its own local cluster; results go to stdout (and --json). Subcommands: qemu (Ferry "
                     + "against QEMU's own migration), failover (kill -9 of a host to its VMs running elsewhere), "
-                    + "coordinator (scale)."
+                    + "coordinator (scale), verify (what --verify adds to the pause)."
         },
         subcommands = {
             BenchCommand.RawSink.class,
             QemuBenchCommand.class,
             BenchCommand.Failover.class,
-            BenchCommand.CoordinatorScale.class
+            BenchCommand.CoordinatorScale.class,
+            BenchCommand.Verify.class
         })
 final class BenchCommand implements java.util.concurrent.Callable<Integer> {
     @Option(
@@ -84,6 +85,51 @@ final class BenchCommand implements java.util.concurrent.Callable<Integer> {
             System.out.println(r.table());
         }
         return 0;
+    }
+
+    @Command(
+            name = "verify",
+            description = {
+                "What --verify adds to the pause: two standalone sim agents, one guest that keeps writing, migrated "
+                        + "back and forth with and without --verify in turns; p50/p90/max of the pause and of the "
+                        + "verification itself."
+            })
+    static final class Verify implements java.util.concurrent.Callable<Integer> {
+        @Option(names = "--size", defaultValue = "512M", description = "Guest RAM (default: ${DEFAULT-VALUE}).")
+        String size;
+
+        @Option(
+                names = "--repeat",
+                defaultValue = "5",
+                description = "Migrations with and without --verify each (default: ${DEFAULT-VALUE}).")
+        int repeat;
+
+        @Option(
+                names = "--dirty-rate",
+                defaultValue = "8M",
+                paramLabel = "RATE",
+                description = "Bytes per second the guest writes (default: ${DEFAULT-VALUE}).")
+        String dirtyRate;
+
+        @Option(
+                names = "--working-set",
+                defaultValue = "64M",
+                description = "The part of RAM the guest writes (default: ${DEFAULT-VALUE}).")
+        String workingSet;
+
+        @Override
+        public Integer call() throws Exception {
+            dev.ferry.cli.bench.VerifyBench.Settings s = new dev.ferry.cli.bench.VerifyBench.Settings(
+                    Sizes.parseSize(size),
+                    Math.max(1, repeat),
+                    Sizes.parseRate(dirtyRate),
+                    Sizes.parseSize(workingSet),
+                    2);
+            List<dev.ferry.cli.bench.VerifyBench.Run> runs = new dev.ferry.cli.bench.VerifyBench(s, System.out).run();
+            System.out.println();
+            System.out.print(dev.ferry.cli.bench.VerifyBench.table(s, runs));
+            return 0;
+        }
     }
 
     @Command(

@@ -39,6 +39,37 @@ final class Faults {
         return dropAPageWrittenAfterTheLastRound(Long.MAX_VALUE, dropped);
     }
 
+    /**
+     * The dirty tracking misses every write the guest made to the highest region it wrote after
+     * the last round: those pages are neither sent nor marked for the source's digests, as a
+     * broken tracker would leave them.
+     */
+    static SenderFaults hideTheLastRegionsWritesFromTheDirtyLog(AtomicLong hidden) {
+        return new SenderFaults() {
+            @Override
+            public void beforeSwitchover() throws InterruptedException {
+                Thread.sleep(100); // the fault's shape (a late switchover), not a wait for anything
+            }
+
+            @Override
+            public void finalDirtyLog(PageBitmap logged) {
+                long last = logged.lastSetBit();
+                if (last < 0) {
+                    hidden.set(-1);
+                    return;
+                }
+                long perRegion = (16L << 20) / 4096;
+                long from = last / perRegion * perRegion;
+                long n = 0;
+                for (long p = logged.nextSetBit(from); p >= 0; p = logged.nextSetBit(p + 1)) {
+                    logged.clear(p);
+                    n++;
+                }
+                hidden.set(n);
+            }
+        };
+    }
+
     /** The source believes it sent its Commit; the destination never gets it. */
     static SenderFaults loseTheCommitFrame() {
         return new SenderFaults() {

@@ -305,38 +305,7 @@ class ReceiverFuzzTest {
 
     /** Guest memory over an array, only so that {@link RamDigest} computes the source's digest its own way. */
     private static GuestMemory arrayMemory(byte[] ram) {
-        MemorySegment seg = MemorySegment.ofArray(ram);
-        return new GuestMemory() {
-            @Override
-            public long sizeBytes() {
-                return ram.length;
-            }
-
-            @Override
-            public int pageSize() {
-                return PAGE;
-            }
-
-            @Override
-            public void read(long offset, MemorySegment dst) {
-                MemorySegment.copy(seg, offset, dst, 0, dst.byteSize());
-            }
-
-            @Override
-            public void write(long offset, MemorySegment src) {
-                MemorySegment.copy(src, 0, seg, offset, src.byteSize());
-            }
-
-            @Override
-            public void discard(long firstPage, long pages) {
-                seg.asSlice(firstPage * PAGE, pages * PAGE).fill((byte) 0);
-            }
-
-            @Override
-            public MemorySegment segment() {
-                return seg;
-            }
-        };
+        return new dev.ferry.migration.ArrayGuestMemory(ram);
     }
 
     /** How a case ended, as the fuzz run counts them. */

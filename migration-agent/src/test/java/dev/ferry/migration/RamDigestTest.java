@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.hypervisor.GuestMemory;
-import java.lang.foreign.MemorySegment;
 import java.lang.management.BufferPoolMXBean;
 import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
@@ -18,38 +17,7 @@ class RamDigestTest {
     private static final int MIB = 1 << 20;
 
     private static GuestMemory memory(byte[] ram) {
-        MemorySegment seg = MemorySegment.ofArray(ram);
-        return new GuestMemory() {
-            @Override
-            public long sizeBytes() {
-                return ram.length;
-            }
-
-            @Override
-            public int pageSize() {
-                return 4096;
-            }
-
-            @Override
-            public void read(long offset, MemorySegment dst) {
-                MemorySegment.copy(seg, offset, dst, 0, dst.byteSize());
-            }
-
-            @Override
-            public void write(long offset, MemorySegment src) {
-                MemorySegment.copy(src, 0, seg, offset, src.byteSize());
-            }
-
-            @Override
-            public void discard(long firstPage, long pages) {
-                seg.asSlice(firstPage * 4096, pages * 4096).fill((byte) 0);
-            }
-
-            @Override
-            public MemorySegment segment() {
-                return seg;
-            }
-        };
+        return new ArrayGuestMemory(ram);
     }
 
     /** The digest is what both hosts compare: its definition must not change with where it runs. */

@@ -10,6 +10,7 @@ import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.RamDigest;
+import dev.ferry.migration.RegionDigests;
 import dev.ferry.migration.commit.CommitOutcome;
 import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.OwnershipCommit;
@@ -325,7 +326,9 @@ public final class PreCopySender {
                                     .setLaneCount(options.lanes())
                                     .setSourceHost(parties.sourceHost())
                                     .setMode(options.mode())
-                                    .setWindowPages(MigrationStreamRpc.WINDOW_PAGES))
+                                    .setWindowPages(MigrationStreamRpc.WINDOW_PAGES)
+                                    .setVerify(
+                                            options.verify() && options.mode() == TransferMode.TRANSFER_MODE_PRECOPY))
                             .build(),
                     step);
         }
@@ -338,6 +341,16 @@ public final class PreCopySender {
     /** What the pre-copy loop leaves for the switchover. */
     private record SwitchoverPlan(PageBitmap pending, boolean forced, String forcedReason) {}
 
+    /**
+     * Regions of guest RAM a verified migration's source re-reads at the pause in any case: a
+     * random sample of those the dirty tracking calls unchanged, so that each verified migration
+     * also checks the tracking itself (see {@link RegionDigests}).
+     */
+    static final int AUDIT_REGIONS = 2;
+
+    /** With --verify: digests of the source's RAM by region, kept current through the rounds. */
+    private RegionDigests sourceRegions;
+
     private SwitchoverPlan precopy(GuestMemory memory, DirtyLog dirtyLog)
             throws MigrationException, InterruptedException {
         step = MigrationStep.MIGRATION_STEP_PRECOPY;
@@ -347,6 +360,12 @@ public final class PreCopySender {
             dirtyLog.start();
         } catch (HypervisorException e) {
             throw new MigrationException(step, "cannot start dirty tracking: " + e.getMessage(), e);
+        }
+        if (options.verify()) {
+            // Tracking has started: every write from now on is in a later dirty log read, so a
+            // region read from now on is marked again when the guest changes it.
+            sourceRegions = new RegionDigests(memory.sizeBytes());
+            sourceRegions.refreshInBackground(memory);
         }
         try {
             vm.deviceState().prepareSave(DeviceState.Scope.DEVICES, saveLimits());
@@ -366,6 +385,10 @@ public final class PreCopySender {
                 dirtyLog.collect(dirty, true);
             } catch (HypervisorException e) {
                 throw new MigrationException(step, "cannot read the dirty log: " + e.getMessage(), e);
+            }
+            markChanged(dirty, memory);
+            if (sourceRegions != null) {
+                sourceRegions.refreshInBackground(memory);
             }
             long now = System.nanoTime();
             long remaining = dirty.cardinality() * pageSize;
@@ -457,11 +480,17 @@ public final class PreCopySender {
             SenderFaults f = faults;
             try {
                 // The guest is paused: no re-protection needed, the log is not used again.
+                // The digests learn of the final dirty pages as the log reports them, before
+                // anything decides what to send: a page the sender then failed to send shows as a
+                // difference at the destination.
                 if (f == SenderFaults.NONE) {
                     dirtyLog.collect(last, false);
+                    markChanged(last, memory);
                 } else {
                     PageBitmap late = new PageBitmap(last.pageCount());
                     dirtyLog.collect(late, false);
+                    f.finalDirtyLog(late);
+                    markChanged(late, memory);
                     last.or(late);
                     f.finalPages(last, late);
                 }
@@ -476,7 +505,7 @@ public final class PreCopySender {
                     (System.nanoTime() - paused) / 1_000_000,
                     last.cardinality());
             if (options.verify()) {
-                sourceDigest = CompletableFuture.supplyAsync(() -> RamDigest.of(memory));
+                sourceDigest = CompletableFuture.supplyAsync(() -> pauseDigest(memory));
             }
             int finalRound = rounds;
             RoundResult r = sendRound(memory, finalRound, last, true);
@@ -871,6 +900,51 @@ public final class PreCopySender {
 
     private final java.util.concurrent.ConcurrentHashMap<Integer, BatchCodec> codecs =
             new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** With --verify: the pages a dirty log read named changed, so their regions are read again. */
+    private void markChanged(PageBitmap logged, GuestMemory memory) {
+        if (sourceRegions != null) {
+            sourceRegions.markStale(logged, memory.pageSize());
+        }
+    }
+
+    /**
+     * The source's RAM digest at the pause: the regions the dirty logs named since they were last
+     * read, plus a random sample the tracking calls unchanged, which must still match their
+     * digests: if one does not, the tracking missed a write, the destination cannot have the
+     * guest's memory, and the migration fails with the source keeping the VM.
+     */
+    private long pauseDigest(GuestMemory memory) {
+        RegionDigests d = sourceRegions;
+        if (d == null) {
+            return RamDigest.of(memory);
+        }
+        long t = System.nanoTime();
+        int reread = d.refresh(memory);
+        List<Integer> all = new ArrayList<>();
+        for (int i = 0; i < d.regions(); i++) {
+            all.add(i);
+        }
+        java.util.Collections.shuffle(all, java.util.concurrent.ThreadLocalRandom.current());
+        List<Integer> sample = all.subList(0, Math.min(AUDIT_REGIONS, all.size()));
+        List<Integer> missed = d.audit(memory, sample);
+        log.info(
+                "migration {} of {}: verify re-read {} of {} RAM regions at the pause (+{} audited) in {} ms",
+                parties.migrationId(),
+                parties.vmName(),
+                reread,
+                d.regions(),
+                sample.size(),
+                (System.nanoTime() - t) / 1_000_000);
+        if (!missed.isEmpty()) {
+            throw new java.util.concurrent.CompletionException(new MigrationException(
+                    MigrationStep.MIGRATION_STEP_VERIFY,
+                    "the dirty tracking missed guest writes: RAM region(s) " + missed
+                            + " (16 MiB each) changed without being logged, so the destination's copy cannot be "
+                            + "trusted; " + parties.vmName() + " stays on " + parties.sourceHost()));
+        }
+        return d.combined();
+    }
 
     private <T> T join(Future<T> f) throws MigrationException, InterruptedException {
         try {

@@ -25,6 +25,12 @@ public interface SenderFaults {
     default void beforeSwitchover() throws InterruptedException {}
 
     /**
+     * The final dirty log read as the tracking reported it (the guest is paused), before anything
+     * uses it: clearing a bit makes the tracking have missed that write.
+     */
+    default void finalDirtyLog(PageBitmap logged) {}
+
+    /**
      * The pages of the final round (the guest is paused), before they are sent: clearing a bit
      * drops that page from the migration. {@code writtenAfterTheLastRound} are those the guest wrote
      * after the last round had been sent, so the destination's copy of each is older than the

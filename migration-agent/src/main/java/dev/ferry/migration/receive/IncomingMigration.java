@@ -6,6 +6,7 @@ import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.RamDigest;
+import dev.ferry.migration.RegionDigests;
 import dev.ferry.migration.commit.CommitOutcome;
 import dev.ferry.migration.commit.CommitRequest;
 import dev.ferry.migration.commit.OwnershipCommit;
@@ -121,6 +122,12 @@ public final class IncomingMigration {
             new java.util.concurrent.locks.ReentrantReadWriteLock();
     /** Set (under this migration's lock) as the discard begins; from then on no write starts. */
     private volatile boolean closing;
+    /**
+     * With a verified migration: digests of this side's RAM by region, marked by the lanes as they
+     * write and refreshed between rounds, so that the switchover re-reads only what the last
+     * rounds wrote. Null otherwise.
+     */
+    private volatile RegionDigests regionDigests;
 
     private final java.util.concurrent.CountDownLatch discarded = new java.util.concurrent.CountDownLatch(1);
 
@@ -166,6 +173,22 @@ public final class IncomingMigration {
 
     TransferMode mode() {
         return expected.mode();
+    }
+
+    /** Called by a lane after it wrote or zeroed guest pages: their regions' digests are out of date. */
+    void wrote(long offset, long length) {
+        RegionDigests d = regionDigests;
+        if (d != null) {
+            d.markStale(offset, length);
+        }
+    }
+
+    /** Called by a lane at the end of each of its rounds: refresh what changed, off the pause. */
+    void laneRoundEnded() {
+        RegionDigests d = regionDigests;
+        if (d != null) {
+            d.refreshInBackground(vm.memory());
+        }
     }
 
     /** Checks a lane's Hello and attaches it; returns the refusal reason instead when it does not fit. */
@@ -214,6 +237,9 @@ public final class IncomingMigration {
         }
         lanes[hello.getLane()] = lane;
         attached++;
+        if (hello.getVerify() && regionDigests == null) {
+            regionDigests = new RegionDigests(vm.memory().sizeBytes());
+        }
         lastFrameAt = System.nanoTime();
         state = State.RECEIVING;
         if (arming == null && expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
@@ -544,7 +570,19 @@ public final class IncomingMigration {
         if (sw.getVerify()) {
             long t = System.nanoTime();
             try {
-                ready.setRamDigest(RamDigest.of(vm.memory()));
+                RegionDigests d = regionDigests;
+                if (d == null) {
+                    ready.setRamDigest(RamDigest.of(vm.memory()));
+                } else {
+                    int reread = d.refresh(vm.memory());
+                    ready.setRamDigest(d.combined());
+                    log.info(
+                            "migration {}: verify re-read {} of {} RAM regions at the switchover in {} ms",
+                            expected.migrationId(),
+                            reread,
+                            d.regions(),
+                            (System.nanoTime() - t) / 1_000_000);
+                }
             } catch (java.io.UncheckedIOException e) {
                 throw new MigrationException(
                         MigrationStep.MIGRATION_STEP_VERIFY, "cannot read guest memory: " + e.getMessage(), e);

@@ -67,11 +67,14 @@ final class ReceiverLane {
             @Override
             public void write(long firstPage, java.lang.foreign.MemorySegment pages) throws java.io.IOException {
                 memory.write(firstPage * memory.pageSize(), pages);
+                // After the write: a digest refresh that read the region before it reads it again.
+                session.wrote(firstPage * memory.pageSize(), pages.byteSize());
             }
 
             @Override
             public void zero(long first, int count) throws java.io.IOException {
                 memory.discard(first, count);
+                session.wrote(first * memory.pageSize(), (long) count * memory.pageSize());
             }
         };
     }
@@ -239,6 +242,7 @@ final class ReceiverLane {
         rounds.round = round + 1;
         rounds.batches = 0;
         rounds.pages = 0;
+        session.laneRoundEnded();
     }
 
     private void requireControlLane(MigrationStep step, String what) throws MigrationException {
