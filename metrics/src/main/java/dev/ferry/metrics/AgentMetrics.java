@@ -84,7 +84,8 @@ public final class AgentMetrics extends DaemonMetrics {
                 "The pre-copy round in progress: 0 sends every page, each later one the pages dirtied meanwhile.");
         expectedDowntime = gauge(
                 "ferry_vmi_migration_expected_downtime_seconds",
-                "The pause the convergence policy expected at the last round's end, were it to switch over then.");
+                "The pause the convergence policy expected at the last round's end, were it to switch over then"
+                        + " (from the first round's end on).");
         wire = gauge(
                 "ferry_vmi_migration_transferred_bytes",
                 "Bytes the running migration has put on the wire so far (after zero-page elision and compression,"
@@ -171,6 +172,11 @@ public final class AgentMetrics extends DaemonMetrics {
         processed.labelValues(vm).set(0);
         remaining.labelValues(vm).set(ramBytes);
         round.labelValues(vm).set(0);
+        transferRate.labelValues(vm).set(0);
+        diskTransferRate.labelValues(vm).set(0);
+        dirtyRate.labelValues(vm).set(0);
+        wire.labelValues(vm).set(0);
+        // The expected pause has no series until the first round's end: there is no estimate before.
         return new OutgoingMigration(vm);
     }
 

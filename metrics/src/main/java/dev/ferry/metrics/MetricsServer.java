@@ -101,6 +101,13 @@ public final class MetricsServer implements Closeable {
         return server.getAddress();
     }
 
+    /** HOST:PORT of {@link #address()}, an IPv6 address in brackets: what a Prometheus target names. */
+    public String endpoint() {
+        InetSocketAddress a = address();
+        String host = a.getAddress() != null ? a.getAddress().getHostAddress() : a.getHostString();
+        return (host.contains(":") ? "[" + host + "]" : host) + ":" + a.getPort();
+    }
+
     /** Stops serving at once; a scrape in progress is cut off. */
     @Override
     public void close() {
