@@ -5,6 +5,7 @@ import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.RateLimit;
 import dev.ferry.rpc.Transport;
+import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Objects;
 
@@ -26,6 +27,8 @@ import java.util.Objects;
  * @param changeLimit each operator identity's budget of requests that change the cluster
  *     ({@link CoordinatorAccess#DEFAULT_CHANGE_LIMIT} by default); beyond it a request is refused
  *     with RESOURCE_EXHAUSTED before it writes anything
+ * @param metricsListen where the replica serves its Prometheus metrics ({@code GET /metrics});
+ *     null: nowhere (they are still counted)
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -38,7 +41,8 @@ public record CoordinatorConfig(
         Duration intentRetention,
         int maxConcurrentRestarts,
         Duration restartResetAfter,
-        RateLimit changeLimit) {
+        RateLimit changeLimit,
+        InetSocketAddress metricsListen) {
     public CoordinatorConfig {
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
@@ -72,7 +76,8 @@ public record CoordinatorConfig(
                 Duration.ofHours(1),
                 RestartPolicy.DEFAULT_MAX_CONCURRENT,
                 RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER,
-                CoordinatorAccess.DEFAULT_CHANGE_LIMIT);
+                CoordinatorAccess.DEFAULT_CHANGE_LIMIT,
+                null);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
@@ -87,7 +92,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
@@ -103,7 +109,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
@@ -118,7 +125,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
@@ -133,7 +141,8 @@ public record CoordinatorConfig(
                 d,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     public CoordinatorConfig withMaxConcurrentRestarts(int n) {
@@ -148,7 +157,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 n,
                 restartResetAfter,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     public CoordinatorConfig withRestartResetAfter(Duration d) {
@@ -163,7 +173,8 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 d,
-                changeLimit);
+                changeLimit,
+                metricsListen);
     }
 
     /** Each operator's budget of requests that change the cluster. */
@@ -179,6 +190,24 @@ public record CoordinatorConfig(
                 intentRetention,
                 maxConcurrentRestarts,
                 restartResetAfter,
-                limit);
+                limit,
+                metricsListen);
+    }
+
+    /** Serve this replica's metrics on {@code at} (port 0 picks one); null: not at all. */
+    public CoordinatorConfig withMetricsListen(InetSocketAddress at) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter,
+                changeLimit,
+                at);
     }
 }
