@@ -310,16 +310,17 @@ public final class AgentMetrics extends DaemonMetrics {
      * A cluster agent's standing and fences, asked at each scrape. Call once, for a cluster member
      * only.
      *
-     * @param state the member's state (joining, member, suspended, fenced, closed)
+     * @param state the member's state (latent, joining, member, suspended, fenced, closed)
      * @param states every state it can be in, so each has its series (0 or 1)
      * @param fences how many times the member fenced
      */
     public void cluster(Supplier<String> state, java.util.List<String> states, LongSupplier fences) {
         GaugeWithCallback.builder()
                 .name("ferry_agent_cluster_state")
-                .help("This agent's standing in the cluster, 1 for the state it is in: joining, member, suspended"
-                        + " (lost ZooKeeper; guests run on while the evidence lasts), fenced (guests frozen until the"
-                        + " cluster says whose they are), closed.")
+                .help(
+                        "This agent's standing in the cluster, 1 for the state it is in: latent, joining, member, suspended"
+                                + " (lost ZooKeeper; guests run on while the evidence lasts), fenced (guests frozen until the"
+                                + " cluster says whose they are), closed.")
                 .labelNames("state")
                 .callback(cb -> {
                     String now = state.get();
