@@ -140,6 +140,14 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
                     + "its VM (default: ${DEFAULT-VALUE}).")
     int maxIncoming;
 
+    @Option(
+            names = "--metrics-listen",
+            paramLabel = "ADDR",
+            description = "HOST:PORT to serve Prometheus metrics on, plain HTTP (GET /metrics, GET /healthz); port 0 "
+                    + "picks one. Off when not given. Bind a management address: it carries VM and host names and "
+                    + "asks for no credentials.")
+    String metricsListen;
+
     @picocli.CommandLine.Mixin
     TlsOptions tls;
 
@@ -166,6 +174,9 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
             throw new CliException("--max-incoming must be at least 1, got " + maxIncoming, 2);
         }
         config = config.withMaxIncoming(maxIncoming);
+        if (metricsListen != null) {
+            config = config.withMetricsListen(MetricsListen.parse(metricsListen));
+        }
         config = config.withTransport(tls.daemon("agent " + hostId, Role.AGENT, hostId));
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
@@ -239,7 +250,7 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         if (endpointFile != null) {
             Path f = endpointFile.toAbsolutePath();
             Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
-            Files.writeString(tmp, agent.agent().endpoint() + "\n", StandardCharsets.UTF_8);
+            Files.writeString(tmp, agent.agent().endpointFileText(), StandardCharsets.UTF_8);
             Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
         stopped.await();

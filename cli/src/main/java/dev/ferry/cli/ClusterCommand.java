@@ -95,15 +95,18 @@ final class ClusterCommand implements Runnable {
                             .insecure(cluster.tls.insecure),
                     Duration.ofSeconds(90));
             System.out.printf(
-                    "coordinator  %s  pid %d  log %s%n",
+                    "coordinator  %s  pid %d  log %s  metrics http://%s/metrics%n",
                     f.coordinator().endpoint(),
                     f.coordinator().pid(),
-                    f.coordinator().log());
+                    f.coordinator().log(),
+                    f.coordinator().metrics());
             System.out.printf(
                     "zookeeper    %s  (embedded in the coordinator, data in %s)%n",
                     f.zookeeper(), f.coordinator().zkDataDir());
             for (ClusterFile.Host h : f.hosts()) {
-                System.out.printf("%s  %s  pid %d  log %s%n", h.id(), h.endpoint(), h.pid(), h.log());
+                System.out.printf(
+                        "%s  %s  pid %d  log %s  metrics http://%s/metrics%n",
+                        h.id(), h.endpoint(), h.pid(), h.log(), h.metrics());
             }
             System.out.println("cluster of " + f.hosts().size() + " agents (" + driver + " driver) at " + d);
             if (driver.equals("qemu")) {
@@ -170,6 +173,9 @@ final class ClusterCommand implements Runnable {
                 ClusterStatus s = c.status();
                 List<HostView> hosts = c.hosts();
                 CertificateReport certs = CertificateReport.gather(c, s, hosts, Instant.now());
+                // A local cluster's file says where each daemon serves its metrics; a cluster reached
+                // through --zk keeps no such record.
+                Map<String, String> metrics = cluster.zk == null ? metricsEndpoints(cluster.load()) : Map.of();
                 if (json) {
                     Map<String, Object> out = new LinkedHashMap<>();
                     out.put("cluster", s.getCluster());
@@ -185,6 +191,9 @@ final class ClusterCommand implements Runnable {
                     out.put("hosts", hosts.stream().map(HostCommand::row).toList());
                     out.put("certificates", certs.json());
                     out.put("certificateWarnings", certs.warnings());
+                    if (!metrics.isEmpty()) {
+                        out.put("metrics", metrics);
+                    }
                     System.out.println(Json.write(out));
                     return;
                 }
@@ -200,7 +209,26 @@ final class ClusterCommand implements Runnable {
                 HostCommand.printHosts(hosts, false, System.out);
                 System.out.println();
                 certs.print(System.out);
+                if (!metrics.isEmpty()) {
+                    System.out.println();
+                    System.out.println("metrics (Prometheus, GET http://ENDPOINT/metrics):");
+                    metrics.forEach((daemon, at) -> System.out.printf("  %-12s %s%n", daemon, at));
+                }
             }
+        }
+
+        /** Each daemon's metrics endpoint, the coordinator first, as `cluster up` recorded them. */
+        static Map<String, String> metricsEndpoints(ClusterFile f) {
+            Map<String, String> out = new LinkedHashMap<>();
+            if (f.coordinator() != null && f.coordinator().metrics() != null) {
+                out.put("coordinator", f.coordinator().metrics());
+            }
+            for (ClusterFile.Host h : f.hosts()) {
+                if (h.metrics() != null) {
+                    out.put(h.id(), h.metrics());
+                }
+            }
+            return out;
         }
     }
 }

@@ -162,6 +162,14 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         }
     }
 
+    @Option(
+            names = "--metrics-listen",
+            paramLabel = "ADDR",
+            description = "HOST:PORT to serve Prometheus metrics on, plain HTTP (GET /metrics, GET /healthz); port 0 "
+                    + "picks one. Off when not given. Bind a management address: it carries VM and host names and "
+                    + "asks for no credentials.")
+    String metricsListen;
+
     @picocli.CommandLine.Mixin
     TlsOptions tls;
 
@@ -176,6 +184,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         if (restartResetAfter.isNegative() || restartResetAfter.isZero()) {
             throw new CliException("--restart-reset-after must be positive", 2);
         }
+        java.net.InetSocketAddress metricsAt = metricsListen == null ? null : MetricsListen.parse(metricsListen);
         // Checked before anything starts: the replica's endpoint goes into ZooKeeper for CLIs and agents to dial.
         Endpoint advertised = AdvertisedEndpoint.choose("coordinator", listen, advertise, singleMachine);
         // Checked before anything starts: a coordinator's certificate, or the explicit --insecure.
@@ -204,6 +213,7 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         }
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
         config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);
+        config = config.withMetricsListen(metricsAt);
         try {
             config = config.withChangeLimit(new RateLimit(changeRate, changeBurst))
                     .withRepairAcls(repairAcls);
@@ -231,7 +241,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         if (endpointFile != null) {
             Path f = endpointFile.toAbsolutePath();
             Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
-            String text = "coordinator " + coordinator.endpoint() + "\n" + "zookeeper " + connect + "\n";
+            String text = "coordinator " + coordinator.endpoint() + "\n" + "zookeeper " + connect + "\n"
+                    + (coordinator.metricsEndpoint() == null ? "" : "metrics " + coordinator.metricsEndpoint() + "\n");
             Files.writeString(tmp, text, StandardCharsets.UTF_8);
             Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }

@@ -88,10 +88,11 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
         out.put("migrations", migrations);
         boolean ok = false;
         try (CoordinatorClient c = ClusterOption.client(cluster)) {
-            say.println(
-                    "  coordinator at " + cluster.coordinator().endpoint() + ", ZooKeeper at " + cluster.zookeeper());
+            say.println("  coordinator at " + cluster.coordinator().endpoint() + ", ZooKeeper at " + cluster.zookeeper()
+                    + "; metrics at http://" + cluster.coordinator().metrics() + "/metrics");
             for (ClusterFile.Host h : cluster.hosts()) {
-                say.println("  " + h.id() + " at " + h.endpoint() + " (pid " + h.pid() + ")");
+                say.println("  " + h.id() + " at " + h.endpoint() + " (pid " + h.pid() + "); metrics at http://"
+                        + h.metrics() + "/metrics");
             }
 
             // 1. A live migration through the cluster.

@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
             DemoCommand.class,
             BenchCommand.class,
             PkiCommand.class,
+            HealthCommand.class,
         },
         footer = {
             "",

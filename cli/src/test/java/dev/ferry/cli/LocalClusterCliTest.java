@@ -137,6 +137,79 @@ class LocalClusterCliTest {
 
     @Test
     @Order(2)
+    void everyDaemonServesMetricsWhereClusterJsonSaysAndAnswersHealthChecks() throws Exception {
+        ClusterFile f = ClusterFile.read(dir);
+        java.util.Map<String, String> endpoints = new java.util.LinkedHashMap<>();
+        endpoints.put("coordinator", f.coordinator().metrics());
+        for (ClusterFile.Host h : f.hosts()) {
+            endpoints.put(h.id(), h.metrics());
+        }
+        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        java.util.Map<String, dev.ferry.metrics.Exposition> scraped = new java.util.HashMap<>();
+        for (var e : endpoints.entrySet()) {
+            assertTrue(e.getValue() != null && e.getValue().startsWith("127.0.0.1:"), e.toString());
+            var r = http.send(
+                    java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://" + e.getValue() + "/metrics"))
+                            .timeout(Duration.ofSeconds(10))
+                            .build(),
+                    java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), e.getKey());
+            scraped.put(e.getKey(), dev.ferry.metrics.Exposition.parse(r.body()));
+        }
+        var coordinator = scraped.get("coordinator");
+        assertEquals(1.0, coordinator.value("ferry_coordinator_is_leader").orElseThrow());
+        assertTrue(coordinator
+                        .value("ferry_coordinator_intents_finished_total", "kind", "migrate", "outcome", "done")
+                        .orElseThrow()
+                >= 1);
+        assertTrue(
+                coordinator.value("ferry_cluster_vms_running", "host", "host-2").orElseThrow() >= 1);
+        assertEquals(
+                3.0, coordinator.value("ferry_cluster_hosts", "state", "alive").orElseThrow());
+        // web left host-1 for host-2 in the first test: its source counted it.
+        var source = scraped.get("host-1");
+        assertEquals(
+                1.0,
+                source.value("ferry_vmi_migration_succeeded_total", "vm", "web").orElseThrow());
+        assertEquals(
+                1.0,
+                source.value("ferry_vmi_migration_memory_verifications_total", "result", "match")
+                        .orElseThrow());
+        for (ClusterFile.Host h : f.hosts()) {
+            var m = scraped.get(h.id());
+            assertEquals(1.0, m.value("ferry_agent_info", "host", h.id()).orElseThrow());
+            assertEquals(
+                    1.0, m.value("ferry_agent_cluster_state", "state", "member").orElseThrow());
+            assertEquals(0.0, m.value("ferry_agent_fences_total").orElseThrow());
+        }
+
+        CliRun status = ferry("cluster", "status");
+        assertEquals(0, status.exit(), status.err());
+        for (String at : endpoints.values()) {
+            assertTrue(status.out().contains(at), "cluster status shows " + at + ":\n" + status.out());
+        }
+        JsonNode st = json(ferry("cluster", "status", "--json"));
+        assertEquals(
+                f.coordinator().metrics(), st.get("metrics").get("coordinator").asText());
+        assertEquals(f.host("host-3").metrics(), st.get("metrics").get("host-3").asText());
+
+        // The standard gRPC health check, as the cluster's operator.
+        for (String daemon :
+                List.of(f.coordinator().endpoint(), f.host("host-1").endpoint())) {
+            CliRun health = ferry("health", "--endpoint", daemon);
+            assertEquals(0, health.exit(), health.err());
+            assertEquals("SERVING", health.out().trim());
+        }
+        CliRun service =
+                ferry("health", "--endpoint", f.host("host-2").endpoint(), "--service", "ferry.agent.v1.AgentControl");
+        assertEquals(0, service.exit(), service.err());
+        CliRun unknown = ferry("health", "--endpoint", f.host("host-2").endpoint(), "--service", "no.such.Service");
+        assertEquals(1, unknown.exit(), unknown.out());
+        assertTrue(unknown.err().contains("NOT_FOUND"), unknown.err());
+    }
+
+    @Test
+    @Order(2)
     void badInputGetsOneClearLineAndANonZeroExit() {
         CliRun unknownVm = ferry("migrate", "nope", "--to", "host-2");
         assertEquals(1, unknownVm.exit());

@@ -2,12 +2,16 @@ package dev.ferry.agent;
 
 import dev.ferry.hypervisor.HostCapabilities;
 import dev.ferry.hypervisor.HypervisorDriver;
+import dev.ferry.metrics.AgentMetrics;
+import dev.ferry.metrics.MetricsServer;
 import dev.ferry.migration.precopy.SenderFaults;
 import dev.ferry.migration.receive.MigrationStreamService;
 import dev.ferry.proto.agent.AgentInfo;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.ServingHealth;
 import dev.ferry.rpc.Transport;
 import io.grpc.Server;
+import io.grpc.ServerServiceDefinition;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -49,7 +53,13 @@ public final class Agent implements AutoCloseable {
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
             Thread.ofPlatform().daemon().name("ferry-agent-timer").factory());
     private final ExecutorService serverExecutor = Executors.newVirtualThreadPerTaskExecutor();
-    private IncomingMigrations incoming;
+    /** grpc.health.v1 on the agent's server: SERVING once started, NOT_SERVING from the shutdown on. */
+    private final ServingHealth health = new ServingHealth();
+    /** Counted whether or not they are served; served on {@link AgentConfig#metricsListen} when set. */
+    private final AgentMetrics metrics;
+
+    private volatile IncomingMigrations incoming;
+    private MetricsServer metricsServer;
     private Server server;
     private Endpoint endpoint;
     private DirectoryLock dataLock;
@@ -70,6 +80,12 @@ public final class Agent implements AutoCloseable {
         this.commits = commits;
         this.clustered = ownership.clustered();
         this.registry = new VmRegistry(config.hostId(), driver, config.dataDir(), config.ramDir(), ownership);
+        this.metrics = new AgentMetrics(config.hostId(), driver.name(), version());
+        metrics.vmsByState(registry::countByState);
+        metrics.incoming(() -> {
+            IncomingMigrations i = incoming;
+            return i == null ? 0 : i.receiving();
+        });
     }
 
     public Agent start() throws IOException {
@@ -101,34 +117,61 @@ public final class Agent implements AutoCloseable {
                         config.idleTimeout(),
                         config.timeouts().ready()),
                 config.maxIncoming());
-        outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts());
+        outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts(), metrics);
         outgoing.faults(senderFaults);
         AgentControlService control = new AgentControlService(
                 registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
-        server = transport.startServer(
-                config.listen(),
-                serverExecutor,
-                List.of(control.definition(), streams.definition()),
-                AgentAccess.policy(clustered));
+        List<ServerServiceDefinition> services =
+                List.of(control.definition(), streams.definition(), health.definition());
+        server = transport.startServer(config.listen(), serverExecutor, services, AgentAccess.policy(clustered));
         Endpoint bound = Transport.boundEndpoint(config.listen(), server);
         // What other hosts are told (registration, stream endpoint): a wildcard or NATed bind is not an address.
         endpoint = config.advertise() != null ? config.advertise() : bound;
         incoming.streamEndpoint(endpoint);
+        if (config.metricsListen() != null) {
+            try {
+                metricsServer = metrics.serve(config.metricsListen());
+            } catch (IOException e) {
+                throw new IOException("cannot serve metrics on " + config.metricsListen() + ": " + e.getMessage(), e);
+            }
+        }
         if (config.endpointFile() != null) {
             Path tmp =
                     config.endpointFile().resolveSibling(config.endpointFile().getFileName() + ".tmp");
-            Files.writeString(tmp, endpoint + "\n", StandardCharsets.UTF_8);
+            Files.writeString(tmp, endpointFileText(), StandardCharsets.UTF_8);
             Files.move(tmp, config.endpointFile(), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         }
         HostCapabilities caps = driver.capabilities();
         log.info(
-                "agent {} serving on {} (advertised as {}) with the {} driver; dirty tracking: {}",
+                "agent {} serving on {} (advertised as {}) with the {} driver; dirty tracking: {}{}",
                 config.hostId(),
                 bound,
                 endpoint,
                 driver.name(),
-                caps.dirtyTrackingDetail());
+                caps.dirtyTrackingDetail(),
+                metricsServer == null ? "" : "; metrics on http://" + metricsServer.endpoint() + "/metrics");
+        health.serving(services);
         return this;
+    }
+
+    /**
+     * What the endpoint file says: the endpoint alone on its first line (what older readers take),
+     * then {@code metrics HOST:PORT} when the metrics are served.
+     */
+    public String endpointFileText() {
+        String m = metricsEndpoint();
+        return endpoint + "\n" + (m == null ? "" : "metrics " + m + "\n");
+    }
+
+    /** This agent's metrics (counted whether or not they are served). */
+    public AgentMetrics metrics() {
+        return metrics;
+    }
+
+    /** HOST:PORT the metrics are served on (the port resolved), or null when they are not. */
+    public String metricsEndpoint() {
+        MetricsServer m = metricsServer;
+        return m == null ? null : m.endpoint();
     }
 
     public Endpoint endpoint() {
@@ -263,6 +306,8 @@ public final class Agent implements AutoCloseable {
             return List.of();
         }
         List<String> left = List.of();
+        // Health checkers watching hear it before the server stops taking calls.
+        health.shuttingDown();
         if (was == State.STARTED) {
             log.info("agent {} shutting down{}", config.hostId(), leaveGuests ? ", leaving its guests running" : "");
             server.shutdown();
@@ -287,6 +332,9 @@ public final class Agent implements AutoCloseable {
         }
         timers.shutdownNow();
         serverExecutor.shutdownNow();
+        if (metricsServer != null) {
+            metricsServer.close();
+        }
         driver.close();
         if (ramLock != null) {
             ramLock.close();

@@ -8,6 +8,7 @@ import static dev.ferry.pki.Role.VIEWER;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.pki.Role;
 import dev.ferry.rpc.AccessPolicy;
+import dev.ferry.rpc.ServingHealth;
 import java.util.List;
 
 /**
@@ -21,7 +22,7 @@ public final class AgentAccess {
 
     public static AccessPolicy policy(boolean clustered) {
         Role orders = clustered ? COORDINATOR : OPERATOR;
-        return AccessPolicy.builder()
+        return ServingHealth.allowEveryRole(AccessPolicy.builder())
                 .allow(
                         AgentControlRpc.SERVICE,
                         List.of("GetAgentInfo", "GetVm", "ListVms"),

@@ -3,6 +3,7 @@ package dev.ferry.agent;
 import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
+import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Objects;
@@ -36,6 +37,8 @@ import java.util.regex.Pattern;
  *     committed or discarded); a prepare beyond it is refused with RESOURCE_EXHAUSTED, so a
  *     flood of prepares (a bug, or a stolen coordinator key) cannot start unbounded hypervisors
  *     and RAM files on one host
+ * @param metricsListen where the agent serves its Prometheus metrics ({@code GET /metrics}); null:
+ *     nowhere (they are still counted, for a later endpoint or a test to read)
  */
 public record AgentConfig(
         String hostId,
@@ -48,7 +51,8 @@ public record AgentConfig(
         Duration incomingTimeout,
         Duration idleTimeout,
         Endpoint advertise,
-        int maxIncoming) {
+        int maxIncoming,
+        InetSocketAddress metricsListen) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
 
     /** Lanes to say hello after a prepare: the source's own handshake timeout (30 s) with room to spare. */
@@ -112,7 +116,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 null,
-                DEFAULT_MAX_INCOMING);
+                DEFAULT_MAX_INCOMING,
+                null);
     }
 
     /** Settings with the default idle deadline (the form before it existed, kept for callers that build one). */
@@ -136,7 +141,8 @@ public record AgentConfig(
                 incomingTimeout,
                 DEFAULT_IDLE_TIMEOUT,
                 null,
-                DEFAULT_MAX_INCOMING);
+                DEFAULT_MAX_INCOMING,
+                null);
     }
 
     /** Defaults for a host: RAM files under /dev/shm/ferry/HOST. */
@@ -152,7 +158,8 @@ public record AgentConfig(
                 DEFAULT_INCOMING_TIMEOUT,
                 DEFAULT_IDLE_TIMEOUT,
                 null,
-                DEFAULT_MAX_INCOMING);
+                DEFAULT_MAX_INCOMING,
+                null);
     }
 
     public AgentConfig withRamDir(Path dir) {
@@ -167,7 +174,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     public AgentConfig withEndpointFile(Path file) {
@@ -182,7 +190,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     public AgentConfig withTimeouts(PreCopySender.Timeouts t, Duration incoming) {
@@ -197,7 +206,8 @@ public record AgentConfig(
                 incoming,
                 idleTimeout,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     public AgentConfig withIdleTimeout(Duration idle) {
@@ -212,7 +222,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idle,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     /** The transport of this agent's server and of every channel it opens (mutual TLS or plaintext). */
@@ -228,7 +239,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
@@ -244,7 +256,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 advertise,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     /** The endpoint to register and give to migration sources instead of the bound one (null: the bound one). */
@@ -260,7 +273,8 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 endpoint,
-                maxIncoming);
+                maxIncoming,
+                metricsListen);
     }
 
     /** At most {@code n} migrations received at once (see {@code maxIncoming}). */
@@ -276,6 +290,24 @@ public record AgentConfig(
                 incomingTimeout,
                 idleTimeout,
                 advertise,
-                n);
+                n,
+                metricsListen);
+    }
+
+    /** Serve the agent's metrics on {@code at} (port 0 picks one); null: not at all. */
+    public AgentConfig withMetricsListen(InetSocketAddress at) {
+        return new AgentConfig(
+                hostId,
+                listen,
+                dataDir,
+                ramDir,
+                endpointFile,
+                transport,
+                timeouts,
+                incomingTimeout,
+                idleTimeout,
+                advertise,
+                maxIncoming,
+                at);
     }
 }

@@ -17,7 +17,8 @@ final class ManagedVm {
     // Volatile so that fencing can kill the VM without waiting for its monitor (a start may hold it
     // for seconds while the hypervisor allocates RAM).
     private volatile VmInstance instance;
-    private VmState state;
+    // Volatile so that a metrics scrape can read it without waiting for the monitor (see stateUnlocked).
+    private volatile VmState state;
     private long epoch;
     private String reason = "";
     private PreCopySender migration;
@@ -64,6 +65,11 @@ final class ManagedVm {
     }
 
     synchronized VmState state() {
+        return state;
+    }
+
+    /** The state, read without the monitor: for metrics only, which must not wait behind a start. */
+    VmState stateUnlocked() {
         return state;
     }
 

@@ -4,6 +4,7 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.metrics.AgentMetrics;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
 import dev.ferry.migration.precopy.PreCopySender;
@@ -37,14 +38,20 @@ final class OutgoingMigrations {
     private final Transport transport;
     private final CommitProvider commits;
     private final PreCopySender.Timeouts timeouts;
+    private final AgentMetrics metrics;
     private volatile SenderFaults faults = SenderFaults.NONE;
 
     OutgoingMigrations(
-            VmRegistry registry, Transport transport, CommitProvider commits, PreCopySender.Timeouts timeouts) {
+            VmRegistry registry,
+            Transport transport,
+            CommitProvider commits,
+            PreCopySender.Timeouts timeouts,
+            AgentMetrics metrics) {
         this.registry = registry;
         this.transport = transport;
         this.commits = commits;
         this.timeouts = timeouts;
+        this.metrics = metrics;
     }
 
     /** Test only, through {@link Agent#injectSenderFaults}. */
@@ -145,6 +152,25 @@ final class OutgoingMigrations {
                     req.getRequestId().isBlank() ? UUID.randomUUID().toString() : req.getRequestId();
             VmInstance instance = vm.instance();
             PreCopySender[] sender = {null};
+            // Its metrics hear every event on the way to the caller, and the summary at the end.
+            try (AgentMetrics.OutgoingMigration measured = metrics.outgoing(vm.name, ramBytes(instance))) {
+                ProgressMetrics progress = new ProgressMetrics(measured, pageSize(instance));
+                MigrationSummary s = runToTheEnd(migrationId, instance, sender, progress.observing(events));
+                progress.ended(s, sender[0] != null && sender[0].memoryMismatch());
+                return s;
+            }
+        }
+
+        private long ramBytes(VmInstance instance) {
+            return instance != null ? instance.memory().sizeBytes() : vm.spec.getMemoryBytes();
+        }
+
+        private static int pageSize(VmInstance instance) {
+            return instance != null ? instance.memory().pageSize() : 4096;
+        }
+
+        private MigrationSummary runToTheEnd(
+                String migrationId, VmInstance instance, PreCopySender[] sender, Consumer<MigrationEvent> events) {
             try {
                 return run(migrationId, instance, sender, events);
             } catch (RuntimeException | Error e) {

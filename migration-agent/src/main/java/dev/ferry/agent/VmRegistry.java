@@ -575,6 +575,27 @@ final class VmRegistry {
         return out;
     }
 
+    /**
+     * This host's VMs by state ("running", "migrating_out", ...; every state, 0 when none), read
+     * without any VM's monitor: a scrape never waits behind a start.
+     */
+    java.util.Map<String, Integer> countByState() {
+        java.util.Map<String, Integer> counts = new java.util.TreeMap<>();
+        for (VmState s : VmState.values()) {
+            if (s != VmState.VM_STATE_INVALID && s != VmState.UNRECOGNIZED) {
+                counts.put(stateName(s), 0);
+            }
+        }
+        for (ManagedVm m : vms.values()) {
+            counts.merge(stateName(m.stateUnlocked()), 1, Integer::sum);
+        }
+        return counts;
+    }
+
+    private static String stateName(VmState s) {
+        return s.name().substring("VM_STATE_".length()).toLowerCase(java.util.Locale.ROOT);
+    }
+
     VmStatus status(ManagedVm m) {
         return m.status(hostId, driver.name());
     }

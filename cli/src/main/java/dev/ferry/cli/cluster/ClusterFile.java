@@ -14,7 +14,7 @@ import java.util.List;
 /**
  * DIR/cluster.json: what `ferry cluster up` started, so that every other command (and `cluster
  * down`) finds it: the ZooKeeper the coordinator embeds, the coordinator, and the agents (their
- * endpoints, process ids and directories). A cluster started without a coordinator (the transfer
+ * endpoints, metrics endpoints, process ids and directories). A cluster started without a coordinator (the transfer
  * benchmark's) has no {@code zookeeper} and no {@code coordinator}.
  */
 @JsonIgnoreProperties(ignoreUnknown = false)
@@ -28,16 +28,25 @@ public record ClusterFile(
         Coordinator coordinator,
         List<Host> hosts,
         String pki) {
-    /** 3: the cluster's certificates ({@code pki}, null when it was started with --insecure). */
-    public static final int VERSION = 3;
+    /**
+     * 3: the cluster's certificates ({@code pki}, null when it was started with --insecure). 4: each
+     * daemon's metrics endpoint ({@code metrics}, HOST:PORT of its {@code GET /metrics}).
+     */
+    public static final int VERSION = 4;
 
-    /** The coordinator process (it also runs the embedded ZooKeeper server). */
-    public record Coordinator(String endpoint, long pid, String log, String zkDataDir) {}
+    /**
+     * The coordinator process (it also runs the embedded ZooKeeper server).
+     *
+     * @param metrics HOST:PORT of its Prometheus metrics
+     */
+    public record Coordinator(String endpoint, long pid, String log, String zkDataDir, String metrics) {}
 
     public static final String NAME = "cluster.json";
     private static final ObjectMapper MAPPER = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
-    public record Host(String id, String endpoint, long pid, String dataDir, String ramDir, String log) {}
+    /** An agent process; {@code metrics} is HOST:PORT of its Prometheus metrics. */
+    public record Host(
+            String id, String endpoint, long pid, String dataDir, String ramDir, String log, String metrics) {}
 
     public Host host(String id) {
         for (Host h : hosts) {

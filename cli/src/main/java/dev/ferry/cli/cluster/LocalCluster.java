@@ -137,14 +137,17 @@ public final class LocalCluster {
                         "--endpoint-file",
                         endpointFile.toString(),
                         "--agent-session-timeout-ms",
-                        Long.toString(o.sessionTimeout().toMillis())));
+                        Long.toString(o.sessionTimeout().toMillis()),
+                        // Every daemon serves its metrics on a free loopback port; the endpoint file says which.
+                        "--metrics-listen",
+                        "127.0.0.1:0"));
                 args.addAll(tlsArgs(pki, "coordinator", LocalPki.COORDINATOR));
                 Process p = spawn(DaemonJvm.COORDINATOR, args, log);
                 processes.add(p);
                 Map<String, String> ends = awaitEndpoints(endpointFile, p, log, "the coordinator", deadline, timeout);
                 zk = ends.get("zookeeper");
                 coordinator = new ClusterFile.Coordinator(
-                        ends.get("coordinator"), p.pid(), log.toString(), zkData.toString());
+                        ends.get("coordinator"), p.pid(), log.toString(), zkData.toString(), ends.get("metrics"));
             }
             String ramBase = ramBase(dir);
             List<ClusterFile.Host> started = new ArrayList<>();
@@ -158,8 +161,8 @@ public final class LocalCluster {
                 Path endpointFile = Path.of(h.dataDir(), "endpoint");
                 Map<String, String> ends =
                         awaitEndpoints(endpointFile, p, Path.of(h.log()), "agent " + h.id(), deadline, timeout);
-                ready.add(
-                        new ClusterFile.Host(h.id(), ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(), h.log()));
+                ready.add(new ClusterFile.Host(
+                        h.id(), ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(), h.log(), ends.get("metrics")));
             }
             ClusterFile file = new ClusterFile(
                     ClusterFile.VERSION,
@@ -212,7 +215,9 @@ public final class LocalCluster {
                 "--driver",
                 o.driver(),
                 "--endpoint-file",
-                endpointFile.toString()));
+                endpointFile.toString(),
+                "--metrics-listen",
+                "127.0.0.1:0"));
         args.addAll(tlsArgs(pki, "agents", id));
         // One images directory for the whole cluster: a VM's files must be under a storage root of
         // every host it may run on, and these hosts share one machine.
@@ -239,7 +244,7 @@ public final class LocalCluster {
         }
         Process p = spawn(DaemonJvm.AGENT, args, log);
         processes.add(p);
-        return new ClusterFile.Host(id, null, p.pid(), data.toString(), ram.toString(), log.toString());
+        return new ClusterFile.Host(id, null, p.pid(), data.toString(), ram.toString(), log.toString(), null);
     }
 
     /**
@@ -277,7 +282,13 @@ public final class LocalCluster {
                 hosts.add(
                         x.id().equals(id)
                                 ? new ClusterFile.Host(
-                                        id, ends.get("endpoint"), h.pid(), h.dataDir(), h.ramDir(), h.log())
+                                        id,
+                                        ends.get("endpoint"),
+                                        h.pid(),
+                                        h.dataDir(),
+                                        h.ramDir(),
+                                        h.log(),
+                                        ends.get("metrics"))
                                 : x);
             }
             ClusterFile updated = f.withHosts(hosts);

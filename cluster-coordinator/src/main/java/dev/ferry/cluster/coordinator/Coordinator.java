@@ -2,10 +2,14 @@ package dev.ferry.cluster.coordinator;
 
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
+import dev.ferry.metrics.CoordinatorMetrics;
+import dev.ferry.metrics.MetricsServer;
 import dev.ferry.proto.coordinator.ClusterStatus;
 import dev.ferry.rpc.Endpoint;
+import dev.ferry.rpc.ServingHealth;
 import dev.ferry.rpc.Transport;
 import io.grpc.Server;
+import io.grpc.ServerServiceDefinition;
 import java.io.Closeable;
 import java.io.IOException;
 import java.time.Duration;
@@ -60,6 +64,12 @@ public final class Coordinator implements Closeable {
     private Server server;
     private Endpoint endpoint;
     private volatile Term term;
+    /** grpc.health.v1 on the replica's server: SERVING once started (leading or not), NOT_SERVING from close on. */
+    private final ServingHealth health = new ServingHealth();
+    /** Counted whether or not they are served; served on {@link CoordinatorConfig#metricsListen} when set. */
+    private final CoordinatorMetrics metrics;
+
+    private MetricsServer metricsServer;
 
     /** A coordinator that calls agents over gRPC. */
     public Coordinator(CoordinatorConfig config) {
@@ -80,6 +90,31 @@ public final class Coordinator implements Closeable {
         this.agents = agents;
         this.gate = gate;
         this.clocks = clocks;
+        this.metrics = new CoordinatorMetrics(config.zk().cluster(), version());
+        metrics.leadership(this::isLeader, () -> {
+            Term t = term();
+            return t == null ? 0 : t.guard.term();
+        });
+        metrics.leaderView(() -> {
+            Term t = term();
+            return t == null ? null : new TermView(t);
+        });
+    }
+
+    static String version() {
+        String v = Coordinator.class.getPackage().getImplementationVersion();
+        return v == null ? "dev" : v;
+    }
+
+    /** This replica's metrics (counted whether or not they are served). */
+    public CoordinatorMetrics metrics() {
+        return metrics;
+    }
+
+    /** HOST:PORT the metrics are served on (the port resolved), or null when they are not. */
+    public String metricsEndpoint() {
+        MetricsServer m = metricsServer;
+        return m == null ? null : m.endpoint();
     }
 
     /**
@@ -112,6 +147,15 @@ public final class Coordinator implements Closeable {
             throw new IllegalStateException("coordinator is " + state.get());
         }
         zk = config.zk().retrying();
+        // Before the start, so that the first CONNECTED is heard too.
+        zk.getConnectionStateListenable()
+                .addListener((client, newState) -> metrics.zooKeeper(
+                        switch (newState) {
+                            case CONNECTED, RECONNECTED -> "connected";
+                            case SUSPENDED -> "suspended";
+                            case LOST -> "lost";
+                            case READ_ONLY -> "read_only";
+                        }));
         zk.start();
         try {
             if (!zk.blockUntilConnected((int) config.zk().connectionTimeout().toMillis() * 4, TimeUnit.MILLISECONDS)) {
@@ -131,13 +175,19 @@ public final class Coordinator implements Closeable {
         CuratorFramework client = zk;
         promises = OutagePromises.forMargin(
                 config.failoverMargin(), () -> client.getZookeeperClient().isConnected());
+        List<ServerServiceDefinition> services =
+                List.of(service.definition(), promises.definition(), health.definition());
         server = config.transport()
-                .startServer(
-                        config.listen(),
-                        serverExecutor,
-                        List.of(service.definition(), promises.definition()),
-                        CoordinatorAccess.policy(config.changeLimit()));
+                .startServer(config.listen(), serverExecutor, services, CoordinatorAccess.policy(config.changeLimit()));
         endpoint = config.advertise() != null ? config.advertise() : Transport.boundEndpoint(config.listen(), server);
+        if (config.metricsListen() != null) {
+            try {
+                metricsServer = metrics.serve(config.metricsListen());
+            } catch (IOException e) {
+                close();
+                throw new IOException("cannot serve metrics on " + config.metricsListen() + ": " + e.getMessage(), e);
+            }
+        }
         promises.replica(endpoint.toString());
         OutagePromises p = promises;
         promiseTicker.scheduleWithFixedDelay(p::tick, 0, 100, TimeUnit.MILLISECONDS);
@@ -162,10 +212,12 @@ public final class Coordinator implements Closeable {
             throw new IOException("cannot join the leader election: " + e, e);
         }
         log.info(
-                "coordinator serving on {} for cluster '{}' at {}",
+                "coordinator serving on {} for cluster '{}' at {}{}",
                 endpoint,
                 config.zk().cluster(),
-                config.zk().connect());
+                config.zk().connect(),
+                metricsServer == null ? "" : "; metrics on http://" + metricsServer.endpoint() + "/metrics");
+        health.serving(services);
         return this;
     }
 
@@ -177,9 +229,10 @@ public final class Coordinator implements Closeable {
         Term t = null;
         try {
             WriteGuard guard = WriteGuard.takeOffice(store, endpoint.toString(), path, clocks.wallMillis());
-            t = new Term(config, guard, agents, outageFirst(gate), clocks);
+            t = new Term(config, guard, agents, outageFirst(gate), clocks, metrics);
             t.start();
             term = t;
+            metrics.tookOffice();
         } catch (Exception e) {
             log.error("{} could not take up leadership: {}; giving it up", endpoint, e.toString());
             if (t != null) {
@@ -319,6 +372,7 @@ public final class Coordinator implements Closeable {
         if (state.getAndSet(State.CLOSED) == State.CLOSED) {
             return;
         }
+        health.shuttingDown();
         stepDown("closing");
         promiseTicker.shutdownNow();
         if (latch != null) {
@@ -337,6 +391,9 @@ public final class Coordinator implements Closeable {
             zk.close();
         }
         agents.close();
+        if (metricsServer != null) {
+            metricsServer.close();
+        }
     }
 
     /** ZooKeeper write requests (transactions) this replica has sent, for benchmarks. */

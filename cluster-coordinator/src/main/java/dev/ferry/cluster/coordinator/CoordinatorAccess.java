@@ -7,6 +7,7 @@ import static dev.ferry.pki.Role.VIEWER;
 import dev.ferry.cluster.client.CoordinatorRpc;
 import dev.ferry.rpc.AccessPolicy;
 import dev.ferry.rpc.RateLimit;
+import dev.ferry.rpc.ServingHealth;
 import java.util.List;
 
 /**
@@ -33,7 +34,7 @@ public final class CoordinatorAccess {
 
     /** The policy with {@code changes} as each operator's budget of requests that change the cluster. */
     public static AccessPolicy policy(RateLimit changes) {
-        return AccessPolicy.builder()
+        return ServingHealth.allowEveryRole(AccessPolicy.builder())
                 .allow(CoordinatorRpc.SERVICE, List.of("GetStatus", "ListHosts", "ListVms", "GetVm"), OPERATOR, VIEWER)
                 .allow(CoordinatorRpc.SERVICE, CHANGES, OPERATOR)
                 .limit(CoordinatorRpc.SERVICE, CHANGES, changes)

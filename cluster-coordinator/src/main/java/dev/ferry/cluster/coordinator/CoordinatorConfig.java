@@ -5,6 +5,7 @@ import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.RateLimit;
 import dev.ferry.rpc.Transport;
+import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Objects;
 
@@ -29,6 +30,8 @@ import java.util.Objects;
  * @param repairAcls with ZooKeeper x509: set the cluster's ACLs on every node of its tree at start
  *     when the audit finds nodes with others ({@link dev.ferry.cluster.store.AclAudit}); without
  *     it such a tree stops the start
+ * @param metricsListen where the replica serves its Prometheus metrics ({@code GET /metrics});
+ *     null: nowhere (they are still counted)
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -42,7 +45,8 @@ public record CoordinatorConfig(
         int maxConcurrentRestarts,
         Duration restartResetAfter,
         RateLimit changeLimit,
-        boolean repairAcls) {
+        boolean repairAcls,
+        InetSocketAddress metricsListen) {
     public CoordinatorConfig {
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
@@ -77,7 +81,8 @@ public record CoordinatorConfig(
                 RestartPolicy.DEFAULT_MAX_CONCURRENT,
                 RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER,
                 CoordinatorAccess.DEFAULT_CHANGE_LIMIT,
-                false);
+                false,
+                null);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
@@ -93,7 +98,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
@@ -110,7 +116,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
@@ -126,7 +133,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
@@ -142,7 +150,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     public CoordinatorConfig withMaxConcurrentRestarts(int n) {
@@ -158,7 +167,8 @@ public record CoordinatorConfig(
                 n,
                 restartResetAfter,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     public CoordinatorConfig withRestartResetAfter(Duration d) {
@@ -174,7 +184,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 d,
                 changeLimit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     /** Each operator's budget of requests that change the cluster. */
@@ -191,7 +202,8 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 limit,
-                repairAcls);
+                repairAcls,
+                metricsListen);
     }
 
     /** Whether to repair the ACLs of the cluster's tree at start (see {@code repairAcls}). */
@@ -208,6 +220,25 @@ public record CoordinatorConfig(
                 maxConcurrentRestarts,
                 restartResetAfter,
                 changeLimit,
-                repair);
+                repair,
+                metricsListen);
+    }
+
+    /** Where to serve Prometheus metrics (null: nowhere). */
+    public CoordinatorConfig withMetricsListen(InetSocketAddress at) {
+        return new CoordinatorConfig(
+                zk,
+                listen,
+                advertise,
+                transport,
+                failoverMargin,
+                reconcileInterval,
+                agentDeadline,
+                intentRetention,
+                maxConcurrentRestarts,
+                restartResetAfter,
+                changeLimit,
+                repairAcls,
+                at);
     }
 }

@@ -15,6 +15,7 @@ import dev.ferry.cluster.coordinator.IntentStep.Step;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.policy.RestartPolicy;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.metrics.CoordinatorMetrics;
 import dev.ferry.proto.agent.CreateVmRequest;
 import dev.ferry.proto.cluster.DesiredState;
 import dev.ferry.proto.cluster.HostRecord;
@@ -71,6 +72,7 @@ final class Failover implements ClusterView.HostListener {
     private final Duration margin;
     private final ScheduledExecutorService timers;
     private final ExecutorService workers;
+    private final CoordinatorMetrics metrics;
 
     Failover(
             IntentStep steps,
@@ -86,7 +88,8 @@ final class Failover implements ClusterView.HostListener {
             Clocks clocks,
             Duration margin,
             ScheduledExecutorService timers,
-            ExecutorService workers) {
+            ExecutorService workers,
+            CoordinatorMetrics metrics) {
         this.steps = steps;
         this.intents = intents;
         this.claims = claims;
@@ -101,6 +104,7 @@ final class Failover implements ClusterView.HostListener {
         this.margin = margin;
         this.timers = timers;
         this.workers = workers;
+        this.metrics = metrics;
     }
 
     @Override
@@ -109,6 +113,7 @@ final class Failover implements ClusterView.HostListener {
             return;
         }
         HostLosses.Loss loss = losses.lost(host);
+        metrics.hostLost();
         log.warn(
                 "host {} is gone (session 0x{} ended); restarting its VMs in {} ms",
                 host,

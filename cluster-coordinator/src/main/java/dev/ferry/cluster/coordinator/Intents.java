@@ -4,6 +4,7 @@ import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Records;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.metrics.CoordinatorMetrics;
 import dev.ferry.proto.cluster.Intent;
 import dev.ferry.proto.cluster.IntentKind;
 import dev.ferry.proto.cluster.IntentState;
@@ -40,8 +41,10 @@ final class Intents {
     private final Clocks clocks;
     private final Map<IntentKind, Handler> handlers = new EnumMap<>(IntentKind.class);
     private final Map<String, IntentRun> runs = new ConcurrentHashMap<>();
+    private final CoordinatorMetrics metrics;
 
-    Intents(Tx.Factory writes, ExecutorService workers) {
+    Intents(Tx.Factory writes, ExecutorService workers, CoordinatorMetrics metrics) {
+        this.metrics = metrics;
         this.writes = writes;
         this.guard = writes.guard();
         this.store = guard.store();
@@ -95,6 +98,7 @@ final class Intents {
             try {
                 guard.write(List.of(store.create(path, stamped, CreateMode.PERSISTENT)));
                 stored = Optional.of(new Versioned<>(path, stamped, 0, 0));
+                metrics.intentCreated(kindName(stamped.getKind()));
             } catch (KeeperException.NodeExistsException e) {
                 stored = store.intent(fresh.getId());
             }
@@ -142,7 +146,9 @@ final class Intents {
             if (h == null) {
                 throw new IllegalStateException("unknown intent kind " + i.getKind());
             }
-            run.outcome.complete(h.run(run, v));
+            Intent end = h.run(run, v);
+            counted(i, end);
+            run.outcome.complete(end);
         } catch (NotLeaderException e) {
             run.outcome.completeExceptionally(e);
         } catch (InterruptedException e) {
@@ -152,10 +158,19 @@ final class Intents {
                 run.outcome.completeExceptionally(new NotLeaderException(guard.leaderId() + " stopped leading"));
             } else {
                 log.error("intent {} ({}) failed unexpectedly", i.getId(), kindName(i.getKind()), e);
-                run.outcome.complete(failQuietly(i.getId(), "internal error: " + e));
+                Intent end = failQuietly(i.getId(), "internal error: " + e);
+                counted(i, end);
+                run.outcome.complete(end);
             }
         } finally {
             runs.remove(run.id, run);
+        }
+    }
+
+    /** Counts {@code end} if this run ended the intent (a handler may leave it open, waiting). */
+    private void counted(Intent started, Intent end) {
+        if (!isOpen(end)) {
+            metrics.intentFinished(kindName(started.getKind()), end.getState() == IntentState.INTENT_STATE_DONE);
         }
     }
 

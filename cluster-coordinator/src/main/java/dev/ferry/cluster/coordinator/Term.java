@@ -3,6 +3,7 @@ package dev.ferry.cluster.coordinator;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.metrics.CoordinatorMetrics;
 import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.Intent;
@@ -53,7 +54,13 @@ final class Term implements Closeable {
     final Moves moves;
     final Reconciler reconciler;
 
-    Term(CoordinatorConfig config, WriteGuard guard, AgentActions agents, RestartGate gate, Clocks clocks) {
+    Term(
+            CoordinatorConfig config,
+            WriteGuard guard,
+            AgentActions agents,
+            RestartGate gate,
+            Clocks clocks,
+            CoordinatorMetrics metrics) {
         this.config = config;
         this.guard = guard;
         this.store = guard.store();
@@ -64,7 +71,7 @@ final class Term implements Closeable {
         this.view = new ClusterView(store);
         this.orders = new LeaderOrders(agents, guard.term());
         Tx.Factory writes = new Tx.Factory(guard, view, clocks);
-        this.intents = new Intents(writes, workers);
+        this.intents = new Intents(writes, workers, metrics);
         this.claims = new Claims();
         IntentStep steps = new IntentStep(writes, claims, intents);
         this.capacity = new Capacity(view);
@@ -85,7 +92,8 @@ final class Term implements Closeable {
                 clocks,
                 config.failoverMargin(),
                 timers,
-                workers);
+                workers,
+                metrics);
         this.moves = new Moves(steps, intents, claims, view, capacity, orders, writes, losses);
         this.reconciler =
                 new Reconciler(intents, claims, view, failover, orders, writes, losses, new StableRuns(clocks), config);

@@ -45,7 +45,7 @@ class IntentStepTest {
         view = new ClusterView(store);
         workers = Executors.newVirtualThreadPerTaskExecutor();
         Tx.Factory writes = new Tx.Factory(guard, view, Clocks.SYSTEM);
-        Intents intents = new Intents(writes, workers);
+        Intents intents = new Intents(writes, workers, new dev.ferry.metrics.CoordinatorMetrics("t", "test"));
         steps = new IntentStep(writes, claims, intents);
         VmRecord r = VmOperations.record(
                         VmSpec.newBuilder().setName("v").setMemoryBytes(1 << 20).build())

@@ -94,6 +94,13 @@ public final class ClusterAgent implements Closeable {
                         outageHold.isZero() ? null : new OutageWitnesses(config.hostId(), config.transport()),
                         outageHold));
         Agent agent = new Agent(config, driver, member.commits(), member.ownership());
+        agent.metrics()
+                .cluster(
+                        () -> stateName(member.state()),
+                        java.util.Arrays.stream(ClusterMember.State.values())
+                                .map(ClusterAgent::stateName)
+                                .toList(),
+                        member::fences);
         try {
             agent.start();
         } catch (IOException | RuntimeException e) {
@@ -144,6 +151,10 @@ public final class ClusterAgent implements Closeable {
             }
         });
         return new ClusterAgent(agent, member);
+    }
+
+    private static String stateName(ClusterMember.State s) {
+        return s.name().toLowerCase(java.util.Locale.ROOT);
     }
 
     public Agent agent() {

@@ -166,6 +166,9 @@ public final class PreCopySender {
     // The commit is known not to have happened (REJECTED): the source may resume if the commit says so.
     private volatile boolean commitRejected;
     private volatile boolean prepared;
+    /** The destination's RAM digest differed from the source's at the pause point (for the metrics). */
+    private volatile boolean memoryMismatch;
+
     private volatile MigrationStep step = MigrationStep.MIGRATION_STEP_PREPARE;
     private final List<SenderLane> lanes = new ArrayList<>();
     private ExecutorService laneThreads;
@@ -216,6 +219,11 @@ public final class PreCopySender {
 
     public MigrationStep currentStep() {
         return step;
+    }
+
+    /** True once the verification found the destination's RAM different from the source's. */
+    public boolean memoryMismatch() {
+        return memoryMismatch;
     }
 
     /**
@@ -543,6 +551,7 @@ public final class PreCopySender {
             long digest = join(sourceDigest);
             verifyMs = ready.getVerifyMs() + (System.nanoTime() - t) / 1_000_000;
             if (digest != ready.getRamDigest()) {
+                memoryMismatch = true;
                 throw new MigrationException(
                         step,
                         String.format(

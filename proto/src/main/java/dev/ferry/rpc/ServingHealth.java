@@ -1,0 +1,152 @@
+package dev.ferry.rpc;
+
+import io.grpc.ForwardingServerCall;
+import io.grpc.ForwardingServerCallListener;
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.Status;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.health.v1.HealthGrpc;
+import io.grpc.protobuf.services.HealthStatusManager;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The standard gRPC health service ({@code grpc.health.v1.Health}, Check and Watch) of one daemon's
+ * server, so that load balancers, Kubernetes probes and {@code grpc_health_probe} can ask it as
+ * they ask any gRPC server. It answers for the server as a whole (the empty service name) and for
+ * each of the daemon's services by full name ({@code ferry.agent.v1.AgentControl}, ...):
+ * NOT_SERVING until {@link #serving}, SERVING from then, NOT_SERVING for good from {@link
+ * #shuttingDown}; an unknown name is NOT_FOUND. A Watch sees each change as it happens, and at
+ * the shutdown NOT_SERVING, then the end of the call (UNAVAILABLE).
+ *
+ * <p>The daemon adds {@link #definition()} to its server's services and {@link #allowEveryRole} to
+ * its policy: whether a daemon is up is no secret from any member of the cluster, and it must be
+ * askable by every role, viewers included.
+ */
+public final class ServingHealth {
+    private final HealthStatusManager manager = new HealthStatusManager();
+    private final ServerServiceDefinition definition;
+    /** Open Watch calls, ended at {@link #shuttingDown} once they have heard NOT_SERVING. */
+    private final Set<EndableCall<?, ?>> watches = ConcurrentHashMap.newKeySet();
+
+    public ServingHealth() {
+        // The manager starts with the whole server SERVING; nothing is until the daemon says so.
+        manager.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.NOT_SERVING);
+        definition = ServerInterceptors.intercept(manager.getHealthService(), new ServerInterceptor() {
+            @Override
+            public <Q, R> ServerCall.Listener<Q> interceptCall(
+                    ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+                if (!call.getMethodDescriptor()
+                        .getFullMethodName()
+                        .equals(HealthGrpc.getWatchMethod().getFullMethodName())) {
+                    return next.startCall(call, headers);
+                }
+                EndableCall<Q, R> watch = new EndableCall<>(call);
+                watches.add(watch);
+                return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(
+                        next.startCall(watch, headers)) {
+                    @Override
+                    public void onCancel() {
+                        watches.remove(watch);
+                        super.onCancel();
+                    }
+
+                    @Override
+                    public void onComplete() {
+                        watches.remove(watch);
+                        super.onComplete();
+                    }
+                };
+            }
+        });
+    }
+
+    /**
+     * A Watch call this class can end at shutdown. A Watch never ends by itself, and a server
+     * waits for its open calls before it terminates: left open, one health checker would hold a
+     * daemon's shutdown (an agent's exit, and with it the next agent process's adoption of its
+     * guests) for the server's whole grace period. The health service sends under its own lock
+     * and the shutdown ends the call from another thread, so sending and closing are serialised
+     * here, and nothing is sent once it is closed.
+     */
+    private static final class EndableCall<Q, R> extends ForwardingServerCall.SimpleForwardingServerCall<Q, R> {
+        private boolean closed;
+
+        EndableCall(ServerCall<Q, R> call) {
+            super(call);
+        }
+
+        @Override
+        public synchronized void sendHeaders(Metadata headers) {
+            if (!closed) {
+                super.sendHeaders(headers);
+            }
+        }
+
+        @Override
+        public synchronized void sendMessage(R message) {
+            if (!closed) {
+                super.sendMessage(message);
+            }
+        }
+
+        @Override
+        public synchronized void close(Status status, Metadata trailers) {
+            if (!closed) {
+                closed = true;
+                super.close(status, trailers);
+            }
+        }
+    }
+
+    /** The health service, to serve beside the daemon's own. */
+    public ServerServiceDefinition definition() {
+        return definition;
+    }
+
+    /** The daemon is ready: SERVING for the server and for each of {@code services} (the health service itself aside). */
+    public void serving(List<ServerServiceDefinition> services) {
+        for (ServerServiceDefinition s : services) {
+            String name = s.getServiceDescriptor().getName();
+            if (!name.equals(HealthGrpc.SERVICE_NAME)) {
+                manager.setStatus(name, ServingStatus.SERVING);
+            }
+        }
+        manager.setStatus(HealthStatusManager.SERVICE_NAME_ALL_SERVICES, ServingStatus.SERVING);
+    }
+
+    /**
+     * The daemon is shutting down: NOT_SERVING for everything, and nothing changes it after. Open
+     * Watch calls hear it before the server stops.
+     */
+    public void shuttingDown() {
+        // Every watcher is sent NOT_SERVING here, before its call is ended below (in that order on its stream).
+        manager.enterTerminalState();
+        for (EndableCall<?, ?> w : watches) {
+            w.close(Status.UNAVAILABLE.withDescription("the server is shutting down"), new Metadata());
+        }
+        watches.clear();
+    }
+
+    /** Every role of the cluster may ask (Check and Watch). */
+    public static AccessPolicy.Builder allowEveryRole(AccessPolicy.Builder policy) {
+        return policy.allow(
+                        HealthGrpc.getCheckMethod(),
+                        dev.ferry.pki.Role.AGENT,
+                        dev.ferry.pki.Role.COORDINATOR,
+                        dev.ferry.pki.Role.OPERATOR,
+                        dev.ferry.pki.Role.VIEWER)
+                .allow(
+                        HealthGrpc.getWatchMethod(),
+                        dev.ferry.pki.Role.AGENT,
+                        dev.ferry.pki.Role.COORDINATOR,
+                        dev.ferry.pki.Role.OPERATOR,
+                        dev.ferry.pki.Role.VIEWER);
+    }
+}
