@@ -73,7 +73,8 @@ final class OutgoingMigrations {
             throw new AgentException(
                     Status.Code.FAILED_PRECONDITION,
                     "this host cannot track guest writes, so Ferry's " + "pre-copy is refused: "
-                            + caps.dirtyTrackingDetail() + "; --mode qemu-native still works");
+                            + caps.dirtyTrackingDetail()
+                            + "; --mode qemu-native still works where QEMU's own migration keeps every write (KVM, or QEMU 9.0 or later)");
         }
         if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
                 && !caps.hypervisorNativeMigration()) {
