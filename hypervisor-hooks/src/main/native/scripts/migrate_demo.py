@@ -12,7 +12,11 @@ Options: --build DIR (default ../build), --mem MiB (256), --append "guest args"
          migrating (4), --after SECONDS on the destination (4), --rounds N (precopy, 5),
          --drop-one (precopy: leave one written working-set page out of the final round:
          the guest must report STALE), --allow-qemu-tcg-loss (native: report, do not fail on,
-         pages QEMU < 9.0 loses under TCG; see README).
+         pages QEMU < 9.0 loses under TCG; see README), --ram file|file-hook|anon (native: guest
+         RAM in a shared file (default), the same with libferryhook preloaded in both QEMUs as
+         the Ferry driver runs them, or QEMU's own anonymous memory; each is compared between
+         the stopped source and the paused destination: files directly, anon through pmemsave),
+         --mig-accel ARGS (native: e.g. "tcg,thread=single").
 
 Every QEMU gets a timeout and is killed at the end. Exit 0 = checks passed.
 """
@@ -90,7 +94,7 @@ def copy_file(src, dst, size):
 
 class Qemu:
     def __init__(self, name, work, build, mem, append, ram_file=None, incoming=False, hook=False,
-                 paused=False):
+                 paused=False, accel=None):
         self.name, self.log = name, os.path.join(work, name + ".log")
         self.sock = os.path.join(work, name + ".qmp")
         self.status = os.path.join(work, name + ".status")
@@ -101,6 +105,8 @@ class Qemu:
         if ram_file:
             cmd[4] = "pc,memory-backend=ram0"
             cmd += ["-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={ram_file},share=on"]
+        if accel:
+            cmd += ["-accel", accel]
         if incoming:
             cmd += ["-incoming", "defer"]
         if paused:
@@ -197,7 +203,7 @@ def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     opts = {"--build": os.path.join(HERE, "..", "build"), "--mem": "256",
             "--append": "ws=32M rate=2000 pattern=random hb=100", "--run": "4", "--after": "4",
-            "--rounds": "5"}
+            "--rounds": "5", "--ram": "file", "--mig-accel": None}
     drop = "--drop-one" in argv
     allow_stale = "--allow-qemu-tcg-loss" in argv
     i = 2
@@ -240,11 +246,23 @@ def main(argv):
         if mode == "native":
             # RAM in files (share=on) only so that both RAM images can be compared;
             # without x-ignore-shared all of it still travels in QEMU's stream.
-            src_ram, dst_ram = os.path.join(shm, "src.ram"), os.path.join(shm, "dst.ram")
-            src = Qemu("src", work, build, mem, append, src_ram)
+            ram = opts["--ram"]
+            if ram not in ("file", "file-hook", "anon"):
+                print("--ram must be file, file-hook or anon")
+                return 2
+            src_ram = dst_ram = None
+            if ram != "anon":
+                src_ram, dst_ram = os.path.join(shm, "src.ram"), os.path.join(shm, "dst.ram")
+            hook = ram == "file-hook"
+            accel = opts.get("--mig-accel")
+            src = Qemu("src", work, build, mem, append, src_ram, hook=hook, accel=accel)
             qemus.append(src)
-            dst = Qemu("dst", work, build, mem, append, dst_ram, incoming=True, paused=True)
+            dst = Qemu("dst", work, build, mem, append, dst_ram, incoming=True, paused=True, hook=hook,
+                       accel=accel)
             qemus.append(dst)
+            if hook:
+                for q in (src, dst):
+                    print(f"[{q.name}] hook status: {open(q.status).read().strip()}")
             time.sleep(float(opts["--run"]))
             dst.q("migrate-incoming", {"uri": "unix:" + migsock})
             src.q("migrate-set-parameters", {"max-bandwidth": 10 << 30, "downtime-limit": 300})
@@ -252,18 +270,42 @@ def main(argv):
             src.q("migrate", {"uri": "unix:" + migsock})
             st = wait_migration(src)
             print(f"migration {st['status']} in {time.time() - t0:.2f} s: total-time={st.get('total-time')} ms "
-                  f"downtime={st.get('downtime')} ms transferred={st.get('ram', {}).get('transferred')} B")
+                  f"downtime={st.get('downtime')} ms transferred={st.get('ram', {}).get('transferred')} B "
+                  f"dirty-sync-count={st.get('ram', {}).get('dirty-sync-count')}")
             for _ in range(100):
                 if dst.q("query-status")["status"] == "paused":
                     break
                 time.sleep(0.01)
+            if ram == "anon":
+                # Guest-physical memory below the PCI hole is the RAM block's first bytes.
+                src_ram, dst_ram = os.path.join(shm, "src.dump"), os.path.join(shm, "dst.dump")
+                src.q("pmemsave", {"val": 0, "size": size, "filename": src_ram}, timeout=60)
+                dst.q("pmemsave", {"val": 0, "size": size, "filename": dst_ram}, timeout=60)
             diff = diff_pages(src_ram, dst_ram, size)
-            print(f"pages differing between source (stopped) and destination (paused, not yet "
-                  f"running) RAM: {len(diff)} {[hex(p) for p in diff[:12]]}")
+            start = next((l for l in src.lines() if l.startswith("FERRY-GUEST start")), "")
+            m = re.search(r"ws_base=(0x[0-9a-f]+)", start)
+            ws_base = int(m.group(1), 16) // PAGE if m else 0
+            kinds = {"kernel (1-2 MiB)": 0, "generation table": 0, "working set": 0, "other": 0}
+            for p in diff:
+                if 0x100 <= p < 0x200:
+                    kinds["kernel (1-2 MiB)"] += 1
+                elif 0x200 <= p < ws_base:
+                    kinds["generation table"] += 1
+                elif ws_base and p >= ws_base:
+                    kinds["working set"] += 1
+                else:
+                    kinds["other"] += 1
+            print(f"RAM {ram}: pages differing between source (stopped) and destination (paused, not "
+                  f"yet running): {len(diff)} {kinds} {[hex(p) for p in diff[:12]]}")
             dst.q("cont")
             time.sleep(float(opts["--after"]))
             print(f"destination status: {dst.q('query-status')['status']}")
             ok = verdict(src, dst, expect_stale=None if allow_stale else False)
+            stale_pfns = {int(m.group(1)) for m in (re.search(r"STALE pfn=(\d+)", l) for l in dst.lines()) if m}
+            ws_diff = {p for p in diff if ws_base and p >= ws_base}
+            print(f"STALE working-set pfns on the destination: {len(stale_pfns)}, of them among the "
+                  f"differing pages: {len(stale_pfns & set(diff))}; differing working-set pages the "
+                  f"guest has not reported (yet): {len(ws_diff - stale_pfns)}")
             if diff:
                 print("NOTE: QEMU itself did not transfer the final contents of these pages. QEMU "
                       "before 9.0 under TCG loses writes made through already-dirty softmmu TLB "

@@ -35,6 +35,15 @@ public interface VmInstance extends AutoCloseable {
     DeviceState deviceState();
 
     /**
+     * Why the hypervisor's own migration of this VM (everything through its stream, Ferry's
+     * qemu-native mode) would lose guest writes, or empty when it is not known to; the agent
+     * refuses that mode with this reason.
+     */
+    default Optional<String> hypervisorNativeMigrationHazard() {
+        return Optional.empty();
+    }
+
+    /**
      * What a switchover costs besides sending the last dirty pages (saving and loading device
      * state, pausing and resuming): the convergence policy adds it to the expected downtime.
      */

@@ -80,7 +80,8 @@ final class OutgoingMigrations {
             throw new AgentException(
                     Status.Code.FAILED_PRECONDITION,
                     "this host cannot track guest writes, so Ferry's " + "pre-copy is refused: "
-                            + caps.dirtyTrackingDetail() + "; --mode qemu-native still works");
+                            + caps.dirtyTrackingDetail()
+                            + "; --mode qemu-native still works where QEMU's own migration keeps every write (KVM, or QEMU 9.0 or later)");
         }
         if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE
                 && !caps.hypervisorNativeMigration()) {
@@ -97,6 +98,17 @@ final class OutgoingMigrations {
                         "VM '" + req.getVm() + "' is "
                                 + m.state().name().replace("VM_STATE_", "").toLowerCase()
                                 + "; only a running VM can be migrated live");
+            }
+            if (options.mode() == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE) {
+                // The hypervisor's own dirty tracking decides which pages cross; where it is known to
+                // miss writes, the guest would run on at the destination with stale memory.
+                java.util.Optional<String> hazard = m.instance().hypervisorNativeMigrationHazard();
+                if (hazard.isPresent()) {
+                    throw new AgentException(
+                            Status.Code.FAILED_PRECONDITION,
+                            "VM '" + req.getVm() + "' cannot move with --mode qemu-native on " + registry.hostId()
+                                    + ": " + hazard.get());
+                }
             }
             m.state(VmState.VM_STATE_MIGRATING_OUT, "migrating to " + req.getTargetHost());
         }

@@ -73,7 +73,11 @@ final class AgentPair implements AutoCloseable {
 
     /** Two agents running real QEMU. */
     static AgentPair qemu() throws IOException {
-        QemuDriver.Settings s = QemuDriver.Settings.defaults();
+        return qemu(QemuDriver.Settings.defaults());
+    }
+
+    /** Two agents running real QEMU with these driver settings. */
+    static AgentPair qemu(QemuDriver.Settings s) throws IOException {
         // Short QMP timeouts so a frozen QEMU fails a step in seconds, not tens of seconds.
         QemuDriver.Settings quick = s.withQmpTimeout(Timing.seconds(3));
         return new AgentPair(Transport.plaintext(), dir -> QemuDriver.create(quick, dir));

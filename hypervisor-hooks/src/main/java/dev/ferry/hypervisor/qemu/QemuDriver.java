@@ -43,9 +43,17 @@ public final class QemuDriver implements HypervisorDriver {
      * @param qmpTimeout for each QMP command
      * @param storageRoots where a spec's kernel, initrd and disks may be (the test guest, which
      *     the driver installs itself, needs none)
+     * @param allowLossyNativeMigration let {@code --mode qemu-native} run where QEMU is known to
+     *     lose guest writes ({@link NativeMigrationSafety}); only for tests of the tunnel itself on
+     *     hosts that have nothing else, never set by the agent
      */
     public record Settings(
-            Path binary, Accel accel, Duration startTimeout, Duration qmpTimeout, StorageRoots storageRoots) {
+            Path binary,
+            Accel accel,
+            Duration startTimeout,
+            Duration qmpTimeout,
+            StorageRoots storageRoots,
+            boolean allowLossyNativeMigration) {
         /** Roots: {@link StorageRoots#SYSTEM} only. */
         public static Settings defaults() {
             return new Settings(
@@ -53,15 +61,21 @@ public final class QemuDriver implements HypervisorDriver {
                     Accel.AUTO,
                     Duration.ofSeconds(30),
                     Duration.ofSeconds(10),
-                    StorageRoots.of(StorageRoots.SYSTEM));
+                    StorageRoots.of(StorageRoots.SYSTEM),
+                    false);
         }
 
         public Settings withStorageRoots(StorageRoots roots) {
-            return new Settings(binary, accel, startTimeout, qmpTimeout, roots);
+            return new Settings(binary, accel, startTimeout, qmpTimeout, roots, allowLossyNativeMigration);
         }
 
         public Settings withQmpTimeout(Duration timeout) {
-            return new Settings(binary, accel, startTimeout, timeout, storageRoots);
+            return new Settings(binary, accel, startTimeout, timeout, storageRoots, allowLossyNativeMigration);
+        }
+
+        /** Tests of the qemu-native tunnel only: see {@code allowLossyNativeMigration}. */
+        public Settings withLossyNativeMigrationAllowed() {
+            return new Settings(binary, accel, startTimeout, qmpTimeout, storageRoots, true);
         }
     }
 

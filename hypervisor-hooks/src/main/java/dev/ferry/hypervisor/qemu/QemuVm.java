@@ -360,6 +360,26 @@ final class QemuVm implements VmInstance {
         }
     }
 
+    /**
+     * QEMU's own migration loses writes under TCG before QEMU 9.0 ({@link NativeMigrationSafety});
+     * judged from the running process (its accelerator and the version it reported), unless the
+     * driver's settings allow it anyway (tests of the tunnel only).
+     */
+    @Override
+    public Optional<String> hypervisorNativeMigrationHazard() {
+        if (driver.settings().allowLossyNativeMigration()) {
+            return Optional.empty();
+        }
+        QemuProcess p;
+        synchronized (this) {
+            p = process;
+        }
+        if (p == null) {
+            return Optional.of("VM " + spec.getName() + " has no QEMU process");
+        }
+        return NativeMigrationSafety.hazard(p.accel().accel(), p.version());
+    }
+
     @Override
     public Duration switchoverCostEstimate() {
         // Device state through QEMU's own migration: 16-35 ms measured for small pc guests under TCG.
