@@ -359,4 +359,44 @@ class ClusterCommitPhaseTest {
         assertOnlyOn("src", 1);
         assertTrue(!dstHolds());
     }
+
+    /**
+     * Row "S fenced meanwhile": the source is cut off from ZooKeeper just before its commit write,
+     * for longer than its session, so the write never lands and the session expires. S can neither
+     * commit nor resume (its lock went with its session, and its lease stops the guest); once the
+     * failover margin has passed, the leader restarts v, and v runs exactly once, at a higher epoch.
+     */
+    @Test
+    void aSourceFencedBeforeItsCommitNeitherCommitsNorResumesAndTheVmRunsOnce() throws Exception {
+        TcpProxy p = proxy("src");
+        java.util.concurrent.atomic.AtomicBoolean cut = new java.util.concurrent.atomic.AtomicBoolean();
+        agent("src").member().beforeCommitWrite(r -> {
+            if (cut.compareAndSet(false, true)) {
+                p.cut();
+                Thread.ofPlatform().daemon().start(() -> {
+                    try {
+                        Thread.sleep(Timing.seconds(18).toMillis()); // three sessions of 6 s
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    p.heal();
+                });
+            }
+        });
+        MigrationEvent end = migrate();
+        assertTrue(cut.get(), "the source was cut off at its commit");
+        Timing.await("v to run again, once", Duration.ofSeconds(60), () -> {
+            try {
+                VmView v = client.vm("v");
+                return v.getEpoch() >= 2
+                        && v.getState() == VmState.VM_STATE_RUNNING
+                        && cluster.runLog.runningOn("v").size() == 1;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+        assertTrue(
+                cluster.runLog.doubleRuns().isEmpty(),
+                "never two copies: " + cluster.runLog.doubleRuns() + "; the migration ended " + end.getSummary());
+    }
 }
