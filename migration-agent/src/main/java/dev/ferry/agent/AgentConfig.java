@@ -163,151 +163,103 @@ public record AgentConfig(
     }
 
     public AgentConfig withRamDir(Path dir) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                dir,
-                endpointFile,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.ramDir = dir);
     }
 
     public AgentConfig withEndpointFile(Path file) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                file,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.endpointFile = file);
     }
 
     public AgentConfig withTimeouts(PreCopySender.Timeouts t, Duration incoming) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport,
-                t,
-                incoming,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> {
+            b.timeouts = t;
+            b.incomingTimeout = incoming;
+        });
     }
 
     public AgentConfig withIdleTimeout(Duration idle) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idle,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.idleTimeout = idle);
     }
 
     /** The transport of this agent's server and of every channel it opens (mutual TLS or plaintext). */
     public AgentConfig withTransport(Transport t) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                t.withKeepalive(transport.keepalive()),
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.transport = t.withKeepalive(transport.keepalive()));
     }
 
     /** HTTP/2 keepalive of this agent's server and of the channels it opens (migration lanes included). */
     public AgentConfig withKeepalive(Transport.Keepalive keepalive) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport.withKeepalive(keepalive),
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.transport = transport.withKeepalive(keepalive));
     }
 
     /** The endpoint to register and give to migration sources instead of the bound one (null: the bound one). */
     public AgentConfig withAdvertise(Endpoint endpoint) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                endpoint,
-                maxIncoming,
-                metricsListen);
+        return with(b -> b.advertise = endpoint);
     }
 
     /** At most {@code n} migrations received at once (see {@code maxIncoming}). */
     public AgentConfig withMaxIncoming(int n) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                n,
-                metricsListen);
+        return with(b -> b.maxIncoming = n);
     }
 
     /** Serve the agent's metrics on {@code at} (port 0 picks one); null: not at all. */
     public AgentConfig withMetricsListen(InetSocketAddress at) {
-        return new AgentConfig(
-                hostId,
-                listen,
-                dataDir,
-                ramDir,
-                endpointFile,
-                transport,
-                timeouts,
-                incomingTimeout,
-                idleTimeout,
-                advertise,
-                maxIncoming,
-                at);
+        return with(b -> b.metricsListen = at);
+    }
+
+    /**
+     * These settings with {@code change} applied: one place copies every component, so that a
+     * setting added later cannot be dropped by a {@code with} method that forgot it.
+     */
+    private AgentConfig with(java.util.function.Consumer<Copy> change) {
+        Copy b = new Copy(this);
+        change.accept(b);
+        return b.build();
+    }
+
+    /** A mutable copy of every component, for {@link #with}. */
+    private static final class Copy {
+        String hostId;
+        Endpoint listen;
+        Path dataDir;
+        Path ramDir;
+        Path endpointFile;
+        Transport transport;
+        PreCopySender.Timeouts timeouts;
+        Duration incomingTimeout;
+        Duration idleTimeout;
+        Endpoint advertise;
+        int maxIncoming;
+        InetSocketAddress metricsListen;
+
+        Copy(AgentConfig c) {
+            hostId = c.hostId;
+            listen = c.listen;
+            dataDir = c.dataDir;
+            ramDir = c.ramDir;
+            endpointFile = c.endpointFile;
+            transport = c.transport;
+            timeouts = c.timeouts;
+            incomingTimeout = c.incomingTimeout;
+            idleTimeout = c.idleTimeout;
+            advertise = c.advertise;
+            maxIncoming = c.maxIncoming;
+            metricsListen = c.metricsListen;
+        }
+
+        AgentConfig build() {
+            return new AgentConfig(
+                    hostId,
+                    listen,
+                    dataDir,
+                    ramDir,
+                    endpointFile,
+                    transport,
+                    timeouts,
+                    incomingTimeout,
+                    idleTimeout,
+                    advertise,
+                    maxIncoming,
+                    metricsListen);
+        }
     }
 }

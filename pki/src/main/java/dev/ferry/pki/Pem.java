@@ -135,40 +135,22 @@ public final class Pem {
      * see the old or the new one, never half of either.
      */
     public static void replacePublic(Path file, String text) {
-        Path dir = file.toAbsolutePath().getParent();
-        Path tmp = dir.resolve("." + file.getFileName() + "." + UUID.randomUUID() + ".tmp");
-        try {
-            Files.createDirectories(dir);
-            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-r--r--")));
-            Files.writeString(tmp, text, StandardCharsets.US_ASCII, StandardOpenOption.TRUNCATE_EXISTING);
-            Files.move(
-                    tmp,
-                    file,
-                    java.nio.file.StandardCopyOption.ATOMIC_MOVE,
-                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        } catch (IOException e) {
-            throw new PkiException(PkiException.Step.WRITE, "cannot write " + file + ": " + e.getMessage(), e);
-        } finally {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // Best effort: a leftover hidden temporary file is harmless.
-            }
-        }
+        write(file, text, "rw-r--r--", true);
     }
 
     /** Writes a new file readable by everyone (certificates are public); refuses to replace one. */
     public static void writePublic(Path file, String text) {
-        write(file, text, "rw-r--r--");
+        write(file, text, "rw-r--r--", false);
     }
 
     /** Writes a new file only its owner can read (private keys); refuses to replace one. */
     public static void writeSecret(Path file, String text) {
-        write(file, text, "rw-------");
+        write(file, text, "rw-------", false);
     }
 
-    private static void write(Path file, String text, String permissions) {
-        if (Files.exists(file)) {
+    /** Through a hidden temporary file beside it, so that nobody ever reads half of {@code file}. */
+    private static void write(Path file, String text, String permissions, boolean replace) {
+        if (!replace && Files.exists(file)) {
             throw new PkiException(PkiException.Step.WRITE, file + " already exists; not replacing it");
         }
         Path dir = file.toAbsolutePath().getParent();
@@ -177,8 +159,16 @@ public final class Pem {
             Files.createDirectories(dir);
             Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString(permissions)));
             Files.writeString(tmp, text, StandardCharsets.US_ASCII, StandardOpenOption.TRUNCATE_EXISTING);
-            // Not ATOMIC_MOVE: that may replace an existing file; a plain move refuses to.
-            Files.move(tmp, file);
+            if (replace) {
+                Files.move(
+                        tmp,
+                        file,
+                        java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                        java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            } else {
+                // Not ATOMIC_MOVE: that may replace an existing file; a plain move refuses to.
+                Files.move(tmp, file);
+            }
         } catch (FileAlreadyExistsException e) {
             throw new PkiException(PkiException.Step.WRITE, file + " already exists; not replacing it", e);
         } catch (IOException e) {

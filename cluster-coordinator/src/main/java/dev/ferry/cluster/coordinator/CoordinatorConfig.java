@@ -86,159 +86,102 @@ public record CoordinatorConfig(
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                d,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.reconcileInterval = d);
     }
 
     /** The transport of this replica's server and of its channels to agents (mutual TLS or plaintext). */
     public CoordinatorConfig withTransport(Transport t) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                t,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.transport = t);
     }
 
     public CoordinatorConfig withAdvertise(Endpoint e) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                e,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.advertise = e);
     }
 
     public CoordinatorConfig withIntentRetention(Duration d) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                d,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.intentRetention = d);
     }
 
     public CoordinatorConfig withMaxConcurrentRestarts(int n) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                n,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.maxConcurrentRestarts = n);
     }
 
     public CoordinatorConfig withRestartResetAfter(Duration d) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                d,
-                changeLimit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.restartResetAfter = d);
     }
 
     /** Each operator's budget of requests that change the cluster. */
     public CoordinatorConfig withChangeLimit(RateLimit limit) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                limit,
-                repairAcls,
-                metricsListen);
+        return with(b -> b.changeLimit = limit);
     }
 
     /** Whether to repair the ACLs of the cluster's tree at start (see {@code repairAcls}). */
     public CoordinatorConfig withRepairAcls(boolean repair) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repair,
-                metricsListen);
+        return with(b -> b.repairAcls = repair);
     }
 
-    /** Where to serve Prometheus metrics (null: nowhere). */
+    /** Serve this replica's metrics on {@code at} (port 0 picks one); null: not at all. */
     public CoordinatorConfig withMetricsListen(InetSocketAddress at) {
-        return new CoordinatorConfig(
-                zk,
-                listen,
-                advertise,
-                transport,
-                failoverMargin,
-                reconcileInterval,
-                agentDeadline,
-                intentRetention,
-                maxConcurrentRestarts,
-                restartResetAfter,
-                changeLimit,
-                repairAcls,
-                at);
+        return with(b -> b.metricsListen = at);
+    }
+
+    /**
+     * These settings with {@code change} applied: one place copies every component, so that a
+     * setting added later cannot be dropped by a {@code with} method that forgot it.
+     */
+    private CoordinatorConfig with(java.util.function.Consumer<Copy> change) {
+        Copy b = new Copy(this);
+        change.accept(b);
+        return b.build();
+    }
+
+    /** A mutable copy of every component, for {@link #with}. */
+    private static final class Copy {
+        ZkClients zk;
+        Endpoint listen;
+        Endpoint advertise;
+        Transport transport;
+        Duration failoverMargin;
+        Duration reconcileInterval;
+        Duration agentDeadline;
+        Duration intentRetention;
+        int maxConcurrentRestarts;
+        Duration restartResetAfter;
+        RateLimit changeLimit;
+        boolean repairAcls;
+        InetSocketAddress metricsListen;
+
+        Copy(CoordinatorConfig c) {
+            zk = c.zk;
+            listen = c.listen;
+            advertise = c.advertise;
+            transport = c.transport;
+            failoverMargin = c.failoverMargin;
+            reconcileInterval = c.reconcileInterval;
+            agentDeadline = c.agentDeadline;
+            intentRetention = c.intentRetention;
+            maxConcurrentRestarts = c.maxConcurrentRestarts;
+            restartResetAfter = c.restartResetAfter;
+            changeLimit = c.changeLimit;
+            repairAcls = c.repairAcls;
+            metricsListen = c.metricsListen;
+        }
+
+        CoordinatorConfig build() {
+            return new CoordinatorConfig(
+                    zk,
+                    listen,
+                    advertise,
+                    transport,
+                    failoverMargin,
+                    reconcileInterval,
+                    agentDeadline,
+                    intentRetention,
+                    maxConcurrentRestarts,
+                    restartResetAfter,
+                    changeLimit,
+                    repairAcls,
+                    metricsListen);
+        }
     }
 }
