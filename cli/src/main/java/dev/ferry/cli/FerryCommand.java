@@ -37,8 +37,17 @@ public final class FerryCommand implements Runnable {
     static final class Version implements picocli.CommandLine.IVersionProvider {
         @Override
         public String[] getVersion() {
+            return new String[] {"ferry " + version() + " (Java " + Runtime.version() + ")"};
+        }
+
+        /**
+         * The build's {@code git describe} (from the jar's manifest); "dev" when running from
+         * classes, or from a build outside a git work tree (the manifest then holds the
+         * placeholder Maven could not fill).
+         */
+        static String version() {
             String v = FerryCommand.class.getPackage().getImplementationVersion();
-            return new String[] {"ferry " + (v == null ? "dev" : v) + " (Java " + Runtime.version() + ")"};
+            return v == null || v.isBlank() || v.startsWith("${") ? "dev" : v;
         }
     }
 }
