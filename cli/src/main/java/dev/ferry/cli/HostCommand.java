@@ -59,6 +59,10 @@ final class HostCommand implements Runnable {
         r.put("usedVcpus", h.getUsedVcpus());
         r.put("vms", h.getVmsList());
         r.put("driver", h.getDriver());
+        if (h.getAlive()) {
+            r.put("precopy", h.getPrecopy());
+            r.put("dirtyTracking", h.getDirtyTracking());
+        }
         if (!h.getLabelsMap().isEmpty()) {
             r.put("labels", h.getLabelsMap());
         }
@@ -82,18 +86,25 @@ final class HostCommand implements Runnable {
             return;
         }
         out.printf(
-                "%-10s %-6s %-12s %-22s %-20s %-9s %s%n",
-                "HOST", "ALIVE", "MAINTENANCE", "ENDPOINT", "MEMORY USED/TOTAL", "VCPUS", "VMS");
+                "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %s%n",
+                "HOST", "ALIVE", "MAINTENANCE", "ENDPOINT", "MEMORY USED/TOTAL", "VCPUS", "PRECOPY", "VMS");
         for (HostView h : hosts) {
             out.printf(
-                    "%-10s %-6s %-12s %-22s %-20s %-9s %s%n",
+                    "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %s%n",
                     h.getId(),
                     h.getAlive() ? "yes" : "no",
                     h.getMaintenance() ? "yes" : "no",
                     h.getEndpoint().isEmpty() ? "-" : h.getEndpoint(),
                     h.getAlive() ? Sizes.format(h.getUsedMemoryBytes()) + "/" + Sizes.format(h.getMemoryBytes()) : "-",
                     h.getAlive() ? h.getUsedVcpus() + "/" + h.getVcpus() : "-",
+                    h.getAlive() ? (h.getPrecopy() ? "yes" : "no") : "-",
                     h.getVmsList().isEmpty() ? "-" : String.join(",", h.getVmsList()));
+        }
+        for (HostView h : hosts) {
+            if (h.getAlive() && !h.getPrecopy()) {
+                // Why, so that nobody has to find the agent's start-up log.
+                out.printf("%s cannot run pre-copy: %s%n", h.getId(), h.getDirtyTracking());
+            }
         }
     }
 

@@ -147,7 +147,9 @@ final class Views {
                         .setDriver(h.value().getDriver())
                         .putAllLabels(h.value().getLabelsMap())
                         .setCertificateNotAfterMs(h.value().getCertificateNotAfterMs())
-                        .setCaNotAfterMs(h.value().getCaNotAfterMs());
+                        .setCaNotAfterMs(h.value().getCaNotAfterMs())
+                        .setPrecopy(h.value().getPrecopy())
+                        .setDirtyTracking(h.value().getDirtyTracking());
             }
             Placement.Host c = capacity.get(id);
             if (c != null) {

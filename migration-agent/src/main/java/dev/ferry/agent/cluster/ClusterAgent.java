@@ -121,7 +121,9 @@ public final class ClusterAgent implements Closeable {
                         .putAllLabels(capacity.labels())
                         .setDriver(info.getDriver())
                         .setAgentVersion(info.getVersion())
-                        .setPid(info.getPid());
+                        .setPid(info.getPid())
+                        .setPrecopy(info.getDirtyTracking().startsWith("available"))
+                        .setDirtyTracking(info.getDirtyTracking());
                 // What this agent presents until it restarts, for `cluster status` to warn about.
                 config.transport()
                         .expiry()
