@@ -51,6 +51,15 @@ public final class RegionDigests {
             Math.max(1, Runtime.getRuntime().availableProcessors()),
             Thread.ofPlatform().daemon().name("ferry-ram-digest-", 0).factory());
 
+    /**
+     * Where a background refresh waits for its regions. Never a hashing thread: a refresh that
+     * waited on a hasher for region tasks queued behind it starved the pool (two migrations' refreshes
+     * on a 2-core host held both hashers, waiting for each other's queued work: ReceiverFuzzTest
+     * hung). Virtual threads cost nothing while they wait.
+     */
+    private static final ExecutorService REFRESHERS = Executors.newThreadPerTaskExecutor(
+            Thread.ofVirtual().name("ferry-digest-refresh-", 0).factory());
+
     private final long size;
     private final int regions;
     private final long[] digests;
@@ -128,7 +137,7 @@ public final class RegionDigests {
      */
     public synchronized void refreshInBackground(GuestMemory memory) {
         if (!finishing && background.isDone()) {
-            background = CompletableFuture.runAsync(() -> refreshMarked(memory), HASHERS);
+            background = CompletableFuture.runAsync(() -> refreshMarked(memory), REFRESHERS);
         }
     }
 

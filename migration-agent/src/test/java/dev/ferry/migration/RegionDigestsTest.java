@@ -88,4 +88,31 @@ class RegionDigestsTest {
         d.refresh(m);
         assertEquals(RamDigest.of(m), d.combined());
     }
+
+    /**
+     * Regression: background refreshes ran on the hashing threads and waited there for their own
+     * region tasks, so as many concurrent migrations as there are hashers (two on these machines)
+     * held every hasher and waited for ever (found by ReceiverFuzzTest, which hung).
+     */
+    @Test
+    void moreBackgroundRefreshesThanHashersAtOnceAllFinish() {
+        int n = Runtime.getRuntime().availableProcessors() + 2;
+        List<ArrayGuestMemory> memories = new java.util.ArrayList<>();
+        List<RegionDigests> digests = new java.util.ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            ArrayGuestMemory m = new ArrayGuestMemory(new byte[48 * MIB]);
+            new SplittableRandom(i).nextBytes(m.bytes());
+            memories.add(m);
+            digests.add(new RegionDigests(m.sizeBytes()));
+        }
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () -> {
+            for (int i = 0; i < n; i++) {
+                digests.get(i).refreshInBackground(memories.get(i));
+            }
+            for (int i = 0; i < n; i++) {
+                digests.get(i).refresh(memories.get(i));
+                assertEquals(RamDigest.of(memories.get(i)), digests.get(i).combined());
+            }
+        });
+    }
 }
