@@ -797,4 +797,34 @@ public final class Scenarios {
             run.readRecords();
         }
     }
+
+    /**
+     * I5's negative control: a RAM file of the run's VM left on a host that does not run it (as a
+     * prepare that failed and forgot its file would leave it). I5 must find it after the run's VMs
+     * are deleted.
+     */
+    public static final class LeakedRamFile extends Base {
+        public LeakedRamFile() {
+            super("control-i5-leaked-ram-file", false, "a RAM file left on another host (I5 must fire)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            return planner(seed)
+                    .step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "leak", "vm", "a", "host", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "32M");
+            java.nio.file.Path stray = run.agent("host-2").ramDir().resolve(vm + ".ram");
+            run.history().fault("leak-ram-file", true, stray.toString());
+            java.nio.file.Files.write(stray, new byte[4096]);
+            run.history().fault("leak-ram-file", false, stray.toString());
+            run.readRecords();
+        }
+    }
 }

@@ -111,4 +111,14 @@ class SimChaosTest extends ChaosGroup {
     void scenario19RandomKills() {
         pass("19");
     }
+
+    @Test
+    @Order(20)
+    void negativeControlARamFileLeftOnAnotherHostIsCaughtByI5() {
+        RunResult r = runner.run(new Scenarios.LeakedRamFile(), SEED);
+        assertTrue(
+                r.violations().stream()
+                        .anyMatch(v -> v.invariant().equals("I5") && v.detail().contains("ram-file")),
+                "I5 did not fire on a leaked RAM file: " + r.violations() + " " + r.error());
+    }
 }
