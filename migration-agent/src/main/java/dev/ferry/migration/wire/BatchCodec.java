@@ -368,6 +368,10 @@ public final class BatchCodec {
 
     /** Package-private so that tests can seal hand-made (hostile) batches with a valid checksum. */
     long checksum(PageBatch.Builder b, byte[] data, int offset, int length) {
+        // A decoded batch was checked first (its bitmap is one window's, its runs at most one per
+        // page), so its header fits; a hand-made one may not, and gets a buffer of its own.
+        int needed = 4 + 8 + b.getDataPages().size() + 4 + 4 + 8 * b.getZeroRunsCount();
+        ByteBuffer header = needed <= this.header.capacity() ? this.header : ByteBuffer.allocate(needed);
         header.clear();
         header.putInt(b.getRound()).putLong(b.getBasePage());
         header.put(b.getDataPages().asReadOnlyByteBuffer());

@@ -318,4 +318,34 @@ class BatchCodecTest {
         apply(receiver, data.batch(), dst);
         assertEquals(-1, src.mismatch(dst));
     }
+
+    /**
+     * Regression (the receiver fuzz soak, seed 20261207, case 138): sealing a hand-made batch whose
+     * bitmap is ten windows long overflowed the checksum's header buffer in the test's own mutator.
+     * The checksum is now defined for any batch; the receiver still refuses this one for its bitmap.
+     */
+    @Test
+    void aHandMadeBatchWithAnOversizedHeaderCanBeSealedAndIsRefused() {
+        PageBatch.Builder b = PageBatch.newBuilder()
+                .setRound(0)
+                .setBasePage(0)
+                .setDataPages(ByteString.copyFrom(new byte[10 * 256 / 8]))
+                .setRawLength(0)
+                .setCompression(Compression.COMPRESSION_RAW);
+        for (int i = 0; i < 300; i++) {
+            b.addZeroRuns(PageRun.newBuilder().setOffset(i).setCount(1));
+        }
+        PageBatch sealed = HostileBatches.seal(b, 4096, 256, new byte[0]);
+        assertNotNull(sealed);
+        BatchCodec codec = new BatchCodec(4096, 256);
+        assertThrows(
+                MalformedFrameException.class,
+                () -> codec.decode(sealed, 1024, new BatchCodec.PageSink() {
+                    @Override
+                    public void write(long firstPage, MemorySegment pages) {}
+
+                    @Override
+                    public void zero(long first, int count) {}
+                }));
+    }
 }
