@@ -4,6 +4,7 @@ import dev.ferry.pki.Credentials;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -11,6 +12,8 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.apache.zookeeper.client.ZKClientConfig;
 import org.apache.zookeeper.common.ClientX509Util;
 
@@ -31,6 +34,8 @@ public final class ZkTls {
     public static final String PROTOCOL = "TLSv1.3";
     private static final String NETTY_SOCKET = "org.apache.zookeeper.ClientCnxnSocketNetty";
     private static final Map<Credentials, Path> KEY_STORES = new ConcurrentHashMap<>();
+    private static final String KEY_STORE_PREFIX = "ferry-zk-";
+    private static final Pattern KEY_STORE_DIR = Pattern.compile("ferry-zk-([0-9]{1,18})-[0-9]+");
 
     private ZkTls() {}
 
@@ -92,13 +97,19 @@ public final class ZkTls {
     /**
      * ZooKeeper's PEM key store is one file holding the key and the certificate, where Ferry keeps
      * two: they are joined once per process into a file only this user can read (0600, in a 0700
-     * temporary directory), removed when the JVM exits.
+     * temporary directory), removed when the JVM exits. A process killed with SIGKILL cannot remove
+     * it, so the directory's name carries the process id and the next process sweeps the copies of
+     * processes that are gone (a private key must not pile up in /tmp: the chaos suite alone kills
+     * hundreds of daemons).
      */
     public static Path keyStore(Credentials credentials) {
         return KEY_STORES.computeIfAbsent(credentials, c -> {
             try {
+                Path tmp = Path.of(System.getProperty("java.io.tmpdir"));
+                sweepStaleKeyStores(tmp);
                 Path dir = Files.createTempDirectory(
-                        "ferry-zk-",
+                        tmp,
+                        KEY_STORE_PREFIX + ProcessHandle.current().pid() + "-",
                         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
                 dir.toFile().deleteOnExit();
                 Path file = dir.resolve(c.identity().name() + ".pem");
@@ -109,6 +120,35 @@ public final class ZkTls {
                 throw new UncheckedIOException("cannot prepare the ZooKeeper key store: " + e.getMessage(), e);
             }
         });
+    }
+
+    /**
+     * Removes the key-store directories in {@code tmp} of processes that no longer run: {@code
+     * ferry-zk-PID-*} whose PID is not a live process. Only this user's (another user's would not
+     * be deletable anyway); a recycled PID only delays a sweep. Returns how many it removed.
+     */
+    static int sweepStaleKeyStores(Path tmp) {
+        int removed = 0;
+        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(tmp, KEY_STORE_PREFIX + "*")) {
+            for (Path dir : dirs) {
+                Matcher m = KEY_STORE_DIR.matcher(dir.getFileName().toString());
+                if (!m.matches() || ProcessHandle.of(Long.parseLong(m.group(1))).isPresent()) {
+                    continue;
+                }
+                try (DirectoryStream<Path> files = Files.newDirectoryStream(dir)) {
+                    for (Path f : files) {
+                        Files.deleteIfExists(f);
+                    }
+                    Files.deleteIfExists(dir);
+                    removed++;
+                } catch (IOException e) {
+                    // Another user's, or being swept by another process at the same moment.
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            // Nothing to sweep, or a name too long for a pid: the sweep is hygiene, never fatal.
+        }
+        return removed;
     }
 
     /** Writes {@code credentials}' key and certificate into one new PEM file, 0600. */
