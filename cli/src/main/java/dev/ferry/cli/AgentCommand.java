@@ -149,10 +149,14 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     String metricsListen;
 
     @picocli.CommandLine.Mixin
+    dev.ferry.cli.config.ConfigOption config = new dev.ferry.cli.config.ConfigOption();
+
+    @picocli.CommandLine.Mixin
     TlsOptions tls;
 
     @Override
     public Integer call() throws Exception {
+        config.logSource("agent");
         Endpoint endpoint;
         try {
             endpoint = Endpoint.parse(listen);

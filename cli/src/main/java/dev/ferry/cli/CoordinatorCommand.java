@@ -171,10 +171,14 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     String metricsListen;
 
     @picocli.CommandLine.Mixin
+    dev.ferry.cli.config.ConfigOption config = new dev.ferry.cli.config.ConfigOption();
+
+    @picocli.CommandLine.Mixin
     TlsOptions tls;
 
     @Override
     public Integer call() throws Exception {
+        config.logSource("coordinator");
         if ((zk == null) == (embeddedZk == null)) {
             throw new CliException("pass exactly one of --zk CONNECT and --embedded-zk DIR", 2);
         }

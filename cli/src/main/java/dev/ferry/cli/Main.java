@@ -1,16 +1,22 @@
 package dev.ferry.cli;
 
 import dev.ferry.agent.client.AgentCallException;
+import dev.ferry.cli.config.ConfigFile;
+import dev.ferry.cli.config.ConfigFileException;
 import java.io.PrintWriter;
+import java.util.Set;
 import picocli.CommandLine;
 
 /** Entry point of the `ferry` command. */
 public final class Main {
+    /** The commands that take {@code --config FILE}. */
+    static final Set<String> DAEMONS = Set.of("agent", "coordinator");
+
     private Main() {}
 
     public static void main(String[] args) {
         // Daemons log what they do; commands print results and keep logs to warnings.
-        boolean daemon = args.length > 0 && (args[0].equals("agent") || args[0].equals("coordinator"));
+        boolean daemon = args.length > 0 && DAEMONS.contains(args[0]);
         if (System.getProperty("ferry.log.level") == null) {
             System.setProperty("ferry.log.level", daemon ? "INFO" : "WARN");
         }
@@ -18,8 +24,23 @@ public final class Main {
     }
 
     public static int run(String... args) {
-        CommandLine cmd = commandLine();
-        return cmd.execute(args);
+        return execute(commandLine(), args);
+    }
+
+    /**
+     * Runs {@code args} on {@code cmd} (from {@link #commandLine()}), a daemon's {@code --config}
+     * file read first.
+     */
+    public static int execute(CommandLine cmd, String... args) {
+        String[] expanded;
+        try {
+            expanded = ConfigFile.expand(cmd.getCommandSpec(), DAEMONS, args);
+        } catch (ConfigFileException e) {
+            cmd.getErr().println("ferry: " + e.getMessage());
+            cmd.getErr().flush();
+            return 2;
+        }
+        return cmd.execute(expanded);
     }
 
     public static CommandLine commandLine() {

@@ -19,7 +19,7 @@ record CliRun(int exit, String out, String err) {
             CommandLine cmd = Main.commandLine();
             cmd.setOut(new PrintWriter(System.out, true));
             cmd.setErr(new PrintWriter(System.err, true));
-            int code = cmd.execute(args);
+            int code = Main.execute(cmd, args);
             return new CliRun(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
         } finally {
             System.setOut(oldOut);

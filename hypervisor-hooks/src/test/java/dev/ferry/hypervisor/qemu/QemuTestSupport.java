@@ -48,6 +48,11 @@ public final class QemuTestSupport {
         need(onPath("qemu-system-x86_64"), "qemu-system-x86_64");
     }
 
+    /** Skips (or fails, where required) unless {@code command} is on PATH (a tool run-tests installs). */
+    public static void requireCommand(String command) {
+        need(onPath(command), command);
+    }
+
     /** Skips (or fails, where required) unless the kernel can track writes (userfaultfd WP-async, PAGEMAP_SCAN). */
     public static void requireDirtyTracking() {
         KernelProbe.Result probe = KernelProbe.probe();
