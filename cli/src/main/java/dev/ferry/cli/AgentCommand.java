@@ -152,10 +152,14 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     dev.ferry.cli.config.ConfigOption config = new dev.ferry.cli.config.ConfigOption();
 
     @picocli.CommandLine.Mixin
+    LogFormatOption logFormat = new LogFormatOption();
+
+    @picocli.CommandLine.Mixin
     TlsOptions tls;
 
     @Override
     public Integer call() throws Exception {
+        logFormat.apply(hostId);
         config.logSource("agent");
         Endpoint endpoint;
         try {

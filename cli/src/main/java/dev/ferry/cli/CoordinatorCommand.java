@@ -174,10 +174,14 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     dev.ferry.cli.config.ConfigOption config = new dev.ferry.cli.config.ConfigOption();
 
     @picocli.CommandLine.Mixin
+    LogFormatOption logFormat = new LogFormatOption();
+
+    @picocli.CommandLine.Mixin
     TlsOptions tls;
 
     @Override
     public Integer call() throws Exception {
+        logFormat.apply((advertise != null ? advertise : listen));
         config.logSource("coordinator");
         if ((zk == null) == (embeddedZk == null)) {
             throw new CliException("pass exactly one of --zk CONNECT and --embedded-zk DIR", 2);

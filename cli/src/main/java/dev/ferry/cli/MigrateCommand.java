@@ -1,11 +1,13 @@
 package dev.ferry.cli;
 
 import dev.ferry.cluster.client.CoordinatorClient;
+import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationOptions;
 import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.OnTimeout;
 import dev.ferry.proto.coordinator.MigrateRequest;
+import dev.ferry.proto.coordinator.MigrationView;
 import dev.ferry.proto.migration.TransferMode;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -19,14 +21,28 @@ import picocli.CommandLine.Parameters;
         description = {
             "Move a running VM to another host, live, through the cluster (intent, placement check, the "
                     + "agents' migration, the ownership commit in ZooKeeper).",
-            "Ctrl-C cancels the migration (the VM keeps running where it was)."
-        })
+            "The migration is the cluster's job, not the terminal's: --detach returns its id at once, "
+                    + "`ferry migrate watch VM|ID` attaches from any terminal, a hang-up (SIGHUP) never cancels it.",
+            "Ctrl-C cancels it (the VM keeps running where it was); on a terminal only a second Ctrl-C "
+                    + "within 5 s does, the first one asks."
+        },
+        subcommands = {MigrateCommand.Watch.class, MigrateCommand.ListMigrations.class})
 final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
+    /** How long a first Ctrl-C on a terminal waits for the second one that cancels. */
+    static final long CONFIRM_NANOS = TimeUnit.SECONDS.toNanos(5);
+
     @Mixin
     ClusterOption cluster;
 
-    @Parameters(index = "0", paramLabel = "VM")
+    // Optional for picocli only, so that `migrate watch` and `migrate list` parse: call() requires it.
+    @Parameters(index = "0", paramLabel = "VM", arity = "0..1")
     String vm;
+
+    @Option(
+            names = "--detach",
+            description = "Start the migration, print its id and return; it goes on in the cluster "
+                    + "(`ferry migrate watch ID`, `ferry migrate list`).")
+    boolean detach;
 
     @Option(names = "--to", paramLabel = "HOST", description = "Target host (default: placement chooses).")
     String to;
@@ -85,9 +101,16 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (vm == null) {
+            throw new CliException(
+                    "a VM to migrate is needed: ferry migrate VM [--to HOST] (or migrate watch|list)", 2);
+        }
         MigrationOptions options = options();
         MigrationSummary s;
         try (CoordinatorClient c = cluster.client()) {
+            if (detach) {
+                return detach(c, options);
+            }
             s = run(c, vm, to == null ? "" : to, options, requestId.id(), new ProgressPrinter(System.out, json), true);
         }
         if (json) {
@@ -132,8 +155,61 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
     }
 
     /**
+     * Starts the migration and returns once the cluster has taken it: its first progress event,
+     * or its end if it ends first (a refusal, say). Closing the call then does not stop it: the
+     * coordinator runs it as an intent, whoever watches.
+     */
+    private int detach(CoordinatorClient c, MigrationOptions options) {
+        String id = requestId.id();
+        MigrateRequest req = MigrateRequest.newBuilder()
+                .setVm(vm)
+                .setTargetHost(to == null ? "" : to)
+                .setOptions(options)
+                .setRequestId(id)
+                .build();
+        java.util.concurrent.CompletableFuture<MigrationEvent> first = new java.util.concurrent.CompletableFuture<>();
+        Thread call = Thread.ofPlatform().daemon().name("ferry-migrate-detach").start(() -> {
+            try {
+                first.complete(c.migrate(req, first::complete));
+            } catch (RuntimeException e) {
+                first.completeExceptionally(e);
+            }
+        });
+        MigrationEvent e;
+        try {
+            e = first.get(60, TimeUnit.SECONDS);
+        } catch (java.util.concurrent.ExecutionException x) {
+            throw x.getCause() instanceof RuntimeException r
+                    ? r
+                    : new CliException(x.getCause().toString());
+        } catch (java.util.concurrent.TimeoutException x) {
+            throw new CliException("the coordinator did not start the migration of " + vm + " within 60 s; it may "
+                    + "still: ferry migrate list " + vm);
+        } catch (InterruptedException x) {
+            Thread.currentThread().interrupt();
+            throw new CliException("interrupted");
+        }
+        call.interrupt();
+        if (e.hasSummary() && e.getSummary().getStatus() != MigrationPhase.MIGRATION_PHASE_COMPLETED) {
+            System.err.println("ferry: the migration of " + vm + " ended: "
+                    + e.getSummary().getError());
+            return 1;
+        }
+        if (json) {
+            System.out.println(Json.write(java.util.Map.of("vm", vm, "id", id)));
+        } else {
+            System.out.println(id);
+            System.err.println("ferry: migrating " + vm + " in the cluster; watch it with `ferry migrate watch " + id
+                    + "`, cancel it with `ferry cancel " + vm + "`");
+        }
+        return 0;
+    }
+
+    /**
      * Runs one migration through the coordinator, showing progress; with {@code cancelOnInterrupt}
-     * a Ctrl-C cancels it and waits for the VM to be settled on the source.
+     * a Ctrl-C cancels it and waits for the VM to be settled on the source (on a terminal, a
+     * second Ctrl-C within 5 s: the first one asks). A hang-up never cancels: the terminal going
+     * away (a dropped SSH session) is not an operator's decision.
      */
     static MigrationSummary run(
             CoordinatorClient c,
@@ -144,9 +220,11 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
             ProgressPrinter printer,
             boolean cancelOnInterrupt) {
         CountDownLatch ended = new CountDownLatch(1);
+        java.util.concurrent.atomic.AtomicBoolean hungUp = new java.util.concurrent.atomic.AtomicBoolean();
         Thread hook = new Thread(
                 () -> {
-                    if (ended.getCount() == 0) {
+                    // A hang-up exits too (the shutdown hooks run): it must not cancel.
+                    if (ended.getCount() == 0 || hungUp.get()) {
                         return;
                     }
                     try {
@@ -162,6 +240,19 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                 "ferry-cancel-on-interrupt");
         if (cancelOnInterrupt) {
             Runtime.getRuntime().addShutdownHook(hook);
+            Signals.onHangup(() -> {
+                hungUp.set(true);
+                System.err.println("ferry: hung up; the migration of " + vm + " goes on in the cluster ("
+                        + "`ferry migrate watch " + vm + "`)");
+                System.exit(129);
+            });
+            // JDK 22+ has a Console without a terminal too: ask only a person at a terminal.
+            if (System.console() != null && System.console().isTerminal()) {
+                Signals.confirmInterrupt(
+                        CONFIRM_NANOS,
+                        () -> System.err.println(System.lineSeparator() + "ferry: Ctrl-C again within 5 s cancels the "
+                                + "migration of " + vm + " (it stays where it runs); otherwise it goes on"));
+            }
         }
         try {
             MigrateRequest req = MigrateRequest.newBuilder()
@@ -181,6 +272,121 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                 } catch (IllegalStateException shuttingDown) {
                     // the hook is running: it sees `ended` and returns
                 }
+            }
+        }
+    }
+
+    @Command(
+            name = "watch",
+            description = {
+                "Attach to a running migration from any terminal: its progress until it ends, then its outcome.",
+                "VM|ID: the VM (its running or latest migration) or a migration's id. Ctrl-C detaches; it never cancels."
+            })
+    static final class Watch implements java.util.concurrent.Callable<Integer> {
+        @Mixin
+        ClusterOption cluster;
+
+        @Parameters(index = "0", paramLabel = "VM|ID")
+        String which;
+
+        @Option(names = "--json", description = "Print one JSON object at the end instead of progress.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            try (CoordinatorClient c = cluster.client()) {
+                MigrationView m = find(c.migrations(""), which);
+                ProgressPrinter printer = new ProgressPrinter(System.out, json);
+                MigrationSummary s;
+                if (m.getState().equals("running")) {
+                    // The same request id attaches to the intent's run instead of starting another.
+                    s = run(c, m.getVm(), m.getTarget(), m.getOptions(), m.getId(), printer, false);
+                } else {
+                    s = m.getSummary();
+                    printer.finish(s);
+                }
+                if (json) {
+                    System.out.println(Json.write(Json.migration(s)));
+                }
+                return s.getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED ? 0 : 1;
+            }
+        }
+
+        /** The migration with id {@code which}, else the VM's running one, else the VM's latest. */
+        static MigrationView find(java.util.List<MigrationView> all, String which) {
+            for (MigrationView m : all) {
+                if (m.getId().equals(which)) {
+                    return m;
+                }
+            }
+            // The list is running first, then newest first.
+            for (MigrationView m : all) {
+                if (m.getVm().equals(which)) {
+                    return m;
+                }
+            }
+            throw new CliException("no migration of a VM named " + which + " or with that id (ferry migrate list)");
+        }
+    }
+
+    @Command(
+            name = "list",
+            description =
+                    "Running migrations and those the coordinator keeps (--intent-retention-minutes), newest first.")
+    static final class ListMigrations implements java.util.concurrent.Callable<Integer> {
+        @Mixin
+        ClusterOption cluster;
+
+        @Parameters(index = "0", paramLabel = "VM", arity = "0..1", description = "Only this VM's.")
+        String vm;
+
+        @Option(names = "--json", description = "Print JSON.")
+        boolean json;
+
+        @Override
+        public Integer call() {
+            try (CoordinatorClient c = cluster.client()) {
+                java.util.List<MigrationView> all = c.migrations(vm == null ? "" : vm);
+                if (json) {
+                    java.util.List<java.util.Map<String, Object>> rows = new java.util.ArrayList<>();
+                    for (MigrationView m : all) {
+                        java.util.Map<String, Object> r = new java.util.LinkedHashMap<>();
+                        r.put("id", m.getId());
+                        r.put("vm", m.getVm());
+                        r.put("source", m.getSource());
+                        r.put("target", m.getTarget());
+                        r.put("state", m.getState());
+                        r.put("createdAtMs", m.getCreatedAtMs());
+                        r.put("finishedAtMs", m.getFinishedAtMs());
+                        if (m.hasSummary() && m.getSummary().getTotalMs() > 0) {
+                            r.put("summary", Json.migration(m.getSummary()));
+                        }
+                        if (!m.getError().isEmpty()) {
+                            r.put("error", m.getError());
+                        }
+                        rows.add(r);
+                    }
+                    System.out.println(Json.write(java.util.Map.of("migrations", rows)));
+                    return 0;
+                }
+                System.out.printf(
+                        "%-28s %-14s %-10s %-10s %-10s %-20s %9s %9s%n",
+                        "ID", "VM", "SOURCE", "TARGET", "STATE", "STARTED", "TOTAL", "DOWNTIME");
+                for (MigrationView m : all) {
+                    boolean ended = !m.getState().equals("running");
+                    System.out.printf(
+                            "%-28s %-14s %-10s %-10s %-10s %-20s %9s %9s%n",
+                            m.getId(),
+                            m.getVm(),
+                            m.getSource().isEmpty() ? "-" : m.getSource(),
+                            m.getTarget().isEmpty() ? "-" : m.getTarget(),
+                            m.getState(),
+                            java.time.Instant.ofEpochMilli(m.getCreatedAtMs())
+                                    .truncatedTo(java.time.temporal.ChronoUnit.SECONDS),
+                            ended ? m.getSummary().getTotalMs() + " ms" : "-",
+                            ended ? m.getSummary().getDowntimeMs() + " ms" : "-");
+                }
+                return 0;
             }
         }
     }

@@ -4,6 +4,7 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.agent.client.AgentClient;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.logs.LogContext;
 import dev.ferry.metrics.AgentMetrics;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
@@ -164,8 +165,16 @@ final class OutgoingMigrations {
                     req.getRequestId().isBlank() ? UUID.randomUUID().toString() : req.getRequestId();
             VmInstance instance = vm.instance();
             PreCopySender[] sender = {null};
-            // Its metrics hear every event on the way to the caller, and the summary at the end.
-            try (AgentMetrics.OutgoingMigration measured = metrics.outgoing(vm.name, ramBytes(instance))) {
+            // Its metrics hear every event on the way to the caller, and the summary at the end; its
+            // log lines carry the VM, the migration and the target as fields (--log-format json).
+            try (LogContext.Scope fields = LogContext.with(
+                            LogContext.VM,
+                            vm.name,
+                            LogContext.MIGRATION,
+                            migrationId,
+                            LogContext.TARGET,
+                            req.getTargetHost());
+                    AgentMetrics.OutgoingMigration measured = metrics.outgoing(vm.name, ramBytes(instance))) {
                 ProgressMetrics progress = new ProgressMetrics(measured, pageSize(instance));
                 MigrationSummary s = runToTheEnd(migrationId, instance, sender, progress.observing(events));
                 progress.ended(s, sender[0] != null && sender[0].memoryMismatch());
@@ -335,7 +344,10 @@ final class OutgoingMigrations {
             }
         }
         if (instance.state() == dev.ferry.hypervisor.InstanceState.PAUSED && !commitStarted) {
-            Thread.ofPlatform().daemon().name("ferry-resume-" + m.name).start(() -> resumeUntilDone(m, instance, e));
+            Thread.ofPlatform()
+                    .daemon()
+                    .name("ferry-resume-" + m.name)
+                    .start(LogContext.inherit(() -> resumeUntilDone(m, instance, e)));
         }
     }
 

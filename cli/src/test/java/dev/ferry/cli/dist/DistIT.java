@@ -178,6 +178,7 @@ class DistIT {
                     cluster-name = dist-it
                     endpoint-file = %s
                     on-exit = stop-guests
+                    log-format = json
                     """.formatted(h, data, ramRoot().resolve(h), zk, data.resolve("endpoint")) + tls(pki, h));
             start("agent", conf);
             awaitEndpoints(data.resolve("endpoint"));
@@ -222,6 +223,25 @@ class DistIT {
         JsonNode vms = JSON.readTree(ok(ferry(cat(new String[] {"vm", "list", "--json"}, cluster))).out);
         assertEquals("host-2", vms.path("vms").path(0).path("host").asText(), vms.toString());
         ok(ferry(cat(new String[] {"vm", "delete", "web"}, cluster)));
+
+        // --log-format json (from the config file): the source's lines of the migration carry it as fields.
+        String migrationId = report.path("migrationId").asText("");
+        boolean found = false;
+        for (String line : Files.readAllLines(tmp.resolve("host-1.conf.log"))) {
+            if (!line.startsWith("{")) {
+                continue;
+            }
+            JsonNode l = JSON.readTree(line);
+            assertEquals(
+                    "host-1", l.path("context").path("properties").path("host").asText(), line);
+            if (l.path("formattedMessage").asText().startsWith("migrated web to host-2")) {
+                assertEquals("web", l.path("mdc").path("vm").asText(), line);
+                assertEquals("host-2", l.path("mdc").path("target").asText(), line);
+                assertTrue(!l.path("mdc").path("migration").asText().isEmpty(), line);
+                found = true;
+            }
+        }
+        assertTrue(found, "no JSON line of the migration in the source agent's log: " + migrationId);
     }
 
     private static String tls(Path pki, String name) {

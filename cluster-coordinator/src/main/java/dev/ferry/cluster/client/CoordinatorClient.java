@@ -11,8 +11,10 @@ import dev.ferry.proto.coordinator.DrainRequest;
 import dev.ferry.proto.coordinator.HostRef;
 import dev.ferry.proto.coordinator.HostView;
 import dev.ferry.proto.coordinator.ListHostsRequest;
+import dev.ferry.proto.coordinator.ListMigrationsRequest;
 import dev.ferry.proto.coordinator.ListVmsRequest;
 import dev.ferry.proto.coordinator.MigrateRequest;
+import dev.ferry.proto.coordinator.MigrationView;
 import dev.ferry.proto.coordinator.StatusRequest;
 import dev.ferry.proto.coordinator.VmRef;
 import dev.ferry.proto.coordinator.VmView;
@@ -185,6 +187,14 @@ public final class CoordinatorClient implements AutoCloseable {
                         CoordinatorRpc.LIST_VMS,
                         ListVmsRequest.newBuilder().setLive(live).build())
                 .getVmsList();
+    }
+
+    /** Running and retained migrations, of {@code vm} or (empty) of every VM; running first, newest first. */
+    public List<MigrationView> migrations(String vm) {
+        return unary(
+                        CoordinatorRpc.LIST_MIGRATIONS,
+                        ListMigrationsRequest.newBuilder().setVm(vm).build())
+                .getMigrationsList();
     }
 
     public VmView vm(String name) {

@@ -11,6 +11,8 @@ import dev.ferry.proto.coordinator.HostRef;
 import dev.ferry.proto.coordinator.HostView;
 import dev.ferry.proto.coordinator.ListHostsRequest;
 import dev.ferry.proto.coordinator.ListHostsResponse;
+import dev.ferry.proto.coordinator.ListMigrationsRequest;
+import dev.ferry.proto.coordinator.ListMigrationsResponse;
 import dev.ferry.proto.coordinator.ListVmsRequest;
 import dev.ferry.proto.coordinator.ListVmsResponse;
 import dev.ferry.proto.coordinator.MigrateRequest;
@@ -51,4 +53,6 @@ public final class CoordinatorRpc {
             SERVICE.method("Drain", DrainRequest.class, DrainProgress.class);
     public static final MethodDescriptor<HostRef, HostView> ACTIVATE =
             SERVICE.method("Activate", HostRef.class, HostView.class);
+    public static final MethodDescriptor<ListMigrationsRequest, ListMigrationsResponse> LIST_MIGRATIONS =
+            SERVICE.method("ListMigrations", ListMigrationsRequest.class, ListMigrationsResponse.class);
 }

@@ -35,7 +35,11 @@ public final class CoordinatorAccess {
     /** The policy with {@code changes} as each operator's budget of requests that change the cluster. */
     public static AccessPolicy policy(RateLimit changes) {
         return ServingHealth.allowEveryRole(AccessPolicy.builder())
-                .allow(CoordinatorRpc.SERVICE, List.of("GetStatus", "ListHosts", "ListVms", "GetVm"), OPERATOR, VIEWER)
+                .allow(
+                        CoordinatorRpc.SERVICE,
+                        List.of("GetStatus", "ListHosts", "ListVms", "GetVm", "ListMigrations"),
+                        OPERATOR,
+                        VIEWER)
                 .allow(CoordinatorRpc.SERVICE, CHANGES, OPERATOR)
                 .limit(CoordinatorRpc.SERVICE, CHANGES, changes)
                 .allow(OutagePromises.SERVICE, List.of("AttestOutage"), AGENT)

@@ -24,6 +24,8 @@ import dev.ferry.proto.coordinator.HostRef;
 import dev.ferry.proto.coordinator.HostView;
 import dev.ferry.proto.coordinator.ListHostsRequest;
 import dev.ferry.proto.coordinator.ListHostsResponse;
+import dev.ferry.proto.coordinator.ListMigrationsRequest;
+import dev.ferry.proto.coordinator.ListMigrationsResponse;
 import dev.ferry.proto.coordinator.ListVmsRequest;
 import dev.ferry.proto.coordinator.ListVmsResponse;
 import dev.ferry.proto.coordinator.MigrateRequest;
@@ -120,6 +122,15 @@ final class CoordinatorService {
                         (req, out) -> reply(out, () -> cancel(req)))
                 .serverStreaming("Drain", DrainRequest.class, DrainProgress.class, this::drain)
                 .unary("Activate", HostRef.class, HostView.class, (req, out) -> reply(out, () -> activate(req)))
+                .unary(
+                        "ListMigrations",
+                        ListMigrationsRequest.class,
+                        ListMigrationsResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> ListMigrationsResponse.newBuilder()
+                                        .addAllMigrations(Views.migrations(leader(), req.getVm()))
+                                        .build()))
                 .build();
     }
 

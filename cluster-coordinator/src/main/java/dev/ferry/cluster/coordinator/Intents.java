@@ -4,6 +4,7 @@ import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Records;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.logs.LogContext;
 import dev.ferry.metrics.CoordinatorMetrics;
 import dev.ferry.proto.cluster.Intent;
 import dev.ferry.proto.cluster.IntentKind;
@@ -133,6 +134,15 @@ final class Intents {
     }
 
     private void execute(IntentRun run, Versioned<Intent> cached) {
+        Intent i = cached.value();
+        // Every line of the run carries the intent and its VM as fields (--log-format json).
+        try (LogContext.Scope fields = LogContext.with(
+                LogContext.INTENT, i.getId(), LogContext.KIND, kindName(i.getKind()), LogContext.VM, i.getVm())) {
+            executeLogged(run, cached);
+        }
+    }
+
+    private void executeLogged(IntentRun run, Versioned<Intent> cached) {
         Intent i = cached.value();
         try {
             // The picture may lag: an intent that just ended can still look open in the cache.

@@ -3,12 +3,17 @@ package dev.ferry.cluster.coordinator;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.Versioned;
+import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.cluster.HostRecord;
+import dev.ferry.proto.cluster.Intent;
+import dev.ferry.proto.cluster.IntentKind;
+import dev.ferry.proto.cluster.IntentState;
 import dev.ferry.proto.cluster.Maintenance;
 import dev.ferry.proto.cluster.RunningRecord;
 import dev.ferry.proto.cluster.VmPhase;
 import dev.ferry.proto.cluster.VmRecord;
 import dev.ferry.proto.coordinator.HostView;
+import dev.ferry.proto.coordinator.MigrationView;
 import dev.ferry.proto.coordinator.VmView;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.proto.vm.VmStatus;
@@ -22,6 +27,50 @@ import java.util.concurrent.CompletableFuture;
 /** What the API shows of VMs and hosts, from the leader's picture (and, when asked, the owners' own word). */
 final class Views {
     private Views() {}
+
+    /**
+     * The migrations the leader knows (MIGRATE intents: open, and ended ones still retained), of
+     * {@code vm} or of every VM when empty; running first, then newest first.
+     */
+    static List<MigrationView> migrations(Term t, String vm) {
+        List<MigrationView> out = new ArrayList<>();
+        for (Versioned<Intent> v : t.view.intents().values()) {
+            Intent i = v.value();
+            if (i.getKind() != IntentKind.INTENT_KIND_MIGRATE || (!vm.isEmpty() && !vm.equals(i.getVm()))) {
+                continue;
+            }
+            out.add(migration(i));
+        }
+        out.sort(Comparator.comparing((MigrationView m) -> !m.getState().equals("running"))
+                .thenComparing(
+                        Comparator.comparingLong(MigrationView::getCreatedAtMs).reversed()));
+        return out;
+    }
+
+    static MigrationView migration(Intent i) {
+        String state;
+        if (Intents.isOpen(i)) {
+            state = "running";
+        } else if (i.getState() == IntentState.INTENT_STATE_DONE) {
+            state = "completed";
+        } else if (i.getSummary().getStatus() == MigrationPhase.MIGRATION_PHASE_CANCELLED) {
+            state = "cancelled";
+        } else {
+            state = "failed";
+        }
+        return MigrationView.newBuilder()
+                .setId(i.getId())
+                .setVm(i.getVm())
+                .setSource(i.getSource().isEmpty() ? i.getSummary().getSource() : i.getSource())
+                .setTarget(i.getHost().isEmpty() ? i.getSummary().getTarget() : i.getHost())
+                .setState(state)
+                .setCreatedAtMs(i.getCreatedAtMs())
+                .setFinishedAtMs(i.getFinishedAtMs())
+                .setSummary(i.getSummary())
+                .setError(i.getError())
+                .setOptions(i.getMigration())
+                .build();
+    }
 
     static VmView vm(Term t, VmRecord r, VmStatus live) {
         String name = r.getSpec().getName();

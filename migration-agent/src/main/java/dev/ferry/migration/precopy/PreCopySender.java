@@ -7,6 +7,7 @@ import dev.ferry.hypervisor.GuestMemory;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.PageBitmap;
 import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.logs.LogContext;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.RamDigest;
@@ -235,14 +236,14 @@ public final class PreCopySender {
         rateLimiter = new RateLimiter(options.maxBandwidth());
         laneThreads = Executors.newFixedThreadPool(
                 options.lanes(),
-                Thread.ofPlatform()
+                LogContext.inheriting(Thread.ofPlatform()
                         .daemon()
                         .name("ferry-send-" + parties.vmName() + "-", 0)
-                        .factory());
-        progressTicker = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform()
+                        .factory()));
+        progressTicker = Executors.newSingleThreadScheduledExecutor(LogContext.inheriting(Thread.ofPlatform()
                 .daemon()
                 .name("ferry-progress-" + parties.vmName())
-                .factory());
+                .factory()));
         boolean paused = false;
         DirtyLog dirtyLog = null;
         try {
@@ -678,13 +679,13 @@ public final class PreCopySender {
 
     private void startDeviceSave(CompletableFuture<Long> device, java.util.concurrent.Callable<Long> task) {
         deviceSave = device;
-        Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(() -> {
+        Thread.ofPlatform().daemon().name("ferry-devstate-" + parties.vmName()).start(LogContext.inherit(() -> {
             try {
                 device.complete(task.call());
             } catch (Throwable t) {
                 device.completeExceptionally(t);
             }
-        });
+        }));
     }
 
     private long saveDeviceState(SenderLane control, DeviceState.Scope scope)

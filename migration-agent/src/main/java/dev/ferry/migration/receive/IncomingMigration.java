@@ -3,6 +3,7 @@ package dev.ferry.migration.receive;
 import dev.ferry.hypervisor.DeviceState;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
+import dev.ferry.logs.LogContext;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.RamDigest;
@@ -147,6 +148,26 @@ public final class IncomingMigration {
         this.applyTimeout = deadlines.apply();
     }
 
+    /**
+     * {@code task} with this migration's log fields (VM, migration, source, epoch): the threads of
+     * the destination's side write them into every line (--log-format json).
+     */
+    private Runnable withFields(Runnable task) {
+        return () -> {
+            try (LogContext.Scope fields = LogContext.with(
+                    LogContext.VM,
+                    expected.spec().getName(),
+                    LogContext.MIGRATION,
+                    expected.migrationId(),
+                    LogContext.SOURCE,
+                    expected.sourceHost(),
+                    LogContext.EPOCH,
+                    Long.toString(expected.epoch()))) {
+                task.run();
+            }
+        };
+    }
+
     public String migrationId() {
         return expected.migrationId();
     }
@@ -248,13 +269,13 @@ public final class IncomingMigration {
             Thread.ofPlatform()
                     .daemon()
                     .name("ferry-recv-arm-" + expected.spec().getName())
-                    .start(() -> {
+                    .start(withFields(() -> {
                         try {
                             armed.complete(vm.deviceState().load(DeviceState.Scope.DEVICES));
                         } catch (Throwable t) {
                             armed.completeExceptionally(t);
                         }
-                    });
+                    }));
         }
         return null;
     }
@@ -364,7 +385,7 @@ public final class IncomingMigration {
             Thread.ofPlatform()
                     .daemon()
                     .name("ferry-recv-deadline-" + expected.spec().getName())
-                    .start(() -> fail(e));
+                    .start(withFields(() -> fail(e)));
             return;
         }
         schedule(timers, next <= 0 ? idle : next);
@@ -508,7 +529,7 @@ public final class IncomingMigration {
         Thread.ofPlatform()
                 .daemon()
                 .name("ferry-recv-switchover-" + expected.spec().getName())
-                .start(() -> {
+                .start(withFields(() -> {
                     try {
                         Ready ready = applyFinal(sw);
                         ReceiverLane first;
@@ -525,7 +546,7 @@ public final class IncomingMigration {
                     } catch (InterruptedException e) {
                         fail(new MigrationException(MigrationStep.MIGRATION_STEP_FINAL_PAGES, "interrupted"));
                     }
-                });
+                }));
     }
 
     private Ready applyFinal(Switchover sw) throws MigrationException, InterruptedException {
@@ -642,7 +663,7 @@ public final class IncomingMigration {
                 Thread.ofPlatform()
                         .daemon()
                         .name("ferry-recv-resolve-" + expected.spec().getName())
-                        .start(this::resolveLoop);
+                        .start(withFields(this::resolveLoop));
             }
         }
     }
