@@ -138,6 +138,9 @@ final class Moves {
         }
         VmRecord r = fresh.record();
         String problem = checkMigration(r, fresh.lock(), i.getHost());
+        if (problem == null) {
+            problem = dirtyTrackingProblem(r, i.getMigration().getMode());
+        }
         if (problem != null) {
             return refuse(i, problem);
         }
@@ -208,6 +211,23 @@ final class Moves {
             }
         }
         return null;
+    }
+
+    /**
+     * Ferry's pre-copy needs the source to track the guest's writes: refused here, before the
+     * record is marked, rather than by the source agent after.
+     */
+    private String dirtyTrackingProblem(VmRecord r, dev.ferry.proto.migration.TransferMode mode) {
+        if (mode == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE) {
+            return null;
+        }
+        HostRecord source = view.hostRecord(r.getOwner());
+        if (source == null || source.getPrecopy() || source.getDirtyTracking().isEmpty()) {
+            return null; // gone (checked elsewhere), able, or an agent that does not report it
+        }
+        return "cannot migrate " + r.getSpec().getName() + " with pre-copy: " + r.getOwner()
+                + " cannot track guest writes (" + source.getDirtyTracking() + "); use --mode qemu-native where"
+                + " that is safe";
     }
 
     static String describe(VmRecord r) {
