@@ -70,6 +70,11 @@ public final class QemuDriver implements HypervisorDriver {
             return new Settings(binary, accel, startTimeout, qmpTimeout, roots, allowLossyNativeMigration);
         }
 
+        /** Another QEMU binary (a host with several QEMU builds; a different QEMU in tests). */
+        public Settings withBinary(Path qemu) {
+            return new Settings(qemu, accel, startTimeout, qmpTimeout, storageRoots, allowLossyNativeMigration);
+        }
+
         public Settings withQmpTimeout(Duration timeout) {
             return new Settings(binary, accel, startTimeout, timeout, storageRoots, allowLossyNativeMigration);
         }
