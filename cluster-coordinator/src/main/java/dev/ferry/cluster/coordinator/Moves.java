@@ -137,24 +137,26 @@ final class Moves {
             return STAY; // marked already: the migration runs (or ran) on the source
         }
         VmRecord r = fresh.record();
+        // A refusal names the host the VM stays on (the operator reads "the VM stays on ...").
+        Intent from = i.toBuilder().setSource(r.getOwner()).build();
         String problem = checkMigration(r, fresh.lock(), i.getHost());
         if (problem == null) {
             problem = dirtyTrackingProblem(r, i.getMigration().getMode());
         }
         if (problem != null) {
-            return refuse(i, problem);
+            return refuse(from, problem);
         }
         String target = i.getHost();
         if (target.isEmpty()) {
             Placement.Decision d = capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
             if (d instanceof Placement.NoHost n) {
-                return refuse(i, "cannot migrate " + name + ": " + n.reason());
+                return refuse(from, "cannot migrate " + name + ": " + n.reason());
             }
             target = ((Placement.Placed) d).host();
         } else {
             String why = capacity.fitOn(r.getSpec(), target);
             if (why != null) {
-                return refuse(i, "cannot migrate " + name + " to " + target + ": " + why);
+                return refuse(from, "cannot migrate " + name + " to " + target + ": " + why);
             }
         }
         return advance(
