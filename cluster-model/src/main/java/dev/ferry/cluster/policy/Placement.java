@@ -117,6 +117,7 @@ public final class Placement {
             if (exclude.contains(h.id())) {
                 continue;
             }
+            String runs = Compatibility.hypervisorRefusal(d.machine(), d.cpuModel(), h.hypervisor());
             if (!h.alive()) {
                 why.add(h.id() + " is down");
             } else if (h.maintenance()) {
@@ -125,9 +126,8 @@ public final class Placement {
                 why.add(h.id() + " has " + mib(Math.max(0, h.freeMemory())) + " free");
             } else if (h.freeVcpus() < d.vcpus()) {
                 why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
-            } else if (Compatibility.hypervisorRefusal(d.machine(), d.cpuModel(), h.hypervisor())
-                    instanceof String no) {
-                why.add(h.id() + ": " + no);
+            } else if (runs != null) {
+                why.add(h.id() + ": " + runs);
             } else {
                 fits.add(h);
             }
