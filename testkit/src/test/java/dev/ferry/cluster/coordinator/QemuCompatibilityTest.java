@@ -172,6 +172,19 @@ class QemuCompatibilityTest {
         Cli moved = ferry("migrate", "g", "--json");
         assertEquals(0, moved.exit(), moved.out() + moved.err());
         assertEquals("x86-2", vm("g").getOwner());
+
+        // A failover restart goes only to a host that can run the VM: with x86-2 gone, i386 would
+        // come first among equals (by name), and x86-1 is where it must restart.
+        cluster.agent("x86-2").close();
+        Timing.await("g restarted on x86-1", Duration.ofSeconds(90), () -> {
+            try {
+                VmView v = vm("g");
+                return v.getOwner().equals("x86-1") && v.getState() == VmState.VM_STATE_RUNNING;
+            } catch (RuntimeException e) {
+                return false;
+            }
+        });
+        assertEquals(0, ramFiles("i386"), "nothing of g on i386");
     }
 
     @Test
