@@ -83,6 +83,14 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     String driver;
 
     @Option(
+            names = "--qemu-binary",
+            paramLabel = "FILE",
+            defaultValue = "qemu-system-x86_64",
+            description = "The QEMU this host runs (qemu driver; default: ${DEFAULT-VALUE} on PATH). Its version, "
+                    + "machine types and CPU models are registered at start and decide which VMs may come here.")
+    Path qemuBinary;
+
+    @Option(
             names = "--endpoint-file",
             paramLabel = "FILE",
             description = "Write the bound HOST:PORT here once serving (and, with --zk, once in the cluster).")
@@ -189,8 +197,8 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
         }
-        HypervisorDriver hypervisor =
-                Drivers.create(driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()));
+        HypervisorDriver hypervisor = Drivers.create(
+                driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()), qemuBinary);
         CountDownLatch stopped = new CountDownLatch(1);
         if (zk == null) {
             Agent agent = new Agent(config, hypervisor, CommitProvider.local());

@@ -52,13 +52,16 @@ final class Drivers {
         return new StorageRoots(roots);
     }
 
-    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots) {
+    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots, Path qemuBinary) {
         return switch (name) {
             case "sim" -> new SimDriver();
             case "qemu" -> {
                 try {
                     yield QemuDriver.create(
-                            QemuDriver.Settings.defaults().withStorageRoots(roots), dataDir.resolve("native"));
+                            QemuDriver.Settings.defaults()
+                                    .withStorageRoots(roots)
+                                    .withBinary(qemuBinary),
+                            dataDir.resolve("native"));
                 } catch (HypervisorException e) {
                     throw new CliException(e.getMessage());
                 }

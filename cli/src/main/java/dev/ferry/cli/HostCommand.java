@@ -62,6 +62,11 @@ final class HostCommand implements Runnable {
         if (h.getAlive()) {
             r.put("precopy", h.getPrecopy());
             r.put("dirtyTracking", h.getDirtyTracking());
+            r.put("qemuVersion", h.getQemuVersion());
+            r.put("accelerator", h.getAccelerator());
+            r.put("machineTypes", h.getMachineTypesList());
+            r.put("machineAliases", h.getMachineAliasesMap());
+            r.put("cpuModels", h.getCpuModelsList());
         }
         if (!h.getLabelsMap().isEmpty()) {
             r.put("labels", h.getLabelsMap());
@@ -76,6 +81,17 @@ final class HostCommand implements Runnable {
         return r;
     }
 
+    /** "qemu 7.2.22/tcg, 38 CPU models", "sim", or "-" for a host that is down or reports nothing. */
+    static String hypervisor(HostView h) {
+        if (!h.getAlive() || h.getQemuVersion().isEmpty()) {
+            return "-";
+        }
+        if (h.getQemuVersion().equals("sim")) {
+            return "sim";
+        }
+        return "qemu " + h.getQemuVersion() + "/" + h.getAccelerator() + ", " + h.getCpuModelsCount() + " CPU models";
+    }
+
     static void printHosts(List<HostView> hosts, boolean json, PrintStream out) {
         if (json) {
             List<Map<String, Object>> rows = new ArrayList<>();
@@ -85,12 +101,21 @@ final class HostCommand implements Runnable {
             out.println(Json.write(Map.of("hosts", rows)));
             return;
         }
+        // HYPERVISOR last, so that readers of the earlier columns (by position) still find theirs.
         out.printf(
-                "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %s%n",
-                "HOST", "ALIVE", "MAINTENANCE", "ENDPOINT", "MEMORY USED/TOTAL", "VCPUS", "PRECOPY", "VMS");
+                "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %-16s %s%n",
+                "HOST",
+                "ALIVE",
+                "MAINTENANCE",
+                "ENDPOINT",
+                "MEMORY USED/TOTAL",
+                "VCPUS",
+                "PRECOPY",
+                "VMS",
+                "HYPERVISOR");
         for (HostView h : hosts) {
             out.printf(
-                    "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %s%n",
+                    "%-10s %-6s %-12s %-22s %-20s %-9s %-8s %-16s %s%n",
                     h.getId(),
                     h.getAlive() ? "yes" : "no",
                     h.getMaintenance() ? "yes" : "no",
@@ -98,7 +123,8 @@ final class HostCommand implements Runnable {
                     h.getAlive() ? Sizes.format(h.getUsedMemoryBytes()) + "/" + Sizes.format(h.getMemoryBytes()) : "-",
                     h.getAlive() ? h.getUsedVcpus() + "/" + h.getVcpus() : "-",
                     h.getAlive() ? (h.getPrecopy() ? "yes" : "no") : "-",
-                    h.getVmsList().isEmpty() ? "-" : String.join(",", h.getVmsList()));
+                    h.getVmsList().isEmpty() ? "-" : String.join(",", h.getVmsList()),
+                    hypervisor(h));
         }
         for (HostView h : hosts) {
             if (h.getAlive() && !h.getPrecopy()) {

@@ -96,6 +96,13 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of progress.")
     boolean json;
 
+    @Option(
+            names = "--dry-run",
+            description = "Only check: print each check (target alive, memory, vCPUs, machine type, CPU model, dirty"
+                    + " tracking) with pass/fail and the reason; exit 0 if the migration would be allowed, 1 if not."
+                    + " Nothing moves.")
+    boolean dryRun;
+
     @Mixin
     RequestIdOption requestId;
 
@@ -106,6 +113,17 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                     "a VM to migrate is needed: ferry migrate VM [--to HOST] (or migrate watch|list)", 2);
         }
         MigrationOptions options = options();
+        if (dryRun) {
+            try (CoordinatorClient c = cluster.client()) {
+                MigrationDryRun d = MigrationDryRun.of(c.vm(vm), c.hosts(), to, options.getMode());
+                if (json) {
+                    System.out.println(Json.write(d.json()));
+                } else {
+                    d.print(System.out);
+                }
+                return d.allowed() ? 0 : 1;
+            }
+        }
         MigrationSummary s;
         try (CoordinatorClient c = cluster.client()) {
             if (detach) {

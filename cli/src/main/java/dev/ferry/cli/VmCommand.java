@@ -108,8 +108,24 @@ final class VmCommand implements Runnable {
                 description = "What memory holds: random, compressible or sparse (default: ${DEFAULT-VALUE}).")
         String pattern;
 
-        @Option(names = "--machine", description = "QEMU machine type (qemu driver).")
+        @Option(
+                names = "--machine",
+                description = "QEMU machine type (qemu driver); an alias such as pc is pinned to the versioned type"
+                        + " the first host resolves (pc-i440fx-7.2).")
         String machine;
+
+        @Option(
+                names = "--cpu",
+                paramLabel = "MODEL",
+                description = "QEMU CPU model, every host that runs the VM must offer it with all its features"
+                        + " (default: the cluster's baseline, Nehalem; `ferry host list --json` shows each host's).")
+        String cpu;
+
+        @Option(
+                names = "--boot",
+                paramLabel = "disk|kernel",
+                description = "disk: boot the first --disk through the firmware (SeaBIOS), like --disk FILE,boot.")
+        String boot;
 
         @Option(
                 names = "--kernel",
@@ -125,8 +141,9 @@ final class VmCommand implements Runnable {
 
         @Option(
                 names = "--disk",
-                paramLabel = "FILE[,format=raw|qcow2][,ro]",
-                description = "A disk image on storage every host can reach (qemu driver); repeatable.")
+                paramLabel = "FILE[,format=raw|qcow2][,ro][,boot][,cache=MODE]",
+                description = "A disk image on storage every host can reach (qemu driver); repeatable. boot: the"
+                        + " firmware boots it; cache: none (default), writeback, writethrough, directsync, unsafe.")
         List<String> disks = new ArrayList<>();
 
         @Option(names = "--no-start", description = "Define the VM without starting it.")
@@ -191,6 +208,42 @@ final class VmCommand implements Runnable {
             if (machine != null) {
                 b.setMachine(machine);
             }
+            if (cpu != null) {
+                if (cpu.isBlank() || cpu.equals("host")) {
+                    throw new IllegalArgumentException(
+                            "--cpu needs a named model (e.g. Nehalem, Westmere, Skylake-Server); host would tie the VM"
+                                    + " to identical CPUs");
+                }
+                b.setCpuModel(cpu);
+            }
+            for (String d : disks) {
+                b.addDisks(disk(d));
+            }
+            if (boot != null) {
+                switch (boot) {
+                    case "disk" -> {
+                        if (b.getDisksCount() == 0) {
+                            throw new IllegalArgumentException("--boot disk needs a --disk");
+                        }
+                        if (b.getDisksList().stream().noneMatch(Disk::getBoot)) {
+                            b.setDisks(0, b.getDisks(0).toBuilder().setBoot(true));
+                        }
+                    }
+                    case "kernel" -> {
+                        if (kernel == null) {
+                            throw new IllegalArgumentException("--boot kernel needs --kernel");
+                        }
+                    }
+                    default -> throw new IllegalArgumentException("bad --boot '" + boot + "': use disk or kernel");
+                }
+            }
+            long booting = b.getDisksList().stream().filter(Disk::getBoot).count();
+            if (booting > 1) {
+                throw new IllegalArgumentException("only one --disk may boot");
+            }
+            if (booting == 1 && kernel != null) {
+                throw new IllegalArgumentException("boot either --kernel or a disk (--disk FILE,boot / --boot disk)");
+            }
             if (kernel != null) {
                 DirectBoot.Builder boot = DirectBoot.newBuilder().setKernel(absolute(kernel));
                 if (initrd != null) {
@@ -203,9 +256,6 @@ final class VmCommand implements Runnable {
             } else if (initrd != null || append != null) {
                 throw new IllegalArgumentException("--initrd and --append need --kernel");
             }
-            for (String d : disks) {
-                b.addDisks(disk(d));
-            }
             return b.build();
         }
 
@@ -215,15 +265,22 @@ final class VmCommand implements Runnable {
 
         static Disk disk(String text) {
             String[] parts = text.split(",");
-            Disk.Builder d = Disk.newBuilder().setPath(absolute(parts[0])).setFormat(DiskFormat.DISK_FORMAT_RAW);
+            Disk.Builder d = Disk.newBuilder()
+                    .setPath(absolute(parts[0]))
+                    .setFormat(DiskFormat.DISK_FORMAT_RAW)
+                    .setCache("none");
             for (int i = 1; i < parts.length; i++) {
                 switch (parts[i]) {
                     case "format=raw" -> d.setFormat(DiskFormat.DISK_FORMAT_RAW);
                     case "format=qcow2" -> d.setFormat(DiskFormat.DISK_FORMAT_QCOW2);
                     case "ro" -> d.setReadOnly(true);
+                    case "boot" -> d.setBoot(true);
+                    case "cache=none", "cache=writeback", "cache=writethrough", "cache=directsync", "cache=unsafe" ->
+                        d.setCache(parts[i].substring("cache=".length()));
                     default ->
-                        throw new IllegalArgumentException(
-                                "bad --disk option '" + parts[i] + "': use format=raw, format=qcow2 or ro");
+                        throw new IllegalArgumentException("bad --disk option '" + parts[i]
+                                + "': use format=raw, format=qcow2, ro, boot or cache=none|writeback|writethrough|"
+                                + "directsync|unsafe");
                 }
             }
             return d.build();
@@ -264,6 +321,12 @@ final class VmCommand implements Runnable {
         r.put("hostAlive", v.getOwnerAlive());
         r.put("memoryBytes", v.getSpec().getMemoryBytes());
         r.put("vcpus", v.getSpec().getVcpus());
+        if (!v.getSpec().getMachine().isEmpty()) {
+            r.put("machine", v.getSpec().getMachine());
+        }
+        if (!v.getSpec().getCpuModel().isEmpty()) {
+            r.put("cpuModel", v.getSpec().getCpuModel());
+        }
         r.put("heartbeat", v.getHeartbeat());
         r.put("restartAttempts", v.getRestartAttempts());
         if (v.getSpec().getHa().getRestartPriority() != 0) {

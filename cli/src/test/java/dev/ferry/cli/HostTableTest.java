@@ -17,6 +17,13 @@ class HostTableTest {
             .setAlive(true)
             .setPrecopy(true)
             .setDirtyTracking("available: userfaultfd WP async and PAGEMAP_SCAN")
+            .setQemuVersion("7.2.22")
+            .setAccelerator("tcg")
+            .addMachineTypes("pc")
+            .addMachineTypes("pc-i440fx-7.2")
+            .putMachineAliases("pc", "pc-i440fx-7.2")
+            .addCpuModels("Nehalem")
+            .addCpuModels("Westmere")
             .build();
     private static final HostView OLD_KERNEL = HostView.newBuilder()
             .setId("h2")
@@ -38,6 +45,27 @@ class HostTableTest {
         assertTrue(out.contains("h2 cannot run pre-copy: unavailable: this kernel lacks UFFD_FEATURE_WP_ASYNC"), out);
         assertEquals(
                 1, out.lines().filter(l -> l.contains("cannot run pre-copy")).count(), out);
+    }
+
+    @Test
+    void theHypervisorIsTheLastColumnSoTheEarlierOnesKeepTheirPlaces() {
+        List<String> lines = print(false).lines().toList();
+        assertTrue(
+                lines.get(0)
+                        .matches(
+                                "HOST +ALIVE +MAINTENANCE +ENDPOINT +MEMORY USED/TOTAL +VCPUS +PRECOPY +VMS +HYPERVISOR"),
+                lines.get(0));
+        assertTrue(lines.get(1).endsWith("qemu 7.2.22/tcg, 2 CPU models"), lines.get(1));
+        assertTrue(lines.get(2).endsWith(" -"), lines.get(2));
+    }
+
+    @Test
+    void theJsonCarriesWhatEachHostsQemuRuns() throws Exception {
+        var h = Json.MAPPER.readTree(print(true)).get("hosts").get(0);
+        assertEquals("7.2.22", h.get("qemuVersion").asText());
+        assertEquals("tcg", h.get("accelerator").asText());
+        assertEquals("pc-i440fx-7.2", h.get("machineAliases").get("pc").asText());
+        assertEquals(2, h.get("cpuModels").size());
     }
 
     @Test

@@ -14,6 +14,14 @@ public interface HypervisorDriver extends Closeable {
     /** What this host can do: dirty tracking for agent pre-copy, hypervisor-native migration. */
     HostCapabilities capabilities();
 
+    /**
+     * What this host's hypervisor runs (version, machine types, accelerator, CPU models), probed
+     * once and cached; the agent registers it. The default is the sim driver's, which runs any spec.
+     */
+    default HypervisorProfile profile() throws HypervisorException {
+        return HypervisorProfile.sim();
+    }
+
     /** Checks a spec before anything is created: unsupported features fail here, with the reason. */
     void validate(VmSpec spec) throws HypervisorException;
 

@@ -36,6 +36,11 @@ public final class RecordingDriver implements HypervisorDriver {
     }
 
     @Override
+    public dev.ferry.hypervisor.HypervisorProfile profile() throws HypervisorException {
+        return inner.profile();
+    }
+
+    @Override
     public void validate(VmSpec spec) throws HypervisorException {
         inner.validate(spec);
     }

@@ -9,6 +9,7 @@ import dev.ferry.cluster.coordinator.CoordinatorConfig;
 import dev.ferry.cluster.coordinator.GrpcAgentActions;
 import dev.ferry.cluster.coordinator.RestartGate;
 import dev.ferry.cluster.store.ZkClients;
+import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.proto.coordinator.CreateVmRequest;
@@ -120,6 +121,12 @@ public final class TestCluster implements AutoCloseable {
      * timeout of the suite.
      */
     public ClusterAgent agent(String host, Duration sessionTimeout, boolean viaProxy) throws Exception {
+        return agent(host, sessionTimeout, viaProxy, new SimDriver());
+    }
+
+    /** An agent in this JVM with its own {@code driver} (recording to the run log), as {@link #agent(String, Duration, boolean)}. */
+    public ClusterAgent agent(String host, Duration sessionTimeout, boolean viaProxy, HypervisorDriver driver)
+            throws Exception {
         sessionTimeout = Timing.scaled(sessionTimeout);
         String connect = zk.getConnectString();
         if (viaProxy) {
@@ -139,7 +146,7 @@ public final class TestCluster implements AutoCloseable {
                 Timing.seconds(10));
         ClusterAgent a = ClusterAgent.start(
                 config,
-                new RecordingDriver(new SimDriver(), host, runLog),
+                new RecordingDriver(driver, host, runLog),
                 ZkClients.of(connect, NAME, sessionTimeout),
                 new ClusterAgent.Capacity(HOST_MEMORY, HOST_VCPUS, Map.of()),
                 Duration.ofMillis(500));

@@ -1,5 +1,6 @@
 package dev.ferry.cluster.coordinator;
 
+import dev.ferry.cluster.policy.Compatibility;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.Versioned;
 import dev.ferry.proto.cluster.DesiredState;
@@ -63,9 +64,19 @@ final class Capacity {
                     u[0],
                     (int) u[1],
                     (int) u[2],
-                    groups.getOrDefault(id, Set.of())));
+                    groups.getOrDefault(id, Set.of()),
+                    h == null ? null : hypervisor(h.value())));
         }
         return out;
+    }
+
+    /** What a host's registration says its hypervisor runs. */
+    static Compatibility.Hypervisor hypervisor(HostRecord r) {
+        return new Compatibility.Hypervisor(
+                r.getQemuVersion(),
+                r.getAccelerator(),
+                Set.copyOf(r.getMachineTypesList()),
+                Set.copyOf(r.getCpuModelsList()));
     }
 
     private static void add(Map<String, long[]> used, Map<String, Set<String>> groups, String host, VmSpec spec) {
@@ -100,7 +111,8 @@ final class Capacity {
                         h.usedMemoryBytes() - s.getMemoryBytes(),
                         h.usedVcpus() - Math.max(1, s.getVcpus()),
                         h.vmCount() - 1,
-                        h.groups()));
+                        h.groups(),
+                        h.hypervisor()));
             } else {
                 out.add(h);
             }
@@ -130,7 +142,8 @@ final class Capacity {
                                     h.usedMemoryBytes() - s.getMemoryBytes(),
                                     h.usedVcpus() - Math.max(1, s.getVcpus()),
                                     h.vmCount() - 1,
-                                    h.groups()))
+                                    h.groups(),
+                                    h.hypervisor()))
                     .toList();
         }
         return out;
@@ -146,7 +159,9 @@ final class Capacity {
                 spec.getName(),
                 spec.getMemoryBytes(),
                 Math.max(1, spec.getVcpus()),
-                spec.getHa().getAntiAffinityGroup());
+                spec.getHa().getAntiAffinityGroup(),
+                spec.getMachine(),
+                spec.getCpuModel());
     }
 
     /** Places {@code spec} now and reserves the host for it until {@link #settle}. */
@@ -179,7 +194,8 @@ final class Capacity {
                     known == null ? 0 : known.usedMemoryBytes(),
                     known == null ? 0 : known.usedVcpus(),
                     known == null ? 0 : known.vmCount(),
-                    known == null ? Set.of() : known.groups()));
+                    known == null ? Set.of() : known.groups(),
+                    hypervisor(r)));
         }
         Placement.Decision d = Placement.place(demand(spec), only, Set.of());
         if (d instanceof Placement.NoHost n) {

@@ -224,6 +224,12 @@ final class CoordinatorService {
         if (spec.getSchemaVersion() == 0) {
             spec = spec.toBuilder().setSchemaVersion(Records.SCHEMA_VERSION).build();
         }
+        if (spec.getCpuModel().isEmpty()) {
+            // Recorded, not left to each host's QEMU: the VM keeps this model wherever it goes.
+            spec = spec.toBuilder()
+                    .setCpuModel(dev.ferry.cluster.policy.Compatibility.BASELINE_CPU_MODEL)
+                    .build();
+        }
         Intent end = await(t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_CREATE, id)
                 .setVm(spec.getName())
                 .setSpec(spec)

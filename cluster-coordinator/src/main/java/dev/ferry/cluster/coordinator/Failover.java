@@ -224,7 +224,9 @@ final class Failover implements ClusterView.HostListener {
                 s.getHa().getRestartPriority(),
                 s.getMemoryBytes(),
                 Math.max(1, s.getVcpus()),
-                s.getHa().getAntiAffinityGroup());
+                s.getHa().getAntiAffinityGroup(),
+                s.getMachine(),
+                s.getCpuModel());
     }
 
     /** A VM whose record says it should run and has not been given up on. */

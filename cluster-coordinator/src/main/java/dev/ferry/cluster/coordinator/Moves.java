@@ -137,21 +137,26 @@ final class Moves {
             return STAY; // marked already: the migration runs (or ran) on the source
         }
         VmRecord r = fresh.record();
+        // A refusal names the host the VM stays on (the operator reads "the VM stays on ...").
+        Intent from = i.toBuilder().setSource(r.getOwner()).build();
         String problem = checkMigration(r, fresh.lock(), i.getHost());
+        if (problem == null) {
+            problem = dirtyTrackingProblem(r, i.getMigration().getMode());
+        }
         if (problem != null) {
-            return refuse(i, problem);
+            return refuse(from, problem);
         }
         String target = i.getHost();
         if (target.isEmpty()) {
             Placement.Decision d = capacity.placeAndReserve(r.getSpec(), Set.of(r.getOwner()));
             if (d instanceof Placement.NoHost n) {
-                return refuse(i, "cannot migrate " + name + ": " + n.reason());
+                return refuse(from, "cannot migrate " + name + ": " + n.reason());
             }
             target = ((Placement.Placed) d).host();
         } else {
             String why = capacity.fitOn(r.getSpec(), target);
             if (why != null) {
-                return refuse(i, "cannot migrate " + name + " to " + target + ": " + why);
+                return refuse(from, "cannot migrate " + name + " to " + target + ": " + why);
             }
         }
         return advance(
@@ -208,6 +213,23 @@ final class Moves {
             }
         }
         return null;
+    }
+
+    /**
+     * Ferry's pre-copy needs the source to track the guest's writes: refused here, before the
+     * record is marked, rather than by the source agent after.
+     */
+    private String dirtyTrackingProblem(VmRecord r, dev.ferry.proto.migration.TransferMode mode) {
+        if (mode == dev.ferry.proto.migration.TransferMode.TRANSFER_MODE_HYPERVISOR_NATIVE) {
+            return null;
+        }
+        HostRecord source = view.hostRecord(r.getOwner());
+        if (source == null || source.getPrecopy() || source.getDirtyTracking().isEmpty()) {
+            return null; // gone (checked elsewhere), able, or an agent that does not report it
+        }
+        return "cannot migrate " + r.getSpec().getName() + " with pre-copy: " + r.getOwner()
+                + " cannot track guest writes (" + source.getDirtyTracking() + "); use --mode qemu-native where"
+                + " that is safe";
     }
 
     static String describe(VmRecord r) {

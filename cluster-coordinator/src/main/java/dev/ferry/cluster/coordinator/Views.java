@@ -198,7 +198,12 @@ final class Views {
                         .setCertificateNotAfterMs(h.value().getCertificateNotAfterMs())
                         .setCaNotAfterMs(h.value().getCaNotAfterMs())
                         .setPrecopy(h.value().getPrecopy())
-                        .setDirtyTracking(h.value().getDirtyTracking());
+                        .setDirtyTracking(h.value().getDirtyTracking())
+                        .setQemuVersion(h.value().getQemuVersion())
+                        .addAllMachineTypes(h.value().getMachineTypesList())
+                        .setAccelerator(h.value().getAccelerator())
+                        .addAllCpuModels(h.value().getCpuModelsList())
+                        .putAllMachineAliases(h.value().getMachineAliasesMap());
             }
             Placement.Host c = capacity.get(id);
             if (c != null) {

@@ -10,6 +10,7 @@ import static dev.ferry.cluster.coordinator.IntentStep.set;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.IntentStep.Fresh;
 import dev.ferry.cluster.coordinator.IntentStep.Step;
+import dev.ferry.cluster.policy.Compatibility;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.ClusterStore;
 import dev.ferry.cluster.store.Records;
@@ -105,7 +106,7 @@ final class VmOperations {
                 }
                 target = ((Placement.Placed) d).host();
             }
-            VmRecord r = record(spec)
+            VmRecord r = record(pinned(spec, target))
                     .setDesired(i.getStart() ? DesiredState.DESIRED_STATE_RUNNING : DesiredState.DESIRED_STATE_STOPPED)
                     .setOwner(target)
                     .setEpoch(1)
@@ -133,7 +134,7 @@ final class VmOperations {
         }
         return act(() -> {
             try {
-                defineOrStart(host, spec, r.getEpoch(), i.getStart(), i.getId());
+                defineOrStart(host, r.getSpec(), r.getEpoch(), i.getStart(), i.getId());
             } catch (AgentCallException e) {
                 bestEffortDelete(host, name, i.getId() + ".undo");
                 return failed(
@@ -151,6 +152,21 @@ final class VmOperations {
                                     .build()),
                     "created " + name + " on " + r.getOwner() + (i.getStart() ? " (running)" : ""));
         });
+    }
+
+    /**
+     * {@code spec} with its machine type pinned to the versioned type the first host's QEMU
+     * resolves it to ("pc" to "pc-i440fx-7.2"), so that every later host runs the same virtual
+     * hardware (Compatibility#pinMachine says why).
+     */
+    private VmSpec pinned(VmSpec spec, String host) {
+        HostRecord h = view.hostRecord(host);
+        if (h == null) {
+            return spec;
+        }
+        return spec.toBuilder()
+                .setMachine(Compatibility.pinMachine(spec.getMachine(), h.getMachineAliasesMap()))
+                .build();
     }
 
     /** Asks {@code host} to define (and start) the VM at {@code epoch}; a retry finds it done. */

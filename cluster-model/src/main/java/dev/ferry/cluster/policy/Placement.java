@@ -10,7 +10,7 @@ import java.util.Set;
 
 /**
  * Where a VM goes: a host that is alive, not in maintenance, not excluded, with the memory and
- * vCPUs free. Among those, a host without another VM of the same anti-affinity group, if there is
+ * vCPUs free, whose hypervisor runs the VM's machine type and CPU model ({@link Compatibility}). Among those, a host without another VM of the same anti-affinity group, if there is
  * one (the group is a preference, not a reason to leave a VM down); then the most memory left
  * after placing, then the fewest VMs, then the host id (so that the same view gives the same
  * answer).
@@ -28,9 +28,35 @@ public final class Placement {
             long usedMemoryBytes,
             int usedVcpus,
             int vmCount,
-            Set<String> groups) {
+            Set<String> groups,
+            Compatibility.Hypervisor hypervisor) {
         public Host {
             groups = Set.copyOf(groups);
+            hypervisor = hypervisor == null ? Compatibility.Hypervisor.ANY : hypervisor;
+        }
+
+        /** A host whose hypervisor runs anything (sim hosts). */
+        public Host(
+                String id,
+                boolean alive,
+                boolean maintenance,
+                long memoryBytes,
+                int vcpus,
+                long usedMemoryBytes,
+                int usedVcpus,
+                int vmCount,
+                Set<String> groups) {
+            this(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    vcpus,
+                    usedMemoryBytes,
+                    usedVcpus,
+                    vmCount,
+                    groups,
+                    Compatibility.Hypervisor.ANY);
         }
 
         long freeMemory() {
@@ -56,14 +82,24 @@ public final class Placement {
                     usedMemoryBytes + d.memoryBytes(),
                     usedVcpus + d.vcpus(),
                     vmCount + 1,
-                    g);
+                    g,
+                    hypervisor);
         }
     }
 
-    /** What a VM needs. {@code group} is its anti-affinity group, empty for none. */
-    public record Demand(String vm, long memoryBytes, int vcpus, String group) {
+    /**
+     * What a VM needs. {@code group} is its anti-affinity group, empty for none; {@code machine}
+     * and {@code cpuModel} as in its spec (empty: QEMU's defaults).
+     */
+    public record Demand(String vm, long memoryBytes, int vcpus, String group, String machine, String cpuModel) {
         public Demand {
             group = group == null ? "" : group;
+            machine = machine == null ? "" : machine;
+            cpuModel = cpuModel == null ? "" : cpuModel;
+        }
+
+        public Demand(String vm, long memoryBytes, int vcpus, String group) {
+            this(vm, memoryBytes, vcpus, group, "", "");
         }
     }
 
@@ -81,6 +117,7 @@ public final class Placement {
             if (exclude.contains(h.id())) {
                 continue;
             }
+            String runs = Compatibility.hypervisorRefusal(d.machine(), d.cpuModel(), h.hypervisor());
             if (!h.alive()) {
                 why.add(h.id() + " is down");
             } else if (h.maintenance()) {
@@ -89,6 +126,8 @@ public final class Placement {
                 why.add(h.id() + " has " + mib(Math.max(0, h.freeMemory())) + " free");
             } else if (h.freeVcpus() < d.vcpus()) {
                 why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
+            } else if (runs != null) {
+                why.add(h.id() + ": " + runs);
             } else {
                 fits.add(h);
             }

@@ -42,10 +42,18 @@ public final class RestartPolicy {
      */
     public static final Duration DEFAULT_ATTEMPTS_RESET_AFTER = Duration.ofMinutes(10);
 
-    /** A VM to restart. */
-    public record Candidate(String vm, int priority, long memoryBytes, int vcpus, String group) {
+    /**
+     * A VM to restart; it goes only to a host whose hypervisor runs its {@code machine} and {@code
+     * cpuModel} (as {@link Placement} checks), and waits with the reason while there is none.
+     */
+    public record Candidate(
+            String vm, int priority, long memoryBytes, int vcpus, String group, String machine, String cpuModel) {
+        public Candidate(String vm, int priority, long memoryBytes, int vcpus, String group) {
+            this(vm, priority, memoryBytes, vcpus, group, "", "");
+        }
+
         Placement.Demand demand() {
-            return new Placement.Demand(vm, memoryBytes, vcpus, group);
+            return new Placement.Demand(vm, memoryBytes, vcpus, group, machine, cpuModel);
         }
     }
 

@@ -69,8 +69,11 @@ public record QemuCommand(
     private static final Pattern MACHINE = Pattern.compile("[A-Za-z0-9._-]+");
     private static final Pattern CPU_MODEL = Pattern.compile("[A-Za-z0-9._,+=-]+");
 
-    /** A virtio disk. {@code cache} is QEMU's cache mode; {@code none} (O_DIRECT) unless told otherwise. */
-    public record Disk(Path file, Format format, boolean readOnly, String cache) {
+    /**
+     * A virtio disk. {@code cache} is QEMU's cache mode; {@code none} (O_DIRECT) unless told
+     * otherwise. A {@code boot} disk is the firmware's first boot device ({@code bootindex=1}).
+     */
+    public record Disk(Path file, Format format, boolean readOnly, String cache, boolean boot) {
         /** Image formats Ferry passes to QEMU. */
         public enum Format {
             RAW,
@@ -88,7 +91,11 @@ public record QemuCommand(
         }
 
         public Disk(Path file, Format format, boolean readOnly) {
-            this(file, format, readOnly, "none");
+            this(file, format, readOnly, "none", false);
+        }
+
+        public Disk(Path file, Format format, boolean readOnly, String cache) {
+            this(file, format, readOnly, cache, false);
         }
     }
 
@@ -120,6 +127,12 @@ public record QemuCommand(
         }
         if (leaseFile != null && leaseLibrary == null) {
             throw new IllegalArgumentException("a lease file needs the library that enforces it");
+        }
+        if (disks.stream().filter(Disk::boot).count() > 1) {
+            throw new IllegalArgumentException("at most one disk boots");
+        }
+        if (kernel != null && disks.stream().anyMatch(Disk::boot)) {
+            throw new IllegalArgumentException("a VM boots either a kernel or a disk, not both");
         }
         if ((initrd != null || append != null) && kernel == null) {
             throw new IllegalArgumentException("initrd and append need a kernel");
@@ -215,11 +228,15 @@ public record QemuCommand(
         }
         for (int i = 0; i < disks.size(); i++) {
             Disk d = disks.get(i);
-            a.addAll(List.of(
-                    "-drive",
-                    "file=" + opt(d.file().toString()) + ",format="
-                            + d.format().name().toLowerCase() + ",if=virtio,cache=" + d.cache() + ",id=disk" + i
-                            + (d.readOnly() ? ",readonly=on" : "")));
+            String drive = "file=" + opt(d.file().toString()) + ",format="
+                    + d.format().name().toLowerCase() + ",if=" + (d.boot() ? "none" : "virtio") + ",cache="
+                    + d.cache() + ",id=disk" + i + (d.readOnly() ? ",readonly=on" : "");
+            a.addAll(List.of("-drive", drive));
+            if (d.boot()) {
+                // if=virtio cannot carry a bootindex: the boot disk is the same virtio-blk device,
+                // declared explicitly so that the firmware tries it first.
+                a.addAll(List.of("-device", "virtio-blk-pci,drive=disk" + i + ",bootindex=1"));
+            }
         }
         if (incoming) {
             a.addAll(List.of("-incoming", "defer"));

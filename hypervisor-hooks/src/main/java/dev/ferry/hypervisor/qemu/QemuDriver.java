@@ -3,6 +3,7 @@ package dev.ferry.hypervisor.qemu;
 import dev.ferry.hypervisor.HostCapabilities;
 import dev.ferry.hypervisor.HypervisorDriver;
 import dev.ferry.hypervisor.HypervisorException;
+import dev.ferry.hypervisor.HypervisorProfile;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.memory.RamFile;
@@ -69,6 +70,11 @@ public final class QemuDriver implements HypervisorDriver {
             return new Settings(binary, accel, startTimeout, qmpTimeout, roots, allowLossyNativeMigration);
         }
 
+        /** Another QEMU binary (a host with several QEMU builds; a different QEMU in tests). */
+        public Settings withBinary(Path qemu) {
+            return new Settings(qemu, accel, startTimeout, qmpTimeout, storageRoots, allowLossyNativeMigration);
+        }
+
         public Settings withQmpTimeout(Duration timeout) {
             return new Settings(binary, accel, startTimeout, timeout, storageRoots, allowLossyNativeMigration);
         }
@@ -79,9 +85,16 @@ public final class QemuDriver implements HypervisorDriver {
         }
     }
 
+    private static final java.util.regex.Pattern CPU_MODEL =
+            java.util.regex.Pattern.compile("[A-Za-z0-9._-]+(,[A-Za-z0-9._+=-]+)*");
+    private static final java.util.Set<String> CACHE_MODES =
+            java.util.Set.of("none", "writeback", "writethrough", "directsync", "unsafe");
+
     private final Settings settings;
     private final NativeArtifacts natives;
     private final KernelProbe.Result probe;
+    /** What this QEMU runs, probed on first use and kept (QEMU does not change under a running agent). */
+    private volatile HypervisorProfile profile;
 
     private QemuDriver(Settings settings, NativeArtifacts natives, KernelProbe.Result probe) {
         this.settings = settings;
@@ -152,6 +165,33 @@ public final class QemuDriver implements HypervisorDriver {
         return new HostCapabilities(probe.present(), probe.detail(), true);
     }
 
+    /**
+     * Probes this QEMU once ({@link QemuProbe}) under the accelerator its VMs get; later calls
+     * return the same answer.
+     */
+    @Override
+    public HypervisorProfile profile() throws HypervisorException {
+        HypervisorProfile p = profile;
+        if (p == null) {
+            synchronized (this) {
+                p = profile;
+                if (p == null) {
+                    Accel accel =
+                            settings.accel() == Accel.AUTO ? Accel.detect().accel() : settings.accel();
+                    p = QemuProbe.probe(settings.binary(), accel, settings.startTimeout());
+                    log.info(
+                            "QEMU {} ({}): {} machine types, CPU models without missing features: {}",
+                            p.version(),
+                            p.accelerator(),
+                            p.machineTypes().size(),
+                            p.cpuModels());
+                    profile = p;
+                }
+            }
+        }
+        return p;
+    }
+
     @Override
     public void validate(VmSpec spec) throws HypervisorException {
         long mem = spec.getMemoryBytes();
@@ -165,7 +205,51 @@ public final class QemuDriver implements HypervisorDriver {
         if (!spec.getMachine().isEmpty() && !MACHINE.matcher(spec.getMachine()).matches()) {
             throw new HypervisorException("validate", "bad machine type '" + spec.getMachine() + "'");
         }
+        if (!spec.getCpuModel().isEmpty()
+                && !CPU_MODEL.matcher(spec.getCpuModel()).matches()) {
+            throw new HypervisorException("validate", "bad CPU model '" + spec.getCpuModel() + "'");
+        }
+        long booting = spec.getDisksList().stream().filter(Disk::getBoot).count();
+        if (booting > 1) {
+            throw new HypervisorException("validate", "at most one disk boots, " + booting + " say boot");
+        }
+        if (booting == 1 && spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
+            throw new HypervisorException(
+                    "validate", "a VM boots either a kernel or a disk, not both (--kernel and --disk FILE,boot)");
+        }
+        for (Disk d : spec.getDisksList()) {
+            if (!d.getCache().isEmpty() && !CACHE_MODES.contains(d.getCache())) {
+                throw new HypervisorException(
+                        "validate", "unknown cache mode '" + d.getCache() + "' of disk " + d.getPath());
+            }
+        }
+        checkRunnable(spec);
         checkFiles(spec, "validate");
+    }
+
+    /**
+     * This QEMU runs the spec's machine type and CPU model (with all its features): the cluster
+     * checks the same before placing the VM here, and this is the host's own word on it. Probes
+     * QEMU only for specs that name a CPU model or a machine other than {@code pc}.
+     */
+    private void checkRunnable(VmSpec spec) throws HypervisorException {
+        String machine = spec.getMachine();
+        boolean plain = machine.isEmpty() || machine.equals("pc");
+        if (spec.getCpuModel().isEmpty() && plain) {
+            return;
+        }
+        HypervisorProfile p = profile();
+        if (!plain && !p.machineTypes().contains(machine)) {
+            throw new HypervisorException(
+                    "validate", "QEMU " + p.version() + " on this host has no machine type '" + machine + "'");
+        }
+        String model = spec.getCpuModel().split(",", 2)[0];
+        if (!model.isEmpty() && !p.cpuModels().contains(model)) {
+            throw new HypervisorException(
+                    "validate",
+                    "QEMU " + p.version() + " (" + p.accelerator() + ") on this host cannot run CPU model '" + model
+                            + "' with all its features");
+        }
     }
 
     /**
@@ -272,7 +356,13 @@ public final class QemuDriver implements HypervisorDriver {
             // QEMU's start can track its writes.
             b.hookLibrary(natives.hookLibrary());
         }
-        if (spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
+        if (!spec.getCpuModel().isEmpty()) {
+            b.cpuModel(spec.getCpuModel());
+        }
+        // A disk marked boot is booted by the firmware (SeaBIOS, QEMU's default for pc and q35):
+        // no kernel then, not even the test guest.
+        boolean diskBoot = spec.getDisksList().stream().anyMatch(Disk::getBoot);
+        if (!diskBoot && spec.hasBoot() && !spec.getBoot().getKernel().isEmpty()) {
             b.kernel(Path.of(spec.getBoot().getKernel()));
             if (!spec.getBoot().getInitrd().isEmpty()) {
                 b.initrd(Path.of(spec.getBoot().getInitrd()));
@@ -280,7 +370,7 @@ public final class QemuDriver implements HypervisorDriver {
             if (!spec.getBoot().getAppend().isEmpty()) {
                 b.append(spec.getBoot().getAppend());
             }
-        } else {
+        } else if (!diskBoot) {
             b.kernel(natives.testGuest()).append(testGuestCommandLine(spec.getWorkload()));
         }
         for (Disk d : spec.getDisksList()) {
@@ -289,7 +379,9 @@ public final class QemuDriver implements HypervisorDriver {
                     d.getFormat() == DiskFormat.DISK_FORMAT_QCOW2
                             ? QemuCommand.Disk.Format.QCOW2
                             : QemuCommand.Disk.Format.RAW,
-                    d.getReadOnly()));
+                    d.getReadOnly(),
+                    d.getCache().isEmpty() ? "none" : d.getCache(),
+                    d.getBoot()));
         }
         return b.build();
     }

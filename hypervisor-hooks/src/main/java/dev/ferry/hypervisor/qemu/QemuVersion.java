@@ -17,6 +17,11 @@ public record QemuVersion(int major, int minor, int micro, String packageName) {
         return this.major > major || (this.major == major && this.minor >= minor);
     }
 
+    /** {@code major.minor.micro}, what a host registers. */
+    public String number() {
+        return major + "." + minor + "." + micro;
+    }
+
     @Override
     public String toString() {
         return major + "." + minor + "." + micro + (packageName.isEmpty() ? "" : " (" + packageName + ")");

@@ -78,6 +78,42 @@ class QemuCommandTest {
     }
 
     @Test
+    void aBootDiskIsTheFirmwaresFirstBootDeviceAndNoKernelIsGiven() {
+        List<String> argv = base().cpuModel("Nehalem")
+                .machine("pc-i440fx-7.2")
+                .disk(new QemuCommand.Disk(
+                        Path.of("/srv/images/boot.img"), QemuCommand.Disk.Format.RAW, false, "writeback", true))
+                .disk(new QemuCommand.Disk(Path.of("/srv/images/data.qcow2"), QemuCommand.Disk.Format.QCOW2, true))
+                .build()
+                .argv();
+        assertEquals("Nehalem", argv.get(argv.indexOf("-cpu") + 1));
+        assertEquals("pc-i440fx-7.2,memory-backend=ram0", argv.get(argv.indexOf("-machine") + 1));
+        assertTrue(!argv.contains("-kernel"), argv.toString());
+        // The boot disk: a drive without a device of its own, and its virtio-blk device with bootindex.
+        int boot = argv.indexOf("file=/srv/images/boot.img,format=raw,if=none,cache=writeback,id=disk0");
+        assertTrue(boot > 0, argv.toString());
+        assertEquals("-device", argv.get(boot + 1));
+        assertEquals("virtio-blk-pci,drive=disk0,bootindex=1", argv.get(boot + 2));
+        // Other disks stay plain virtio drives, exactly as before (a running VM's device layout).
+        assertTrue(
+                argv.contains("file=/srv/images/data.qcow2,format=qcow2,if=virtio,cache=none,id=disk1,readonly=on"),
+                argv.toString());
+        assertEquals(1, argv.stream().filter(a -> a.contains("bootindex")).count(), argv.toString());
+    }
+
+    @Test
+    void aVmBootsEitherAKernelOrOneDisk() {
+        QemuCommand.Disk boot =
+                new QemuCommand.Disk(Path.of("/srv/images/a.img"), QemuCommand.Disk.Format.RAW, false, "none", true);
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> base().disk(boot).disk(boot).build());
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> base().kernel(Path.of("/boot/vmlinuz")).disk(boot).build());
+    }
+
+    @Test
     void aMigrationDestinationWaitsPausedForItsIncomingState() {
         List<String> argv =
                 base().incoming(true).accel(Accel.KVM).cpuModel("host").build().argv();

@@ -108,6 +108,15 @@ public final class ClusterAgent implements Closeable {
             member.close();
             throw e;
         }
+        // Once, before the host registers: what its hypervisor runs does not change while it lives.
+        dev.ferry.hypervisor.HypervisorProfile hypervisor;
+        try {
+            hypervisor = driver.profile();
+        } catch (dev.ferry.hypervisor.HypervisorException e) {
+            agent.close();
+            member.close();
+            throw new IOException("cannot tell what this host's hypervisor runs: " + e.getMessage(), e);
+        }
         member.start(new ClusterMember.Host() {
             @Override
             public HostRecord describe() {
@@ -123,7 +132,12 @@ public final class ClusterAgent implements Closeable {
                         .setAgentVersion(info.getVersion())
                         .setPid(info.getPid())
                         .setPrecopy(info.getDirtyTracking().startsWith("available"))
-                        .setDirtyTracking(info.getDirtyTracking());
+                        .setDirtyTracking(info.getDirtyTracking())
+                        .setQemuVersion(hypervisor.version())
+                        .addAllMachineTypes(hypervisor.machineTypes())
+                        .setAccelerator(hypervisor.accelerator())
+                        .addAllCpuModels(hypervisor.cpuModels())
+                        .putAllMachineAliases(hypervisor.machineAliases());
                 // What this agent presents until it restarts, for `cluster status` to warn about.
                 config.transport()
                         .expiry()
