@@ -26,7 +26,7 @@ import picocli.CommandLine.Parameters;
             "Ctrl-C cancels it (the VM keeps running where it was); on a terminal only a second Ctrl-C "
                     + "within 5 s does, the first one asks."
         },
-        subcommands = {MigrateCommand.Watch.class, MigrateCommand.ListMigrations.class})
+        subcommands = {MigrateCommand.Watch.class, MigrateCommand.ListMigrations.class, MigrateCommand.SetLimits.class})
 final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
     /** How long a first Ctrl-C on a terminal waits for the second one that cancels. */
     static final long CONFIRM_NANOS = TimeUnit.SECONDS.toNanos(5);
@@ -404,6 +404,52 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                             ended ? m.getSummary().getTotalMs() + " ms" : "-",
                             ended ? m.getSummary().getDowntimeMs() + " ms" : "-");
                 }
+                return 0;
+            }
+        }
+    }
+
+    @Command(
+            name = "set",
+            description = "Change a running migration's limits: the bandwidth cap at once, the downtime limit from "
+                    + "the next round's decision on. The progress shows the rounds that follow.")
+    static final class SetLimits implements java.util.concurrent.Callable<Integer> {
+        @Mixin
+        ClusterOption cluster;
+
+        @Parameters(index = "0", paramLabel = "VM")
+        String vm;
+
+        @Option(
+                names = "--max-bandwidth",
+                paramLabel = "RATE",
+                description = "Bytes per second over all streams, e.g. 500M; 0 or unlimited: no cap.")
+        String maxBandwidth;
+
+        @Option(names = "--downtime-ms", description = "Longest acceptable pause.")
+        Integer downtimeMs;
+
+        @Override
+        public Integer call() {
+            if (maxBandwidth == null && downtimeMs == null) {
+                throw new CliException("nothing to change: give --max-bandwidth and/or --downtime-ms", 2);
+            }
+            dev.ferry.proto.agent.SetMigrationLimitsRequest.Builder b =
+                    dev.ferry.proto.agent.SetMigrationLimitsRequest.newBuilder().setVm(vm);
+            if (downtimeMs != null) {
+                if (downtimeMs <= 0) {
+                    throw new CliException("--downtime-ms must be positive", 2);
+                }
+                b.setDowntimeMs(downtimeMs);
+            }
+            if (maxBandwidth != null) {
+                b.setMaxBandwidthBytesPerSec(
+                        maxBandwidth.equals("unlimited") || maxBandwidth.equals("0")
+                                ? 0
+                                : Sizes.parseRate(maxBandwidth));
+            }
+            try (CoordinatorClient c = cluster.client()) {
+                System.out.println(c.setMigrationLimits(b.build()).getMessage());
                 return 0;
             }
         }

@@ -174,4 +174,40 @@ class DetachedMigrationCliTest {
         assertEquals(0, ferry("vm", "delete", "hangup").exit());
         ClusterFile.read(dir); // the cluster is still whole for the next test
     }
+
+    /**
+     * At 256 KiB/s the first round alone would take over four minutes: the migration ends in time only
+     * because `migrate set` lifted the cap while it ran.
+     */
+    @Test
+    void aRunningMigrationsBandwidthCapIsLiftedMidwayAndItFinishes() throws Exception {
+        busyVm("steered");
+        CliRun notYet = ferry("migrate", "set", "steered", "--max-bandwidth", "1G");
+        assertEquals(1, notYet.exit(), notYet.err());
+        assertTrue(notYet.err().contains("not migrating"), notYet.err());
+
+        CliRun d = ferry(
+                "migrate",
+                "steered",
+                "--to",
+                "host-2",
+                "--max-bandwidth",
+                "256K",
+                "--downtime-ms",
+                "10000",
+                "--detach",
+                "--request-id",
+                "op-steer-1");
+        assertEquals(0, d.exit(), d.err());
+        CliRun set = ferry("migrate", "set", "steered", "--max-bandwidth", "unlimited", "--downtime-ms", "2000");
+        assertEquals(0, set.exit(), set.err());
+        assertTrue(set.out().contains("2000 ms downtime, no bandwidth cap"), set.out());
+
+        java.util.concurrent.CompletableFuture<CliRun> watched = java.util.concurrent.CompletableFuture.supplyAsync(
+                () -> ferry("migrate", "watch", "op-steer-1", "--json"));
+        CliRun w = watched.get(Timing.scaled(Duration.ofSeconds(120)).toSeconds(), TimeUnit.SECONDS);
+        assertEquals(0, w.exit(), w.out() + w.err());
+        assertEquals("completed", Json.MAPPER.readTree(w.out()).path("status").asText(), w.out());
+        assertEquals(0, ferry("vm", "delete", "steered").exit());
+    }
 }

@@ -32,7 +32,14 @@ public final class AgentAccess {
                         AGENT)
                 .allow(
                         AgentControlRpc.SERVICE,
-                        List.of("CreateVm", "StartVm", "StopVm", "DeleteVm", "Migrate", "AnnounceLeaderTerm"),
+                        List.of(
+                                "CreateVm",
+                                "StartVm",
+                                "StopVm",
+                                "DeleteVm",
+                                "Migrate",
+                                "SetMigrationLimits",
+                                "AnnounceLeaderTerm"),
                         orders)
                 .allow(AgentControlRpc.SERVICE, List.of("CancelMigration"), orders, AGENT)
                 .allow(AgentControlRpc.SERVICE, List.of("PrepareIncoming"), AGENT)

@@ -14,6 +14,8 @@ import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.agent.PrepareIncomingResponse;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.vm.VmStatus;
 import dev.ferry.rpc.GrpcService;
@@ -43,6 +45,8 @@ public final class AgentControlRpc {
             SERVICE.method("Migrate", MigrateRequest.class, MigrationEvent.class);
     public static final MethodDescriptor<CancelMigrationRequest, CancelMigrationResponse> CANCEL_MIGRATION =
             SERVICE.method("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class);
+    public static final MethodDescriptor<SetMigrationLimitsRequest, SetMigrationLimitsResponse> SET_MIGRATION_LIMITS =
+            SERVICE.method("SetMigrationLimits", SetMigrationLimitsRequest.class, SetMigrationLimitsResponse.class);
     public static final MethodDescriptor<LeaderTermRequest, LeaderTermResponse> ANNOUNCE_LEADER_TERM =
             SERVICE.method("AnnounceLeaderTerm", LeaderTermRequest.class, LeaderTermResponse.class);
 

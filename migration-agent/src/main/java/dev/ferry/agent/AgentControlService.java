@@ -1,5 +1,6 @@
 package dev.ferry.agent;
 
+import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.migration.receive.IncomingMigration;
 import dev.ferry.migration.receive.MigrationStreamService;
 import dev.ferry.pki.Role;
@@ -16,6 +17,8 @@ import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.agent.PrepareIncomingResponse;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.proto.vm.VmStatus;
@@ -140,6 +143,29 @@ final class AgentControlService {
                                                             + " has committed and will complete")
                                     .build();
                         }))
+                .unary(
+                        "SetMigrationLimits",
+                        SetMigrationLimitsRequest.class,
+                        SetMigrationLimitsResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> terms.order(req.getLeaderTerm(), "SetMigrationLimits " + req.getVm(), () -> {
+                                    PreCopySender.Limits l = outgoing.setLimits(
+                                            req.getVm(),
+                                            req.getDowntimeMs() == 0
+                                                    ? null
+                                                    : java.time.Duration.ofMillis(req.getDowntimeMs()),
+                                            req.hasMaxBandwidthBytesPerSec() ? req.getMaxBandwidthBytesPerSec() : null);
+                                    return SetMigrationLimitsResponse.newBuilder()
+                                            .setDowntimeMs((int) l.downtime().toMillis())
+                                            .setMaxBandwidthBytesPerSec(l.maxBandwidth())
+                                            .setMessage("the migration of " + req.getVm() + " now runs with "
+                                                    + l.downtime().toMillis() + " ms downtime, "
+                                                    + (l.maxBandwidth() == 0
+                                                            ? "no bandwidth cap"
+                                                            : l.maxBandwidth() + " B/s"))
+                                            .build();
+                                })))
                 .unary(
                         "AnnounceLeaderTerm",
                         LeaderTermRequest.class,

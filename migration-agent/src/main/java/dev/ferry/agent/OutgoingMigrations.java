@@ -383,6 +383,20 @@ final class OutgoingMigrations {
         }
     }
 
+    /** Changes the limits of {@code vmName}'s outgoing migration (`ferry migrate set`). */
+    PreCopySender.Limits setLimits(String vmName, java.time.Duration downtime, Long bytesPerSecond)
+            throws AgentException {
+        PreCopySender s = registry.get(vmName).migration();
+        if (s == null) {
+            throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vmName + "' is not migrating");
+        }
+        try {
+            return s.setLimits(downtime, bytesPerSecond);
+        } catch (IllegalArgumentException e) {
+            throw new AgentException(Status.Code.INVALID_ARGUMENT, e.getMessage());
+        }
+    }
+
     boolean cancel(String vmName) throws AgentException {
         ManagedVm m = registry.get(vmName);
         PreCopySender s = m.migration();

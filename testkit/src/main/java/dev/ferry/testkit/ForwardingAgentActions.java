@@ -8,6 +8,8 @@ import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
@@ -60,6 +62,11 @@ public class ForwardingAgentActions implements AgentActions {
     @Override
     public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
         return inner.cancelMigration(source, request);
+    }
+
+    @Override
+    public SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request) {
+        return inner.setMigrationLimits(source, request);
     }
 
     @Override

@@ -11,6 +11,8 @@ import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.RunningRecord;
@@ -224,6 +226,11 @@ public final class SimulatedAgents implements AgentActions {
 
     @Override
     public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
+        throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
+    }
+
+    @Override
+    public SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request) {
         throw new AgentCallException(Status.Code.UNIMPLEMENTED, "simulated agents do not migrate", null);
     }
 

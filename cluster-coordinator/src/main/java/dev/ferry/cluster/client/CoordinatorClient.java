@@ -4,6 +4,8 @@ import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ZkClients;
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.coordinator.ClusterStatus;
 import dev.ferry.proto.coordinator.CreateVmRequest;
 import dev.ferry.proto.coordinator.DrainProgress;
@@ -195,6 +197,11 @@ public final class CoordinatorClient implements AutoCloseable {
                         CoordinatorRpc.LIST_MIGRATIONS,
                         ListMigrationsRequest.newBuilder().setVm(vm).build())
                 .getMigrationsList();
+    }
+
+    /** Changes a running migration's limits (`ferry migrate set`). */
+    public SetMigrationLimitsResponse setMigrationLimits(SetMigrationLimitsRequest req) {
+        return unary(CoordinatorRpc.SET_MIGRATION_LIMITS, req);
     }
 
     public VmView vm(String name) {

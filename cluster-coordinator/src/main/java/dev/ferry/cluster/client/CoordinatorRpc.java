@@ -2,6 +2,8 @@ package dev.ferry.cluster.client;
 
 import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.coordinator.ClusterStatus;
 import dev.ferry.proto.coordinator.CoordinatorProto;
 import dev.ferry.proto.coordinator.CreateVmRequest;
@@ -53,6 +55,8 @@ public final class CoordinatorRpc {
             SERVICE.method("Drain", DrainRequest.class, DrainProgress.class);
     public static final MethodDescriptor<HostRef, HostView> ACTIVATE =
             SERVICE.method("Activate", HostRef.class, HostView.class);
+    public static final MethodDescriptor<SetMigrationLimitsRequest, SetMigrationLimitsResponse> SET_MIGRATION_LIMITS =
+            SERVICE.method("SetMigrationLimits", SetMigrationLimitsRequest.class, SetMigrationLimitsResponse.class);
     public static final MethodDescriptor<ListMigrationsRequest, ListMigrationsResponse> LIST_MIGRATIONS =
             SERVICE.method("ListMigrations", ListMigrationsRequest.class, ListMigrationsResponse.class);
 }

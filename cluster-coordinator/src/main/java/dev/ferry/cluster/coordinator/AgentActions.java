@@ -8,6 +8,8 @@ import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
@@ -41,6 +43,9 @@ public interface AgentActions extends Closeable {
             throws AgentCallException;
 
     CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request)
+            throws AgentCallException;
+
+    SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request)
             throws AgentCallException;
 
     /** Tells an agent that a leader took office with {@code request}'s term. */

@@ -18,8 +18,16 @@ public final class CoordinatorAccess {
     private CoordinatorAccess() {}
 
     /** Requests that change the cluster (each writes an intent or a record to ZooKeeper). */
-    static final List<String> CHANGES =
-            List.of("CreateVm", "StartVm", "StopVm", "DeleteVm", "Migrate", "CancelMigration", "Drain", "Activate");
+    static final List<String> CHANGES = List.of(
+            "CreateVm",
+            "StartVm",
+            "StopVm",
+            "DeleteVm",
+            "Migrate",
+            "CancelMigration",
+            "SetMigrationLimits",
+            "Drain",
+            "Activate");
 
     /**
      * Per operator identity: a script creating a hundred VMs in a loop goes through at once, and

@@ -11,6 +11,8 @@ import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.agent.MigrationSummary;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.Intent;
 import dev.ferry.proto.cluster.IntentKind;
@@ -122,6 +124,11 @@ final class CoordinatorService {
                         (req, out) -> reply(out, () -> cancel(req)))
                 .serverStreaming("Drain", DrainRequest.class, DrainProgress.class, this::drain)
                 .unary("Activate", HostRef.class, HostView.class, (req, out) -> reply(out, () -> activate(req)))
+                .unary(
+                        "SetMigrationLimits",
+                        SetMigrationLimitsRequest.class,
+                        SetMigrationLimitsResponse.class,
+                        (req, out) -> reply(out, () -> setLimits(req)))
                 .unary(
                         "ListMigrations",
                         ListMigrationsRequest.class,
@@ -324,6 +331,21 @@ final class CoordinatorService {
                 run.unwatch(relay);
             }
         }
+    }
+
+    /** Relays `ferry migrate set` to the source: the VM's owner, which runs its outgoing migration. */
+    private SetMigrationLimitsResponse setLimits(SetMigrationLimitsRequest req) throws Exception {
+        Term t = leader();
+        Versioned<VmRecord> v = t.view.vm(req.getVm());
+        if (v == null) {
+            throw CoordinatorException.noVm(req.getVm());
+        }
+        HostRecord source = t.hostRecord(v.value().getOwner());
+        if (source == null) {
+            throw new CoordinatorException(
+                    Status.Code.FAILED_PRECONDITION, v.value().getOwner() + " is not alive");
+        }
+        return t.orders.setMigrationLimits(source, req);
     }
 
     private CancelMigrationResponse cancel(VmRef req) throws Exception {

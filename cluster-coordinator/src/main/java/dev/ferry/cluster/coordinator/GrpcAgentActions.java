@@ -9,6 +9,8 @@ import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
@@ -86,6 +88,11 @@ public final class GrpcAgentActions implements AgentActions {
     @Override
     public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request) {
         return client(source).cancelMigration(request);
+    }
+
+    @Override
+    public SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request) {
+        return client(source).setMigrationLimits(request);
     }
 
     @Override

@@ -8,6 +8,8 @@ import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.vm.VmStatus;
@@ -72,6 +74,13 @@ final class LeaderOrders implements AgentActions {
     public CancelMigrationResponse cancelMigration(HostRecord source, CancelMigrationRequest request)
             throws AgentCallException {
         return agents.cancelMigration(
+                source, request.toBuilder().setLeaderTerm(term).build());
+    }
+
+    @Override
+    public SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request)
+            throws AgentCallException {
+        return agents.setMigrationLimits(
                 source, request.toBuilder().setLeaderTerm(term).build());
     }
 

@@ -13,6 +13,8 @@ import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.agent.PrepareIncomingResponse;
+import dev.ferry.proto.agent.SetMigrationLimitsRequest;
+import dev.ferry.proto.agent.SetMigrationLimitsResponse;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.vm.VmStatus;
 import dev.ferry.rpc.Endpoint;
@@ -132,6 +134,11 @@ public final class AgentClient implements AutoCloseable {
     /** Cancels the outgoing migration of {@code request.vm} (with the coordinator leader's term, in a cluster). */
     public CancelMigrationResponse cancelMigration(CancelMigrationRequest request) {
         return unary(AgentControlRpc.CANCEL_MIGRATION, request);
+    }
+
+    /** Changes the limits of {@code request.vm}'s outgoing migration while it runs. */
+    public SetMigrationLimitsResponse setMigrationLimits(SetMigrationLimitsRequest request) {
+        return unary(AgentControlRpc.SET_MIGRATION_LIMITS, request);
     }
 
     /** Tells the agent a coordinator leader took office with this term. */

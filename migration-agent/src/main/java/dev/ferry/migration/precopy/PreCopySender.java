@@ -174,7 +174,11 @@ public final class PreCopySender {
     private final List<SenderLane> lanes = new ArrayList<>();
     private ExecutorService laneThreads;
     private java.util.concurrent.ScheduledExecutorService progressTicker;
-    private RateLimiter rateLimiter;
+    private volatile RateLimiter rateLimiter;
+    /** The limits in force: the options', until `ferry migrate set` changes them. */
+    private volatile ConvergencePolicy.Settings policy;
+
+    private volatile long maxBandwidth;
 
     private final AtomicLong wireBytes = new AtomicLong();
     private final AtomicLong pagesSent = new AtomicLong();
@@ -193,6 +197,8 @@ public final class PreCopySender {
         this.parties = parties;
         this.vm = vm;
         this.options = options;
+        this.policy = options.policy();
+        this.maxBandwidth = options.maxBandwidth();
         this.transport = transport;
         this.preparer = preparer;
         this.commit = commit;
@@ -203,6 +209,44 @@ public final class PreCopySender {
      * Asks the migration to stop. Honoured at any step before the commit; after it, the migration
      * completes. Returns false when it is too late.
      */
+    /**
+     * Changes the limits while the migration runs: {@code downtime} (null: unchanged) from the next
+     * round's decision on, {@code bytesPerSecond} (null: unchanged, 0: unlimited) for the next batch
+     * sent. Returns the limits now in force.
+     */
+    public synchronized Limits setLimits(Duration downtime, Long bytesPerSecond) {
+        if (downtime != null) {
+            ConvergencePolicy.Settings p = policy;
+            policy = new ConvergencePolicy.Settings(
+                    downtime, p.maxRounds(), p.maxTime(), p.stallRounds(), p.onTimeout());
+        }
+        if (bytesPerSecond != null) {
+            if (bytesPerSecond < 0) {
+                throw new IllegalArgumentException("max bandwidth must not be negative");
+            }
+            maxBandwidth = bytesPerSecond;
+            RateLimiter r = rateLimiter;
+            if (r != null) {
+                r.setRate(bytesPerSecond);
+            }
+        }
+        log.info(
+                "migration {} of {}: limits now {} ms downtime, {}",
+                parties.migrationId(),
+                parties.vmName(),
+                policy.downtimeLimit().toMillis(),
+                maxBandwidth == 0 ? "no bandwidth cap" : (maxBandwidth >> 20) + " MiB/s");
+        return limits();
+    }
+
+    /** The limits in force. */
+    public Limits limits() {
+        return new Limits(policy.downtimeLimit(), maxBandwidth);
+    }
+
+    /** A running migration's limits. */
+    public record Limits(Duration downtime, long maxBandwidth) {}
+
     public boolean cancel() {
         cancelRequested = true;
         return !commitStarted;
@@ -233,7 +277,7 @@ public final class PreCopySender {
      */
     public MigrationSummary run() throws MigrationException {
         startNanos = System.nanoTime();
-        rateLimiter = new RateLimiter(options.maxBandwidth());
+        rateLimiter = new RateLimiter(maxBandwidth);
         laneThreads = Executors.newFixedThreadPool(
                 options.lanes(),
                 LogContext.inheriting(Thread.ofPlatform()
@@ -404,7 +448,7 @@ public final class PreCopySender {
             double dirtyRate = remaining / Math.max(1e-9, (now - lastCollect) / 1e9);
             lastCollect = now;
             ConvergencePolicy.Decision decision = ConvergencePolicy.decide(
-                    options.policy(),
+                    policy,
                     new ConvergencePolicy.Inputs(
                             rounds,
                             remaining,

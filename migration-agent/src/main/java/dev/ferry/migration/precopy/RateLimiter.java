@@ -5,8 +5,9 @@ package dev.ferry.migration.precopy;
  * a tenth of a second of credit so a pause is not followed by a burst.
  */
 final class RateLimiter {
-    private final double bytesPerNano;
-    private final double capacity;
+    // Changed while lanes send (`ferry migrate set`): read and written under the lock.
+    private double bytesPerNano;
+    private double capacity;
     private double available;
     private long last;
 
@@ -18,16 +19,24 @@ final class RateLimiter {
         this.last = System.nanoTime();
     }
 
-    boolean unlimited() {
+    synchronized boolean unlimited() {
         return bytesPerNano == 0;
     }
 
+    /** From now on, {@code bytesPerSecond} (0: unlimited); the credit is kept within the new cap. */
+    synchronized void setRate(long bytesPerSecond) {
+        bytesPerNano = bytesPerSecond / 1e9;
+        capacity = bytesPerSecond / 10.0;
+        available = Math.min(available, capacity);
+        last = System.nanoTime();
+    }
+
     void acquire(long bytes) throws InterruptedException {
-        if (unlimited()) {
-            return;
-        }
         long waitNanos;
         synchronized (this) {
+            if (bytesPerNano == 0) {
+                return;
+            }
             long now = System.nanoTime();
             available = Math.min(capacity, available + (now - last) * bytesPerNano);
             last = now;
