@@ -51,4 +51,7 @@ public final class CoordinatorRpc {
             SERVICE.method("Drain", DrainRequest.class, DrainProgress.class);
     public static final MethodDescriptor<HostRef, HostView> ACTIVATE =
             SERVICE.method("Activate", HostRef.class, HostView.class);
+    public static final MethodDescriptor<dev.ferry.proto.agent.ConsoleRequest, dev.ferry.proto.agent.ConsoleOutput>
+            CONSOLE = SERVICE.method(
+                    "Console", dev.ferry.proto.agent.ConsoleRequest.class, dev.ferry.proto.agent.ConsoleOutput.class);
 }

@@ -120,6 +120,11 @@ final class CoordinatorService {
                         (req, out) -> reply(out, () -> cancel(req)))
                 .serverStreaming("Drain", DrainRequest.class, DrainProgress.class, this::drain)
                 .unary("Activate", HostRef.class, HostView.class, (req, out) -> reply(out, () -> activate(req)))
+                .bidiStreaming(
+                        "Console",
+                        dev.ferry.proto.agent.ConsoleRequest.class,
+                        dev.ferry.proto.agent.ConsoleOutput.class,
+                        out -> new ConsoleProxy(this::leader, coordinator.agents(), out))
                 .build();
     }
 

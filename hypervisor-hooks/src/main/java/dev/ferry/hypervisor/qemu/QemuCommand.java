@@ -163,9 +163,17 @@ public record QemuCommand(
         return runDir.resolve("qmp.sock");
     }
 
-    /** The guest's serial console (COM1). */
+    /**
+     * The guest's serial console history's current segment (COM1's output, as the agent's {@link
+     * ConsolePump} records it in {@link dev.ferry.hypervisor.console.ConsoleHistory}).
+     */
     public Path consoleLog() {
-        return runDir.resolve("console.log");
+        return runDir.resolve(dev.ferry.hypervisor.console.ConsoleHistory.FILE);
+    }
+
+    /** COM1 itself: QEMU serves it, the agent connects (output and input; see {@link ConsolePump}). */
+    public Path consoleSocket() {
+        return runDir.resolve("console.sock");
     }
 
     /** QEMU's stdout and stderr. */
@@ -200,7 +208,10 @@ public record QemuCommand(
         a.addAll(List.of("-display", "none", "-nodefaults", "-no-user-config"));
         // Timestamps on QEMU's own messages, so its log lines up with the agent's.
         a.addAll(List.of("-msg", "timestamp=on"));
-        a.addAll(List.of("-chardev", "file,id=console,path=" + opt(consoleLog().toString())));
+        // A socket, not a file: input reaches the guest, and the agent keeps the history bounded
+        // (ConsolePump says why). wait=off: QEMU and the guest never wait for the agent.
+        a.addAll(List.of(
+                "-chardev", "socket,id=console,path=" + opt(consoleSocket().toString()) + ",server=on,wait=off"));
         a.addAll(List.of("-serial", "chardev:console"));
         a.addAll(List.of("-chardev", "socket,id=qmp,path=" + opt(qmpSocket().toString()) + ",server=on,wait=off"));
         a.addAll(List.of("-mon", "chardev=qmp,mode=control"));

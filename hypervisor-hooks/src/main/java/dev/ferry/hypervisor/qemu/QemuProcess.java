@@ -207,6 +207,9 @@ public final class QemuProcess implements Closeable {
         }
     }
 
+    private volatile dev.ferry.hypervisor.console.ConsoleHistory console;
+    private volatile ConsolePump consolePump;
+
     private QemuProcess(QemuCommand command, Accel.Detection accel, Proc process, long logOffset, long launchedNanos) {
         this.command = command;
         this.accel = accel;
@@ -237,10 +240,13 @@ public final class QemuProcess implements Closeable {
         }
         // A guest with a lease outlives its agent on purpose: the lease stops it if nobody renews it,
         // and a restarted agent adopts it. Without a lease (standalone), QEMU dies with the agent.
-        ProcessBuilder pb = new ProcessBuilder(
-                resolved.leaseFile() != null
-                        ? resolved.argv()
-                        : ProcessLauncher.withParentDeathSignal(resolved.argv()));
+        // The vCPUs start only once the console is connected (-S, then cont): a socket chardev without
+        // its client drops what the guest prints, and the boot lines are the ones that matter most.
+        List<String> argv = resolved.startPaused()
+                ? resolved.argv()
+                : resolved.toBuilder().startPaused(true).build().argv();
+        ProcessBuilder pb =
+                new ProcessBuilder(resolved.leaseFile() != null ? argv : ProcessLauncher.withParentDeathSignal(argv));
         resolved.environmentToRemove().forEach(pb.environment()::remove);
         pb.environment().putAll(resolved.environment());
         pb.directory(resolved.runDir().toFile());
@@ -266,6 +272,14 @@ public final class QemuProcess implements Closeable {
         try {
             qp.writePidFile();
             qp.connect(deadline);
+            qp.connectConsole();
+            if (!resolved.startPaused()) {
+                try {
+                    qp.qmp.execute("cont", Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
+                } catch (QmpException e) {
+                    throw new QemuStartException(Step.START_VCPUS, "cannot start the vCPUs: " + e.getMessage(), e);
+                }
+            }
             return qp;
         } catch (QemuStartException | RuntimeException e) {
             qp.close();
@@ -315,6 +329,7 @@ public final class QemuProcess implements Closeable {
 
     /** Connects QMP to an adopted QEMU, if not yet connected (it was stopped when adopted). */
     public void connectAdopted(Duration timeout) throws QemuStartException {
+        connectConsole();
         if (qmp == null) {
             connect(System.nanoTime() + timeout.toNanos());
         }
@@ -418,6 +433,7 @@ public final class QemuProcess implements Closeable {
             // A socket left by a previous QEMU would be mistaken for this one's; an old hook status
             // would be mistaken for this run's registration (and blocks the hook's "loaded" line).
             Files.deleteIfExists(c.qmpSocket());
+            Files.deleteIfExists(c.consoleSocket());
             Files.deleteIfExists(c.hookStatusFile());
             for (Path f : List.of(c.consoleLog(), c.qemuLog())) {
                 if (!Files.exists(f)) {
@@ -622,6 +638,50 @@ public final class QemuProcess implements Closeable {
     }
 
     /**
+     * Opens the guest's console history in the run directory and connects to QEMU's console
+     * socket. A console that cannot be had does not stop the guest (an adopted QEMU started by an
+     * older agent has a file chardev, not a socket): it runs without a recorded console, and the
+     * log says so.
+     */
+    private synchronized void connectConsole() {
+        try {
+            if (console == null) {
+                console = dev.ferry.hypervisor.console.ConsoleHistory.open(command.runDir());
+            }
+            if (consolePump == null) {
+                consolePump = ConsolePump.connect(command.name(), command.consoleSocket(), console, 2000);
+            }
+        } catch (IOException | dev.ferry.hypervisor.HypervisorException e) {
+            log.warn("QEMU {} runs without a recorded console: {}", command.name(), e.getMessage());
+        }
+    }
+
+    private synchronized void closeConsole() {
+        if (consolePump != null) {
+            consolePump.close();
+            consolePump = null;
+        }
+        if (console != null) {
+            console.close();
+        }
+    }
+
+    /** The guest's console history (COM1's output), once QEMU is connected. */
+    public Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return Optional.ofNullable(console);
+    }
+
+    /** Queues {@code data} as input on the guest's COM1. */
+    public void consoleInput(byte[] data) throws dev.ferry.hypervisor.HypervisorException {
+        ConsolePump p = consolePump;
+        if (p == null) {
+            throw new dev.ferry.hypervisor.HypervisorException(
+                    "console input", "QEMU " + command.name() + " has no console connection");
+        }
+        p.write(data);
+    }
+
+    /**
      * Lets go of QEMU without ending it (the agent exits; a later agent adopts it): the QMP
      * connection closes, the process and its files stay. Exit listeners are not told.
      */
@@ -637,6 +697,7 @@ public final class QemuProcess implements Closeable {
         if (qmp != null) {
             qmp.close();
         }
+        closeConsole();
         log.info("QEMU {} (pid {}) left running for the next agent", command.name(), pid());
     }
 
@@ -836,7 +897,9 @@ public final class QemuProcess implements Closeable {
             if (qmp != null) {
                 qmp.close();
             }
+            closeConsole();
             try {
+                Files.deleteIfExists(command.consoleSocket());
                 Files.deleteIfExists(command.qmpSocket());
             } catch (IOException e) {
                 log.debug("cannot remove {}: {}", command.qmpSocket(), e.getMessage());

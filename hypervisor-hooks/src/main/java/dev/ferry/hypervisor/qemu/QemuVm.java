@@ -17,7 +17,6 @@ import dev.ferry.hypervisor.qemu.qmp.QmpEvent;
 import dev.ferry.hypervisor.qemu.qmp.QmpException;
 import dev.ferry.proto.vm.VmSpec;
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
@@ -210,6 +209,23 @@ final class QemuVm implements VmInstance {
         ram.detach();
     }
 
+    @Override
+    public synchronized java.util.Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return process == null ? java.util.Optional.empty() : process.console();
+    }
+
+    @Override
+    public void consoleInput(byte[] data) throws HypervisorException {
+        QemuProcess p;
+        synchronized (this) {
+            p = process;
+        }
+        if (p == null) {
+            throw new HypervisorException("console input", "VM " + spec.getName() + " has no QEMU process");
+        }
+        p.consoleInput(data);
+    }
+
     private synchronized boolean processAlive() {
         return process != null && process.isAlive();
     }
@@ -389,14 +405,13 @@ final class QemuVm implements VmInstance {
     /** The test guest's heartbeat counter, from the last heartbeat line on its console. */
     @Override
     public long heartbeat() {
-        Path console = command.consoleLog();
-        try (RandomAccessFile f = new RandomAccessFile(console.toFile(), "r")) {
-            long len = f.length();
-            int n = (int) Math.min(len, 4096);
-            byte[] tail = new byte[n];
-            f.seek(len - n);
-            f.readFully(tail);
-            Matcher m = HEARTBEAT.matcher(new String(tail, StandardCharsets.US_ASCII));
+        dev.ferry.hypervisor.console.ConsoleHistory h = console().orElse(null);
+        if (h == null) {
+            return -1;
+        }
+        try {
+            // The tail of the history, across a rotation.
+            Matcher m = HEARTBEAT.matcher(new String(h.tail(4096).data(), StandardCharsets.US_ASCII));
             long last = -1;
             while (m.find()) {
                 last = Long.parseLong(m.group(1));

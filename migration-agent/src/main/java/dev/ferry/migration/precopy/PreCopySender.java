@@ -438,6 +438,27 @@ public final class PreCopySender {
         }
     }
 
+    /**
+     * The console history as of the pause, for the destination to continue (bounded: at most
+     * {@link dev.ferry.hypervisor.console.ConsoleHistory#MAX_TAIL_BYTES}, well inside a gRPC
+     * message). Read from the history file in the pause: about a millisecond for the full 2 MiB.
+     */
+    private java.util.Optional<dev.ferry.proto.migration.ConsoleTail> consoleTail() {
+        return vm.console().flatMap(h -> {
+            try {
+                var t = h.tail(dev.ferry.hypervisor.console.ConsoleHistory.MAX_TAIL_BYTES);
+                return java.util.Optional.of(dev.ferry.proto.migration.ConsoleTail.newBuilder()
+                        .setGeneration(t.generation())
+                        .setOffset(t.offset())
+                        .setData(com.google.protobuf.ByteString.copyFrom(t.data()))
+                        .build());
+            } catch (java.io.IOException e) {
+                log.warn("migration {}: the console history stays behind: {}", parties.migrationId(), e.getMessage());
+                return java.util.Optional.empty();
+            }
+        });
+    }
+
     private MigrationSummary switchover(GuestMemory memory, DirtyLog dirtyLog, SwitchoverPlan plan)
             throws MigrationException, InterruptedException {
         checkCancel();
@@ -531,13 +552,10 @@ public final class PreCopySender {
             rounds = 1;
         }
         step = MigrationStep.MIGRATION_STEP_VERIFY;
-        control.send(
-                SenderFrame.newBuilder()
-                        .setSwitchover(Switchover.newBuilder()
-                                .setFinalRound(rounds - 1)
-                                .setVerify(options.verify() && precopy))
-                        .build(),
-                step);
+        Switchover.Builder sw =
+                Switchover.newBuilder().setFinalRound(rounds - 1).setVerify(options.verify() && precopy);
+        consoleTail().ifPresent(sw::setConsoleTail);
+        control.send(SenderFrame.newBuilder().setSwitchover(sw).build(), step);
         Ready ready = control.await(
                 control.ready,
                 step,
