@@ -154,19 +154,18 @@ class QemuClusterCliTest {
         List<String> notes = new java.util.concurrent.CopyOnWriteArrayList<>();
         ClusterFile f = ClusterFile.read(dir);
         try (dev.ferry.cluster.client.CoordinatorClient client = ClusterOption.client(f)) {
-            dev.ferry.cluster.client.ConsoleFollower follower =
-                    new dev.ferry.cluster.client.ConsoleFollower(
-                            client, "c", -1, true, false, new dev.ferry.cluster.client.ConsoleFollower.Sink() {
-                                @Override
-                                public void output(byte[] data) {
-                                    out.append(new String(data, StandardCharsets.ISO_8859_1));
-                                }
+            dev.ferry.cluster.client.ConsoleFollower follower = new dev.ferry.cluster.client.ConsoleFollower(
+                    client, "c", -1, true, false, new dev.ferry.cluster.client.ConsoleFollower.Sink() {
+                        @Override
+                        public void output(byte[] data) {
+                            out.append(new String(data, StandardCharsets.ISO_8859_1));
+                        }
 
-                                @Override
-                                public void note(String line) {
-                                    notes.add(line + " @" + out.length());
-                                }
-                            });
+                        @Override
+                        public void note(String line) {
+                            notes.add(line + " @" + out.length());
+                        }
+                    });
             Thread t = Thread.ofPlatform().start(() -> {
                 try {
                     follower.run();
@@ -175,7 +174,10 @@ class QemuClusterCliTest {
                 }
             });
             try {
-                Timing.await("heartbeats from host-1", Duration.ofSeconds(30), () -> beats(out.toString()).size() >= 3);
+                Timing.await(
+                        "heartbeats from host-1",
+                        Duration.ofSeconds(30),
+                        () -> beats(out.toString()).size() >= 3);
                 long lastOnSource = beats(out.toString()).getLast();
                 CliRun m = ferry("migrate", "c", "--to", "host-2", "--json");
                 assertEquals(0, m.exit(), m.err() + m.out());
@@ -195,11 +197,14 @@ class QemuClusterCliTest {
                 assertTrue(out.toString().startsWith("FERRY-GUEST start"), out.toString());
 
                 // Input: through the coordinator and host-2's agent to the guest, which echoes it.
-                Timing.await("input accepted", Duration.ofSeconds(10), () -> follower.input(
-                        "ferry-console-input\n".getBytes(StandardCharsets.US_ASCII)));
                 Timing.await(
-                        "the guest's echo", Duration.ofSeconds(20), () -> out.toString()
-                                .contains("ferry-console-input\n"));
+                        "input accepted",
+                        Duration.ofSeconds(10),
+                        () -> follower.input("ferry-console-input\n".getBytes(StandardCharsets.US_ASCII)));
+                Timing.await(
+                        "the guest's echo",
+                        Duration.ofSeconds(20),
+                        () -> out.toString().contains("ferry-console-input\n"));
             } finally {
                 follower.close();
                 t.join(10_000);

@@ -126,7 +126,7 @@ public final class Agent implements AutoCloseable {
                 streams,
                 this::info,
                 LeaderTerms.open(config.dataDir(), clustered),
-                new ConsoleService(registry, clustered));
+                new ConsoleService(ConsoleService.of(registry), config.hostId(), clustered));
         List<ServerServiceDefinition> services =
                 List.of(control.definition(), streams.definition(), health.definition());
         server = transport.startServer(config.listen(), serverExecutor, services, AgentAccess.policy(clustered));

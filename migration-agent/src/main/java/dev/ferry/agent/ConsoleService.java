@@ -33,15 +33,43 @@ final class ConsoleService {
     private static final Logger log = LoggerFactory.getLogger(ConsoleService.class);
     static final int CHUNK = 32 << 10;
 
-    private final VmRegistry registry;
+    /** A VM's console on this host: its history, and where its input goes. */
+    record Target(ConsoleHistory history, Input input) {}
+
+    interface Input {
+        void write(byte[] data) throws HypervisorException;
+    }
+
+    /** Finds a VM's console here, or throws (NOT_FOUND: not on this host; FAILED_PRECONDITION: no console). */
+    interface Lookup {
+        Target find(String vm) throws AgentException;
+    }
+
+    private final Lookup lookup;
+    private final String hostId;
     private final boolean clustered;
     /** Sends run here, never on the guest's output thread (which only wakes sessions). */
     private final ExecutorService senders = Executors.newThreadPerTaskExecutor(
             Thread.ofVirtual().name("ferry-console-send-", 0).factory());
 
-    ConsoleService(VmRegistry registry, boolean clustered) {
-        this.registry = registry;
+    ConsoleService(Lookup lookup, String hostId, boolean clustered) {
+        this.lookup = lookup;
+        this.hostId = hostId;
         this.clustered = clustered;
+    }
+
+    /** The consoles of {@code registry}'s VMs. */
+    static Lookup of(VmRegistry registry) {
+        return name -> {
+            VmInstance vm = registry.get(name).instance();
+            ConsoleHistory h = vm == null ? null : vm.console().orElse(null);
+            if (h == null) {
+                throw new AgentException(
+                        Status.Code.FAILED_PRECONDITION,
+                        "VM " + name + " has no console on " + registry.hostId() + " (not started?)");
+            }
+            return new Target(h, vm::consoleInput);
+        };
     }
 
     StreamObserver<ConsoleRequest> open(StreamObserver<ConsoleOutput> out) {
@@ -68,7 +96,8 @@ final class ConsoleService {
         private final AtomicBoolean draining = new AtomicBoolean();
         private final AtomicBoolean again = new AtomicBoolean();
         private volatile boolean done;
-        private VmInstance vm;
+        private String vm = "?";
+        private Input input;
         private ConsoleHistory history;
         private volatile Runnable unsubscribe;
         private long cursor;
@@ -101,14 +130,10 @@ final class ConsoleService {
             if (open.getWrite() && !mayWrite()) {
                 throw new AgentException(Status.Code.PERMISSION_DENIED, "only operators may write to a console");
             }
-            ManagedVm m = registry.get(open.getVm());
-            vm = m.instance();
-            if (vm == null || vm.console().isEmpty()) {
-                throw new AgentException(
-                        Status.Code.FAILED_PRECONDITION,
-                        "VM " + open.getVm() + " has no console on " + registry.hostId() + " (not started?)");
-            }
-            history = vm.console().get();
+            Target t = lookup.find(open.getVm());
+            vm = open.getVm();
+            input = t.input();
+            history = t.history();
             write = open.getWrite();
             historyOnly = open.getHistoryOnly();
             try {
@@ -124,7 +149,7 @@ final class ConsoleService {
         }
 
         private void input(byte[] data) throws AgentException {
-            VmInstance v;
+            Input in;
             synchronized (this) {
                 if (history == null) {
                     throw new AgentException(Status.Code.INVALID_ARGUMENT, "console input before the open request");
@@ -133,10 +158,10 @@ final class ConsoleService {
                     throw new AgentException(
                             Status.Code.PERMISSION_DENIED, "this console was opened to follow, not to write");
                 }
-                v = vm;
+                in = input;
             }
             try {
-                v.consoleInput(data);
+                in.write(data);
             } catch (HypervisorException e) {
                 throw new AgentException(Status.Code.FAILED_PRECONDITION, e.getMessage());
             }
@@ -177,7 +202,7 @@ final class ConsoleService {
                     boolean nowCaughtUp = !caughtUpSent && c.end() >= caughtUpAt;
                     if (c.data().length == 0 && skipped == 0 && !nowCaughtUp) {
                         if (history.closed()) {
-                            finish("the console closed on " + registry.hostId() + " (the VM left or stopped)");
+                            finish("the console closed on " + hostId + " (the VM left or stopped)");
                         }
                         return;
                     }
@@ -198,7 +223,7 @@ final class ConsoleService {
                     }
                 }
             } catch (IOException | RuntimeException e) {
-                log.debug("console of {}: {}", vm == null ? "?" : vm.spec().getName(), e.getMessage());
+                log.debug("console of {}: {}", vm, e.getMessage());
                 fail(Status.UNAVAILABLE.withDescription("console read failed: " + e.getMessage()));
             }
         }
