@@ -102,13 +102,20 @@ final class ConsoleCommand implements Runnable {
         }
     }
 
-    /** Stdin to the guest until Ctrl-] or the end of input, then detach. */
+    /**
+     * After piped input ends, how long the output is still followed: long enough for what the guest
+     * answers at once (`echo uname -a | ferry vm console web`) to be printed.
+     */
+    static final long AFTER_INPUT_MS = 1000;
+
+    /** Stdin to the guest until Ctrl-] (detach now) or the end of input (detach a moment later). */
     static void pumpInput(InputStream in, ConsoleFollower f) {
         byte[] buf = new byte[4096];
         try {
             while (true) {
                 int n = in.read(buf);
                 if (n < 0) {
+                    Thread.sleep(AFTER_INPUT_MS);
                     break;
                 }
                 int cut = indexOf(buf, n, DETACH);
@@ -122,6 +129,8 @@ final class ConsoleCommand implements Runnable {
             }
         } catch (IOException e) {
             // the terminal went away: detach
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         f.close();
     }

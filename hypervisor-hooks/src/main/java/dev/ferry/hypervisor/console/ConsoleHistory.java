@@ -1,9 +1,8 @@
 package dev.ferry.hypervisor.console;
 
-import java.io.ByteArrayOutputStream;
+import dev.ferry.hypervisor.linux.Linux;
 import java.io.Closeable;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -16,35 +15,65 @@ import java.security.SecureRandom;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * A guest's serial console output on this host, bounded, addressed by absolute byte offsets.
  *
- * <p>Offsets count every byte the guest printed since its console began (its <em>generation</em>,
- * a random id made when the VM first boots). A migration carries the tail of the history and the
- * destination {@link #continueFrom continues} it under the same generation and offsets, so a
- * client that follows the console from host to host asks the new host "from offset N of
- * generation G" and gets exactly the bytes it has not seen: no duplicates, no gap. A restart
- * after a failover begins a new generation (the old host's history died with it).
+ * <p>The bytes are in {@code console.log}, written by whoever prints: QEMU itself (its console
+ * chardev's {@code logfile=}, so the file is a record of what the guest printed even while no
+ * agent runs) or the sim guest through {@link #append}. Offsets count every byte the guest printed
+ * since its console began (its <em>generation</em>, a random id made when the VM first boots):
+ * absolute offset = {@code base} + position in the file, both kept in {@code console.state}.
  *
- * <p>On disk: {@code console.log} (the current segment, what older tools read), {@code
- * console.log.1} (the previous one) and {@code console.state} (generation and the offsets where
- * each segment begins). The current segment rotates at {@code segmentBytes}, dropping the older
- * one, so a VM's history never takes more than twice that. This class is the only writer.
+ * <p>A migration carries the tail of the history and the destination {@link #continueFrom
+ * continues} it under the same generation and offsets, so a client that follows the console from
+ * host to host asks the new host "from offset N of generation G" and gets exactly the bytes it has
+ * not seen. A restart after a failover begins a new generation (the old host's history died with it).
+ *
+ * <p>Bounded: once the file holds more than twice {@code keepBytes}, everything but the last
+ * {@code keepBytes} is punched out of it ({@code fallocate(PUNCH_HOLE)}): the blocks are freed,
+ * the file's length and every offset stay as they were, and a writer appending to it (QEMU holds it
+ * open with O_APPEND) loses nothing. A reader asking for a trimmed offset gets the oldest byte kept.
  */
 public final class ConsoleHistory implements Closeable {
-    /** The current segment's file name (tools and tests read its tail for heartbeat lines). */
+    private static final Logger log = LoggerFactory.getLogger(ConsoleHistory.class);
+
+    /** The console's file (tools and tests read its tail for heartbeat lines). */
     public static final String FILE = "console.log";
 
-    /** Per segment: a VM keeps at most two, 2 MiB. */
-    public static final long DEFAULT_SEGMENT_BYTES = 1 << 20;
+    /** What each host keeps of a console, at least; at most twice that is on disk. */
+    public static final long DEFAULT_KEEP_BYTES = 1 << 20;
 
-    /** What a migration carries to the destination, at most: the whole history. */
-    public static final int MAX_TAIL_BYTES = (int) (2 * DEFAULT_SEGMENT_BYTES);
+    /** What a migration carries to the destination, at most (read while the guest is paused). */
+    public static final int MAX_TAIL_BYTES = 1 << 20;
 
-    private static final String OLDER = FILE + ".1";
     private static final String STATE = "console.state";
+    private static final String BEFORE = "console.before";
+    private static final long POLL_MS = 50;
+    private static final Set<ConsoleHistory> OPEN = ConcurrentHashMap.newKeySet();
+    /** One thread for every history on this host: a stat per console per tick, and the trimming. */
+    private static final ScheduledExecutorService POLLER = Executors.newSingleThreadScheduledExecutor(
+            Thread.ofPlatform().daemon().name("ferry-console-poll").factory());
+
+    static {
+        POLLER.scheduleWithFixedDelay(
+                () -> {
+                    for (ConsoleHistory h : OPEN) {
+                        h.poll();
+                    }
+                },
+                POLL_MS,
+                POLL_MS,
+                TimeUnit.MILLISECONDS);
+    }
 
     /** Bytes from {@code offset} on, in generation {@code generation}. */
     public record Chunk(String generation, long offset, byte[] data) {
@@ -59,55 +88,69 @@ public final class ConsoleHistory implements Closeable {
     }
 
     private final Path dir;
-    private final long segmentBytes;
+    private final Path file;
+    private final long keepBytes;
     private final List<Runnable> listeners = new CopyOnWriteArrayList<>();
     private String generation;
-    /** Offset of the first byte of console.log.1, or -1 when there is none. */
-    private long olderBase;
-    /** Offset of the first byte of console.log. */
+    /** Absolute offset of the file's first byte. */
     private long base;
+    /** Bytes at the file's start that are gone (punched out, or not this generation's). */
+    private long trimmed;
+    /**
+     * Absolute offset of {@code console.before}'s first byte (the tail a migration brought, kept
+     * apart so that console.log stays what this host's QEMU printed), or -1 when there is none.
+     */
+    private long beforeBase = -1;
 
-    private long currentSize;
-    private FileChannel current;
+    private long beforeLength;
+
+    private long lastSize = -1;
+    private FileChannel appender;
+    private boolean punchUnsupported;
     private volatile boolean closed;
 
-    private ConsoleHistory(Path dir, long segmentBytes) {
+    private ConsoleHistory(Path dir, long keepBytes) {
         this.dir = dir;
-        this.segmentBytes = segmentBytes;
+        this.file = dir.resolve(FILE);
+        this.keepBytes = keepBytes;
     }
 
     /** Opens the history in {@code dir}, or starts a new generation there when it has none. */
     public static ConsoleHistory open(Path dir) throws IOException {
-        return open(dir, DEFAULT_SEGMENT_BYTES);
+        return open(dir, DEFAULT_KEEP_BYTES);
     }
 
-    public static ConsoleHistory open(Path dir, long segmentBytes) throws IOException {
-        if (segmentBytes < 1) {
-            throw new IllegalArgumentException("segment size must be positive: " + segmentBytes);
+    public static ConsoleHistory open(Path dir, long keepBytes) throws IOException {
+        if (keepBytes < 1) {
+            throw new IllegalArgumentException("what is kept must be positive: " + keepBytes);
         }
-        ConsoleHistory h = new ConsoleHistory(dir, segmentBytes);
+        ConsoleHistory h = new ConsoleHistory(dir, keepBytes);
         h.load();
+        OPEN.add(h);
         return h;
     }
 
-    private void load() throws IOException {
+    private synchronized void load() throws IOException {
         Files.createDirectories(dir);
+        if (!Files.exists(file)) {
+            Files.createFile(file);
+        }
         Path state = dir.resolve(STATE);
         generation = null;
-        olderBase = -1;
         base = 0;
+        trimmed = 0;
         if (Files.exists(state)) {
             for (String line : Files.readAllLines(state, StandardCharsets.UTF_8)) {
                 int eq = line.indexOf('=');
                 if (eq < 0) {
                     continue;
                 }
-                String k = line.substring(0, eq);
                 String v = line.substring(eq + 1).trim();
-                switch (k) {
+                switch (line.substring(0, eq)) {
                     case "generation" -> generation = v;
                     case "base" -> base = Long.parseLong(v);
-                    case "older" -> olderBase = Long.parseLong(v);
+                    case "trimmed" -> trimmed = Long.parseLong(v);
+                    case "before" -> beforeBase = Long.parseLong(v);
                     default -> {}
                 }
             }
@@ -115,17 +158,19 @@ public final class ConsoleHistory implements Closeable {
         if (generation == null || generation.isEmpty()) {
             // A console.log without state (an older agent's VM): it becomes the start of a new generation.
             generation = newGeneration();
-            olderBase = -1;
             base = 0;
-            Files.deleteIfExists(dir.resolve(OLDER));
+            trimmed = 0;
             writeState();
         }
-        if (olderBase >= 0 && !Files.exists(dir.resolve(OLDER))) {
-            olderBase = -1;
+        beforeLength = 0;
+        if (beforeBase >= 0) {
+            try {
+                beforeLength = Files.size(dir.resolve(BEFORE));
+            } catch (IOException e) {
+                beforeBase = -1;
+            }
         }
-        current = FileChannel.open(
-                dir.resolve(FILE), StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.APPEND);
-        currentSize = current.size();
+        lastSize = size();
     }
 
     static String newGeneration() {
@@ -138,9 +183,18 @@ public final class ConsoleHistory implements Closeable {
         Path tmp = dir.resolve(STATE + ".tmp");
         Files.writeString(
                 tmp,
-                "generation=" + generation + "\nbase=" + base + "\nolder=" + olderBase + "\n",
+                "generation=" + generation + "\nbase=" + base + "\ntrimmed=" + trimmed + "\nbefore=" + beforeBase
+                        + "\n",
                 StandardCharsets.UTF_8);
         Files.move(tmp, dir.resolve(STATE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    private long size() {
+        try {
+            return Files.size(file);
+        } catch (IOException e) {
+            return trimmed; // gone (the VM's directory was removed): nothing more to read
+        }
     }
 
     public synchronized String generation() {
@@ -149,19 +203,19 @@ public final class ConsoleHistory implements Closeable {
 
     /** The offset of the oldest byte still kept. */
     public synchronized long start() {
-        return olderBase >= 0 ? olderBase : base;
+        return beforeBase >= 0 ? beforeBase : base + trimmed;
     }
 
     /** The offset just past the newest byte. */
     public synchronized long end() {
-        return base + currentSize;
+        return base + Math.max(trimmed, size());
     }
 
     public boolean closed() {
         return closed;
     }
 
-    /** Appends what the guest printed; ignored once closed (the VM is gone). */
+    /** Appends what the guest printed (the sim guest; QEMU writes the file itself); ignored once closed. */
     public void append(byte[] data, int off, int len) throws IOException {
         if (len == 0) {
             return;
@@ -170,31 +224,64 @@ public final class ConsoleHistory implements Closeable {
             if (closed) {
                 return;
             }
+            if (appender == null) {
+                appender = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.APPEND);
+            }
             ByteBuffer b = ByteBuffer.wrap(data, off, len);
             while (b.hasRemaining()) {
-                current.write(b);
-            }
-            currentSize += len;
-            if (currentSize >= segmentBytes) {
-                rotate();
+                appender.write(b);
             }
         }
-        wake();
+        poll();
     }
 
     public void append(byte[] data) throws IOException {
         append(data, 0, data.length);
     }
 
-    private void rotate() throws IOException {
-        current.close();
-        Files.move(dir.resolve(FILE), dir.resolve(OLDER), StandardCopyOption.REPLACE_EXISTING);
-        olderBase = base;
-        base += currentSize;
-        currentSize = 0;
-        current = FileChannel.open(
-                dir.resolve(FILE), StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.APPEND);
-        writeState();
+    /** Wakes the followers when the file grew, and trims it when it holds more than twice what is kept. */
+    void poll() {
+        boolean grew;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            long size = size();
+            grew = size != lastSize;
+            lastSize = size;
+            if (size - trimmed > 2 * keepBytes) {
+                trim(size);
+            }
+        }
+        if (grew) {
+            wake();
+        }
+    }
+
+    private void trim(long size) {
+        // Page-aligned, so that whole blocks are freed; punching from 0 also frees what an earlier stay
+        // of the VM on this host left before a continued history.
+        long upTo = (size - keepBytes) & ~4095L;
+        if (upTo <= trimmed || punchUnsupported) {
+            return;
+        }
+        int fd = -1;
+        try {
+            fd = Linux.open(file.toString(), Linux.O_RDWR | Linux.O_CLOEXEC);
+            Linux.fallocate(fd, Linux.FALLOC_FL_PUNCH_HOLE | Linux.FALLOC_FL_KEEP_SIZE, 0, upTo);
+            trimmed = upTo;
+            beforeBase = -1; // older than what is kept now
+            beforeLength = 0;
+            writeState();
+            Files.deleteIfExists(dir.resolve(BEFORE));
+        } catch (IOException e) {
+            punchUnsupported = true;
+            log.warn("the console history in {} cannot be trimmed ({}); it grows unbounded", dir, e.getMessage());
+        } finally {
+            if (fd >= 0) {
+                Linux.close(fd);
+            }
+        }
     }
 
     /**
@@ -208,31 +295,31 @@ public final class ConsoleHistory implements Closeable {
         if (at >= end || max <= 0) {
             return new Chunk(generation, Math.min(at, end), new byte[0]);
         }
-        ByteArrayOutputStream out = new ByteArrayOutputStream((int) Math.min(max, end - at));
-        if (olderBase >= 0 && at < base) {
-            int n = (int) Math.min(max, base - at);
-            readInto(dir.resolve(OLDER), at - olderBase, n, out);
+        int n = (int) Math.min(max, end - at);
+        ByteBuffer b = ByteBuffer.allocate(n);
+        long beforeEnd = beforeBase + beforeLength;
+        if (beforeBase >= 0 && at < beforeEnd) {
+            b.limit((int) Math.min(n, beforeEnd - at));
+            readInto(dir.resolve(BEFORE), at - beforeBase, b);
+            b.limit(n);
         }
-        long next = at + out.size();
-        int left = max - out.size();
-        if (left > 0 && next >= base && next < end) {
-            readInto(dir.resolve(FILE), next - base, (int) Math.min(left, end - next), out);
+        if (b.hasRemaining()) {
+            readInto(file, at + b.position() - base, b);
         }
-        return new Chunk(generation, at, out.toByteArray());
+        byte[] data = b.position() == n ? b.array() : java.util.Arrays.copyOf(b.array(), b.position());
+        return new Chunk(generation, at, data);
     }
 
-    private static void readInto(Path file, long pos, int n, ByteArrayOutputStream out) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            ByteBuffer b = ByteBuffer.allocate(n);
+    private static void readInto(Path f, long pos, ByteBuffer b) throws IOException {
+        try (FileChannel ch = FileChannel.open(f, StandardOpenOption.READ)) {
+            int start = b.position();
             while (b.hasRemaining()) {
-                int r = ch.read(b, pos + b.position());
-                if (r < 0) {
+                if (ch.read(b, pos + b.position() - start) < 0) {
                     break;
                 }
             }
-            out.write(b.array(), 0, b.position());
         } catch (NoSuchFileException e) {
-            // rotated or deleted under a reader that did not hold the lock: nothing to add
+            // the VM's directory was removed: nothing to read
         }
     }
 
@@ -243,49 +330,42 @@ public final class ConsoleHistory implements Closeable {
      */
     public synchronized long lineOffset(int lines) throws IOException {
         long start = start();
-        long end = end();
         if (lines < 0) {
             return start;
         }
-        byte[] all =
-                read(start, (int) Math.min(Integer.MAX_VALUE - 8, end - start)).data();
+        byte[] all = read(start, (int) Math.min(Integer.MAX_VALUE - 8, end() - start))
+                .data();
         return start + lineStart(all, lines);
     }
 
     /** Pure: the index in {@code text} where its last {@code lines} complete lines (and the partial rest) begin. */
     static int lineStart(byte[] text, int lines) {
         int i = text.length;
-        // A partial last line does not count as one of the lines asked for.
-        int seen = 0;
-        if (i > 0 && text[i - 1] != '\n') {
-            while (i > 0 && text[i - 1] != '\n') {
-                i--;
-            }
+        while (i > 0 && text[i - 1] != '\n') {
+            i--; // a partial last line comes along and does not count
         }
-        while (i > 0) {
+        int seen = 0;
+        while (i > 0 && seen < lines) {
             int j = i - 1; // the newline ending a complete line
             while (j > 0 && text[j - 1] != '\n') {
                 j--;
             }
-            if (seen == lines) {
-                return i;
-            }
             seen++;
             i = j;
         }
-        return seen >= lines ? i : 0;
+        return seen < lines ? 0 : i;
     }
 
     /** The last {@code max} bytes (what a migration carries to the destination). */
     public synchronized Chunk tail(int max) throws IOException {
-        long end = end();
-        return read(Math.max(start(), end - max), max);
+        return read(Math.max(start(), end() - max), max);
     }
 
     /**
      * The destination of a migration: the history becomes {@code tail} (the source's, under its
-     * generation and offsets), followed by anything this host recorded already (normally nothing:
-     * the guest was paused). A tail of the generation already here and not newer changes nothing.
+     * generation and offsets, in {@code console.before}) followed by what the guest prints here from
+     * now on; what console.log held before is no longer part of it. A tail of the generation already
+     * here and not newer changes nothing.
      */
     public void continueFrom(Chunk tail) throws IOException {
         synchronized (this) {
@@ -295,32 +375,24 @@ public final class ConsoleHistory implements Closeable {
             if (tail.generation().equals(generation) && tail.end() <= end()) {
                 return;
             }
-            Chunk local = read(start(), (int) Math.min(Integer.MAX_VALUE - 8, end() - start()));
-            current.close();
-            Files.deleteIfExists(dir.resolve(OLDER));
+            // Kept apart from console.log, which stays what this host's guest printed (its bytes so far,
+            // an earlier stay's, are no longer part of the history).
+            Path tmp = dir.resolve(BEFORE + ".tmp");
+            Files.write(tmp, tail.data());
+            Files.move(tmp, dir.resolve(BEFORE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            long pos = size();
             generation = tail.generation();
-            olderBase = -1;
-            base = tail.offset();
-            currentSize = 0;
-            Files.deleteIfExists(dir.resolve(FILE));
-            current = FileChannel.open(
-                    dir.resolve(FILE), StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.APPEND);
+            beforeBase = tail.offset();
+            beforeLength = tail.data().length;
+            base = tail.end() - pos;
+            trimmed = pos;
             writeState();
-            for (byte[] part : List.of(tail.data(), local.data())) {
-                ByteBuffer b = ByteBuffer.wrap(part);
-                while (b.hasRemaining()) {
-                    current.write(b);
-                }
-                currentSize += part.length;
-            }
-            if (currentSize >= segmentBytes) {
-                rotate();
-            }
+            lastSize = -1;
         }
-        wake();
+        poll();
     }
 
-    /** {@code wake} runs (on the appending thread: it must not block) after each append and on close. */
+    /** {@code wake} runs (on the poller or an appending thread: it must not block) when the console grew, and on close. */
     public Runnable subscribe(Runnable wake) {
         listeners.add(wake);
         return () -> listeners.remove(wake);
@@ -336,7 +408,7 @@ public final class ConsoleHistory implements Closeable {
         }
     }
 
-    /** Stops recording (the VM left this host or ended) and wakes every follower; the files stay. */
+    /** Stops following the file (the VM left this host or ended) and wakes every follower; the file stays. */
     @Override
     public void close() {
         synchronized (this) {
@@ -344,13 +416,15 @@ public final class ConsoleHistory implements Closeable {
                 return;
             }
             closed = true;
-            try {
-                current.close();
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            } finally {
-                wake();
+            OPEN.remove(this);
+            if (appender != null) {
+                try {
+                    appender.close();
+                } catch (IOException e) {
+                    // closing
+                }
             }
         }
+        wake();
     }
 }

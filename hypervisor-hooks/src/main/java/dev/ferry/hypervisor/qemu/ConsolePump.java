@@ -1,7 +1,6 @@
 package dev.ferry.hypervisor.qemu;
 
 import dev.ferry.hypervisor.HypervisorException;
-import dev.ferry.hypervisor.console.ConsoleHistory;
 import java.io.IOException;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
@@ -14,82 +13,89 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The agent's end of a QEMU guest's serial console: one connection to QEMU's console socket
- * ({@code -chardev socket,server=on,wait=off}, see {@link QemuCommand#consoleSocket()}), whose
- * output goes into the VM's {@link ConsoleHistory} and whose input comes from console clients.
+ * Input for a QEMU guest's serial console: a connection to COM1's socket ({@code -chardev
+ * socket,server=on,wait=off,logfile=console.log,logappend=on}, see {@link QemuCommand}), made
+ * when a console client first writes and dropped after {@link #IDLE_MS} without input.
  *
- * <p>Why a socket that the agent reads rather than QEMU's file chardev: a file takes no input, and
- * QEMU holds it open, so it can neither be trimmed without losing bytes nor renamed into segments.
- * One reader, here, at disk speed, means a slow console client never slows the guest (clients
- * read the history file at their own pace) and the history is bounded by rotation. What it costs:
- * while no agent is connected (between an agent's exit and the next one adopting the QEMU, or in
- * the moment between QEMU's start and the connection) QEMU drops the guest's output (a socket
- * chardev without a client discards what it is given rather than stall the guest).
+ * <p>Why this shape. QEMU's file chardev takes no input, so COM1 is a socket. QEMU writes what
+ * the guest prints to the chardev's log file whether a client is connected or not, so the file is
+ * the history (the agent's {@link dev.ferry.hypervisor.console.ConsoleHistory} reads and trims
+ * it) and a record of the guest's output that needs no agent: it goes on while the agent is
+ * stopped, frozen or restarting, which is what the fencing tests watch. A connected client must
+ * read what QEMU sends it, or the guest's serial port stalls once the socket's buffer is full;
+ * hence the connection only while someone types, a reader that discards (the bytes are in the log
+ * already), and input through a bounded queue so that a guest that does not read its console makes
+ * input fail rather than the agent block.
  */
 final class ConsolePump implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ConsolePump.class);
     /** Input waiting for QEMU to take it: keystrokes and pasted lines, not bulk transfers. */
     static final int INPUT_CHUNKS = 256;
+    /** Without input for this long, the connection goes (nobody types; nothing must be drained). */
+    static final long IDLE_MS = 30_000;
 
     private final String vm;
     private final SocketChannel channel;
-    private final ConsoleHistory history;
     private final BlockingQueue<byte[]> input = new ArrayBlockingQueue<>(INPUT_CHUNKS);
     private final Thread reader;
     private final Thread writer;
     private volatile boolean closed;
+    private volatile long lastInput = System.nanoTime();
 
-    private ConsolePump(String vm, SocketChannel channel, ConsoleHistory history) {
+    private ConsolePump(String vm, SocketChannel channel) {
         this.vm = vm;
         this.channel = channel;
-        this.history = history;
-        this.reader = Thread.ofPlatform().daemon().name("ferry-console-" + vm).unstarted(this::pumpOutput);
+        this.reader =
+                Thread.ofPlatform().daemon().name("ferry-console-drain-" + vm).unstarted(this::drain);
         this.writer =
                 Thread.ofPlatform().daemon().name("ferry-console-in-" + vm).unstarted(this::pumpInput);
     }
 
     /** Connects to QEMU's console socket (retrying until {@code timeoutMs}: QEMU creates it as it starts). */
-    static ConsolePump connect(String vm, Path socket, ConsoleHistory history, long timeoutMs)
-            throws HypervisorException {
+    static ConsolePump connect(String vm, Path socket, long timeoutMs) throws HypervisorException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
         while (true) {
             try {
                 SocketChannel ch = SocketChannel.open(UnixDomainSocketAddress.of(socket));
-                ConsolePump p = new ConsolePump(vm, ch, history);
+                ConsolePump p = new ConsolePump(vm, ch);
                 p.reader.start();
                 p.writer.start();
                 return p;
             } catch (IOException e) {
                 if (System.nanoTime() > deadline) {
                     throw new HypervisorException(
-                            "connect the console", "cannot connect to " + socket + ": " + e.getMessage(), e);
+                            "console input", "cannot connect to " + socket + ": " + e.getMessage(), e);
                 }
                 try {
                     Thread.sleep(20);
                 } catch (InterruptedException ie) {
                     Thread.currentThread().interrupt();
-                    throw new HypervisorException("connect the console", "interrupted", ie);
+                    throw new HypervisorException("console input", "interrupted", ie);
                 }
             }
         }
     }
 
-    private void pumpOutput() {
-        ByteBuffer b = ByteBuffer.allocate(64 << 10);
+    boolean isOpen() {
+        return !closed;
+    }
+
+    /** What QEMU sends to the connected client is in its log file already: read and dropped. */
+    private void drain() {
+        ByteBuffer b = ByteBuffer.allocate(16 << 10);
         try {
             while (!closed) {
                 b.clear();
-                int n = channel.read(b);
-                if (n < 0) {
+                if (channel.read(b) < 0) {
                     break;
                 }
-                history.append(b.array(), 0, n);
             }
         } catch (IOException e) {
             if (!closed) {
-                log.warn("console of VM {}: {}", vm, e.getMessage());
+                log.debug("console of VM {}: {}", vm, e.getMessage());
             }
         }
+        closed = true;
     }
 
     private void pumpInput() {
@@ -97,6 +103,9 @@ final class ConsolePump implements AutoCloseable {
             while (!closed) {
                 byte[] next = input.poll(1, TimeUnit.SECONDS);
                 if (next == null) {
+                    if (System.nanoTime() - lastInput > TimeUnit.MILLISECONDS.toNanos(IDLE_MS)) {
+                        break;
+                    }
                     continue;
                 }
                 ByteBuffer b = ByteBuffer.wrap(next);
@@ -111,13 +120,15 @@ final class ConsolePump implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        close();
     }
 
     /** Queues {@code data} for the guest; refuses when the guest is not taking its input. */
     void write(byte[] data) throws HypervisorException {
         if (closed) {
-            throw new HypervisorException("console input", "the console of VM " + vm + " is closed");
+            throw new HypervisorException("console input", "the console connection of VM " + vm + " is closed");
         }
+        lastInput = System.nanoTime();
         if (data.length > 0 && !input.offer(data.clone())) {
             throw new HypervisorException(
                     "console input", "the guest of VM " + vm + " is not reading its console (input buffer full)");

@@ -164,14 +164,14 @@ public record QemuCommand(
     }
 
     /**
-     * The guest's serial console history's current segment (COM1's output, as the agent's {@link
-     * ConsolePump} records it in {@link dev.ferry.hypervisor.console.ConsoleHistory}).
+     * Everything the guest printed on its serial console (COM1), written by QEMU itself; the
+     * agent's {@link dev.ferry.hypervisor.console.ConsoleHistory} reads and trims it.
      */
     public Path consoleLog() {
         return runDir.resolve(dev.ferry.hypervisor.console.ConsoleHistory.FILE);
     }
 
-    /** COM1 itself: QEMU serves it, the agent connects (output and input; see {@link ConsolePump}). */
+    /** COM1's input: QEMU serves it, the agent connects while a console client writes ({@link ConsolePump}). */
     public Path consoleSocket() {
         return runDir.resolve("console.sock");
     }
@@ -208,10 +208,12 @@ public record QemuCommand(
         a.addAll(List.of("-display", "none", "-nodefaults", "-no-user-config"));
         // Timestamps on QEMU's own messages, so its log lines up with the agent's.
         a.addAll(List.of("-msg", "timestamp=on"));
-        // A socket, not a file: input reaches the guest, and the agent keeps the history bounded
-        // (ConsolePump says why). wait=off: QEMU and the guest never wait for the agent.
+        // A socket for input (the agent connects while a console client writes), and QEMU's own log
+        // of everything the guest prints, connected or not (ConsolePump says why).
         a.addAll(List.of(
-                "-chardev", "socket,id=console,path=" + opt(consoleSocket().toString()) + ",server=on,wait=off"));
+                "-chardev",
+                "socket,id=console,path=" + opt(consoleSocket().toString()) + ",server=on,wait=off,logfile="
+                        + opt(consoleLog().toString()) + ",logappend=on"));
         a.addAll(List.of("-serial", "chardev:console"));
         a.addAll(List.of("-chardev", "socket,id=qmp,path=" + opt(qmpSocket().toString()) + ",server=on,wait=off"));
         a.addAll(List.of("-mon", "chardev=qmp,mode=control"));

@@ -208,7 +208,7 @@ public final class QemuProcess implements Closeable {
     }
 
     private volatile dev.ferry.hypervisor.console.ConsoleHistory console;
-    private volatile ConsolePump consolePump;
+    private ConsolePump consolePump;
 
     private QemuProcess(QemuCommand command, Accel.Detection accel, Proc process, long logOffset, long launchedNanos) {
         this.command = command;
@@ -240,13 +240,10 @@ public final class QemuProcess implements Closeable {
         }
         // A guest with a lease outlives its agent on purpose: the lease stops it if nobody renews it,
         // and a restarted agent adopts it. Without a lease (standalone), QEMU dies with the agent.
-        // The vCPUs start only once the console is connected (-S, then cont): a socket chardev without
-        // its client drops what the guest prints, and the boot lines are the ones that matter most.
-        List<String> argv = resolved.startPaused()
-                ? resolved.argv()
-                : resolved.toBuilder().startPaused(true).build().argv();
-        ProcessBuilder pb =
-                new ProcessBuilder(resolved.leaseFile() != null ? argv : ProcessLauncher.withParentDeathSignal(argv));
+        ProcessBuilder pb = new ProcessBuilder(
+                resolved.leaseFile() != null
+                        ? resolved.argv()
+                        : ProcessLauncher.withParentDeathSignal(resolved.argv()));
         resolved.environmentToRemove().forEach(pb.environment()::remove);
         pb.environment().putAll(resolved.environment());
         pb.directory(resolved.runDir().toFile());
@@ -272,14 +269,7 @@ public final class QemuProcess implements Closeable {
         try {
             qp.writePidFile();
             qp.connect(deadline);
-            qp.connectConsole();
-            if (!resolved.startPaused()) {
-                try {
-                    qp.qmp.execute("cont", Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
-                } catch (QmpException e) {
-                    throw new QemuStartException(Step.START_VCPUS, "cannot start the vCPUs: " + e.getMessage(), e);
-                }
-            }
+            qp.openConsole();
             return qp;
         } catch (QemuStartException | RuntimeException e) {
             qp.close();
@@ -329,7 +319,7 @@ public final class QemuProcess implements Closeable {
 
     /** Connects QMP to an adopted QEMU, if not yet connected (it was stopped when adopted). */
     public void connectAdopted(Duration timeout) throws QemuStartException {
-        connectConsole();
+        openConsole();
         if (qmp == null) {
             connect(System.nanoTime() + timeout.toNanos());
         }
@@ -638,21 +628,18 @@ public final class QemuProcess implements Closeable {
     }
 
     /**
-     * Opens the guest's console history in the run directory and connects to QEMU's console
-     * socket. A console that cannot be had does not stop the guest (an adopted QEMU started by an
-     * older agent has a file chardev, not a socket): it runs without a recorded console, and the
-     * log says so.
+     * Opens the guest's console history in the run directory (QEMU writes it; {@link ConsolePump}
+     * carries input). A history that cannot be opened does not stop the guest: it runs without
+     * one, and the log says so.
      */
-    private synchronized void connectConsole() {
+    private synchronized void openConsole() {
+        if (console != null) {
+            return;
+        }
         try {
-            if (console == null) {
-                console = dev.ferry.hypervisor.console.ConsoleHistory.open(command.runDir());
-            }
-            if (consolePump == null) {
-                consolePump = ConsolePump.connect(command.name(), command.consoleSocket(), console, 2000);
-            }
-        } catch (IOException | dev.ferry.hypervisor.HypervisorException e) {
-            log.warn("QEMU {} runs without a recorded console: {}", command.name(), e.getMessage());
+            console = dev.ferry.hypervisor.console.ConsoleHistory.open(command.runDir());
+        } catch (IOException e) {
+            log.warn("QEMU {} runs without a console history: {}", command.name(), e.getMessage());
         }
     }
 
@@ -671,12 +658,17 @@ public final class QemuProcess implements Closeable {
         return Optional.ofNullable(console);
     }
 
-    /** Queues {@code data} as input on the guest's COM1. */
+    /** Queues {@code data} as input on the guest's COM1, connecting to its socket if not connected. */
     public void consoleInput(byte[] data) throws dev.ferry.hypervisor.HypervisorException {
-        ConsolePump p = consolePump;
-        if (p == null) {
-            throw new dev.ferry.hypervisor.HypervisorException(
-                    "console input", "QEMU " + command.name() + " has no console connection");
+        ConsolePump p;
+        synchronized (this) {
+            if (consolePump == null || !consolePump.isOpen()) {
+                if (consolePump != null) {
+                    consolePump.close();
+                }
+                consolePump = ConsolePump.connect(command.name(), command.consoleSocket(), 2000);
+            }
+            p = consolePump;
         }
         p.write(data);
     }

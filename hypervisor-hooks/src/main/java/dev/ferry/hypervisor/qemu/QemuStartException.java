@@ -11,8 +11,7 @@ public final class QemuStartException extends HypervisorException {
         WAIT_FOR_QMP_SOCKET("wait for the QMP socket"),
         CONNECT_QMP("connect QMP"),
         QUERY("query QEMU"),
-        CHECK_ACCEL("check the accelerator"),
-        START_VCPUS("start the vCPUs");
+        CHECK_ACCEL("check the accelerator");
 
         private final String text;
 

@@ -441,7 +441,7 @@ public final class PreCopySender {
     /**
      * The console history as of the pause, for the destination to continue (bounded: at most
      * {@link dev.ferry.hypervisor.console.ConsoleHistory#MAX_TAIL_BYTES}, well inside a gRPC
-     * message). Read from the history file in the pause: about a millisecond for the full 2 MiB.
+     * message). Read in the pause, beside the final pages (docs/BENCHMARKS.md, "Console").
      */
     private java.util.Optional<dev.ferry.proto.migration.ConsoleTail> consoleTail() {
         return vm.console().flatMap(h -> {
@@ -470,6 +470,7 @@ public final class PreCopySender {
         long pauseNanos;
         long finalPagesMs = 0;
         CompletableFuture<Long> sourceDigest = null;
+        CompletableFuture<java.util.Optional<dev.ferry.proto.migration.ConsoleTail>> consoleTail = null;
         if (precopy) {
             DeviceState deviceState = vm.deviceState();
             // Device state is saved beside the final pages: both are downtime, so they overlap.
@@ -536,6 +537,8 @@ public final class PreCopySender {
             if (options.verify()) {
                 sourceDigest = CompletableFuture.supplyAsync(() -> pauseDigest(memory));
             }
+            // The guest prints nothing more now: its console's tail is read beside the final pages.
+            consoleTail = CompletableFuture.supplyAsync(this::consoleTail);
             int finalRound = rounds;
             RoundResult r = sendRound(memory, finalRound, last, true);
             finalPagesMs = (System.nanoTime() - pauseNanos) / 1_000_000;
@@ -554,7 +557,7 @@ public final class PreCopySender {
         step = MigrationStep.MIGRATION_STEP_VERIFY;
         Switchover.Builder sw =
                 Switchover.newBuilder().setFinalRound(rounds - 1).setVerify(options.verify() && precopy);
-        consoleTail().ifPresent(sw::setConsoleTail);
+        (consoleTail == null ? consoleTail() : join(consoleTail)).ifPresent(sw::setConsoleTail);
         control.send(SenderFrame.newBuilder().setSwitchover(sw).build(), step);
         Ready ready = control.await(
                 control.ready,
