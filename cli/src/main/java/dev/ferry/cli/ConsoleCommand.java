@@ -39,8 +39,8 @@ final class ConsoleCommand implements Runnable {
     @Option(
             names = "--tail",
             paramLabel = "N|all",
-            description = "History to print first: the last N lines (default 20), or all the history kept (2 MiB at"
-                    + " most per VM).")
+            description = "History to print first: the last N lines (default 20), or all the history kept (the last"
+                    + " 1 to 2 MiB per VM).")
     String tail = "20";
 
     @Option(names = "--history", description = "Print the history (see --tail) and exit.")

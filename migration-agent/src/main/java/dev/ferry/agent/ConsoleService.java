@@ -25,7 +25,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Backpressure: nothing is queued per client. A session sends while its gRPC stream is ready
  * and otherwise waits for the ready signal; the guest's output goes to the history file whatever
- * the clients do. A client that falls further behind than the history keeps (2 MiB) loses the
+ * the clients do. A client that falls further behind than the history keeps (1 to 2 MiB) loses the
  * trimmed bytes and is told how many ({@code skipped}), so neither the guest, the agent's memory
  * nor the other clients ever wait for it.
  */

@@ -17,6 +17,7 @@ import dev.ferry.hypervisor.qemu.qmp.QmpEvent;
 import dev.ferry.hypervisor.qemu.qmp.QmpException;
 import dev.ferry.proto.vm.VmSpec;
 import java.io.IOException;
+import java.io.RandomAccessFile;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
@@ -402,16 +403,20 @@ final class QemuVm implements VmInstance {
         return Duration.ofMillis(40);
     }
 
-    /** The test guest's heartbeat counter, from the last heartbeat line on its console. */
+    /**
+     * The test guest's heartbeat counter, from the last heartbeat line this host's QEMU logged
+     * (console.log, not the history: a migrated tail is not this copy's progress).
+     */
     @Override
     public long heartbeat() {
-        dev.ferry.hypervisor.console.ConsoleHistory h = console().orElse(null);
-        if (h == null) {
-            return -1;
-        }
-        try {
-            // The tail of the history, across a rotation.
-            Matcher m = HEARTBEAT.matcher(new String(h.tail(4096).data(), StandardCharsets.US_ASCII));
+        Path console = command.consoleLog();
+        try (RandomAccessFile f = new RandomAccessFile(console.toFile(), "r")) {
+            long len = f.length();
+            int n = (int) Math.min(len, 4096);
+            byte[] tail = new byte[n];
+            f.seek(len - n);
+            f.readFully(tail);
+            Matcher m = HEARTBEAT.matcher(new String(tail, StandardCharsets.US_ASCII));
             long last = -1;
             while (m.find()) {
                 last = Long.parseLong(m.group(1));
