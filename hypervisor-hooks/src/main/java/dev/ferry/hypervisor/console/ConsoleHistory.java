@@ -173,9 +173,11 @@ public final class ConsoleHistory implements Closeable {
         lastSize = size();
     }
 
+    private static final SecureRandom RANDOM = new SecureRandom();
+
     static String newGeneration() {
         byte[] b = new byte[8];
-        new SecureRandom().nextBytes(b);
+        RANDOM.nextBytes(b);
         return HexFormat.of().formatHex(b);
     }
 
@@ -265,10 +267,13 @@ public final class ConsoleHistory implements Closeable {
         if (upTo <= trimmed || punchUnsupported) {
             return;
         }
-        int fd = -1;
         try {
-            fd = Linux.open(file.toString(), Linux.O_RDWR | Linux.O_CLOEXEC);
-            Linux.fallocate(fd, Linux.FALLOC_FL_PUNCH_HOLE | Linux.FALLOC_FL_KEEP_SIZE, 0, upTo);
+            int fd = Linux.open(file.toString(), Linux.O_RDWR | Linux.O_CLOEXEC);
+            try {
+                Linux.fallocate(fd, Linux.FALLOC_FL_PUNCH_HOLE | Linux.FALLOC_FL_KEEP_SIZE, 0, upTo);
+            } finally {
+                Linux.close(fd);
+            }
             trimmed = upTo;
             beforeBase = -1; // older than what is kept now
             beforeLength = 0;
@@ -277,10 +282,6 @@ public final class ConsoleHistory implements Closeable {
         } catch (IOException e) {
             punchUnsupported = true;
             log.warn("the console history in {} cannot be trimmed ({}); it grows unbounded", dir, e.getMessage());
-        } finally {
-            if (fd >= 0) {
-                Linux.close(fd);
-            }
         }
     }
 
