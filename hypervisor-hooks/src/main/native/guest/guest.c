@@ -365,6 +365,9 @@ void guest_main(uint32_t magic, uint32_t info) {
         __asm__ volatile("sti");
         uint32_t elapsed = now - seen;
         seen = now;
+        /* Console input (ferry vm console): echoed back as it comes, a tick at a time, so a test
+         * sees that keystrokes reach the guest. Never waits: nothing there, nothing done. */
+        while (inb(COM1 + 5) & 0x01) putc_((char)inb(COM1));
         if (hb_ticks && (int32_t)(now - next_hb) >= 0) {
             heartbeat();
             next_hb += hb_ticks;

@@ -32,13 +32,15 @@ import picocli.CommandLine.Parameters;
             VmCommand.Show.class,
             VmCommand.Start.class,
             VmCommand.Stop.class,
-            VmCommand.Delete.class
+            VmCommand.Delete.class,
+            ConsoleCommand.class
         })
 final class VmCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(
-                new picocli.CommandLine(this), "missing subcommand: create, list, show, start, stop or delete");
+                new picocli.CommandLine(this),
+                "missing subcommand: create, list, show, start, stop, delete or console");
     }
 
     @Command(name = "create", description = "Define a VM in the cluster, place it on a host and start it.")

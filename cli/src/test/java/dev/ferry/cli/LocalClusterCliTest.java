@@ -108,6 +108,10 @@ class LocalClusterCliTest {
         assertEquals("web", list.get("vms").get(0).get("name").asText());
         assertEquals("running", list.get("vms").get(0).get("state").asText());
 
+        dev.ferry.testing.Timing.await(
+                "web's first console line on host-1",
+                java.time.Duration.ofSeconds(20),
+                () -> ferry("vm", "console", "web", "--history").out().contains("FERRY-GUEST hb=1 "));
         CliRun migrated = ferry("migrate", "web", "--to", "host-2", "--verify", "--json");
         assertEquals(0, migrated.exit(), migrated.err() + migrated.out());
         JsonNode m = json(migrated);
@@ -133,6 +137,11 @@ class LocalClusterCliTest {
         assertEquals("host-2", after.get("host").asText());
         assertEquals(2, after.get("epoch").asInt());
         assertEquals("running", after.get("desired").asText());
+
+        // The sim guest's console moved with it: host-2's history starts with host-1's first line.
+        CliRun history = ferry("vm", "console", "web", "--history", "--tail", "all");
+        assertEquals(0, history.exit(), history.err());
+        assertTrue(history.out().startsWith("FERRY-GUEST hb=1 "), history.out());
     }
 
     @Test
@@ -226,6 +235,13 @@ class LocalClusterCliTest {
 
         CliRun badFlag = ferry("migrate", "web", "--to", "host-1", "--streams", "0x");
         assertEquals(2, badFlag.exit());
+
+        CliRun noConsole = ferry("vm", "console", "nope", "--history");
+        assertEquals(1, noConsole.exit());
+        assertEquals("ferry: no VM named 'nope' in the cluster", noConsole.err().trim());
+        CliRun badTail = ferry("vm", "console", "web", "--tail", "last");
+        assertEquals(2, badTail.exit());
+        assertTrue(badTail.err().contains("--tail takes a number of lines or 'all'"), badTail.err());
 
         CliRun noCluster =
                 CliRun.of("vm", "list", "--cluster", dir.resolve("elsewhere").toString());

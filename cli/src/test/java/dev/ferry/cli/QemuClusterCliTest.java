@@ -138,6 +138,98 @@ class QemuClusterCliTest {
         Timing.await("the guest keeps counting on host-2", Duration.ofSeconds(10), () -> heartbeat("g") > beat);
     }
 
+    /**
+     * Issue 13's console: a follower attached on host-1 reads on across a live migration to host-2
+     * without reattaching by hand, every heartbeat line once and in order; the history read on
+     * host-2 afterwards still holds host-1's lines (the source's tail moved with the VM); and input
+     * reaches the guest (the test guest echoes its COM1 input).
+     */
+    @Test
+    void theConsoleFollowsTheGuestAcrossAMigrationAndItsHistoryKeepsTheSourcesLines() throws Exception {
+        assertEquals(
+                0,
+                ferry("vm", "create", "c", "--memory", "64M", "--dirty-rate", "1M", "--host", "host-1")
+                        .exit());
+        StringBuffer out = new StringBuffer();
+        List<String> notes = new java.util.concurrent.CopyOnWriteArrayList<>();
+        ClusterFile f = ClusterFile.read(dir);
+        try (dev.ferry.cluster.client.CoordinatorClient client = ClusterOption.client(f)) {
+            dev.ferry.cluster.client.ConsoleFollower follower = new dev.ferry.cluster.client.ConsoleFollower(
+                    client, "c", -1, true, false, new dev.ferry.cluster.client.ConsoleFollower.Sink() {
+                        @Override
+                        public void output(byte[] data) {
+                            out.append(new String(data, StandardCharsets.ISO_8859_1));
+                        }
+
+                        @Override
+                        public void note(String line) {
+                            notes.add(line + " @" + out.length());
+                        }
+                    });
+            Thread t = Thread.ofPlatform().start(() -> {
+                try {
+                    follower.run();
+                } catch (Exception e) {
+                    notes.add("follower failed: " + e);
+                }
+            });
+            try {
+                Timing.await(
+                        "heartbeats from host-1",
+                        Duration.ofSeconds(30),
+                        () -> beats(out.toString()).size() >= 3);
+                long lastOnSource = beats(out.toString()).getLast();
+                CliRun m = ferry("migrate", "c", "--to", "host-2", "--json");
+                assertEquals(0, m.exit(), m.err() + m.out());
+                Timing.await(
+                        "the follower on host-2",
+                        Duration.ofSeconds(30),
+                        () -> notes.stream().anyMatch(n -> n.startsWith("-- now on host-2")));
+                Timing.await(
+                        "heartbeats from host-2",
+                        Duration.ofSeconds(30),
+                        () -> beats(out.toString()).getLast() > lastOnSource + 3);
+                // Every line once, in order, across the move: no gap, no repeat.
+                List<Long> seen = beats(out.toString());
+                for (int i = 1; i < seen.size(); i++) {
+                    assertEquals(seen.get(i - 1) + 1, seen.get(i), "heartbeats " + seen + "; notes " + notes);
+                }
+                assertTrue(out.toString().startsWith("FERRY-GUEST start"), out.toString());
+
+                // Input: through the coordinator and host-2's agent to the guest, which echoes it.
+                Timing.await(
+                        "input accepted",
+                        Duration.ofSeconds(10),
+                        () -> follower.input("ferry-console-input\n".getBytes(StandardCharsets.US_ASCII)));
+                Timing.await(
+                        "the guest's echo",
+                        Duration.ofSeconds(20),
+                        () -> out.toString().contains("ferry-console-input\n"));
+            } finally {
+                follower.close();
+                t.join(10_000);
+            }
+        }
+        // The history, read from host-2 alone, starts with host-1's lines.
+        CliRun h = ferry("vm", "console", "c", "--history", "--tail", "all");
+        assertEquals(0, h.exit(), h.err());
+        assertTrue(h.out().startsWith("FERRY-GUEST start"), h.out());
+        assertTrue(h.out().contains("ferry-console-input\n"), h.out());
+        CliRun last = ferry("vm", "console", "c", "--history", "--tail", "2");
+        long lines = last.out().lines().count();
+        assertTrue(lines == 2 || lines == 3, "two lines and what the guest is printing: " + last.out());
+    }
+
+    private static List<Long> beats(String console) {
+        List<Long> hb = new ArrayList<>();
+        java.util.regex.Matcher m =
+                java.util.regex.Pattern.compile("FERRY-GUEST hb=(\\d+) ").matcher(console);
+        while (m.find()) {
+            hb.add(Long.parseLong(m.group(1)));
+        }
+        return hb;
+    }
+
     private long heartbeat(String vm) {
         try {
             return Json.MAPPER

@@ -19,6 +19,8 @@ import dev.ferry.cluster.store.ZkSecurity;
 import dev.ferry.pki.Credentials;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
+import dev.ferry.testing.Timing;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -223,6 +225,32 @@ class SecureClusterCliTest {
         assertTrue(stop.err().contains("viewer"), stop.err());
         CliRun still = ferry("vm", "show", "web", "--json");
         assertTrue(still.out().contains("\"running\""), still.out());
+    }
+
+    @Test
+    void aViewerMayFollowAConsoleButNotWriteToIt() {
+        Path people = tmp.resolve("watchers");
+        CliRun issued = CliRun.of(
+                "pki", "issue", "carol", "--role", "viewer", "--dir", cluster.pki(), "--out", people.toString());
+        assertEquals(0, issued.exit(), issued.err());
+        Timing.await(
+                "a heartbeat line on web's console",
+                Duration.ofSeconds(30),
+                () -> ferry("vm", "console", "web", "--history", "--tail", "all")
+                        .out()
+                        .contains("FERRY-GUEST hb="));
+        CliRun read = zk(as(people, "carol"), "vm", "console", "web", "--history", "--tail", "1");
+        assertEquals(0, read.exit(), read.err());
+        assertTrue(read.out().contains("FERRY-GUEST hb="), read.out());
+        java.io.InputStream stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("reboot\n".getBytes(StandardCharsets.US_ASCII)));
+            CliRun write = zk(as(people, "carol"), "vm", "console", "web");
+            assertEquals(1, write.exit(), write.out());
+            assertTrue(write.err().contains("only operators may write to a console"), write.err());
+        } finally {
+            System.setIn(stdin);
+        }
     }
 
     @Test

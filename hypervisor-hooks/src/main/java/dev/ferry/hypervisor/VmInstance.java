@@ -51,6 +51,22 @@ public interface VmInstance extends AutoCloseable {
         return java.time.Duration.ofMillis(5);
     }
 
+    /**
+     * The guest's serial console history on this host, when the driver records one. It follows the
+     * VM: a migration's destination continues it ({@link dev.ferry.hypervisor.console.ConsoleHistory#continueFrom}).
+     */
+    default Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return Optional.empty();
+    }
+
+    /**
+     * Sends {@code data} to the guest's serial console. Never blocks for long: input the guest does
+     * not read fills a bounded buffer, and then this throws.
+     */
+    default void consoleInput(byte[] data) throws HypervisorException {
+        throw new HypervisorException("console input", "the VM's console takes no input");
+    }
+
     /** The guest's own progress counter (the test guest's heartbeat), when the driver can read one. */
     default long heartbeat() {
         return -1;

@@ -120,7 +120,13 @@ public final class Agent implements AutoCloseable {
         outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts(), metrics);
         outgoing.faults(senderFaults);
         AgentControlService control = new AgentControlService(
-                registry, incoming, outgoing, streams, this::info, LeaderTerms.open(config.dataDir(), clustered));
+                registry,
+                incoming,
+                outgoing,
+                streams,
+                this::info,
+                LeaderTerms.open(config.dataDir(), clustered),
+                new ConsoleService(ConsoleService.of(registry), config.hostId(), clustered));
         List<ServerServiceDefinition> services =
                 List.of(control.definition(), streams.definition(), health.definition());
         server = transport.startServer(config.listen(), serverExecutor, services, AgentAccess.policy(clustered));

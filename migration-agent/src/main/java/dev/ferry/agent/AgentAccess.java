@@ -43,6 +43,10 @@ public final class AgentAccess {
                         orders)
                 .allow(AgentControlRpc.SERVICE, List.of("CancelMigration"), orders, AGENT)
                 .allow(AgentControlRpc.SERVICE, List.of("PrepareIncoming"), AGENT)
+                // The console: in a cluster only through the coordinator (which checks the operator or
+                // viewer behind it); standalone, operators read and write, viewers only follow (the
+                // handler refuses their input: ConsoleService).
+                .allow(AgentControlRpc.SERVICE, List.of("Console"), orders, clustered ? orders : VIEWER)
                 .allow(MigrationStreamRpc.SERVICE, List.of("Transfer"), AGENT)
                 .build();
     }

@@ -50,5 +50,9 @@ public final class AgentControlRpc {
     public static final MethodDescriptor<LeaderTermRequest, LeaderTermResponse> ANNOUNCE_LEADER_TERM =
             SERVICE.method("AnnounceLeaderTerm", LeaderTermRequest.class, LeaderTermResponse.class);
 
+    public static final MethodDescriptor<dev.ferry.proto.agent.ConsoleRequest, dev.ferry.proto.agent.ConsoleOutput>
+            CONSOLE = SERVICE.method(
+                    "Console", dev.ferry.proto.agent.ConsoleRequest.class, dev.ferry.proto.agent.ConsoleOutput.class);
+
     private AgentControlRpc() {}
 }

@@ -8,6 +8,8 @@ import dev.ferry.proto.agent.AgentInfo;
 import dev.ferry.proto.agent.AgentInfoRequest;
 import dev.ferry.proto.agent.CancelMigrationRequest;
 import dev.ferry.proto.agent.CancelMigrationResponse;
+import dev.ferry.proto.agent.ConsoleOutput;
+import dev.ferry.proto.agent.ConsoleRequest;
 import dev.ferry.proto.agent.CreateVmRequest;
 import dev.ferry.proto.agent.LeaderTermRequest;
 import dev.ferry.proto.agent.LeaderTermResponse;
@@ -49,6 +51,7 @@ final class AgentControlService {
     private final MigrationStreamService streams;
     private final Supplier<AgentInfo> info;
     private final LeaderTerms terms;
+    private final ConsoleService consoles;
     private final RequestLog<VmStatus> requests = new RequestLog<>(4096);
 
     AgentControlService(
@@ -57,8 +60,10 @@ final class AgentControlService {
             OutgoingMigrations outgoing,
             MigrationStreamService streams,
             Supplier<AgentInfo> info,
-            LeaderTerms terms) {
+            LeaderTerms terms,
+            ConsoleService consoles) {
         this.registry = registry;
+        this.consoles = consoles;
         this.incoming = incoming;
         this.outgoing = outgoing;
         this.streams = streams;
@@ -179,6 +184,7 @@ final class AgentControlService {
                                         () -> LeaderTermResponse.newBuilder()
                                                 .setNewestLeaderTerm(terms.newest())
                                                 .build())))
+                .bidiStreaming("Console", ConsoleRequest.class, ConsoleOutput.class, consoles::open)
                 .build();
     }
 

@@ -75,6 +75,12 @@ public class ForwardingAgentActions implements AgentActions {
     }
 
     @Override
+    public io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleRequest> console(
+            HostRecord host, io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleOutput> out) {
+        return inner.console(host, out);
+    }
+
+    @Override
     public void close() {
         inner.close();
     }

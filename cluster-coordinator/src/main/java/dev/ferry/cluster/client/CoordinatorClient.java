@@ -260,6 +260,30 @@ public final class CoordinatorClient implements AutoCloseable {
                         || p.getState() == dev.ferry.proto.cluster.IntentState.INTENT_STATE_FAILED);
     }
 
+    /**
+     * Opens one console stream on the leader (as far as this client knows it): the returned
+     * observer takes the open request, then input. {@link ConsoleFollower} opens one per owner
+     * and calls {@link #redirect} when a stream fails with UNAVAILABLE.
+     */
+    public io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleRequest> console(
+            io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleOutput> out) {
+        String target = target(System.nanoTime() + retryFor.toNanos());
+        return ClientCalls.asyncBidiStreamingCall(
+                channel(target).newCall(CoordinatorRpc.CONSOLE, CallOptions.DEFAULT), out);
+    }
+
+    /** After an UNAVAILABLE answer: the next call goes to the leader it named, or to one looked up again. */
+    public void redirect(StatusRuntimeException e) {
+        Metadata trailers = Status.trailersFromThrowable(e);
+        String leader = trailers == null ? null : trailers.get(CoordinatorRpc.LEADER);
+        current = leader != null && !leader.isBlank() ? leader : null;
+    }
+
+    /** The one-line message for a failed call, as every other call reports it. */
+    public CoordinatorCallException explain(StatusRuntimeException e) {
+        return translate(e);
+    }
+
     // ---- calls, leader-following and retries
 
     private ManagedChannel channel(String endpoint) {

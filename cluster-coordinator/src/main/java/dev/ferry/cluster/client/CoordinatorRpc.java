@@ -59,4 +59,7 @@ public final class CoordinatorRpc {
             SERVICE.method("SetMigrationLimits", SetMigrationLimitsRequest.class, SetMigrationLimitsResponse.class);
     public static final MethodDescriptor<ListMigrationsRequest, ListMigrationsResponse> LIST_MIGRATIONS =
             SERVICE.method("ListMigrations", ListMigrationsRequest.class, ListMigrationsResponse.class);
+    public static final MethodDescriptor<dev.ferry.proto.agent.ConsoleRequest, dev.ferry.proto.agent.ConsoleOutput>
+            CONSOLE = SERVICE.method(
+                    "Console", dev.ferry.proto.agent.ConsoleRequest.class, dev.ferry.proto.agent.ConsoleOutput.class);
 }

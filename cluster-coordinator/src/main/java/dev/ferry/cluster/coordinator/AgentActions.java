@@ -51,6 +51,17 @@ public interface AgentActions extends Closeable {
     /** Tells an agent that a leader took office with {@code request}'s term. */
     LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) throws AgentCallException;
 
+    /**
+     * Opens the owner agent's console stream for a client of the coordinator (the proxy of {@code
+     * Coordinator.Console}); where agents are simulated there is none.
+     */
+    default io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleRequest> console(
+            HostRecord host, io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleOutput> out)
+            throws AgentCallException {
+        throw new AgentCallException(
+                io.grpc.Status.Code.UNIMPLEMENTED, "host " + host.getHostId() + " has no console service", null);
+    }
+
     @Override
     void close();
 }

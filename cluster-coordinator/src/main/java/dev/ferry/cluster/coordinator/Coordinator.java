@@ -293,6 +293,11 @@ public final class Coordinator implements Closeable {
         };
     }
 
+    /** How this replica reaches agents (the console proxy opens its streams through it). */
+    AgentActions agents() {
+        return agents;
+    }
+
     /** This replica's promises to agents riding out a ZooKeeper outage (restart decisions consult them). */
     OutagePromises promises() {
         return promises;

@@ -51,6 +51,17 @@ public final class CoordinatorAccess {
                 .allow(CoordinatorRpc.SERVICE, CHANGES, OPERATOR)
                 .limit(CoordinatorRpc.SERVICE, CHANGES, changes)
                 .allow(OutagePromises.SERVICE, List.of("AttestOutage"), AGENT)
+                // Viewers may follow a console; only operators may write to one (mayWriteConsole,
+                // checked when the stream opens: the role alone cannot tell a follower from a writer).
+                .allow(CoordinatorRpc.SERVICE, List.of("Console"), OPERATOR, VIEWER)
                 .build();
+    }
+
+    /**
+     * Whether {@code caller} may send input to a guest's console: operators only. Without TLS
+     * (--insecure, no identities) the transport decides nothing, and neither does this.
+     */
+    public static boolean mayWriteConsole(java.util.Optional<dev.ferry.pki.Identity> caller) {
+        return caller.isEmpty() || caller.get().role() == OPERATOR;
     }
 }

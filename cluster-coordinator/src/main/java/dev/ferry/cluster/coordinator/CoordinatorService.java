@@ -138,6 +138,11 @@ final class CoordinatorService {
                                 () -> ListMigrationsResponse.newBuilder()
                                         .addAllMigrations(Views.migrations(leader(), req.getVm()))
                                         .build()))
+                .bidiStreaming(
+                        "Console",
+                        dev.ferry.proto.agent.ConsoleRequest.class,
+                        dev.ferry.proto.agent.ConsoleOutput.class,
+                        out -> new ConsoleProxy(this::leader, coordinator.agents(), out))
                 .build();
     }
 

@@ -101,6 +101,12 @@ public final class GrpcAgentActions implements AgentActions {
     }
 
     @Override
+    public io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleRequest> console(
+            HostRecord host, io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleOutput> out) {
+        return client(host).console(out);
+    }
+
+    @Override
     public void close() {
         clients.values().forEach(AgentClient::close);
         clients.clear();

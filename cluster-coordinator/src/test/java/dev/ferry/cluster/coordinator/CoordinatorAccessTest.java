@@ -28,6 +28,21 @@ class CoordinatorAccessTest {
     }
 
     @Test
+    void viewersFollowConsolesOperatorsAlsoWriteAndAgentsHaveNone() {
+        AccessPolicy p = CoordinatorAccess.policy();
+        String console = CoordinatorRpc.SERVICE.fullMethodName("Console");
+        dev.ferry.pki.Identity viewer = new dev.ferry.pki.Identity("c", dev.ferry.pki.Role.VIEWER, "ann");
+        dev.ferry.pki.Identity operator = new dev.ferry.pki.Identity("c", dev.ferry.pki.Role.OPERATOR, "bob");
+        dev.ferry.pki.Identity agent = new dev.ferry.pki.Identity("c", dev.ferry.pki.Role.AGENT, "host-1");
+        assertTrue(p.decide(console, viewer) instanceof AccessPolicy.Decision.Allowed);
+        assertTrue(p.decide(console, operator) instanceof AccessPolicy.Decision.Allowed);
+        assertTrue(p.decide(console, agent) instanceof AccessPolicy.Decision.Denied);
+        assertFalse(p.limits(console), "following a console changes nothing in the cluster");
+        assertFalse(CoordinatorAccess.mayWriteConsole(Optional.of(viewer)));
+        assertTrue(CoordinatorAccess.mayWriteConsole(Optional.of(operator)));
+    }
+
+    @Test
     void theDefaultLetsAScriptCreateAHundredVmsAtOnce() {
         assertEquals(100, CoordinatorAccess.DEFAULT_CHANGE_LIMIT.burst());
         assertEquals(

@@ -176,9 +176,17 @@ public record QemuCommand(
         return runDir.resolve("qmp.sock");
     }
 
-    /** The guest's serial console (COM1). */
+    /**
+     * Everything the guest printed on its serial console (COM1), written by QEMU itself; the
+     * agent's {@link dev.ferry.hypervisor.console.ConsoleHistory} reads and trims it.
+     */
     public Path consoleLog() {
-        return runDir.resolve("console.log");
+        return runDir.resolve(dev.ferry.hypervisor.console.ConsoleHistory.FILE);
+    }
+
+    /** COM1's input: QEMU serves it, the agent connects while a console client writes ({@link ConsolePump}). */
+    public Path consoleSocket() {
+        return runDir.resolve("console.sock");
     }
 
     /** QEMU's stdout and stderr. */
@@ -213,7 +221,12 @@ public record QemuCommand(
         a.addAll(List.of("-display", "none", "-nodefaults", "-no-user-config"));
         // Timestamps on QEMU's own messages, so its log lines up with the agent's.
         a.addAll(List.of("-msg", "timestamp=on"));
-        a.addAll(List.of("-chardev", "file,id=console,path=" + opt(consoleLog().toString())));
+        // A socket for input (the agent connects while a console client writes), and QEMU's own log
+        // of everything the guest prints, connected or not (ConsolePump says why).
+        a.addAll(List.of(
+                "-chardev",
+                "socket,id=console,path=" + opt(consoleSocket().toString()) + ",server=on,wait=off,logfile="
+                        + opt(consoleLog().toString()) + ",logappend=on"));
         a.addAll(List.of("-serial", "chardev:console"));
         a.addAll(List.of("-chardev", "socket,id=qmp,path=" + opt(qmpSocket().toString()) + ",server=on,wait=off"));
         a.addAll(List.of("-mon", "chardev=qmp,mode=control"));

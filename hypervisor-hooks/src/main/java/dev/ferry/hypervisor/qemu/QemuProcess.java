@@ -207,6 +207,9 @@ public final class QemuProcess implements Closeable {
         }
     }
 
+    private volatile dev.ferry.hypervisor.console.ConsoleHistory console;
+    private ConsolePump consolePump;
+
     private QemuProcess(QemuCommand command, Accel.Detection accel, Proc process, long logOffset, long launchedNanos) {
         this.command = command;
         this.accel = accel;
@@ -266,6 +269,7 @@ public final class QemuProcess implements Closeable {
         try {
             qp.writePidFile();
             qp.connect(deadline);
+            qp.openConsole();
             return qp;
         } catch (QemuStartException | RuntimeException e) {
             qp.close();
@@ -315,6 +319,7 @@ public final class QemuProcess implements Closeable {
 
     /** Connects QMP to an adopted QEMU, if not yet connected (it was stopped when adopted). */
     public void connectAdopted(Duration timeout) throws QemuStartException {
+        openConsole();
         if (qmp == null) {
             connect(System.nanoTime() + timeout.toNanos());
         }
@@ -418,6 +423,7 @@ public final class QemuProcess implements Closeable {
             // A socket left by a previous QEMU would be mistaken for this one's; an old hook status
             // would be mistaken for this run's registration (and blocks the hook's "loaded" line).
             Files.deleteIfExists(c.qmpSocket());
+            Files.deleteIfExists(c.consoleSocket());
             Files.deleteIfExists(c.hookStatusFile());
             for (Path f : List.of(c.consoleLog(), c.qemuLog())) {
                 if (!Files.exists(f)) {
@@ -622,6 +628,52 @@ public final class QemuProcess implements Closeable {
     }
 
     /**
+     * Opens the guest's console history in the run directory (QEMU writes it; {@link ConsolePump}
+     * carries input). A history that cannot be opened does not stop the guest: it runs without
+     * one, and the log says so.
+     */
+    private synchronized void openConsole() {
+        if (console != null) {
+            return;
+        }
+        try {
+            console = dev.ferry.hypervisor.console.ConsoleHistory.open(command.runDir());
+        } catch (IOException e) {
+            log.warn("QEMU {} runs without a console history: {}", command.name(), e.getMessage());
+        }
+    }
+
+    private synchronized void closeConsole() {
+        if (consolePump != null) {
+            consolePump.close();
+            consolePump = null;
+        }
+        if (console != null) {
+            console.close();
+        }
+    }
+
+    /** The guest's console history (COM1's output), once QEMU is connected. */
+    public Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return Optional.ofNullable(console);
+    }
+
+    /** Queues {@code data} as input on the guest's COM1, connecting to its socket if not connected. */
+    public void consoleInput(byte[] data) throws dev.ferry.hypervisor.HypervisorException {
+        ConsolePump p;
+        synchronized (this) {
+            if (consolePump == null || !consolePump.isOpen()) {
+                if (consolePump != null) {
+                    consolePump.close();
+                }
+                consolePump = ConsolePump.connect(command.name(), command.consoleSocket(), 2000);
+            }
+            p = consolePump;
+        }
+        p.write(data);
+    }
+
+    /**
      * Lets go of QEMU without ending it (the agent exits; a later agent adopts it): the QMP
      * connection closes, the process and its files stay. Exit listeners are not told.
      */
@@ -637,6 +689,7 @@ public final class QemuProcess implements Closeable {
         if (qmp != null) {
             qmp.close();
         }
+        closeConsole();
         log.info("QEMU {} (pid {}) left running for the next agent", command.name(), pid());
     }
 
@@ -836,7 +889,9 @@ public final class QemuProcess implements Closeable {
             if (qmp != null) {
                 qmp.close();
             }
+            closeConsole();
             try {
+                Files.deleteIfExists(command.consoleSocket());
                 Files.deleteIfExists(command.qmpSocket());
             } catch (IOException e) {
                 log.debug("cannot remove {}: {}", command.qmpSocket(), e.getMessage());

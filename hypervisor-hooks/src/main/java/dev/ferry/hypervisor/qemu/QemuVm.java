@@ -210,6 +210,23 @@ final class QemuVm implements VmInstance {
         ram.detach();
     }
 
+    @Override
+    public synchronized java.util.Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return process == null ? java.util.Optional.empty() : process.console();
+    }
+
+    @Override
+    public void consoleInput(byte[] data) throws HypervisorException {
+        QemuProcess p;
+        synchronized (this) {
+            p = process;
+        }
+        if (p == null) {
+            throw new HypervisorException("console input", "VM " + spec.getName() + " has no QEMU process");
+        }
+        p.consoleInput(data);
+    }
+
     private synchronized boolean processAlive() {
         return process != null && process.isAlive();
     }
@@ -386,7 +403,10 @@ final class QemuVm implements VmInstance {
         return Duration.ofMillis(40);
     }
 
-    /** The test guest's heartbeat counter, from the last heartbeat line on its console. */
+    /**
+     * The test guest's heartbeat counter, from the last heartbeat line this host's QEMU logged
+     * (console.log, not the history: a migrated tail is not this copy's progress).
+     */
     @Override
     public long heartbeat() {
         Path console = command.consoleLog();

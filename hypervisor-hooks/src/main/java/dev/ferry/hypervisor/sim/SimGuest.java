@@ -57,7 +57,7 @@ final class SimGuest {
     // VM's run directory, so that progress is seen from outside the agent (the chaos suite's I1,
     // as the test guest's console under QEMU). Null: no console.
     static final int CONSOLE_TICKS = 10;
-    private volatile java.nio.file.Path console;
+    private volatile dev.ferry.hypervisor.console.ConsoleHistory console;
 
     // vCPU registers: the device state.
     private long heartbeat;
@@ -313,22 +313,19 @@ final class SimGuest {
     }
 
     /** Where the guest prints its heartbeat lines ({@code FERRY-GUEST hb=N gen=W stale=S}, as the test guest does). */
-    void console(java.nio.file.Path file) {
-        this.console = file;
+    void console(dev.ferry.hypervisor.console.ConsoleHistory history) {
+        this.console = history;
     }
 
-    private void print(String line) {
-        java.nio.file.Path file = console;
-        if (file == null) {
+    /** Prints {@code text} on the console: the guest's lines, and the input it echoes (as a terminal would). */
+    void print(String line) {
+        dev.ferry.hypervisor.console.ConsoleHistory h = console;
+        if (h == null) {
             return;
         }
-        // One O_APPEND write per line: a reader never sees half a line followed by another's start.
-        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
-                file,
-                java.nio.file.StandardOpenOption.CREATE,
-                java.nio.file.StandardOpenOption.WRITE,
-                java.nio.file.StandardOpenOption.APPEND)) {
-            ch.write(java.nio.ByteBuffer.wrap(line.getBytes(java.nio.charset.StandardCharsets.US_ASCII)));
+        // One append per line: a reader never sees half a line followed by another's start.
+        try {
+            h.append(line.getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
         } catch (java.io.IOException e) {
             console = null; // the run directory went away (the VM was discarded): stop printing
         }

@@ -23,6 +23,7 @@ public final class SimVm implements VmInstance {
     private InstanceState state;
 
     private final dev.ferry.hypervisor.lease.LeaseFile lease;
+    private final dev.ferry.hypervisor.console.ConsoleHistory console;
 
     /** The file the guest prints its heartbeat lines to, in the VM's run directory. */
     public static final String CONSOLE = "console.log";
@@ -43,8 +44,34 @@ public final class SimVm implements VmInstance {
         }
         guest.lease(lease);
         if (runDir != null) {
-            guest.console(runDir.resolve(CONSOLE));
+            try {
+                this.console = dev.ferry.hypervisor.console.ConsoleHistory.open(runDir);
+            } catch (java.io.IOException e) {
+                if (lease != null) {
+                    lease.close();
+                }
+                ram.close();
+                throw new HypervisorException(
+                        "open console", "cannot open the console history in " + runDir + ": " + e.getMessage(), e);
+            }
+            guest.console(console);
+        } else {
+            this.console = null;
         }
+    }
+
+    @Override
+    public java.util.Optional<dev.ferry.hypervisor.console.ConsoleHistory> console() {
+        return java.util.Optional.ofNullable(console);
+    }
+
+    /** The sim guest echoes its console input, as a shell on a terminal would. */
+    @Override
+    public void consoleInput(byte[] data) throws HypervisorException {
+        if (console == null) {
+            throw new HypervisorException("console input", "VM " + spec.getName() + " has no console");
+        }
+        guest.print(new String(data, java.nio.charset.StandardCharsets.ISO_8859_1));
     }
 
     @Override
@@ -218,6 +245,9 @@ public final class SimVm implements VmInstance {
         }
         guest.shutdown();
         dirtyLog.stop();
+        if (console != null) {
+            console.close();
+        }
         ram.close();
         if (lease != null) {
             lease.close();

@@ -51,7 +51,7 @@ class QemuCommandTest {
                         "-msg",
                         "timestamp=on",
                         "-chardev",
-                        "file,id=console,path=/run/ferry/vm1/console.log",
+                        "socket,id=console,path=/run/ferry/vm1/console.sock,server=on,wait=off,logfile=/run/ferry/vm1/console.log,logappend=on",
                         "-serial",
                         "chardev:console",
                         "-chardev",

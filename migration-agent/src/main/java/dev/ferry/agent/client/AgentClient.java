@@ -158,6 +158,16 @@ public final class AgentClient implements AutoCloseable {
     }
 
     /**
+     * Opens the agent's console stream: the returned observer takes the open request and then
+     * input; {@code out} gets the output (flow-controlled by {@code out}'s {@code beforeStart}).
+     * No deadline: a console is followed for as long as the caller likes.
+     */
+    public io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleRequest> console(
+            io.grpc.stub.StreamObserver<dev.ferry.proto.agent.ConsoleOutput> out) {
+        return ClientCalls.asyncBidiStreamingCall(channel.newCall(AgentControlRpc.CONSOLE, CallOptions.DEFAULT), out);
+    }
+
+    /**
      * Runs a migration on this (source) agent, delivering every progress event to {@code events};
      * returns the terminal event. No deadline: a migration takes as long as it takes.
      */

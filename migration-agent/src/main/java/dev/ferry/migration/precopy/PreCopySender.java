@@ -483,6 +483,27 @@ public final class PreCopySender {
         }
     }
 
+    /**
+     * The console history as of the pause, for the destination to continue (bounded: at most
+     * {@link dev.ferry.hypervisor.console.ConsoleHistory#MAX_TAIL_BYTES}, well inside a gRPC
+     * message). Read in the pause, beside the final pages (docs/BENCHMARKS.md, "Console").
+     */
+    private java.util.Optional<dev.ferry.proto.migration.ConsoleTail> consoleTail() {
+        return vm.console().flatMap(h -> {
+            try {
+                var t = h.tail(dev.ferry.hypervisor.console.ConsoleHistory.MAX_TAIL_BYTES);
+                return java.util.Optional.of(dev.ferry.proto.migration.ConsoleTail.newBuilder()
+                        .setGeneration(t.generation())
+                        .setOffset(t.offset())
+                        .setData(com.google.protobuf.ByteString.copyFrom(t.data()))
+                        .build());
+            } catch (java.io.IOException e) {
+                log.warn("migration {}: the console history stays behind: {}", parties.migrationId(), e.getMessage());
+                return java.util.Optional.empty();
+            }
+        });
+    }
+
     private MigrationSummary switchover(GuestMemory memory, DirtyLog dirtyLog, SwitchoverPlan plan)
             throws MigrationException, InterruptedException {
         checkCancel();
@@ -494,6 +515,7 @@ public final class PreCopySender {
         long pauseNanos;
         long finalPagesMs = 0;
         CompletableFuture<Long> sourceDigest = null;
+        CompletableFuture<java.util.Optional<dev.ferry.proto.migration.ConsoleTail>> consoleTail = null;
         if (precopy) {
             DeviceState deviceState = vm.deviceState();
             // Device state is saved beside the final pages: both are downtime, so they overlap.
@@ -560,6 +582,8 @@ public final class PreCopySender {
             if (options.verify()) {
                 sourceDigest = CompletableFuture.supplyAsync(() -> pauseDigest(memory));
             }
+            // The guest prints nothing more now: its console's tail is read beside the final pages.
+            consoleTail = CompletableFuture.supplyAsync(this::consoleTail);
             int finalRound = rounds;
             RoundResult r = sendRound(memory, finalRound, last, true);
             finalPagesMs = (System.nanoTime() - pauseNanos) / 1_000_000;
@@ -576,13 +600,10 @@ public final class PreCopySender {
             rounds = 1;
         }
         step = MigrationStep.MIGRATION_STEP_VERIFY;
-        control.send(
-                SenderFrame.newBuilder()
-                        .setSwitchover(Switchover.newBuilder()
-                                .setFinalRound(rounds - 1)
-                                .setVerify(options.verify() && precopy))
-                        .build(),
-                step);
+        Switchover.Builder sw =
+                Switchover.newBuilder().setFinalRound(rounds - 1).setVerify(options.verify() && precopy);
+        (consoleTail == null ? consoleTail() : join(consoleTail)).ifPresent(sw::setConsoleTail);
+        control.send(SenderFrame.newBuilder().setSwitchover(sw).build(), step);
         Ready ready = control.await(
                 control.ready,
                 step,

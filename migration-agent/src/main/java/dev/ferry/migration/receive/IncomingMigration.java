@@ -585,6 +585,7 @@ public final class IncomingMigration {
             throw new MigrationException(
                     MigrationStep.MIGRATION_STEP_DEVICE_STATE, "device state did not load: " + e.getMessage(), e);
         }
+        continueConsole(sw);
         Ready.Builder ready = Ready.newBuilder()
                 .setApplyWaitMs((System.nanoTime() - start) / 1_000_000)
                 .setDeviceStateBytes(deviceStateBytes);
@@ -611,6 +612,30 @@ public final class IncomingMigration {
             ready.setVerifyMs((System.nanoTime() - t) / 1_000_000);
         }
         return ready.build();
+    }
+
+    /**
+     * The source's console history (its tail as of the pause) becomes the start of this host's,
+     * before the guest runs here, so the VM's console reads on without a gap. A console that
+     * cannot be continued costs the history, not the migration.
+     */
+    private void continueConsole(Switchover sw) {
+        if (!sw.hasConsoleTail()) {
+            return;
+        }
+        var tail = sw.getConsoleTail();
+        vm.console().ifPresent(h -> {
+            try {
+                h.continueFrom(new dev.ferry.hypervisor.console.ConsoleHistory.Chunk(
+                        tail.getGeneration(), tail.getOffset(), tail.getData().toByteArray()));
+            } catch (java.io.IOException | RuntimeException e) {
+                log.warn(
+                        "migration {}: the console history of {} starts afresh here: {}",
+                        expected.migrationId(),
+                        expected.spec().getName(),
+                        e.getMessage());
+            }
+        });
     }
 
     /** The source committed: confirm, resume the VM, report back. */
