@@ -52,13 +52,16 @@ final class Drivers {
         return new StorageRoots(roots);
     }
 
-    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots) {
+    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots, QemuDriver.Announce announce) {
         return switch (name) {
             case "sim" -> new SimDriver();
             case "qemu" -> {
                 try {
                     yield QemuDriver.create(
-                            QemuDriver.Settings.defaults().withStorageRoots(roots), dataDir.resolve("native"));
+                            QemuDriver.Settings.defaults()
+                                    .withStorageRoots(roots)
+                                    .withAnnounce(announce),
+                            dataDir.resolve("native"));
                 } catch (HypervisorException e) {
                     throw new CliException(e.getMessage());
                 }

@@ -129,6 +129,14 @@ final class VmCommand implements Runnable {
                 description = "A disk image on storage every host can reach (qemu driver); repeatable.")
         List<String> disks = new ArrayList<>();
 
+        @Option(
+                names = "--nic",
+                paramLabel = "bridge=BR[,mac=MAC][,model=virtio|e1000]",
+                description = "A network card on bridge BR of whichever host runs the VM (a tap the agent creates); "
+                        + "the MAC is generated once (52:54:00:xx:xx:xx) unless given, and stays the VM's; "
+                        + "repeatable. Only hosts with BR take the VM.")
+        List<String> nics = new ArrayList<>();
+
         @Option(names = "--no-start", description = "Define the VM without starting it.")
         boolean noStart;
 
@@ -205,6 +213,9 @@ final class VmCommand implements Runnable {
             }
             for (String d : disks) {
                 b.addDisks(disk(d));
+            }
+            for (String n : nics) {
+                b.addNics(dev.ferry.hypervisor.net.Nics.parse(n));
             }
             return b.build();
         }

@@ -63,7 +63,8 @@ final class Capacity {
                     u[0],
                     (int) u[1],
                     (int) u[2],
-                    groups.getOrDefault(id, Set.of())));
+                    groups.getOrDefault(id, Set.of()),
+                    h == null ? Set.of() : Set.copyOf(h.value().getBridgesList())));
         }
         return out;
     }
@@ -91,16 +92,7 @@ final class Capacity {
         List<Placement.Host> out = new ArrayList<>();
         for (Placement.Host h : all) {
             if (h.id().equals(owner)) {
-                out.add(new Placement.Host(
-                        h.id(),
-                        h.alive(),
-                        h.maintenance(),
-                        h.memoryBytes(),
-                        h.vcpus(),
-                        h.usedMemoryBytes() - s.getMemoryBytes(),
-                        h.usedVcpus() - Math.max(1, s.getVcpus()),
-                        h.vmCount() - 1,
-                        h.groups()));
+                out.add(h.without(s.getMemoryBytes(), Math.max(1, s.getVcpus())));
             } else {
                 out.add(h);
             }
@@ -119,18 +111,7 @@ final class Capacity {
             VmSpec s = v.value().getSpec();
             String owner = v.value().getOwner();
             out = out.stream()
-                    .map(h -> !h.id().equals(owner)
-                            ? h
-                            : new Placement.Host(
-                                    h.id(),
-                                    h.alive(),
-                                    h.maintenance(),
-                                    h.memoryBytes(),
-                                    h.vcpus(),
-                                    h.usedMemoryBytes() - s.getMemoryBytes(),
-                                    h.usedVcpus() - Math.max(1, s.getVcpus()),
-                                    h.vmCount() - 1,
-                                    h.groups()))
+                    .map(h -> !h.id().equals(owner) ? h : h.without(s.getMemoryBytes(), Math.max(1, s.getVcpus())))
                     .toList();
         }
         return out;
@@ -146,7 +127,8 @@ final class Capacity {
                 spec.getName(),
                 spec.getMemoryBytes(),
                 Math.max(1, spec.getVcpus()),
-                spec.getHa().getAntiAffinityGroup());
+                spec.getHa().getAntiAffinityGroup(),
+                dev.ferry.hypervisor.net.Nics.bridges(spec));
     }
 
     /** Places {@code spec} now and reserves the host for it until {@link #settle}. */
@@ -179,7 +161,8 @@ final class Capacity {
                     known == null ? 0 : known.usedMemoryBytes(),
                     known == null ? 0 : known.usedVcpus(),
                     known == null ? 0 : known.vmCount(),
-                    known == null ? Set.of() : known.groups()));
+                    known == null ? Set.of() : known.groups(),
+                    Set.copyOf(r.getBridgesList())));
         }
         Placement.Decision d = Placement.place(demand(spec), only, Set.of());
         if (d instanceof Placement.NoHost n) {

@@ -149,6 +149,7 @@ final class Views {
                         .setCertificateNotAfterMs(h.value().getCertificateNotAfterMs())
                         .setCaNotAfterMs(h.value().getCaNotAfterMs())
                         .setPrecopy(h.value().getPrecopy())
+                        .addAllBridges(h.value().getBridgesList())
                         .setDirtyTracking(h.value().getDirtyTracking());
             }
             Placement.Host c = capacity.get(id);

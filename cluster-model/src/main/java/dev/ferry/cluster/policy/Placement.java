@@ -10,7 +10,7 @@ import java.util.Set;
 
 /**
  * Where a VM goes: a host that is alive, not in maintenance, not excluded, with the memory and
- * vCPUs free. Among those, a host without another VM of the same anti-affinity group, if there is
+ * vCPUs free and every bridge the VM's network cards join. Among those, a host without another VM of the same anti-affinity group, if there is
  * one (the group is a preference, not a reason to leave a VM down); then the most memory left
  * after placing, then the fewest VMs, then the host id (so that the same view gives the same
  * answer).
@@ -18,7 +18,7 @@ import java.util.Set;
 public final class Placement {
     private Placement() {}
 
-    /** What a host offers and what is already taken on it. */
+    /** What a host offers and what is already taken on it; {@code bridges} are its Linux bridges. */
     public record Host(
             String id,
             boolean alive,
@@ -28,9 +28,40 @@ public final class Placement {
             long usedMemoryBytes,
             int usedVcpus,
             int vmCount,
-            Set<String> groups) {
+            Set<String> groups,
+            Set<String> bridges) {
         public Host {
             groups = Set.copyOf(groups);
+            bridges = Set.copyOf(bridges == null ? Set.of() : bridges);
+        }
+
+        /** A host without bridges. */
+        public Host(
+                String id,
+                boolean alive,
+                boolean maintenance,
+                long memoryBytes,
+                int vcpus,
+                long usedMemoryBytes,
+                int usedVcpus,
+                int vmCount,
+                Set<String> groups) {
+            this(id, alive, maintenance, memoryBytes, vcpus, usedMemoryBytes, usedVcpus, vmCount, groups, Set.of());
+        }
+
+        /** This host with {@code memory}, {@code vcpus} and one VM fewer taken (the VM being placed again). */
+        public Host without(long memory, int vcpus) {
+            return new Host(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    this.vcpus,
+                    usedMemoryBytes - memory,
+                    usedVcpus - vcpus,
+                    vmCount - 1,
+                    groups,
+                    bridges);
         }
 
         long freeMemory() {
@@ -56,14 +87,23 @@ public final class Placement {
                     usedMemoryBytes + d.memoryBytes(),
                     usedVcpus + d.vcpus(),
                     vmCount + 1,
-                    g);
+                    g,
+                    bridges);
         }
     }
 
-    /** What a VM needs. {@code group} is its anti-affinity group, empty for none. */
-    public record Demand(String vm, long memoryBytes, int vcpus, String group) {
+    /**
+     * What a VM needs. {@code group} is its anti-affinity group, empty for none; {@code bridges}
+     * the bridges its network cards join.
+     */
+    public record Demand(String vm, long memoryBytes, int vcpus, String group, Set<String> bridges) {
         public Demand {
             group = group == null ? "" : group;
+            bridges = Set.copyOf(bridges == null ? Set.of() : bridges);
+        }
+
+        public Demand(String vm, long memoryBytes, int vcpus, String group) {
+            this(vm, memoryBytes, vcpus, group, Set.of());
         }
     }
 
@@ -89,6 +129,12 @@ public final class Placement {
                 why.add(h.id() + " has " + mib(Math.max(0, h.freeMemory())) + " free");
             } else if (h.freeVcpus() < d.vcpus()) {
                 why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
+            } else if (!h.bridges().containsAll(d.bridges())) {
+                List<String> missing = d.bridges().stream()
+                        .filter(b -> !h.bridges().contains(b))
+                        .sorted()
+                        .toList();
+                why.add(h.id() + " has no bridge " + String.join(", ", missing));
             } else {
                 fits.add(h);
             }

@@ -123,7 +123,10 @@ public final class ClusterAgent implements Closeable {
                         .setAgentVersion(info.getVersion())
                         .setPid(info.getPid())
                         .setPrecopy(info.getDirtyTracking().startsWith("available"))
-                        .setDirtyTracking(info.getDirtyTracking());
+                        .setDirtyTracking(info.getDirtyTracking())
+                        // Read at each registration (a bridge added later counts after the agent's
+                        // next session or restart); whatever the driver, placement checks them.
+                        .addAllBridges(dev.ferry.hypervisor.net.Taps.bridges());
                 // What this agent presents until it restarts, for `cluster status` to warn about.
                 config.transport()
                         .expiry()
