@@ -62,6 +62,7 @@ final class HostCommand implements Runnable {
         if (h.getAlive()) {
             r.put("precopy", h.getPrecopy());
             r.put("dirtyTracking", h.getDirtyTracking());
+            r.put("bridges", h.getBridgesList());
         }
         if (!h.getLabelsMap().isEmpty()) {
             r.put("labels", h.getLabelsMap());

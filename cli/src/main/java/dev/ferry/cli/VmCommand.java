@@ -283,6 +283,17 @@ final class VmCommand implements Runnable {
         if (!v.getSpec().getHa().getAntiAffinityGroup().isEmpty()) {
             r.put("antiAffinity", v.getSpec().getHa().getAntiAffinityGroup());
         }
+        if (v.getSpec().getNicsCount() > 0) {
+            List<Map<String, Object>> nics = new ArrayList<>();
+            for (dev.ferry.proto.vm.Nic n : v.getSpec().getNicsList()) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("bridge", n.getBridge());
+                m.put("mac", n.getMac());
+                m.put("model", n.getModel() == dev.ferry.proto.vm.NicModel.NIC_MODEL_E1000 ? "e1000" : "virtio");
+                nics.add(m);
+            }
+            r.put("nics", nics);
+        }
         if (!v.getReason().isEmpty()) {
             r.put("reason", v.getReason());
         }
