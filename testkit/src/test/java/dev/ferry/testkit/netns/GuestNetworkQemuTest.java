@@ -162,6 +162,28 @@ class GuestNetworkQemuTest {
             System.out.println(figure);
             log.info(figure);
             nc.destroy();
+            assertTrue(
+                    c.agent("host-2").tail(400).contains("web: announced on its network"),
+                    "host-2 did not announce the guest");
+
+            // host-1 loses its bridge after it registered it: placement cannot know, but host-1's agent
+            // refuses to prepare the migration, naming the bridge, and the guest runs on at host-2.
+            host(c, "host-1").exec("ip", "link", "delete", BRIDGE);
+            CommandResult back = c.cli("migrate", "web", "--to", "host-1");
+            assertEquals(1, back.exitCode(), back.describe());
+            assertTrue(
+                    (back.stdout() + back.stderr()).contains("bridge " + BRIDGE + " does not exist on this host"),
+                    back.describe());
+            assertEquals("host-2", vm(c, "web").get("host").asText());
+            assertTrue(client.exec(guest.busybox().toString(), "ping", "-c", "1", "-W", "2", GUEST)
+                    .ok());
+            assertTrue(host(c, "host-1")
+                    .exec("ip", "link", "add", BRIDGE, "type", "bridge")
+                    .ok());
+            assertTrue(host(c, "host-1").exec("ip", "link", "set", BRIDGE, "up").ok());
+            assertTrue(host(c, "host-1")
+                    .exec("ip", "link", "set", NetnsCluster.GUEST_UPLINK, "master", BRIDGE, "up")
+                    .ok());
 
             // Failover: host-2's agent dies; the cluster restarts the guest on host-1, same MAC.
             c.agent("host-2").kill();
