@@ -179,6 +179,16 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        dev.ferry.hypervisor.qemu.QemuDriver.Announce announce;
+        try {
+            announce = new dev.ferry.hypervisor.qemu.QemuDriver.Announce(
+                    java.time.Duration.ofMillis(announceInitialMs),
+                    java.time.Duration.ofMillis(announceMaxMs),
+                    announceRounds,
+                    java.time.Duration.ofMillis(announceStepMs));
+        } catch (IllegalArgumentException e) {
+            throw new CliException("--announce-*: " + e.getMessage(), 2);
+        }
         Endpoint endpoint;
         try {
             endpoint = Endpoint.parse(listen);
@@ -206,16 +216,6 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
         config = config.withTransport(tls.daemon("agent " + hostId, Role.AGENT, hostId));
         if (endpointFile != null && zk == null) {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
-        }
-        dev.ferry.hypervisor.qemu.QemuDriver.Announce announce;
-        try {
-            announce = new dev.ferry.hypervisor.qemu.QemuDriver.Announce(
-                    java.time.Duration.ofMillis(announceInitialMs),
-                    java.time.Duration.ofMillis(announceMaxMs),
-                    announceRounds,
-                    java.time.Duration.ofMillis(announceStepMs));
-        } catch (IllegalArgumentException e) {
-            throw new CliException("--announce-*: " + e.getMessage(), 2);
         }
         HypervisorDriver hypervisor = Drivers.create(
                 driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()), announce);
