@@ -38,8 +38,21 @@ final class Cpio implements AutoCloseable {
         byte[] n = (name + "\0").getBytes(StandardCharsets.US_ASCII);
         int nlink = (mode & DIR) == DIR ? 2 : 1;
         String header = String.format(
+                java.util.Locale.ROOT,
                 "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-                ino++, mode, 0, 0, nlink, 0, data.length, 0, 0, rdevMajor, rdevMinor, n.length, 0);
+                ino++,
+                mode,
+                0,
+                0,
+                nlink,
+                0,
+                data.length,
+                0,
+                0,
+                rdevMajor,
+                rdevMinor,
+                n.length,
+                0);
         write(header.getBytes(StandardCharsets.US_ASCII));
         write(n);
         pad();

@@ -83,6 +83,7 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
             return g;
         }
         Files.createDirectories(CACHE);
+        sweepAbandonedBuilds();
         Path work = Files.createTempDirectory(CACHE, "build-");
         try {
             log.info("building the Linux test guest {} in {}", key, dir);
@@ -99,7 +100,8 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
             Files.copy(vmlinuz, out.resolve("vmlinuz"));
             Path busybox = x.resolve("bin/busybox");
             Files.copy(busybox, out.resolve("busybox"));
-            out.resolve("busybox").toFile().setExecutable(true);
+            Files.setPosixFilePermissions(
+                    out.resolve("busybox"), java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
             Path modules = single(x.resolve("lib/modules"), "").resolve("kernel");
             writeInitramfs(out.resolve("initrd.img"), busybox, modules);
             Files.createDirectories(dir.getParent());
@@ -111,6 +113,19 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
             return g;
         } finally {
             deleteTree(work);
+        }
+    }
+
+    /** Build directories of runs killed half way (over an hour old: no live build takes that long). */
+    private static void sweepAbandonedBuilds() throws IOException {
+        long cutoff = System.currentTimeMillis() - TimeUnit.HOURS.toMillis(1);
+        try (Stream<Path> s = Files.list(CACHE)) {
+            for (Path p : s.filter(p -> p.getFileName().toString().startsWith("build-"))
+                    .toList()) {
+                if (Files.getLastModifiedTime(p).toMillis() < cutoff) {
+                    deleteTree(p);
+                }
+            }
         }
     }
 

@@ -74,7 +74,7 @@ class GuestNetworkQemuTest {
             assertEquals(1, stray.exitCode(), stray.describe());
             assertTrue(stray.stderr().contains("no bridge nosuchbr"), stray.describe());
 
-            c.cliOk(
+            JsonNode vm = JSON.readTree(c.cliOk(
                     "vm",
                     "create",
                     "web",
@@ -89,12 +89,13 @@ class GuestNetworkQemuTest {
                     "--nic",
                     "bridge=" + BRIDGE,
                     "--host",
-                    "host-1");
-            JsonNode vm = vm(c, "web");
+                    "host-1",
+                    "--json"));
             String mac = vm.get("nics").get(0).get("mac").asText();
             assertTrue(mac.startsWith("52:54:00:"), vm.toString());
             String tap = "ft" + mac.replace(":", "");
             NetnsHost client = c.guestClient();
+            log.info("web created on host-1 with MAC {}", mac);
             Timing.await(
                     "the guest answers pings",
                     Timing.seconds(90),
@@ -134,17 +135,37 @@ class GuestNetworkQemuTest {
             });
             Timing.await("echoes before the migration", Timing.seconds(20), () -> echoed.size() >= 10);
 
+            log.info("the guest answers; migrating it to host-2");
             JsonNode m = JSON.readTree(c.cliOk("migrate", "web", "--to", "host-2", "--json"));
             assertEquals("completed", m.get("status").asText(), m.toString());
+            assertEquals("host-2", m.get("target").asText(), m.toString());
             int sentAtEnd = sent.size();
-            Timing.await("echoes after the migration", Timing.seconds(20), () -> echoed.size() >= sentAtEnd + 10);
+            long migrated = System.nanoTime();
+            try {
+                // TCP's own retransmission brings back what the pause lost (its back-off can take a
+                // while on a loaded machine); a broken connection never does.
+                Timing.await("echoes after the migration", Timing.seconds(60), () -> echoed.size() >= sentAtEnd + 10);
+            } catch (AssertionError e) {
+                log.error(
+                        "no echoes after the migration: ping replies {} (last seq {}), nc alive {}, guest switch fdb:\n{}"
+                                + "\nhost-2's agent:\n{}",
+                        replies.size(),
+                        replies.isEmpty() ? -1 : replies.last(),
+                        nc.isAlive(),
+                        client.execInSwitch("bridge", "fdb", "show", "br", "gsw0")
+                                .stdout(),
+                        c.agent("host-2").tail(60));
+                throw e;
+            }
+            log.info(
+                    "echoes again {} ms after the migration command returned",
+                    (System.nanoTime() - migrated) / 1_000_000);
             writer.interrupt();
             writer.join();
             Timing.await("every line echoed", Timing.seconds(20), () -> echoed.size() == sent.size());
             // The connection survived: the same nc process, every line back in order, none lost.
             assertTrue(nc.isAlive(), "the TCP connection ended");
             assertEquals(sent, echoed);
-            assertEquals("host-2", vm(c, "web").get("host").asText());
             // The tap left host-1 with the guest and is on host-2's bridge.
             assertFalse(host(c, "host-1").exec("ip", "link", "show", tap).ok(), "tap left on host-1");
             assertTrue(
@@ -174,7 +195,7 @@ class GuestNetworkQemuTest {
             assertTrue(
                     (back.stdout() + back.stderr()).contains("bridge " + BRIDGE + " does not exist on this host"),
                     back.describe());
-            assertEquals("host-2", vm(c, "web").get("host").asText());
+            assertTrue(back.stdout().contains("stays on host-2"), back.describe());
             assertTrue(client.exec(guest.busybox().toString(), "ping", "-c", "1", "-W", "2", GUEST)
                     .ok());
             assertTrue(host(c, "host-1")
@@ -186,6 +207,7 @@ class GuestNetworkQemuTest {
                     .ok());
 
             // Failover: host-2's agent dies; the cluster restarts the guest on host-1, same MAC.
+            log.info("killing host-2's agent");
             c.agent("host-2").kill();
             Timing.await("web restarted on host-1", Timing.seconds(60), () -> {
                 JsonNode v = vmQuietly(c, "web");
@@ -193,6 +215,7 @@ class GuestNetworkQemuTest {
                         && v.get("host").asText().equals("host-1")
                         && v.get("state").asText().equals("running");
             });
+            log.info("web restarted on host-1");
             Timing.await(
                     "the guest boots on host-1",
                     Timing.seconds(90),
