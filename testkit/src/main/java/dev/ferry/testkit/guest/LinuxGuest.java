@@ -30,7 +30,7 @@ import org.slf4j.LoggerFactory;
  * apt-get download} (needs root and Debian's archive; {@code apt-get update} once if the lists are
  * stale) for {@code linux-image-cloud-amd64}'s kernel and {@code busybox-static}, extracts them
  * with {@code dpkg-deb -x} and writes the initramfs itself (a newc cpio). The result is cached in
- * {@code ~/.cache/ferry/linux-guest/KERNEL-PACKAGE_VERSION+busybox_VERSION}, so a new Debian
+ * {@code ~/.cache/ferry/linux-guest/KERNEL-PACKAGE_VERSION+busybox_VERSION+init1}, so a new Debian
  * kernel makes a new guest and an unchanged one is built once. The busybox binary is kept beside
  * it: tests use its {@code ping} and {@code nc} as the guest's client.
  *
@@ -44,6 +44,9 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
 
     public static final String KERNEL_PACKAGE = "linux-image-cloud-amd64";
     public static final String BUSYBOX_PACKAGE = "busybox-static";
+    /** Part of the cache key: bump it when {@link #init} or the module list changes. */
+    static final String INIT_VERSION = "init1";
+
     /** The guest's console lines. */
     public static final String READY = "FERRY-NET-GUEST ready";
 
@@ -66,6 +69,9 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
             "drivers/net/net_failover.ko",
             "drivers/net/virtio_net.ko");
 
+    /** One build at a time in this JVM (another JVM that builds the same guest loses the final rename). */
+    private static final Object BUILD = new Object();
+
     private static final Path CACHE = Path.of(System.getProperty("user.home"), ".cache", "ferry", "linux-guest");
 
     /** The kernel command line for a guest at {@code cidr} (198.18.x.y/n). */
@@ -74,9 +80,16 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
     }
 
     /** The guest, from the cache or built now (downloads about 20 MB once). */
-    public static synchronized LinuxGuest prepare() throws IOException {
+    public static LinuxGuest prepare() throws IOException {
+        synchronized (BUILD) {
+            return prepareLocked();
+        }
+    }
+
+    private static LinuxGuest prepareLocked() throws IOException {
         String kernelPackage = kernelPackage();
-        String key = kernelPackage + "_" + version(kernelPackage) + "+busybox_" + version(BUSYBOX_PACKAGE);
+        String key = kernelPackage + "_" + version(kernelPackage) + "+busybox_" + version(BUSYBOX_PACKAGE) + "+"
+                + INIT_VERSION;
         Path dir = CACHE.resolve(key.replaceAll("[^A-Za-z0-9._+-]", "_"));
         LinuxGuest g = new LinuxGuest(dir, dir.resolve("vmlinuz"), dir.resolve("initrd.img"), dir.resolve("busybox"));
         if (Files.isRegularFile(g.kernel()) && Files.isRegularFile(g.initrd()) && Files.isRegularFile(g.busybox())) {
@@ -159,16 +172,18 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
                 mount -t sysfs sys /sys
                 mount -t devtmpfs dev /dev
                 exec </dev/console >/dev/console 2>&1
-                for m in %s; do insmod /lib/modules/$m || echo "FERRY-NET-GUEST insmod $m failed"; done
+                for m in @MODULES@; do insmod /lib/modules/$m || echo "FERRY-NET-GUEST insmod $m failed"; done
                 addr=$(sed -n 's/.*ferry.addr=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
                 ip link set lo up
                 ip link set eth0 up
                 ip addr add "$addr" dev eth0
                 echo "FERRY-NET-GUEST mac=$(cat /sys/class/net/eth0/address) addr=$addr"
-                nc -ll -p %d -e cat &
-                echo "%s"
+                nc -ll -p @PORT@ -e cat &
+                echo "@READY@"
                 while true; do sleep 3600; done
-                """.formatted(String.join(" ", modules), ECHO_PORT, READY);
+                """.replace("@MODULES@", String.join(" ", modules))
+                .replace("@PORT@", Integer.toString(ECHO_PORT))
+                .replace("@READY@", READY);
     }
 
     private static String kernelPackage() throws IOException {
