@@ -76,7 +76,9 @@ public record LinuxGuest(Path dir, Path kernel, Path initrd, Path busybox) {
 
     /** The kernel command line for a guest at {@code cidr} (198.18.x.y/n). */
     public static String append(String cidr) {
-        return "console=ttyS0 quiet panic=-1 ferry.addr=" + cidr;
+        // loglevel=5 rather than quiet: the boot stays terse, but a stall's or an oops's stack trace
+        // (printed at the default level) reaches the console.
+        return "console=ttyS0 loglevel=5 panic=-1 ferry.addr=" + cidr;
     }
 
     /** The guest, from the cache or built now (downloads about 20 MB once). */

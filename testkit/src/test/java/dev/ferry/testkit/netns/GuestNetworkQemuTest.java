@@ -136,8 +136,11 @@ class GuestNetworkQemuTest {
             Timing.await("echoes before the migration", Timing.seconds(20), () -> echoed.size() >= 10);
 
             log.info("the guest answers; migrating it to host-2");
-            JsonNode m = JSON.readTree(c.cliOk("migrate", "web", "--to", "host-2", "--json"));
+            // --verify: the destination's RAM is the source's as of the pause (so a guest that misbehaves
+            // after it is not explained by a lost page).
+            JsonNode m = JSON.readTree(c.cliOk("migrate", "web", "--to", "host-2", "--verify", "--json"));
             assertEquals("completed", m.get("status").asText(), m.toString());
+            assertTrue(m.get("memoryVerified").asBoolean(), m.toString());
             assertEquals("host-2", m.get("target").asText(), m.toString());
             int sentAtEnd = sent.size();
             long migrated = System.nanoTime();
@@ -148,13 +151,14 @@ class GuestNetworkQemuTest {
             } catch (AssertionError e) {
                 log.error(
                         "no echoes after the migration: ping replies {} (last seq {}), nc alive {}, guest switch fdb:\n{}"
-                                + "\nhost-2's agent:\n{}",
+                                + "\nhost-2's agent:\n{}\nthe guest's console on host-2:\n{}",
                         replies.size(),
                         replies.isEmpty() ? -1 : replies.last(),
                         nc.isAlive(),
                         client.execInSwitch("bridge", "fdb", "show", "br", "gsw0")
                                 .stdout(),
-                        c.agent("host-2").tail(60));
+                        c.agent("host-2").tail(60),
+                        console(c, "host-2"));
                 throw e;
             }
             log.info(
