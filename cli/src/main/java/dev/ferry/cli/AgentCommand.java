@@ -156,6 +156,32 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
                     + "asks for no credentials.")
     String metricsListen;
 
+    @Option(
+            names = "--announce-rounds",
+            defaultValue = "5",
+            description = "qemu driver: after a migrated guest resumes here, QEMU announces it on its network "
+                    + "(announce-self: RARP or the guest's gratuitous ARP) this many times so bridges and switches "
+                    + "forward to this host at once; 0: never (default: ${DEFAULT-VALUE}, QEMU's own).")
+    int announceRounds;
+
+    @Option(
+            names = "--announce-initial-ms",
+            defaultValue = "50",
+            description = "Delay before the first announcement (default: ${DEFAULT-VALUE}).")
+    long announceInitialMs;
+
+    @Option(
+            names = "--announce-step-ms",
+            defaultValue = "100",
+            description = "Each announcement comes this much later than the one before (default: ${DEFAULT-VALUE}).")
+    long announceStepMs;
+
+    @Option(
+            names = "--announce-max-ms",
+            defaultValue = "550",
+            description = "Announcements at most this far apart (default: ${DEFAULT-VALUE}).")
+    long announceMaxMs;
+
     @picocli.CommandLine.Mixin
     dev.ferry.cli.config.ConfigOption config = new dev.ferry.cli.config.ConfigOption();
 
@@ -169,6 +195,16 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     public Integer call() throws Exception {
         logFormat.apply(hostId);
         config.logSource("agent");
+        dev.ferry.hypervisor.qemu.QemuDriver.Announce announce;
+        try {
+            announce = new dev.ferry.hypervisor.qemu.QemuDriver.Announce(
+                    java.time.Duration.ofMillis(announceInitialMs),
+                    java.time.Duration.ofMillis(announceMaxMs),
+                    announceRounds,
+                    java.time.Duration.ofMillis(announceStepMs));
+        } catch (IllegalArgumentException e) {
+            throw new CliException("--announce-*: " + e.getMessage(), 2);
+        }
         Endpoint endpoint;
         try {
             endpoint = Endpoint.parse(listen);
@@ -198,7 +234,7 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
             config = config.withEndpointFile(endpointFile.toAbsolutePath());
         }
         HypervisorDriver hypervisor = Drivers.create(
-                driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()), qemuBinary);
+                driver, config.dataDir(), Drivers.storageRoots(storageRoots, config.dataDir()), qemuBinary, announce);
         CountDownLatch stopped = new CountDownLatch(1);
         if (zk == null) {
             Agent agent = new Agent(config, hypervisor, CommitProvider.local());

@@ -52,7 +52,8 @@ final class Drivers {
         return new StorageRoots(roots);
     }
 
-    static HypervisorDriver create(String name, Path dataDir, StorageRoots roots, Path qemuBinary) {
+    static HypervisorDriver create(
+            String name, Path dataDir, StorageRoots roots, Path qemuBinary, QemuDriver.Announce announce) {
         return switch (name) {
             case "sim" -> new SimDriver();
             case "qemu" -> {
@@ -60,7 +61,8 @@ final class Drivers {
                     yield QemuDriver.create(
                             QemuDriver.Settings.defaults()
                                     .withStorageRoots(roots)
-                                    .withBinary(qemuBinary),
+                                    .withBinary(qemuBinary)
+                                    .withAnnounce(announce),
                             dataDir.resolve("native"));
                 } catch (HypervisorException e) {
                     throw new CliException(e.getMessage());

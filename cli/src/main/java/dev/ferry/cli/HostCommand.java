@@ -67,6 +67,7 @@ final class HostCommand implements Runnable {
             r.put("machineTypes", h.getMachineTypesList());
             r.put("machineAliases", h.getMachineAliasesMap());
             r.put("cpuModels", h.getCpuModelsList());
+            r.put("bridges", h.getBridgesList());
         }
         if (!h.getLabelsMap().isEmpty()) {
             r.put("labels", h.getLabelsMap());

@@ -148,6 +148,14 @@ final class VmCommand implements Runnable {
                         + " firmware boots it; cache: none (default), writeback, writethrough, directsync, unsafe.")
         List<String> disks = new ArrayList<>();
 
+        @Option(
+                names = "--nic",
+                paramLabel = "bridge=BR[,mac=MAC][,model=virtio|e1000]",
+                description = "A network card on bridge BR of whichever host runs the VM (a tap the agent creates); "
+                        + "the MAC is generated once (52:54:00:xx:xx:xx) unless given, and stays the VM's; "
+                        + "repeatable. Only hosts with BR take the VM.")
+        List<String> nics = new ArrayList<>();
+
         @Option(names = "--no-start", description = "Define the VM without starting it.")
         boolean noStart;
 
@@ -258,6 +266,9 @@ final class VmCommand implements Runnable {
             } else if (initrd != null || append != null) {
                 throw new IllegalArgumentException("--initrd and --append need --kernel");
             }
+            for (String n : nics) {
+                b.addNics(dev.ferry.hypervisor.net.Nics.parse(n));
+            }
             return b.build();
         }
 
@@ -336,6 +347,17 @@ final class VmCommand implements Runnable {
         }
         if (!v.getSpec().getHa().getAntiAffinityGroup().isEmpty()) {
             r.put("antiAffinity", v.getSpec().getHa().getAntiAffinityGroup());
+        }
+        if (v.getSpec().getNicsCount() > 0) {
+            List<Map<String, Object>> nics = new ArrayList<>();
+            for (dev.ferry.proto.vm.Nic n : v.getSpec().getNicsList()) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("bridge", n.getBridge());
+                m.put("mac", n.getMac());
+                m.put("model", n.getModel() == dev.ferry.proto.vm.NicModel.NIC_MODEL_E1000 ? "e1000" : "virtio");
+                nics.add(m);
+            }
+            r.put("nics", nics);
         }
         if (!v.getReason().isEmpty()) {
             r.put("reason", v.getReason());

@@ -65,7 +65,8 @@ final class Capacity {
                     (int) u[1],
                     (int) u[2],
                     groups.getOrDefault(id, Set.of()),
-                    h == null ? null : hypervisor(h.value())));
+                    h == null ? null : hypervisor(h.value()),
+                    h == null ? Set.of() : Set.copyOf(h.value().getBridgesList())));
         }
         return out;
     }
@@ -102,17 +103,7 @@ final class Capacity {
         List<Placement.Host> out = new ArrayList<>();
         for (Placement.Host h : all) {
             if (h.id().equals(owner)) {
-                out.add(new Placement.Host(
-                        h.id(),
-                        h.alive(),
-                        h.maintenance(),
-                        h.memoryBytes(),
-                        h.vcpus(),
-                        h.usedMemoryBytes() - s.getMemoryBytes(),
-                        h.usedVcpus() - Math.max(1, s.getVcpus()),
-                        h.vmCount() - 1,
-                        h.groups(),
-                        h.hypervisor()));
+                out.add(h.without(s.getMemoryBytes(), Math.max(1, s.getVcpus())));
             } else {
                 out.add(h);
             }
@@ -131,19 +122,7 @@ final class Capacity {
             VmSpec s = v.value().getSpec();
             String owner = v.value().getOwner();
             out = out.stream()
-                    .map(h -> !h.id().equals(owner)
-                            ? h
-                            : new Placement.Host(
-                                    h.id(),
-                                    h.alive(),
-                                    h.maintenance(),
-                                    h.memoryBytes(),
-                                    h.vcpus(),
-                                    h.usedMemoryBytes() - s.getMemoryBytes(),
-                                    h.usedVcpus() - Math.max(1, s.getVcpus()),
-                                    h.vmCount() - 1,
-                                    h.groups(),
-                                    h.hypervisor()))
+                    .map(h -> !h.id().equals(owner) ? h : h.without(s.getMemoryBytes(), Math.max(1, s.getVcpus())))
                     .toList();
         }
         return out;
@@ -161,7 +140,8 @@ final class Capacity {
                 Math.max(1, spec.getVcpus()),
                 spec.getHa().getAntiAffinityGroup(),
                 spec.getMachine(),
-                spec.getCpuModel());
+                spec.getCpuModel(),
+                dev.ferry.hypervisor.net.Nics.bridges(spec));
     }
 
     /** Places {@code spec} now and reserves the host for it until {@link #settle}. */
@@ -195,7 +175,8 @@ final class Capacity {
                     known == null ? 0 : known.usedVcpus(),
                     known == null ? 0 : known.vmCount(),
                     known == null ? Set.of() : known.groups(),
-                    hypervisor(r)));
+                    hypervisor(r),
+                    Set.copyOf(r.getBridgesList())));
         }
         Placement.Decision d = Placement.place(demand(spec), only, Set.of());
         if (d instanceof Placement.NoHost n) {

@@ -242,6 +242,7 @@ final class CoordinatorService {
                     .setCpuModel(dev.ferry.cluster.policy.Compatibility.BASELINE_CPU_MODEL)
                     .build();
         }
+        spec = withMacs(t, spec);
         Intent end = await(t.intents.submit(Intents.intent(IntentKind.INTENT_KIND_CREATE, id)
                 .setVm(spec.getName())
                 .setSpec(spec)
@@ -252,6 +253,38 @@ final class CoordinatorService {
             throw failed(end);
         }
         return getVm(t, spec.getName());
+    }
+
+    /**
+     * The spec with its network cards' MACs fixed for the VM's life: given ones checked, missing
+     * ones generated (52:54:00:xx:xx:xx). A MAC another VM of the cluster has is refused: two
+     * cards with one address on one segment break both, and a card's tap is named after its MAC.
+     */
+    private static VmSpec withMacs(Term t, VmSpec spec) throws CoordinatorException {
+        if (spec.getNicsCount() == 0) {
+            return spec;
+        }
+        java.util.Map<String, String> taken = new java.util.HashMap<>();
+        for (Versioned<VmRecord> v : t.view.vms().values()) {
+            if (!v.value().getSpec().getName().equals(spec.getName())) {
+                v.value()
+                        .getSpec()
+                        .getNicsList()
+                        .forEach(n -> taken.put(n.getMac(), v.value().getSpec().getName()));
+            }
+        }
+        try {
+            VmSpec out = dev.ferry.hypervisor.net.Nics.withMacs(spec, taken.keySet(), new java.security.SecureRandom());
+            for (dev.ferry.proto.vm.Nic n : spec.getNicsList()) {
+                String mac = n.getMac().isEmpty() ? "" : dev.ferry.hypervisor.net.Nics.normalizeMac(n.getMac());
+                if (taken.containsKey(mac)) {
+                    throw new IllegalArgumentException("MAC " + mac + " is already used by VM " + taken.get(mac));
+                }
+            }
+            return out;
+        } catch (IllegalArgumentException e) {
+            throw new CoordinatorException(Status.Code.INVALID_ARGUMENT, e.getMessage());
+        }
     }
 
     private VmView onVm(IntentKind kind, VmRef req) throws Exception {

@@ -203,7 +203,8 @@ final class Views {
                         .addAllMachineTypes(h.value().getMachineTypesList())
                         .setAccelerator(h.value().getAccelerator())
                         .addAllCpuModels(h.value().getCpuModelsList())
-                        .putAllMachineAliases(h.value().getMachineAliasesMap());
+                        .putAllMachineAliases(h.value().getMachineAliasesMap())
+                        .addAllBridges(h.value().getBridgesList());
             }
             Placement.Host c = capacity.get(id);
             if (c != null) {

@@ -10,7 +10,9 @@ import java.util.Set;
 
 /**
  * Where a VM goes: a host that is alive, not in maintenance, not excluded, with the memory and
- * vCPUs free, whose hypervisor runs the VM's machine type and CPU model ({@link Compatibility}). Among those, a host without another VM of the same anti-affinity group, if there is
+ * vCPUs free, whose hypervisor runs the VM's machine type and CPU model ({@link Compatibility}), and
+ * with every bridge the VM's network cards join. Among those, a host without another VM of the same
+ * anti-affinity group, if there is
  * one (the group is a preference, not a reason to leave a VM down); then the most memory left
  * after placing, then the fewest VMs, then the host id (so that the same view gives the same
  * answer).
@@ -18,7 +20,7 @@ import java.util.Set;
 public final class Placement {
     private Placement() {}
 
-    /** What a host offers and what is already taken on it. */
+    /** What a host offers and what is already taken on it; {@code bridges} are its Linux bridges. */
     public record Host(
             String id,
             boolean alive,
@@ -29,13 +31,67 @@ public final class Placement {
             int usedVcpus,
             int vmCount,
             Set<String> groups,
-            Compatibility.Hypervisor hypervisor) {
+            Compatibility.Hypervisor hypervisor,
+            Set<String> bridges) {
         public Host {
             groups = Set.copyOf(groups);
             hypervisor = hypervisor == null ? Compatibility.Hypervisor.ANY : hypervisor;
+            bridges = Set.copyOf(bridges == null ? Set.of() : bridges);
+        }
+
+        /** A host without bridges. */
+        public Host(
+                String id,
+                boolean alive,
+                boolean maintenance,
+                long memoryBytes,
+                int vcpus,
+                long usedMemoryBytes,
+                int usedVcpus,
+                int vmCount,
+                Set<String> groups,
+                Compatibility.Hypervisor hypervisor) {
+            this(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    vcpus,
+                    usedMemoryBytes,
+                    usedVcpus,
+                    vmCount,
+                    groups,
+                    hypervisor,
+                    Set.of());
         }
 
         /** A host whose hypervisor runs anything (sim hosts). */
+        public Host(
+                String id,
+                boolean alive,
+                boolean maintenance,
+                long memoryBytes,
+                int vcpus,
+                long usedMemoryBytes,
+                int usedVcpus,
+                int vmCount,
+                Set<String> groups,
+                Set<String> bridges) {
+            this(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    vcpus,
+                    usedMemoryBytes,
+                    usedVcpus,
+                    vmCount,
+                    groups,
+                    Compatibility.Hypervisor.ANY,
+                    bridges);
+        }
+
+        /** A host whose hypervisor runs anything, without bridges. */
         public Host(
                 String id,
                 boolean alive,
@@ -56,7 +112,24 @@ public final class Placement {
                     usedVcpus,
                     vmCount,
                     groups,
-                    Compatibility.Hypervisor.ANY);
+                    Compatibility.Hypervisor.ANY,
+                    Set.of());
+        }
+
+        /** This host with {@code memory}, {@code vcpus} and one VM fewer taken (the VM being placed again). */
+        public Host without(long memory, int vcpus) {
+            return new Host(
+                    id,
+                    alive,
+                    maintenance,
+                    memoryBytes,
+                    this.vcpus,
+                    usedMemoryBytes - memory,
+                    usedVcpus - vcpus,
+                    vmCount - 1,
+                    groups,
+                    hypervisor,
+                    bridges);
         }
 
         long freeMemory() {
@@ -83,23 +156,41 @@ public final class Placement {
                     usedVcpus + d.vcpus(),
                     vmCount + 1,
                     g,
-                    hypervisor);
+                    hypervisor,
+                    bridges);
         }
     }
 
     /**
      * What a VM needs. {@code group} is its anti-affinity group, empty for none; {@code machine}
-     * and {@code cpuModel} as in its spec (empty: QEMU's defaults).
+     * and {@code cpuModel} as in its spec (empty: QEMU's defaults); {@code bridges} the bridges its
+     * network cards join.
      */
-    public record Demand(String vm, long memoryBytes, int vcpus, String group, String machine, String cpuModel) {
+    public record Demand(
+            String vm,
+            long memoryBytes,
+            int vcpus,
+            String group,
+            String machine,
+            String cpuModel,
+            Set<String> bridges) {
         public Demand {
             group = group == null ? "" : group;
             machine = machine == null ? "" : machine;
             cpuModel = cpuModel == null ? "" : cpuModel;
+            bridges = Set.copyOf(bridges == null ? Set.of() : bridges);
+        }
+
+        public Demand(String vm, long memoryBytes, int vcpus, String group, String machine, String cpuModel) {
+            this(vm, memoryBytes, vcpus, group, machine, cpuModel, Set.of());
+        }
+
+        public Demand(String vm, long memoryBytes, int vcpus, String group, Set<String> bridges) {
+            this(vm, memoryBytes, vcpus, group, "", "", bridges);
         }
 
         public Demand(String vm, long memoryBytes, int vcpus, String group) {
-            this(vm, memoryBytes, vcpus, group, "", "");
+            this(vm, memoryBytes, vcpus, group, "", "", Set.of());
         }
     }
 
@@ -128,6 +219,12 @@ public final class Placement {
                 why.add(h.id() + " has " + Math.max(0, h.freeVcpus()) + " vCPUs free");
             } else if (runs != null) {
                 why.add(h.id() + ": " + runs);
+            } else if (!h.bridges().containsAll(d.bridges())) {
+                List<String> missing = d.bridges().stream()
+                        .filter(b -> !h.bridges().contains(b))
+                        .sorted()
+                        .toList();
+                why.add(h.id() + " has no bridge " + String.join(", ", missing));
             } else {
                 fits.add(h);
             }

@@ -75,4 +75,18 @@ class PlacementTest {
         Placement.Host c = new Placement.Host("c", true, false, 8 * GIB, 8, 0, 0, 1, Set.of());
         assertEquals("b", placed(Placement.place(vm("v", 1, ""), List.of(c, a, b), Set.of())));
     }
+
+    @Test
+    void aVmWithNicsGoesOnlyToAHostWithItsBridgesAndTheRefusalNamesTheMissingOne() {
+        Placement.Host roomy = new Placement.Host("a", true, false, 8 * GIB, 8, 0, 0, 0, Set.of(), Set.of("br1"));
+        Placement.Host bridged =
+                new Placement.Host("b", true, false, 8 * GIB, 8, 4 * GIB, 0, 1, Set.of(), Set.of("vmbr0", "br1"));
+        Placement.Demand web = new Placement.Demand("web", GIB, 1, "", Set.of("vmbr0"));
+        assertEquals("b", placed(Placement.place(web, List.of(roomy, bridged), Set.of())));
+        Placement.NoHost none =
+                assertInstanceOf(Placement.NoHost.class, Placement.place(web, List.of(roomy, bridged), Set.of("b")));
+        assertEquals("no host fits web (1024 MiB, 1 vCPU): a has no bridge vmbr0", none.reason());
+        // Placed again, the host keeps its bridges.
+        assertEquals(Set.of("vmbr0", "br1"), bridged.with(web).without(GIB, 1).bridges());
+    }
 }

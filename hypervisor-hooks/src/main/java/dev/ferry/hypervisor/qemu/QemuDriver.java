@@ -7,11 +7,14 @@ import dev.ferry.hypervisor.HypervisorProfile;
 import dev.ferry.hypervisor.VmInstance;
 import dev.ferry.hypervisor.VmPaths;
 import dev.ferry.hypervisor.memory.RamFile;
+import dev.ferry.hypervisor.net.Nics;
+import dev.ferry.hypervisor.net.Taps;
 import dev.ferry.hypervisor.qemu.dirty.KernelProbe;
 import dev.ferry.hypervisor.storage.StorageRefusedException;
 import dev.ferry.hypervisor.storage.StorageRoots;
 import dev.ferry.proto.vm.Disk;
 import dev.ferry.proto.vm.DiskFormat;
+import dev.ferry.proto.vm.Nic;
 import dev.ferry.proto.vm.Pattern;
 import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.Workload;
@@ -20,6 +23,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Locale;
+import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,6 +51,7 @@ public final class QemuDriver implements HypervisorDriver {
      * @param allowLossyNativeMigration let {@code --mode qemu-native} run where QEMU is known to
      *     lose guest writes ({@link NativeMigrationSafety}); only for tests of the tunnel itself on
      *     hosts that have nothing else, never set by the agent
+     * @param announce how a guest that arrives here by migration is announced on its network
      */
     public record Settings(
             Path binary,
@@ -54,7 +59,8 @@ public final class QemuDriver implements HypervisorDriver {
             Duration startTimeout,
             Duration qmpTimeout,
             StorageRoots storageRoots,
-            boolean allowLossyNativeMigration) {
+            boolean allowLossyNativeMigration,
+            Announce announce) {
         /** Roots: {@link StorageRoots#SYSTEM} only. */
         public static Settings defaults() {
             return new Settings(
@@ -63,25 +69,60 @@ public final class QemuDriver implements HypervisorDriver {
                     Duration.ofSeconds(30),
                     Duration.ofSeconds(10),
                     StorageRoots.of(StorageRoots.SYSTEM),
-                    false);
+                    false,
+                    Announce.DEFAULT);
         }
 
         public Settings withStorageRoots(StorageRoots roots) {
-            return new Settings(binary, accel, startTimeout, qmpTimeout, roots, allowLossyNativeMigration);
+            return new Settings(binary, accel, startTimeout, qmpTimeout, roots, allowLossyNativeMigration, announce);
         }
 
         /** Another QEMU binary (a host with several QEMU builds; a different QEMU in tests). */
         public Settings withBinary(Path qemu) {
-            return new Settings(qemu, accel, startTimeout, qmpTimeout, storageRoots, allowLossyNativeMigration);
+            return new Settings(
+                    qemu, accel, startTimeout, qmpTimeout, storageRoots, allowLossyNativeMigration, announce);
         }
 
         public Settings withQmpTimeout(Duration timeout) {
-            return new Settings(binary, accel, startTimeout, timeout, storageRoots, allowLossyNativeMigration);
+            return new Settings(
+                    binary, accel, startTimeout, timeout, storageRoots, allowLossyNativeMigration, announce);
         }
 
         /** Tests of the qemu-native tunnel only: see {@code allowLossyNativeMigration}. */
         public Settings withLossyNativeMigrationAllowed() {
-            return new Settings(binary, accel, startTimeout, qmpTimeout, storageRoots, true);
+            return new Settings(binary, accel, startTimeout, qmpTimeout, storageRoots, true, announce);
+        }
+
+        public Settings withAnnounce(Announce a) {
+            return new Settings(binary, accel, startTimeout, qmpTimeout, storageRoots, allowLossyNativeMigration, a);
+        }
+    }
+
+    /**
+     * QEMU's {@code announce-self} after a migrated guest resumes here: {@code rounds} RARP
+     * broadcasts (or, for a virtio-net guest that supports it, gratuitous ARPs from the guest) from
+     * each card, the first {@code initial} after the command, then {@code step} more apart each
+     * time, at most {@code max} apart; switches and bridges then forward the guest's traffic to
+     * this host at once instead of after their forwarding entry ages out. Rounds 0: no
+     * announcement. The defaults are QEMU's own (50, 550, 5, 100 ms).
+     */
+    public record Announce(Duration initial, Duration max, int rounds, Duration step) {
+        public static final Announce DEFAULT =
+                new Announce(Duration.ofMillis(50), Duration.ofMillis(550), 5, Duration.ofMillis(100));
+
+        public Announce {
+            if (rounds < 0 || rounds > 1000) {
+                throw new IllegalArgumentException("announce rounds must be 0..1000, got " + rounds);
+            }
+            for (Duration d : new Duration[] {initial, max, step}) {
+                if (d.isNegative() || d.toMillis() > 100_000) {
+                    throw new IllegalArgumentException("announce times must be 0..100000 ms, got " + d.toMillis());
+                }
+            }
+            if (max.compareTo(initial) < 0) {
+                throw new IllegalArgumentException(
+                        "announce max " + max.toMillis() + " ms is below initial " + initial.toMillis() + " ms");
+            }
         }
     }
 
@@ -224,6 +265,10 @@ public final class QemuDriver implements HypervisorDriver {
             }
         }
         checkRunnable(spec);
+        Optional<String> nics = Nics.problem(spec);
+        if (nics.isPresent()) {
+            throw new HypervisorException("validate", nics.get());
+        }
         checkFiles(spec, "validate");
     }
 
@@ -277,6 +322,7 @@ public final class QemuDriver implements HypervisorDriver {
     @Override
     public VmInstance create(VmSpec spec, VmPaths paths) throws HypervisorException {
         validate(spec);
+        Taps.requireBridges(Nics.bridges(spec), "create VM " + spec.getName());
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
         return new QemuVm(spec, command(spec, paths, false), ram, this, false);
     }
@@ -320,6 +366,8 @@ public final class QemuDriver implements HypervisorDriver {
     @Override
     public VmInstance prepareIncoming(VmSpec spec, VmPaths paths, IncomingKind kind) throws HypervisorException {
         validate(spec);
+        // Before the RAM file and QEMU: a host without the VM's bridges refuses the migration at once.
+        Taps.requireBridges(Nics.bridges(spec), "prepare incoming " + spec.getName());
         RamFile ram = RamFile.create(paths.ramFile(), spec.getMemoryBytes());
         QemuVm vm = new QemuVm(spec, command(spec, paths, true), ram, this, true);
         try {
@@ -372,6 +420,9 @@ public final class QemuDriver implements HypervisorDriver {
             }
         } else if (!diskBoot) {
             b.kernel(natives.testGuest()).append(testGuestCommandLine(spec.getWorkload()));
+        }
+        for (Nic n : spec.getNicsList()) {
+            b.nic(new QemuCommand.Nic(Nics.tapName(n), n.getMac(), Nics.qemuDevice(n.getModel())));
         }
         for (Disk d : spec.getDisksList()) {
             b.disk(new QemuCommand.Disk(

@@ -83,7 +83,38 @@ final class QemuVm implements VmInstance {
             throw new HypervisorException("launch QEMU", "VM " + spec.getName() + " already has a QEMU process");
         }
         driver.checkFiles(spec, "launch QEMU");
-        attach(QemuProcess.start(command, driver.settings().startTimeout()));
+        createTaps();
+        try {
+            attach(QemuProcess.start(command, driver.settings().startTimeout()));
+        } catch (HypervisorException | RuntimeException e) {
+            removeTaps();
+            throw e;
+        }
+    }
+
+    /**
+     * The VM's cards' taps on their bridges, before QEMU opens them; all or none (a failure removes
+     * those already made, and names its step).
+     */
+    private void createTaps() throws HypervisorException {
+        java.util.List<QemuCommand.Nic> made = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < command.nics().size(); i++) {
+                QemuCommand.Nic n = command.nics().get(i);
+                dev.ferry.hypervisor.net.Taps.create(n.tap(), spec.getNics(i).getBridge());
+                made.add(n);
+            }
+        } catch (HypervisorException e) {
+            made.forEach(n -> dev.ferry.hypervisor.net.Taps.removeQuietly(n.tap()));
+            throw e;
+        }
+    }
+
+    /** Removes the VM's taps once its QEMU is gone (the guest has left this host or stopped). */
+    private void removeTaps() {
+        for (QemuCommand.Nic n : command.nics()) {
+            dev.ferry.hypervisor.net.Taps.removeQuietly(n.tap());
+        }
     }
 
     /** An adopted QEMU (left by an earlier agent): running, paused, or frozen by its lease. */
@@ -297,6 +328,10 @@ final class QemuVm implements VmInstance {
                 throw new HypervisorException("resume", "VM " + spec.getName() + " is " + state);
             }
         }
+        boolean arrived;
+        synchronized (this) {
+            arrived = state == InstanceState.INCOMING;
+        }
         QmpClient qmp = qmp();
         if (!"running".equals(status(qmp))) {
             QmpClient.EventWaiter resumed = qmp.expect("RESUME", null);
@@ -305,6 +340,35 @@ final class QemuVm implements VmInstance {
         }
         synchronized (this) {
             state = InstanceState.RUNNING;
+        }
+        if (arrived) {
+            announce(qmp);
+        }
+    }
+
+    /**
+     * Tells the network the guest is here now (a migration's destination, just resumed): QEMU's
+     * announce-self. Best effort: the guest runs either way, and its own traffic teaches the
+     * bridges too, only later.
+     */
+    private void announce(QmpClient qmp) {
+        QemuDriver.Announce a = driver.settings().announce();
+        if (command.nics().isEmpty() || a.rounds() == 0) {
+            return;
+        }
+        ObjectNode args = JSON.createObjectNode()
+                .put("initial", a.initial().toMillis())
+                .put("max", a.max().toMillis())
+                .put("rounds", a.rounds())
+                .put("step", a.step().toMillis());
+        try {
+            qmp.execute("announce-self", args, qmpTimeout());
+            log.info("{}: announced on its network ({} rounds)", spec.getName(), a.rounds());
+        } catch (QmpException e) {
+            log.warn(
+                    "{}: announce-self failed, the network learns its new place from its traffic: {}",
+                    spec.getName(),
+                    e.getMessage());
         }
     }
 
@@ -340,6 +404,7 @@ final class QemuVm implements VmInstance {
         if (p != null) {
             p.close();
         }
+        removeTaps();
     }
 
     @Override
@@ -446,6 +511,7 @@ final class QemuVm implements VmInstance {
         if (p != null) {
             p.close();
         }
+        removeTaps();
         ram.close();
     }
 

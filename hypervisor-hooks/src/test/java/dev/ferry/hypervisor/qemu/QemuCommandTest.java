@@ -204,4 +204,38 @@ class QemuCommandTest {
         java.nio.file.Files.delete(modules.resolve("kvm_pvm"));
         assertEquals(Accel.KVM, Accel.detect(devKvm, modules).accel());
     }
+
+    @Test
+    void rendersEachNicAsATapNetdevAndADeviceWithItsMac() {
+        QemuCommand c = base().nic(new QemuCommand.Nic("ft525400a1b2c3", "52:54:00:a1:b2:c3", "virtio-net-pci"))
+                .nic(new QemuCommand.Nic("ft525400000001", "52:54:00:00:00:01", "e1000"))
+                .incoming(true)
+                .build();
+        List<String> argv = c.argv();
+        int at = argv.indexOf("-netdev");
+        assertEquals(
+                List.of(
+                        "-netdev",
+                        "tap,id=net0,ifname=ft525400a1b2c3,script=no,downscript=no",
+                        "-device",
+                        "virtio-net-pci,netdev=net0,mac=52:54:00:a1:b2:c3,guest_announce=off",
+                        "-netdev",
+                        "tap,id=net1,ifname=ft525400000001,script=no,downscript=no",
+                        "-device",
+                        "e1000,netdev=net1,mac=52:54:00:00:00:01",
+                        "-incoming",
+                        "defer"),
+                argv.subList(at, at + 10));
+        assertEquals(c.nics(), c.toBuilder().build().nics());
+    }
+
+    @Test
+    void refusesATapNameLongerThanIfnamsizOrABadMac() {
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> new QemuCommand.Nic("ft525400a1b2c3xx", "52:54:00:a1:b2:c3", "virtio-net-pci"));
+        assertThrows(
+                IllegalArgumentException.class, () -> new QemuCommand.Nic("ft1", "52:54:00:a1:b2", "virtio-net-pci"));
+        assertThrows(IllegalArgumentException.class, () -> new QemuCommand.Nic("ft1", "52:54:00:a1:b2:c3", "rtl8139"));
+    }
 }

@@ -137,7 +137,10 @@ public final class ClusterAgent implements Closeable {
                         .addAllMachineTypes(hypervisor.machineTypes())
                         .setAccelerator(hypervisor.accelerator())
                         .addAllCpuModels(hypervisor.cpuModels())
-                        .putAllMachineAliases(hypervisor.machineAliases());
+                        .putAllMachineAliases(hypervisor.machineAliases())
+                        // Read at each registration (a bridge added later counts after the agent's
+                        // next session or restart); whatever the driver, placement checks them.
+                        .addAllBridges(dev.ferry.hypervisor.net.Taps.bridges());
                 // What this agent presents until it restarts, for `cluster status` to warn about.
                 config.transport()
                         .expiry()

@@ -87,6 +87,12 @@ public final class NetnsCluster implements AutoCloseable {
     public static final int COORDINATOR_PORT = 7100;
     public static final int AGENT_PORT = 7070;
     public static final String BRIDGE = "br0";
+    /** The guest segment's subnet (with {@link Builder#guestSegment}): guests take addresses from .10 up. */
+    public static final String GUEST_SUBNET = "198.18.2";
+
+    public static final String GUEST_CLIENT_ADDRESS = GUEST_SUBNET + ".2";
+    /** In each agent host: the veth that joins its guest bridge to the guest switch. */
+    public static final String GUEST_UPLINK = "guplink0";
 
     /** LATENT until {@link Builder#start()} begins, STARTED once everything serves, CLOSED for good. */
     public enum State {
@@ -106,6 +112,7 @@ public final class NetnsCluster implements AutoCloseable {
     private final List<Daemon> coordinators = new ArrayList<>();
     private final Map<String, AgentDaemon> agents = new LinkedHashMap<>();
     private final List<NetnsHost> hosts = new ArrayList<>();
+    private NetnsHost guestClient;
     private final Thread shutdownHook;
 
     private NetnsCluster(Builder settings, String id, Path root) {
@@ -149,8 +156,24 @@ public final class NetnsCluster implements AutoCloseable {
         private final List<String> coordinatorArgs = new ArrayList<>();
         private Duration startTimeout = Duration.ofSeconds(120);
         private int zkTickMs = 200;
+        private String guestBridge;
 
         private Builder() {}
+
+        /**
+         * A guest network besides the cluster's own: before the agents start, every agent host gets
+         * a Linux bridge named {@code bridge} (where the agents put their guests' taps), and all of
+         * them are joined into one L2 segment through a second switch (as hypervisors' VM bridges
+         * are on one VLAN), on which a client namespace sits at {@link #GUEST_CLIENT_ADDRESS}; see
+         * {@link NetnsCluster#guestClient()}.
+         */
+        public Builder guestSegment(String bridge) {
+            if (!bridge.matches("[A-Za-z0-9._-]{1,15}")) {
+                throw new IllegalArgumentException("not an interface name: " + bridge);
+            }
+            guestBridge = bridge;
+            return this;
+        }
 
         /** Servers in the ZooKeeper ensemble (1-7; default 3). */
         public Builder zookeepers(int n) {
@@ -304,6 +327,9 @@ public final class NetnsCluster implements AutoCloseable {
             a++;
             plug(new NetnsHost(spec.hostId(), id + "-h" + a, SUBNET + "." + (100 + a), switchNamespace, "v-h" + a));
         }
+        if (settings.guestBridge != null) {
+            createGuestSegment(settings.guestBridge);
+        }
         createPki();
         createZooKeepers();
         zookeepers.forEach(Daemon::start);
@@ -330,6 +356,56 @@ public final class NetnsCluster implements AutoCloseable {
 
     private static Duration remaining(long deadline) {
         return Duration.ofNanos(Math.max(1, deadline - System.nanoTime()));
+    }
+
+    /**
+     * The guest segment: switch namespace {@code ID-gs} with bridge {@code gsw0}; in each agent
+     * host a bridge {@code bridge} (no address: the host only switches its guests' frames) with an
+     * uplink veth into the switch; a client namespace {@code ID-gc} on the switch. All of it goes
+     * with the cluster's namespaces.
+     */
+    private void createGuestSegment(String bridge) {
+        String sw = id + "-gs";
+        ip("netns", "add", sw);
+        ip("-n", sw, "link", "set", "lo", "up");
+        ip("-n", sw, "link", "add", "gsw0", "type", "bridge");
+        ip("-n", sw, "link", "set", "gsw0", "up");
+        int a = 0;
+        for (AgentSpec spec : settings.agentSpecs) {
+            a++;
+            String ns = id + "-h" + a;
+            ip("-n", ns, "link", "add", bridge, "type", "bridge");
+            ip("-n", ns, "link", "set", bridge, "up");
+            ip("-n", sw, "link", "add", "g-h" + a, "type", "veth", "peer", "name", GUEST_UPLINK, "netns", ns);
+            ip("-n", sw, "link", "set", "g-h" + a, "master", "gsw0", "up");
+            ip("-n", ns, "link", "set", GUEST_UPLINK, "master", bridge, "up");
+        }
+        guestClient = new NetnsHost("guest-client", id + "-gc", GUEST_CLIENT_ADDRESS, sw, "g-cl");
+        ip("netns", "add", guestClient.namespace());
+        ip("-n", guestClient.namespace(), "link", "set", "lo", "up");
+        ip(
+                "-n",
+                sw,
+                "link",
+                "add",
+                guestClient.switchInterfaceName(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                NetnsHost.INTERFACE,
+                "netns",
+                guestClient.namespace());
+        ip("-n", sw, "link", "set", guestClient.switchInterfaceName(), "master", "gsw0", "up");
+        ip(
+                "-n",
+                guestClient.namespace(),
+                "addr",
+                "add",
+                GUEST_CLIENT_ADDRESS + "/" + PREFIX_LENGTH,
+                "dev",
+                NetnsHost.INTERFACE);
+        ip("-n", guestClient.namespace(), "link", "set", NetnsHost.INTERFACE, "up");
     }
 
     /** Creates {@code h}'s namespace and its veth into the bridge; addresses it; no route out. */
@@ -799,6 +875,14 @@ public final class NetnsCluster implements AutoCloseable {
     /** The namespace holding the bridge. */
     public String switchNamespace() {
         return switchNamespace;
+    }
+
+    /** The client on the guest segment ({@link Builder#guestSegment}), at {@link #GUEST_CLIENT_ADDRESS}. */
+    public NetnsHost guestClient() {
+        if (guestClient == null) {
+            throw new IllegalStateException("this cluster has no guest segment (Builder.guestSegment)");
+        }
+        return guestClient;
     }
 
     /** The host CLI commands run on; it runs no daemon. */
