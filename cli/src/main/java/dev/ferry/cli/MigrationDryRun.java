@@ -80,7 +80,27 @@ record MigrationDryRun(String vm, String source, String target, List<Compatibili
                 precopy,
                 sourcePrecopy,
                 src == null ? "" : src.getDirtyTracking()));
+        checks.add(bridgeCheck(spec, t));
         return new MigrationDryRun(name, owner, target, checks);
+    }
+
+    /** The bridges of the VM's network cards, which the target must have (as placement checks). */
+    static Compatibility.Check bridgeCheck(VmSpec spec, HostView t) {
+        Set<String> needed = dev.ferry.hypervisor.net.Nics.bridges(spec);
+        java.util.List<String> missing = needed.stream()
+                .filter(b -> !t.getBridgesList().contains(b))
+                .sorted()
+                .toList();
+        return new Compatibility.Check(
+                "bridges",
+                missing.isEmpty(),
+                needed.isEmpty()
+                        ? "the VM has no network cards"
+                        : missing.isEmpty()
+                                ? t.getId() + " has "
+                                        + String.join(
+                                                ", ", needed.stream().sorted().toList())
+                                : t.getId() + " has no bridge " + String.join(", ", missing));
     }
 
     static Compatibility.Hypervisor hypervisor(HostView h) {
@@ -98,7 +118,8 @@ record MigrationDryRun(String vm, String source, String target, List<Compatibili
                 Math.max(1, s.getVcpus()),
                 s.getHa().getAntiAffinityGroup(),
                 s.getMachine(),
-                s.getCpuModel());
+                s.getCpuModel(),
+                dev.ferry.hypervisor.net.Nics.bridges(s));
     }
 
     /** A host as placement sees it; the owner without this VM (its share would leave with it). */
@@ -114,7 +135,8 @@ record MigrationDryRun(String vm, String source, String target, List<Compatibili
                 h.getUsedVcpus() - (mine ? Math.max(1, spec.getVcpus()) : 0),
                 h.getVmsCount() - (mine ? 1 : 0),
                 Set.of(),
-                hypervisor(h));
+                hypervisor(h),
+                Set.copyOf(h.getBridgesList()));
     }
 
     void print(java.io.PrintStream out) {

@@ -91,4 +91,34 @@ class MigrationDryRunTest {
         assertFalse(MigrationDryRun.of(VM, HOSTS, "nowhere", TransferMode.TRANSFER_MODE_PRECOPY)
                 .allowed());
     }
+
+    /** Pins the merge's hole: the dry run said yes to a target without the VM's bridge, which placement refuses. */
+    @Test
+    void aTargetWithoutTheVmsBridgeFailsItsBridgeCheckAndPlacementSkipsIt() {
+        VmView withNic = VM.toBuilder()
+                .setSpec(VM.getSpec().toBuilder()
+                        .addNics(dev.ferry.proto.vm.Nic.newBuilder()
+                                .setBridge("vmbr0")
+                                .setMac("52:54:00:00:00:01")))
+                .build();
+        List<HostView> hosts =
+                List.of(HOSTS.get(0).toBuilder().addBridges("vmbr0").build(), HOSTS.get(1), HOSTS.get(2));
+        MigrationDryRun d = MigrationDryRun.of(withNic, hosts, "c", TransferMode.TRANSFER_MODE_PRECOPY);
+        assertFalse(d.allowed());
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        d.print(new PrintStream(b, true, StandardCharsets.UTF_8));
+        assertTrue(b.toString(StandardCharsets.UTF_8).contains("FAIL  bridges: c has no bridge vmbr0"), b.toString());
+        // Without --to, no host but the owner has vmbr0: nowhere to go, and the dry run says so.
+        assertFalse(MigrationDryRun.of(withNic, hosts, null, TransferMode.TRANSFER_MODE_PRECOPY)
+                .allowed());
+        MigrationDryRun ok = MigrationDryRun.of(
+                withNic,
+                List.of(
+                        hosts.get(0),
+                        hosts.get(1),
+                        hosts.get(2).toBuilder().addBridges("vmbr0").build()),
+                "c",
+                TransferMode.TRANSFER_MODE_PRECOPY);
+        assertTrue(ok.allowed());
+    }
 }

@@ -39,58 +39,6 @@ public final class Placement {
             bridges = Set.copyOf(bridges == null ? Set.of() : bridges);
         }
 
-        /** A host without bridges. */
-        public Host(
-                String id,
-                boolean alive,
-                boolean maintenance,
-                long memoryBytes,
-                int vcpus,
-                long usedMemoryBytes,
-                int usedVcpus,
-                int vmCount,
-                Set<String> groups,
-                Compatibility.Hypervisor hypervisor) {
-            this(
-                    id,
-                    alive,
-                    maintenance,
-                    memoryBytes,
-                    vcpus,
-                    usedMemoryBytes,
-                    usedVcpus,
-                    vmCount,
-                    groups,
-                    hypervisor,
-                    Set.of());
-        }
-
-        /** A host whose hypervisor runs anything (sim hosts). */
-        public Host(
-                String id,
-                boolean alive,
-                boolean maintenance,
-                long memoryBytes,
-                int vcpus,
-                long usedMemoryBytes,
-                int usedVcpus,
-                int vmCount,
-                Set<String> groups,
-                Set<String> bridges) {
-            this(
-                    id,
-                    alive,
-                    maintenance,
-                    memoryBytes,
-                    vcpus,
-                    usedMemoryBytes,
-                    usedVcpus,
-                    vmCount,
-                    groups,
-                    Compatibility.Hypervisor.ANY,
-                    bridges);
-        }
-
         /** A host whose hypervisor runs anything, without bridges. */
         public Host(
                 String id,

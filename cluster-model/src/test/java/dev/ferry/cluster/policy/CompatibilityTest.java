@@ -29,7 +29,7 @@ class CompatibilityTest {
             Set.of("qemu64", "Nehalem", "Westmere", "Skylake-Server", "Icelake-Server"));
 
     private static Placement.Host host(String id, Compatibility.Hypervisor hv) {
-        return new Placement.Host(id, true, false, 8 * GIB, 8, 0, 0, 0, Set.of(), hv);
+        return new Placement.Host(id, true, false, 8 * GIB, 8, 0, 0, 0, Set.of(), hv, Set.of());
     }
 
     private static Placement.Demand vm(String machine, String cpu) {

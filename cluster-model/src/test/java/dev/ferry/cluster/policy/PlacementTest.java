@@ -78,9 +78,20 @@ class PlacementTest {
 
     @Test
     void aVmWithNicsGoesOnlyToAHostWithItsBridgesAndTheRefusalNamesTheMissingOne() {
-        Placement.Host roomy = new Placement.Host("a", true, false, 8 * GIB, 8, 0, 0, 0, Set.of(), Set.of("br1"));
-        Placement.Host bridged =
-                new Placement.Host("b", true, false, 8 * GIB, 8, 4 * GIB, 0, 1, Set.of(), Set.of("vmbr0", "br1"));
+        Placement.Host roomy = new Placement.Host(
+                "a", true, false, 8 * GIB, 8, 0, 0, 0, Set.of(), Compatibility.Hypervisor.ANY, Set.of("br1"));
+        Placement.Host bridged = new Placement.Host(
+                "b",
+                true,
+                false,
+                8 * GIB,
+                8,
+                4 * GIB,
+                0,
+                1,
+                Set.of(),
+                Compatibility.Hypervisor.ANY,
+                Set.of("vmbr0", "br1"));
         Placement.Demand web = new Placement.Demand("web", GIB, 1, "", Set.of("vmbr0"));
         assertEquals("b", placed(Placement.place(web, List.of(roomy, bridged), Set.of())));
         Placement.NoHost none =
