@@ -22,10 +22,13 @@ import dev.ferry.proto.migration.Resumed;
 import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
+import com.google.protobuf.ByteString;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -117,6 +120,15 @@ public final class IncomingMigration {
 
     private boolean deviceStateComplete;
     private long deviceStateBytes;
+    /**
+     * Pre-copy: the device state as it arrived, held until every lane's final pages are in RAM.
+     * QEMU reads guest RAM while it loads devices (virtio takes each queue's used and avail index from
+     * the rings in RAM), so a load that overtook the final pages computed its queues from stale rings:
+     * the device then wrote used entries the guest had already consumed and the guest waited on its
+     * queue forever (a migrated Linux guest with a NIC hung in a soft lockup). QEMU's own migration
+     * never does this: its stream carries RAM before the devices.
+     */
+    private final List<ByteString> heldDeviceState = new ArrayList<>();
     private String discardReason;
     /** Lanes write into the VM under the read side; a discard takes the write side before it closes the VM. */
     private final java.util.concurrent.locks.ReentrantReadWriteLock vmWrites =
@@ -422,14 +434,22 @@ public final class IncomingMigration {
     }
 
     /**
-     * A chunk of device state, from lane 0 (one at a time, in order). Opening the load and writing
-     * into it may wait for the hypervisor, so neither happens under this migration's lock: other
-     * lanes and a discard need it meanwhile.
+     * A bound on the device state a pre-copy destination holds before it loads it: far above what
+     * a guest's devices save (Ferry's QEMU guests have no VGA; their state with option ROMs is a few
+     * MiB), so only a broken or hostile source reaches it.
      */
-    void deviceState(ByteBuffer chunk, boolean last) throws MigrationException {
+    static final long MAX_HELD_DEVICE_STATE = 256L << 20;
+
+    /**
+     * A chunk of device state, from lane 0 (one at a time, in order). In pre-copy it is held until
+     * the final pages are in (see {@link #heldDeviceState}); in a hypervisor-native transfer the
+     * hypervisor's own stream orders RAM before devices, so it goes in as it comes. Opening the load
+     * and writing into it may wait for the hypervisor, so neither happens under this migration's
+     * lock: other lanes and a discard need it meanwhile.
+     */
+    void deviceState(ByteString chunk, boolean last) throws MigrationException {
         MigrationStep step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
         DeviceState.Loader l;
-        java.util.concurrent.CompletableFuture<DeviceState.Loader> armed;
         synchronized (this) {
             if (state != State.RECEIVING && state != State.SWITCHING) {
                 throw new MigrationException(step, "device state while " + state);
@@ -437,40 +457,77 @@ public final class IncomingMigration {
             if (deviceStateComplete) {
                 throw new MigrationException(step, "device state after its last chunk");
             }
+            if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+                if (deviceStateBytes + chunk.size() > MAX_HELD_DEVICE_STATE) {
+                    throw new MigrationException(
+                            step,
+                            "device state exceeds " + (MAX_HELD_DEVICE_STATE >> 20)
+                                    + " MiB: no guest's devices save that much");
+                }
+                if (!chunk.isEmpty()) {
+                    heldDeviceState.add(chunk);
+                }
+                deviceStateBytes += chunk.size();
+                if (last) {
+                    deviceStateComplete = true;
+                    notifyAll();
+                }
+                return;
+            }
             l = loader;
-            armed = arming;
         }
         try {
             if (l == null) {
-                l = armed != null ? armedLoader(armed) : vm.deviceState().load(DeviceState.Scope.EVERYTHING);
-                synchronized (this) {
-                    if (state == State.DISCARDED) {
-                        // The discard did not see this loader; closing twice (the armed one) is harmless.
-                        l.close();
-                        return;
-                    }
-                    loader = l;
+                l = openLoader(DeviceState.Scope.EVERYTHING);
+                if (l == null) {
+                    return; // discarded meanwhile
                 }
             }
-            int n = chunk.remaining();
-            DeviceState.Loader target = l;
-            if (n > 0
-                    && writeIntoVm(() -> {
-                                target.write(chunk);
-                                return Boolean.TRUE;
-                            })
-                            == null) {
+            if (!chunk.isEmpty() && !writeDeviceState(l, chunk)) {
                 return; // discarded meanwhile
             }
             synchronized (this) {
-                deviceStateBytes += n;
+                deviceStateBytes += chunk.size();
                 if (last) {
                     deviceStateComplete = true;
+                    notifyAll();
                 }
             }
         } catch (HypervisorException | java.io.IOException | MalformedFrameException e) {
             throw new MigrationException(step, "cannot load device state: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * The device-state loader: the one armed as the migration started, or one opened now for {@code
+     * scope}; null when the migration was discarded meanwhile (the loader is then closed).
+     */
+    private DeviceState.Loader openLoader(DeviceState.Scope scope) throws HypervisorException, MigrationException {
+        java.util.concurrent.CompletableFuture<DeviceState.Loader> armed;
+        synchronized (this) {
+            armed = arming;
+        }
+        DeviceState.Loader l = armed != null ? armedLoader(armed) : vm.deviceState().load(scope);
+        synchronized (this) {
+            if (state == State.DISCARDED) {
+                // The discard did not see this loader; closing twice (the armed one) is harmless.
+                l.close();
+                return null;
+            }
+            loader = l;
+        }
+        return l;
+    }
+
+    /** Writes a chunk into the load; false when the migration was discarded and nothing was written. */
+    private boolean writeDeviceState(DeviceState.Loader l, ByteString chunk)
+            throws java.io.IOException, MalformedFrameException {
+        ByteBuffer data = chunk.asReadOnlyByteBuffer();
+        return writeIntoVm(() -> {
+                    l.write(data);
+                    return Boolean.TRUE;
+                })
+                != null;
     }
 
     /** What a lane writes into the VM: pages, or device state. */
@@ -554,6 +611,7 @@ public final class IncomingMigration {
         long deadline = start + applyTimeout.toNanos();
         DeviceState.Loader loader;
         long deviceStateBytes;
+        List<ByteString> held;
         synchronized (this) {
             while ((expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY && finalLanes < lanes.length)
                     || !deviceStateComplete) {
@@ -576,12 +634,28 @@ public final class IncomingMigration {
             }
             loader = this.loader;
             deviceStateBytes = this.deviceStateBytes;
+            held = List.copyOf(heldDeviceState);
+            heldDeviceState.clear();
         }
         try {
+            if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
+                // Every lane's final pages are in RAM now: only from here may the hypervisor read it.
+                loader = openLoader(DeviceState.Scope.DEVICES);
+                if (loader == null) {
+                    throw new MigrationException(
+                            MigrationStep.MIGRATION_STEP_DEVICE_STATE, "discarded: " + discardReason());
+                }
+                for (ByteString chunk : held) {
+                    if (!writeDeviceState(loader, chunk)) {
+                        throw new MigrationException(
+                                MigrationStep.MIGRATION_STEP_DEVICE_STATE, "discarded: " + discardReason());
+                    }
+                }
+            }
             loader.finish(applyTimeout);
             // Loaded: its socket and selector are of no further use (closing again on a discard is harmless).
             loader.close();
-        } catch (HypervisorException e) {
+        } catch (HypervisorException | java.io.IOException | MalformedFrameException e) {
             throw new MigrationException(
                     MigrationStep.MIGRATION_STEP_DEVICE_STATE, "device state did not load: " + e.getMessage(), e);
         }

@@ -117,7 +117,7 @@ final class ReceiverLane {
                     step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
                     requireControlLane(step, "device state");
                     session.deviceState(
-                            frame.getDeviceState().getData().asReadOnlyByteBuffer(),
+                            frame.getDeviceState().getData(),
                             frame.getDeviceState().getLast());
                 }
                 case SWITCHOVER -> {

@@ -140,6 +140,8 @@ class ReceiverDiscardTest {
     static final class IncomingVm implements VmInstance {
         final WatchedMemory memory = new WatchedMemory();
         volatile boolean resumed;
+        /** Called with the guest memory as each device-state chunk goes into the hypervisor's load. */
+        volatile Consumer<WatchedMemory> onDeviceStateWrite = m -> {};
 
         @Override
         public VmSpec spec() {
@@ -188,6 +190,7 @@ class ReceiverDiscardTest {
                     return new Loader() {
                         @Override
                         public void write(java.nio.ByteBuffer chunk) {
+                            onDeviceStateWrite.accept(memory);
                             chunk.position(chunk.limit());
                         }
 
@@ -260,13 +263,13 @@ class ReceiverDiscardTest {
         public void onCompleted() {}
     }
 
-    private final IncomingVm vm = new IncomingVm();
+    final IncomingVm vm = new IncomingVm();
 
     private IncomingMigration migration(TransferMode mode) {
         return migration(mode, new LocalOwnershipCommit((request, timeout) -> CommitOutcome.UNKNOWN));
     }
 
-    private IncomingMigration migration(TransferMode mode, OwnershipCommit commit) {
+    IncomingMigration migration(TransferMode mode, OwnershipCommit commit) {
         return new IncomingMigration(
                 new IncomingMigration.Expectation("m1", "host-b", SPEC, "host-a", mode, 1),
                 "token",
@@ -282,7 +285,7 @@ class ReceiverDiscardTest {
                 new IncomingMigration.Deadlines(Timing.seconds(10), Timing.seconds(10), Timing.seconds(10)));
     }
 
-    private static ReceiverLane attach(IncomingMigration m, Call call, TransferMode mode) {
+    static ReceiverLane attach(IncomingMigration m, Call call, TransferMode mode) {
         ReceiverLane lane = new ReceiverLane(m, 0, 1, call);
         String refusal = m.attach(
                 Hello.newBuilder()
