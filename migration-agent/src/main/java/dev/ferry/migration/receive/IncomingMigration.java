@@ -1,5 +1,6 @@
 package dev.ferry.migration.receive;
 
+import com.google.protobuf.ByteString;
 import dev.ferry.hypervisor.DeviceState;
 import dev.ferry.hypervisor.HypervisorException;
 import dev.ferry.hypervisor.VmInstance;
@@ -22,7 +23,6 @@ import dev.ferry.proto.migration.Resumed;
 import dev.ferry.proto.migration.Switchover;
 import dev.ferry.proto.migration.TransferMode;
 import dev.ferry.proto.vm.VmSpec;
-import com.google.protobuf.ByteString;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -129,6 +129,7 @@ public final class IncomingMigration {
      * never does this: its stream carries RAM before the devices.
      */
     private final List<ByteString> heldDeviceState = new ArrayList<>();
+
     private String discardReason;
     /** Lanes write into the VM under the read side; a discard takes the write side before it closes the VM. */
     private final java.util.concurrent.locks.ReentrantReadWriteLock vmWrites =
@@ -507,7 +508,8 @@ public final class IncomingMigration {
         synchronized (this) {
             armed = arming;
         }
-        DeviceState.Loader l = armed != null ? armedLoader(armed) : vm.deviceState().load(scope);
+        DeviceState.Loader l =
+                armed != null ? armedLoader(armed) : vm.deviceState().load(scope);
         synchronized (this) {
             if (state == State.DISCARDED) {
                 // The discard did not see this loader; closing twice (the armed one) is harmless.
