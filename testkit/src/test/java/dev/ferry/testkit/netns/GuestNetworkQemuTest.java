@@ -159,8 +159,9 @@ class GuestNetworkQemuTest {
                     // TCP's own retransmission brings back what the pause lost (its back-off can take
                     // a while on a loaded machine); a broken connection never does.
                     Timing.await(
-                            "echoes after migration " + (i + 1), Timing.seconds(60), () -> echoed.size()
-                                    >= sentAtEnd + 10);
+                            "echoes after migration " + (i + 1),
+                            Timing.seconds(60),
+                            () -> echoed.size() >= sentAtEnd + 10);
                 } catch (AssertionError e) {
                     log.error(
                             "no echoes after migration {}: ping replies {} (last seq {}), nc alive {}, guest switch"
