@@ -17,7 +17,8 @@ import picocli.CommandLine.Parameters;
 /**
  * {@code ferry vm console VM}: the guest's serial console, wherever it runs, through the
  * coordinator. Interactive on a terminal (raw mode; Ctrl-] detaches), output only with {@code
- * --follow}, the history alone with {@code --history}.
+ * --follow}, the history alone with {@code --history}; the history shown first is the last lines
+ * ({@code --tail}) or what was printed since a time ({@code --since}).
  */
 @Command(
         name = "console",
@@ -40,22 +41,35 @@ final class ConsoleCommand implements Runnable {
             names = "--tail",
             paramLabel = "N|all",
             description = "History to print first: the last N lines (default 20), or all the history kept (the last"
-                    + " 1 to 2 MiB per VM).")
-    String tail = "20";
+                    + " 1 to 2 MiB per VM). Instead of --since.")
+    String tail;
+
+    @Option(
+            names = "--since",
+            paramLabel = "WHEN",
+            description = "History to print first: what the guest printed since WHEN, a time ago (90s, 10m, 2h, 1d,"
+                    + " 1h30m) or a time (2026-12-07T10:00:00Z, or local 2026-12-07T10:00), to about a second,"
+                    + " from the start of a line. Instead of --tail.")
+    String since;
 
     @Option(names = "--history", description = "Print the history (see --tail) and exit.")
     boolean history;
 
     @Override
     public void run() {
-        int lines = tailLines(tail);
+        if (since != null && tail != null) {
+            throw new CliException("--since and --tail both choose where the history starts: give one", 2);
+        }
+        int lines = tailLines(tail == null ? "20" : tail);
+        long sinceMs =
+                since == null ? 0 : sinceMillis(since, java.time.Instant.now(), java.time.ZoneId.systemDefault());
         boolean write = !follow && !history;
         boolean tty = System.console() != null && new File("/dev/tty").canRead();
         PrintStream out = System.out;
         Terminal term = write && tty ? Terminal.raw() : Terminal.NONE;
         String eol = term == Terminal.NONE ? "\n" : "\r\n";
         try (CoordinatorClient c = cluster.client()) {
-            ConsoleFollower f = new ConsoleFollower(c, vm, lines, write, history, new ConsoleFollower.Sink() {
+            ConsoleFollower f = new ConsoleFollower(c, vm, lines, sinceMs, write, history, new ConsoleFollower.Sink() {
                 @Override
                 public void output(byte[] data) {
                     out.write(data, 0, data.length);
@@ -100,6 +114,55 @@ final class ConsoleCommand implements Runnable {
         } catch (NumberFormatException e) {
             throw new CliException("--tail takes a number of lines or 'all', not '" + tail + "'", 2);
         }
+    }
+
+    private static final java.util.regex.Pattern AGO = java.util.regex.Pattern.compile("(?:\\d+[smhd])+");
+    private static final java.util.regex.Pattern AGO_PART = java.util.regex.Pattern.compile("(\\d+)([smhd])");
+
+    /**
+     * Pure: {@code --since}'s argument as milliseconds since the epoch. A time ago ({@code 10m},
+     * {@code 1h30m}: s, m, h, d), an instant or offset time ({@code 2026-12-07T10:00:00Z}), or a
+     * local date-time in {@code zone}. A time ahead of {@code now} is refused: it would print nothing.
+     */
+    static long sinceMillis(String when, java.time.Instant now, java.time.ZoneId zone) {
+        String w = when.strip();
+        java.time.Instant at;
+        if (AGO.matcher(w).matches()) {
+            long seconds = 0;
+            java.util.regex.Matcher m = AGO_PART.matcher(w);
+            try {
+                while (m.find()) {
+                    long n = Long.parseLong(m.group(1));
+                    long unit = switch (m.group(2)) {
+                        case "s" -> 1;
+                        case "m" -> 60;
+                        case "h" -> 3600;
+                        default -> 86400;
+                    };
+                    seconds = Math.addExact(seconds, Math.multiplyExact(n, unit));
+                }
+                at = now.minusSeconds(seconds);
+            } catch (ArithmeticException | NumberFormatException | java.time.DateTimeException e) {
+                throw new CliException("--since " + when + ": too long ago", 2);
+            }
+        } else {
+            try {
+                at = java.time.OffsetDateTime.parse(w).toInstant();
+            } catch (java.time.format.DateTimeParseException e) {
+                try {
+                    at = java.time.LocalDateTime.parse(w).atZone(zone).toInstant();
+                } catch (java.time.format.DateTimeParseException e2) {
+                    throw new CliException(
+                            "--since takes a time ago (90s, 10m, 2h, 1d, 1h30m) or a time (2026-12-07T10:00:00Z,"
+                                    + " 2026-12-07T10:00), not '" + when + "'",
+                            2);
+                }
+            }
+        }
+        if (at.isAfter(now)) {
+            throw new CliException("--since " + when + " is in the future (" + at + ")", 2);
+        }
+        return Math.max(1, at.toEpochMilli()); // 0 on the wire means "not asked"
     }
 
     /**

@@ -112,6 +112,15 @@ class LocalClusterCliTest {
                 "web's first console line on host-1",
                 java.time.Duration.ofSeconds(20),
                 () -> ferry("vm", "console", "web", "--history").out().contains("FERRY-GUEST hb=1 "));
+        // A moment well after the first line, before the migration: --since it on host-2 needs the
+        // times of host-1's part of the history (without them, all of it was shown).
+        dev.ferry.testing.Timing.await(
+                "three seconds of console after hb=1",
+                java.time.Duration.ofSeconds(30),
+                () -> ferry("vm", "console", "web", "--history", "--tail", "1")
+                        .out()
+                        .matches("(?s).*FERRY-GUEST hb=([3-9]\\d|\\d{3,}) .*"));
+        String cut = java.time.Instant.now().toString();
         CliRun migrated = ferry("migrate", "web", "--to", "host-2", "--verify", "--json");
         assertEquals(0, migrated.exit(), migrated.err() + migrated.out());
         JsonNode m = json(migrated);
@@ -142,6 +151,14 @@ class LocalClusterCliTest {
         CliRun history = ferry("vm", "console", "web", "--history", "--tail", "all");
         assertEquals(0, history.exit(), history.err());
         assertTrue(history.out().startsWith("FERRY-GUEST hb=1 "), history.out());
+
+        // --since the moment before the migration: from host-1's lines after it, its early ones left out.
+        CliRun since = ferry("vm", "console", "web", "--history", "--since", cut);
+        assertEquals(0, since.exit(), since.err());
+        assertTrue(!since.out().contains("FERRY-GUEST hb=1 "), since.out());
+        assertTrue(since.out().startsWith("FERRY-GUEST hb="), "whole lines: " + since.out());
+        CliRun sinceLongAgo = ferry("vm", "console", "web", "--history", "--since", "1d");
+        assertTrue(sinceLongAgo.out().startsWith("FERRY-GUEST hb=1 "), sinceLongAgo.out());
     }
 
     @Test
@@ -242,6 +259,12 @@ class LocalClusterCliTest {
         CliRun badTail = ferry("vm", "console", "web", "--tail", "last");
         assertEquals(2, badTail.exit());
         assertTrue(badTail.err().contains("--tail takes a number of lines or 'all'"), badTail.err());
+        CliRun badSince = ferry("vm", "console", "web", "--since", "yesterday");
+        assertEquals(2, badSince.exit());
+        assertTrue(badSince.err().contains("--since takes a time ago"), badSince.err());
+        CliRun both = ferry("vm", "console", "web", "--since", "10m", "--tail", "5");
+        assertEquals(2, both.exit());
+        assertTrue(both.err().contains("give one"), both.err());
 
         CliRun noCluster =
                 CliRun.of("vm", "list", "--cluster", dir.resolve("elsewhere").toString());

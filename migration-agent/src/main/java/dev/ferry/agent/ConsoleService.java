@@ -137,9 +137,13 @@ final class ConsoleService {
             write = open.getWrite();
             historyOnly = open.getHistoryOnly();
             try {
-                cursor = open.getGeneration().equals(history.generation())
-                        ? Math.min(open.getOffset(), history.end())
-                        : history.lineOffset(open.getTailLines());
+                if (open.getGeneration().equals(history.generation())) {
+                    cursor = Math.min(open.getOffset(), history.end());
+                } else if (open.getSinceUnixMs() > 0) {
+                    cursor = history.sinceOffset(open.getSinceUnixMs());
+                } else {
+                    cursor = history.lineOffset(open.getTailLines());
+                }
             } catch (IOException e) {
                 throw new AgentException(Status.Code.INTERNAL, "cannot read the console history: " + e.getMessage());
             }

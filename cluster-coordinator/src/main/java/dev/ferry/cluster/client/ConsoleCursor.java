@@ -28,9 +28,18 @@ public final class ConsoleCursor {
 
     /** The open request for the next stream: from where this cursor is, or the last {@code tailLines} lines. */
     public ConsoleOpen open(String vm, int tailLines, boolean write, boolean historyOnly) {
+        return open(vm, tailLines, 0, write, historyOnly);
+    }
+
+    /**
+     * As above; with {@code sinceUnixMs} above 0, a first stream starts at the output printed since
+     * then instead of the last lines. A reattach always goes on from where this cursor is.
+     */
+    public ConsoleOpen open(String vm, int tailLines, long sinceUnixMs, boolean write, boolean historyOnly) {
         ConsoleOpen.Builder b = ConsoleOpen.newBuilder()
                 .setVm(vm)
                 .setTailLines(tailLines)
+                .setSinceUnixMs(Math.max(0, sinceUnixMs))
                 .setWrite(write)
                 .setHistoryOnly(historyOnly);
         if (!generation.isEmpty()) {

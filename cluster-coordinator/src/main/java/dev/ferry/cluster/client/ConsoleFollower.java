@@ -31,6 +31,7 @@ public final class ConsoleFollower implements AutoCloseable {
     private final CoordinatorClient client;
     private final String vm;
     private final int tailLines;
+    private final long sinceUnixMs;
     private final boolean write;
     private final boolean historyOnly;
     private final Sink sink;
@@ -42,13 +43,26 @@ public final class ConsoleFollower implements AutoCloseable {
 
     public ConsoleFollower(
             CoordinatorClient client, String vm, int tailLines, boolean write, boolean historyOnly, Sink sink) {
-        this(client, vm, tailLines, write, historyOnly, sink, 500);
+        this(client, vm, tailLines, 0, write, historyOnly, sink, 500);
+    }
+
+    /** With {@code sinceUnixMs} above 0: the history printed since then first, instead of the last {@code tailLines}. */
+    public ConsoleFollower(
+            CoordinatorClient client,
+            String vm,
+            int tailLines,
+            long sinceUnixMs,
+            boolean write,
+            boolean historyOnly,
+            Sink sink) {
+        this(client, vm, tailLines, sinceUnixMs, write, historyOnly, sink, 500);
     }
 
     ConsoleFollower(
             CoordinatorClient client,
             String vm,
             int tailLines,
+            long sinceUnixMs,
             boolean write,
             boolean historyOnly,
             Sink sink,
@@ -56,6 +70,7 @@ public final class ConsoleFollower implements AutoCloseable {
         this.client = client;
         this.vm = vm;
         this.tailLines = tailLines;
+        this.sinceUnixMs = sinceUnixMs;
         this.write = write;
         this.historyOnly = historyOnly;
         this.sink = sink;
@@ -71,7 +86,7 @@ public final class ConsoleFollower implements AutoCloseable {
             StreamObserver<ConsoleRequest> requests = client.console(new Output(end));
             current = requests;
             requests.onNext(ConsoleRequest.newBuilder()
-                    .setOpen(cursor.open(vm, tailLines, write, historyOnly))
+                    .setOpen(cursor.open(vm, tailLines, sinceUnixMs, write, historyOnly))
                     .build());
             try {
                 String why = end.get();

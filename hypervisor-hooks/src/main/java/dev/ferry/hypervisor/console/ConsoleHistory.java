@@ -42,6 +42,11 @@ import org.slf4j.LoggerFactory;
  * {@code keepBytes} is punched out of it ({@code fallocate(PUNCH_HOLE)}): the blocks are freed,
  * the file's length and every offset stay as they were, and a writer appending to it (QEMU holds it
  * open with O_APPEND) loses nothing. A reader asking for a trimmed offset gets the oldest byte kept.
+ *
+ * <p>When the bytes were printed is noted to about a second in {@code console.times} (a {@link
+ * ConsoleTimeIndex}: bounded, coarser for older output), kept with the history through trims and
+ * migrations, so that {@code ferry vm console --since 10m} can start where the last ten minutes'
+ * output does ({@link #sinceOffset}).
  */
 public final class ConsoleHistory implements Closeable {
     private static final Logger log = LoggerFactory.getLogger(ConsoleHistory.class);
@@ -57,6 +62,9 @@ public final class ConsoleHistory implements Closeable {
 
     private static final String STATE = "console.state";
     private static final String BEFORE = "console.before";
+    /** When the bytes were printed ({@link ConsoleTimeIndex}): a line "offset first last" per mark. */
+    private static final String TIMES = "console.times";
+
     private static final long POLL_MS = 50;
     private static final Set<ConsoleHistory> OPEN = ConcurrentHashMap.newKeySet();
     /** One thread for every history on this host: a stat per console per tick, and the trimming. */
@@ -91,6 +99,12 @@ public final class ConsoleHistory implements Closeable {
     private final Path file;
     private final long keepBytes;
     private final List<Runnable> listeners = new CopyOnWriteArrayList<>();
+    private final ConsoleTimeIndex times = new ConsoleTimeIndex();
+    /** Wall-clock milliseconds: when output was seen (replaced in tests). */
+    private volatile java.util.function.LongSupplier clock = System::currentTimeMillis;
+    /** Lines appended to console.times since it was last written whole (it is rewritten past a bound). */
+    private int timesAppended;
+
     private String generation;
     /** Absolute offset of the file's first byte. */
     private long base;
@@ -161,6 +175,7 @@ public final class ConsoleHistory implements Closeable {
             base = 0;
             trimmed = 0;
             writeState();
+            Files.deleteIfExists(dir.resolve(TIMES)); // another generation's, if any
         }
         beforeLength = 0;
         if (beforeBase >= 0) {
@@ -171,6 +186,113 @@ public final class ConsoleHistory implements Closeable {
             }
         }
         lastSize = size();
+        loadTimes();
+    }
+
+    /**
+     * Reads the marks back. A mark is written when it starts, so its last time on disk is its
+     * first; it grew for at most {@link ConsoleTimeIndex#RESOLUTION_MS} (or until the next began),
+     * which is what it is taken to cover. Whatever QEMU printed while no agent watched was printed
+     * by the file's modification time: the last mark is stretched to it, so that {@code --since}
+     * never skips it.
+     */
+    private void loadTimes() throws IOException {
+        Path f = dir.resolve(TIMES);
+        List<ConsoleTimeIndex.Mark> read = new java.util.ArrayList<>();
+        if (Files.exists(f)) {
+            for (String line : Files.readAllLines(f, StandardCharsets.US_ASCII)) {
+                String[] p = line.trim().split(" ");
+                if (p.length != 3) {
+                    continue;
+                }
+                try {
+                    ConsoleTimeIndex.Mark m =
+                            new ConsoleTimeIndex.Mark(Long.parseLong(p[0]), Long.parseLong(p[1]), Long.parseLong(p[2]));
+                    // A later line for the same offset (a rewrite after a thinning) replaces it.
+                    if (!read.isEmpty() && read.getLast().offset() >= m.offset()) {
+                        if (read.getLast().offset() != m.offset()) {
+                            continue; // out of order: a damaged line
+                        }
+                        read.removeLast();
+                    }
+                    read.add(m);
+                } catch (IllegalArgumentException e) {
+                    // a damaged line: that mark's bytes fall to its neighbour, a coarser answer
+                }
+            }
+        }
+        List<ConsoleTimeIndex.Mark> fixed = new java.util.ArrayList<>(read.size() + 1);
+        for (int i = 0; i < read.size(); i++) {
+            ConsoleTimeIndex.Mark m = read.get(i);
+            long grewUntil = m.firstMillis() + ConsoleTimeIndex.RESOLUTION_MS;
+            if (i + 1 < read.size()) {
+                grewUntil = Math.min(
+                        grewUntil, Math.max(m.firstMillis(), read.get(i + 1).firstMillis()));
+            }
+            fixed.add(new ConsoleTimeIndex.Mark(m.offset(), m.firstMillis(), Math.max(m.lastMillis(), grewUntil)));
+        }
+        long start = start();
+        long end = end();
+        if (end > start) {
+            long printedBy = Files.getLastModifiedTime(file).toMillis();
+            if (fixed.isEmpty()) {
+                fixed.add(new ConsoleTimeIndex.Mark(start, printedBy, printedBy));
+            } else {
+                ConsoleTimeIndex.Mark last = fixed.getLast();
+                fixed.set(
+                        fixed.size() - 1,
+                        new ConsoleTimeIndex.Mark(
+                                last.offset(), last.firstMillis(), Math.max(last.lastMillis(), printedBy)));
+            }
+        }
+        try {
+            times.reset(fixed);
+        } catch (IllegalArgumentException e) {
+            times.reset(List.of()); // cannot happen after the filtering above; without marks, --since shows everything
+        }
+        times.trimBefore(start);
+        writeTimes();
+    }
+
+    /** Writes console.times whole (atomically). */
+    private void writeTimes() throws IOException {
+        StringBuilder b = new StringBuilder();
+        for (ConsoleTimeIndex.Mark m : times.marks()) {
+            b.append(m.offset())
+                    .append(' ')
+                    .append(m.firstMillis())
+                    .append(' ')
+                    .append(m.lastMillis())
+                    .append('\n');
+        }
+        Path tmp = dir.resolve(TIMES + ".tmp");
+        Files.writeString(tmp, b, StandardCharsets.US_ASCII);
+        Files.move(tmp, dir.resolve(TIMES), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        timesAppended = 0;
+    }
+
+    /** Notes that [from, to) was seen now; a new mark goes to disk at once (one line, at most once a second). */
+    private void noteTimes(long from, long to, long now) {
+        int before = times.size();
+        ConsoleTimeIndex.Mark m = times.printed(from, to, now);
+        try {
+            if (times.size() <= before || timesAppended > 2 * ConsoleTimeIndex.MAX_MARKS) {
+                if (times.size() < before || timesAppended > 2 * ConsoleTimeIndex.MAX_MARKS) {
+                    writeTimes(); // thinned, or the file has grown long with appends
+                }
+                return; // extended: the bound on load covers it
+            }
+            Files.writeString(
+                    dir.resolve(TIMES),
+                    m.offset() + " " + m.firstMillis() + " " + m.lastMillis() + "\n",
+                    StandardCharsets.US_ASCII,
+                    StandardOpenOption.CREATE,
+                    StandardOpenOption.APPEND);
+            timesAppended++;
+        } catch (IOException e) {
+            // The history itself is intact; only --since answers more coarsely after a restart.
+            log.debug("cannot note console times in {}: {}", dir, e.getMessage());
+        }
     }
 
     private static final SecureRandom RANDOM = new SecureRandom();
@@ -197,6 +319,11 @@ public final class ConsoleHistory implements Closeable {
         } catch (IOException e) {
             return trimmed; // gone (the VM's directory was removed): nothing more to read
         }
+    }
+
+    /** Tests: the clock output is timed by. */
+    void clock(java.util.function.LongSupplier c) {
+        clock = c;
     }
 
     public synchronized String generation() {
@@ -250,6 +377,9 @@ public final class ConsoleHistory implements Closeable {
             }
             long size = size();
             grew = size != lastSize;
+            if (lastSize >= 0 && size > lastSize) {
+                noteTimes(base + lastSize, base + size, clock.getAsLong());
+            }
             lastSize = size;
             if (size - trimmed > 2 * keepBytes) {
                 trim(size);
@@ -278,6 +408,8 @@ public final class ConsoleHistory implements Closeable {
             beforeBase = -1; // older than what is kept now
             beforeLength = 0;
             writeState();
+            times.trimBefore(start());
+            writeTimes();
             Files.deleteIfExists(dir.resolve(BEFORE));
         } catch (IOException e) {
             punchUnsupported = true;
@@ -339,6 +471,41 @@ public final class ConsoleHistory implements Closeable {
         return start + lineStart(all, lines);
     }
 
+    /**
+     * Where the output printed at or after {@code epochMillis} (this host's clock; the source's for
+     * the part a migration brought) begins, moved back to the start of its line: it may include up
+     * to about a second of what came just before, never less than was printed since.
+     */
+    public synchronized long sinceOffset(long epochMillis) throws IOException {
+        long start = start();
+        long end = end();
+        long at = times.offsetSince(epochMillis, start, end);
+        if (at <= start || at >= end) {
+            return at;
+        }
+        // Back to the line's start: read what precedes it, a page at a time, up to what is kept.
+        long from = at;
+        while (from > start) {
+            long lookFrom = Math.max(start, from - 4096);
+            byte[] before = read(lookFrom, (int) (from - lookFrom)).data();
+            for (int i = before.length - 1; i >= 0; i--) {
+                if (before[i] == '\n') {
+                    return lookFrom + i + 1;
+                }
+            }
+            from = lookFrom;
+            if (at - from > MAX_TAIL_BYTES) {
+                return at; // a line longer than any tail: start mid-line
+            }
+        }
+        return start;
+    }
+
+    /** The time marks of the bytes from {@code offset} on: what a migration carries beside the tail. */
+    public synchronized List<ConsoleTimeIndex.Mark> timesFrom(long offset) {
+        return times.from(offset);
+    }
+
     /** Pure: the index in {@code text} where its last {@code lines} complete lines (and the partial rest) begin. */
     static int lineStart(byte[] text, int lines) {
         int i = text.length;
@@ -369,6 +536,11 @@ public final class ConsoleHistory implements Closeable {
      * here and not newer changes nothing.
      */
     public void continueFrom(Chunk tail) throws IOException {
+        continueFrom(tail, List.of());
+    }
+
+    /** As {@link #continueFrom(Chunk)}, with when the tail's bytes were printed (on the source). */
+    public void continueFrom(Chunk tail, List<ConsoleTimeIndex.Mark> tailTimes) throws IOException {
         synchronized (this) {
             if (closed) {
                 return;
@@ -388,6 +560,16 @@ public final class ConsoleHistory implements Closeable {
             base = tail.end() - pos;
             trimmed = pos;
             writeState();
+            try {
+                times.reset(tailTimes);
+            } catch (IllegalArgumentException e) {
+                log.warn(
+                        "the console times that came with the history are unusable ({}); --since shows it all",
+                        e.getMessage());
+                times.reset(List.of());
+            }
+            times.trimBefore(start());
+            writeTimes();
             lastSize = -1;
         }
         poll();

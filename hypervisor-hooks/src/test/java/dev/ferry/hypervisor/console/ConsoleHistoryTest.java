@@ -151,4 +151,90 @@ class ConsoleHistoryTest {
             assertArrayEquals(b("three\n"), h.read(h.lineOffset(1), 100).data());
         }
     }
+
+    private static ConsoleHistory timed(ConsoleHistory h, java.util.concurrent.atomic.AtomicLong now) {
+        h.clock(now::get);
+        return h;
+    }
+
+    @Test
+    void sinceStartsAtTheLineOfTheFirstOutputPrintedThatLate() throws Exception {
+        var now = new java.util.concurrent.atomic.AtomicLong(1_000_000);
+        try (ConsoleHistory h = timed(ConsoleHistory.open(dir), now)) {
+            h.append(b("booting\n"));
+            now.addAndGet(60_000);
+            h.append(b("a minute later: half a line"));
+            now.addAndGet(60_000);
+            h.append(b(" and its end\nlast\n"));
+            assertEquals(0, h.sinceOffset(1_000_000), "everything from the first line");
+            assertEquals(8, h.sinceOffset(1_030_000), "from the line begun a minute later");
+            assertEquals(8, h.sinceOffset(1_090_000), "the line finished later starts where it began");
+            assertEquals(h.end(), h.sinceOffset(1_200_000), "nothing printed since");
+        }
+        // An agent restart reads the times back (its VM's history continues on this host).
+        try (ConsoleHistory h = timed(ConsoleHistory.open(dir), now)) {
+            assertEquals(8, h.sinceOffset(1_030_000));
+            // (The last mark now reaches the file's modification time, by the real clock: what QEMU
+            // may have printed meanwhile; bytesPrintedWhileNoAgentWatchedAreNeverLeftOut.)
+        }
+    }
+
+    /** Without the times, --since after a migration showed the whole history (the source's part had no time). */
+    @Test
+    void theTimesComeAlongWithAContinuedHistory() throws Exception {
+        var now = new java.util.concurrent.atomic.AtomicLong(5_000_000);
+        Path source = dir.resolve("source");
+        Path destination = dir.resolve("destination");
+        ConsoleHistory.Chunk tail;
+        java.util.List<ConsoleTimeIndex.Mark> times;
+        try (ConsoleHistory h = timed(ConsoleHistory.open(source), now)) {
+            h.append(b("early\n"));
+            now.addAndGet(600_000);
+            h.append(b("ten minutes on\n"));
+            tail = h.tail(ConsoleHistory.MAX_TAIL_BYTES);
+            times = h.timesFrom(tail.offset());
+        }
+        now.addAndGet(5_000);
+        try (ConsoleHistory h = timed(ConsoleHistory.open(destination), now)) {
+            h.continueFrom(tail, times);
+            h.append(b("resumed here\n"));
+            assertEquals(6, h.sinceOffset(5_300_000));
+            assertEquals(21, h.sinceOffset(5_604_000));
+            assertArrayEquals(
+                    b("resumed here\n"), h.read(h.sinceOffset(5_604_000), 100).data());
+        }
+    }
+
+    @Test
+    void bytesPrintedWhileNoAgentWatchedAreNeverLeftOut() throws Exception {
+        var now = new java.util.concurrent.atomic.AtomicLong(1_000);
+        try (ConsoleHistory h = timed(ConsoleHistory.open(dir), now)) {
+            h.append(b("seen\n"));
+        }
+        // QEMU writes the file itself: what it printed with no agent running has no mark of its own.
+        Files.writeString(dir.resolve(ConsoleHistory.FILE), "unseen\n", java.nio.file.StandardOpenOption.APPEND);
+        try (ConsoleHistory h = timed(ConsoleHistory.open(dir), now)) {
+            long since = System.currentTimeMillis() - 60_000; // the file's mtime is the real clock's
+            long at = h.sinceOffset(since);
+            assertTrue(at <= 5, "the unseen line must be included: from " + at);
+        }
+    }
+
+    @Test
+    void theTimesStayBoundedAsTheHistoryIsTrimmed() throws Exception {
+        var now = new java.util.concurrent.atomic.AtomicLong(0);
+        try (ConsoleHistory h = timed(ConsoleHistory.open(dir, 4096), now)) {
+            byte[] line = ("z".repeat(63) + "\n").getBytes(StandardCharsets.US_ASCII);
+            for (int i = 0; i < 2000; i++) {
+                now.addAndGet(2_000);
+                h.append(line);
+            }
+            assertTrue(
+                    h.timesFrom(0).size() < 200,
+                    "marks beyond what is kept are dropped: " + h.timesFrom(0).size());
+            long lastLine = h.end() - 64;
+            assertEquals(lastLine, h.sinceOffset(now.get()));
+            assertEquals(h.start(), h.sinceOffset(0));
+        }
+    }
 }

@@ -492,11 +492,17 @@ public final class PreCopySender {
         return vm.console().flatMap(h -> {
             try {
                 var t = h.tail(dev.ferry.hypervisor.console.ConsoleHistory.MAX_TAIL_BYTES);
-                return java.util.Optional.of(dev.ferry.proto.migration.ConsoleTail.newBuilder()
+                var b = dev.ferry.proto.migration.ConsoleTail.newBuilder()
                         .setGeneration(t.generation())
                         .setOffset(t.offset())
-                        .setData(com.google.protobuf.ByteString.copyFrom(t.data()))
-                        .build());
+                        .setData(com.google.protobuf.ByteString.copyFrom(t.data()));
+                for (var m : h.timesFrom(t.offset())) {
+                    b.addTimes(dev.ferry.proto.migration.ConsoleTimeMark.newBuilder()
+                            .setOffset(m.offset())
+                            .setFirstUnixMs(m.firstMillis())
+                            .setLastUnixMs(m.lastMillis()));
+                }
+                return java.util.Optional.of(b.build());
             } catch (java.io.IOException e) {
                 log.warn("migration {}: the console history stays behind: {}", parties.migrationId(), e.getMessage());
                 return java.util.Optional.empty();

@@ -702,8 +702,12 @@ public final class IncomingMigration {
         var tail = sw.getConsoleTail();
         vm.console().ifPresent(h -> {
             try {
-                h.continueFrom(new dev.ferry.hypervisor.console.ConsoleHistory.Chunk(
-                        tail.getGeneration(), tail.getOffset(), tail.getData().toByteArray()));
+                h.continueFrom(
+                        new dev.ferry.hypervisor.console.ConsoleHistory.Chunk(
+                                tail.getGeneration(),
+                                tail.getOffset(),
+                                tail.getData().toByteArray()),
+                        consoleTimes(tail));
             } catch (java.io.IOException | RuntimeException e) {
                 log.warn(
                         "migration {}: the console history of {} starts afresh here: {}",
@@ -712,6 +716,23 @@ public final class IncomingMigration {
                         e.getMessage());
             }
         });
+    }
+
+    /** When the tail's bytes were printed; a bad mark from the source costs the times (--since then shows all), not the history. */
+    private java.util.List<dev.ferry.hypervisor.console.ConsoleTimeIndex.Mark> consoleTimes(
+            dev.ferry.proto.migration.ConsoleTail tail) {
+        java.util.List<dev.ferry.hypervisor.console.ConsoleTimeIndex.Mark> times = new java.util.ArrayList<>();
+        long prev = -1;
+        for (var m : tail.getTimesList()) {
+            if (m.getOffset() < 0 || m.getOffset() <= prev || m.getLastUnixMs() < m.getFirstUnixMs()) {
+                log.warn("migration {}: console times out of order from the source; dropped", expected.migrationId());
+                return java.util.List.of();
+            }
+            prev = m.getOffset();
+            times.add(new dev.ferry.hypervisor.console.ConsoleTimeIndex.Mark(
+                    m.getOffset(), m.getFirstUnixMs(), m.getLastUnixMs()));
+        }
+        return times;
     }
 
     /** The source committed: confirm, resume the VM, report back. */
