@@ -70,6 +70,7 @@ final class TlsContexts {
     private final String cluster;
     private final Clock clock;
     private final RevocationWatch revocations;
+    private final RevokedPeerCutoff cutoff;
     private final ServerCredentials server;
     private final Map<PeerRequirement, ChannelCredentials> clients = new ConcurrentHashMap<>();
 
@@ -82,6 +83,7 @@ final class TlsContexts {
         this.revocations = new RevocationWatch(credentials.revocationList(), ca);
         // Read now, so that a broken list is in the start-up log rather than at the first handshake.
         revocations.list();
+        this.cutoff = new RevokedPeerCutoff(revocations);
         try {
             SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forServer(key, certificate), PROVIDER)
                     .protocols(PROTOCOL)
@@ -96,6 +98,11 @@ final class TlsContexts {
 
     ServerCredentials server() {
         return server;
+    }
+
+    /** Ends calls of peers revoked after their handshake (servers put it first of their interceptors). */
+    RevokedPeerCutoff cutoff() {
+        return cutoff;
     }
 
     /** The certificate presented and the CA trusted, as read at construction (what peers see until a restart). */

@@ -171,8 +171,10 @@ public final class Transport {
         List<ServerServiceDefinition> services = tls == null
                 ? rawServices
                 : rawServices.stream()
-                        // The last interceptor runs first: the identity is known before the policy asks.
-                        .map(s -> ServerInterceptors.intercept(s, policy.interceptor(), Callers.fromTlsSession()))
+                        // The last interceptor runs first: a revoked peer is refused before anything, and
+                        // the identity is known before the policy asks.
+                        .map(s -> ServerInterceptors.intercept(
+                                s, policy.interceptor(), Callers.fromTlsSession(), tls.cutoff()))
                         .toList();
         if (tls != null && listen instanceof Endpoint.InProcess) {
             throw new IllegalArgumentException(

@@ -47,6 +47,9 @@ import org.junit.jupiter.api.io.TempDir;
 class MutualTlsTest {
     private static final GrpcService ECHO = GrpcService.of(EchoTest.getDescriptor(), "Echo");
     private static final Clock CLOCK = Clock.systemUTC();
+    /** How each server-side "Chat" ended, as its handler saw it. */
+    private static final java.util.concurrent.BlockingQueue<String> CHATS_ENDED =
+            new java.util.concurrent.LinkedBlockingQueue<>();
 
     @TempDir
     static Path dir;
@@ -98,7 +101,23 @@ class MutualTlsTest {
                     out.onCompleted();
                 })
                 .clientStreaming("Gather", Ping.class, Pong.class, out -> null)
-                .bidiStreaming("Chat", Ping.class, Pong.class, out -> null)
+                .bidiStreaming("Chat", Ping.class, Pong.class, out -> new io.grpc.stub.StreamObserver<Ping>() {
+                    @Override
+                    public void onNext(Ping p) {
+                        out.onNext(Pong.newBuilder().setText("echo").build());
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        CHATS_ENDED.add("cancelled: " + Status.fromThrowable(t).getCode());
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        CHATS_ENDED.add("completed");
+                        out.onCompleted();
+                    }
+                })
                 .build();
     }
 
@@ -207,6 +226,73 @@ class MutualTlsTest {
             assertTrue(
                     TlsFailure.explain(y, "host-9").orElseThrow().startsWith("refused the certificate of host-9: "),
                     TlsFailure.explain(y, "host-9").toString());
+        } finally {
+            java.nio.file.Files.delete(ca.revocationListFile());
+        }
+    }
+
+    /**
+     * Revocation reached only new handshakes: a revoked peer's open connection kept making calls,
+     * and its open streams ran on, for as long as the connection lived (daemons keep theirs).
+     */
+    @Test
+    void aRevokedPeersOpenConnectionIsCutOffWithoutARestart() throws Exception {
+        CertificateAuthority ca = CertificateAuthority.load(dir.resolve("ca"));
+        Credentials erin = issue(ca, "erin", Role.OPERATOR, "erin");
+        Endpoint e = serve(host1.withRevocationList(ca.revocationListFile()));
+        ManagedChannel ch = Transport.mutualTls(erin).channel(e, PeerRequirement.agent("host-1"));
+        closing.add(() -> ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
+        MethodDescriptor<Ping, Pong> onceM = ECHO.method("Once", Ping.class, Pong.class);
+        assertEquals(
+                "ferry://prod/operator/erin",
+                ClientCalls.blockingUnaryCall(ch, onceM, CallOptions.DEFAULT, Ping.getDefaultInstance())
+                        .getText());
+        // A stream that stays open on the same connection.
+        java.util.concurrent.BlockingQueue<Object> chat = new java.util.concurrent.LinkedBlockingQueue<>();
+        CHATS_ENDED.clear();
+        io.grpc.stub.StreamObserver<Ping> send = io.grpc.stub.ClientCalls.asyncBidiStreamingCall(
+                ch.newCall(ECHO.method("Chat", Ping.class, Pong.class), CallOptions.DEFAULT),
+                new io.grpc.stub.StreamObserver<Pong>() {
+                    @Override
+                    public void onNext(Pong p) {
+                        chat.add(p.getText());
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        chat.add(Status.fromThrowable(t));
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        chat.add("completed");
+                    }
+                });
+        send.onNext(Ping.getDefaultInstance());
+        assertEquals("echo", chat.poll(20, TimeUnit.SECONDS));
+
+        ca.revoke(List.of(erin.loadCertificate()), CLOCK);
+        try {
+            // The open stream ends, for the client and for the handler (which lets go as if she left).
+            Object ended = chat.poll(20, TimeUnit.SECONDS);
+            assertTrue(ended instanceof Status, "the stream must end with an error, got " + ended);
+            Status st = (Status) ended;
+            assertEquals(Status.Code.UNAUTHENTICATED, st.getCode());
+            assertTrue(st.getDescription().contains("ferry://prod/operator/erin (serial "), st.getDescription());
+            assertTrue(st.getDescription().contains("was revoked at"), st.getDescription());
+            assertEquals("cancelled: CANCELLED", CHATS_ENDED.poll(20, TimeUnit.SECONDS));
+            // Her next call on the same connection is refused at once.
+            StatusRuntimeException x = assertThrows(
+                    StatusRuntimeException.class,
+                    () -> ClientCalls.blockingUnaryCall(ch, onceM, CallOptions.DEFAULT, Ping.getDefaultInstance()));
+            assertEquals(Status.Code.UNAUTHENTICATED, x.getStatus().getCode());
+            assertTrue(
+                    x.getStatus().getDescription().contains("was revoked at"),
+                    x.getStatus().getDescription());
+            // Others are unaffected.
+            assertEquals(
+                    "ferry://prod/operator/alice",
+                    once(Transport.mutualTls(operator), e, PeerRequirement.agent("host-1")));
         } finally {
             java.nio.file.Files.delete(ca.revocationListFile());
         }
