@@ -827,6 +827,14 @@ public final class NetnsCluster implements AutoCloseable {
 
     /** {@link #cli(String...)} with a deadline of {@code timeout}. */
     public CommandResult cli(Duration timeout, List<String> args) {
+        return control.exec(timeout, cliCommand(args));
+    }
+
+    /**
+     * The command line of {@code ferry ARGS} with this cluster's options, as {@link #cli} runs it:
+     * for a command that runs on (a console follower) in {@code control().wrap(...)}.
+     */
+    public List<String> cliCommand(List<String> args) {
         List<String> all = new ArrayList<>(args);
         if (!all.contains("--zk") && !all.contains("--cluster")) {
             all.addAll(List.of("--zk", zkConnect(), "--cluster-name", settings.clusterName));
@@ -834,7 +842,7 @@ public final class NetnsCluster implements AutoCloseable {
         }
         List<String> cmd = new ArrayList<>(settings.launcher.cli());
         cmd.addAll(all);
-        return control.exec(timeout, cmd);
+        return cmd;
     }
 
     /** {@link #cli(String...)} that fails unless the command exits 0; returns its stdout. */

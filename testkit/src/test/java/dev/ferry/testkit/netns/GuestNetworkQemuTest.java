@@ -107,6 +107,22 @@ class GuestNetworkQemuTest {
             assertTrue(
                     host(c, "host-1").exec("ip", "link", "show", tap).stdout().contains("master " + BRIDGE));
 
+            // An operator follows the console through the migrations and the failover (issue 13):
+            // `ferry vm console web --follow`, its notes (stderr) and the guest's bytes in one stream.
+            Process follower = new ProcessBuilder(c.control()
+                            .wrap(c.cliCommand(List.of("vm", "console", "web", "--follow", "--tail", "all"))))
+                    .redirectErrorStream(true)
+                    .start();
+            clients.add(follower);
+            StringBuffer followed = new StringBuffer();
+            Thread.ofVirtual()
+                    .start(() ->
+                            readLines(follower, line -> followed.append(line).append('\n')));
+            Timing.await(
+                    "the console follower prints the booted guest",
+                    Timing.seconds(60),
+                    () -> followed.toString().contains(LinuxGuest.READY));
+
             // The client: pings every 10 ms, and one TCP connection to the guest's echo server.
             Process ping = start(client, guest.busybox().toString(), "ping", "-i", "0.01", GUEST);
             clients.add(ping);
@@ -231,6 +247,13 @@ class GuestNetworkQemuTest {
                     .exec("ip", "link", "set", NetnsCluster.GUEST_UPLINK, "master", BRIDGE, "up")
                     .ok());
 
+            // The follower went along (no line lost or repeated: the guest booted once so far).
+            Timing.await(
+                    "the follower notes the moves",
+                    Timing.seconds(30),
+                    () -> followed.toString().contains("-- now on host-2"));
+            assertEquals(1, count(followed.toString(), LinuxGuest.READY), followed.toString());
+
             // Failover: host-2's agent dies; the cluster restarts the guest on host-1, same MAC.
             log.info("killing host-2's agent");
             c.agent("host-2").kill();
@@ -252,6 +275,13 @@ class GuestNetworkQemuTest {
                     Timing.seconds(30),
                     () -> client.exec(guest.busybox().toString(), "ping", "-c", "1", "-W", "1", GUEST)
                             .ok());
+            // The same follower, untouched, reads the restarted guest's console: a new generation, said so.
+            Timing.await(
+                    "the follower prints the restarted guest's boot",
+                    Timing.seconds(60),
+                    () -> count(followed.toString(), LinuxGuest.READY) == 2);
+            assertTrue(followed.toString().contains("-- the console started afresh"), followed.toString());
+            assertTrue(follower.isAlive(), "the follower follows until detached");
             String neigh = client.exec("ip", "neigh", "show", GUEST).stdout();
             assertTrue(neigh.contains("lladdr " + mac), "the client's neighbour table: " + neigh);
             assertTrue(
@@ -263,6 +293,14 @@ class GuestNetworkQemuTest {
 
     private static NetnsHost host(NetnsCluster c, String name) {
         return c.agent(name).host();
+    }
+
+    private static int count(String text, String what) {
+        int n = 0;
+        for (int i = text.indexOf(what); i >= 0; i = text.indexOf(what, i + what.length())) {
+            n++;
+        }
+        return n;
     }
 
     private static Process start(NetnsHost h, String... command) throws IOException {
