@@ -129,7 +129,7 @@ final class Views {
         String why = source.isEmpty()
                 ? "it never reached a source agent"
                 : unreachable.stream()
-                        .filter(u -> u.startsWith(source))
+                        .filter(u -> u.startsWith(source + " ") || u.startsWith(source + ":"))
                         .findFirst()
                         .orElse(source + " keeps no record of it");
         dev.ferry.proto.agent.MigrationRecord.Builder r = dev.ferry.proto.agent.MigrationRecord.newBuilder()
