@@ -149,6 +149,19 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     int maxIncoming;
 
     @Option(
+            names = "--reports-kept",
+            defaultValue = "" + AgentConfig.DEFAULT_REPORTS_KEPT,
+            description = "Finished outgoing migrations whose records (`ferry report`) this agent keeps, in DATA_DIR/"
+                    + "migrations (default: ${DEFAULT-VALUE}).")
+    int reportsKept;
+
+    @Option(
+            names = "--report-retention-days",
+            defaultValue = "30",
+            description = "Days a migration's record is kept (default: ${DEFAULT-VALUE}).")
+    int reportRetentionDays;
+
+    @Option(
             names = "--metrics-listen",
             paramLabel = "ADDR",
             description = "HOST:PORT to serve Prometheus metrics on, plain HTTP (GET /metrics, GET /healthz); port 0 "
@@ -226,6 +239,10 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
             throw new CliException("--max-incoming must be at least 1, got " + maxIncoming, 2);
         }
         config = config.withMaxIncoming(maxIncoming);
+        if (reportsKept < 1 || reportRetentionDays < 1) {
+            throw new CliException("--reports-kept and --report-retention-days must be at least 1", 2);
+        }
+        config = config.withReports(reportsKept, java.time.Duration.ofDays(reportRetentionDays));
         if (metricsListen != null) {
             config = config.withMetricsListen(MetricsListen.parse(metricsListen));
         }

@@ -191,6 +191,9 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
             }
             c.activate("host-2", UUID.randomUUID().toString());
             say.println("host-2 is active again");
+            say.println("each migration's record (rounds, limits, the pause by step, charts): ferry report " + vm
+                    + " --html report.html"
+                    + (keep ? " (after the demo)" : " (run the demo with --keep to keep the" + " cluster for it)"));
 
             // 3. Failover: kill -9 the host that runs demo-vm now.
             VmView target = c.vm(vm);
@@ -280,7 +283,8 @@ final class DemoCommand implements java.util.concurrent.Callable<Integer> {
         } finally {
             if (keep && ok) {
                 say.println("cluster left running: export FERRY_CLUSTER=" + dir
-                        + "; stop it with: ferry cluster down --dir " + dir);
+                        + "; look back at demo-vm's last migration with: ferry report demo-vm --html report.html; stop it with: ferry "
+                        + "cluster down --dir " + dir);
             } else {
                 LocalCluster.down(dir, Duration.ofSeconds(20));
                 deleteQuietly(dir);

@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
             HostCommand.class,
             VmCommand.class,
             MigrateCommand.class,
+            ReportCommand.class,
             CancelCommand.class,
             DemoCommand.class,
             BenchCommand.class,

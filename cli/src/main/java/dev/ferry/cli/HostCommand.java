@@ -160,8 +160,14 @@ final class HostCommand implements Runnable {
         @Option(
                 names = "--max-bandwidth",
                 paramLabel = "RATE",
-                description = "Cap per migration, bytes per second, e.g. 500M.")
+                description = "Cap for the whole drain, bytes per second, e.g. 500M: each migration gets an even "
+                        + "share of it (at most --parallel run at once).")
         String maxBandwidth;
+
+        @Option(
+                names = "--downtime-ms",
+                description = "Longest acceptable pause of each migration (default: migrate's, 300).")
+        Integer downtimeMs;
 
         @Option(names = "--json", description = "Print the final progress as JSON.")
         boolean json;
@@ -177,6 +183,12 @@ final class HostCommand implements Runnable {
             MigrationOptions.Builder o = MigrationOptions.newBuilder();
             if (maxBandwidth != null) {
                 o.setMaxBandwidthBytesPerSec(Sizes.parseRate(maxBandwidth));
+            }
+            if (downtimeMs != null) {
+                if (downtimeMs <= 0) {
+                    throw new IllegalArgumentException("--downtime-ms must be positive");
+                }
+                o.setDowntimeMs(downtimeMs);
             }
             DrainRequest req = DrainRequest.newBuilder()
                     .setHost(host)

@@ -317,6 +317,12 @@ final class MigrateCommand implements java.util.concurrent.Callable<Integer> {
                 ProgressPrinter printer = new ProgressPrinter(System.out, json);
                 MigrationSummary s;
                 if (m.getState().equals("running")) {
+                    if (!json) {
+                        System.err.println("ferry: watching migration " + m.getId() + " of " + m.getVm() + " ("
+                                + (m.getSource().isEmpty() ? "?" : m.getSource()) + " -> "
+                                + (m.getTarget().isEmpty() ? "?" : m.getTarget())
+                                + "); Ctrl-C detaches, it never cancels");
+                    }
                     // The same request id attaches to the intent's run instead of starting another.
                     s = run(c, m.getVm(), m.getTarget(), m.getOptions(), m.getId(), printer, false);
                 } else {

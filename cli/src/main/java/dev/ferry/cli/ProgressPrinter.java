@@ -27,7 +27,10 @@ final class ProgressPrinter {
         if (quiet || e.hasSummary()) {
             return;
         }
-        if (e.hasRound()) {
+        if (e.hasLimits()) {
+            // `ferry migrate set` (or a drain's share): the same words as `ferry report`.
+            line(ReportView.describe(e.getLimits()));
+        } else if (e.hasRound()) {
             RoundProgress r = e.getRound();
             if (terminal) {
                 redraw(bar(r));

@@ -117,7 +117,12 @@ public final class Agent implements AutoCloseable {
                         config.idleTimeout(),
                         config.timeouts().ready()),
                 config.maxIncoming());
-        outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts(), metrics);
+        MigrationRecords records = new MigrationRecords(
+                        config.dataDir().resolve("migrations"),
+                        new MigrationRecords.Retention(config.reportsKept(), config.reportRetention()),
+                        java.time.Clock.systemUTC())
+                .load();
+        outgoing = new OutgoingMigrations(registry, transport, commits, config.timeouts(), metrics, records);
         outgoing.faults(senderFaults);
         AgentControlService control = new AgentControlService(
                 registry,

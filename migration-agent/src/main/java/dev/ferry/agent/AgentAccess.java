@@ -25,7 +25,7 @@ public final class AgentAccess {
         return ServingHealth.allowEveryRole(AccessPolicy.builder())
                 .allow(
                         AgentControlRpc.SERVICE,
-                        List.of("GetAgentInfo", "GetVm", "ListVms"),
+                        List.of("GetAgentInfo", "GetVm", "ListVms", "GetMigrationRecords"),
                         COORDINATOR,
                         OPERATOR,
                         VIEWER,

@@ -39,6 +39,8 @@ import java.util.regex.Pattern;
  *     and RAM files on one host
  * @param metricsListen where the agent serves its Prometheus metrics ({@code GET /metrics}); null:
  *     nowhere (they are still counted, for a later endpoint or a test to read)
+ * @param reportsKept how many finished outgoing migrations' records (`ferry report`) the agent keeps
+ * @param reportRetention how long it keeps each of them
  */
 public record AgentConfig(
         String hostId,
@@ -52,7 +54,9 @@ public record AgentConfig(
         Duration idleTimeout,
         Endpoint advertise,
         int maxIncoming,
-        InetSocketAddress metricsListen) {
+        InetSocketAddress metricsListen,
+        int reportsKept,
+        Duration reportRetention) {
     private static final Pattern HOST_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
 
     /** Lanes to say hello after a prepare: the source's own handshake timeout (30 s) with room to spare. */
@@ -74,7 +78,21 @@ public record AgentConfig(
      */
     public static final int DEFAULT_MAX_INCOMING = 4;
 
+    public static final int DEFAULT_REPORTS_KEPT = 200;
+    public static final Duration DEFAULT_REPORT_RETENTION = Duration.ofDays(30);
+
     public AgentConfig {
+        // Records of migrations (MigrationRecords) checks the values; null: the defaults.
+        if (reportRetention == null) {
+            reportRetention = DEFAULT_REPORT_RETENTION;
+        }
+        if (reportsKept == 0) {
+            reportsKept = DEFAULT_REPORTS_KEPT;
+        }
+        if (reportsKept < 1 || !reportRetention.isPositive()) {
+            throw new IllegalArgumentException(
+                    "the migration records kept must be at least 1 and kept a positive time");
+        }
         if (maxIncoming < 1) {
             throw new IllegalArgumentException("max incoming migrations must be at least 1, got " + maxIncoming);
         }
@@ -117,7 +135,9 @@ public record AgentConfig(
                 idleTimeout,
                 null,
                 DEFAULT_MAX_INCOMING,
-                null);
+                null,
+                DEFAULT_REPORTS_KEPT,
+                DEFAULT_REPORT_RETENTION);
     }
 
     /** Settings with the default idle deadline (the form before it existed, kept for callers that build one). */
@@ -142,7 +162,9 @@ public record AgentConfig(
                 DEFAULT_IDLE_TIMEOUT,
                 null,
                 DEFAULT_MAX_INCOMING,
-                null);
+                null,
+                DEFAULT_REPORTS_KEPT,
+                DEFAULT_REPORT_RETENTION);
     }
 
     /** Defaults for a host: RAM files under /dev/shm/ferry/HOST. */
@@ -159,7 +181,9 @@ public record AgentConfig(
                 DEFAULT_IDLE_TIMEOUT,
                 null,
                 DEFAULT_MAX_INCOMING,
-                null);
+                null,
+                DEFAULT_REPORTS_KEPT,
+                DEFAULT_REPORT_RETENTION);
     }
 
     public AgentConfig withRamDir(Path dir) {
@@ -206,6 +230,14 @@ public record AgentConfig(
         return with(b -> b.metricsListen = at);
     }
 
+    /** Keep the records of the last {@code count} finished outgoing migrations, each for {@code age}. */
+    public AgentConfig withReports(int count, Duration age) {
+        return with(b -> {
+            b.reportsKept = count;
+            b.reportRetention = age;
+        });
+    }
+
     /**
      * These settings with {@code change} applied: one place copies every component, so that a
      * setting added later cannot be dropped by a {@code with} method that forgot it.
@@ -230,6 +262,8 @@ public record AgentConfig(
         Endpoint advertise;
         int maxIncoming;
         InetSocketAddress metricsListen;
+        int reportsKept;
+        Duration reportRetention;
 
         Copy(AgentConfig c) {
             hostId = c.hostId;
@@ -244,6 +278,8 @@ public record AgentConfig(
             advertise = c.advertise;
             maxIncoming = c.maxIncoming;
             metricsListen = c.metricsListen;
+            reportsKept = c.reportsKept;
+            reportRetention = c.reportRetention;
         }
 
         AgentConfig build() {
@@ -259,7 +295,9 @@ public record AgentConfig(
                     idleTimeout,
                     advertise,
                     maxIncoming,
-                    metricsListen);
+                    metricsListen,
+                    reportsKept,
+                    reportRetention);
         }
     }
 }

@@ -47,6 +47,12 @@ public final class AgentControlRpc {
             SERVICE.method("CancelMigration", CancelMigrationRequest.class, CancelMigrationResponse.class);
     public static final MethodDescriptor<SetMigrationLimitsRequest, SetMigrationLimitsResponse> SET_MIGRATION_LIMITS =
             SERVICE.method("SetMigrationLimits", SetMigrationLimitsRequest.class, SetMigrationLimitsResponse.class);
+    public static final MethodDescriptor<
+                    dev.ferry.proto.agent.MigrationRecordsRequest, dev.ferry.proto.agent.MigrationRecordsResponse>
+            GET_MIGRATION_RECORDS = SERVICE.method(
+                    "GetMigrationRecords",
+                    dev.ferry.proto.agent.MigrationRecordsRequest.class,
+                    dev.ferry.proto.agent.MigrationRecordsResponse.class);
     public static final MethodDescriptor<LeaderTermRequest, LeaderTermResponse> ANNOUNCE_LEADER_TERM =
             SERVICE.method("AnnounceLeaderTerm", LeaderTermRequest.class, LeaderTermResponse.class);
 

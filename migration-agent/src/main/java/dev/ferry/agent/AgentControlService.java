@@ -172,6 +172,15 @@ final class AgentControlService {
                                             .build();
                                 })))
                 .unary(
+                        "GetMigrationRecords",
+                        dev.ferry.proto.agent.MigrationRecordsRequest.class,
+                        dev.ferry.proto.agent.MigrationRecordsResponse.class,
+                        (req, out) -> reply(
+                                out,
+                                () -> dev.ferry.proto.agent.MigrationRecordsResponse.newBuilder()
+                                        .addAllRecords(outgoing.records(req.getMigrationId(), req.getVm()))
+                                        .build()))
+                .unary(
                         "AnnounceLeaderTerm",
                         LeaderTermRequest.class,
                         LeaderTermResponse.class,

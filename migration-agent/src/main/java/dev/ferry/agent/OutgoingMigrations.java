@@ -40,6 +40,7 @@ final class OutgoingMigrations {
     private final CommitProvider commits;
     private final PreCopySender.Timeouts timeouts;
     private final AgentMetrics metrics;
+    private final MigrationRecords records;
     private volatile SenderFaults faults = SenderFaults.NONE;
 
     OutgoingMigrations(
@@ -47,7 +48,9 @@ final class OutgoingMigrations {
             Transport transport,
             CommitProvider commits,
             PreCopySender.Timeouts timeouts,
-            AgentMetrics metrics) {
+            AgentMetrics metrics,
+            MigrationRecords records) {
+        this.records = records;
         this.registry = registry;
         this.transport = transport;
         this.commits = commits;
@@ -176,7 +179,18 @@ final class OutgoingMigrations {
                             req.getTargetHost());
                     AgentMetrics.OutgoingMigration measured = metrics.outgoing(vm.name, ramBytes(instance))) {
                 ProgressMetrics progress = new ProgressMetrics(measured, pageSize(instance));
-                MigrationSummary s = runToTheEnd(migrationId, instance, sender, progress.observing(events));
+                // Its record hears every event too, and keeps it after the end (`ferry report`).
+                Consumer<MigrationEvent> record = records.recorder(req, migrationId, registry.hostId());
+                Consumer<MigrationEvent> both = e -> {
+                    try {
+                        record.accept(e);
+                    } catch (RuntimeException ex) {
+                        // A record is for reading later: it never stops the migration or its caller's events.
+                        log.warn("migration {}: its record missed an event: {}", migrationId, ex.toString());
+                    }
+                    events.accept(e);
+                };
+                MigrationSummary s = runToTheEnd(migrationId, instance, sender, progress.observing(both));
                 progress.ended(s, sender[0] != null && sender[0].memoryMismatch());
                 return s;
             }
@@ -395,6 +409,11 @@ final class OutgoingMigrations {
         } catch (IllegalArgumentException e) {
             throw new AgentException(Status.Code.INVALID_ARGUMENT, e.getMessage());
         }
+    }
+
+    /** The records of this host's outgoing migrations (`ferry report`). */
+    java.util.List<dev.ferry.proto.agent.MigrationRecord> records(String migrationId, String vm) {
+        return records.find(migrationId, vm);
     }
 
     boolean cancel(String vmName) throws AgentException {

@@ -70,6 +70,12 @@ public class ForwardingAgentActions implements AgentActions {
     }
 
     @Override
+    public List<dev.ferry.proto.agent.MigrationRecord> migrationRecords(
+            HostRecord host, dev.ferry.proto.agent.MigrationRecordsRequest request) {
+        return inner.migrationRecords(host, request);
+    }
+
+    @Override
     public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
         return inner.announceLeaderTerm(host, request);
     }

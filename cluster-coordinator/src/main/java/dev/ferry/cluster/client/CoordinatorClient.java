@@ -199,6 +199,15 @@ public final class CoordinatorClient implements AutoCloseable {
                 .getMigrationsList();
     }
 
+    /** A migration's record by its id or its VM's name (`ferry report`). */
+    public dev.ferry.proto.coordinator.MigrationReport report(String which) {
+        return unary(
+                CoordinatorRpc.GET_MIGRATION_REPORT,
+                dev.ferry.proto.coordinator.MigrationReportRequest.newBuilder()
+                        .setWhich(which)
+                        .build());
+    }
+
     /** Changes a running migration's limits (`ferry migrate set`). */
     public SetMigrationLimitsResponse setMigrationLimits(SetMigrationLimitsRequest req) {
         return unary(CoordinatorRpc.SET_MIGRATION_LIMITS, req);

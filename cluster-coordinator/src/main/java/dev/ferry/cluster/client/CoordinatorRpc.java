@@ -57,6 +57,12 @@ public final class CoordinatorRpc {
             SERVICE.method("Activate", HostRef.class, HostView.class);
     public static final MethodDescriptor<SetMigrationLimitsRequest, SetMigrationLimitsResponse> SET_MIGRATION_LIMITS =
             SERVICE.method("SetMigrationLimits", SetMigrationLimitsRequest.class, SetMigrationLimitsResponse.class);
+    public static final MethodDescriptor<
+                    dev.ferry.proto.coordinator.MigrationReportRequest, dev.ferry.proto.coordinator.MigrationReport>
+            GET_MIGRATION_REPORT = SERVICE.method(
+                    "GetMigrationReport",
+                    dev.ferry.proto.coordinator.MigrationReportRequest.class,
+                    dev.ferry.proto.coordinator.MigrationReport.class);
     public static final MethodDescriptor<ListMigrationsRequest, ListMigrationsResponse> LIST_MIGRATIONS =
             SERVICE.method("ListMigrations", ListMigrationsRequest.class, ListMigrationsResponse.class);
     public static final MethodDescriptor<dev.ferry.proto.agent.ConsoleRequest, dev.ferry.proto.agent.ConsoleOutput>

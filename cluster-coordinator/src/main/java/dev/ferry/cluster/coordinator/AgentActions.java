@@ -48,6 +48,12 @@ public interface AgentActions extends Closeable {
     SetMigrationLimitsResponse setMigrationLimits(HostRecord source, SetMigrationLimitsRequest request)
             throws AgentCallException;
 
+    /** The records of {@code host}'s outgoing migrations (`ferry report`); simulated agents keep none. */
+    default List<dev.ferry.proto.agent.MigrationRecord> migrationRecords(
+            HostRecord host, dev.ferry.proto.agent.MigrationRecordsRequest request) throws AgentCallException {
+        return List.of();
+    }
+
     /** Tells an agent that a leader took office with {@code request}'s term. */
     LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) throws AgentCallException;
 

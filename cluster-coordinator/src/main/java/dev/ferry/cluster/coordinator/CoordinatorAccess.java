@@ -45,7 +45,7 @@ public final class CoordinatorAccess {
         return ServingHealth.allowEveryRole(AccessPolicy.builder())
                 .allow(
                         CoordinatorRpc.SERVICE,
-                        List.of("GetStatus", "ListHosts", "ListVms", "GetVm", "ListMigrations"),
+                        List.of("GetStatus", "ListHosts", "ListVms", "GetVm", "ListMigrations", "GetMigrationReport"),
                         OPERATOR,
                         VIEWER)
                 .allow(CoordinatorRpc.SERVICE, CHANGES, OPERATOR)

@@ -130,6 +130,11 @@ final class CoordinatorService {
                         SetMigrationLimitsResponse.class,
                         (req, out) -> reply(out, () -> setLimits(req)))
                 .unary(
+                        "GetMigrationReport",
+                        dev.ferry.proto.coordinator.MigrationReportRequest.class,
+                        dev.ferry.proto.coordinator.MigrationReport.class,
+                        (req, out) -> reply(out, () -> Views.report(leader(), req.getWhich())))
+                .unary(
                         "ListMigrations",
                         ListMigrationsRequest.class,
                         ListMigrationsResponse.class,

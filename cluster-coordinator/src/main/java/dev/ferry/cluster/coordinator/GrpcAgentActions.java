@@ -96,6 +96,12 @@ public final class GrpcAgentActions implements AgentActions {
     }
 
     @Override
+    public List<dev.ferry.proto.agent.MigrationRecord> migrationRecords(
+            HostRecord host, dev.ferry.proto.agent.MigrationRecordsRequest request) {
+        return client(host).migrationRecords(request);
+    }
+
+    @Override
     public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) {
         return client(host).announceLeaderTerm(request);
     }

@@ -85,6 +85,12 @@ final class LeaderOrders implements AgentActions {
     }
 
     @Override
+    public List<dev.ferry.proto.agent.MigrationRecord> migrationRecords(
+            HostRecord host, dev.ferry.proto.agent.MigrationRecordsRequest request) throws AgentCallException {
+        return agents.migrationRecords(host, request);
+    }
+
+    @Override
     public LeaderTermResponse announceLeaderTerm(HostRecord host, LeaderTermRequest request) throws AgentCallException {
         return agents.announceLeaderTerm(
                 host, request.toBuilder().setLeaderTerm(term).build());

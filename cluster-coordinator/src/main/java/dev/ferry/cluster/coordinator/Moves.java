@@ -11,6 +11,7 @@ import static dev.ferry.cluster.coordinator.IntentStep.set;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.IntentStep.Fresh;
 import dev.ferry.cluster.coordinator.IntentStep.Step;
+import dev.ferry.cluster.policy.DrainBandwidth;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.ClusterPaths;
 import dev.ferry.cluster.store.ClusterStore;
@@ -63,7 +64,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>A drain: the host goes into maintenance (no new placements), then every VM it owns moves,
  * {@code parallel} at a time: running ones live, each as a MIGRATE intent of its own named after
- * the drain, stopped ones by ownership only. Progress is kept in the drain intent, so a new leader
+ * the drain with the drain's options and its share of the drain's total bandwidth ({@link
+ * DrainBandwidth}), stopped ones by ownership only. Progress is kept in the drain intent, so a new leader
  * continues where the old one was.
  */
 final class Moves {
@@ -483,7 +485,7 @@ final class Moves {
                     changed = true;
                     continue;
                 }
-                next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight));
+                next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight, openLive(next)));
                 changed = true;
             }
             if (changed) {
@@ -574,7 +576,21 @@ final class Moves {
         return b.build();
     }
 
-    private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight) throws Exception {
+    /** Live moves not ended yet (pending or migrating): what the drain's bandwidth is shared between. */
+    private static int openLive(Intent.Builder drain) {
+        int open = 0;
+        for (VmMove m : drain.getMovesList()) {
+            if (!m.getCold()
+                    && (m.getState() == MoveState.MOVE_STATE_PENDING
+                            || m.getState() == MoveState.MOVE_STATE_MIGRATING)) {
+                open++;
+            }
+        }
+        return open;
+    }
+
+    private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight, int openLive)
+            throws Exception {
         Versioned<VmRecord> rec = freshVm(m.getVm());
         if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
             return m.toBuilder()
@@ -596,7 +612,12 @@ final class Moves {
         Intent child = Intents.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm()))
                 .setVm(m.getVm())
                 .setHost(target)
-                .setMigration(drain.getMigration())
+                .setMigration(drain.getMigration().toBuilder()
+                        // The drain's cap is its total (`host drain --max-bandwidth`): this move's share.
+                        .setMaxBandwidthBytesPerSec(DrainBandwidth.share(
+                                drain.getMigration().getMaxBandwidthBytesPerSec(),
+                                Math.max(1, drain.getParallel()),
+                                Math.max(1, openLive))))
                 .build();
         IntentRun run;
         try {

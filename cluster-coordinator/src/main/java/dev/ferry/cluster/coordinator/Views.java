@@ -4,6 +4,7 @@ import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.policy.Placement;
 import dev.ferry.cluster.store.Versioned;
 import dev.ferry.proto.agent.MigrationPhase;
+import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.cluster.HostRecord;
 import dev.ferry.proto.cluster.Intent;
 import dev.ferry.proto.cluster.IntentKind;
@@ -45,6 +46,123 @@ final class Views {
                 .thenComparing(
                         Comparator.comparingLong(MigrationView::getCreatedAtMs).reversed()));
         return out;
+    }
+
+    /**
+     * The record of the migration {@code which} names (its id, or a VM: its running or latest
+     * migration), from the agent that kept it: the source named by the migration's intent, or any
+     * live agent once the intent is gone. Without any agent's record, what the intent says (no
+     * rounds), with a note saying why.
+     */
+    static dev.ferry.proto.coordinator.MigrationReport report(Term t, String which) throws CoordinatorException {
+        if (which.isBlank()) {
+            throw new IllegalArgumentException("a migration id or a VM name is needed");
+        }
+        MigrationView intent = null;
+        for (MigrationView m : migrations(t, "")) {
+            if (m.getId().equals(which)) {
+                intent = m;
+                break;
+            }
+        }
+        if (intent == null) {
+            // Running first, then newest first: the VM's running or latest migration.
+            intent = migrations(t, which).stream().findFirst().orElse(null);
+        }
+        String id = intent != null ? intent.getId() : which;
+        List<String> askFirst = new ArrayList<>();
+        if (intent != null && !intent.getSource().isEmpty()) {
+            askFirst.add(intent.getSource());
+        }
+        List<String> hosts = new ArrayList<>(askFirst);
+        t.view.hosts().keySet().stream()
+                .sorted()
+                .filter(h -> !askFirst.contains(h))
+                .forEach(hosts::add);
+        dev.ferry.proto.agent.MigrationRecord best = null;
+        String keptBy = "";
+        List<String> unreachable = new ArrayList<>();
+        for (String h : hosts) {
+            HostRecord host = t.hostRecord(h);
+            if (host == null) {
+                unreachable.add(h + " is not alive");
+                continue;
+            }
+            dev.ferry.proto.agent.MigrationRecordsRequest.Builder q =
+                    dev.ferry.proto.agent.MigrationRecordsRequest.newBuilder().setMigrationId(id);
+            if (intent == null) {
+                // An id nobody keeps an intent of any more, or a VM name: ask for both.
+                q.setMigrationId("");
+                q.setVm("");
+            }
+            List<dev.ferry.proto.agent.MigrationRecord> found;
+            try {
+                found = t.orders.migrationRecords(host, q.build());
+            } catch (AgentCallException e) {
+                unreachable.add(h + ": " + e.getMessage());
+                continue;
+            }
+            for (dev.ferry.proto.agent.MigrationRecord r : found) {
+                boolean match = r.getMigrationId().equals(id)
+                        || (intent == null && r.getVm().equals(which));
+                if (match && (best == null || r.getStartedAtMs() > best.getStartedAtMs())) {
+                    best = r;
+                    keptBy = h;
+                }
+            }
+            if (best != null && intent != null) {
+                break; // the id is unique: the first agent that has it has the one
+            }
+        }
+        if (best != null) {
+            return dev.ferry.proto.coordinator.MigrationReport.newBuilder()
+                    .setRecord(best)
+                    .setKeptBy(keptBy)
+                    .build();
+        }
+        if (intent == null) {
+            throw new CoordinatorException(
+                    io.grpc.Status.Code.NOT_FOUND,
+                    "no migration of a VM named " + which + " or with that id (ferry migrate list)");
+        }
+        String source = intent.getSource();
+        String why = source.isEmpty()
+                ? "it never reached a source agent"
+                : unreachable.stream()
+                        .filter(u -> u.startsWith(source + " ") || u.startsWith(source + ":"))
+                        .findFirst()
+                        .orElse(source + " keeps no record of it");
+        dev.ferry.proto.agent.MigrationRecord.Builder r = dev.ferry.proto.agent.MigrationRecord.newBuilder()
+                .setMigrationId(intent.getId())
+                .setVm(intent.getVm())
+                .setSource(source)
+                .setTarget(intent.getTarget())
+                .setOptions(intent.getOptions())
+                .setStartedAtMs(intent.getCreatedAtMs())
+                .setFinishedAtMs(intent.getFinishedAtMs());
+        if (!intent.getState().equals("running")) {
+            MigrationSummary s = intent.getSummary().toBuilder()
+                    .setVm(intent.getVm())
+                    .setMigrationId(intent.getId())
+                    .build();
+            if (s.getStatus() == MigrationPhase.MIGRATION_PHASE_INVALID) {
+                // A refusal before any agent ran it: the intent's error is the outcome.
+                s = s.toBuilder()
+                        .setStatus(
+                                intent.getState().equals("completed")
+                                        ? MigrationPhase.MIGRATION_PHASE_COMPLETED
+                                        : MigrationPhase.MIGRATION_PHASE_FAILED)
+                        .setError(intent.getError())
+                        .setSource(source)
+                        .setTarget(intent.getTarget())
+                        .build();
+            }
+            r.setSummary(s);
+        }
+        return dev.ferry.proto.coordinator.MigrationReport.newBuilder()
+                .setRecord(r)
+                .setNote("no rounds: " + why + "; this is the coordinator's summary")
+                .build();
     }
 
     static MigrationView migration(Intent i) {

@@ -141,6 +141,12 @@ public final class AgentClient implements AutoCloseable {
         return unary(AgentControlRpc.SET_MIGRATION_LIMITS, request);
     }
 
+    /** The records of the agent's outgoing migrations (see MigrationRecordsRequest). */
+    public java.util.List<dev.ferry.proto.agent.MigrationRecord> migrationRecords(
+            dev.ferry.proto.agent.MigrationRecordsRequest request) {
+        return unary(AgentControlRpc.GET_MIGRATION_RECORDS, request).getRecordsList();
+    }
+
     /** Tells the agent a coordinator leader took office with this term. */
     public LeaderTermResponse announceLeaderTerm(LeaderTermRequest request) {
         return unary(AgentControlRpc.ANNOUNCE_LEADER_TERM, request);

@@ -236,7 +236,31 @@ public final class PreCopySender {
                 parties.vmName(),
                 policy.downtimeLimit().toMillis(),
                 maxBandwidth == 0 ? "no bandwidth cap" : (maxBandwidth >> 20) + " MiB/s");
+        // Watchers and the migration's record see the change and the round it came in.
+        long elapsedMs = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1_000_000;
+        dev.ferry.proto.agent.LimitChange change = dev.ferry.proto.agent.LimitChange.newBuilder()
+                .setRound(rounds)
+                .setElapsedMs(elapsedMs)
+                .setDowntimeMs((int) policy.downtimeLimit().toMillis())
+                .setMaxBandwidthBytesPerSec(maxBandwidth)
+                .build();
+        emit(MigrationEvent.newBuilder()
+                .setPhase(MigrationPhase.MIGRATION_PHASE_ROUND)
+                .setMigrationId(parties.migrationId())
+                .setLimits(change)
+                .setMessage(describe(change))
+                .build());
         return limits();
+    }
+
+    /** "limits changed in round 3: downtime 500 ms, bandwidth 64 MiB/s". */
+    private static String describe(dev.ferry.proto.agent.LimitChange c) {
+        return "limits changed in round " + c.getRound() + ": downtime " + c.getDowntimeMs() + " ms, bandwidth "
+                + (c.getMaxBandwidthBytesPerSec() == 0
+                        ? "unlimited"
+                        : c.getMaxBandwidthBytesPerSec() >= 1 << 20
+                                ? (c.getMaxBandwidthBytesPerSec() >> 20) + " MiB/s"
+                                : c.getMaxBandwidthBytesPerSec() + " B/s");
     }
 
     /** The limits in force. */
@@ -1185,6 +1209,8 @@ public final class PreCopySender {
                 .setRamBytes(memory.sizeBytes())
                 .setRoundMs(r.nanos() / 1_000_000)
                 .setPagesPlanned(r.planned())
+                .setMaxBandwidthLimitBytesPerSec(maxBandwidth)
+                .setDowntimeLimitMs((int) policy.downtimeLimit().toMillis())
                 .build();
         emit(MigrationPhase.MIGRATION_PHASE_ROUND, p, null);
     }
@@ -1197,8 +1223,12 @@ public final class PreCopySender {
         if (message != null) {
             e.setMessage(message);
         }
+        emit(e.build());
+    }
+
+    private synchronized void emit(MigrationEvent e) {
         try {
-            listener.onEvent(e.build());
+            listener.onEvent(e);
         } catch (RuntimeException ex) {
             log.debug("progress listener failed: {}", ex.toString());
         }
