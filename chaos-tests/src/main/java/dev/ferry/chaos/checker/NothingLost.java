@@ -16,7 +16,8 @@ import java.util.Map;
  * once, on the host its record names, within {@code bound} of the heal (the runner states the
  * bound: session timeout + failover margin + boot); and a VM that changed owners did so at a
  * higher epoch. "Runs" is progress seen from outside in the last {@code window} of the history
- * (the runner keeps sampling that long after recovery).
+ * (the runner keeps sampling that long after recovery), which ends at the runner's
+ * {@link Observations#WINDOW_END} mark when there is one.
  */
 public final class NothingLost implements Checker {
     private final long boundNanos;
@@ -66,11 +67,17 @@ public final class NothingLost implements Checker {
         if (events.isEmpty()) {
             return out;
         }
-        long end = events.getLast().time();
+        // The judged window ends at the runner's mark, before it deletes the run's VMs: judged at
+        // the very end, every record would read "absent" and nothing would be checked.
+        List<Observation> marks = history.observations(Observations.WINDOW_END);
+        long end = marks.isEmpty() ? events.getLast().time() : marks.getLast().time();
         long healed = healedAt(history);
         Map<String, RecordView> first = new LinkedHashMap<>();
         Map<String, RecordView> last = new LinkedHashMap<>();
         for (Observation o : history.observations(Observations.RECORD)) {
+            if (o.time() > end) {
+                break;
+            }
             RecordView r = RecordView.parse(o.value());
             if (r.present()) {
                 first.putIfAbsent(o.vm(), r);

@@ -20,6 +20,13 @@ public final class Observations {
     /** Something found at the end that nothing accounts for (copy: where; value: what). */
     public static final String LEFTOVER = "leftover";
 
+    /**
+     * The end of the window a run is judged in: the runner writes it after its final sample and
+     * record read, before it deletes the run's VMs (which leaves every record "absent"). I4 judges
+     * the records and progress up to the last such mark (value: empty).
+     */
+    public static final String WINDOW_END = "window-end";
+
     /** A QEMU process's run state from /proc (value: R, S, T, ...; copy: host/pid). */
     public static final String PROC_STATE = "proc-state";
 

@@ -115,10 +115,15 @@ public final class Runner implements AutoCloseable {
                 }
             }
             try {
-                awaitRecovery(run);
-                Run.sleep(Duration.ofSeconds(3)); // the final window I4 counts copies in
-                sampler.sampleOnce();
-                run.readRecords();
+                try {
+                    awaitRecovery(run);
+                    Run.sleep(Duration.ofSeconds(3)); // the final window I4 counts copies in
+                    sampler.sampleOnce();
+                    run.readRecords();
+                    history.observe(dev.ferry.chaos.history.Observations.WINDOW_END, "", "", "");
+                } finally {
+                    run.afterWindow();
+                }
                 Leftovers.record(cluster, history, prefix);
                 // A delete the cluster refuses for now (a copy still being stopped somewhere) is
                 // asked again, as an operator would; the run fails only if the VMs outlive a minute.

@@ -33,6 +33,7 @@ public final class Run {
     private final Records records;
     private final String prefix;
     private final List<String> vms = new ArrayList<>();
+    private final List<Runnable> undos = new ArrayList<>();
     public final ProcessNemesis processes;
     public final PartitionNemesis partitions;
     public final NetemNemesis netem;
@@ -73,6 +74,32 @@ public final class Run {
 
     public Records records() {
         return records;
+    }
+
+    /**
+     * Registers what to undo once the judged window has ended: a negative control's out-of-band
+     * change, which no nemesis heals (healing it first would hide it from the checker it must
+     * trip), is put right by the runner after the window and before it deletes the run's VMs.
+     */
+    public synchronized void afterWindow(Runnable undo) {
+        undos.add(undo);
+    }
+
+    /** Runs (once) what {@link #afterWindow(Runnable)} registered, in reverse order; the runner calls it. */
+    public void afterWindow() {
+        List<Runnable> todo;
+        synchronized (this) {
+            todo = new ArrayList<>(undos);
+            undos.clear();
+        }
+        java.util.Collections.reverse(todo);
+        for (Runnable r : todo) {
+            try {
+                r.run();
+            } catch (RuntimeException e) {
+                history.observe("undo-failed", "", "", e.toString());
+            }
+        }
     }
 
     /** The name of this run's VM {@code n}. */

@@ -93,10 +93,18 @@ public final class Scenarios {
         }
     }
 
-    /** 2: the source agent is killed -9 mid pre-copy: its guest dies with it and restarts elsewhere. */
+    /**
+     * 2: the source agent is killed -9 mid pre-copy: its guest dies with it and restarts elsewhere.
+     * Then, with the killed agent back, the VM's new owner is killed -9 at the switchover: a
+     * migration with {@code --verify} (whose digest of RAM holds the pause open) to one of the two
+     * other hosts, the kill a seeded 0-100 ms after the source logs its pause, so runs land in the
+     * final pages, while the source waits for Ready, and around the commit. Wherever the commit
+     * landed, the VM runs exactly once afterwards (I1, I4), at a higher epoch than before the
+     * migration.
+     */
     static final class KillSource extends Base {
         KillSource() {
-            super("2-kill-source", false, "kill -9 of the source agent mid pre-copy");
+            super("2-kill-source", false, "kill -9 of the source agent mid pre-copy, then at the switchover");
         }
 
         @Override
@@ -105,6 +113,9 @@ public final class Scenarios {
             return p.step(0, "create", "vm", "a", "host", "host-1")
                     .step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M")
                     .step(p.between(800, 2500), "kill", "target", "host-1")
+                    .step(0, "restart", "target", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "other-" + p.pick(List.of("1", "2")), "verify", "true")
+                    .step(p.between(0, 100), "kill", "target", "source", "after", "paused")
                     .build();
         }
 
@@ -122,40 +133,157 @@ public final class Scenarios {
                 var r = run.record(vm);
                 return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
             });
+            atTheSwitchover(run, plan, vm);
+        }
+
+        /** The second half: the owner killed inside the switchover pause of a migration away from it. */
+        private static void atTheSwitchover(Run run, Schedule plan, String vm) throws Exception {
+            run.processes.restart(run.agent("host-1"));
+            var before = run.record(vm);
+            List<String> others =
+                    HOSTS.stream().filter(h -> !h.equals(before.owner())).toList();
+            Schedule.Step migrate = plan.steps("migrate").get(1);
+            String to = others.get(Integer.parseInt(migrate.param("to").substring("other-".length())) - 1);
+            AgentDaemon source = run.agent(before.owner());
+            long mark = Run.logMark(source);
+            CompletableFuture<Client.Result> m = background(() -> run.client.migrate(vm, to, "--verify"));
+            Run.awaitLog(
+                    source,
+                    mark,
+                    java.util.regex.Pattern.compile(
+                            "migration \\S+ of " + java.util.regex.Pattern.quote(vm) + ": paused in"),
+                    Duration.ofMinutes(2));
+            sleepMs(plan.steps("kill").get(1).atMillis());
+            run.processes.kill(source);
+            join(m, Duration.ofMinutes(2));
+            Run.await("the VM running once more, at a higher epoch", Duration.ofSeconds(90), () -> {
+                var r = run.record(vm);
+                return !r.owner().equals(before.owner())
+                        && r.epoch() > before.epoch()
+                        && run.progressing(vm, r.owner());
+            });
         }
     }
 
-    /** 3: cancel at a moment the seed picks, from the first instant of the migration to late pre-copy. */
+    /**
+     * 3: a cancel in each named state of the sender that can be held from outside the agents, in
+     * turn, on one VM: <b>prepare</b> (source and destination blackholed before the migration, so
+     * the destination's PrepareIncoming cannot answer until the heal after the cancel);
+     * <b>pre-copy</b> (a seeded 1-3 s into a migration capped at 4 MB/s); <b>paused</b> (source and
+     * destination blackholed as soon as the source logs its pause in a {@code --verify} migration:
+     * the cancel lands in the final pages, the device state or the wait for Ready, whichever holds
+     * the source then); and an <b>unknown commit outcome</b> (the source cut off from every
+     * ZooKeeper server at its pause; the cancel is sent once the source logs that its commit write's
+     * outcome is unknown, and must be refused as too late). Each cancel is judged by the step the
+     * source reports it in (its log) and the checkers: the first three leave the source running and
+     * the record unchanged (I2) and nothing on the destination (I5); the last leaves the VM running
+     * exactly once (I1, I4), wherever the outcome put it. The handshake (milliseconds between the
+     * prepare's answer and the lanes' hello) cannot be held from outside: it is not among them.
+     */
     static final class CancelMigration extends Base {
         CancelMigration() {
-            super("3-cancel", false, "cancel at a seeded moment of the migration (handshake to late pre-copy)");
+            super(
+                    "3-cancel",
+                    false,
+                    "cancel in each sender state held from outside: prepare, pre-copy, paused, unknown commit outcome");
         }
 
         @Override
         public Schedule plan(long seed) {
             Schedule.Planner p = planner(seed);
             p.step(0, "create", "vm", "a", "host", "host-1");
-            for (int i = 0; i < 3; i++) {
-                p.step(0, "migrate", "vm", "a", "to", "host-2", "max-bandwidth", "4M");
-                p.step(p.between(0, 3000), "cancel", "vm", "a");
-            }
+            p.step(0, "cancel", "vm", "a", "in", "prepare");
+            p.step(p.between(1000, 3000), "cancel", "vm", "a", "in", "precopy");
+            p.step(0, "cancel", "vm", "a", "in", "paused");
+            p.step(0, "cancel", "vm", "a", "in", "unknown-commit", "hold-ms", Long.toString(p.between(0, 2000)));
             return p.build();
         }
+
+        private static final java.util.regex.Pattern ENDED =
+                java.util.regex.Pattern.compile("migration \\S+ of \\S+ to \\S+ (cancelled|failed): ([a-z -]+):");
 
         @Override
         public void run(Run run, Schedule plan) throws Exception {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "96M", SLOW_SIM);
+            java.util.regex.Pattern migrating =
+                    java.util.regex.Pattern.compile("migrating " + java.util.regex.Pattern.quote(vm) + " to ");
+            java.util.regex.Pattern paused = java.util.regex.Pattern.compile(
+                    "migration \\S+ of " + java.util.regex.Pattern.quote(vm) + ": paused in");
             for (Schedule.Step cancel : plan.steps("cancel")) {
                 var before = run.record(vm);
                 String to = before.owner().equals("host-1") ? "host-2" : "host-1";
-                CompletableFuture<Client.Result> m =
-                        background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
-                sleepMs(cancel.atMillis());
-                run.client.cancel(vm);
+                AgentDaemon source = run.agent(before.owner());
+                AgentDaemon destination = run.agent(to);
+                long mark = Run.logMark(source);
+                String state = cancel.param("in");
+                CompletableFuture<Client.Result> m;
+                switch (state) {
+                    case "prepare" -> {
+                        run.partitions.partition(List.of(source.host()), List.of(destination.host()));
+                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
+                        Run.awaitLog(source, mark, migrating, Duration.ofMinutes(1));
+                        run.client.cancel(vm);
+                        run.partitions.heal();
+                    }
+                    case "precopy" -> {
+                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
+                        Run.awaitLog(source, mark, migrating, Duration.ofMinutes(1));
+                        sleepMs(cancel.atMillis());
+                        run.client.cancel(vm);
+                    }
+                    case "paused" -> {
+                        m = background(() -> run.client.migrate(vm, to, "--verify"));
+                        Run.awaitLog(source, mark, paused, Duration.ofMinutes(2));
+                        run.partitions.partition(List.of(source.host()), List.of(destination.host()));
+                        run.client.cancel(vm);
+                        run.partitions.heal();
+                    }
+                    default -> {
+                        m = background(() -> run.client.migrate(vm, to, "--verify"));
+                        Run.awaitLog(source, mark, paused, Duration.ofMinutes(2));
+                        run.partitions.partition(List.of(source.host()), zkHosts(run));
+                        Run.awaitLog(
+                                source,
+                                mark,
+                                java.util.regex.Pattern.compile("the commit write's outcome is unknown"),
+                                Duration.ofMinutes(1));
+                        Client.Result c = run.client.cancel(vm);
+                        String said = c.command().stdout() + c.command().stderr();
+                        sleepMs(2 * run.cluster().sessionTimeout().toMillis()
+                                + Long.parseLong(cancel.param("hold-ms")));
+                        run.partitions.heal();
+                        join(m, Duration.ofMinutes(2));
+                        if (!said.contains("too late")) {
+                            throw new IllegalStateException(
+                                    "a cancel with the commit's outcome unknown was not refused: " + said.strip());
+                        }
+                        Run.await("the VM running once more", Duration.ofSeconds(90), () -> {
+                            var r = run.record(vm);
+                            return r.desiredRunning() && run.progressing(vm, r.owner());
+                        });
+                        continue;
+                    }
+                }
                 join(m, Duration.ofMinutes(2));
+                java.util.regex.Matcher ended =
+                        ENDED.matcher(Run.awaitLog(source, mark, ENDED, Duration.ofSeconds(30)));
+                if (!ended.find()) {
+                    throw new IllegalStateException("no end of the migration in " + source.name() + "'s log");
+                }
+                String step = ended.group(2);
+                boolean right = switch (state) {
+                    case "prepare" -> step.equals("prepare");
+                    case "precopy" -> step.equals("precopy");
+                    default -> List.of("final pages", "device state", "verify").contains(step);
+                };
+                run.history()
+                        .observe("cancel-step", vm, before.owner(), state + " -> " + ended.group(1) + " in " + step);
+                if (!right) {
+                    throw new IllegalStateException("the cancel meant for " + state + " landed in " + step);
+                }
                 run.readRecords();
-                sleepMs(6000);
+                sleepMs(6000); // I2: the source is seen running on
             }
         }
     }
@@ -795,6 +923,113 @@ public final class Scenarios {
             run.client.cancel(vm);
             join(m, Duration.ofMinutes(2));
             run.readRecords();
+        }
+    }
+
+    /**
+     * I3's negative control on a real cluster: after a successful migration, the destination's
+     * copy of the sim guest's RAM is corrupted from outside (the checksum word of every page of its
+     * working set, written into its RAM file, which the guest maps shared), as a migration that
+     * delivered wrong pages would leave it. The guest's own check counts stale pages on its console;
+     * I3 must report them.
+     */
+    public static final class CorruptedPage extends Base {
+        public CorruptedPage() {
+            super("control-i3-corrupted-page", false, "guest RAM corrupted after a migration (I3 must fire)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            return planner(seed)
+                    .step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "migrate", "vm", "a", "to", "host-2")
+                    .step(0, "corrupt", "vm", "a", "host", "host-2")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "32M", SLOW_SIM);
+            run.readRecords();
+            Client.Result m = run.client.migrate(vm, "host-2");
+            if (!m.ok()) {
+                throw new IllegalStateException("the migration before the corruption failed: "
+                        + m.command().describe());
+            }
+            run.readRecords();
+            Path ram = run.agent("host-2").ramDir().resolve(vm + ".ram");
+            Path console =
+                    run.agent("host-2").dataDir().resolve("vms").resolve(vm).resolve("console.log");
+            // The sim guest's layout: a table of 4-byte generations (32M / 4K pages: 8 pages), then
+            // its working set (16M: 4096 pages); a page's checksum is its third u64.
+            long table = (32L << 20) / 4096 * 4 / 4096;
+            long pages = (16L << 20) / 4096;
+            run.history().fault("corrupt-ram", true, pages + " pages of " + ram + " on host-2");
+            try (java.nio.channels.FileChannel ch =
+                    java.nio.channels.FileChannel.open(ram, java.nio.file.StandardOpenOption.WRITE)) {
+                java.nio.ByteBuffer junk = java.nio.ByteBuffer.allocate(8).putLong(0, 0x0BADC0DEDEADBEEFL);
+                for (long p = table; p < table + pages; p++) {
+                    ch.write(junk.clear(), p * 4096 + 16);
+                }
+            }
+            run.history().fault("corrupt-ram", false, "written");
+            Run.await(
+                    "the guest's own check to count stale pages",
+                    Duration.ofSeconds(30),
+                    () -> Consoles.read(console).stale() > 0);
+        }
+    }
+
+    /**
+     * I4's negative control on a real cluster: a VM desired running is made not to run and kept
+     * from running again, out of band. Its host's agent is killed -9 (the sim guest dies with it)
+     * while the two other hosts are in maintenance, so the cluster has nowhere to restart it (its
+     * restart waits, PENDING). No nemesis heals this: the agent is started again and the hosts
+     * activated only after the judged window ({@link Run#afterWindow(Runnable)}). I4 must report
+     * a VM desired running that no copy runs.
+     */
+    public static final class LostVm extends Base {
+        public LostVm() {
+            super("control-i4-lost-vm", false, "a VM desired running kept from running (I4 must fire)");
+        }
+
+        @Override
+        public Schedule plan(long seed) {
+            return planner(seed)
+                    .step(0, "create", "vm", "a", "host", "host-1")
+                    .step(0, "drain", "host", "host-2")
+                    .step(0, "drain", "host", "host-3")
+                    .step(0, "kill", "target", "host-1", "until", "after the window")
+                    .build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "32M", SLOW_SIM);
+            run.readRecords();
+            for (String h : List.of("host-2", "host-3")) {
+                run.afterWindow(() -> run.client.activate(h));
+                Client.Result d = run.client.drain(h);
+                if (!d.ok()) {
+                    throw new IllegalStateException(
+                            "drain " + h + ": " + d.command().describe());
+                }
+            }
+            AgentDaemon a = run.agent("host-1");
+            run.afterWindow(() -> {
+                a.restart(dev.ferry.testing.Timing.scaled(Duration.ofSeconds(90)));
+                run.history().observe("undo", vm, "", "host-1's agent restarted as pid " + a.pid());
+            });
+            // Not a nemesis's fault: the runner must not heal it before the window it is judged in.
+            run.history()
+                    .observe("undo", vm, "", "host-1's agent killed -9 (pid " + a.pid() + ") until the window ends");
+            a.kill();
+            Run.await("the cluster to see host-1 gone and hold the restart", Duration.ofSeconds(30), () -> {
+                var r = run.record(vm);
+                return r.desiredRunning() && !run.progressing(vm, r.owner());
+            });
         }
     }
 

@@ -7,6 +7,7 @@ import dev.ferry.chaos.history.Event;
 import dev.ferry.chaos.history.Event.OpType;
 import dev.ferry.chaos.history.History;
 import dev.ferry.chaos.history.Observations;
+import dev.ferry.chaos.history.RecordView;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -198,6 +199,33 @@ class CheckersTest {
                 .record(5000, "v", "owner=h1 epoch=1 desired=STOPPED phase=STOPPED")
                 .build();
         assertEquals(List.of(), i4.check(stoppedVm));
+    }
+
+    @Test
+    void i4JudgesTheRecordsOfTheWindowNotTheDeletionsAfterIt() {
+        // The runner deletes a run's VMs after the window it is judged in; the records read then say
+        // "absent". Judged at the very end, a lost VM would pass (I4 checked nothing on real clusters).
+        NothingLost i4 = new NothingLost(5 * S, 2 * S);
+        History lostThenDeleted = new Hist()
+                .record(0, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                .runs("v", "h1/1", 0, 1000)
+                .still("v", "h1/1", 1100, 6000, 11)
+                .record(6000, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                .observe(6001, Observations.WINDOW_END, "", "", "")
+                .record(9000, "v", RecordView.ABSENT.value())
+                .build();
+        List<Violation> v = i4.check(lostThenDeleted);
+        assertEquals(1, v.size(), v.toString());
+        assertTrue(v.getFirst().detail().contains("0 copies progressed"), v.toString());
+
+        History ranThenDeleted = new Hist()
+                .record(0, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                .runs("v", "h1/1", 0, 6000)
+                .record(6000, "v", "owner=h1 epoch=1 desired=RUNNING phase=RUNNING")
+                .observe(6001, Observations.WINDOW_END, "", "", "")
+                .record(9000, "v", RecordView.ABSENT.value())
+                .build();
+        assertEquals(List.of(), i4.check(ranThenDeleted));
     }
 
     @Test

@@ -33,13 +33,13 @@ class SimChaosTest extends ChaosGroup {
 
     @Test
     @Order(2)
-    void scenario2KillSourceMidPreCopy() {
+    void scenario2KillSourceMidPreCopyThenAtTheSwitchover() {
         pass("2");
     }
 
     @Test
     @Order(3)
-    void scenario3CancelAtSeededMoments() {
+    void scenario3CancelInEachHeldSenderState() {
         pass("3");
     }
 
@@ -114,6 +114,25 @@ class SimChaosTest extends ChaosGroup {
 
     @Test
     @Order(20)
+    void negativeControlAPageCorruptedAfterAMigrationIsCaughtByI3() {
+        RunResult r = runner.run(new Scenarios.CorruptedPage(), SEED);
+        assertTrue(
+                r.violations().stream().anyMatch(v -> v.invariant().equals("I3")),
+                "I3 did not fire on corrupted guest RAM: " + r.violations() + " " + r.error());
+    }
+
+    @Test
+    @Order(21)
+    void negativeControlAVmKeptFromRunningIsCaughtByI4() {
+        RunResult r = runner.run(new Scenarios.LostVm(), SEED);
+        assertTrue(
+                r.violations().stream()
+                        .anyMatch(v -> v.invariant().equals("I4") && v.detail().contains("0 copies progressed")),
+                "I4 did not fire on a VM kept from running: " + r.violations() + " " + r.error());
+    }
+
+    @Test
+    @Order(22)
     void negativeControlARamFileLeftOnAnotherHostIsCaughtByI5() {
         RunResult r = runner.run(new Scenarios.LeakedRamFile(), SEED);
         assertTrue(
