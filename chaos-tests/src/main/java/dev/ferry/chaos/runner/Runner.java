@@ -115,6 +115,7 @@ public final class Runner implements AutoCloseable {
                 }
             }
             try {
+                boolean undone;
                 try {
                     awaitRecovery(run);
                     Run.sleep(Duration.ofSeconds(3)); // the final window I4 counts copies in
@@ -122,7 +123,13 @@ public final class Runner implements AutoCloseable {
                     run.readRecords();
                     history.observe(dev.ferry.chaos.history.Observations.WINDOW_END, "", "", "");
                 } finally {
-                    run.afterWindow();
+                    undone = run.afterWindow();
+                }
+                if (undone) {
+                    // An undo (a negative control's) sets the cluster moving again, e.g. restarting
+                    // a VM on a host just activated: I5 looks once it has settled, against the
+                    // records read then, not at a restart half done against a record from before it.
+                    awaitRecovery(run);
                 }
                 Leftovers.record(cluster, history, prefix);
                 // A delete the cluster refuses for now (a copy still being stopped somewhere) is

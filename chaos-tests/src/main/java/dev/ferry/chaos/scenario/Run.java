@@ -85,8 +85,11 @@ public final class Run {
         undos.add(undo);
     }
 
-    /** Runs (once) what {@link #afterWindow(Runnable)} registered, in reverse order; the runner calls it. */
-    public void afterWindow() {
+    /**
+     * Runs (once) what {@link #afterWindow(Runnable)} registered, in reverse order; the runner calls
+     * it. Returns whether there was anything to undo.
+     */
+    public boolean afterWindow() {
         List<Runnable> todo;
         synchronized (this) {
             todo = new ArrayList<>(undos);
@@ -100,6 +103,7 @@ public final class Run {
                 history.observe("undo-failed", "", "", e.toString());
             }
         }
+        return !todo.isEmpty();
     }
 
     /** The name of this run's VM {@code n}. */
