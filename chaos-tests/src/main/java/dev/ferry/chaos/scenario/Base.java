@@ -49,6 +49,40 @@ abstract class Base implements Scenario {
     /** The test guest, small (TCG is slow). */
     static final String[] SMALL_QEMU = {"--dirty-rate", "1M", "--working-set", "8M"};
 
+    /**
+     * Starts {@code ferry migrate} of {@code vm} to {@code to} in the background and returns once
+     * the destination has logged its prepare: pre-copy begins within milliseconds of that line. A
+     * seeded "mid pre-copy" delay counts from here, not from the command's invocation: the command's
+     * JVM takes seconds to start on a loaded machine, and delays counted from it put the faults of
+     * scenarios 1, 2 and 4 (seed 1) before the migration had begun ("not alive", 0.00 s in) or
+     * in the prepare.
+     */
+    static CompletableFuture<Client.Result> migrateUntilPrepared(Run run, String vm, String to, String... options) {
+        dev.ferry.testkit.netns.AgentDaemon destination = run.agent(to);
+        long mark = Run.logMark(destination);
+        CompletableFuture<Client.Result> m = background(() -> run.client.migrate(vm, to, options));
+        Run.awaitLog(
+                destination,
+                mark,
+                java.util.regex.Pattern.compile("expecting " + java.util.regex.Pattern.quote(vm) + " from "),
+                Duration.ofMinutes(1));
+        return m;
+    }
+
+    /**
+     * Records the step a failed migration names ("failed after 7.2 s: precopy: ..."), so the history
+     * shows where the fault landed.
+     */
+    static Client.Result observeEnd(Run run, String vm, Client.Result r) {
+        String line = (r.command().stdout() + r.command().stderr())
+                .lines()
+                .filter(l -> l.contains(" failed after ") || l.contains(" cancelled after "))
+                .findFirst()
+                .orElse(r.ok() ? "(completed)" : "(no failure line)");
+        run.history().observe("migration-end", vm, "", line);
+        return r;
+    }
+
     static CompletableFuture<Client.Result> background(Supplier<Client.Result> op) {
         CompletableFuture<Client.Result> f = new CompletableFuture<>();
         Thread.ofPlatform().daemon().name("ch-op").start(() -> {

@@ -83,11 +83,10 @@ public final class Scenarios {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "96M", SLOW_SIM);
             run.readRecords();
-            CompletableFuture<Client.Result> m =
-                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            CompletableFuture<Client.Result> m = migrateUntilPrepared(run, vm, "host-2", "--max-bandwidth", "4M");
             sleepMs(plan.steps("kill").getFirst().atMillis());
             run.processes.kill(run.agent("host-2"));
-            join(m, Duration.ofMinutes(2));
+            observeEnd(run, vm, join(m, Duration.ofMinutes(2)));
             run.readRecords();
             sleepMs(6000); // I2: the source is seen running on
         }
@@ -124,11 +123,10 @@ public final class Scenarios {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "96M", SLOW_SIM);
             run.readRecords();
-            CompletableFuture<Client.Result> m =
-                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            CompletableFuture<Client.Result> m = migrateUntilPrepared(run, vm, "host-2", "--max-bandwidth", "4M");
             sleepMs(plan.steps("kill").getFirst().atMillis());
             run.processes.kill(run.agent("host-1"));
-            join(m, Duration.ofMinutes(2));
+            observeEnd(run, vm, join(m, Duration.ofMinutes(2)));
             Run.await("the VM running again elsewhere", Duration.ofSeconds(60), () -> {
                 var r = run.record(vm);
                 return !r.owner().equals("host-1") && run.progressing(vm, r.owner());
@@ -155,7 +153,7 @@ public final class Scenarios {
                     Duration.ofMinutes(2));
             sleepMs(plan.steps("kill").get(1).atMillis());
             run.processes.kill(source);
-            join(m, Duration.ofMinutes(2));
+            observeEnd(run, vm, join(m, Duration.ofMinutes(2)));
             Run.await("the VM running once more, at a higher epoch", Duration.ofSeconds(90), () -> {
                 var r = run.record(vm);
                 return !r.owner().equals(before.owner())
@@ -169,12 +167,14 @@ public final class Scenarios {
      * 3: a cancel in each named state of the sender that can be held from outside the agents, in
      * turn, on one VM: <b>prepare</b> (source and destination blackholed before the migration, so
      * the destination's PrepareIncoming cannot answer until the heal after the cancel);
-     * <b>pre-copy</b> (a seeded 1-3 s into a migration capped at 4 MB/s); <b>paused</b> (source and
+     * <b>pre-copy</b> (a seeded 1-3 s into a migration capped at 1 MB/s); <b>paused</b> (source and
      * destination blackholed as soon as the source logs its pause in a {@code --verify} migration:
-     * the cancel lands in the final pages, the device state or the wait for Ready, whichever holds
-     * the source then); and an <b>unknown commit outcome</b> (the source cut off from every
-     * ZooKeeper server at its pause; the cancel is sent once the source logs that its commit write's
-     * outcome is unknown, and must be refused as too late). Each cancel is judged by the step the
+     * the cancel lands in the final pages, the verify or the device state, whichever holds the
+     * source then; tried up to 3 times when the cut comes after the commit); and an <b>unknown
+     * commit outcome</b> (the source cut off from every ZooKeeper server at its pause; the cancel is
+     * sent once the source logs that its commit write's outcome is unknown, and must be refused: as
+     * too late by the source, or by the leader once the source's session has expired). Each cancel
+     * is judged by the step the
      * source reports it in (its log) and the checkers: the first three leave the source running and
      * the record unchanged (I2) and nothing on the destination (I5); the last leaves the VM running
      * exactly once (I1, I4), wherever the outcome put it. The handshake (milliseconds between the
@@ -210,7 +210,10 @@ public final class Scenarios {
                     java.util.regex.Pattern.compile("migrating " + java.util.regex.Pattern.quote(vm) + " to ");
             java.util.regex.Pattern paused = java.util.regex.Pattern.compile(
                     "migration \\S+ of " + java.util.regex.Pattern.quote(vm) + ": paused in");
-            for (Schedule.Step cancel : plan.steps("cancel")) {
+            List<Schedule.Step> cancels = plan.steps("cancel");
+            int missed = 0;
+            for (int i = 0; i < cancels.size(); i++) {
+                Schedule.Step cancel = cancels.get(i);
                 var before = run.record(vm);
                 String to = before.owner().equals("host-1") ? "host-2" : "host-1";
                 AgentDaemon source = run.agent(before.owner());
@@ -221,13 +224,15 @@ public final class Scenarios {
                 switch (state) {
                     case "prepare" -> {
                         run.partitions.partition(List.of(source.host()), List.of(destination.host()));
-                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
+                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "1M"));
                         Run.awaitLog(source, mark, migrating, Duration.ofMinutes(1));
                         run.client.cancel(vm);
                         run.partitions.heal();
                     }
                     case "precopy" -> {
-                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "4M"));
+                        // 1 MB/s: pre-copy of 96M outlasts a cancel command's start on a loaded
+                        // machine (at 4 MB/s a cancel that took 14 s found the migration over).
+                        m = background(() -> run.client.migrate(vm, to, "--max-bandwidth", "1M"));
                         Run.awaitLog(source, mark, migrating, Duration.ofMinutes(1));
                         sleepMs(cancel.atMillis());
                         run.client.cancel(vm);
@@ -249,14 +254,28 @@ public final class Scenarios {
                                 java.util.regex.Pattern.compile("the commit write's outcome is unknown"),
                                 Duration.ofMinutes(1));
                         Client.Result c = run.client.cancel(vm);
-                        String said = c.command().stdout() + c.command().stderr();
+                        // The reply, without the JVM's warnings on stderr.
+                        String said = (c.command().stdout() + c.command().stderr())
+                                .lines()
+                                .filter(l -> !l.startsWith("WARNING:"))
+                                .collect(java.util.stream.Collectors.joining(" "))
+                                .strip();
                         sleepMs(2 * run.cluster().sessionTimeout().toMillis()
                                 + Long.parseLong(cancel.param("hold-ms")));
                         run.partitions.heal();
                         join(m, Duration.ofMinutes(2));
-                        if (!said.contains("too late")) {
+                        // The cancel must be refused, never take effect: by the source as too late
+                        // while its session lives; once the session has expired (T after the cut, and
+                        // a cancel command's JVM takes seconds to start on a loaded machine: seed 1
+                        // sent it 2.4 s after the cut and it arrived 5 s later) by the leader, for the
+                        // owner is not alive; or, had the migration already ended, as not migrating.
+                        // Which of them answered is in the history; I1 and I4 judge the rest.
+                        run.history().observe("cancel-step", vm, before.owner(), state + " -> " + said);
+                        if (!said.contains("too late")
+                                && !said.contains(before.owner() + " is not alive")
+                                && !said.contains("not migrating")) {
                             throw new IllegalStateException(
-                                    "a cancel with the commit's outcome unknown was not refused: " + said.strip());
+                                    "a cancel with the commit's outcome unknown was not refused: " + said);
                         }
                         Run.await("the VM running once more", Duration.ofSeconds(90), () -> {
                             var r = run.record(vm);
@@ -265,7 +284,24 @@ public final class Scenarios {
                         continue;
                     }
                 }
-                join(m, Duration.ofMinutes(2));
+                if (join(m, Duration.ofMinutes(2)).ok()) {
+                    // The pause of a --verify migration of this guest lasts a few hundred ms, and the
+                    // cut after its log line can come after the commit on a loaded machine (the
+                    // migration then completes, the cancel finds it over): tried again from the new
+                    // owner, at most 3 times in all, each attempt in the history.
+                    if (state.equals("paused") && ++missed < 3) {
+                        run.history()
+                                .observe(
+                                        "cancel-step",
+                                        vm,
+                                        before.owner(),
+                                        state + " -> missed (the migration completed)");
+                        run.readRecords();
+                        i--;
+                        continue;
+                    }
+                    throw new IllegalStateException("the migration meant to be cancelled in " + state + " completed");
+                }
                 java.util.regex.Matcher ended =
                         ENDED.matcher(Run.awaitLog(source, mark, ENDED, Duration.ofSeconds(30)));
                 if (!ended.find()) {
@@ -308,13 +344,12 @@ public final class Scenarios {
             String vm = run.vm("a");
             run.createRunning(vm, "host-1", "96M", SLOW_SIM);
             run.readRecords();
-            CompletableFuture<Client.Result> m =
-                    background(() -> run.client.migrate(vm, "host-2", "--max-bandwidth", "4M"));
+            CompletableFuture<Client.Result> m = migrateUntilPrepared(run, vm, "host-2", "--max-bandwidth", "4M");
             sleepMs(plan.steps("partition").getFirst().atMillis());
             run.partitions.partition(
                     List.of(run.agent("host-1").host()),
                     List.of(run.agent("host-2").host()));
-            join(m, Duration.ofMinutes(3));
+            observeEnd(run, vm, join(m, Duration.ofMinutes(3)));
             run.readRecords();
             sleepMs(6000);
         }
