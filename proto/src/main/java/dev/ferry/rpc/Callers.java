@@ -70,12 +70,17 @@ public final class Callers {
     }
 
     static Optional<Identity> identityOf(SSLSession session) {
+        return peerCertificate(session).flatMap(Identity::of);
+    }
+
+    /** The peer's verified certificate in {@code session}; empty without one (or without TLS). */
+    static Optional<X509Certificate> peerCertificate(SSLSession session) {
         if (session == null) {
             return Optional.empty();
         }
         try {
             Certificate[] chain = session.getPeerCertificates();
-            return chain.length > 0 && chain[0] instanceof X509Certificate x ? Identity.of(x) : Optional.empty();
+            return chain.length > 0 && chain[0] instanceof X509Certificate x ? Optional.of(x) : Optional.empty();
         } catch (SSLPeerUnverifiedException e) {
             return Optional.empty();
         }

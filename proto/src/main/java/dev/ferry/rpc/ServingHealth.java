@@ -1,7 +1,5 @@
 package dev.ferry.rpc;
 
-import io.grpc.ForwardingServerCall;
-import io.grpc.ForwardingServerCallListener;
 import io.grpc.Metadata;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
@@ -13,8 +11,6 @@ import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.health.v1.HealthGrpc;
 import io.grpc.protobuf.services.HealthStatusManager;
 import java.util.List;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The standard gRPC health service ({@code grpc.health.v1.Health}, Check and Watch) of one daemon's
@@ -32,8 +28,13 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class ServingHealth {
     private final HealthStatusManager manager = new HealthStatusManager();
     private final ServerServiceDefinition definition;
-    /** Open Watch calls, ended at {@link #shuttingDown} once they have heard NOT_SERVING. */
-    private final Set<EndableCall<?, ?>> watches = ConcurrentHashMap.newKeySet();
+    /**
+     * Open Watch calls, ended at {@link #shuttingDown} once they have heard NOT_SERVING. A Watch
+     * never ends by itself, and a server waits for its open calls before it terminates: left open,
+     * one health checker would hold a daemon's shutdown (an agent's exit, and with it the next
+     * agent process's adoption of its guests) for the server's whole grace period.
+     */
+    private final EndableCalls<Boolean> watches = new EndableCalls<>();
 
     public ServingHealth() {
         // The manager starts with the whole server SERVING; nothing is until the daemon says so.
@@ -47,62 +48,9 @@ public final class ServingHealth {
                         .equals(HealthGrpc.getWatchMethod().getFullMethodName())) {
                     return next.startCall(call, headers);
                 }
-                EndableCall<Q, R> watch = new EndableCall<>(call);
-                watches.add(watch);
-                return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(
-                        next.startCall(watch, headers)) {
-                    @Override
-                    public void onCancel() {
-                        watches.remove(watch);
-                        super.onCancel();
-                    }
-
-                    @Override
-                    public void onComplete() {
-                        watches.remove(watch);
-                        super.onComplete();
-                    }
-                };
+                return watches.start(call, headers, next, Boolean.TRUE);
             }
         });
-    }
-
-    /**
-     * A Watch call this class can end at shutdown. A Watch never ends by itself, and a server
-     * waits for its open calls before it terminates: left open, one health checker would hold a
-     * daemon's shutdown (an agent's exit, and with it the next agent process's adoption of its
-     * guests) for the server's whole grace period. The health service sends under its own lock
-     * and the shutdown ends the call from another thread, so sending and closing are serialised
-     * here, and nothing is sent once it is closed.
-     */
-    private static final class EndableCall<Q, R> extends ForwardingServerCall.SimpleForwardingServerCall<Q, R> {
-        private boolean closed;
-
-        EndableCall(ServerCall<Q, R> call) {
-            super(call);
-        }
-
-        @Override
-        public synchronized void sendHeaders(Metadata headers) {
-            if (!closed) {
-                super.sendHeaders(headers);
-            }
-        }
-
-        @Override
-        public synchronized void sendMessage(R message) {
-            if (!closed) {
-                super.sendMessage(message);
-            }
-        }
-
-        @Override
-        public synchronized void close(Status status, Metadata trailers) {
-            if (!closed) {
-                closed = true;
-                super.close(status, trailers);
-            }
-        }
     }
 
     /** The health service, to serve beside the daemon's own. */
@@ -128,10 +76,8 @@ public final class ServingHealth {
     public void shuttingDown() {
         // Every watcher is sent NOT_SERVING here, before its call is ended below (in that order on its stream).
         manager.enterTerminalState();
-        for (EndableCall<?, ?> w : watches) {
-            w.close(Status.UNAVAILABLE.withDescription("the server is shutting down"), new Metadata());
-        }
-        watches.clear();
+        Status down = Status.UNAVAILABLE.withDescription("the server is shutting down");
+        watches.end(w -> down);
     }
 
     /** Every role of the cluster may ask (Check and Watch). */
