@@ -441,6 +441,11 @@ public final class IncomingMigration {
      */
     static final long MAX_HELD_DEVICE_STATE = 256L << 20;
 
+    /** Device state held now, in bytes (tests). */
+    synchronized long heldDeviceStateBytes() {
+        return heldDeviceState.stream().mapToLong(ByteString::size).sum();
+    }
+
     /**
      * A chunk of device state, from lane 0 (one at a time, in order). In pre-copy it is held until
      * the final pages are in (see {@link #heldDeviceState}); in a hypervisor-native transfer the
@@ -962,6 +967,7 @@ public final class IncomingMigration {
                 state = State.DISCARDED;
                 closing = true;
                 discardReason = reason;
+                heldDeviceState.clear(); // up to MAX_HELD_DEVICE_STATE: not kept for as long as this object is
                 toClose = lanes == null ? new ReceiverLane[0] : lanes;
                 l = loader;
                 unclaimed = loader == null ? arming : null;

@@ -95,6 +95,38 @@ class DeviceStateLoadOrderTest {
                 "the load read the ring as of the last pre-copy round, not the final one: " + seenByTheLoad);
     }
 
+    /**
+     * Held device state is bounded: a source that sends more than any guest's devices save (or a
+     * hostile one) ends the migration with the reason, and the destination lets go of all of it.
+     */
+    @Test
+    void deviceStateBeyondTheBoundEndsTheMigrationAndIsNotHeld() throws Exception {
+        IncomingMigration m = t.migration(
+                TransferMode.TRANSFER_MODE_PRECOPY, new ReceiverDiscardTest.ClusterCommit(CommitOutcome.COMMITTED));
+        ReceiverDiscardTest.Call call = new ReceiverDiscardTest.Call();
+        ReceiverLane lane = ReceiverDiscardTest.attach(m, call, TransferMode.TRANSFER_MODE_PRECOPY);
+        // One 64 MiB buffer, sent again and again: held by reference, so the test holds 64 MiB.
+        ByteString chunk = ByteString.copyFrom(new byte[64 << 20]);
+        long chunks = IncomingMigration.MAX_HELD_DEVICE_STATE / chunk.size() + 1;
+        for (long i = 0; i < chunks && m.state() != IncomingMigration.State.DISCARDED; i++) {
+            lane.onFrame(SenderFrame.newBuilder()
+                    .setDeviceState(DeviceStateChunk.newBuilder().setData(chunk))
+                    .build());
+        }
+        Timing.await(
+                "the destination discards",
+                Duration.ofSeconds(10),
+                () -> m.state() == IncomingMigration.State.DISCARDED);
+        assertTrue(m.discardReason().contains("device state exceeds 256 MiB"), m.discardReason());
+        assertEquals(0, m.heldDeviceStateBytes(), "nothing held after the discard");
+        assertTrue(
+                call.sent.stream()
+                        .anyMatch(f -> f.hasAbort()
+                                && f.getAbort().getStep()
+                                        == dev.ferry.proto.migration.MigrationStep.MIGRATION_STEP_DEVICE_STATE),
+                "the source is told which step: " + call.sent);
+    }
+
     private static SenderFrame roundEnd(int round, long batches, long pages, boolean fin) {
         return SenderFrame.newBuilder()
                 .setRoundEnd(RoundEnd.newBuilder()
