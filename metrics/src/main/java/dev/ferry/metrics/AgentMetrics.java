@@ -90,11 +90,11 @@ public final class AgentMetrics extends DaemonMetrics {
                 "ferry_vmi_migration_transferred_bytes",
                 "Bytes the running migration has put on the wire so far (after zero-page elision and compression,"
                         + " device state included).");
-        running = Gauge.builder()
+        running = together(Gauge.builder()
                 .name("ferry_vmi_migrations_in_running_phase")
                 .help("Outgoing migrations this agent is running now; KubeVirt's"
                         + " kubevirt_vmi_migrations_in_running_phase.")
-                .register(registry);
+                .register(registry));
         started = counter(
                 "ferry_vmi_migration_started_total", "Outgoing migrations this agent started (source side).", "vm");
         succeeded = counter(
@@ -147,8 +147,9 @@ public final class AgentMetrics extends DaemonMetrics {
         verifications.initLabelValues("mismatch");
     }
 
+    /** One of a running migration's series, by VM: they come and go together. */
     private Gauge gauge(String name, String help) {
-        return Gauge.builder().name(name).help(help).labelNames("vm").register(registry);
+        return together(Gauge.builder().name(name).help(help).labelNames("vm").register(registry));
     }
 
     private Counter counter(String name, String help, String... labels) {
@@ -167,15 +168,17 @@ public final class AgentMetrics extends DaemonMetrics {
     public OutgoingMigration outgoing(String vm, long ramBytes) {
         Objects.requireNonNull(vm, "vm");
         started.labelValues(vm).inc();
-        running.inc();
-        total.labelValues(vm).set(ramBytes);
-        processed.labelValues(vm).set(0);
-        remaining.labelValues(vm).set(ramBytes);
-        round.labelValues(vm).set(0);
-        transferRate.labelValues(vm).set(0);
-        diskTransferRate.labelValues(vm).set(0);
-        dirtyRate.labelValues(vm).set(0);
-        wire.labelValues(vm).set(0);
+        synchronized (seriesTogether) {
+            running.inc();
+            total.labelValues(vm).set(ramBytes);
+            processed.labelValues(vm).set(0);
+            remaining.labelValues(vm).set(ramBytes);
+            round.labelValues(vm).set(0);
+            transferRate.labelValues(vm).set(0);
+            diskTransferRate.labelValues(vm).set(0);
+            dirtyRate.labelValues(vm).set(0);
+            wire.labelValues(vm).set(0);
+        }
         // The expected pause has no series until the first round's end: there is no estimate before.
         return new OutgoingMigration(vm);
     }
@@ -275,11 +278,21 @@ public final class AgentMetrics extends DaemonMetrics {
                 return;
             }
             closed = true;
-            running.dec();
-            for (Gauge g : new Gauge[] {
-                processed, remaining, total, transferRate, diskTransferRate, dirtyRate, round, expectedDowntime, wire
-            }) {
-                g.remove(vm);
+            synchronized (seriesTogether) {
+                running.dec();
+                for (Gauge g : new Gauge[] {
+                    processed,
+                    remaining,
+                    total,
+                    transferRate,
+                    diskTransferRate,
+                    dirtyRate,
+                    round,
+                    expectedDowntime,
+                    wire
+                }) {
+                    g.remove(vm);
+                }
             }
         }
     }

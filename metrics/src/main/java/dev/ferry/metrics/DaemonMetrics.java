@@ -2,6 +2,7 @@ package dev.ferry.metrics;
 
 import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
+import io.prometheus.metrics.model.registry.Collector;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
 import io.prometheus.metrics.model.snapshots.MetricSnapshot;
 import io.prometheus.metrics.model.snapshots.MetricSnapshots;
@@ -13,6 +14,9 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Predicate;
 
 /**
  * One daemon's metrics. Each daemon has a registry of its own, so two daemons in one JVM (as in
@@ -40,12 +44,33 @@ public abstract sealed class DaemonMetrics permits AgentMetrics, CoordinatorMetr
 
     final PrometheusRegistry registry = new PrometheusRegistry();
 
+    /**
+     * Held while series that come and go together are added or removed, and while a scrape reads
+     * them, so a scrape sees all of them or none (a dashboard joining a migration's progress with
+     * its total must not see one without the other). Only plain gauges are read under it: no
+     * callback into the daemon runs while it is held.
+     */
+    final Object seriesTogether = new Object();
+
+    private final Set<String> togetherNames = ConcurrentHashMap.newKeySet();
+
+    private final Predicate<String> together = name -> togetherNames.contains(name);
+
     DaemonMetrics() {}
+
+    /** Marks {@code name} as one of the series that come and go together under {@link #seriesTogether}. */
+    final <M extends Collector> M together(M metric) {
+        togetherNames.add(metric.getPrometheusName());
+        return metric;
+    }
 
     /** Writes this daemon's metrics, the JVM's included, in the text exposition format. */
     public void writeTo(OutputStream out) throws IOException {
         List<MetricSnapshot> all = new ArrayList<>();
-        registry.scrape().forEach(all::add);
+        synchronized (seriesTogether) {
+            registry.scrape(together).forEach(all::add);
+        }
+        registry.scrape(together.negate()).forEach(all::add);
         JVM.scrape().forEach(all::add);
         TEXT.write(out, new MetricSnapshots(all));
     }

@@ -149,13 +149,17 @@ class AgentMetricsTest {
                         e.value("ferry_agent_vms", "state", "migrating_out").orElseThrow() == 1.0));
         double lastDuring = processed.last();
         assertTrue(lastDuring > 0 && lastDuring <= s.getPagesSent() * 4096.0, lastDuring + " of " + s.getPagesSent());
-        // The rate is the cap's, give or take a round's start: at most a little over 4 MiB/s.
+        // A rate is shown. The cap is checked over the whole migration, not per scrape: a rate over
+        // a partial round's first moments may run above it (it once read over 8 MiB/s under load),
+        // while a slow machine can only make the whole migration's rate lower.
         double maxRate = during.stream()
                 .mapToDouble(e -> e.value("ferry_vmi_migration_memory_transfer_rate_bytes", "vm", "web")
                         .orElseThrow())
                 .max()
                 .orElseThrow();
-        assertTrue(maxRate > 0 && maxRate < 8.0 * (1 << 20), "transfer rate " + maxRate);
+        assertTrue(maxRate > 0, "transfer rate " + maxRate);
+        double overall = s.getBytesTransferred() / (s.getTotalMs() / 1000.0);
+        assertTrue(overall < 1.5 * (4 << 20), "the whole migration's rate " + overall + " B/s, capped at 4 MiB/s");
         assertTrue(
                 events.stream().anyMatch(ev -> ev.hasRound() && ev.getRound().getPartial()),
                 "round 0 was long enough for the progress ticker's partial reports");
