@@ -135,18 +135,10 @@ final class AgentControlService {
                                         Status.Code.PERMISSION_DENIED,
                                         "an agent may cancel only an incoming migration it is the source of");
                             }
-                            boolean ok = terms.order(
+                            return terms.order(
                                     req.getLeaderTerm(),
                                     "CancelMigration " + req.getVm(),
                                     () -> outgoing.cancel(req.getVm()));
-                            return CancelMigrationResponse.newBuilder()
-                                    .setCancelled(ok)
-                                    .setMessage(
-                                            ok
-                                                    ? "cancelling the migration of " + req.getVm()
-                                                    : "too late: the migration of " + req.getVm()
-                                                            + " has committed and will complete")
-                                    .build();
                         }))
                 .unary(
                         "SetMigrationLimits",

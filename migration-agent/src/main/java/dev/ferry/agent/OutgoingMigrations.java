@@ -10,6 +10,7 @@ import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.policy.ConvergencePolicy;
 import dev.ferry.migration.precopy.PreCopySender;
 import dev.ferry.migration.precopy.SenderFaults;
+import dev.ferry.proto.agent.CancelMigrationResponse;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationOptions;
@@ -416,12 +417,46 @@ final class OutgoingMigrations {
         return records.find(migrationId, vm);
     }
 
-    boolean cancel(String vmName) throws AgentException {
-        ManagedVm m = registry.get(vmName);
+    CancelMigrationResponse cancel(String vmName) throws AgentException {
+        ManagedVm m;
+        try {
+            m = registry.get(vmName);
+        } catch (AgentException e) {
+            // A cancel that comes just after the commit finds the VM gone from here; say what became
+            // of it rather than only that it is unknown (the operator asked about a migration).
+            java.util.Optional<String> gone = movedAway(vmName);
+            if (gone.isPresent()) {
+                return CancelMigrationResponse.newBuilder()
+                        .setCancelled(false)
+                        .setMessage("too late: " + gone.get())
+                        .build();
+            }
+            throw e;
+        }
         PreCopySender s = m.migration();
         if (s == null) {
             throw new AgentException(Status.Code.FAILED_PRECONDITION, "VM '" + vmName + "' is not migrating");
         }
-        return s.cancel();
+        boolean ok = s.cancel();
+        return CancelMigrationResponse.newBuilder()
+                .setCancelled(ok)
+                .setMessage(
+                        ok
+                                ? "cancelling the migration of " + vmName
+                                : "too late: the migration of " + vmName + " has committed and will complete")
+                .build();
+    }
+
+    /**
+     * What the newest kept record says of a VM no longer here, when it left by a completed migration:
+     * "the migration of web to host-b completed at ..." (history, true whatever happened since).
+     */
+    private java.util.Optional<String> movedAway(String vmName) {
+        return records.find("", vmName).stream()
+                .findFirst()
+                .filter(r -> r.hasSummary() && r.getSummary().getStatus() == MigrationPhase.MIGRATION_PHASE_COMPLETED)
+                .map(r -> "the migration of " + vmName + " to " + r.getTarget() + " completed at "
+                        + java.time.Instant.ofEpochMilli(r.getFinishedAtMs()) + "; " + vmName
+                        + " is no longer on this host");
     }
 }

@@ -85,6 +85,16 @@ class LiveMigrationTest {
         assertEquals(0, pair.ramFiles(pair.a), "the source's RAM file is released");
         AgentCallException gone = assertThrows(AgentCallException.class, () -> pair.clientA.getVm("web"));
         assertEquals(Status.Code.NOT_FOUND, gone.code());
+        // A cancel that comes just after the commit (CI's chaos scenario 3 saw one) is told the
+        // migration completed and where the VM went, not that the source never heard of it.
+        var late = pair.clientA.cancelMigration("web");
+        assertFalse(late.getCancelled());
+        assertTrue(
+                late.getMessage().startsWith("too late: the migration of web to host-b completed at "),
+                late.getMessage());
+        AgentCallException notMigrating =
+                assertThrows(AgentCallException.class, () -> pair.clientB.cancelMigration("web"));
+        assertEquals(Status.Code.FAILED_PRECONDITION, notMigrating.code(), notMigrating.getMessage());
         VmStatus moved = pair.clientB.getVm("web");
         assertEquals(VmState.VM_STATE_RUNNING, moved.getState());
         assertEquals(2, moved.getEpoch());
