@@ -620,7 +620,9 @@ public final class PreCopySender {
             step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
             deviceBytes = join(device);
             rounds++;
-            emitRound(r, 0, 0, 0, Duration.ZERO, memory);
+            // The paused round's own rate (the guest dirties nothing now, nothing more is expected):
+            // a report's chart shows what the final pages went at, not a drop to zero.
+            emitRound(r, 0, 0, BandwidthMeter.rateOf(r, memory.pageSize()), Duration.ZERO, memory);
         } else {
             // The hypervisor streams everything while the guest runs, and pauses it when done.
             step = MigrationStep.MIGRATION_STEP_DEVICE_STATE;
@@ -1262,6 +1264,14 @@ public final class PreCopySender {
 
         double bytesPerSecond() {
             return bytesPerSecond > 0 ? bytesPerSecond : fallback;
+        }
+
+        /** One round's own rate, however small the round: its data over the time spent on data, else its pages over its time. */
+        static double rateOf(RoundResult r, int pageSize) {
+            if (r.dataPages() > 0 && r.dataNanos() > 0) {
+                return r.dataPages() * (double) pageSize / (r.dataNanos() / 1e9);
+            }
+            return r.nanos() > 0 ? r.pages() * (double) pageSize / (r.nanos() / 1e9) : 0;
         }
     }
 }
