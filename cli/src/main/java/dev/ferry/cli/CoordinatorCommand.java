@@ -96,6 +96,22 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
     long intentRetentionMinutes;
 
     @Option(
+            names = "--reports-kept",
+            defaultValue = "1000",
+            paramLabel = "N",
+            description =
+                    "Finished migrations whose records (`ferry report`) the cluster keeps in ZooKeeper, the oldest"
+                            + " dropped first (default: ${DEFAULT-VALUE}).")
+    int reportsKept;
+
+    @Option(
+            names = "--report-retention-days",
+            defaultValue = "30",
+            paramLabel = "DAYS",
+            description = "Days the cluster keeps a finished migration's record (default: ${DEFAULT-VALUE}).")
+    int reportRetentionDays;
+
+    @Option(
             names = "--max-concurrent-restarts",
             defaultValue = "4",
             paramLabel = "N",
@@ -192,6 +208,9 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         if (restartResetAfter.isNegative() || restartResetAfter.isZero()) {
             throw new CliException("--restart-reset-after must be positive", 2);
         }
+        if (reportsKept < 1 || reportRetentionDays < 1) {
+            throw new CliException("--reports-kept and --report-retention-days must be at least 1", 2);
+        }
         java.net.InetSocketAddress metricsAt = metricsListen == null ? null : MetricsListen.parse(metricsListen);
         // Checked before anything starts: the replica's endpoint goes into ZooKeeper for CLIs and agents to dial.
         Endpoint advertised = AdvertisedEndpoint.choose("coordinator", listen, advertise, singleMachine);
@@ -222,6 +241,8 @@ final class CoordinatorCommand implements java.util.concurrent.Callable<Integer>
         config = config.withIntentRetention(Duration.ofMinutes(Math.max(1, intentRetentionMinutes)));
         config = config.withMaxConcurrentRestarts(maxConcurrentRestarts).withRestartResetAfter(restartResetAfter);
         config = config.withMetricsListen(metricsAt);
+        config = config.withReports(new dev.ferry.cluster.coordinator.MigrationReports.Retention(
+                reportsKept, Duration.ofDays(reportRetentionDays)));
         try {
             config = config.withChangeLimit(new RateLimit(changeRate, changeBurst))
                     .withRepairAcls(repairAcls);

@@ -17,8 +17,9 @@ import picocli.CommandLine.Parameters;
         description = {
             "A migration's record, after it ended (or while it runs): its settings, every round's pages, bytes,"
                     + " bandwidth, dirty rate and remaining bytes, the limit changes, the pause by step and the outcome.",
-            "ID|VM: a migration's id, or a VM (its running or latest migration). The source agent keeps the record"
-                    + " (its last 200 migrations, 30 days: `ferry agent --reports-kept/--report-retention-days`).",
+            "ID|VM: a migration's id, or a VM (its running or latest migration). The cluster keeps a finished"
+                    + " migration's record in ZooKeeper (the last 1000, 30 days: `ferry coordinator --reports-kept/"
+                    + "--report-retention-days`); the source agent keeps its own copy and the running ones.",
             "--html FILE writes a page with charts that opens anywhere (no script, nothing loaded from a network)."
         })
 final class ReportCommand implements java.util.concurrent.Callable<Integer> {

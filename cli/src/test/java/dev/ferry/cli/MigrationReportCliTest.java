@@ -135,7 +135,7 @@ class MigrationReportCliTest {
         assertEquals(0, js.exit(), js.err());
         JsonNode j = Json.MAPPER.readTree(js.out());
         assertEquals("op-report-1", j.path("id").asText());
-        assertEquals("host-1", j.path("keptBy").asText());
+        assertEquals("the cluster (ZooKeeper)", j.path("keptBy").asText());
         assertEquals(
                 1L << 20, j.path("settings").path("maxBandwidthBytesPerSec").asLong());
         JsonNode rounds = j.path("rounds");

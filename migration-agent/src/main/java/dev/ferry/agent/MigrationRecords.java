@@ -56,7 +56,7 @@ final class MigrationRecords {
     /** Finished records by file name (names sort by finish time), oldest first. */
     private final Map<String, MigrationRecord> finished = new LinkedHashMap<>();
 
-    private final Map<String, MigrationRecord.Builder> running = new LinkedHashMap<>();
+    private final Map<String, MigrationRecorder> running = new LinkedHashMap<>();
 
     MigrationRecords(Path dir, Retention retention, Clock clock) {
         this.dir = dir;
@@ -90,39 +90,22 @@ final class MigrationRecords {
      * on to the caller as well), and records the end when the terminal event comes.
      */
     Consumer<MigrationEvent> recorder(MigrateRequest req, String migrationId, String sourceHost) {
-        MigrationRecord.Builder b = MigrationRecord.newBuilder()
-                .setMigrationId(migrationId)
-                .setVm(req.getVm())
-                .setSource(sourceHost)
-                .setTarget(req.getTargetHost())
-                .setOptions(req.getOptions())
-                .setStartedAtMs(clock.millis());
+        MigrationRecorder r = new MigrationRecorder(
+                migrationId, req.getVm(), sourceHost, req.getTargetHost(), req.getOptions(), clock::millis);
         synchronized (this) {
-            running.put(migrationId, b);
+            running.put(migrationId, r);
         }
-        return e -> observe(migrationId, b, e);
-    }
-
-    private void observe(String id, MigrationRecord.Builder b, MigrationEvent e) {
-        MigrationRecord done = null;
-        synchronized (this) {
-            if (e.hasRound() && !e.getRound().getPartial()) {
-                b.addRounds(e.getRound());
+        return e -> {
+            r.accept(e);
+            java.util.Optional<MigrationRecord> done = r.finished();
+            boolean first;
+            synchronized (this) {
+                first = done.isPresent() && running.remove(migrationId) != null;
             }
-            if (e.hasLimits()) {
-                b.addLimitChanges(e.getLimits());
-            } else if (!e.getMessage().isEmpty() && !e.hasSummary()) {
-                b.addMessages(e.getMessage());
+            if (first) {
+                keep(done.get());
             }
-            if (e.hasSummary() && running.remove(id) != null) {
-                done = b.setSummary(e.getSummary())
-                        .setFinishedAtMs(clock.millis())
-                        .build();
-            }
-        }
-        if (done != null) {
-            keep(done);
-        }
+        };
     }
 
     private void keep(MigrationRecord r) {
@@ -171,8 +154,8 @@ final class MigrationRecords {
         trim();
         List<MigrationRecord> out = new ArrayList<>();
         List<MigrationRecord> now = new ArrayList<>();
-        for (MigrationRecord.Builder b : running.values()) {
-            now.add(b.build());
+        for (MigrationRecorder r : running.values()) {
+            now.add(r.now());
         }
         java.util.Collections.reverse(now);
         List<MigrationRecord> old = new ArrayList<>(finished.values());

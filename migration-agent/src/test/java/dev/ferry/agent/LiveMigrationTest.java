@@ -79,6 +79,14 @@ class LiveMigrationTest {
                         && e.hasRound()
                         && e.getRound().getBandwidthBytesPerSec() > 0
                         && e.getRound().getPagesSent() > 0));
+        // The final round (sent paused) shows the rate its pages went at, not zero (a report's chart dropped to 0 B/s).
+        var last = events.stream()
+                .filter(e -> e.hasRound() && !e.getRound().getPartial())
+                .reduce((a, b) -> b)
+                .orElseThrow()
+                .getRound();
+        assertEquals(s.getRounds() - 1, last.getRound());
+        assertTrue(last.getPagesSent() == 0 || last.getBandwidthBytesPerSec() > 0, last.toString());
 
         // The VM now lives on B only, at the new epoch, and the guest carries on from where it was.
         assertNull(pair.a.instance("web"));

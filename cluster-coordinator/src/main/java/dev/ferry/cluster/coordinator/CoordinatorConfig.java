@@ -32,6 +32,8 @@ import java.util.Objects;
  *     it such a tree stops the start
  * @param metricsListen where the replica serves its Prometheus metrics ({@code GET /metrics});
  *     null: nowhere (they are still counted)
+ * @param reports how many finished migrations' records the leader keeps in ZooKeeper (`ferry
+ *     report`), and for how long ({@link MigrationReports#DEFAULT_RETENTION} by default)
  */
 public record CoordinatorConfig(
         ZkClients zk,
@@ -46,8 +48,10 @@ public record CoordinatorConfig(
         Duration restartResetAfter,
         RateLimit changeLimit,
         boolean repairAcls,
-        InetSocketAddress metricsListen) {
+        InetSocketAddress metricsListen,
+        MigrationReports.Retention reports) {
     public CoordinatorConfig {
+        Objects.requireNonNull(reports, "reports");
         Objects.requireNonNull(zk, "zk");
         Objects.requireNonNull(listen, "listen");
         Objects.requireNonNull(transport, "transport");
@@ -82,7 +86,8 @@ public record CoordinatorConfig(
                 RestartPolicy.DEFAULT_ATTEMPTS_RESET_AFTER,
                 CoordinatorAccess.DEFAULT_CHANGE_LIMIT,
                 false,
-                null);
+                null,
+                MigrationReports.DEFAULT_RETENTION);
     }
 
     public CoordinatorConfig withReconcileInterval(Duration d) {
@@ -125,6 +130,11 @@ public record CoordinatorConfig(
         return with(b -> b.metricsListen = at);
     }
 
+    /** How many finished migrations' records the leader keeps, and for how long. */
+    public CoordinatorConfig withReports(MigrationReports.Retention r) {
+        return with(b -> b.reports = r);
+    }
+
     /**
      * These settings with {@code change} applied: one place copies every component, so that a
      * setting added later cannot be dropped by a {@code with} method that forgot it.
@@ -150,6 +160,7 @@ public record CoordinatorConfig(
         RateLimit changeLimit;
         boolean repairAcls;
         InetSocketAddress metricsListen;
+        MigrationReports.Retention reports;
 
         Copy(CoordinatorConfig c) {
             zk = c.zk;
@@ -165,6 +176,7 @@ public record CoordinatorConfig(
             changeLimit = c.changeLimit;
             repairAcls = c.repairAcls;
             metricsListen = c.metricsListen;
+            reports = c.reports;
         }
 
         CoordinatorConfig build() {
@@ -181,7 +193,8 @@ public record CoordinatorConfig(
                     restartResetAfter,
                     changeLimit,
                     repairAcls,
-                    metricsListen);
+                    metricsListen,
+                    reports);
         }
     }
 }

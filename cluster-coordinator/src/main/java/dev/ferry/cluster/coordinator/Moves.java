@@ -8,6 +8,7 @@ import static dev.ferry.cluster.coordinator.IntentStep.failed;
 import static dev.ferry.cluster.coordinator.IntentStep.refuse;
 import static dev.ferry.cluster.coordinator.IntentStep.set;
 
+import dev.ferry.agent.MigrationRecorder;
 import dev.ferry.agent.client.AgentCallException;
 import dev.ferry.cluster.coordinator.IntentStep.Fresh;
 import dev.ferry.cluster.coordinator.IntentStep.Step;
@@ -20,6 +21,7 @@ import dev.ferry.cluster.store.Versioned;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationEvent;
 import dev.ferry.proto.agent.MigrationPhase;
+import dev.ferry.proto.agent.MigrationRecord;
 import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.VmRequest;
 import dev.ferry.proto.cluster.DesiredState;
@@ -83,6 +85,7 @@ final class Moves {
     private final ClusterStore store;
     private final HostLosses losses;
     private final Clocks clocks;
+    private final MigrationReports reports;
 
     Moves(
             IntentStep steps,
@@ -92,7 +95,8 @@ final class Moves {
             Capacity capacity,
             AgentActions orders,
             Tx.Factory writes,
-            HostLosses losses) {
+            HostLosses losses,
+            MigrationReports reports) {
         this.steps = steps;
         this.intents = intents;
         this.claims = claims;
@@ -104,6 +108,7 @@ final class Moves {
         this.store = guard.store();
         this.losses = losses;
         this.clocks = writes.clocks();
+        this.reports = reports;
     }
 
     // ---- migrate
@@ -116,7 +121,17 @@ final class Moves {
             if (!Intents.isOpen(marked.value())) {
                 return marked.value();
             }
-            MigrationSummary summary = runOrAwait(run, marked.value());
+            Intent running = marked.value();
+            // What this leader hears of the migration becomes its record (`ferry report`).
+            MigrationRecorder heard = new MigrationRecorder(
+                    running.getId(),
+                    name,
+                    running.getSource(),
+                    running.getHost(),
+                    running.getMigration(),
+                    clocks::wallMillis);
+            MigrationSummary summary = runOrAwait(run, running, heard);
+            keepReport(running, heard, summary);
             // How it ended is what the record says, whatever the source reported: the commit is the
             // source's own write, so read past any lag of our server.
             return steps.run(
@@ -248,7 +263,7 @@ final class Moves {
     }
 
     /** Runs the migration on the source (or waits for the one it already runs); the summary it ended with. */
-    private MigrationSummary runOrAwait(IntentRun run, Intent i) throws Exception {
+    private MigrationSummary runOrAwait(IntentRun run, Intent i, MigrationRecorder heard) throws Exception {
         String name = i.getVm();
         Versioned<VmRecord> rec = freshVm(name);
         if (rec != null && committed(rec.value(), i)) {
@@ -275,7 +290,10 @@ final class Moves {
                 .build();
         log.info("migrating {} from {} to {} (intent {})", name, i.getSource(), i.getHost(), i.getId());
         try {
-            MigrationEvent last = orders.migrate(source, req, run::emit);
+            MigrationEvent last = orders.migrate(source, req, e -> {
+                heard.accept(e);
+                run.emit(e);
+            });
             return last.getSummary();
         } catch (AgentCallException e) {
             if (e.code() == Status.Code.FAILED_PRECONDITION && e.getMessage().contains("is migrating")) {
@@ -285,6 +303,53 @@ final class Moves {
                 return awaitSource(i, e.getMessage());
             }
             return syntheticSummary(i, MigrationPhase.MIGRATION_PHASE_FAILED, e.getMessage());
+        }
+    }
+
+    /**
+     * Keeps the migration's record in the cluster: what this leader heard, when it heard the end;
+     * else (it lost the stream, or took over from a leader that had it) the source's own record,
+     * which has every round; else what it heard with the summary it ended with, and a message
+     * saying that rounds are missing.
+     */
+    private void keepReport(Intent i, MigrationRecorder heard, MigrationSummary summary) {
+        MigrationRecord r = heard.finished().orElse(null);
+        if (r == null) {
+            r = sourceRecord(i).orElse(null);
+        }
+        if (r == null) {
+            heard.accept(MigrationEvent.newBuilder()
+                    .setMessage("the coordinator did not hear every round of this migration, and " + i.getSource()
+                            + " could not give its record: rounds may be missing here")
+                    .build());
+            heard.accept(MigrationEvent.newBuilder()
+                    .setPhase(summary.getStatus())
+                    .setSummary(summary)
+                    .build());
+            r = heard.now();
+        }
+        reports.keep(r);
+    }
+
+    /** The source's finished record of migration {@code i}, if it can be asked and has one. */
+    private Optional<MigrationRecord> sourceRecord(Intent i) {
+        HostRecord source = view.hostRecord(i.getSource());
+        if (source == null) {
+            return Optional.empty();
+        }
+        try {
+            return orders
+                    .migrationRecords(
+                            source,
+                            dev.ferry.proto.agent.MigrationRecordsRequest.newBuilder()
+                                    .setMigrationId(i.getId())
+                                    .build())
+                    .stream()
+                    .filter(r -> r.getMigrationId().equals(i.getId()) && r.hasSummary())
+                    .findFirst();
+        } catch (AgentCallException e) {
+            log.info("migration {}: {} could not give its record: {}", i.getId(), i.getSource(), e.getMessage());
+            return Optional.empty();
         }
     }
 

@@ -52,6 +52,7 @@ final class Term implements Closeable {
     final VmOperations vmOps;
     final Failover failover;
     final Moves moves;
+    final MigrationReports reports;
     final Reconciler reconciler;
 
     Term(
@@ -94,7 +95,8 @@ final class Term implements Closeable {
                 timers,
                 workers,
                 metrics);
-        this.moves = new Moves(steps, intents, claims, view, capacity, orders, writes, losses);
+        this.reports = new MigrationReports(guard, config.reports(), clocks);
+        this.moves = new Moves(steps, intents, claims, view, capacity, orders, writes, losses, reports);
         this.reconciler =
                 new Reconciler(intents, claims, view, failover, orders, writes, losses, new StableRuns(clocks), config);
         intents.handle(IntentKind.INTENT_KIND_CREATE, vmOps::create);

@@ -48,11 +48,33 @@ final class Views {
         return out;
     }
 
+    /** Who kept a report read from ZooKeeper ({@link MigrationReports}). */
+    static final String KEPT_BY_THE_CLUSTER = "the cluster (ZooKeeper)";
+
+    /**
+     * The cluster's kept record of migration {@code which}, or else (when {@code orVm}) the newest of
+     * the VM so named; null when none, or when ZooKeeper cannot say (then the agents are asked).
+     */
+    private static dev.ferry.proto.agent.MigrationRecord keptByTheCluster(Term t, String which, boolean orVm) {
+        try {
+            java.util.Optional<dev.ferry.proto.agent.MigrationRecord> r = t.reports.find(which, "");
+            if (r.isEmpty() && orVm) {
+                r = t.reports.find("", which);
+            }
+            return r.orElse(null);
+        } catch (Exception e) {
+            org.slf4j.LoggerFactory.getLogger(Views.class)
+                    .warn("cannot read the kept migration reports: {}", e.toString());
+            return null;
+        }
+    }
+
     /**
      * The record of the migration {@code which} names (its id, or a VM: its running or latest
-     * migration), from the agent that kept it: the source named by the migration's intent, or any
-     * live agent once the intent is gone. Without any agent's record, what the intent says (no
-     * rounds), with a note saying why.
+     * migration): a finished one's as the cluster kept it ({@link MigrationReports}); a running
+     * one's, or one the cluster kept none of, from the agent that keeps it: the source named by the
+     * migration's intent, or any live agent once the intent is gone. Without any record, what the
+     * intent says (no rounds), with a note saying why.
      */
     static dev.ferry.proto.coordinator.MigrationReport report(Term t, String which) throws CoordinatorException {
         if (which.isBlank()) {
@@ -70,6 +92,16 @@ final class Views {
             intent = migrations(t, which).stream().findFirst().orElse(null);
         }
         String id = intent != null ? intent.getId() : which;
+        if (intent == null || !intent.getState().equals("running")) {
+            dev.ferry.proto.agent.MigrationRecord kept =
+                    keptByTheCluster(t, intent != null ? id : which, intent == null);
+            if (kept != null) {
+                return dev.ferry.proto.coordinator.MigrationReport.newBuilder()
+                        .setRecord(kept)
+                        .setKeptBy(KEPT_BY_THE_CLUSTER)
+                        .build();
+            }
+        }
         List<String> askFirst = new ArrayList<>();
         if (intent != null && !intent.getSource().isEmpty()) {
             askFirst.add(intent.getSource());

@@ -39,6 +39,7 @@ public final class AclAudit {
                 ClusterPaths.VMS,
                 ClusterPaths.RUNNING,
                 ClusterPaths.INTENTS,
+                ClusterPaths.REPORTS,
                 ClusterPaths.LEADER);
     }
 

@@ -28,6 +28,9 @@ public final class ClusterPaths {
     /** Persistent: the newest coordinator leader term (the leaders' fencing token). */
     public static final String TERM = "/term";
 
+    /** Persistent: the records of finished migrations (`ferry report`), kept by the leader. */
+    public static final String REPORTS = "/reports";
+
     /** The Curator namespace of a cluster (no leading slash). */
     public static String namespace(String cluster) {
         checkName("cluster name", cluster);
@@ -52,6 +55,42 @@ public final class ClusterPaths {
 
     public static String intent(String id) {
         return INTENTS + "/" + checkIntentId(id);
+    }
+
+    public static String report(ReportName name) {
+        return REPORTS + "/" + name;
+    }
+
+    /**
+     * A kept report's node name: {@code FINISHED~VM~ID}, the finish time (Unix ms, zero-padded) first
+     * so that names sort oldest first and the count and age bounds need no read of the records.
+     */
+    public record ReportName(long finishedAtMs, String vm, String migrationId) {
+        public ReportName {
+            if (finishedAtMs < 0) {
+                throw new IllegalArgumentException("a report's finish time must not be negative");
+            }
+            checkName("VM name", vm);
+            checkIntentId(migrationId);
+        }
+
+        /** The name of a node Ferry wrote, or empty for any other (never fatal: a stray node is skipped). */
+        public static java.util.Optional<ReportName> parse(String child) {
+            String[] parts = child.split("~", -1);
+            if (parts.length != 3 || parts[0].length() != 15) {
+                return java.util.Optional.empty();
+            }
+            try {
+                return java.util.Optional.of(new ReportName(Long.parseLong(parts[0]), parts[1], parts[2]));
+            } catch (IllegalArgumentException e) {
+                return java.util.Optional.empty();
+            }
+        }
+
+        @Override
+        public String toString() {
+            return String.format("%015d~%s~%s", finishedAtMs, vm, migrationId);
+        }
     }
 
     /** Request ids name intents: 1-200 letters, digits, '.', '_' or '-'. */

@@ -60,6 +60,7 @@ public final class ClusterStore {
                 ClusterPaths.VMS,
                 ClusterPaths.RUNNING,
                 ClusterPaths.INTENTS,
+                ClusterPaths.REPORTS,
                 ClusterPaths.LEADER)) {
             try {
                 zk.create().creatingParentsIfNeeded().forPath(p, new byte[0]);
@@ -93,6 +94,12 @@ public final class ClusterStore {
 
     public Optional<Versioned<LeaderTerm>> leaderTerm() throws Exception {
         return read(ClusterPaths.TERM, Records::leaderTerm);
+    }
+
+    /** A kept migration report ({@link ClusterPaths#REPORTS}). */
+    public Optional<Versioned<dev.ferry.proto.agent.MigrationRecord>> report(ClusterPaths.ReportName name)
+            throws Exception {
+        return read(ClusterPaths.report(name), Records::report);
     }
 
     public List<String> children(String path) throws Exception {
@@ -165,6 +172,11 @@ public final class ClusterStore {
 
     public CuratorOp create(String path, Message record, CreateMode mode) throws Exception {
         return zk.transactionOp().create().withMode(mode).forPath(path, Records.encode(record));
+    }
+
+    /** A node whose data is already encoded (a migration report, {@link Records#report}). */
+    public CuratorOp create(String path, byte[] data, CreateMode mode) throws Exception {
+        return zk.transactionOp().create().withMode(mode).forPath(path, data);
     }
 
     public CuratorOp set(String path, Message record, int version) throws Exception {

@@ -49,6 +49,14 @@ public final class Records {
         return decode(path, data, LeaderTerm.parser(), LeaderTerm::getSchemaVersion);
     }
 
+    /**
+     * A finished migration's record (`ferry report`). It is the agent API's message, with no schema
+     * version of its own: it is shown to people and never decided on, so any version parses.
+     */
+    public static dev.ferry.proto.agent.MigrationRecord report(String path, byte[] data) {
+        return decode(path, data, dev.ferry.proto.agent.MigrationRecord.parser(), r -> SCHEMA_VERSION);
+    }
+
     static <T extends Message> T decode(String path, byte[] data, Parser<T> parser, ToIntFunction<T> version) {
         if (data == null || data.length == 0) {
             throw new RecordException(path, "empty record", null);
