@@ -512,10 +512,16 @@ final class Moves {
         }
         progress(run, i, start, "draining " + host);
         Map<String, CompletableFuture<Intent>> inFlight = new HashMap<>();
+        // Each running live move's bandwidth cap, as the drain last gave it (its share of the total).
+        Map<String, Long> given = new HashMap<>();
         // A resumed drain first picks up the moves its predecessor had started.
         for (VmMove m : i.getMovesList()) {
             if (m.getState() == MoveState.MOVE_STATE_MIGRATING) {
-                inFlight.put(m.getVm(), childOutcome(childId(i, m.getVm())));
+                String id = childId(i, m.getVm());
+                inFlight.put(m.getVm(), childOutcome(id));
+                store.intent(id)
+                        .ifPresent(c ->
+                                given.put(m.getVm(), c.value().getMigration().getMaxBandwidthBytesPerSec()));
             }
         }
         while (true) {
@@ -550,8 +556,11 @@ final class Moves {
                     changed = true;
                     continue;
                 }
-                next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight, openLive(next)));
+                next.setMoves(k, m.getCold() ? moveCold(i, m) : startLive(i, m, inFlight, openLive(next), given));
                 changed = true;
+            }
+            if (changed) {
+                resplit(i, next, inFlight, given);
             }
             if (changed) {
                 Tx tx = writes.tx();
@@ -654,7 +663,61 @@ final class Moves {
         return open;
     }
 
-    private VmMove startLive(Intent drain, VmMove m, Map<String, CompletableFuture<Intent>> inFlight, int openLive)
+    /**
+     * Raises the running moves' caps to their share of the drain's total now that fewer moves are
+     * left than may run at once (the drain's tail): without it the last move would crawl at the
+     * share it got beside neighbours long gone. Each move's new cap reaches its sender as a limit
+     * change (`ferry report` shows it); the sum over the running moves stays within the total
+     * ({@link DrainBandwidth#share}). A move's cap set meanwhile with `ferry migrate set` is replaced
+     * when the drain raises it. A source that cannot be told keeps the cap it has.
+     */
+    private void resplit(
+            Intent drain,
+            Intent.Builder now,
+            Map<String, CompletableFuture<Intent>> inFlight,
+            Map<String, Long> given) {
+        long total = drain.getMigration().getMaxBandwidthBytesPerSec();
+        given.keySet().retainAll(inFlight.keySet());
+        if (total == 0 || inFlight.isEmpty()) {
+            return;
+        }
+        long share = DrainBandwidth.share(total, Math.max(1, drain.getParallel()), Math.max(1, openLive(now)));
+        HostRecord source = view.hostRecord(drain.getHost());
+        if (source == null) {
+            return;
+        }
+        for (Map.Entry<String, CompletableFuture<Intent>> move : inFlight.entrySet()) {
+            String vm = move.getKey();
+            long had = given.getOrDefault(vm, 0L);
+            if (had == 0 || had >= share || move.getValue().isDone()) {
+                continue;
+            }
+            try {
+                orders.setMigrationLimits(
+                        source,
+                        dev.ferry.proto.agent.SetMigrationLimitsRequest.newBuilder()
+                                .setVm(vm)
+                                .setMaxBandwidthBytesPerSec(share)
+                                .build());
+                given.put(vm, share);
+                log.info(
+                        "draining {}: {}'s share of the drain's bandwidth raised to {} B/s",
+                        drain.getHost(),
+                        vm,
+                        share);
+            } catch (AgentCallException e) {
+                // Ended meanwhile, or the source cannot be reached: the move keeps its cap.
+                log.info("draining {}: cannot raise {}'s share: {}", drain.getHost(), vm, e.getMessage());
+            }
+        }
+    }
+
+    private VmMove startLive(
+            Intent drain,
+            VmMove m,
+            Map<String, CompletableFuture<Intent>> inFlight,
+            int openLive,
+            Map<String, Long> given)
             throws Exception {
         Versioned<VmRecord> rec = freshVm(m.getVm());
         if (rec == null || !rec.value().getOwner().equals(drain.getHost())) {
@@ -674,15 +737,15 @@ final class Moves {
                     .build();
         }
         String target = ((Placement.Placed) d).host();
+        // The drain's cap is its total (`host drain --max-bandwidth`): this move's share.
+        long share = DrainBandwidth.share(
+                drain.getMigration().getMaxBandwidthBytesPerSec(),
+                Math.max(1, drain.getParallel()),
+                Math.max(1, openLive));
         Intent child = Intents.intent(IntentKind.INTENT_KIND_MIGRATE, childId(drain, m.getVm()))
                 .setVm(m.getVm())
                 .setHost(target)
-                .setMigration(drain.getMigration().toBuilder()
-                        // The drain's cap is its total (`host drain --max-bandwidth`): this move's share.
-                        .setMaxBandwidthBytesPerSec(DrainBandwidth.share(
-                                drain.getMigration().getMaxBandwidthBytesPerSec(),
-                                Math.max(1, drain.getParallel()),
-                                Math.max(1, openLive))))
+                .setMigration(drain.getMigration().toBuilder().setMaxBandwidthBytesPerSec(share))
                 .build();
         IntentRun run;
         try {
@@ -691,6 +754,7 @@ final class Moves {
             capacity.settle(m.getVm());
         }
         inFlight.put(m.getVm(), run.outcome);
+        given.put(m.getVm(), share);
         return m.toBuilder()
                 .setState(MoveState.MOVE_STATE_MIGRATING)
                 .setTarget(target)
