@@ -507,6 +507,45 @@ class HostileSenderTest {
         assertDiscardedAndNameFree();
     }
 
+    /** Bytes that are no frame: a tag of field 0 (never valid) and then some, so they cannot parse by chance. */
+    private static byte[] garbage() {
+        return new byte[] {0x07, 0x55, 0x2a, (byte) 0xff, 0x01};
+    }
+
+    /**
+     * Found by chaos scenario 13 (seed 10, a compromised source host): a frame gRPC cannot parse
+     * ends the lane's call with gRPC's own "Application error processing RPC", and the stream's
+     * observer hears neither an error nor the end; the destination held the VM's RAM and name until
+     * its idle deadline (30 s) instead of letting go at once.
+     */
+    @Test
+    void aFrameThatDoesNotParseEndsTheMigrationAtOnce() throws Exception {
+        PrepareIncomingResponse p = prepare("m-garbage");
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-garbage", p.getToken()));
+        lane.sendBytes(garbage());
+        Throwable ended = lane.ended().get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(ended != null, "the call must end with an error");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * As above, once the destination said Ready: nothing but a lost lane (or the commit) ends that
+     * state, and a lane gRPC closed was never reported lost, so the prepared VM stayed for good.
+     */
+    @Test
+    void aFrameThatDoesNotParseWhileReadyIsResolvedNotHeldForever() throws Exception {
+        PrepareIncomingResponse p = prepare("m-garbage-ready");
+        SenderFrame.Builder state = deviceState();
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-garbage-ready", p.getToken()));
+        firstRound(lane, 0, 1, true);
+        lane.send(state);
+        lane.send(switchover(0));
+        ReceiverFrame ready = lane.next();
+        assertTrue(ready.hasReady(), "expected Ready, got " + ready);
+        lane.sendBytes(garbage());
+        assertDiscardedAndNameFree();
+    }
+
     /**
      * Found by ReceiverFuzzTest (seed 20250611, case 487): a lane call the source closed before it
      * sent anything belonged to no migration, so nothing ever ended it; every such call stayed open
