@@ -89,6 +89,12 @@ class SimChaosTest extends ChaosGroup {
     }
 
     @Test
+    @Order(13)
+    void scenario13HostileFramesFromACompromisedSourceHost() {
+        pass("13");
+    }
+
+    @Test
     @Order(16)
     void scenario16FullDestinationTmpfs() {
         pass("16");
