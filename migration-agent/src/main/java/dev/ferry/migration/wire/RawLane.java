@@ -54,8 +54,8 @@ public final class RawLane implements ClientResponseObserver<byte[], ReceiverFra
     private final CompletableFuture<Throwable> ended = new CompletableFuture<>();
 
     private final Duration answerWait;
-    private final ClientCallStreamObserver<byte[]> out;
-    private ClientCallStreamObserver<byte[]> requests;
+    /** The call's request side, handed over by gRPC in {@link #beforeStart} while the constructor starts the call. */
+    private ClientCallStreamObserver<byte[]> out;
 
     /**
      * Opens the call on {@code channel}; {@link #next()} and {@link #attach} wait up to
@@ -64,12 +64,11 @@ public final class RawLane implements ClientResponseObserver<byte[], ReceiverFra
     public RawLane(Channel channel, Duration answerWait) {
         this.answerWait = answerWait;
         ClientCalls.asyncBidiStreamingCall(channel.newCall(TRANSFER_BYTES, CallOptions.DEFAULT), this);
-        out = requests;
     }
 
     @Override
     public void beforeStart(ClientCallStreamObserver<byte[]> requestStream) {
-        requests = requestStream;
+        out = requestStream;
     }
 
     @Override
