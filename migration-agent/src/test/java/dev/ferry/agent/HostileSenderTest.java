@@ -8,6 +8,7 @@ import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.wire.HostileBatches;
+import dev.ferry.migration.wire.RawLane;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.agent.PrepareIncomingResponse;
 import dev.ferry.proto.migration.Compression;
@@ -51,6 +52,9 @@ class HostileSenderTest {
      * took over 2 s to arrive beside a QEMU test run, and the discard named the idle deadline).
      */
     private static final Duration IDLE_ELSEWHERE = Timing.seconds(30);
+
+    /** How long a lane waits for each answer of the receiver. */
+    private static final Duration ANSWER = Timing.seconds(10);
 
     @BeforeEach
     void start(org.junit.jupiter.api.TestInfo test) throws Exception {
@@ -105,7 +109,7 @@ class HostileSenderTest {
 
     @Test
     void anUnexpectedMigrationIsRefused() throws Exception {
-        RawLane lane = new RawLane(channel);
+        RawLane lane = new RawLane(channel, ANSWER);
         lane.send(
                 SenderFrame.newBuilder().setHello(hello("never-prepared", "x")).build());
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "not expecting");
@@ -113,7 +117,7 @@ class HostileSenderTest {
 
     @Test
     void aFirstFrameThatIsNotAHelloIsRefused() throws Exception {
-        RawLane lane = new RawLane(channel);
+        RawLane lane = new RawLane(channel, ANSWER);
         lane.send(SenderFrame.newBuilder()
                 .setPages(PageBatch.getDefaultInstance())
                 .build());
@@ -123,23 +127,23 @@ class HostileSenderTest {
     @Test
     void aWrongTokenVersionSpecOrSizeIsRefusedAndTheRightSenderStillGetsIn() throws Exception {
         PrepareIncomingResponse p = prepare("m1");
-        RawLane badToken = new RawLane(channel);
+        RawLane badToken = new RawLane(channel, ANSWER);
         badToken.send(SenderFrame.newBuilder().setHello(hello("m1", "guess")).build());
         assertRefusal(badToken.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "wrong token");
 
-        RawLane future = new RawLane(channel);
+        RawLane future = new RawLane(channel, ANSWER);
         future.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setProtocolVersion(99))
                 .build());
         assertRefusal(future.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "protocol version 99");
 
-        RawLane otherVm = new RawLane(channel);
+        RawLane otherVm = new RawLane(channel, ANSWER);
         otherVm.send(SenderFrame.newBuilder()
                 .setHello(hello("m1", p.getToken()).setSpec(spec().toBuilder().setMemoryBytes(32L << 20)))
                 .build());
         assertRefusal(otherVm.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "spec differs");
 
-        RawLane good = new RawLane(channel);
+        RawLane good = new RawLane(channel, ANSWER);
         good.send(SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
         assertTrue(good.next().hasHelloAck(), "a refused impostor must not spoil the prepared migration");
         good.halfClose();
@@ -152,7 +156,7 @@ class HostileSenderTest {
     @Test
     void aMalformedBatchAbortsTheMigrationAndDiscardsTheDestination() throws Exception {
         PrepareIncomingResponse p = prepare("m2");
-        RawLane lane = new RawLane(channel);
+        RawLane lane = new RawLane(channel, ANSWER);
         lane.send(SenderFrame.newBuilder().setHello(hello("m2", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
         assertEquals(1, pair.ramFiles(pair.b));
@@ -177,7 +181,7 @@ class HostileSenderTest {
     @Test
     void pagesBeyondGuestMemoryAreRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m3");
-        RawLane lane = new RawLane(channel);
+        RawLane lane = new RawLane(channel, ANSWER);
         lane.send(SenderFrame.newBuilder().setHello(hello("m3", p.getToken())).build());
         assertTrue(lane.next().hasHelloAck());
         lane.send(SenderFrame.newBuilder()
@@ -193,18 +197,7 @@ class HostileSenderTest {
 
     /** Window {@code w} of round {@code round}, all zero pages, with a valid checksum. */
     private static SenderFrame.Builder zeroWindow(long w, int round) {
-        return SenderFrame.newBuilder()
-                .setPages(HostileBatches.seal(
-                        PageBatch.newBuilder()
-                                .setRound(round)
-                                .setBasePage(w * WINDOW)
-                                .setDataPages(ByteString.copyFrom(new byte[WINDOW / 8]))
-                                .addZeroRuns(PageRun.newBuilder().setOffset(0).setCount(WINDOW))
-                                .setCompression(Compression.COMPRESSION_RAW)
-                                .setRawLength(0),
-                        4096,
-                        WINDOW,
-                        new byte[0]));
+        return SenderFrame.newBuilder().setPages(HostileBatches.zeroWindow(w, round, WINDOW, 4096, WINDOW));
     }
 
     private static SenderFrame.Builder roundEnd(int round, long batches, long pages, boolean last) {
@@ -221,13 +214,7 @@ class HostileSenderTest {
      * lane, whole: all zero here), and its RoundEnd.
      */
     private static void firstRound(RawLane lane, int index, int count, boolean last) {
-        long windows = (16L << 20) / 4096 / WINDOW;
-        long batches = 0;
-        for (long w = index; w < windows; w += count) {
-            lane.send(zeroWindow(w, 0));
-            batches++;
-        }
-        lane.send(roundEnd(0, batches, batches * WINDOW, last));
+        lane.sendZeroFirstRound((16L << 20) / 4096, 4096, index, count, last);
     }
 
     private static SenderFrame.Builder switchover(int finalRound) {
@@ -262,11 +249,11 @@ class HostileSenderTest {
     @Test
     void aHelloForLaneTwoToThe31IsRefusedNotTakenAsNegative() throws Exception {
         PrepareIncomingResponse p = prepare("m-lane");
-        RawLane bad = new RawLane(channel);
+        RawLane bad = new RawLane(channel, ANSWER);
         bad.send(SenderFrame.newBuilder()
                 .setHello(hello("m-lane", p.getToken()).setLane(1 << 31).setLaneCount(2)));
         assertRefusal(bad.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "lane 2147483648 of 2");
-        new RawLane(channel).attach(hello("m-lane", p.getToken()));
+        new RawLane(channel, ANSWER).attach(hello("m-lane", p.getToken()));
     }
 
     /**
@@ -277,9 +264,10 @@ class HostileSenderTest {
     void aRepeatedFinalRoundEndIsRefusedNotCountedTwice() throws Exception {
         PrepareIncomingResponse p = prepare("m-final");
         SenderFrame.Builder state = deviceState();
-        RawLane lane0 =
-                new RawLane(channel).attach(hello("m-final", p.getToken()).setLaneCount(2));
-        new RawLane(channel).attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
+        RawLane lane0 = new RawLane(channel, ANSWER)
+                .attach(hello("m-final", p.getToken()).setLaneCount(2));
+        new RawLane(channel, ANSWER)
+                .attach(hello("m-final", p.getToken()).setLane(1).setLaneCount(2));
         firstRound(lane0, 0, 2, true);
         lane0.send(roundEnd(0, 8, 8 * WINDOW, true));
         lane0.send(state);
@@ -292,7 +280,7 @@ class HostileSenderTest {
     @Test
     void aBatchOfAnotherRoundThanTheLanesIsRefusedSoRoundsCannotPileUp() throws Exception {
         PrepareIncomingResponse p = prepare("m-rounds");
-        RawLane lane = new RawLane(channel).attach(hello("m-rounds", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-rounds", p.getToken()));
         lane.send(zeroWindow(0, 7));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "round 7 during round 0");
         assertDiscardedAndNameFree();
@@ -305,8 +293,8 @@ class HostileSenderTest {
     @Test
     void aWindowOnAnotherLaneIsRefusedSoAnOlderCopyCannotOvertakeANewerOne() throws Exception {
         PrepareIncomingResponse p = prepare("m-stripe");
-        new RawLane(channel).attach(hello("m-stripe", p.getToken()).setLaneCount(2));
-        RawLane lane1 = new RawLane(channel)
+        new RawLane(channel, ANSWER).attach(hello("m-stripe", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel, ANSWER)
                 .attach(hello("m-stripe", p.getToken()).setLane(1).setLaneCount(2));
         lane1.send(zeroWindow(2, 0));
         assertRefusal(lane1.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "window 2 travels on lane 0");
@@ -317,7 +305,7 @@ class HostileSenderTest {
     @Test
     void aRoundEndWhosePageCountDiffersFromWhatArrivedIsRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m-pages");
-        RawLane lane = new RawLane(channel).attach(hello("m-pages", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-pages", p.getToken()));
         lane.send(zeroWindow(0, 0));
         lane.send(roundEnd(0, 1, 1000, false));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "1 batches of 1000 pages");
@@ -332,9 +320,9 @@ class HostileSenderTest {
     void aLaneWhoseFinalRoundIsNotTheSwitchoversIsRefusedNotReportedReady() throws Exception {
         PrepareIncomingResponse p = prepare("m-early");
         SenderFrame.Builder state = deviceState();
-        RawLane lane0 =
-                new RawLane(channel).attach(hello("m-early", p.getToken()).setLaneCount(2));
-        RawLane lane1 = new RawLane(channel)
+        RawLane lane0 = new RawLane(channel, ANSWER)
+                .attach(hello("m-early", p.getToken()).setLaneCount(2));
+        RawLane lane1 = new RawLane(channel, ANSWER)
                 .attach(hello("m-early", p.getToken()).setLane(1).setLaneCount(2));
         firstRound(lane1, 1, 2, true);
         firstRound(lane0, 0, 2, false);
@@ -350,8 +338,8 @@ class HostileSenderTest {
     void aSwitchoverBeforeEveryLaneSaidHelloIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-missing");
         SenderFrame.Builder state = deviceState();
-        RawLane lane0 =
-                new RawLane(channel).attach(hello("m-missing", p.getToken()).setLaneCount(2));
+        RawLane lane0 = new RawLane(channel, ANSWER)
+                .attach(hello("m-missing", p.getToken()).setLaneCount(2));
         firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
@@ -366,7 +354,7 @@ class HostileSenderTest {
     @Test
     void aSwitchoverBeforeTheLastDeviceStateChunkIsRefusedAtOnce() throws Exception {
         PrepareIncomingResponse p = prepare("m-nostate");
-        RawLane lane = new RawLane(channel).attach(hello("m-nostate", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-nostate", p.getToken()));
         firstRound(lane, 0, 1, true);
         lane.send(switchover(0));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_FINAL_PAGES, "device state");
@@ -377,7 +365,7 @@ class HostileSenderTest {
     @Test
     void aHelloRepeatedOnAnAttachedLaneEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-hello2");
-        RawLane lane = new RawLane(channel).attach(hello("m-hello2", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-hello2", p.getToken()));
         lane.send(SenderFrame.newBuilder().setHello(hello("m-hello2", p.getToken())));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "second hello");
         assertDiscardedAndNameFree();
@@ -387,7 +375,7 @@ class HostileSenderTest {
     @Test
     void deviceStateAfterItsLastChunkEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-state2");
-        RawLane lane = new RawLane(channel).attach(hello("m-state2", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-state2", p.getToken()));
         SenderFrame.Builder state = deviceState();
         lane.send(state);
         lane.send(state);
@@ -402,11 +390,11 @@ class HostileSenderTest {
     @Test
     void aDeviceStateChunkOverTheMessageLimitEndsTheMigration() throws Exception {
         PrepareIncomingResponse p = prepare("m-huge");
-        RawLane lane = new RawLane(channel).attach(hello("m-huge", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-huge", p.getToken()));
         lane.send(SenderFrame.newBuilder()
                 .setDeviceState(DeviceStateChunk.newBuilder()
                         .setData(ByteString.copyFrom(ByteBuffer.allocate(Transport.MAX_MESSAGE_BYTES + 1)))));
-        Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        Throwable ended = lane.ended().get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
         assertTrue(ended != null, "the call must end with an error");
         assertDiscardedAndNameFree();
     }
@@ -429,8 +417,8 @@ class HostileSenderTest {
     @Test
     void aMigrationWhoseSecondLaneNeverSaysHelloIsDiscardedAtTheHandshakeDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-half");
-        RawLane lane0 =
-                new RawLane(channel).attach(hello("m-half", p.getToken()).setLaneCount(2));
+        RawLane lane0 = new RawLane(channel, ANSWER)
+                .attach(hello("m-half", p.getToken()).setLaneCount(2));
         assertRefusal(
                 lane0.next(),
                 MigrationStep.MIGRATION_STEP_HANDSHAKE,
@@ -442,7 +430,7 @@ class HostileSenderTest {
     @Test
     void aSourceThatFallsSilentMidRoundIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-quiet");
-        RawLane lane = new RawLane(channel).attach(hello("m-quiet", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-quiet", p.getToken()));
         lane.send(zeroWindow(0, 0));
         assertRefusal(
                 lane.next(),
@@ -459,9 +447,10 @@ class HostileSenderTest {
     void aLaneSilentAfterTheSwitchoverIsDiscardedAtTheIdleDeadline() throws Exception {
         PrepareIncomingResponse p = prepare("m-owes");
         SenderFrame.Builder state = deviceState();
-        RawLane lane0 =
-                new RawLane(channel).attach(hello("m-owes", p.getToken()).setLaneCount(2));
-        new RawLane(channel).attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
+        RawLane lane0 = new RawLane(channel, ANSWER)
+                .attach(hello("m-owes", p.getToken()).setLaneCount(2));
+        new RawLane(channel, ANSWER)
+                .attach(hello("m-owes", p.getToken()).setLane(1).setLaneCount(2));
         firstRound(lane0, 0, 2, true);
         lane0.send(state);
         lane0.send(switchover(0));
@@ -481,7 +470,7 @@ class HostileSenderTest {
     @Test
     void aFirstRoundThatSkipsWindowsIsRefusedNotReadyWithPagesNeverSent() throws Exception {
         PrepareIncomingResponse p = prepare("m-skip");
-        RawLane lane = new RawLane(channel).attach(hello("m-skip", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-skip", p.getToken()));
         lane.send(zeroWindow(0, 0));
         lane.send(zeroWindow(2, 0));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "sent window 2 in round 0, expected window 1");
@@ -492,7 +481,7 @@ class HostileSenderTest {
     @Test
     void aFirstRoundEndedBeforeItsLastWindowIsRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m-short");
-        RawLane lane = new RawLane(channel).attach(hello("m-short", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-short", p.getToken()));
         lane.send(zeroWindow(0, 0));
         lane.send(roundEnd(0, 1, WINDOW, false));
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_PRECOPY, "ended round 0 before its window 1 of 16");
@@ -503,7 +492,7 @@ class HostileSenderTest {
     @Test
     void aFirstRoundWindowNotWholeIsRefused() throws Exception {
         PrepareIncomingResponse p = prepare("m-part");
-        RawLane lane = new RawLane(channel).attach(hello("m-part", p.getToken()));
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-part", p.getToken()));
         lane.send(SenderFrame.newBuilder()
                 .setPages(HostileBatches.seal(
                         PageBatch.newBuilder()
@@ -518,6 +507,45 @@ class HostileSenderTest {
         assertDiscardedAndNameFree();
     }
 
+    /** Bytes that are no frame: a tag of field 0 (never valid) and then some, so they cannot parse by chance. */
+    private static byte[] garbage() {
+        return new byte[] {0x07, 0x55, 0x2a, (byte) 0xff, 0x01};
+    }
+
+    /**
+     * Found by chaos scenario 13 (seed 10, a compromised source host): a frame gRPC cannot parse
+     * ends the lane's call with gRPC's own "Application error processing RPC", and the stream's
+     * observer hears neither an error nor the end; the destination held the VM's RAM and name until
+     * its idle deadline (30 s) instead of letting go at once.
+     */
+    @Test
+    void aFrameThatDoesNotParseEndsTheMigrationAtOnce() throws Exception {
+        PrepareIncomingResponse p = prepare("m-garbage");
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-garbage", p.getToken()));
+        lane.sendBytes(garbage());
+        Throwable ended = lane.ended().get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        assertTrue(ended != null, "the call must end with an error");
+        assertDiscardedAndNameFree();
+    }
+
+    /**
+     * As above, once the destination said Ready: nothing but a lost lane (or the commit) ends that
+     * state, and a lane gRPC closed was never reported lost, so the prepared VM stayed for good.
+     */
+    @Test
+    void aFrameThatDoesNotParseWhileReadyIsResolvedNotHeldForever() throws Exception {
+        PrepareIncomingResponse p = prepare("m-garbage-ready");
+        SenderFrame.Builder state = deviceState();
+        RawLane lane = new RawLane(channel, ANSWER).attach(hello("m-garbage-ready", p.getToken()));
+        firstRound(lane, 0, 1, true);
+        lane.send(state);
+        lane.send(switchover(0));
+        ReceiverFrame ready = lane.next();
+        assertTrue(ready.hasReady(), "expected Ready, got " + ready);
+        lane.sendBytes(garbage());
+        assertDiscardedAndNameFree();
+    }
+
     /**
      * Found by ReceiverFuzzTest (seed 20250611, case 487): a lane call the source closed before it
      * sent anything belonged to no migration, so nothing ever ended it; every such call stayed open
@@ -525,9 +553,9 @@ class HostileSenderTest {
      */
     @Test
     void aLaneClosedBeforeItsHelloIsEndedNotLeftOpen() throws Exception {
-        RawLane lane = new RawLane(channel);
+        RawLane lane = new RawLane(channel, ANSWER);
         lane.halfClose();
-        Throwable ended = lane.ended.get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
+        Throwable ended = lane.ended().get(Timing.seconds(10).toMillis(), TimeUnit.MILLISECONDS);
         assertTrue(ended != null, "the destination ends the call with a refusal");
         assertRefusal(lane.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "closed before its hello");
     }

@@ -10,6 +10,7 @@ import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
 import dev.ferry.migration.RamDigest;
 import dev.ferry.migration.wire.BatchCodec;
+import dev.ferry.migration.wire.RawLane;
 import dev.ferry.proto.agent.MigrateRequest;
 import dev.ferry.proto.agent.MigrationOptions;
 import dev.ferry.proto.agent.MigrationPhase;
@@ -97,6 +98,9 @@ class ReceiverFuzzTest {
     private static final Duration IDLE = Timing.seconds(2);
     /** How long the sender waits for Ready before it sends its Commit (as a real one would not). */
     private static final Duration READY_WAIT = Timing.seconds(1.5);
+
+    /** How long a lane waits for each answer of the receiver. */
+    private static final Duration ANSWER = Timing.seconds(10);
 
     /**
      * Heap after GC may grow by this much over the run. The tests' ParallelGC leaves dead objects in
@@ -446,7 +450,7 @@ class ReceiverFuzzTest {
         for (FrameMutation.Step st : script.steps) {
             int l = st.lane();
             if (lanes[l] == null) {
-                lanes[l] = new RawLane(channel);
+                lanes[l] = new RawLane(channel, ANSWER);
             }
             // (Lane 0 carries Ready: with lane 0 never opened, no Ready can come.)
             if (st.raw() == null && st.frame().hasCommit() && lanes[0] != null) {
@@ -490,7 +494,7 @@ class ReceiverFuzzTest {
                 continue;
             }
             try {
-                lane.ended.get(endWait.toMillis(), TimeUnit.MILLISECONDS);
+                lane.ended().get(endWait.toMillis(), TimeUnit.MILLISECONDS);
             } catch (java.util.concurrent.TimeoutException e) {
                 if (!script.reset) {
                     StringBuilder states = new StringBuilder();
@@ -498,9 +502,9 @@ class ReceiverFuzzTest {
                         if (lanes[k] != null) {
                             states.append(" lane ")
                                     .append(k)
-                                    .append(lanes[k].ended.isDone() ? " ended" : " open")
+                                    .append(lanes[k].ended().isDone() ? " ended" : " open")
                                     .append(" answered ")
-                                    .append(lanes[k].frames);
+                                    .append(lanes[k].frames());
                         }
                     }
                     throw new CaseFailure(
@@ -509,7 +513,7 @@ class ReceiverFuzzTest {
             }
         }
         if (lanes[0] != null) {
-            lanes[0].frames.drainTo(seen0);
+            lanes[0].frames().drainTo(seen0);
         }
         boolean resumed = seen0.stream().anyMatch(ReceiverFrame::hasResumed);
         for (ReceiverFrame f : seen0) {
@@ -570,7 +574,7 @@ class ReceiverFuzzTest {
                 if (f.hasAbort()) {
                     return null;
                 }
-            } else if (lane.ended.isDone()) {
+            } else if (lane.ended().isDone()) {
                 return null;
             }
         }
@@ -583,7 +587,7 @@ class ReceiverFuzzTest {
             if (lane == null) {
                 continue;
             }
-            for (ReceiverFrame f : lane.frames) {
+            for (ReceiverFrame f : lane.frames()) {
                 if (f.hasAbort()) {
                     String reason = f.getAbort()
                             .getReason()
@@ -598,8 +602,8 @@ class ReceiverFuzzTest {
             }
         }
         for (RawLane lane : lanes) {
-            if (lane != null && lane.ended.getNow(null) != null) {
-                Status st = Status.fromThrowable(lane.ended.getNow(null));
+            if (lane != null && lane.ended().getNow(null) != null) {
+                Status st = Status.fromThrowable(lane.ended().getNow(null));
                 return "call ended " + st.getCode() + (st.getCode() == Status.Code.UNKNOWN ? " " + st : "");
             }
         }

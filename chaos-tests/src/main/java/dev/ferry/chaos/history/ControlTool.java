@@ -2,6 +2,7 @@ package dev.ferry.chaos.history;
 
 import dev.ferry.testkit.netns.CommandResult;
 import dev.ferry.testkit.netns.NetnsCluster;
+import dev.ferry.testkit.netns.NetnsHost;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -17,16 +18,25 @@ public final class ControlTool {
     private ControlTool() {}
 
     public static CommandResult run(NetnsCluster cluster, Class<?> main, Duration timeout, String... args) {
+        List<String> all = new ArrayList<>(List.of(cluster.zkConnect(), cluster.clusterName()));
+        cluster.credentialFiles("c", "coordinator-1").forEach(f -> all.add(f.toString()));
+        all.addAll(List.of(args));
+        return on(cluster.control(), main, timeout, all);
+    }
+
+    /**
+     * Runs {@code main} with {@code args} alone as a process in {@code host}'s namespace, with this
+     * JVM's class path: a tool that must act as that host (scenario 13's hostile source speaks
+     * from the source host's address, with its certificate).
+     */
+    public static CommandResult on(NetnsHost host, Class<?> main, Duration timeout, List<String> args) {
         List<String> cmd = new ArrayList<>(List.of(
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-cp",
                 System.getProperty("java.class.path"),
-                main.getName(),
-                cluster.zkConnect(),
-                cluster.clusterName()));
-        cluster.credentialFiles("c", "coordinator-1").forEach(f -> cmd.add(f.toString()));
-        cmd.addAll(List.of(args));
-        return cluster.control().exec(timeout, cmd);
+                main.getName()));
+        cmd.addAll(args);
+        return host.exec(timeout, cmd);
     }
 
     /** The ZooKeeper clients of a tool started by {@link #run}, from its first five arguments. */

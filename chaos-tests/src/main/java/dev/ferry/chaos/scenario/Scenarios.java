@@ -1,8 +1,10 @@
 package dev.ferry.chaos.scenario;
 
 import dev.ferry.chaos.history.Consoles;
+import dev.ferry.chaos.nemesis.HostileSource;
 import dev.ferry.chaos.schedule.Schedule;
 import dev.ferry.chaos.workload.Client;
+import dev.ferry.testing.Timing;
 import dev.ferry.testkit.netns.AgentDaemon;
 import dev.ferry.testkit.netns.CommandResult;
 import dev.ferry.testkit.netns.Daemon;
@@ -36,6 +38,7 @@ public final class Scenarios {
                 new ZooKeeperOutage(),
                 new ClockJumps(),
                 new NetemMigration(),
+                new HostileFrames(),
                 new FullTmpfs(),
                 new LostReply(),
                 new LeaderKilledAfterDecision(),
@@ -697,6 +700,168 @@ public final class Scenarios {
                             + r.command().describe());
                 }
                 sleepMs(6000);
+            }
+        }
+    }
+
+    /**
+     * 13: hostile frames across hosts. Every lane is mutual TLS and accepted only from the source
+     * host a prepare named, so the one sender of hostile frames is a compromised source host with
+     * its own valid agent certificate: {@link HostileSource}, run as a process in host-1's
+     * namespace with host-1's certificate, prepares a fresh VM on host-2 as a real source does and
+     * then follows a seeded hostile script (three of six, in seeded order, each on its own VM
+     * name). Each must be refused by the destination's own check, naming what was wrong, sooner
+     * than the idle deadline (only the silent source waits for it, and must be let go of within it
+     * and a margin); the VM's name must be free again; host-2's agent must stay up (same process)
+     * and then take a real migration of a running VM from host-1 with {@code --verify}. What the
+     * attempts left on host-2 (a RAM file, a run directory, a process of a hostile VM's name, which
+     * has no record) is I5's; the running VM's ownership is unchanged by them (checked here) and it
+     * runs once, intact, after its migration (I1, I3, I4).
+     */
+    static final class HostileFrames extends Base {
+        HostileFrames() {
+            super("13-hostile-frames", false, "hostile migration frames from a compromised source host");
+        }
+
+        /** The hostile VMs' guest size: 16 windows of pages, so a whole first round is 16 small batches. */
+        static final long HOSTILE_MEMORY = 16L << 20;
+
+        /** The agents' idle deadline: the cluster's agents run with the default (no flag sets it). */
+        static final Duration IDLE = dev.ferry.agent.AgentConfig.DEFAULT_IDLE_TIMEOUT;
+
+        /** What the destination may take beyond the idle deadline to let a silent source go (its timer's tick, a loaded machine). */
+        static final Duration MARGIN = Duration.ofSeconds(15);
+
+        @Override
+        public Schedule plan(long seed) {
+            Schedule.Planner p = planner(seed);
+            p.step(0, "create", "vm", "a", "host", "host-1");
+            List<HostileSource.Script> left = new ArrayList<>(List.of(HostileSource.Script.values()));
+            for (int i = 1; i <= 3; i++) {
+                HostileSource.Script s = p.pick(left);
+                left.remove(s);
+                String variant = switch (s) {
+                    case PAGES_BEYOND_MEMORY ->
+                        p.pick(List.of(
+                                Long.toString(HOSTILE_MEMORY / 4096), // the first window past the end
+                                Long.toString(1L << 40),
+                                Long.toUnsignedString(-256L))); // 2^64 - 256: negative as a long
+                    case HUGE_COUNT ->
+                        p.pick(List.of(
+                                "zero-run-" + (1L << 31),
+                                "zero-run-" + ((1L << 32) - 1),
+                                "round-end-" + (1L << 31),
+                                "round-end-" + Long.toUnsignedString(-1L)));
+                    case GARBAGE -> Long.toString(p.between(1, 4096));
+                    default -> "-";
+                };
+                p.step(
+                        0,
+                        "hostile",
+                        "vm",
+                        "h" + i,
+                        "from",
+                        "host-1",
+                        "to",
+                        "host-2",
+                        "script",
+                        s.id,
+                        "variant",
+                        variant,
+                        "seed",
+                        Long.toString(p.between(1, Long.MAX_VALUE - 1)));
+            }
+            p.step(0, "migrate", "vm", "a", "to", "host-2", "verify", "true");
+            return p.build();
+        }
+
+        @Override
+        public void run(Run run, Schedule plan) throws Exception {
+            String vm = run.vm("a");
+            run.createRunning(vm, "host-1", "64M", SLOW_SIM);
+            var before = run.record(vm);
+            AgentDaemon source = run.agent("host-1");
+            AgentDaemon destination = run.agent("host-2");
+            long destinationPid = destination.pid();
+            List<Schedule.Step> attempts = plan.steps("hostile");
+            Duration wait = IDLE.plus(Timing.scaled(MARGIN)).plusSeconds(15);
+            List<String> args = new ArrayList<>();
+            run.cluster().credentialFiles("a", source.hostId()).forEach(f -> args.add(f.toString()));
+            args.addAll(List.of(
+                    source.hostId(),
+                    destination.hostId(),
+                    destination.endpoint(),
+                    Long.toString(HOSTILE_MEMORY),
+                    Long.toString(wait.toMillis())));
+            for (Schedule.Step a : attempts) {
+                args.add(run.vm(a.param("vm")) + ":" + a.param("script") + ":" + a.param("variant") + ":"
+                        + a.param("seed"));
+            }
+            run.history()
+                    .fault(
+                            "hostile-source",
+                            true,
+                            source.hostId() + " (its agent certificate) to " + destination.hostId() + ": "
+                                    + attempts.stream()
+                                            .map(a -> a.param("script") + "(" + a.param("variant") + ")")
+                                            .toList());
+            CommandResult r = dev.ferry.chaos.history.ControlTool.on(
+                    source.host(),
+                    HostileSource.class,
+                    wait.plusSeconds(30).multipliedBy(attempts.size()).plus(Timing.scaled(Duration.ofSeconds(60))),
+                    args);
+            run.history().fault("hostile-source", false, "exit " + r.exitCode());
+            List<String> wrong = new ArrayList<>();
+            Map<String, HostileSource.Outcome> outcomes = new LinkedHashMap<>();
+            r.stdout().lines().filter(l -> l.startsWith("vm=")).forEach(l -> {
+                HostileSource.Outcome o = HostileSource.Outcome.parse(l);
+                outcomes.put(o.vm(), o);
+                run.history().observe("hostile-end", o.vm(), destination.hostId(), l);
+            });
+            if (!r.ok() || outcomes.size() != attempts.size()) {
+                throw new IllegalStateException("the hostile source did not run every attempt: " + r.describe());
+            }
+            for (Schedule.Step a : attempts) {
+                HostileSource.Outcome o = outcomes.get(run.vm(a.param("vm")));
+                HostileSource.Script script = HostileSource.Script.of(a.param("script"));
+                String expected = script.expected(a.param("variant"));
+                // Refused by the check meant, not by a deadline that happened to end the call: every
+                // script but silence is refused sooner than the idle deadline would let it go.
+                Duration bound = script.waitsForTheIdleDeadline() ? IDLE.plus(Timing.scaled(MARGIN)) : IDLE;
+                if (!o.refused()) {
+                    wrong.add(o.vm() + " (" + o.script() + ") was not refused: " + o.status() + " " + o.description());
+                } else if (!o.description().contains(expected)) {
+                    wrong.add(o.vm() + " (" + o.script() + ") was refused for another reason than \"" + expected
+                            + "\": " + o.status() + " " + o.description());
+                } else if (o.ms() > bound.toMillis()) {
+                    wrong.add(o.vm() + " (" + o.script() + ") was refused " + o.ms() + " ms after its last frame, over "
+                            + bound.toMillis() + " ms");
+                }
+                if (!o.name().equals("free")) {
+                    wrong.add(o.vm() + "'s name on " + destination.hostId() + ": " + o.name());
+                }
+            }
+            // Up, and the same process: a hostile source must not be able to crash the destination.
+            if (!destination.isAlive() || destination.pid() != destinationPid) {
+                wrong.add(destination.hostId() + "'s agent did not survive the hostile frames (pid " + destinationPid
+                        + " -> " + (destination.isAlive() ? destination.pid() : "dead") + ")");
+            }
+            var after = run.record(vm);
+            if (!after.owner().equals(before.owner()) || after.epoch() != before.epoch()) {
+                wrong.add(
+                        "the hostile attempts changed " + vm + "'s record: " + before.value() + " -> " + after.value());
+            }
+            requireProgress(run, vm, "host-1", "after the hostile attempts");
+            // Healthy: the destination takes a real migration, verified, from the host it just refused.
+            Client.Result m = run.client.migrate(vm, "host-2", "--verify");
+            observeEnd(run, vm, m);
+            run.readRecords();
+            if (!m.ok()) {
+                wrong.add("the real migration to " + destination.hostId() + " after the hostile attempts failed: "
+                        + m.command().describe());
+            }
+            if (!wrong.isEmpty()) {
+                throw new IllegalStateException(String.join("; ", wrong));
             }
         }
     }
