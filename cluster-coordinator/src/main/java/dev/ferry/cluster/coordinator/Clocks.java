@@ -10,7 +10,10 @@ public interface Clocks {
     /** Monotonic nanoseconds ({@link System#nanoTime()}): for every decision. */
     long nanoTime();
 
-    /** Wall-clock milliseconds: for display only. */
+    /**
+     * Wall-clock milliseconds: to stamp records and views for operators, and to age out by date what
+     * only operators read (migration reports, {@link MigrationReports}); never for a decision on a VM.
+     */
     long wallMillis();
 
     Clocks SYSTEM = new Clocks() {

@@ -12,7 +12,6 @@ import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.RoundProgress;
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicLong;
 import org.apache.zookeeper.CreateMode;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -22,18 +21,7 @@ import org.junit.jupiter.api.Test;
 class MigrationReportsTest {
     private ZkFixture zk;
     private ClusterStore store;
-    private final AtomicLong wall = new AtomicLong(1_800_000_000_000L);
-    private final Clocks clocks = new Clocks() {
-        @Override
-        public long nanoTime() {
-            return System.nanoTime();
-        }
-
-        @Override
-        public long wallMillis() {
-            return wall.get();
-        }
-    };
+    private final ManualClocks clocks = new ManualClocks();
 
     @BeforeEach
     void start() throws Exception {
@@ -47,7 +35,7 @@ class MigrationReportsTest {
     }
 
     private MigrationReports reports(int count, Duration age) throws Exception {
-        WriteGuard guard = WriteGuard.takeOffice(store, "leader", ZkFixture.latchNode(store), wall.get());
+        WriteGuard guard = WriteGuard.takeOffice(store, "leader", ZkFixture.latchNode(store), clocks.wallMillis());
         return new MigrationReports(guard, new MigrationReports.Retention(count, age), clocks);
     }
 
@@ -57,8 +45,8 @@ class MigrationReportsTest {
                 .setVm(vm)
                 .setSource("h1")
                 .setTarget("h2")
-                .setStartedAtMs(wall.get() - 1000)
-                .setFinishedAtMs(wall.get());
+                .setStartedAtMs(clocks.wallMillis() - 1000)
+                .setFinishedAtMs(clocks.wallMillis());
         for (int i = 0; i < rounds; i++) {
             b.addRounds(RoundProgress.newBuilder().setRound(i).setPagesSent(100 + i));
         }
@@ -72,9 +60,9 @@ class MigrationReportsTest {
     void aKeptRecordIsFoundByIdAndTheNewestByVmAndKeptOnce() throws Exception {
         MigrationReports reports = reports(10, Duration.ofDays(30));
         reports.keep(finished("op-1", "web", 3));
-        wall.addAndGet(1000);
+        clocks.pass(Duration.ofSeconds(1));
         reports.keep(finished("op-2", "web", 5));
-        wall.addAndGet(1000);
+        clocks.pass(Duration.ofSeconds(1));
         reports.keep(finished("op-3", "db", 1));
 
         assertEquals(3, reports.find("op-1", "").orElseThrow().getRoundsCount());
@@ -93,13 +81,13 @@ class MigrationReportsTest {
         MigrationReports reports = reports(3, Duration.ofDays(1));
         for (int i = 1; i <= 5; i++) {
             reports.keep(finished("op-" + i, "web", 1));
-            wall.addAndGet(1000);
+            clocks.pass(Duration.ofSeconds(1));
         }
         assertEquals(3, store.children(ClusterPaths.REPORTS).size());
         assertTrue(reports.find("op-2", "").isEmpty());
         assertTrue(reports.find("op-3", "").isPresent());
 
-        wall.addAndGet(Duration.ofDays(1).toMillis() - 2500); // op-3 now past the day; op-4, op-5 not
+        clocks.pass(Duration.ofDays(1).minusMillis(2500)); // op-3 now past the day; op-4, op-5 not
         reports.keep(finished("op-6", "db", 1));
         assertEquals(
                 List.of("op-4", "op-5", "op-6"),
@@ -114,7 +102,7 @@ class MigrationReportsTest {
         MigrationReports reports = reports(10, Duration.ofDays(30));
         store.commit(store.create(ClusterPaths.REPORTS + "/not-a-report", new byte[] {1}, CreateMode.PERSISTENT));
         store.commit(store.create(
-                ClusterPaths.report(new ClusterPaths.ReportName(wall.get() + 5, "web", "op-bad")),
+                ClusterPaths.report(new ClusterPaths.ReportName(clocks.wallMillis() + 5, "web", "op-bad")),
                 new byte[] {(byte) 0xff, (byte) 0xff},
                 CreateMode.PERSISTENT));
         reports.keep(finished("op-1", "web", 2));
@@ -126,7 +114,7 @@ class MigrationReportsTest {
     void aLeaderWhoseTermEndedKeepsNothing() throws Exception {
         MigrationReports stale = reports(10, Duration.ofDays(30));
         // A newer leader takes office: the old one's write is refused, and it learns it no longer leads.
-        WriteGuard.takeOffice(zk.store(), "newer", ZkFixture.latchNode(store), wall.get());
+        WriteGuard.takeOffice(zk.store(), "newer", ZkFixture.latchNode(store), clocks.wallMillis());
         assertThrows(NotLeaderException.class, () -> stale.keep(finished("op-1", "web", 2)));
         assertTrue(store.children(ClusterPaths.REPORTS).isEmpty());
     }
