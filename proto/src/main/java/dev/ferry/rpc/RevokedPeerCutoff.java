@@ -40,8 +40,8 @@ final class RevokedPeerCutoff implements ServerInterceptor {
     /** How often the list is looked at (one stat) for calls already open. */
     static final long SWEEP_MS = 1000;
 
-    /** One thread for every server of the process: it stats a file a second. */
-    private static final ScheduledExecutorService SWEEPER = Executors.newSingleThreadScheduledExecutor(
+    /** One thread for every server and channel of the process: it stats a file a second. */
+    static final ScheduledExecutorService SWEEPER = Executors.newSingleThreadScheduledExecutor(
             Thread.ofPlatform().daemon().name("ferry-revocation-sweep").factory());
 
     private final RevocationWatch revocations;
@@ -115,7 +115,7 @@ final class RevokedPeerCutoff implements ServerInterceptor {
                 .orElse(null));
     }
 
-    private static String reason(X509Certificate peer, Instant at) {
+    static String reason(X509Certificate peer, Instant at) {
         String who = Identity.of(peer)
                 .map(Object::toString)
                 .orElse(peer.getSubjectX500Principal().getName());

@@ -11,6 +11,7 @@ import io.grpc.netty.shaded.io.grpc.netty.NettySslContextChannelCredentials;
 import io.grpc.netty.shaded.io.grpc.netty.NettySslContextServerCredentials;
 import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
 import io.grpc.netty.shaded.io.netty.handler.ssl.OpenSsl;
+import io.grpc.netty.shaded.io.netty.handler.ssl.OpenSslSessionContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
@@ -71,6 +72,7 @@ final class TlsContexts {
     private final Clock clock;
     private final RevocationWatch revocations;
     private final RevokedPeerCutoff cutoff;
+    private final RevokedServerCutoff serverCutoff;
     private final ServerCredentials server;
     private final Map<PeerRequirement, ChannelCredentials> clients = new ConcurrentHashMap<>();
 
@@ -84,6 +86,7 @@ final class TlsContexts {
         // Read now, so that a broken list is in the start-up log rather than at the first handshake.
         revocations.list();
         this.cutoff = new RevokedPeerCutoff(revocations);
+        this.serverCutoff = new RevokedServerCutoff(revocations);
         try {
             SslContext ctx = GrpcSslContexts.configure(SslContextBuilder.forServer(key, certificate), PROVIDER)
                     .protocols(PROTOCOL)
@@ -105,6 +108,28 @@ final class TlsContexts {
         return cutoff;
     }
 
+    /** Ends calls to servers revoked after their handshake (every channel puts one innermost). */
+    RevokedServerCutoff serverCutoff() {
+        return serverCutoff;
+    }
+
+    /**
+     * Makes every handshake of a client context a full one. A resumed TLS session skips the trust
+     * manager: a channel that reconnected to a server revoked meanwhile (to the same address, from
+     * the same context: every channel of a daemon) was let in on the session it had before, so a
+     * client refused a revoked server only with a new context, not at its next connection. A full
+     * handshake costs a signature and a key exchange per connection; Ferry's connections are few
+     * and long-lived (a channel per peer, a connection per migration lane).
+     */
+    static void withoutResumption(SslContext ctx) {
+        if (ctx.sessionContext() instanceof OpenSslSessionContext openSsl) {
+            openSsl.setSessionCacheEnabled(false);
+        } else {
+            // The JDK's cache cannot be switched off; its sessions can be made to expire at once.
+            ctx.sessionContext().setSessionTimeout(1);
+        }
+    }
+
     /** The certificate presented and the CA trusted, as read at construction (what peers see until a restart). */
     CertificateExpiry expiry() {
         return CertificateExpiry.of(certificate, ca);
@@ -118,6 +143,7 @@ final class TlsContexts {
                         .keyManager(key, certificate)
                         .trustManager(new IdentityTrustManager(ca, cluster, Optional.of(p), clock, revocations))
                         .build();
+                withoutResumption(ctx);
                 return NettySslContextChannelCredentials.create(ctx);
             } catch (SSLException e) {
                 throw new IllegalStateException("cannot build a TLS client context for " + p, e);

@@ -228,7 +228,8 @@ public final class Transport {
      * A channel to {@code target}. Each call returns a new channel and so, for TCP, a new
      * connection: migration lanes each take their own so that they do not share one connection's
      * flow-control window and event loop. With mutual TLS the handshake fails unless the server's
-     * certificate is one {@code peer} accepts.
+     * certificate is one {@code peer} accepts, and calls to a server whose certificate is revoked
+     * after the handshake are ended ({@link RevokedServerCutoff}).
      */
     public ManagedChannel channel(Endpoint target, PeerRequirement peer) {
         return channel(target, peer, false);
@@ -246,16 +247,27 @@ public final class Transport {
     private ManagedChannel channel(Endpoint target, PeerRequirement peer, boolean keepAliveWithoutCalls) {
         Objects.requireNonNull(peer, "peer");
         return switch (target) {
-            case Endpoint.Tcp tcp ->
-                NettyChannelBuilder.forAddress(
+            case Endpoint.Tcp tcp -> {
+                NettyChannelBuilder b = NettyChannelBuilder.forAddress(
                                 tcp.host(), tcp.port(), ComposingCumulation.client(channelCredentials(peer)))
                         .flowControlWindow(FLOW_CONTROL_WINDOW)
                         .maxInboundMessageSize(MAX_MESSAGE_BYTES)
                         .keepAliveTime(keepalive.time().toNanos(), TimeUnit.NANOSECONDS)
                         .keepAliveTimeout(keepalive.timeout().toNanos(), TimeUnit.NANOSECONDS)
-                        .keepAliveWithoutCalls(keepAliveWithoutCalls)
-                        .intercept(interceptors)
-                        .build();
+                        .keepAliveWithoutCalls(keepAliveWithoutCalls);
+                // The revocation check first, so that it runs innermost (gRPC runs the last added
+                // first) and sees the real call's TLS session whatever the other interceptors do.
+                RevokedServerCutoff.ChannelCutoff cutoff =
+                        tls == null ? null : tls.serverCutoff().newChannel();
+                if (cutoff != null) {
+                    b.intercept(cutoff);
+                }
+                ManagedChannel built = b.intercept(interceptors).build();
+                if (cutoff != null) {
+                    cutoff.bind(built);
+                }
+                yield built;
+            }
             case Endpoint.InProcess ip
             when tls != null ->
                 throw new IllegalArgumentException(

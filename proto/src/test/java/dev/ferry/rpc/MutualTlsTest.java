@@ -298,6 +298,112 @@ class MutualTlsTest {
         }
     }
 
+    /** Opens a "Chat" on {@code ch} whose replies, end or error land in {@code into}; one echo is awaited. */
+    private static io.grpc.stub.StreamObserver<Ping> chat(
+            ManagedChannel ch, java.util.concurrent.BlockingQueue<Object> into) throws InterruptedException {
+        io.grpc.stub.StreamObserver<Ping> send = io.grpc.stub.ClientCalls.asyncBidiStreamingCall(
+                ch.newCall(ECHO.method("Chat", Ping.class, Pong.class), CallOptions.DEFAULT),
+                new io.grpc.stub.StreamObserver<Pong>() {
+                    @Override
+                    public void onNext(Pong p) {
+                        into.add(p.getText());
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        into.add(Status.fromThrowable(t));
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        into.add("completed");
+                    }
+                });
+        send.onNext(Ping.getDefaultInstance());
+        assertEquals("echo", into.poll(20, TimeUnit.SECONDS));
+        return send;
+    }
+
+    /**
+     * Revocation reached a client only at its next handshake: a channel already connected to a
+     * server whose certificate was revoked kept its open streams and made new calls on the same
+     * connection (a revoked agent or coordinator kept its peers' channels to it).
+     */
+    @Test
+    void aRevokedServersOpenStreamsAndConnectionsAreCutOffWithoutARestart() throws Exception {
+        CertificateAuthority ca = CertificateAuthority.load(dir.resolve("ca"));
+        Credentials host7 = issue(ca, "host-7", Role.AGENT, "host-7");
+        Credentials host8 = issue(ca, "host-8", Role.AGENT, "host-8");
+        Endpoint revokedServer = serve(host7);
+        Endpoint otherServer = serve(host8);
+        Transport client = Transport.mutualTls(operator.withRevocationList(ca.revocationListFile()));
+        // A channel with an open stream, a connected channel with no call open, and a stream to
+        // another server, all of one transport.
+        ManagedChannel streaming = client.channel(revokedServer, PeerRequirement.agent("host-7"));
+        ManagedChannel idle = client.channel(revokedServer, PeerRequirement.agent("host-7"));
+        ManagedChannel other = client.channel(otherServer, PeerRequirement.agent("host-8"));
+        for (ManagedChannel c : List.of(streaming, idle, other)) {
+            closing.add(() -> c.shutdownNow().awaitTermination(5, TimeUnit.SECONDS));
+        }
+        MethodDescriptor<Ping, Pong> onceM = ECHO.method("Once", Ping.class, Pong.class);
+        assertEquals(
+                "ferry://prod/operator/alice",
+                ClientCalls.blockingUnaryCall(idle, onceM, CallOptions.DEFAULT, Ping.getDefaultInstance())
+                        .getText());
+        CHATS_ENDED.clear();
+        java.util.concurrent.BlockingQueue<Object> toRevoked = new java.util.concurrent.LinkedBlockingQueue<>();
+        java.util.concurrent.BlockingQueue<Object> toOther = new java.util.concurrent.LinkedBlockingQueue<>();
+        io.grpc.stub.StreamObserver<Ping> sendRevoked = chat(streaming, toRevoked);
+        io.grpc.stub.StreamObserver<Ping> sendOther = chat(other, toOther);
+
+        long revokedAt = System.nanoTime();
+        ca.revoke(List.of(host7.loadCertificate()), CLOCK);
+        try {
+            Object ended = toRevoked.poll(20, TimeUnit.SECONDS);
+            long endedMs = (System.nanoTime() - revokedAt) / 1_000_000;
+            System.out.println("the open stream to the revoked server ended " + endedMs + " ms after the revocation");
+            assertTrue(ended instanceof Status, "the stream must end with an error, got " + ended);
+            Status st = (Status) ended;
+            assertEquals(Status.Code.UNAUTHENTICATED, st.getCode());
+            assertTrue(st.getDescription().contains("ferry://prod/agent/host-7 (serial "), st.getDescription());
+            assertTrue(st.getDescription().contains("was revoked at"), st.getDescription());
+            // What the caller sends after the end is dropped, not thrown back at it.
+            sendRevoked.onNext(Ping.getDefaultInstance());
+            sendRevoked.onCompleted();
+            // The server's handler saw the call cancelled, as if the client had gone.
+            assertEquals("cancelled: CANCELLED", CHATS_ENDED.poll(20, TimeUnit.SECONDS));
+
+            // The next call on either channel fails, naming the revocation: the channels were sent
+            // to reconnect (so the new handshake refuses the server, UNAVAILABLE); a call that
+            // starts before that on a connection still open ends at once, UNAUTHENTICATED.
+            for (ManagedChannel c : List.of(idle, streaming)) {
+                StatusRuntimeException y = assertThrows(
+                        StatusRuntimeException.class,
+                        () -> ClientCalls.blockingUnaryCall(c, onceM, CallOptions.DEFAULT, Ping.getDefaultInstance()));
+                assertTrue(
+                        y.getStatus().getCode() == Status.Code.UNAVAILABLE
+                                || y.getStatus().getCode() == Status.Code.UNAUTHENTICATED,
+                        causes(y));
+                System.out.println(
+                        "the next call after the revocation: " + y.getStatus().getCode());
+                assertTrue(causes(y).contains("ferry://prod/agent/host-7 (serial "), causes(y));
+                assertTrue(causes(y).contains("was revoked at"), causes(y));
+            }
+
+            // The other server is unaffected: its stream runs on, and it takes new calls.
+            sendOther.onNext(Ping.getDefaultInstance());
+            assertEquals("echo", toOther.poll(20, TimeUnit.SECONDS));
+            assertEquals(
+                    "ferry://prod/operator/alice",
+                    ClientCalls.blockingUnaryCall(other, onceM, CallOptions.DEFAULT, Ping.getDefaultInstance())
+                            .getText());
+            sendOther.onCompleted();
+            assertEquals("completed", toOther.poll(20, TimeUnit.SECONDS));
+        } finally {
+            java.nio.file.Files.delete(ca.revocationListFile());
+        }
+    }
+
     @Test
     void aHandlerKnowsItsCallerFromTheCallersCertificate() throws Exception {
         Endpoint e = serve(host1);
