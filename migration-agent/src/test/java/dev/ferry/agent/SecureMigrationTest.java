@@ -18,6 +18,8 @@ import dev.ferry.proto.agent.MigrationPhase;
 import dev.ferry.proto.agent.MigrationSummary;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
 import dev.ferry.proto.migration.MigrationStep;
+import dev.ferry.proto.vm.Pattern;
+import dev.ferry.proto.vm.VmSpec;
 import dev.ferry.proto.vm.VmState;
 import dev.ferry.rpc.Endpoint;
 import dev.ferry.rpc.Transport;
@@ -114,6 +116,77 @@ class SecureMigrationTest {
             assertEquals(MigrationStep.MIGRATION_STEP_PREPARE, s.getFailedStep(), s.getError());
             assertEquals(VmState.VM_STATE_RUNNING, pair.clientA.getVm("db").getState());
             assertTrue(rogue.b.instance("db") == null, "the rogue host got nothing");
+        }
+    }
+
+    /**
+     * A client re-checked a server only at its next handshake: a source kept streaming guest memory
+     * to a destination whose certificate was revoked mid-migration, for as long as the lanes lived.
+     */
+    @Test
+    void aSourceStopsSendingToADestinationRevokedMidMigrationAndKeepsRunning() throws Exception {
+        Clock utc = Clock.systemUTC();
+        CertificateAuthority ca = CertificateAuthority.load(dir.resolve("ca"));
+        // A certificate of host-b's own, so that revoking it leaves the other tests' host-b alone.
+        Credentials revocableB =
+                ca.issue("host-b", Role.AGENT, Duration.ofDays(1), List.of(), List.of(), dir.resolve("b2"), utc);
+        try (AgentPair p = new AgentPair(
+                Transport.mutualTls(hostA.withRevocationList(ca.revocationListFile())),
+                Transport.mutualTls(revocableB),
+                Transport.mutualTls(operator),
+                d -> new SimDriver(),
+                c -> c)) {
+            VmSpec spec = AgentPair.busyGuest("vault", 64L << 20, 500).toBuilder()
+                    .setWorkload(AgentPair.busyGuest("vault", 64L << 20, 500).getWorkload().toBuilder()
+                            .setPattern(Pattern.PATTERN_RANDOM))
+                    .build();
+            p.createRunning(spec);
+            SimVm source = (SimVm) p.a.instance("vault");
+            // 4 MiB/s: the first round of 64 MiB of random pages takes about 16 s, so the revocation
+            // lands while guest memory is on its way.
+            MigrateRequest slow = migrate("vault", "host-b", p.b.endpoint()).toBuilder()
+                    .setOptions(migrate("vault", "host-b", p.b.endpoint()).getOptions().toBuilder()
+                            .setMaxBandwidthBytesPerSec(4L << 20))
+                    .build();
+            long[] revokedAt = {0};
+            long[] bytesAtRevocation = {0};
+            long[] bytesAfter = {0};
+            MigrationSummary s = p.clientA
+                    .migrate(slow, e -> {
+                        long sent = e.getRound().getWireBytes();
+                        if (revokedAt[0] == 0 && e.getPhase() == MigrationPhase.MIGRATION_PHASE_ROUND && sent > 0) {
+                            bytesAtRevocation[0] = sent;
+                            ca.revoke(List.of(revocableB.loadCertificate()), utc);
+                            revokedAt[0] = System.nanoTime();
+                        } else if (revokedAt[0] != 0) {
+                            bytesAfter[0] = Math.max(bytesAfter[0], sent);
+                        }
+                    })
+                    .getSummary();
+            long failedMs = (System.nanoTime() - revokedAt[0]) / 1_000_000;
+            System.out.println("migration to the revoked destination failed " + failedMs + " ms after the revocation;"
+                    + " wire bytes of the round at the revocation " + bytesAtRevocation[0] + ", highest reported after "
+                    + bytesAfter[0] + ", in all " + s.getBytesTransferred() + " of " + (64L << 20));
+            assertTrue(revokedAt[0] != 0, "the migration never reported bytes sent: " + s);
+            assertEquals(MigrationPhase.MIGRATION_PHASE_FAILED, s.getStatus(), s.toString());
+            assertTrue(s.getError().contains("host-b") && s.getError().contains("revoked"), s.getError());
+            assertTrue(s.getBytesTransferred() < (64L << 20), "the whole guest went to a revoked host: " + s);
+            // The source runs on where it was; the destination lets go of what it had received.
+            assertEquals(VmState.VM_STATE_RUNNING, p.clientA.getVm("vault").getState());
+            long beat = source.heartbeat();
+            Timing.await("the source guest runs on", Duration.ofSeconds(10), () -> source.heartbeat() > beat);
+            Timing.await(
+                    "the destination discards the incoming guest",
+                    Duration.ofSeconds(30),
+                    () -> {
+                        try {
+                            return p.clientB.listVms().isEmpty() && p.ramFiles(p.b) == 0;
+                        } catch (java.io.IOException e) {
+                            return false;
+                        }
+                    });
+        } finally {
+            java.nio.file.Files.deleteIfExists(ca.revocationListFile());
         }
     }
 
