@@ -175,16 +175,13 @@ class SecureMigrationTest {
             assertEquals(VmState.VM_STATE_RUNNING, p.clientA.getVm("vault").getState());
             long beat = source.heartbeat();
             Timing.await("the source guest runs on", Duration.ofSeconds(10), () -> source.heartbeat() > beat);
-            Timing.await(
-                    "the destination discards the incoming guest",
-                    Duration.ofSeconds(30),
-                    () -> {
-                        try {
-                            return p.clientB.listVms().isEmpty() && p.ramFiles(p.b) == 0;
-                        } catch (java.io.IOException e) {
-                            return false;
-                        }
-                    });
+            Timing.await("the destination discards the incoming guest", Duration.ofSeconds(30), () -> {
+                try {
+                    return p.clientB.listVms().isEmpty() && p.ramFiles(p.b) == 0;
+                } catch (java.io.IOException e) {
+                    return false;
+                }
+            });
         } finally {
             java.nio.file.Files.deleteIfExists(ca.revocationListFile());
         }

@@ -31,14 +31,17 @@ import org.slf4j.LoggerFactory;
  * channel {@link Transport} builds with mutual TLS:
  *
  * <ul>
- *   <li>a call is checked when it starts on a connection already open (the server's certificate
- *       is then known, before the caller sends anything but the call's headers): to a revoked
- *       server it ends at once with {@code UNAUTHENTICATED} naming the revocation;
- *   <li>while calls are open, the list is looked at once a {@link RevokedPeerCutoff#SWEEP_MS}
- *       and the open calls to a server it revokes are ended the same way: the caller's listener
- *       sees {@code UNAUTHENTICATED}, and what it sends afterwards is dropped;
+ *   <li>each channel remembers the certificate its connection last answered with (gRPC tells a
+ *       call its connection's TLS session once the server's headers arrive);
+ *   <li>while the channel exists, the list is looked at once a {@link RevokedPeerCutoff#SWEEP_MS}
+ *       and the open calls to a server it revokes are ended: the caller's listener sees {@code
+ *       UNAUTHENTICATED} naming the revocation, and what it sends afterwards is dropped, as is
+ *       whatever that server had already answered;
+ *   <li>a call that starts on a channel whose remembered server is revoked ends the same way at
+ *       once, before the caller sends anything but the call's headers;
  *   <li>either way the channel is sent idle, which closes its connection to that server once no
- *       call uses it; its next call connects anew, and that handshake refuses the server.
+ *       call uses it; its next call connects anew, and that handshake refuses the server (client
+ *       contexts never resume a session, see {@link TlsContexts#withoutResumption}).
  * </ul>
  */
 final class RevokedServerCutoff {
@@ -50,7 +53,7 @@ final class RevokedServerCutoff {
     /** The channels of this transport, until the sweep finds them shut down. */
     private final Set<ChannelCutoff> channels = ConcurrentHashMap.newKeySet();
 
-    /** Scheduled while calls are open, so that an idle transport costs nothing. */
+    /** Scheduled while channels or calls exist, so that a transport without them costs nothing. */
     private ScheduledFuture<?> sweeping;
 
     RevokedServerCutoff(RevocationWatch revocations) {
