@@ -91,6 +91,7 @@ public final class Runner implements AutoCloseable {
     /** Runs {@code scenario} once with {@code seed}; the result is also added to the report. */
     public RunResult run(Scenario scenario, long seed) {
         long began = System.nanoTime();
+        Phases phases = new Phases();
         Schedule plan = scenario.plan(seed);
         settings.out().print(plan.describe());
         History history = new History();
@@ -98,6 +99,7 @@ public final class Runner implements AutoCloseable {
         List<Long> recoveries = new ArrayList<>();
         String error = "";
         NetnsCluster cluster = cluster(scenario.qemu());
+        phases.mark("cluster");
         String prefix = "r" + runNumber.incrementAndGet() + "-";
         Run run;
         try (ProgressSampler sampler =
@@ -113,14 +115,17 @@ public final class Runner implements AutoCloseable {
                 } catch (RuntimeException e) {
                     error = error + (error.isEmpty() ? "" : "; ") + "heal: " + e;
                 }
+                phases.mark("scenario and heal");
             }
             try {
                 boolean undone;
                 try {
                     awaitRecovery(run);
+                    phases.mark("recovery");
                     Run.sleep(Duration.ofSeconds(3)); // the final window I4 counts copies in
                     sampler.sampleOnce();
                     run.readRecords();
+                    phases.mark("window");
                     history.observe(dev.ferry.chaos.history.Observations.WINDOW_END, "", "", "");
                 } finally {
                     undone = run.afterWindow();
@@ -130,8 +135,10 @@ public final class Runner implements AutoCloseable {
                     // a VM on a host just activated: I5 looks once it has settled, against the
                     // records read then, not at a restart half done against a record from before it.
                     awaitRecovery(run);
+                    phases.mark("undo and recovery");
                 }
                 Leftovers.record(cluster, history, prefix);
+                phases.mark("leftovers");
                 // A delete the cluster refuses for now (a copy still being stopped somewhere) is
                 // asked again, as an operator would; the run fails only if the VMs outlive a minute.
                 long[] nextDelete = {System.nanoTime()};
@@ -146,8 +153,10 @@ public final class Runner implements AutoCloseable {
                     }
                     return left.isEmpty();
                 });
+                phases.mark("deletes");
                 Run.sleep(Duration.ofSeconds(2));
                 Leftovers.record(cluster, history, prefix);
+                phases.mark("leftovers after deletes");
             } catch (RuntimeException e) {
                 error = error + (error.isEmpty() ? "" : "; ") + "after the heal: " + e;
             }
@@ -155,6 +164,7 @@ public final class Runner implements AutoCloseable {
         List<Checker> checkers = Checkers.all(settings.recoveryBound(), Duration.ofSeconds(2), Duration.ofSeconds(5));
         violations.addAll(Checkers.check(checkers, history));
         NothingLost.recoveries(history).values().forEach(recoveries::add);
+        phases.mark("checks");
         int faults = (int) history.faults().stream().filter(f -> f.start()).count();
         RunResult r =
                 new RunResult(scenario.id(), seed, faults, violations, recoveries, error, System.nanoTime() - began);
@@ -168,6 +178,7 @@ public final class Runner implements AutoCloseable {
                         r.passed() ? "passed" : "FAILED " + violations + " " + error,
                         r.nanos() / 1e9,
                         faults);
+        settings.out().printf("chaos: %s seed %d phases: %s%n", scenario.id(), seed, phases.describe());
         return r;
     }
 
