@@ -147,7 +147,7 @@ public final class Runner implements AutoCloseable {
                     List<String> left =
                             run.vms().stream().filter(r::containsKey).toList();
                     if (!left.isEmpty() && System.nanoTime() - nextDelete[0] > 0) {
-                        left.forEach(vm -> run.client.vm("delete", vm));
+                        left.forEach(run.client::deleteAfterRun);
                         nextDelete[0] =
                                 System.nanoTime() + Duration.ofSeconds(10).toNanos();
                     }

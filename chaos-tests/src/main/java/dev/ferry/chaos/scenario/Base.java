@@ -105,7 +105,7 @@ abstract class Base implements Scenario {
 
     /** The coordinator replica that leads now (from {@code ferry cluster status --json}). */
     static Daemon leader(Run run) {
-        var status = run.cluster().cliRead(Duration.ofMinutes(2), List.of("cluster", "status", "--json"));
+        var status = run.cluster().cliInShell(Duration.ofMinutes(2), List.of("cluster", "status", "--json"));
         if (!status.ok()) {
             throw new IllegalStateException(status.describe());
         }

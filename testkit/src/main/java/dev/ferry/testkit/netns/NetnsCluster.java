@@ -852,12 +852,12 @@ public final class NetnsCluster implements AutoCloseable {
     }
 
     /**
-     * A read-only {@code ferry ARGS} ({@code vm list --json}, {@code cluster status --json}) run in
-     * the control host's {@link ControlShell}: the same output as {@link #cli}, without a JVM start
-     * and two TLS handshakes per look. For what a test polls; commands that change the cluster go
-     * through {@link #cli}, as an operator runs them.
+     * {@code ferry ARGS} run in the control host's {@link ControlShell}: the same output as {@link
+     * #cli}, without a JVM start and two TLS handshakes each time. For what a test polls ({@code vm
+     * list --json}, {@code cluster status --json}) and its own clean-up between runs; the commands a
+     * test exercises go through {@link #cli}, as an operator runs them.
      */
-    public CommandResult cliRead(Duration timeout, List<String> args) {
+    public CommandResult cliInShell(Duration timeout, List<String> args) {
         return shell().cli(timeout, withClusterOptions(args));
     }
 

@@ -47,7 +47,10 @@ class ControlShellTest {
         CommandResult thrown = shell.run(Duration.ofMinutes(1), Thrower.class.getName(), List.of());
         assertEquals(1, thrown.exitCode());
         assertTrue(thrown.stderr().contains("no ZooKeeper here"), thrown.describe());
-        assertEquals(ok.stdout(), shell.run(Duration.ofMinutes(1), Echo.class.getName(), List.of("a b", "", "c")).stdout());
+        assertEquals(
+                ok.stdout(),
+                shell.run(Duration.ofMinutes(1), Echo.class.getName(), List.of("a b", "", "c"))
+                        .stdout());
     }
 
     @Test
