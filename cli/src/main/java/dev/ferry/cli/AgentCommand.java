@@ -31,6 +31,9 @@ import picocli.CommandLine.Option;
                     + "to adopt (an upgrade needs no drain). Without --zk it runs standalone."
         })
 final class AgentCommand implements java.util.concurrent.Callable<Integer> {
+    /** The shortest idle deadline accepted: a source's quiet spells (between rounds, a save's set-up) last up to a second or so. */
+    static final long MIN_IDLE_TIMEOUT_MS = 2_000;
+
     @Option(names = "--host-id", required = true, description = "This host's name in the cluster.")
     String hostId;
 
@@ -142,6 +145,15 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
     long outageHoldMs;
 
     @Option(
+            names = "--incoming-idle-timeout-ms",
+            defaultValue = "" + AgentConfig.DEFAULT_IDLE_TIMEOUT_MS,
+            description = "An incoming migration that hears nothing from its source on any lane this long, while "
+                    + "it waits for pages or device state, is discarded: its RAM, hypervisor and name are freed and "
+                    + "the source keeps its VM. A source's --max-bandwidth must move 1 MiB within it "
+                    + "(default: ${DEFAULT-VALUE}).")
+    long incomingIdleTimeoutMs;
+
+    @Option(
             names = "--max-incoming",
             defaultValue = "" + AgentConfig.DEFAULT_MAX_INCOMING,
             description = "Migrations this host receives at once; a prepare beyond it is refused and the source keeps "
@@ -239,6 +251,13 @@ final class AgentCommand implements java.util.concurrent.Callable<Integer> {
             throw new CliException("--max-incoming must be at least 1, got " + maxIncoming, 2);
         }
         config = config.withMaxIncoming(maxIncoming);
+        if (incomingIdleTimeoutMs < MIN_IDLE_TIMEOUT_MS) {
+            throw new CliException(
+                    "--incoming-idle-timeout-ms must be at least " + MIN_IDLE_TIMEOUT_MS
+                            + " (a shorter silence is a busy machine, not a lost source), got " + incomingIdleTimeoutMs,
+                    2);
+        }
+        config = config.withIdleTimeout(java.time.Duration.ofMillis(incomingIdleTimeoutMs));
         if (reportsKept < 1 || reportRetentionDays < 1) {
             throw new CliException("--reports-kept and --report-retention-days must be at least 1", 2);
         }

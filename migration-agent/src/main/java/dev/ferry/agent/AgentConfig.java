@@ -70,7 +70,10 @@ public record AgentConfig(
      * longer sends. Note: a bandwidth cap so low that one window (1 MiB) takes longer than this would
      * trip it (below about 35 KB/s).
      */
-    public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofSeconds(30);
+    /** {@link #DEFAULT_IDLE_TIMEOUT} in milliseconds: the default of {@code ferry agent --incoming-idle-timeout-ms}. */
+    public static final long DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+    public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofMillis(DEFAULT_IDLE_TIMEOUT_MS);
 
     /**
      * Receiving at once: a drain with {@code --parallel 2} sends at most two per destination, and

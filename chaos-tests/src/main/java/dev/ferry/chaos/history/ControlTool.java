@@ -25,6 +25,18 @@ public final class ControlTool {
     }
 
     /**
+     * {@link #run} for a tool that only reads: in the control host's long-lived {@link
+     * dev.ferry.testkit.netns.ControlShell} instead of a JVM of its own (a look a runner takes
+     * several times a run costs milliseconds there, seconds as a process).
+     */
+    public static CommandResult read(NetnsCluster cluster, Class<?> main, Duration timeout, String... args) {
+        List<String> all = new ArrayList<>(List.of(cluster.zkConnect(), cluster.clusterName()));
+        cluster.credentialFiles("c", "coordinator-1").forEach(f -> all.add(f.toString()));
+        all.addAll(List.of(args));
+        return cluster.shell().run(timeout, main.getName(), all);
+    }
+
+    /**
      * Runs {@code main} with {@code args} alone as a process in {@code host}'s namespace, with this
      * JVM's class path: a tool that must act as that host (scenario 13's hostile source speaks
      * from the source host's address, with its certificate).

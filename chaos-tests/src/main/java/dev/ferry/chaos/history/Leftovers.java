@@ -61,7 +61,7 @@ public final class Leftovers {
                 }
             });
         }
-        var locks = ControlTool.run(cluster, RunLocks.class, java.time.Duration.ofSeconds(60), prefix);
+        var locks = ControlTool.read(cluster, RunLocks.class, java.time.Duration.ofSeconds(60), prefix);
         if (!locks.ok()) {
             throw new IllegalStateException("cannot read the run locks: " + locks.describe());
         }

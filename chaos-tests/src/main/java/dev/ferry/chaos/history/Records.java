@@ -37,7 +37,7 @@ public final class Records {
         long deadline = System.nanoTime() + timeout.toNanos();
         String last = "";
         while (true) {
-            CommandResult r = cluster.cli(Duration.ofSeconds(60), List.of("vm", "list", "--json"));
+            CommandResult r = cluster.cliInShell(Duration.ofSeconds(60), List.of("vm", "list", "--json"));
             if (r.ok()) {
                 return record(r.stdout());
             }

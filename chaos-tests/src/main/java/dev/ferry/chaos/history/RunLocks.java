@@ -18,8 +18,8 @@ public final class RunLocks {
         try (CuratorFramework c = ControlTool.zk(args).retrying()) {
             c.start();
             if (!c.blockUntilConnected(30, TimeUnit.SECONDS)) {
-                System.err.println("no ZooKeeper");
-                System.exit(1);
+                // thrown, not System.exit: the tool also runs inside the control shell
+                throw new IllegalStateException("no ZooKeeper within 30 s");
             }
             ClusterStore store = new ClusterStore(c);
             for (String vm : store.children(ClusterPaths.RUNNING)) {

@@ -105,7 +105,11 @@ abstract class Base implements Scenario {
 
     /** The coordinator replica that leads now (from {@code ferry cluster status --json}). */
     static Daemon leader(Run run) {
-        String out = run.cluster().cliOk("cluster", "status", "--json");
+        var status = run.cluster().cliInShell(Duration.ofMinutes(2), List.of("cluster", "status", "--json"));
+        if (!status.ok()) {
+            throw new IllegalStateException(status.describe());
+        }
+        String out = status.stdout();
         for (Daemon d : run.cluster().coordinators()) {
             if (out.contains("\"leader\" : \"" + d.host().address())
                     || out.contains("\"leader\":\"" + d.host().address())) {

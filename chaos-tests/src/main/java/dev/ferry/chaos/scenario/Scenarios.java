@@ -726,8 +726,8 @@ public final class Scenarios {
         /** The hostile VMs' guest size: 16 windows of pages, so a whole first round is 16 small batches. */
         static final long HOSTILE_MEMORY = 16L << 20;
 
-        /** The agents' idle deadline: the cluster's agents run with the default (no flag sets it). */
-        static final Duration IDLE = dev.ferry.agent.AgentConfig.DEFAULT_IDLE_TIMEOUT;
+        /** The agents' idle deadline: the runner's clusters set it ({@code --incoming-idle-timeout-ms}). */
+        static final Duration IDLE = dev.ferry.chaos.runner.Runner.INCOMING_IDLE_TIMEOUT;
 
         /** What the destination may take beyond the idle deadline to let a silent source go (its timer's tick, a loaded machine). */
         static final Duration MARGIN = Duration.ofSeconds(15);

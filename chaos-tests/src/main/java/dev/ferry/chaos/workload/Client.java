@@ -69,6 +69,15 @@ public final class Client {
         return run(verb, kv("vm", vm), List.of("vm", verb, vm), Duration.ofMinutes(2));
     }
 
+    /**
+     * The runner's clean-up between runs: {@code ferry vm delete VM} in the control host's shell
+     * (recorded like any operation), not a JVM of its own: outside the judged window, and paid once
+     * per VM per run.
+     */
+    public Result deleteAfterRun(String vm) {
+        return run("delete", kv("vm", vm), List.of("vm", "delete", vm), Duration.ofMinutes(2), true);
+    }
+
     public Result drain(String host) {
         return run("drain", kv("host", host), List.of("host", "drain", host, "--wait"), Duration.ofMinutes(4));
     }
@@ -78,8 +87,12 @@ public final class Client {
     }
 
     private Result run(String f, Map<String, String> args, List<String> command, Duration timeout) {
+        return run(f, args, command, timeout, false);
+    }
+
+    private Result run(String f, Map<String, String> args, List<String> command, Duration timeout, boolean inShell) {
         Op invoke = history.invoke(name, f, args);
-        CommandResult r = cluster.cli(timeout, command);
+        CommandResult r = inShell ? cluster.cliInShell(timeout, command) : cluster.cli(timeout, command);
         String err = r.stderr()
                 .lines()
                 .filter(l -> !l.startsWith("WARNING:"))

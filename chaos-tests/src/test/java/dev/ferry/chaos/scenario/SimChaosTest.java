@@ -11,7 +11,7 @@ import org.junit.jupiter.api.TestMethodOrder;
 /**
  * The scenarios on sim guests, one seed each ({@code -Dferry.chaos.seed=S} for another), on one
  * cluster of network namespaces; and the negative controls of I2, I3, I4 and I5. Part of
- * `./run-tests`: about 27 minutes on 2 cores before scenario 13, which adds about 100 s.
+ * `./run-tests` (docs/RELIABILITY.md has its time as last measured).
  * docs/RELIABILITY.md has what each scenario proves.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)

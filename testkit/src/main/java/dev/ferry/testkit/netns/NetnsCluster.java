@@ -108,6 +108,7 @@ public final class NetnsCluster implements AutoCloseable {
     private final Path root;
     private final String switchNamespace;
     private final NetnsHost control;
+    private ControlShell shell;
     private final List<Daemon> zookeepers = new ArrayList<>();
     private final List<Daemon> coordinators = new ArrayList<>();
     private final Map<String, AgentDaemon> agents = new LinkedHashMap<>();
@@ -835,14 +836,37 @@ public final class NetnsCluster implements AutoCloseable {
      * for a command that runs on (a console follower) in {@code control().wrap(...)}.
      */
     public List<String> cliCommand(List<String> args) {
+        List<String> cmd = new ArrayList<>(settings.launcher.cli());
+        cmd.addAll(withClusterOptions(args));
+        return cmd;
+    }
+
+    /** {@code args} with this cluster's {@code --zk}, name and operator credentials, unless given. */
+    private List<String> withClusterOptions(List<String> args) {
         List<String> all = new ArrayList<>(args);
         if (!all.contains("--zk") && !all.contains("--cluster")) {
             all.addAll(List.of("--zk", zkConnect(), "--cluster-name", settings.clusterName));
             all.addAll(tlsArgs("o", "operator"));
         }
-        List<String> cmd = new ArrayList<>(settings.launcher.cli());
-        cmd.addAll(all);
-        return cmd;
+        return all;
+    }
+
+    /**
+     * {@code ferry ARGS} run in the control host's {@link ControlShell}: the same output as {@link
+     * #cli}, without a JVM start and two TLS handshakes each time. For what a test polls ({@code vm
+     * list --json}, {@code cluster status --json}) and its own clean-up between runs; the commands a
+     * test exercises go through {@link #cli}, as an operator runs them.
+     */
+    public CommandResult cliInShell(Duration timeout, List<String> args) {
+        return shell().cli(timeout, withClusterOptions(args));
+    }
+
+    /** The control host's {@link ControlShell}, started on first use, closed with the cluster. */
+    public synchronized ControlShell shell() {
+        if (shell == null) {
+            shell = new ControlShell(control.wrap(List.of()), settings.launcher.classPath());
+        }
+        return shell;
     }
 
     /** {@link #cli(String...)} that fails unless the command exits 0; returns its stdout. */
@@ -969,6 +993,11 @@ public final class NetnsCluster implements AutoCloseable {
             Runtime.getRuntime().removeShutdownHook(shutdownHook);
         } catch (IllegalStateException e) {
             // The JVM is shutting down: this is the hook.
+        }
+        synchronized (this) {
+            if (shell != null) {
+                shell.close();
+            }
         }
         for (Daemon d : daemons()) {
             try {
