@@ -80,6 +80,19 @@ class SecureClusterCliTest {
                 .flags();
     }
 
+    /** Whether {@code who} gets a session from the cluster's ZooKeeper within a few seconds. */
+    private static boolean zooKeeperSession(Credentials who) {
+        try (CuratorFramework c = ZkClients.of(
+                        cluster.zookeeper(), cluster.clusterName(), Duration.ofSeconds(10), ZkSecurity.x509(who))
+                .singleAttempt()) {
+            c.start();
+            return c.blockUntilConnected(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError(e);
+        }
+    }
+
     private static CliRun zk(List<String> who, String... args) {
         List<String> all = new ArrayList<>(List.of(args));
         all.addAll(List.of("--zk", cluster.zookeeper()));
@@ -260,6 +273,10 @@ class SecureClusterCliTest {
                 "pki", "issue", "mallory", "--role", "operator", "--dir", cluster.pki(), "--out", people.toString());
         assertEquals(0, issued.exit(), issued.err());
         assertEquals(0, zk(as(people, "mallory"), "vm", "list").exit());
+        Credentials mallory = dev.ferry.pki.CredentialFiles.in(
+                        people, "mallory", Path.of(cluster.pki()).resolve(dev.ferry.pki.RevocationList.FILE))
+                .load(java.time.Clock.systemUTC());
+        assertTrue(zooKeeperSession(mallory), "before: the embedded ZooKeeper admits mallory");
 
         CliRun revoked = CliRun.of("pki", "revoke", "mallory", "--dir", cluster.pki());
         assertEquals(0, revoked.exit(), revoked.err());
@@ -274,6 +291,10 @@ class SecureClusterCliTest {
         CliRun still = ferry("vm", "show", "web", "--json");
         assertTrue(still.out().contains("\"running\""), still.out());
         assertEquals(0, ferry("vm", "list").exit(), "the cluster's own operator is unaffected");
+        // The embedded ZooKeeper (in the coordinator, started with the same --crl) refuses mallory
+        // too, where its TLS used to check only the CA; the cluster's operator still gets in.
+        assertFalse(zooKeeperSession(mallory), "after: no ZooKeeper session for a revoked certificate");
+        assertTrue(zooKeeperSession(LocalPki.operator(Path.of(cluster.pki()))));
 
         CliRun unknown = CliRun.of("pki", "revoke", "nobody", "--dir", cluster.pki());
         assertEquals(1, unknown.exit(), unknown.out());

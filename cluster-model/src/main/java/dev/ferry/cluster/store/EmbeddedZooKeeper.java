@@ -29,9 +29,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Given {@link ZkSecurity.X509} credentials, it serves one secure client port and no plaintext
  * one, with the settings of {@link ZkTls#serverConfig} (TLS 1.3, a client certificate of the
- * cluster CA required, clients named by their role, so the ACLs of {@link ZkAcls} apply), the
- * credentials' certificate as the server's (it must name the listen address, which clients
- * check). ZooKeeper
+ * cluster CA required, clients named by their role, so the ACLs of {@link ZkAcls} apply; clients
+ * whose certificate the credentials' revocation list names are refused, and their open connections
+ * closed: see {@link RevocationCheckingX509Provider}), the credentials' certificate as the
+ * server's (it must name the listen address, which clients check). ZooKeeper
  * reads a server's TLS settings from system properties, so these are set while it runs, and one
  * JVM runs at most one secure embedded server at a time.
  */
@@ -105,7 +106,7 @@ public final class EmbeddedZooKeeper implements Closeable {
                         + secureRunning.connectString() + "): ZooKeeper's server TLS settings are per JVM");
             }
             var creds = x.credentials();
-            Map<String, String> config = ZkTls.serverConfig(ZkTls.keyStore(creds), creds.ca());
+            Map<String, String> config = ZkTls.serverConfig(ZkTls.keyStore(creds), creds.ca(), creds.revocationList());
             String factoryKey = "zookeeper.serverCnxnFactory";
             config.forEach((k, v) -> {
                 String key = "zookeeper." + k;

@@ -18,11 +18,13 @@ import org.apache.zookeeper.client.ZKClientConfig;
 import org.apache.zookeeper.common.ClientX509Util;
 
 /**
- * ZooKeeper's TLS settings for Ferry, client side and server side, with stock ZooKeeper only:
- * Netty sockets, TLS 1.3, a client certificate of the cluster CA required, clients named by
- * ZooKeeper's own {@code X509AuthenticationProvider} (their certificate's subject, which Ferry's CA
- * makes the cluster and role: see {@link dev.ferry.pki.CertificateAuthority#zooKeeperId}), so an
- * external ensemble needs configuration only, no Ferry code.
+ * ZooKeeper's TLS settings for Ferry, client side and server side: Netty sockets, TLS 1.3, a
+ * client certificate of the cluster CA required, clients named by ZooKeeper's own {@code
+ * X509AuthenticationProvider} (their certificate's subject, which Ferry's CA makes the cluster and
+ * role: see {@link dev.ferry.pki.CertificateAuthority#zooKeeperId}). Servers Ferry starts use that
+ * provider through {@link RevocationCheckingX509Provider}, which also refuses certificates the
+ * cluster's revocation list names; an external ensemble without Ferry's jars on its class path can
+ * use ZooKeeper's own provider instead and then does not honour the list.
  *
  * <p>Host names: clients check the server's ({@code ssl.hostnameVerification=true}), so a
  * ZooKeeper server's certificate must name the address or DNS name clients dial (`ferry pki issue
@@ -75,12 +77,14 @@ public final class ZkTls {
      * {@code zookeeper.}-prefixed system properties; the embedded server sets those directly).
      * Not the port lines ({@code secureClientPort}, {@code secureClientPortAddress}), which differ
      * per server. {@code keyStore} is the server's key and certificate in one PEM file (see {@link
-     * #keyStore}).
+     * #keyStore}). {@code crl} is the cluster's revocation list, which {@link
+     * RevocationCheckingX509Provider} honours (it need not exist yet).
      */
-    public static Map<String, String> serverConfig(Path keyStore, Path ca) {
+    public static Map<String, String> serverConfig(Path keyStore, Path ca, Path crl) {
         Map<String, String> m = new LinkedHashMap<>();
         m.put("serverCnxnFactory", "org.apache.zookeeper.server.NettyServerCnxnFactory");
-        m.put("authProvider.x509", "org.apache.zookeeper.server.auth.X509AuthenticationProvider");
+        m.put("authProvider.x509", RevocationCheckingX509Provider.class.getName());
+        m.put(RevocationCheckingX509Provider.CRL_KEY, crl.toAbsolutePath().toString());
         m.put("ssl.authProvider", "x509");
         m.put("ssl.clientAuth", "need");
         m.put("ssl.keyStore.location", keyStore.toAbsolutePath().toString());

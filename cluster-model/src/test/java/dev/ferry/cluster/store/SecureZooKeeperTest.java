@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.ferry.pki.CertificateAuthority;
 import dev.ferry.pki.Credentials;
+import dev.ferry.pki.RevocationList;
 import dev.ferry.pki.Role;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -15,9 +16,12 @@ import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.state.ConnectionState;
 import org.apache.curator.retry.RetryNTimes;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
@@ -42,6 +46,7 @@ class SecureZooKeeperTest {
     @TempDir
     static Path dir;
 
+    static CertificateAuthority ca;
     static EmbeddedZooKeeper server;
     static Credentials coordinator;
     static Credentials agent;
@@ -51,7 +56,7 @@ class SecureZooKeeperTest {
 
     @BeforeAll
     static void start() throws Exception {
-        CertificateAuthority ca = CertificateAuthority.create(dir.resolve("ca"), CLUSTER, Duration.ofDays(30), UTC);
+        ca = CertificateAuthority.create(dir.resolve("ca"), CLUSTER, Duration.ofDays(30), UTC);
         Credentials zk = ca.issue(
                 "zk-1",
                 Role.ZOOKEEPER,
@@ -69,6 +74,9 @@ class SecureZooKeeperTest {
                 CertificateAuthority.create(dir.resolve("other"), CLUSTER, Duration.ofDays(30), UTC);
         foreign = other.issue(
                 "coordinator-1", Role.COORDINATOR, Duration.ofDays(1), List.of(), List.of(), dir.resolve("f"), UTC);
+        // The server honours the list where `ferry pki revoke` writes it (the CA's directory), as
+        // `cluster up` starts its daemons with --crl DIR/pki/crl.pem. It does not exist yet.
+        zk = zk.withRevocationList(dir.resolve("ca").resolve(RevocationList.FILE));
         server = new EmbeddedZooKeeper(dir.resolve("data"), new InetSocketAddress("127.0.0.1", 0), ZkSecurity.x509(zk))
                 .start();
         try (CuratorFramework c = client(coordinator)) {
@@ -277,6 +285,117 @@ class SecureZooKeeperTest {
             assertEquals(2, AclAudit.repair(c, acls), "/hosts and the node planted under it");
             assertEquals(List.of(), AclAudit.audit(c, acls));
             c.delete().forPath(ClusterPaths.host("planted"));
+        }
+    }
+
+    /**
+     * ZooKeeper checked only the CA: an agent whose certificate `ferry pki revoke` had listed still
+     * connected and wrote with the agents' ACLs until the CA was replaced. Now the server refuses
+     * it at its next connection, with a log line naming the revocation, while another agent
+     * connects and writes as before; the server is never restarted.
+     */
+    @Test
+    void aRevokedAgentCannotConnectToZooKeeperWhileAnotherStillCanWithoutARestart() throws Exception {
+        Credentials revoked = issue(ca, "host-7", Role.AGENT);
+        Credentials kept = issue(ca, "host-8", Role.AGENT);
+        try (CuratorFramework c = client(revoked)) {
+            c.create().withMode(CreateMode.EPHEMERAL).forPath(ClusterPaths.host("host-7"), new byte[] {1});
+        }
+        try (var logs = ProviderLog.capture()) {
+            ca.revoke(List.of(revoked.loadCertificate()), UTC);
+
+            assertFalse(connects(ZkTls.clientConfig(revoked)), "a revoked agent gets no session, so writes nothing");
+            String line = logs.awaitLine("refused a ZooKeeper client");
+            assertTrue(line.contains("the certificate of ferry://" + CLUSTER + "/agent/host-7 (serial "), line);
+            assertTrue(line.contains("was revoked at"), line);
+
+            try (CuratorFramework c = client(kept)) {
+                c.create().withMode(CreateMode.EPHEMERAL).forPath(ClusterPaths.host("host-8"), new byte[] {1});
+                c.setData().forPath(ClusterPaths.host("host-8"), new byte[] {2});
+            }
+        }
+    }
+
+    /**
+     * The provider is asked once per connection, so a revoked agent that was already connected
+     * kept its connection (and every write its role allows) for as long as it lasted. The server
+     * closes it within a sweep of the list changing; the client cannot reconnect, so its session
+     * expires after its timeout and its ephemeral nodes (registration, run locks) go with it, as
+     * when a host is cut off. Another agent's open connection is untouched.
+     */
+    @Test
+    void aRevokedAgentsOpenZooKeeperConnectionIsClosedAndItsSessionExpires() throws Exception {
+        Credentials revoked = issue(ca, "host-5", Role.AGENT);
+        Credentials kept = issue(ca, "host-6", Role.AGENT);
+        try (var logs = ProviderLog.capture();
+                CuratorFramework gone = client(revoked);
+                CuratorFramework other = client(kept)) {
+            gone.create().withMode(CreateMode.EPHEMERAL).forPath(ClusterPaths.host("host-5"), new byte[] {1});
+            other.create().withMode(CreateMode.EPHEMERAL).forPath(ClusterPaths.host("host-6"), new byte[] {1});
+            BlockingQueue<ConnectionState> states = new LinkedBlockingQueue<>();
+            gone.getConnectionStateListenable().addListener((client, state) -> states.add(state));
+            BlockingQueue<ConnectionState> otherStates = new LinkedBlockingQueue<>();
+            other.getConnectionStateListenable().addListener((client, state) -> otherStates.add(state));
+
+            ca.revoke(List.of(revoked.loadCertificate()), UTC);
+
+            assertEquals(
+                    ConnectionState.SUSPENDED,
+                    states.poll(10, TimeUnit.SECONDS),
+                    "the revoked agent's open connection is closed");
+            String line = logs.awaitLine("closing the ZooKeeper connection of session");
+            assertTrue(line.contains("ferry://" + CLUSTER + "/agent/host-5"), line);
+            assertThrows(
+                    KeeperException.ConnectionLossException.class,
+                    () -> gone.setData().forPath(ClusterPaths.host("host-5"), new byte[] {2}),
+                    "and it cannot come back to write");
+            // Its session outlives the connection by its timeout, then its ephemeral node goes.
+            long deadline = System.nanoTime() + SESSION.multipliedBy(3).toNanos();
+            while (other.checkExists().forPath(ClusterPaths.host("host-5")) != null) {
+                assertTrue(System.nanoTime() < deadline, "the revoked agent's session never expired");
+                Thread.sleep(200);
+            }
+            assertEquals(ConnectionState.LOST, states.poll(SESSION.toSeconds() * 2, TimeUnit.SECONDS));
+
+            other.setData().forPath(ClusterPaths.host("host-6"), new byte[] {2});
+            assertEquals(List.of(), List.copyOf(otherStates), "the other agent's connection was never cut");
+        }
+    }
+
+    /** The provider's log lines, while a test looks at them. */
+    private static final class ProviderLog implements AutoCloseable {
+        private final ch.qos.logback.classic.Logger logger =
+                (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(RevocationCheckingX509Provider.class);
+        private final ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> lines =
+                new ch.qos.logback.core.read.ListAppender<>();
+
+        static ProviderLog capture() {
+            ProviderLog l = new ProviderLog();
+            l.lines.start();
+            l.logger.addAppender(l.lines);
+            return l;
+        }
+
+        /** The first line containing {@code text}, waiting a few seconds for it (the appender appends under its own lock). */
+        String awaitLine(String text) throws InterruptedException {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (true) {
+                synchronized (lines) {
+                    for (var e : lines.list) {
+                        if (e.getFormattedMessage().contains(text)) {
+                            return e.getFormattedMessage();
+                        }
+                    }
+                }
+                assertTrue(System.nanoTime() < deadline, "no log line containing '" + text + "'");
+                Thread.sleep(50);
+            }
+        }
+
+        @Override
+        public void close() {
+            logger.detachAppender(lines);
+            lines.stop();
         }
     }
 }

@@ -528,6 +528,8 @@ public final class NetnsCluster implements AutoCloseable {
      * Server {@code i}'s TLS lines of zoo.cfg: its certificate (issued by {@link #createPki} for
      * its address, which clients check) joined with its key into the one PEM file ZooKeeper reads.
      * Quorum traffic between the servers stays plaintext (ZooKeeper's quorum TLS is not set up).
+     * Each server honours the cluster's revocation list (pki/crl.pem, where `ferry pki revoke
+     * --dir pki` writes it and every daemon of the cluster reads it), re-read when it changes.
      */
     private String zkTlsConfig(int i, Path dir) {
         Path pki = root.resolve("pki");
@@ -540,7 +542,7 @@ public final class NetnsCluster implements AutoCloseable {
                     Clock.systemUTC());
             ZkTls.writeKeyStore(c, keyStore);
             StringBuilder b = new StringBuilder();
-            ZkTls.serverConfig(keyStore, c.ca())
+            ZkTls.serverConfig(keyStore, c.ca(), pki.resolve(RevocationList.FILE))
                     .forEach((k, v) -> b.append(k).append('=').append(v).append('\n'));
             return b.toString();
         } catch (java.io.IOException e) {

@@ -119,4 +119,56 @@ class NetnsClusterTest {
         assertTrue(StaleNamespaces.namespacesOf(c.id()).isEmpty());
         assertEquals(List.of(), StaleNamespaces.namespacesOf(c.id()));
     }
+
+    /**
+     * A ZooKeeper server of an ensemble (its own JVM, QuorumPeerMain with the zoo.cfg the kit
+     * writes) checked only the CA: an agent whose certificate was revoked kept its session and its
+     * role's ACLs. Now the server reads the cluster's revocation list: after `ferry pki revoke`,
+     * with no restart, it closes the agent's open connection and refuses its reconnections, each
+     * with a log line naming the revocation, while the coordinator and the operator carry on.
+     */
+    @Test
+    void aSeparatelyStartedZooKeeperServerCutsOffARevokedAgentWithoutARestart() throws Exception {
+        requireNetns();
+        NetnsCluster c = NetnsCluster.builder()
+                .zookeepers(1)
+                .coordinators(1)
+                .agent(AgentSpec.sim("host-1"))
+                .sessionTimeout(Timing.seconds(4))
+                .startTimeout(Timing.seconds(120))
+                .start();
+        try (c) {
+            assertTrue(c.cliOk("host", "list", "--json").contains("host-1"));
+            // What `ferry pki revoke host-1 --dir PKI` does (the kit's CLI runs append cluster flags).
+            java.nio.file.Path pki = c.root().resolve("pki");
+            dev.ferry.pki.CertificateAuthority.load(pki)
+                    .revoke(
+                            List.of(dev.ferry.pki.Pem.readCertificate(
+                                    pki.resolve("a").resolve("host-1.crt"))),
+                            java.time.Clock.systemUTC());
+
+            String who = "the certificate of ferry://" + c.clusterName() + "/agent/host-1 (serial ";
+            String closed = awaitLogLine(c.zookeeper(1), "closing the ZooKeeper connection of session", who);
+            assertTrue(closed.contains("was revoked at"), closed);
+            // The agent's client reconnects by itself, and is refused each time.
+            awaitLogLine(c.zookeeper(1), "refused a ZooKeeper client", who);
+
+            assertEquals("standalone", c.zkMode(1), "the operator still reaches the server");
+            c.cliOk("vm", "list"); // the coordinator still serves
+        }
+    }
+
+    /** Waits (up to 30 s) for a line of {@code d}'s log containing every one of {@code parts}. */
+    private static String awaitLogLine(Daemon d, String... parts) throws Exception {
+        long deadline = System.nanoTime() + Timing.seconds(30).toNanos();
+        while (true) {
+            for (String line : Files.readAllLines(d.logFile())) {
+                if (java.util.Arrays.stream(parts).allMatch(line::contains)) {
+                    return line;
+                }
+            }
+            assertTrue(System.nanoTime() < deadline, d + " logged no line with " + List.of(parts) + ":\n" + d.tail(30));
+            Thread.sleep(250);
+        }
+    }
 }
