@@ -94,6 +94,10 @@ public final class RegionDigests {
     private final AtomicLongArray stale;
     /** The refresh under way in the background, if any (guarded by this). */
     private CompletableFuture<Void> background = CompletableFuture.completedFuture(null);
+    /** A background refresh is running and has not yet decided to stop (guarded by this). */
+    private boolean running;
+    /** Asked for again while one ran: it passes once more before it stops (guarded by this). */
+    private boolean again;
     /** Set by the final {@link #refresh}: no background pass may start after it (guarded by this). */
     private boolean finishing;
 
@@ -187,12 +191,55 @@ public final class RegionDigests {
     }
 
     /**
-     * Starts refreshing the marked leaves on the hashing threads, unless a refresh is under way
-     * (the next call after it will take what was marked meanwhile). Never blocks.
+     * Starts refreshing the marked leaves on the hashing threads; when a refresh is under way, it
+     * passes once more before it stops, for what was marked meanwhile (a destination's lanes each
+     * ask as they write: a request that found a pass running used to be dropped, and the marks of
+     * the second lane's last round waited for the pause). Never blocks.
      */
     public synchronized void refreshInBackground(GuestMemory memory) {
-        if (!finishing && background.isDone()) {
-            background = CompletableFuture.runAsync(() -> refreshMarked(memory), REFRESHERS);
+        if (finishing) {
+            return;
+        }
+        if (running) {
+            again = true;
+            return;
+        }
+        running = true;
+        background = CompletableFuture.runAsync(() -> refreshWhileAsked(memory), REFRESHERS);
+    }
+
+    /** Waits until no background refresh is running (tests). */
+    void awaitBackground() {
+        while (true) {
+            CompletableFuture<Void> b;
+            synchronized (this) {
+                if (!running) {
+                    return;
+                }
+                b = background;
+            }
+            b.join();
+        }
+    }
+
+    private void refreshWhileAsked(GuestMemory memory) {
+        try {
+            while (true) {
+                refreshMarked(memory);
+                synchronized (this) {
+                    if (!again || finishing) {
+                        running = false;
+                        return;
+                    }
+                    again = false;
+                }
+            }
+        } catch (RuntimeException e) {
+            synchronized (this) {
+                running = false;
+                again = false;
+            }
+            throw e;
         }
     }
 

@@ -214,8 +214,19 @@ public final class IncomingMigration {
         RegionDigests d = regionDigests;
         if (d != null) {
             d.markStale(offset, length);
+            // Hashed as the round arrives, not only at its end: a large round just before the
+            // pause (a working set rewritten) would otherwise still be hashing when it comes.
+            if (unhashed.addAndGet(length) >= REFRESH_EVERY_BYTES) {
+                unhashed.set(0);
+                d.refreshInBackground(vm.memory());
+            }
         }
     }
+
+    /** Bytes written by the lanes since a background refresh was last asked for. */
+    private final java.util.concurrent.atomic.AtomicLong unhashed = new java.util.concurrent.atomic.AtomicLong();
+
+    private static final long REFRESH_EVERY_BYTES = 4L << 20;
 
     /** Called by a lane at the end of each of its rounds: refresh what changed, off the pause. */
     void laneRoundEnded() {
