@@ -92,17 +92,19 @@ class DroppedPageTest {
     }
 
     /**
-     * The dirty tracking misses the guest's last writes to a region (a broken tracker, not a
-     * sender bug): the source's kept digests were never told, so only reading that region again
-     * can see it. Either the region is re-read at the pause for other logged writes, and the
-     * digests differ, or the audit re-reads it (a 32 MiB guest has 2 regions, and the audit reads
-     * 2 of those the tracking calls unchanged). Both fail the migration before the commit.
+     * The dirty tracking misses the guest's last writes (a broken tracker, not a sender bug): the
+     * source's kept digests were never told, so only reading those leaves again can see it. The
+     * source's audit re-reads 128 leaves of 16 KiB, one from each sixteenth-of-a-region stretch of
+     * this 32 MiB guest (2048 leaves); the guest writes about 300 pages in the 100 ms the fault
+     * holds the switchover, so some 14% of leaves hold a hidden write, and an audit that reads
+     * none of them has a chance of about 0.86^128, below 1e-8 (a background refresh that read a
+     * hidden write instead makes the digests differ). Either fails the migration before the commit.
      */
     @Test
     void writesTheDirtyTrackingMissedFailVerifyAndTheSourceRunsOn() throws Exception {
         runningGuest("v3");
         AtomicLong hidden = new AtomicLong(-2);
-        pair.a.injectSenderFaults(Faults.hideTheLastRegionsWritesFromTheDirtyLog(hidden));
+        pair.a.injectSenderFaults(Faults.hideTheFinalDirtyLogsWrites(hidden));
 
         MigrationSummary s = migrate("v3", true);
 

@@ -40,11 +40,11 @@ final class Faults {
     }
 
     /**
-     * The dirty tracking misses every write the guest made to the highest region it wrote after
-     * the last round: those pages are neither sent nor marked for the source's digests, as a
+     * The dirty tracking misses every write the guest made after the last round (its final read
+     * comes back empty): those pages are neither sent nor marked for the source's digests, as a
      * broken tracker would leave them.
      */
-    static SenderFaults hideTheLastRegionsWritesFromTheDirtyLog(AtomicLong hidden) {
+    static SenderFaults hideTheFinalDirtyLogsWrites(AtomicLong hidden) {
         return new SenderFaults() {
             @Override
             public void beforeSwitchover() throws InterruptedException {
@@ -53,17 +53,9 @@ final class Faults {
 
             @Override
             public void finalDirtyLog(PageBitmap logged) {
-                long last = logged.lastSetBit();
-                if (last < 0) {
-                    hidden.set(-1);
-                    return;
-                }
-                long perRegion = (16L << 20) / 4096;
-                long from = last / perRegion * perRegion;
-                long n = 0;
-                for (long p = logged.nextSetBit(from); p >= 0; p = logged.nextSetBit(p + 1)) {
+                long n = logged.cardinality();
+                for (long p = logged.nextSetBit(0); p >= 0; p = logged.nextSetBit(p + 1)) {
                     logged.clear(p);
-                    n++;
                 }
                 hidden.set(n);
             }

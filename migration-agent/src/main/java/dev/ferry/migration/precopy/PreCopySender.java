@@ -419,11 +419,12 @@ public final class PreCopySender {
     private record SwitchoverPlan(PageBitmap pending, boolean forced, String forcedReason) {}
 
     /**
-     * Regions of guest RAM a verified migration's source re-reads at the pause in any case: a
-     * random sample of those the dirty tracking calls unchanged, so that each verified migration
-     * also checks the tracking itself (see {@link RegionDigests}).
+     * Leaves of guest RAM (16 KiB each up to 8 GiB) a verified migration's source re-reads at the
+     * pause in any case: a seeded random sample spread over all of RAM, one from each of as many
+     * equal stretches, so that each verified migration also checks the tracking itself (see
+     * {@link RegionDigests#audit}). 128 leaves are 2 MiB: well under a millisecond to read.
      */
-    static final int AUDIT_REGIONS = 2;
+    public static final int AUDIT_LEAVES = 128;
 
     /** With --verify: digests of the source's RAM by region, kept current through the rounds. */
     private RegionDigests sourceRegions;
@@ -1028,27 +1029,29 @@ public final class PreCopySender {
         }
         long t = System.nanoTime();
         int reread = d.refresh(memory);
-        List<Integer> all = new ArrayList<>();
-        for (int i = 0; i < d.regions(); i++) {
-            all.add(i);
-        }
-        java.util.Collections.shuffle(all, java.util.concurrent.ThreadLocalRandom.current());
-        List<Integer> sample = all.subList(0, Math.min(AUDIT_REGIONS, all.size()));
-        List<Integer> missed = d.audit(memory, sample);
+        long hashed = System.nanoTime();
+        RegionDigests.Audit audit =
+                d.audit(memory, java.util.concurrent.ThreadLocalRandom.current().nextLong(), AUDIT_LEAVES);
         log.info(
-                "migration {} of {}: verify re-read {} of {} RAM regions at the pause (+{} audited) in {} ms",
+                "migration {} of {}: verify re-read {} of {} RAM leaves of {} KiB at the pause in {} ms, audited {} more in {} ms",
                 parties.migrationId(),
                 parties.vmName(),
                 reread,
-                d.regions(),
-                sample.size(),
-                (System.nanoTime() - t) / 1_000_000);
-        if (!missed.isEmpty()) {
+                d.leaves(),
+                d.leafBytes() >> 10,
+                (hashed - t) / 1_000_000,
+                audit.sampled(),
+                (System.nanoTime() - hashed) / 1_000_000);
+        if (!audit.clean()) {
             throw new java.util.concurrent.CompletionException(new MigrationException(
                     MigrationStep.MIGRATION_STEP_VERIFY,
-                    "the dirty tracking missed guest writes: RAM region(s) " + missed
-                            + " (16 MiB each) changed without being logged, so the destination's copy cannot be "
-                            + "trusted; " + parties.vmName() + " stays on " + parties.sourceHost()));
+                    "the dirty tracking missed guest writes: RAM at offset(s) "
+                            + audit.mismatchedOffsets().stream()
+                                    .map(o -> "0x" + Long.toHexString(o))
+                                    .toList()
+                            + " (" + (d.leafBytes() >> 10) + " KiB each) changed without being logged, so the "
+                            + "destination's copy cannot be trusted; " + parties.vmName() + " stays on "
+                            + parties.sourceHost()));
         }
         return d.combined();
     }

@@ -214,8 +214,19 @@ public final class IncomingMigration {
         RegionDigests d = regionDigests;
         if (d != null) {
             d.markStale(offset, length);
+            // Hashed as the round arrives, not only at its end: a large round just before the
+            // pause (a working set rewritten) would otherwise still be hashing when it comes.
+            if (unhashed.addAndGet(length) >= REFRESH_EVERY_BYTES) {
+                unhashed.set(0);
+                d.refreshInBackground(vm.memory());
+            }
         }
     }
+
+    /** Bytes written by the lanes since a background refresh was last asked for. */
+    private final java.util.concurrent.atomic.AtomicLong unhashed = new java.util.concurrent.atomic.AtomicLong();
+
+    private static final long REFRESH_EVERY_BYTES = 4L << 20;
 
     /** Called by a lane at the end of each of its rounds: refresh what changed, off the pause. */
     void laneRoundEnded() {
@@ -613,6 +624,27 @@ public final class IncomingMigration {
                 }));
     }
 
+    /** This side's digest at the switchover, with what its audit found and what reading took. */
+    private record DestinationDigest(long root, int reread, RegionDigests.Audit audit, long nanos) {}
+
+    /**
+     * Refreshes the leaves the lanes marked, then re-reads a seeded sample of the others (the
+     * destination's audit: a leaf whose memory changed without a lane writing it, which nothing
+     * else may do to a paused guest's RAM here, is caught in a sample, as the source's audit
+     * catches a dirty tracking that missed writes), off the calling thread.
+     */
+    private java.util.concurrent.CompletableFuture<DestinationDigest> destinationDigest(RegionDigests d) {
+        dev.ferry.hypervisor.GuestMemory memory = vm.memory();
+        long t = System.nanoTime();
+        return d.refreshAsync(memory).thenApply(reread -> {
+            RegionDigests.Audit audit = d.audit(
+                    memory,
+                    java.util.concurrent.ThreadLocalRandom.current().nextLong(),
+                    dev.ferry.migration.precopy.PreCopySender.AUDIT_LEAVES);
+            return new DestinationDigest(d.combined(), reread, audit, System.nanoTime() - t);
+        });
+    }
+
     private Ready applyFinal(Switchover sw) throws MigrationException, InterruptedException {
         long start = System.nanoTime();
         long deadline = start + applyTimeout.toNanos();
@@ -644,6 +676,11 @@ public final class IncomingMigration {
             held = List.copyOf(heldDeviceState);
             heldDeviceState.clear();
         }
+        // Every final page is in RAM and marked: the digests are refreshed and audited beside the
+        // device-state load, not after it (both are in the pause).
+        RegionDigests digests = sw.getVerify() ? regionDigests : null;
+        java.util.concurrent.CompletableFuture<DestinationDigest> refreshed =
+                digests == null ? null : destinationDigest(digests);
         try {
             if (expected.mode() == TransferMode.TRANSFER_MODE_PRECOPY) {
                 // Every lane's final pages are in RAM now: only from here may the hypervisor read it.
@@ -673,20 +710,32 @@ public final class IncomingMigration {
         if (sw.getVerify()) {
             long t = System.nanoTime();
             try {
-                RegionDigests d = regionDigests;
-                if (d == null) {
+                if (digests == null) {
                     ready.setRamDigest(RamDigest.of(vm.memory()));
                 } else {
-                    int reread = d.refresh(vm.memory());
-                    ready.setRamDigest(d.combined());
+                    DestinationDigest dd = refreshed.join();
+                    long waited = System.nanoTime() - t;
+                    if (!dd.audit().clean()) {
+                        throw new MigrationException(
+                                MigrationStep.MIGRATION_STEP_VERIFY,
+                                "guest RAM on the destination changed behind the migration at offset(s) "
+                                        + dd.audit().mismatchedOffsets().stream()
+                                                .map(o -> "0x" + Long.toHexString(o))
+                                                .toList());
+                    }
+                    ready.setRamDigest(dd.root());
                     log.info(
-                            "migration {}: verify re-read {} of {} RAM regions at the switchover in {} ms",
+                            "migration {}: verify re-read {} of {} RAM leaves of {} KiB and audited {} more in {}"
+                                    + " ms beside the device-state load, then waited {} ms for it",
                             expected.migrationId(),
-                            reread,
-                            d.regions(),
-                            (System.nanoTime() - t) / 1_000_000);
+                            dd.reread(),
+                            digests.leaves(),
+                            digests.leafBytes() >> 10,
+                            dd.audit().sampled(),
+                            dd.nanos() / 1_000_000,
+                            waited / 1_000_000);
                 }
-            } catch (java.io.UncheckedIOException e) {
+            } catch (java.io.UncheckedIOException | java.util.concurrent.CompletionException e) {
                 throw new MigrationException(
                         MigrationStep.MIGRATION_STEP_VERIFY, "cannot read guest memory: " + e.getMessage(), e);
             }
