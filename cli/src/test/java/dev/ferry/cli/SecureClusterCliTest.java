@@ -288,6 +288,12 @@ class SecureClusterCliTest {
         // The daemons were started with --crl pki/crl.pem and read it at the next handshake.
         CliRun stop = zk(as(people, "mallory"), "vm", "stop", "web");
         assertNotEquals(0, stop.exit(), stop.out());
+        // Told why, not only that ZooKeeper could not be reached (all its client ever sees).
+        assertTrue(
+                stop.err()
+                        .contains(
+                                "then closed the connection: it refuses this certificate (ferry://default/operator/mallory)"),
+                stop.err());
         CliRun still = ferry("vm", "show", "web", "--json");
         assertTrue(still.out().contains("\"running\""), still.out());
         assertEquals(0, ferry("vm", "list").exit(), "the cluster's own operator is unaffected");

@@ -69,10 +69,14 @@ public final class CoordinatorClient implements AutoCloseable {
                 if (client == null) {
                     client = zk.singleAttempt();
                     client.start();
-                    if (!client.blockUntilConnected(
-                            (int) zk.connectionTimeout().toMillis() * 2, TimeUnit.MILLISECONDS)) {
-                        throw new IllegalStateException("cannot reach ZooKeeper at " + zk.connect());
-                    }
+                }
+                // Asked again on every retry: a retry that skipped this read the leader without a
+                // session and reported ZooKeeper's bare ConnectionLoss instead of why.
+                if (!client.getZookeeperClient().isConnected()
+                        && !client.blockUntilConnected(
+                                (int) zk.connectionTimeout().toMillis() * 2, TimeUnit.MILLISECONDS)) {
+                    throw new IllegalStateException(
+                            "cannot reach ZooKeeper at " + zk.connect() + ": " + zk.whyNoSession());
                 }
                 LeaderLatch reader = new LeaderLatch(client, ClusterPaths.LEADER);
                 List<String> out = new ArrayList<>();

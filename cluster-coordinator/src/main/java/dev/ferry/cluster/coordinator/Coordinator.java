@@ -159,7 +159,8 @@ public final class Coordinator implements Closeable {
         zk.start();
         try {
             if (!zk.blockUntilConnected((int) config.zk().connectionTimeout().toMillis() * 4, TimeUnit.MILLISECONDS)) {
-                throw new IOException("cannot reach ZooKeeper at " + config.zk().connect());
+                throw new IOException("cannot reach ZooKeeper at " + config.zk().connect() + ": "
+                        + config.zk().whyNoSession());
             }
             store = new ClusterStore(zk);
             store.ensureLayout();

@@ -44,6 +44,17 @@ public record ZkClients(
         }
     }
 
+    /**
+     * After a client of these settings got no session: what each server did with a connection
+     * made the same way (see {@link ZkProbe}), for the error an operator reads.
+     */
+    public String whyNoSession() {
+        return ZkProbe.explain(connect, security, PROBE_WAIT);
+    }
+
+    /** How long a probe waits for each server to close a connection it refuses. */
+    private static final Duration PROBE_WAIT = Duration.ofMillis(1500);
+
     /** Plaintext clients (clusters run with --insecure, tests of other things). */
     public static ZkClients of(String connect, String cluster, Duration sessionTimeout) {
         return of(connect, cluster, sessionTimeout, ZkSecurity.plaintext());

@@ -294,6 +294,46 @@ class SecureZooKeeperTest {
      * it at its next connection, with a log line naming the revocation, while another agent
      * connects and writes as before; the server is never restarted.
      */
+    /**
+     * A refused ZooKeeper client sees only "connection loss", so an operator whose certificate was
+     * revoked was told nothing but that ZooKeeper could not be reached. The probe connects as the
+     * client did and says which refusal it was, server by server.
+     */
+    @Test
+    void aRefusedClientIsToldWhyItGotNoSessionNotOnlyConnectionLoss() throws Exception {
+        Duration wait = Duration.ofMillis(1500);
+        Credentials revoked = issue(ca, "host-4", Role.AGENT);
+        ca.revoke(List.of(revoked.loadCertificate()), UTC);
+        String why = ZkClients.of(server.connectString(), CLUSTER, SESSION, ZkSecurity.x509(revoked))
+                .whyNoSession();
+        assertTrue(
+                why.contains("took the TLS handshake, then closed the connection: it refuses this certificate (ferry://"
+                        + CLUSTER + "/agent/host-4) (revoked, or not an identity of this cluster"),
+                why);
+
+        int closedPort;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, InetAddress.getByName("127.0.0.1"))) {
+            closedPort = s.getLocalPort();
+        }
+        List<ZkProbe.Finding> two = ZkProbe.probe(
+                "127.0.0.1:" + closedPort + "," + server.connectString(), ZkSecurity.x509(operator), wait);
+        assertEquals(2, two.size(), two.toString());
+        assertEquals(ZkProbe.Outcome.REFUSED, two.get(0).outcome(), two.toString());
+        assertEquals(ZkProbe.Outcome.OPEN, two.get(1).outcome(), "a cluster identity is accepted: " + two);
+
+        // Another CA's certificate: its own trust store does not trust the server's either.
+        ZkProbe.Finding stranger = ZkProbe.probe(server.connectString(), ZkSecurity.x509(foreign), wait)
+                .getFirst();
+        assertEquals(ZkProbe.Outcome.TLS_REFUSED, stranger.outcome(), stranger.toString());
+        assertTrue(
+                stranger.describe(ZkSecurity.x509(foreign)).contains("do not trust each other"), stranger.toString());
+
+        // Plaintext to the TLS port: the server waits for a TLS hello that never comes.
+        ZkProbe.Finding plain = ZkProbe.probe(server.connectString(), ZkSecurity.plaintext(), wait)
+                .getFirst();
+        assertTrue(plain.describe(ZkSecurity.plaintext()).contains("this client has no certificate"), plain.toString());
+    }
+
     @Test
     void aRevokedAgentCannotConnectToZooKeeperWhileAnotherStillCanWithoutARestart() throws Exception {
         Credentials revoked = issue(ca, "host-7", Role.AGENT);
