@@ -50,6 +50,36 @@ import net.jpountz.xxhash.XXHashFactory;
  * source also re-reads a sample of leaves it believes clean ({@link #audit}).
  */
 public final class RegionDigests {
+    /**
+     * How digests are computed, carried in a verified migration's handshake. Agents that digest
+     * differently compare unequal roots of equal memory, so a change to the leaf or region size,
+     * the hash, its seeds or the tree's shape must change this number. 1 was 16 MiB regions
+     * hashed whole (agents of that time send 0: the field did not exist); 2 is this tree.
+     */
+    public static final int SCHEME = 2;
+
+    /**
+     * Why a verified migration cannot go on with a peer that digests RAM by {@code peerScheme}
+     * ({@code peer} names it: "the source", "the destination"), or empty when it can.
+     */
+    public static java.util.Optional<String> schemeMismatch(String peer, int peerScheme) {
+        if (peerScheme == SCHEME) {
+            return java.util.Optional.empty();
+        }
+        return java.util.Optional.of(peer + " digests RAM by " + describeScheme(peerScheme) + ", this agent by "
+                + describeScheme(SCHEME)
+                + ": --verify needs the same Ferry on both hosts (migrate without --verify, or upgrade one)");
+    }
+
+    /** A name for a scheme number in an error an operator reads. */
+    private static String describeScheme(int scheme) {
+        return switch (scheme) {
+            case 0, 1 -> "scheme " + scheme + " (an earlier Ferry: 16 MiB regions hashed whole)";
+            case SCHEME -> "scheme " + SCHEME + " (16 KiB leaves under 16 MiB regions)";
+            default -> "scheme " + Integer.toUnsignedString(scheme) + " (unknown to this agent: a later Ferry?)";
+        };
+    }
+
     /** The leaf size while the guest has at most {@link #MAX_LEAVES} of them (8 GiB). */
     static final int MIN_LEAF = 16 << 10;
     /** At most this many leaves: 4 MiB of kept leaf digests, whatever the guest's size. */

@@ -7,6 +7,7 @@ import com.google.protobuf.ByteString;
 import dev.ferry.hypervisor.sim.SimDriver;
 import dev.ferry.migration.MigrationException;
 import dev.ferry.migration.MigrationStreamRpc;
+import dev.ferry.migration.RegionDigests;
 import dev.ferry.migration.wire.HostileBatches;
 import dev.ferry.migration.wire.RawLane;
 import dev.ferry.proto.agent.PrepareIncomingRequest;
@@ -147,6 +148,43 @@ class HostileSenderTest {
         good.send(SenderFrame.newBuilder().setHello(hello("m1", p.getToken())).build());
         assertTrue(good.next().hasHelloAck(), "a refused impostor must not spoil the prepared migration");
         good.halfClose();
+        Timing.await(
+                "destination discards after the source goes away",
+                Duration.ofSeconds(10),
+                () -> pair.clientB.listVms().isEmpty());
+    }
+
+    @Test
+    void aVerifiedLaneFromAnAgentThatDigestsDifferentlyIsRefusedAtTheHandshakeNotAsAMemoryMismatch() throws Exception {
+        PrepareIncomingResponse p = prepare("m-scheme");
+        // An agent from before the digest scheme was named sends none (0), with verification on:
+        // before, the lane was taken and the migration failed only at the pause, as a mismatch.
+        RawLane older = new RawLane(channel, ANSWER);
+        older.send(SenderFrame.newBuilder()
+                .setHello(hello("m-scheme", p.getToken()).setVerify(true))
+                .build());
+        ReceiverFrame refusal = older.next();
+        assertRefusal(refusal, MigrationStep.MIGRATION_STEP_HANDSHAKE, "digests RAM by scheme 0");
+        assertTrue(
+                refusal.getAbort().getReason().contains("--verify needs the same Ferry on both hosts"),
+                refusal.getAbort().getReason());
+
+        RawLane later = new RawLane(channel, ANSWER);
+        later.send(SenderFrame.newBuilder()
+                .setHello(hello("m-scheme", p.getToken()).setVerify(true).setDigestScheme(RegionDigests.SCHEME + 1))
+                .build());
+        assertRefusal(later.next(), MigrationStep.MIGRATION_STEP_HANDSHAKE, "unknown to this agent");
+
+        // Without verification the scheme does not matter: mixed versions still migrate.
+        RawLane plain = new RawLane(channel, ANSWER);
+        plain.send(SenderFrame.newBuilder()
+                .setHello(hello("m-scheme", p.getToken()))
+                .build());
+        ReceiverFrame ack = plain.next();
+        assertTrue(ack.hasHelloAck(), "a lane without verification is taken: " + ack);
+        // The destination names its scheme, so a source asking for verification can stop at once.
+        assertEquals(RegionDigests.SCHEME, ack.getHelloAck().getDigestScheme());
+        plain.halfClose();
         Timing.await(
                 "destination discards after the source goes away",
                 Duration.ofSeconds(10),

@@ -24,6 +24,19 @@ class RegionDigestsTest {
     }
 
     @Test
+    void aPeerThatDigestsByAnotherSchemeIsNamedBeforeAnyPageMoves() {
+        assertTrue(RegionDigests.schemeMismatch("the destination", RegionDigests.SCHEME)
+                .isEmpty());
+        // 0: an agent from before the scheme was carried in the handshake (16 MiB regions).
+        String older = RegionDigests.schemeMismatch("the destination", 0).orElseThrow();
+        assertTrue(older.startsWith("the destination digests RAM by scheme 0 (an earlier Ferry"), older);
+        assertTrue(older.contains("this agent by scheme " + RegionDigests.SCHEME), older);
+        assertTrue(older.contains("migrate without --verify, or upgrade one"), older);
+        String later = RegionDigests.schemeMismatch("the source", -1).orElseThrow();
+        assertTrue(later.contains("scheme 4294967295 (unknown to this agent"), later);
+    }
+
+    @Test
     void keptDigestsEqualAFreshDigestAfterMarkedChangesAndRereadOnlyTheMarkedLeaves() {
         ArrayGuestMemory m = new ArrayGuestMemory(new byte[70 * MIB + 3 * PAGE]); // the last leaf and region short
         new SplittableRandom(1).nextBytes(m.bytes());

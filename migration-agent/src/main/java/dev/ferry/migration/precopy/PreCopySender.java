@@ -27,6 +27,7 @@ import dev.ferry.proto.migration.Abort;
 import dev.ferry.proto.migration.Commit;
 import dev.ferry.proto.migration.DeviceStateChunk;
 import dev.ferry.proto.migration.Hello;
+import dev.ferry.proto.migration.HelloAck;
 import dev.ferry.proto.migration.MigrationStep;
 import dev.ferry.proto.migration.Ready;
 import dev.ferry.proto.migration.RoundEnd;
@@ -41,6 +42,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -389,6 +391,7 @@ public final class PreCopySender {
             lanes.add(lane);
             lane.open();
         }
+        boolean verifying = options.verify() && options.mode() == TransferMode.TRANSFER_MODE_PRECOPY;
         for (SenderLane lane : lanes) {
             lane.send(
                     SenderFrame.newBuilder()
@@ -404,14 +407,22 @@ public final class PreCopySender {
                                     .setSourceHost(parties.sourceHost())
                                     .setMode(options.mode())
                                     .setWindowPages(MigrationStreamRpc.WINDOW_PAGES)
-                                    .setVerify(
-                                            options.verify() && options.mode() == TransferMode.TRANSFER_MODE_PRECOPY))
+                                    .setVerify(verifying)
+                                    .setDigestScheme(RegionDigests.SCHEME))
                             .build(),
                     step);
         }
         long timeout = options.timeouts().handshake().toNanos();
         for (SenderLane lane : lanes) {
-            lane.await(lane.helloAck, step, timeout, true, "the handshake");
+            HelloAck ack = lane.await(lane.helloAck, step, timeout, true, "the handshake");
+            // An older destination accepts the Hello (it does not know the field) and would answer
+            // the pause with a root of its own scheme: a mismatch that blames the memory.
+            Optional<String> skew = verifying
+                    ? RegionDigests.schemeMismatch("the destination", ack.getDigestScheme())
+                    : Optional.empty();
+            if (skew.isPresent()) {
+                throw new MigrationException(step, skew.get());
+            }
         }
     }
 
@@ -538,9 +549,9 @@ public final class PreCopySender {
     private MigrationSummary switchover(GuestMemory memory, DirtyLog dirtyLog, SwitchoverPlan plan)
             throws MigrationException, InterruptedException {
         checkCancel();
+        boolean precopy = options.mode() == TransferMode.TRANSFER_MODE_PRECOPY;
         step = MigrationStep.MIGRATION_STEP_PAUSE;
         emit(MigrationPhase.MIGRATION_PHASE_SWITCHOVER, null, "pausing the VM");
-        boolean precopy = options.mode() == TransferMode.TRANSFER_MODE_PRECOPY;
         SenderLane control = lanes.get(0);
         long deviceBytes = 0;
         long pauseNanos;

@@ -29,6 +29,7 @@ import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -242,6 +243,14 @@ public final class IncomingMigration {
             return "protocol version " + Integer.toUnsignedString(hello.getProtocolVersion())
                     + " is not supported (this agent speaks "
                     + MigrationStreamRpc.PROTOCOL_VERSION + ")";
+        }
+        if (hello.getVerify()) {
+            // Refused before any page moves: otherwise the roots differ at the pause and the
+            // migration fails there as a memory mismatch, blaming the memory for a version skew.
+            Optional<String> skew = RegionDigests.schemeMismatch("the source", hello.getDigestScheme());
+            if (skew.isPresent()) {
+                return skew.get();
+            }
         }
         if (!constantTimeEquals(hello.getToken(), token)) {
             return "wrong token for migration " + hello.getMigrationId();

@@ -100,7 +100,8 @@ public final class MigrationStreamService {
                 lane.send(ReceiverFrame.newBuilder()
                         .setHelloAck(HelloAck.newBuilder()
                                 .setProtocolVersion(MigrationStreamRpc.PROTOCOL_VERSION)
-                                .setLane(hello.getLane()))
+                                .setLane(hello.getLane())
+                                .setDigestScheme(dev.ferry.migration.RegionDigests.SCHEME))
                         .build());
                 lane.start();
             }
