@@ -9,7 +9,6 @@ import dev.ferry.pki.CertificateAuthority;
 import dev.ferry.pki.Credentials;
 import dev.ferry.pki.RevocationList;
 import dev.ferry.pki.Role;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Clock;
@@ -39,14 +38,7 @@ class RevocationProviderBuiltTwiceTest {
     @Test
     void theFirstSecureServerOfAJvmBuildsItsRevocationProviderOnce() throws Exception {
         CertificateAuthority ca = CertificateAuthority.create(dir.resolve("ca"), CLUSTER, Duration.ofDays(30), UTC);
-        Credentials zk = ca.issue(
-                        "zk-1",
-                        Role.ZOOKEEPER,
-                        Duration.ofDays(1),
-                        List.of(),
-                        List.of(InetAddress.getByName("127.0.0.1")),
-                        dir.resolve("z"),
-                        UTC)
+        Credentials zk = SecureZooKeeperTest.serverCredentials(ca, dir.resolve("z"))
                 .withRevocationList(dir.resolve("ca").resolve(RevocationList.FILE));
         Credentials agent =
                 ca.issue("host-1", Role.AGENT, Duration.ofDays(1), List.of(), List.of(), dir.resolve("a"), UTC);
