@@ -2,6 +2,7 @@ package dev.ferry.rpc;
 
 import dev.ferry.pki.Identity;
 import dev.ferry.pki.RevocationList;
+import dev.ferry.pki.RevocationSweep;
 import dev.ferry.pki.RevocationWatch;
 import io.grpc.Grpc;
 import io.grpc.Metadata;
@@ -11,11 +12,9 @@ import io.grpc.ServerInterceptor;
 import io.grpc.Status;
 import java.math.BigInteger;
 import java.security.cert.X509Certificate;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.Optional;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,17 +39,21 @@ final class RevokedPeerCutoff implements ServerInterceptor {
     /** How often the list is looked at (one stat) for calls already open. */
     static final long SWEEP_MS = 1000;
 
-    /** One thread for every server and channel of the process: it stats a file a second. */
-    static final ScheduledExecutorService SWEEPER = Executors.newSingleThreadScheduledExecutor(
-            Thread.ofPlatform().daemon().name("ferry-revocation-sweep").factory());
+    /** The thread every server's and channel's sweep of the process shares: it stats a file a second. */
+    static final String SWEEP_THREAD = "ferry-revocation-sweep";
+
+    /** A sweep of open gRPC calls, as this interceptor and {@link RevokedServerCutoff} run them. */
+    static RevocationSweep startSweep(Logger owner, Runnable sweep) {
+        return new RevocationSweep(SWEEP_THREAD, Duration.ofMillis(SWEEP_MS), "open calls", owner, sweep).start();
+    }
 
     private final RevocationWatch revocations;
     /** Open calls, each with its peer's certificate. */
     private final EndableCalls<X509Certificate> open = new EndableCalls<>();
 
     private BigInteger sweptNumber;
-    /** Scheduled while calls are open, so that an idle or discarded transport costs nothing. */
-    private java.util.concurrent.ScheduledFuture<?> sweeping;
+    /** Running while calls are open, so that an idle or discarded transport costs nothing. */
+    private RevocationSweep sweeping;
 
     RevokedPeerCutoff(RevocationWatch revocations) {
         this.revocations = revocations;
@@ -76,15 +79,7 @@ final class RevokedPeerCutoff implements ServerInterceptor {
 
     private synchronized void sweepWhileOpen() {
         if (sweeping == null) {
-            sweeping = SWEEPER.scheduleWithFixedDelay(this::sweepQuietly, SWEEP_MS, SWEEP_MS, TimeUnit.MILLISECONDS);
-        }
-    }
-
-    private void sweepQuietly() {
-        try {
-            sweep();
-        } catch (RuntimeException e) {
-            log.error("cannot check open calls against the revocation list: {}", e.toString());
+            sweeping = startSweep(log, this::sweep);
         }
     }
 
@@ -94,7 +89,7 @@ final class RevokedPeerCutoff implements ServerInterceptor {
             if (open.isEmpty()) {
                 // Nothing to end; every handshake and call start still looks at the list.
                 if (sweeping != null) {
-                    sweeping.cancel(false);
+                    sweeping.close();
                     sweeping = null;
                 }
                 return;

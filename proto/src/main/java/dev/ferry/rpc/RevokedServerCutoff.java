@@ -1,6 +1,7 @@
 package dev.ferry.rpc;
 
 import dev.ferry.pki.RevocationList;
+import dev.ferry.pki.RevocationSweep;
 import dev.ferry.pki.RevocationWatch;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
@@ -18,8 +19,6 @@ import java.time.Instant;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -53,8 +52,8 @@ final class RevokedServerCutoff {
     /** The channels of this transport, until the sweep finds them shut down. */
     private final Set<ChannelCutoff> channels = ConcurrentHashMap.newKeySet();
 
-    /** Scheduled while channels or calls exist, so that a transport without them costs nothing. */
-    private ScheduledFuture<?> sweeping;
+    /** Running while channels or calls exist, so that a transport without them costs nothing. */
+    private RevocationSweep sweeping;
 
     RevokedServerCutoff(RevocationWatch revocations) {
         this.revocations = revocations;
@@ -108,20 +107,8 @@ final class RevokedServerCutoff {
     private void sweepWhileOpen() {
         synchronized (this) {
             if (sweeping == null) {
-                sweeping = RevokedPeerCutoff.SWEEPER.scheduleWithFixedDelay(
-                        this::sweepQuietly,
-                        RevokedPeerCutoff.SWEEP_MS,
-                        RevokedPeerCutoff.SWEEP_MS,
-                        TimeUnit.MILLISECONDS);
+                sweeping = RevokedPeerCutoff.startSweep(log, this::sweep);
             }
-        }
-    }
-
-    private void sweepQuietly() {
-        try {
-            sweep();
-        } catch (RuntimeException e) {
-            log.error("cannot check open calls against the revocation list: {}", e.toString());
         }
     }
 
@@ -136,7 +123,7 @@ final class RevokedServerCutoff {
             channels.removeIf(ChannelCutoff::shutDown);
             if (open.isEmpty() && channels.isEmpty()) {
                 if (sweeping != null) {
-                    sweeping.cancel(false);
+                    sweeping.close();
                     sweeping = null;
                 }
                 return;

@@ -105,6 +105,13 @@ public final class EmbeddedZooKeeper implements Closeable {
                 throw new IllegalStateException("a secure embedded ZooKeeper already runs in this JVM ("
                         + secureRunning.connectString() + "): ZooKeeper's server TLS settings are per JVM");
             }
+            // ZooKeeper's registry initializes itself lazily, on the first lookup of a provider
+            // (here: the first client's handshake), by building every zookeeper.authProvider.*
+            // class anew and replacing what addOrUpdateProvider below put there. Spent now, before
+            // this server's properties exist, so that the first secure server of a JVM builds its
+            // RevocationCheckingX509Provider once, not twice (a start-up line, a revocation list
+            // read and a discarded provider too many). A no-op once the registry is initialized.
+            ProviderRegistry.initialize();
             var creds = x.credentials();
             Map<String, String> config = ZkTls.serverConfig(ZkTls.keyStore(creds), creds.ca(), creds.revocationList());
             String factoryKey = "zookeeper.serverCnxnFactory";

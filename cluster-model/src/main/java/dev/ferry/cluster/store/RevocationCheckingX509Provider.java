@@ -3,10 +3,12 @@ package dev.ferry.cluster.store;
 import dev.ferry.pki.Identity;
 import dev.ferry.pki.Pem;
 import dev.ferry.pki.RevocationList;
+import dev.ferry.pki.RevocationSweep;
 import dev.ferry.pki.RevocationWatch;
 import java.nio.file.Path;
 import java.security.cert.Certificate;
 import java.security.cert.X509Certificate;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -14,10 +16,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.WeakHashMap;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
 import javax.servlet.http.HttpServletRequest;
 import org.apache.zookeeper.KeeperException;
 import org.apache.zookeeper.common.X509Exception;
@@ -73,9 +71,11 @@ public final class RevocationCheckingX509Provider extends X509AuthenticationProv
     /** How often the connections this provider admitted are looked at against the list. */
     static final long SWEEP_MS = 1000;
 
-    /** One thread for every provider of the process: it stats a file a second. */
-    private static final ScheduledExecutorService SWEEPER = Executors.newSingleThreadScheduledExecutor(
-            Thread.ofPlatform().daemon().name("ferry-zk-revocation-sweep").factory());
+    /**
+     * The thread every provider's sweep of the process shares: it stats a file a second. Not the
+     * gRPC side's, so that closing ZooKeeper connections never delays ending revoked calls.
+     */
+    private static final String SWEEP_THREAD = "ferry-zk-revocation-sweep";
 
     private final RevocationWatch revocations;
     /**
@@ -84,8 +84,8 @@ public final class RevocationCheckingX509Provider extends X509AuthenticationProv
      * with it. Guarded by itself.
      */
     private final Map<ServerCnxn, X509Certificate> admitted = Collections.synchronizedMap(new WeakHashMap<>());
-    /** Scheduled while connections are admitted, so that a removed provider costs nothing. */
-    private ScheduledFuture<?> sweeping;
+    /** Running while connections are admitted, so that a removed provider costs nothing. */
+    private RevocationSweep sweeping;
 
     /** What ZooKeeper calls ({@code authProvider.x509=} this class): configured by system properties. */
     public RevocationCheckingX509Provider() throws X509Exception {
@@ -159,17 +159,14 @@ public final class RevocationCheckingX509Provider extends X509AuthenticationProv
         admitted.put(cnxn, cert);
         synchronized (this) {
             if (sweeping == null) {
-                sweeping =
-                        SWEEPER.scheduleWithFixedDelay(this::sweepQuietly, SWEEP_MS, SWEEP_MS, TimeUnit.MILLISECONDS);
+                sweeping = new RevocationSweep(
+                                SWEEP_THREAD,
+                                Duration.ofMillis(SWEEP_MS),
+                                "open ZooKeeper connections",
+                                log,
+                                this::sweep)
+                        .start();
             }
-        }
-    }
-
-    private void sweepQuietly() {
-        try {
-            sweep();
-        } catch (RuntimeException e) {
-            log.error("cannot check open ZooKeeper connections against the revocation list: {}", e.toString());
         }
     }
 
@@ -188,7 +185,7 @@ public final class RevocationCheckingX509Provider extends X509AuthenticationProv
         if (open.isEmpty()) {
             synchronized (this) {
                 if (admitted.isEmpty() && sweeping != null) {
-                    sweeping.cancel(false);
+                    sweeping.close();
                     sweeping = null;
                 }
             }

@@ -12,6 +12,7 @@ import dev.ferry.pki.RevocationList;
 import dev.ferry.pki.Role;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
@@ -57,14 +58,7 @@ class SecureZooKeeperTest {
     @BeforeAll
     static void start() throws Exception {
         ca = CertificateAuthority.create(dir.resolve("ca"), CLUSTER, Duration.ofDays(30), UTC);
-        Credentials zk = ca.issue(
-                "zk-1",
-                Role.ZOOKEEPER,
-                Duration.ofDays(1),
-                List.of(),
-                List.of(InetAddress.getByName("127.0.0.1")),
-                dir.resolve("z"),
-                UTC);
+        Credentials zk = serverCredentials(ca, dir.resolve("z"));
         coordinator = issue(ca, "coordinator-1", Role.COORDINATOR);
         agent = issue(ca, "host-1", Role.AGENT);
         operator = issue(ca, "alice", Role.OPERATOR);
@@ -95,6 +89,18 @@ class SecureZooKeeperTest {
         if (server != null) {
             server.close();
         }
+    }
+
+    /** A server's credentials: its certificate names 127.0.0.1, the address its clients connect to. */
+    static Credentials serverCredentials(CertificateAuthority ca, Path files) throws UnknownHostException {
+        return ca.issue(
+                "zk-1",
+                Role.ZOOKEEPER,
+                Duration.ofDays(1),
+                List.of(),
+                List.of(InetAddress.getByName("127.0.0.1")),
+                files,
+                UTC);
     }
 
     private static Credentials issue(CertificateAuthority ca, String name, Role role) {
