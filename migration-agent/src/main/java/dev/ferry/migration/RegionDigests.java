@@ -238,8 +238,13 @@ public final class RegionDigests {
         background = CompletableFuture.runAsync(() -> refreshWhileAsked(memory), REFRESHERS);
     }
 
-    /** Waits until no background refresh is running (tests). */
-    void awaitBackground() {
+    /**
+     * Waits until no background refresh is running. A source calls it before it pauses the guest:
+     * the last round's refresh then hashes while the guest still runs, instead of competing with
+     * the final pages for the host's cores in the pause, and the pause re-reads only what the guest
+     * changed after it.
+     */
+    public void awaitBackground() {
         while (true) {
             CompletableFuture<Void> b;
             synchronized (this) {

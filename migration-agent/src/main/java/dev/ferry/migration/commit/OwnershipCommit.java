@@ -14,6 +14,13 @@ public interface OwnershipCommit {
         DESTINATION
     }
 
+    /**
+     * Source side, at the pause, beside the final pages: reads ahead what {@link #commit} will
+     * check, so that the commit in the pause is one write. Must be safe however stale the reads
+     * turn out (the commit's write checks what it read) and must not throw.
+     */
+    default void prepare(CommitRequest request) {}
+
     /** Source side, VM paused, destination ready: moves ownership to the target. */
     CommitOutcome commit(CommitRequest request) throws InterruptedException;
 
